@@ -1,0 +1,363 @@
+#!/usr/bin/env bash
+# Test bed for modelcast's integration tests: a real Kafka-protocol broker
+# (tansu) and real S3 servers (garage, and s3s-fs when installed), all on
+# 127.0.0.1 with ports picked at start, so several test beds can run at once.
+#
+# Usage:
+#   scripts/services.sh install       build the pinned servers into the cache
+#   scripts/services.sh start DIR     start them with data, logs and env.sh in DIR
+#   scripts/services.sh stop DIR      stop the servers started in DIR
+#   scripts/services.sh run CMD...    install, start in a temporary dir, run CMD
+#                                     with env.sh sourced, stop, clean up
+#
+# Environment:
+#   MODELCAST_CACHE             where servers are installed
+#                               (default: ${XDG_CACHE_HOME:-$HOME/.cache}/modelcast)
+#   MODELCAST_S3S_FS=0          neither install nor start s3s-fs
+#   MODELCAST_SERVICES_TIMEOUT  seconds to wait for each server (default: 60)
+set -euo pipefail
+
+readonly TANSU_VERSION=0.6.0
+readonly GARAGE_VERSION=2.5.0
+readonly S3S_FS_VERSION=0.14.1
+
+readonly S3_BUCKET=modelcast-test
+readonly GARAGE_REGION=garage
+readonly S3S_REGION=us-east-1
+
+MODELCAST_CACHE="${MODELCAST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelcast}"
+READY_TIMEOUT="${MODELCAST_SERVICES_TIMEOUT:-60}"
+WITH_S3S_FS="${MODELCAST_S3S_FS:-1}"
+
+log() { printf 'services: %s\n' "$*" >&2; }
+die() {
+	log "error: $*"
+	exit 1
+}
+
+usage() {
+	sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0" >&2
+	exit "${1:-2}"
+}
+
+# bin_path NAME VERSION: where `cargo install --root` puts NAME's binary.
+bin_path() { printf '%s/%s-%s/bin/%s' "$MODELCAST_CACHE" "$1" "$2" "$1"; }
+
+# random_hex BYTES: 2*BYTES lowercase hex digits from /dev/urandom.
+random_hex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
+
+# free_ports N: N distinct TCP ports that are free on 127.0.0.1 right now.
+free_ports() {
+	python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# now_ms: milliseconds since the epoch.
+now_ms() {
+	local t=${EPOCHREALTIME/[.,]/}
+	printf '%s' "${t:0:-3}"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+http_ok() { curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null; }
+
+# alive PID: PID exists and is not a zombie.
+alive() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	[[ ${stat%% *} != Z ]]
+}
+
+# ---------------------------------------------------------------- install
+
+# install_one NAME VERSION [CARGO_ARGS...]
+install_one() {
+	local name=$1 version=$2
+	shift 2
+	local root="$MODELCAST_CACHE/$name-$version"
+	local target="$MODELCAST_CACHE/build/$name-$version"
+	if [[ -x $root/bin/$name ]]; then
+		log "$name $version: installed at $root/bin/$name"
+		return 0
+	fi
+	log "$name $version: building with cargo install (several minutes)..."
+	local start=$SECONDS
+	cargo install --root "$root" --target-dir "$target" --locked "$@" "$name@$version" || return 1
+	rm -rf "$target"
+	rmdir "$MODELCAST_CACHE/build" 2>/dev/null || true
+	log "$name $version: installed in $((SECONDS - start)) s"
+}
+
+cmd_install() {
+	command -v cargo >/dev/null || die "cargo is needed to install the servers"
+	mkdir -p "$MODELCAST_CACHE"
+	# Without dynostore,libsql tansu has no durable storage engine and its
+	# default broker discards what is produced to it.
+	install_one tansu "$TANSU_VERSION" --features dynostore,libsql ||
+		die "could not install tansu $TANSU_VERSION"
+	install_one garage "$GARAGE_VERSION" ||
+		die "could not install garage $GARAGE_VERSION"
+	if [[ $WITH_S3S_FS == 0 ]]; then
+		log "s3s-fs: skipped (MODELCAST_S3S_FS=0)"
+	elif ! install_one s3s-fs "$S3S_FS_VERSION" --features binary; then
+		log "warning: could not install s3s-fs $S3S_FS_VERSION; test beds will run without it"
+	fi
+}
+
+# ---------------------------------------------------------------- start
+
+# wait_ready DIR NAME PID CHECK...: wait until CHECK succeeds; on failure
+# show NAME's log tail, stop everything started in DIR and exit.
+wait_ready() {
+	local dir=$1 name=$2 pid=$3
+	shift 3
+	local start deadline
+	start=$(now_ms)
+	deadline=$((start + READY_TIMEOUT * 1000))
+	until "$@"; do
+		local problem=""
+		if ! alive "$pid"; then
+			problem="exited before it was ready"
+		elif (($(now_ms) > deadline)); then
+			problem="not ready after $READY_TIMEOUT s"
+		fi
+		if [[ -n $problem ]]; then
+			log "$name $problem; last lines of $dir/$name.log:"
+			tail -n 40 "$dir/$name.log" >&2 || true
+			cmd_stop "$dir"
+			exit 1
+		fi
+		sleep 0.1
+	done
+	log "$name ready in $(($(now_ms) - start)) ms (pid $pid, log $dir/$name.log)"
+}
+
+# spawn DIR NAME WORKDIR CMD...: run CMD in WORKDIR in the background with
+# output to DIR/NAME.log; record its pid in DIR/NAME.pid and in $SPAWNED_PID.
+spawn() {
+	local dir=$1 name=$2 workdir=$3
+	shift 3
+	(cd "$workdir" && exec "$@") </dev/null >"$dir/$name.log" 2>&1 &
+	SPAWNED_PID=$!
+	printf '%s %s\n' "$SPAWNED_PID" "$name" >"$dir/$name.pid"
+}
+
+start_tansu() {
+	local dir=$1 port=$2
+	local bin
+	bin=$(bin_path tansu "$TANSU_VERSION")
+	mkdir -p "$dir/tansu"
+	# The sqlite path is relative to the working directory. tansu also reads
+	# a .env file and these variables; keep the caller's out of its way.
+	spawn "$dir" tansu "$dir/tansu" \
+		env -u OTEL_EXPORTER_OTLP_ENDPOINT -u SCHEMA_REGISTRY -u CLUSTER_ID \
+		"$bin" broker \
+		--listener-url "tcp://127.0.0.1:$port" \
+		--advertised-listener-url "tcp://127.0.0.1:$port" \
+		--storage-engine sqlite://tansu.db
+	TANSU_PID=$SPAWNED_PID
+	wait_ready "$dir" tansu "$TANSU_PID" port_open "$port"
+}
+
+start_garage() {
+	local dir=$1 s3_port=$2 rpc_port=$3 admin_port=$4
+	local bin
+	bin=$(bin_path garage "$GARAGE_VERSION")
+	mkdir -p "$dir/garage/meta" "$dir/garage/data"
+	(
+		umask 077
+		cat >"$dir/garage/garage.toml" <<EOF
+metadata_dir = "$dir/garage/meta"
+data_dir = "$dir/garage/data"
+db_engine = "sqlite"
+replication_factor = 1
+
+rpc_bind_addr = "127.0.0.1:$rpc_port"
+rpc_public_addr = "127.0.0.1:$rpc_port"
+rpc_secret = "$(random_hex 32)"
+
+[s3_api]
+s3_region = "$GARAGE_REGION"
+api_bind_addr = "127.0.0.1:$s3_port"
+
+[admin]
+api_bind_addr = "127.0.0.1:$admin_port"
+EOF
+	)
+	GARAGE_ACCESS_KEY="GK$(random_hex 12)"
+	GARAGE_SECRET_KEY=$(random_hex 32)
+	# --single-node lays out a one-node cluster; --default-access-key and
+	# --default-bucket create the key and bucket named in GARAGE_DEFAULT_*.
+	spawn "$dir" garage "$dir/garage" \
+		env GARAGE_DEFAULT_ACCESS_KEY="$GARAGE_ACCESS_KEY" \
+		GARAGE_DEFAULT_SECRET_KEY="$GARAGE_SECRET_KEY" \
+		GARAGE_DEFAULT_BUCKET="$S3_BUCKET" \
+		"$bin" -c "$dir/garage/garage.toml" server \
+		--single-node --default-access-key --default-bucket
+	GARAGE_PID=$SPAWNED_PID
+	wait_ready "$dir" garage "$GARAGE_PID" http_ok "http://127.0.0.1:$admin_port/health"
+}
+
+start_s3s_fs() {
+	local dir=$1 port=$2
+	local bin
+	bin=$(bin_path s3s-fs "$S3S_FS_VERSION")
+	# s3s-fs serves each directory under its root as a bucket.
+	mkdir -p "$dir/s3s-fs/$S3_BUCKET"
+	S3S_ACCESS_KEY="AK$(random_hex 10)"
+	S3S_SECRET_KEY=$(random_hex 32)
+	spawn "$dir" s3s-fs "$dir/s3s-fs" \
+		"$bin" --host 127.0.0.1 --port "$port" \
+		--access-key "$S3S_ACCESS_KEY" --secret-key "$S3S_SECRET_KEY" \
+		"$dir/s3s-fs"
+	S3S_PID=$SPAWNED_PID
+	wait_ready "$dir" s3s-fs "$S3S_PID" port_open "$port"
+}
+
+cmd_start() {
+	(($# == 1)) || usage
+	mkdir -p "$1"
+	local dir
+	dir=$(cd "$1" && pwd)
+	command -v python3 >/dev/null || die "python3 is needed to pick free ports"
+	command -v curl >/dev/null || die "curl is needed to check that garage is ready"
+
+	local tansu garage
+	tansu=$(bin_path tansu "$TANSU_VERSION")
+	garage=$(bin_path garage "$GARAGE_VERSION")
+	[[ -x $tansu && -x $garage ]] || die "servers not installed: run $0 install"
+	local with_s3s=0
+	if [[ $WITH_S3S_FS != 0 && -x $(bin_path s3s-fs "$S3S_FS_VERSION") ]]; then
+		with_s3s=1
+	fi
+
+	local ports
+	read -r -a ports <<<"$(free_ports 5)"
+	start_tansu "$dir" "${ports[0]}"
+	start_garage "$dir" "${ports[1]}" "${ports[2]}" "${ports[3]}"
+	if ((with_s3s)); then
+		start_s3s_fs "$dir" "${ports[4]}"
+	fi
+
+	{
+		printf '# modelcast test bed in %s, written by %s\n' "$dir" "$0"
+		printf 'export %s=%q\n' \
+			MODELCAST_TEST_SERVICES_DIR "$dir" \
+			MODELCAST_TEST_BOOTSTRAP "127.0.0.1:${ports[0]}" \
+			MODELCAST_TEST_TANSU_PID "$TANSU_PID" \
+			MODELCAST_TEST_S3_ENDPOINT "http://127.0.0.1:${ports[1]}" \
+			MODELCAST_TEST_S3_BUCKET "$S3_BUCKET" \
+			MODELCAST_TEST_S3_ACCESS_KEY "$GARAGE_ACCESS_KEY" \
+			MODELCAST_TEST_S3_SECRET_KEY "$GARAGE_SECRET_KEY" \
+			MODELCAST_TEST_S3_REGION "$GARAGE_REGION" \
+			MODELCAST_TEST_GARAGE_ADMIN "http://127.0.0.1:${ports[3]}" \
+			MODELCAST_TEST_GARAGE_PID "$GARAGE_PID"
+		if ((with_s3s)); then
+			printf 'export %s=%q\n' \
+				MODELCAST_TEST_S3S_ENDPOINT "http://127.0.0.1:${ports[4]}" \
+				MODELCAST_TEST_S3S_BUCKET "$S3_BUCKET" \
+				MODELCAST_TEST_S3S_ACCESS_KEY "$S3S_ACCESS_KEY" \
+				MODELCAST_TEST_S3S_SECRET_KEY "$S3S_SECRET_KEY" \
+				MODELCAST_TEST_S3S_REGION "$S3S_REGION" \
+				MODELCAST_TEST_S3S_PID "$S3S_PID"
+		fi
+	} >"$dir/env.sh"
+	log "test bed up: source $dir/env.sh"
+}
+
+# ---------------------------------------------------------------- stop
+
+cmd_stop() {
+	(($# == 1)) || usage
+	local dir=$1 pidfile pid name comm
+	local pids=()
+	for pidfile in "$dir"/*.pid; do
+		[[ -e $pidfile ]] || continue
+		read -r pid name <"$pidfile" || true
+		rm -f "$pidfile"
+		[[ $pid =~ ^[0-9]+$ ]] || continue
+		# Only signal the process if it is still the server we started.
+		comm=$(cat "/proc/$pid/comm" 2>/dev/null) || continue
+		[[ $comm == "$name" ]] || continue
+		kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+	done
+	((${#pids[@]})) || return 0
+	local i
+	for ((i = 0; i < 50; i++)); do
+		local left=()
+		for pid in "${pids[@]}"; do
+			if alive "$pid"; then left+=("$pid"); fi
+		done
+		((${#left[@]})) || break
+		sleep 0.1
+	done
+	for pid in "${pids[@]}"; do
+		if alive "$pid"; then
+			log "pid $pid did not stop within 5 s: killing it"
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	done
+	log "stopped the test bed in $dir"
+}
+
+# ---------------------------------------------------------------- run
+
+RUN_DIR=""
+RUN_STATUS=0
+
+run_cleanup() {
+	[[ -n $RUN_DIR ]] || return 0
+	cmd_stop "$RUN_DIR"
+	if ((RUN_STATUS != 0)); then
+		local logfile
+		for logfile in "$RUN_DIR"/*.log; do
+			[[ -e $logfile ]] || continue
+			log "last lines of $(basename "$logfile"):"
+			tail -n 20 "$logfile" >&2 || true
+		done
+	fi
+	rm -rf "$RUN_DIR"
+}
+
+cmd_run() {
+	(($# > 0)) || usage
+	cmd_install
+	RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/modelcast-services.XXXXXX")
+	trap run_cleanup EXIT
+	trap 'RUN_STATUS=130; exit 130' INT
+	trap 'RUN_STATUS=143; exit 143' TERM
+	cmd_start "$RUN_DIR"
+	# shellcheck source=/dev/null
+	source "$RUN_DIR/env.sh"
+	export MODELCAST_REQUIRE_SERVICES=1
+	"$@" || RUN_STATUS=$?
+	exit "$RUN_STATUS"
+}
+
+main() {
+	(($# > 0)) || usage
+	local cmd=$1
+	shift
+	case $cmd in
+	install)
+		(($# == 0)) || usage
+		cmd_install
+		;;
+	start) cmd_start "$@" ;;
+	stop) cmd_stop "$@" ;;
+	run) cmd_run "$@" ;;
+	-h | --help | help) usage 0 ;;
+	*) usage ;;
+	esac
+}
+
+main "$@"

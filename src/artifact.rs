@@ -1,0 +1,288 @@
+//! The model artifact: one self-describing JSON document per trained model.
+//!
+//! The artifact is data, not code: [`Artifact::decode`] parses JSON into plain structs
+//! (unknown fields rejected) and checks them; nothing in it is ever executed. Its format
+//! is a compatibility promise, versioned by [`SCHEMA_VERSION`] and documented in the README.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::params::Params;
+use crate::data::FileInfo;
+use crate::error::{Error, Result};
+use crate::features::{Preprocessing, Scorer};
+use crate::model::{LinearFit, Metrics};
+
+/// The artifact format version this build writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+/// The `format` field of every artifact.
+pub const FORMAT: &str = "modelcast.model";
+
+/// Hex-encoded sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut s = String::with_capacity(64);
+    for b in digest.iter() {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// One input column of the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputColumn {
+    /// Column name.
+    pub name: String,
+    /// `numeric` or `categorical`.
+    #[serde(rename = "type")]
+    pub kind: ColumnType,
+    /// Known categories (categorical columns only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+}
+
+/// The type of an input column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    /// A number.
+    Numeric,
+    /// A category, one-hot encoded.
+    Categorical,
+}
+
+/// What a record must look like.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSchema {
+    /// Columns in slot order.
+    pub columns: Vec<InputColumn>,
+    /// The target the model predicts.
+    pub target: String,
+}
+
+impl InputSchema {
+    /// `sha256:` digest of the column names and types (not the categories), used to check that a
+    /// new model accepts the same records as the current one.
+    pub fn digest(&self) -> String {
+        let mut text = String::new();
+        for c in &self.columns {
+            let kind = match c.kind {
+                ColumnType::Numeric => "numeric",
+                ColumnType::Categorical => "categorical",
+            };
+            text.push_str(&format!("{}\t{}\n", c.name, kind));
+        }
+        format!("sha256:{}", sha256_hex(text.as_bytes()))
+    }
+}
+
+/// The fitted estimator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Estimator {
+    /// `linear`, `ridge`, `lasso` or `elastic_net`.
+    pub kind: String,
+    /// Design-matrix column names (numeric, then `column=category`).
+    pub feature_names: Vec<String>,
+    /// The fit: coefficients, intercept, rank.
+    #[serde(flatten)]
+    pub fit: LinearFit,
+}
+
+/// Held-out metrics of the model and of the mean-of-target baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evaluation {
+    /// The model on the held-out rows.
+    pub model: Metrics,
+    /// Predicting the training mean for every held-out row.
+    pub baseline: Metrics,
+    /// The model on its own training rows.
+    pub train: Metrics,
+}
+
+/// Where the training data came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingData {
+    /// Each file read, with its sha256 and row count.
+    pub files: Vec<FileInfo>,
+    /// Rows used for fitting.
+    pub train_rows: usize,
+    /// Rows used for evaluation.
+    pub test_rows: usize,
+}
+
+/// The model artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    /// Format version ([`SCHEMA_VERSION`]).
+    pub schema_version: u32,
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Model name.
+    pub model_name: String,
+    /// Version id: `YYYYMMDDTHHMMSSmmmZ-xxxxxxxx`, sortable by creation time.
+    pub version: String,
+    /// Creation time (UTC).
+    pub created_at: DateTime<Utc>,
+    /// modelcast version that wrote it.
+    pub tool_version: String,
+    /// The params the model was trained with.
+    pub params: Params,
+    /// What records must look like.
+    pub input_schema: InputSchema,
+    /// The fitted preprocessing.
+    pub preprocessing: Preprocessing,
+    /// The fitted estimator.
+    pub estimator: Estimator,
+    /// Held-out evaluation.
+    pub metrics: Evaluation,
+    /// Provenance of the training data.
+    pub training_data: TrainingData,
+}
+
+impl Artifact {
+    /// Build the input schema from fitted preprocessing.
+    pub fn schema_of(prep: &Preprocessing, target: &str) -> InputSchema {
+        let mut columns: Vec<InputColumn> = prep
+            .numeric
+            .iter()
+            .map(|f| InputColumn { name: f.name.clone(), kind: ColumnType::Numeric, categories: vec![] })
+            .collect();
+        columns.extend(prep.categorical.iter().map(|f| InputColumn {
+            name: f.name.clone(),
+            kind: ColumnType::Categorical,
+            categories: f.categories.clone(),
+        }));
+        InputSchema { columns, target: target.to_string() }
+    }
+
+    /// Serialize to the bytes stored in the model store (pretty JSON, trailing newline).
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let mut v = serde_json::to_vec_pretty(self).map_err(|e| Error::Encode { what: "artifact", source: e })?;
+        v.push(b'\n');
+        Ok(v)
+    }
+
+    /// Parse and check artifact bytes read from `uri`. The schema version is checked before the
+    /// body is interpreted, so a future format gives a clear "unsupported" error.
+    pub fn decode(uri: &str, bytes: &[u8]) -> Result<Artifact> {
+        #[derive(Deserialize)]
+        struct Probe {
+            schema_version: Option<serde_json::Value>,
+            format: Option<String>,
+        }
+        let probe: Probe =
+            serde_json::from_slice(bytes).map_err(|e| Error::artifact(uri, format!("not a JSON model artifact: {e}")))?;
+        if probe.format.as_deref() != Some(FORMAT) {
+            return Err(Error::artifact(uri, format!("format is {:?}, expected {FORMAT:?}", probe.format)));
+        }
+        match probe.schema_version.as_ref().and_then(|v| v.as_u64()) {
+            Some(v) if v == SCHEMA_VERSION as u64 => {}
+            other => {
+                return Err(Error::artifact(
+                    uri,
+                    format!(
+                        "unsupported schema_version {}; this modelcast reads {SCHEMA_VERSION} (upgrade modelcast)",
+                        other.map_or_else(|| format!("{:?}", probe.schema_version), |v| v.to_string())
+                    ),
+                ))
+            }
+        }
+        let a: Artifact =
+            serde_json::from_slice(bytes).map_err(|e| Error::artifact(uri, format!("invalid artifact: {e}")))?;
+        a.check(uri)?;
+        Ok(a)
+    }
+
+    /// Internal consistency: schema, preprocessing and coefficients agree; numbers are finite.
+    pub fn check(&self, uri: &str) -> Result<()> {
+        let bad = |m: String| Err(Error::artifact(uri, m));
+        if self.input_schema != Self::schema_of(&self.preprocessing, &self.input_schema.target) {
+            return bad("input_schema does not match preprocessing".into());
+        }
+        let width = self.preprocessing.width();
+        if self.estimator.fit.coefficients.len() != width || self.estimator.feature_names.len() != width {
+            return bad(format!(
+                "{} coefficients / {} feature names for {width} design columns",
+                self.estimator.fit.coefficients.len(),
+                self.estimator.feature_names.len()
+            ));
+        }
+        let finite = self.estimator.fit.coefficients.iter().all(|c| c.is_finite())
+            && self.estimator.fit.intercept.is_finite()
+            && self.preprocessing.numeric.iter().all(|f| {
+                f.center.is_finite() && f.scale.is_finite() && f.scale != 0.0 && f.impute.is_none_or(f64::is_finite)
+            });
+        if !finite {
+            return bad("non-finite coefficient, intercept or preprocessing value".into());
+        }
+        Ok(())
+    }
+
+    /// The fast record → prediction function of this model.
+    pub fn scorer(&self) -> Result<Scorer> {
+        Scorer::new(&self.preprocessing, &self.estimator.fit.coefficients, self.estimator.fit.intercept)
+    }
+
+    /// Store key: `<name>/<YYYY-MM-DD>/<version>.json`.
+    pub fn key(&self) -> String {
+        format!("{}/{}/{}.json", self.model_name, self.created_at.format("%Y-%m-%d"), self.version)
+    }
+}
+
+/// A new version id for a model created at `at`: a sortable UTC timestamp plus 8 hex characters
+/// that differ between two trainings in the same millisecond (process id, a counter, the clock's
+/// nanoseconds and `salt` are hashed).
+pub fn new_version(at: DateTime<Utc>, salt: &[u8]) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = Sha256::new();
+    h.update(std::process::id().to_le_bytes());
+    h.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    h.update(at.timestamp_nanos_opt().unwrap_or_default().to_le_bytes());
+    h.update(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+            .to_le_bytes(),
+    );
+    h.update(salt);
+    let d = h.finalize();
+    format!("{}-{:02x}{:02x}{:02x}{:02x}", at.format("%Y%m%dT%H%M%S%3fZ"), d[0], d[1], d[2], d[3])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_abc() {
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn versions_sort_by_time_and_differ_within_a_millisecond() {
+        let t = DateTime::parse_from_rfc3339("2026-11-21T10:00:00.123Z").unwrap().with_timezone(&Utc);
+        let (a, b) = (new_version(t, b"x"), new_version(t, b"x"));
+        assert!(a.starts_with("20261121T100000123Z-") && a.len() == 29, "{a}");
+        assert_ne!(a, b);
+        assert!(new_version(t + chrono::Duration::milliseconds(1), b"") > a);
+    }
+
+    #[test]
+    fn decode_refuses_non_artifacts_and_future_versions() {
+        let e = Artifact::decode("u", b"\x00garbage").unwrap_err().to_string();
+        assert!(e.contains("not a JSON model artifact"), "{e}");
+        let e = Artifact::decode("u", br#"{"format":"modelcast.model","schema_version":99}"#).unwrap_err().to_string();
+        assert!(e.contains("unsupported schema_version 99"), "{e}");
+        let e = Artifact::decode("u", br#"{"format":"pickle","schema_version":1}"#).unwrap_err().to_string();
+        assert!(e.contains("format"), "{e}");
+    }
+}

@@ -1,0 +1,301 @@
+//! Tabular data: CSV files into typed columns, and the held-out split. No network.
+//!
+//! Columns are stored column-wise: numbers as `f64` with `NaN` for "missing", categories
+//! as interned codes. This keeps a million-row table a few tens of megabytes.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Marker code for a missing categorical value.
+pub const MISSING_CODE: u32 = u32::MAX;
+
+/// A categorical column: one code per row plus the dictionary of distinct values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CategoricalColumn {
+    /// Distinct values, indexed by code, in first-seen order.
+    pub values: Vec<String>,
+    /// One code per row; [`MISSING_CODE`] for missing.
+    pub codes: Vec<u32>,
+    index: HashMap<String, u32>,
+}
+
+impl CategoricalColumn {
+    fn push(&mut self, value: Option<&str>) {
+        let code = match value {
+            None => MISSING_CODE,
+            Some(v) => match self.index.get(v) {
+                Some(&c) => c,
+                None => {
+                    let c = self.values.len() as u32;
+                    self.values.push(v.to_string());
+                    self.index.insert(v.to_string(), c);
+                    c
+                }
+            },
+        };
+        self.codes.push(code);
+    }
+
+    /// The value of row `i`, `None` when missing.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        match self.codes[i] {
+            MISSING_CODE => None,
+            c => Some(self.values[c as usize].as_str()),
+        }
+    }
+}
+
+/// Which columns to load and how to read the cells.
+#[derive(Debug, Clone)]
+pub struct ColumnSpec<'a> {
+    /// Numeric feature columns.
+    pub numeric: &'a [String],
+    /// Categorical feature columns.
+    pub categorical: &'a [String],
+    /// The target column (numeric, never missing).
+    pub target: &'a str,
+    /// Field delimiter.
+    pub delimiter: u8,
+    /// Cell values that mean "missing".
+    pub missing_tokens: &'a [String],
+}
+
+/// A loaded table: the requested columns only.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Table {
+    /// Numeric columns in spec order; `NaN` marks a missing cell.
+    pub numeric: Vec<Vec<f64>>,
+    /// Categorical columns in spec order.
+    pub categorical: Vec<CategoricalColumn>,
+    /// Target values.
+    pub target: Vec<f64>,
+}
+
+impl Table {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.target.len()
+    }
+
+    /// Whether the table has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.target.is_empty()
+    }
+
+    /// The rows at `idx`, in that order, as a new table.
+    pub fn take(&self, idx: &[usize]) -> Table {
+        let mut out = Table {
+            numeric: self.numeric.iter().map(|c| idx.iter().map(|&i| c[i]).collect()).collect(),
+            categorical: vec![CategoricalColumn::default(); self.categorical.len()],
+            target: idx.iter().map(|&i| self.target[i]).collect(),
+        };
+        for (dst, src) in out.categorical.iter_mut().zip(&self.categorical) {
+            for &i in idx {
+                dst.push(src.get(i));
+            }
+        }
+        out
+    }
+}
+
+/// Facts about one loaded file, recorded in the artifact for provenance.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FileInfo {
+    /// The path as given.
+    pub path: String,
+    /// Hex sha256 of the file's bytes.
+    pub sha256: String,
+    /// Data rows read (header excluded).
+    pub rows: u64,
+}
+
+/// Whether `cell` is one of the missing-value tokens.
+pub fn is_missing(cell: &str, tokens: &[String]) -> bool {
+    let cell = cell.trim();
+    tokens.iter().any(|t| t == cell)
+}
+
+/// Parse a numeric cell: `Ok(None)` for missing, an error message for non-numbers and non-finite values.
+pub fn parse_number(cell: &str, tokens: &[String]) -> std::result::Result<Option<f64>, String> {
+    if is_missing(cell, tokens) {
+        return Ok(None);
+    }
+    match cell.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(Some(v)),
+        Ok(_) => Err(format!("{cell:?} is not a finite number")),
+        Err(_) => Err(format!("{cell:?} is not a number")),
+    }
+}
+
+/// Load `paths` (same header) into one table, reading only the columns in `spec`.
+///
+/// Errors name the file and line: a missing column, a short row, a non-numeric value in a
+/// numeric column, a missing target.
+pub fn load_csv(paths: &[impl AsRef<Path>], spec: &ColumnSpec<'_>) -> Result<(Table, Vec<FileInfo>)> {
+    let mut table = Table {
+        numeric: vec![Vec::new(); spec.numeric.len()],
+        categorical: vec![CategoricalColumn::default(); spec.categorical.len()],
+        target: Vec::new(),
+    };
+    let mut infos = Vec::new();
+    for path in paths {
+        let path = path.as_ref();
+        let bytes = read_maybe_gz(path)?;
+        let sha256 = crate::artifact::sha256_hex(&bytes);
+        let rows = load_one(path, &bytes, spec, &mut table)?;
+        infos.push(FileInfo { path: path.display().to_string(), sha256, rows });
+    }
+    if table.is_empty() {
+        return Err(Error::Data { source_name: join_paths(paths), line: 0, message: "no data rows".into() });
+    }
+    Ok((table, infos))
+}
+
+fn join_paths(paths: &[impl AsRef<Path>]) -> String {
+    paths.iter().map(|p| p.as_ref().display().to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// Read a file, transparently gunzipping `*.gz`.
+pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(raw.as_slice()).read_to_end(&mut out).map_err(|e| Error::io("gunzip", path, e))?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+fn load_one(path: &Path, bytes: &[u8], spec: &ColumnSpec<'_>, table: &mut Table) -> Result<u64> {
+    let name = path.display().to_string();
+    let data_err = |line: u64, message: String| Error::Data { source_name: name.clone(), line, message };
+    let mut rdr = csv::ReaderBuilder::new().delimiter(spec.delimiter).has_headers(true).from_reader(bytes);
+    let header = rdr.headers().map_err(|e| data_err(1, e.to_string()))?.clone();
+    let find = |col: &str| -> Result<usize> {
+        header.iter().position(|h| h.trim() == col).ok_or_else(|| {
+            let have: Vec<&str> = header.iter().collect();
+            data_err(1, format!("column {col:?} not in header; the header has {have:?} (check data.delimiter)"))
+        })
+    };
+    let num_idx = spec.numeric.iter().map(|c| find(c)).collect::<Result<Vec<_>>>()?;
+    let cat_idx = spec.categorical.iter().map(|c| find(c)).collect::<Result<Vec<_>>>()?;
+    let target_idx = find(spec.target)?;
+    let mut record = csv::StringRecord::new();
+    let mut rows = 0u64;
+    loop {
+        let line = rdr.position().line();
+        match rdr.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => return Err(data_err(line, format!("malformed CSV row: {e}"))),
+        }
+        let cell = |i: usize| record.get(i).unwrap_or("");
+        for (j, &i) in num_idx.iter().enumerate() {
+            let v = parse_number(cell(i), spec.missing_tokens)
+                .map_err(|m| data_err(line, format!("column {:?}: {m}", spec.numeric[j])))?;
+            table.numeric[j].push(v.unwrap_or(f64::NAN));
+        }
+        for (j, &i) in cat_idx.iter().enumerate() {
+            let c = cell(i);
+            table.categorical[j].push(if is_missing(c, spec.missing_tokens) { None } else { Some(c.trim()) });
+        }
+        let y = parse_number(cell(target_idx), spec.missing_tokens)
+            .map_err(|m| data_err(line, format!("target {:?}: {m}", spec.target)))?
+            .ok_or_else(|| data_err(line, format!("target {:?} is missing; every training row needs one", spec.target)))?;
+        table.target.push(y);
+        rows += 1;
+    }
+    Ok(rows)
+}
+
+/// A deterministic shuffle-split: `(train, test)` row indices, each sorted.
+///
+/// The permutation is a Fisher–Yates shuffle driven by SplitMix64, so a seed gives the same
+/// split on every platform and every modelcast version.
+pub fn split_indices(n: usize, test_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    for i in (1..n).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        idx.swap(i, j);
+    }
+    let n_test = ((n as f64) * test_fraction).round().clamp(1.0, (n.saturating_sub(1)) as f64) as usize;
+    let mut test = idx[..n_test].to_vec();
+    let mut train = idx[n_test..].to_vec();
+    test.sort_unstable();
+    train.sort_unstable();
+    (train, test)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::params::default_missing_tokens;
+
+    fn spec<'a>(num: &'a [String], cat: &'a [String], tokens: &'a [String]) -> ColumnSpec<'a> {
+        ColumnSpec { numeric: num, categorical: cat, target: "y", delimiter: b',', missing_tokens: tokens }
+    }
+
+    fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn loads_numbers_categories_and_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "d.csv", "a,c,y,ignored\n1.5,red,3,x\nNA,,4,y\n2,blue,5,z\n");
+        let (num, cat, tok) = (vec!["a".to_string()], vec!["c".to_string()], default_missing_tokens());
+        let (t, info) = load_csv(&[&p], &spec(&num, &cat, &tok)).unwrap();
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.numeric[0][0], 1.5);
+        assert!(t.numeric[0][1].is_nan());
+        assert_eq!(t.categorical[0].get(0), Some("red"));
+        assert_eq!(t.categorical[0].get(1), None);
+        assert_eq!(t.target, vec![3.0, 4.0, 5.0]);
+        assert_eq!(info[0].rows, 3);
+        assert_eq!(info[0].sha256.len(), 64);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let (num, cat, tok) = (vec!["a".to_string()], vec![], default_missing_tokens());
+        let p = write(&dir, "bad.csv", "a,y\n1,2\nabc,3\n");
+        let e = load_csv(&[&p], &spec(&num, &cat, &tok)).unwrap_err().to_string();
+        assert!(e.contains("bad.csv:3") && e.contains("\"a\"") && e.contains("not a number"), "{e}");
+        let p = write(&dir, "short.csv", "a,y\n1,2\n3\n");
+        let e = load_csv(&[&p], &spec(&num, &cat, &tok)).unwrap_err().to_string();
+        assert!(e.contains("short.csv:3") && e.contains("malformed"), "{e}");
+        let p = write(&dir, "nocol.csv", "b,y\n1,2\n");
+        let e = load_csv(&[&p], &spec(&num, &cat, &tok)).unwrap_err().to_string();
+        assert!(e.contains("\"a\" not in header"), "{e}");
+        let p = write(&dir, "inf.csv", "a,y\ninf,2\n");
+        assert!(load_csv(&[&p], &spec(&num, &cat, &tok)).unwrap_err().to_string().contains("finite"));
+        let p = write(&dir, "noy.csv", "a,y\n1,\n");
+        assert!(load_csv(&[&p], &spec(&num, &cat, &tok)).unwrap_err().to_string().contains("missing"));
+    }
+
+    #[test]
+    fn split_is_deterministic_disjoint_and_complete() {
+        let (tr, te) = split_indices(100, 0.2, 7);
+        assert_eq!((tr.len(), te.len()), (80, 20));
+        let mut all: Vec<usize> = tr.iter().chain(&te).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..100).collect::<Vec<_>>());
+        assert_eq!(split_indices(100, 0.2, 7), (tr.clone(), te.clone()));
+        assert_ne!(split_indices(100, 0.2, 8).1, te);
+    }
+}

@@ -1,0 +1,411 @@
+//! Fitted preprocessing: imputation, one-hot encoding, standardization. Pure: no I/O.
+//!
+//! [`Preprocessing::fit`] learns the transformation from training rows;
+//! [`Preprocessing::design`] turns a table into the design matrix the estimator sees;
+//! [`Scorer`] applies preprocessing and coefficients to one raw record at prediction time.
+//!
+//! The rules match scikit-learn's `SimpleImputer` → `StandardScaler` for numbers and
+//! `SimpleImputer(fill_value="missing")` → `OneHotEncoder(handle_unknown="ignore")` for
+//! categories: categories are sorted, and a category unseen in training encodes as all zeros.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+use crate::config::params::{MissingRule, Params, Scale};
+use crate::data::{Table, MISSING_CODE};
+use crate::error::{Error, Result};
+
+/// The category a missing categorical value becomes under the `category` rule.
+pub const MISSING_CATEGORY: &str = "missing";
+
+/// How one numeric column is prepared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumericFeature {
+    /// Column name in the input.
+    pub name: String,
+    /// The missing-value rule.
+    pub missing: MissingRule,
+    /// The value a missing cell becomes; `None` when the rule is `reject`.
+    pub impute: Option<f64>,
+    /// Subtracted before scaling (0 when not standardizing).
+    pub center: f64,
+    /// Divided by after centering (1 when not standardizing or for a constant column).
+    pub scale: f64,
+}
+
+/// How one categorical column is prepared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoricalFeature {
+    /// Column name in the input.
+    pub name: String,
+    /// The missing-value rule (`category` or `reject`).
+    pub missing: MissingRule,
+    /// The learned vocabulary, sorted; one design-matrix column each.
+    pub categories: Vec<String>,
+}
+
+/// The whole fitted preprocessing, stored in the model artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preprocessing {
+    /// Cell values that mean "missing" (applies to text cells at prediction time too).
+    pub missing_tokens: Vec<String>,
+    /// Numeric columns, first in the design matrix.
+    pub numeric: Vec<NumericFeature>,
+    /// Categorical columns, one-hot encoded after the numeric block.
+    pub categorical: Vec<CategoricalFeature>,
+}
+
+impl Preprocessing {
+    /// Learn the preprocessing from `table` (the training rows).
+    pub fn fit(params: &Params, table: &Table) -> Result<Preprocessing> {
+        let mut numeric = Vec::with_capacity(params.features.numeric.len());
+        for (name, col) in params.features.numeric.iter().zip(&table.numeric) {
+            let rule = params.numeric_rule(name);
+            let present: Vec<f64> = col.iter().copied().filter(|v| !v.is_nan()).collect();
+            if present.is_empty() && !matches!(rule, MissingRule::Constant(_)) {
+                return Err(Error::Model(format!("numeric column {name:?} has no values in the training rows")));
+            }
+            let impute = match rule {
+                MissingRule::Mean => Some(mean(&present)),
+                MissingRule::Median => Some(median(present.clone())),
+                MissingRule::Constant(v) => Some(v),
+                MissingRule::Reject => {
+                    if present.len() != col.len() {
+                        return Err(Error::Model(format!(
+                            "numeric column {name:?} has {} missing values in the training rows and its rule is \
+                             reject; choose mean, median or constant, or clean the data",
+                            col.len() - present.len()
+                        )));
+                    }
+                    None
+                }
+                MissingRule::Category => unreachable_rule(name)?,
+            };
+            let (center, scale) = match params.scale {
+                Scale::None => (0.0, 1.0),
+                Scale::Standardize => {
+                    let filled: Vec<f64> =
+                        col.iter().map(|&v| if v.is_nan() { impute.unwrap_or(v) } else { v }).collect();
+                    let m = mean(&filled);
+                    let var = filled.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / filled.len() as f64;
+                    let sd = var.sqrt();
+                    (m, if sd > f64::EPSILON * m.abs().max(1.0) { sd } else { 1.0 })
+                }
+            };
+            numeric.push(NumericFeature { name: name.clone(), missing: rule, impute, center, scale });
+        }
+        let mut categorical = Vec::with_capacity(params.features.categorical.len());
+        for (name, col) in params.features.categorical.iter().zip(&table.categorical) {
+            let rule = params.categorical_rule(name);
+            let has_missing = col.codes.contains(&MISSING_CODE);
+            if has_missing && rule == MissingRule::Reject {
+                return Err(Error::Model(format!(
+                    "categorical column {name:?} has missing values in the training rows and its rule is reject"
+                )));
+            }
+            let mut categories: Vec<String> = col.values.clone();
+            if has_missing && !categories.iter().any(|c| c == MISSING_CATEGORY) {
+                categories.push(MISSING_CATEGORY.to_string());
+            }
+            categories.sort();
+            categorical.push(CategoricalFeature { name: name.clone(), missing: rule, categories });
+        }
+        Ok(Preprocessing { missing_tokens: params.data.missing_tokens.clone(), numeric, categorical })
+    }
+
+    /// Width of the design matrix.
+    pub fn width(&self) -> usize {
+        self.numeric.len() + self.categorical.iter().map(|c| c.categories.len()).sum::<usize>()
+    }
+
+    /// Names of the design-matrix columns: numeric names, then `column=category`.
+    pub fn feature_names(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.numeric.iter().map(|n| n.name.clone()).collect();
+        for c in &self.categorical {
+            out.extend(c.categories.iter().map(|v| format!("{}={}", c.name, v)));
+        }
+        out
+    }
+
+    /// The design matrix of `table` (rows × [`Self::width`]).
+    pub fn design(&self, table: &Table) -> Result<Array2<f64>> {
+        let n = table.len();
+        let mut x = Array2::<f64>::zeros((n, self.width()));
+        for (j, (f, col)) in self.numeric.iter().zip(&table.numeric).enumerate() {
+            for (i, &v) in col.iter().enumerate() {
+                let v = if v.is_nan() {
+                    f.impute.ok_or_else(|| {
+                        Error::Model(format!("column {:?} is missing in row {i} and its rule is reject", f.name))
+                    })?
+                } else {
+                    v
+                };
+                x[[i, j]] = (v - f.center) / f.scale;
+            }
+        }
+        let mut offset = self.numeric.len();
+        for (f, col) in self.categorical.iter().zip(&table.categorical) {
+            let lookup: Vec<Option<usize>> =
+                col.values.iter().map(|v| f.categories.binary_search(v).ok()).collect();
+            let missing = f.categories.binary_search_by(|c| c.as_str().cmp(MISSING_CATEGORY)).ok();
+            for (i, &code) in col.codes.iter().enumerate() {
+                let k = if code == MISSING_CODE { missing } else { lookup[code as usize] };
+                if let Some(k) = k {
+                    x[[i, offset + k]] = 1.0;
+                }
+            }
+            offset += f.categories.len();
+        }
+        Ok(x)
+    }
+}
+
+fn unreachable_rule(name: &str) -> Result<Option<f64>> {
+    Err(Error::Model(format!("numeric column {name:?} cannot use the category rule")))
+}
+
+/// Arithmetic mean (0 for an empty slice).
+pub fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+/// Median as numpy computes it (mean of the two middle values for even lengths).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// One raw input value, as decoded from CSV or JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell<'a> {
+    /// Absent, `null`, or a missing-value token.
+    Missing,
+    /// A number.
+    Num(f64),
+    /// Text (numeric columns parse it; categorical columns look it up).
+    Text(Cow<'a, str>),
+    /// A value of the wrong JSON type; carries the type's name.
+    Invalid(&'static str),
+}
+
+/// Why a record could not be scored.
+pub type Reject = String;
+
+struct NumSlot {
+    impute: Option<f64>,
+    center: f64,
+    weight: f64,
+}
+
+struct CatSlot {
+    weights: HashMap<String, f64>,
+    missing: Option<f64>,
+    reject_missing: bool,
+}
+
+/// Preprocessing and coefficients folded into one record → prediction function.
+///
+/// Inputs are addressed by slot: numeric columns first, then categorical ones, in the
+/// order of [`Scorer::input_columns`].
+pub struct Scorer {
+    columns: Vec<String>,
+    numeric: Vec<NumSlot>,
+    categorical: Vec<CatSlot>,
+    intercept: f64,
+    missing_tokens: Vec<String>,
+}
+
+impl Scorer {
+    /// Fold `prep` and the design-matrix `coefficients` (+ `intercept`) into a scorer.
+    pub fn new(prep: &Preprocessing, coefficients: &[f64], intercept: f64) -> Result<Scorer> {
+        if coefficients.len() != prep.width() {
+            return Err(Error::Model(format!(
+                "{} coefficients for a design matrix of width {}",
+                coefficients.len(),
+                prep.width()
+            )));
+        }
+        let numeric = prep
+            .numeric
+            .iter()
+            .zip(coefficients)
+            .map(|(f, &w)| NumSlot { impute: f.impute, center: f.center, weight: w / f.scale })
+            .collect();
+        let mut offset = prep.numeric.len();
+        let mut categorical = Vec::new();
+        for f in &prep.categorical {
+            let ws = &coefficients[offset..offset + f.categories.len()];
+            let weights: HashMap<String, f64> = f.categories.iter().cloned().zip(ws.iter().copied()).collect();
+            let missing = weights.get(MISSING_CATEGORY).copied();
+            categorical.push(CatSlot { weights, missing, reject_missing: f.missing == MissingRule::Reject });
+            offset += f.categories.len();
+        }
+        let columns =
+            prep.numeric.iter().map(|f| f.name.clone()).chain(prep.categorical.iter().map(|f| f.name.clone())).collect();
+        Ok(Scorer { columns, numeric, categorical, intercept, missing_tokens: prep.missing_tokens.clone() })
+    }
+
+    /// The input column names, in slot order.
+    pub fn input_columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// Missing-value tokens for text cells.
+    pub fn missing_tokens(&self) -> &[String] {
+        &self.missing_tokens
+    }
+
+    fn is_token(&self, s: &str) -> bool {
+        crate::data::is_missing(s, &self.missing_tokens)
+    }
+
+    /// Score one record given as cells in slot order (`cells.len()` must equal the column count).
+    pub fn score(&self, cells: &[Cell<'_>]) -> std::result::Result<f64, Reject> {
+        let mut y = self.intercept;
+        let (num_cells, cat_cells) = cells.split_at(self.numeric.len());
+        for (j, (slot, cell)) in self.numeric.iter().zip(num_cells).enumerate() {
+            let v = match cell {
+                Cell::Num(v) => Some(*v),
+                Cell::Missing => None,
+                Cell::Text(s) if self.is_token(s) => None,
+                Cell::Text(s) => match s.trim().parse::<f64>() {
+                    Ok(v) => Some(v),
+                    Err(_) => return Err(format!("column {:?}: {s:?} is not a number", self.columns[j])),
+                },
+                Cell::Invalid(t) => return Err(format!("column {:?}: expected a number, got {t}", self.columns[j])),
+            };
+            let v = match v {
+                Some(v) if v.is_finite() => v,
+                Some(v) => return Err(format!("column {:?}: {v} is not a finite number", self.columns[j])),
+                None => slot
+                    .impute
+                    .ok_or_else(|| format!("column {:?} is missing and its rule is reject", self.columns[j]))?,
+            };
+            y += (v - slot.center) * slot.weight;
+        }
+        for (j, (slot, cell)) in self.categorical.iter().zip(cat_cells).enumerate() {
+            let name = &self.columns[self.numeric.len() + j];
+            let text: Option<Cow<'_, str>> = match cell {
+                Cell::Missing => None,
+                Cell::Text(s) if self.is_token(s) => None,
+                Cell::Text(s) => Some(Cow::Borrowed(s.trim())),
+                Cell::Num(v) if v.fract() == 0.0 && v.abs() < 1e15 => Some(Cow::Owned(format!("{}", *v as i64))),
+                Cell::Num(v) => Some(Cow::Owned(format!("{v}"))),
+                Cell::Invalid(t) => return Err(format!("column {name:?}: expected a category, got {t}")),
+            };
+            match text {
+                Some(t) => y += slot.weights.get(t.as_ref()).copied().unwrap_or(0.0),
+                None if slot.reject_missing => return Err(format!("column {name:?} is missing and its rule is reject")),
+                None => y += slot.missing.unwrap_or(0.0),
+            }
+        }
+        Ok(y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{load_csv, ColumnSpec};
+
+    fn params(scale: &str, extra: &str) -> Params {
+        let text = format!(
+            "name: t\ndata: {{train: x.csv}}\ntarget: y\nfeatures: {{numeric: [a], categorical: [c]}}\n\
+             model: {{kind: linear}}\nscale: {scale}\n{extra}"
+        );
+        let p: Params = crate::config::parse_yaml(std::path::Path::new("t.yaml"), &text).unwrap();
+        p.validate(std::path::Path::new("t.yaml")).unwrap();
+        p
+    }
+
+    fn table(params: &Params, csv: &str) -> Table {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.csv");
+        std::fs::write(&p, csv).unwrap();
+        let spec = ColumnSpec {
+            numeric: &params.features.numeric,
+            categorical: &params.features.categorical,
+            target: &params.target,
+            delimiter: b',',
+            missing_tokens: &params.data.missing_tokens,
+        };
+        load_csv(&[p], &spec).unwrap().0
+    }
+
+    const CSV: &str = "a,c,y\n1,red,1\n,blue,2\n3,,3\n5,red,4\n";
+
+    #[test]
+    fn fit_imputes_standardizes_and_sorts_categories() {
+        let p = params("standardize", "");
+        let prep = Preprocessing::fit(&p, &table(&p, CSV)).unwrap();
+        let a = &prep.numeric[0];
+        assert_eq!(a.impute, Some(3.0));
+        assert_eq!(a.center, 3.0);
+        assert!((a.scale - 2.0f64.sqrt()).abs() < 1e-12); // values 1,3,3,5
+        assert_eq!(prep.categorical[0].categories, vec!["blue", "missing", "red"]);
+        let x = prep.design(&table(&p, CSV)).unwrap();
+        assert_eq!(x.shape(), &[4, 4]);
+        assert_eq!(x.row(2).to_vec(), vec![0.0, 0.0, 1.0, 0.0]);
+        assert_eq!(prep.feature_names()[1], "c=blue");
+    }
+
+    #[test]
+    fn scorer_matches_design_matrix_and_handles_unseen_and_bad_cells() {
+        let p = params("standardize", "missing: {numeric: median}\n");
+        let t = table(&p, CSV);
+        let prep = Preprocessing::fit(&p, &t).unwrap();
+        let coef = [2.0, 10.0, 20.0, 30.0];
+        let s = Scorer::new(&prep, &coef, 0.5).unwrap();
+        let x = prep.design(&t).unwrap();
+        let rows: Vec<Vec<Cell>> = vec![
+            vec![Cell::Num(1.0), Cell::Text("red".into())],
+            vec![Cell::Missing, Cell::Text("blue".into())],
+            vec![Cell::Text("3".into()), Cell::Text("NA".into())],
+            vec![Cell::Num(5.0), Cell::Text(" red ".into())],
+        ];
+        for (i, cells) in rows.iter().enumerate() {
+            let want = 0.5 + x.row(i).iter().zip(&coef).map(|(a, b)| a * b).sum::<f64>();
+            assert!((s.score(cells).unwrap() - want).abs() < 1e-12, "row {i}");
+        }
+        let unseen = s.score(&[Cell::Num(3.0), Cell::Text("purple".into())]).unwrap();
+        assert!((unseen - 0.5).abs() < 1e-12, "unseen category is all-zero: {unseen}");
+        assert!(s.score(&[Cell::Text("abc".into()), Cell::Missing]).unwrap_err().contains("not a number"));
+        assert!(s.score(&[Cell::Num(f64::NAN), Cell::Missing]).unwrap_err().contains("finite"));
+        assert!(s.score(&[Cell::Invalid("boolean"), Cell::Missing]).unwrap_err().contains("boolean"));
+    }
+
+    #[test]
+    fn reject_rule_rejects_missing_at_prediction_time() {
+        let p = params("none", "missing: {columns: {a: reject, c: reject}}\n");
+        let t = table(&p, "a,c,y\n1,red,1\n2,blue,2\n");
+        let prep = Preprocessing::fit(&p, &t).unwrap();
+        let s = Scorer::new(&prep, &[1.0, 0.0, 0.0], 0.0).unwrap();
+        assert!(s.score(&[Cell::Missing, Cell::Text("red".into())]).unwrap_err().contains("reject"));
+        assert!(s.score(&[Cell::Num(1.0), Cell::Text("".into())]).unwrap_err().contains("reject"));
+        assert!(Preprocessing::fit(&p, &table(&p, "a,c,y\n,red,1\n2,blue,2\n")).is_err());
+    }
+
+    #[test]
+    fn median_matches_numpy() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}

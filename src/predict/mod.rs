@@ -1,0 +1,159 @@
+//! `modelcast predict`: score records with the newest model, hot-swapping when a newer one is
+//! announced.
+//!
+//! * [`input`]: reading records from a file, a followed file, or stdin (a blocking thread).
+//! * [`local`]: batch and `--follow` on the embedded default (announcement log in the store).
+//! * [`serve`]: the Kafka service (`--serve`).
+//!
+//! Invariants: every scored record is scored by exactly one model, named in its prediction; a
+//! chunk of records is scored by one model (swaps happen between chunks); a model is swapped in
+//! only after its sha256, format and input schema were checked.
+
+pub mod input;
+pub mod local;
+pub mod serve;
+
+use crate::artifact::Artifact;
+use crate::bus::{Announcement, DeadLetter, Origin, Prediction, MESSAGE_SCHEMA_VERSION};
+use crate::error::{Error, Result};
+use crate::features::Scorer;
+use crate::record::{CsvLayout, Decoder};
+use crate::store::Store;
+
+/// A model ready to serve.
+pub struct Served {
+    /// Model name.
+    pub name: String,
+    /// Version id.
+    pub version: String,
+    /// Input-schema digest.
+    pub digest: String,
+    /// The scoring function.
+    pub scorer: Scorer,
+    /// The record decoder for its input columns.
+    pub decoder: Decoder,
+}
+
+impl Served {
+    /// Build from a checked artifact.
+    pub fn from_artifact(a: &Artifact, key_field: &str) -> Result<Served> {
+        let scorer = a.scorer()?;
+        let decoder = Decoder::new(scorer.input_columns(), key_field);
+        Ok(Served {
+            name: a.model_name.clone(),
+            version: a.version.clone(),
+            digest: a.input_schema.digest(),
+            scorer,
+            decoder,
+        })
+    }
+}
+
+/// Fetch, verify and load the model an announcement points to.
+pub async fn load_announced(store: &Store, ann: &Announcement, key_field: &str) -> Result<Served> {
+    let uri = store.uri_of(&ann.key);
+    let bytes = store.get_verified(&ann.key, &ann.sha256).await?;
+    let artifact = Artifact::decode(&uri, &bytes)?;
+    if artifact.model_name != ann.model_name || artifact.version != ann.version {
+        return Err(Error::artifact(
+            uri,
+            format!(
+                "announced as {} {} but the artifact is {} {}",
+                ann.model_name, ann.version, artifact.model_name, artifact.version
+            ),
+        ));
+    }
+    if artifact.input_schema.digest() != ann.input_schema_digest {
+        return Err(Error::artifact(uri, "input schema differs from the announced input_schema_digest"));
+    }
+    Served::from_artifact(&artifact, key_field)
+}
+
+/// Load `key` from the store without an announcement (no sha256 to check against).
+pub async fn load_key(store: &Store, key: &str, key_field: &str) -> Result<Served> {
+    let uri = store.uri_of(key);
+    let bytes = store.get(key).await?;
+    let artifact = Artifact::decode(&uri, &bytes)?;
+    Served::from_artifact(&artifact, key_field)
+}
+
+/// Whether `candidate` may replace `current`: same model name and same input schema.
+pub fn check_replacement(current: &Served, candidate: &Served, allow_schema_change: bool) -> Result<()> {
+    if candidate.name != current.name {
+        return Err(Error::artifact(&candidate.version, format!("model {} is not {}", candidate.name, current.name)));
+    }
+    if candidate.digest != current.digest && !allow_schema_change {
+        return Err(Error::artifact(
+            &candidate.version,
+            format!(
+                "input schema {} differs from the serving model's {}; records may not fit \
+                 (pass --allow-schema-change to accept it)",
+                candidate.digest, current.digest
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The outcome of scoring one raw record.
+pub enum Scored {
+    /// A prediction.
+    Ok(Prediction),
+    /// A rejected record.
+    Rejected(DeadLetter),
+}
+
+/// Score one JSON record.
+pub fn score_json(model: &Served, bytes: &[u8], origin: Origin, fallback_key: String, ts: Option<i64>) -> Scored {
+    match model.decoder.json(bytes) {
+        Ok(d) => {
+            let key = d.key.unwrap_or(fallback_key);
+            finish(model, model.scorer.score(&d.cells), key, origin, ts, || bytes.to_vec())
+        }
+        Err(reason) => Scored::Rejected(dead(model, fallback_key, reason, origin, bytes)),
+    }
+}
+
+/// Score one CSV row.
+pub fn score_csv(model: &Served, layout: &CsvLayout, row: &csv::StringRecord, origin: Origin, fallback_key: String) -> Scored {
+    let d = layout.decode(row);
+    let key = d.key.unwrap_or(fallback_key);
+    let raw = || row.iter().collect::<Vec<_>>().join(",").into_bytes();
+    finish(model, model.scorer.score(&d.cells), key, origin, None, raw)
+}
+
+fn finish(
+    model: &Served,
+    score: std::result::Result<f64, String>,
+    key: String,
+    origin: Origin,
+    ts: Option<i64>,
+    raw: impl FnOnce() -> Vec<u8>,
+) -> Scored {
+    match score {
+        Ok(prediction) => Scored::Ok(Prediction {
+            schema_version: MESSAGE_SCHEMA_VERSION,
+            key,
+            prediction,
+            model_name: model.name.clone(),
+            model_version: model.version.clone(),
+            origin,
+            input_timestamp_ms: ts,
+            predicted_at_ms: crate::bus::now_ms(),
+        }),
+        Err(reason) => Scored::Rejected(dead(model, key, reason, origin, &raw())),
+    }
+}
+
+/// A dead letter for `raw`.
+pub fn dead(model: &Served, key: String, reason: String, origin: Origin, raw: &[u8]) -> DeadLetter {
+    DeadLetter {
+        schema_version: MESSAGE_SCHEMA_VERSION,
+        key,
+        reason,
+        origin,
+        record: String::from_utf8_lossy(raw).into_owned(),
+        model_version: Some(model.version.clone()),
+        raw: raw.to_vec(),
+    }
+}

@@ -1,0 +1,127 @@
+//! Model stores: where artifacts live. Chosen by URL scheme: `file://PATH` ([`FileStore`]) or
+//! `s3://bucket/prefix` ([`s3::S3Store`]).
+//!
+//! The contract every backend keeps (and `tests/` checks against each): keys are written once
+//! (`put_if_absent` never overwrites, and a half-written object is never visible under its
+//! key), `get` returns exactly what was put, `list` returns keys sorted, and
+//! [`Store::get_verified`] refuses bytes whose sha256 differs from the announced one.
+
+pub mod file;
+pub mod s3;
+
+pub use file::FileStore;
+
+use crate::artifact::sha256_hex;
+use crate::error::{Error, Result};
+
+/// Settings for opening a store (only S3 uses them).
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// S3 endpoint override (MinIO, garage...). Falls back to `AWS_ENDPOINT_URL`.
+    pub endpoint: Option<String>,
+    /// AWS region (falls back to the standard chain, then `us-east-1`).
+    pub region: Option<String>,
+    /// Path-style addressing (default: on when an endpoint is set).
+    pub path_style: Option<bool>,
+    /// `when_required` (default with a custom endpoint) or `when_supported` (AWS default).
+    pub checksums: Option<String>,
+    /// Bound on attempts for transient errors.
+    pub max_attempts: Option<u32>,
+}
+
+/// An opened model store.
+pub enum Store {
+    /// A directory on the local filesystem.
+    File(FileStore),
+    /// An S3 bucket (AWS, MinIO, garage, any S3-compatible server).
+    S3(s3::S3Store),
+}
+
+impl Store {
+    /// Open the store named by `url`.
+    pub async fn open(url: &str, opts: &StoreOptions) -> Result<Store> {
+        if let Some(path) = url.strip_prefix("file://") {
+            if path.is_empty() {
+                return Err(Error::Usage(format!("store URL {url:?} has no path; try file://models")));
+            }
+            Ok(Store::File(FileStore::new(path)))
+        } else if let Some(rest) = url.strip_prefix("s3://") {
+            Ok(Store::S3(s3::S3Store::open(rest, opts).await?))
+        } else {
+            Err(Error::Usage(format!(
+                "unsupported store URL {url:?}: use file://PATH (e.g. file://models) or s3://BUCKET/PREFIX"
+            )))
+        }
+    }
+
+    /// The store's URI, for messages (never contains credentials).
+    pub fn uri(&self) -> String {
+        match self {
+            Store::File(s) => s.uri(),
+            Store::S3(s) => s.uri(),
+        }
+    }
+
+    /// Full URI of `key`.
+    pub fn uri_of(&self, key: &str) -> String {
+        format!("{}/{}", self.uri().trim_end_matches('/'), key)
+    }
+
+    /// Write `bytes` under `key` unless the key exists ([`Error::AlreadyExists`] then).
+    pub async fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        match self {
+            Store::File(s) => s.put_if_absent(key, bytes),
+            Store::S3(s) => s.put_if_absent(key, bytes).await,
+        }
+    }
+
+    /// Read `key`; [`Error::NotFound`] when absent.
+    pub async fn get(&self, key: &str) -> Result<Vec<u8>> {
+        match self {
+            Store::File(s) => s.get(key),
+            Store::S3(s) => s.get(key).await,
+        }
+    }
+
+    /// Read `key` and check its sha256 against `sha256` (hex).
+    pub async fn get_verified(&self, key: &str, sha256: &str) -> Result<Vec<u8>> {
+        let bytes = self.get(key).await?;
+        let actual = sha256_hex(&bytes);
+        if !actual.eq_ignore_ascii_case(sha256) {
+            return Err(Error::artifact(
+                self.uri_of(key),
+                format!("sha256 mismatch: announced {sha256}, stored object has {actual} (tampered or truncated)"),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// Keys under `prefix`, sorted.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = match self {
+            Store::File(s) => s.list(prefix)?,
+            Store::S3(s) => s.list(prefix).await?,
+        };
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// The newest artifact key of model `name` (keys sort by creation time), if any.
+    pub async fn latest(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.list(&format!("{name}/")).await?.into_iter().filter(|k| k.ends_with(".json")).next_back())
+    }
+}
+
+/// Check a key is safe to use as a relative path: no `..`, no absolute paths, no empty segments.
+pub(crate) fn check_key(key: &str) -> Result<()> {
+    let ok = !key.is_empty()
+        && !key.starts_with('/')
+        && key.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        && !key.contains('\\')
+        && !key.contains('\0');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!("invalid store key {key:?}")))
+    }
+}

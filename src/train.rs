@@ -1,0 +1,185 @@
+//! `modelcast train`: load → fit → evaluate → put → announce. A thin orchestration of the pure
+//! core (data, features, model, artifact) and the edges (store, announcer).
+//!
+//! Invariant: the announcement is published only after the artifact is fully written; if the
+//! upload fails, nothing is announced.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use ndarray::Array1;
+use serde::Serialize;
+
+use crate::artifact::{Artifact, Estimator, Evaluation, TrainingData};
+use crate::bus::Announcement;
+use crate::config::params::{OneOrMany, Params};
+use crate::data::{self, ColumnSpec, Table};
+use crate::error::{Error, Result};
+use crate::features::Preprocessing;
+use crate::model::{self, Metrics};
+use crate::store::Store;
+use crate::Announcer;
+
+/// Overrides from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// Replace `data.train`.
+    pub data: Vec<PathBuf>,
+    /// Replace `name`.
+    pub name: Option<String>,
+    /// Replace `evaluation.test_data`.
+    pub test_data: Option<PathBuf>,
+}
+
+/// What `train` reports (stdout with `--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    /// Model name.
+    pub model_name: String,
+    /// New version id.
+    pub version: String,
+    /// Artifact URI.
+    pub uri: String,
+    /// Artifact sha256.
+    pub sha256: String,
+    /// Estimator kind.
+    pub kind: String,
+    /// Held-out and training metrics.
+    pub metrics: Evaluation,
+    /// Rows used for fitting and evaluation.
+    pub train_rows: usize,
+    /// Rows held out.
+    pub test_rows: usize,
+    /// Where the announcement went.
+    pub announced_to: String,
+}
+
+/// Apply command-line overrides to params, re-validating them.
+pub fn apply_overrides(mut params: Params, opts: &TrainOptions, path: &std::path::Path) -> Result<Params> {
+    if !opts.data.is_empty() {
+        params.data.train = OneOrMany::Many(opts.data.clone());
+    }
+    if let Some(n) = &opts.name {
+        params.name = n.clone();
+    }
+    if let Some(t) = &opts.test_data {
+        params.evaluation.test_data = Some(t.clone());
+    }
+    params.validate(path)?;
+    Ok(params)
+}
+
+/// Everything up to (not including) the store: a fitted, evaluated artifact. Pure CPU work.
+pub fn fit_artifact(params: &Params) -> Result<Artifact> {
+    let t0 = Instant::now();
+    let spec = ColumnSpec {
+        numeric: &params.features.numeric,
+        categorical: &params.features.categorical,
+        target: &params.target,
+        delimiter: params.delimiter(),
+        missing_tokens: &params.data.missing_tokens,
+    };
+    let (table, mut files) = data::load_csv(&params.data.train.paths(), &spec)?;
+    tracing::info!(rows = table.len(), files = files.len(), elapsed_ms = t0.elapsed().as_millis() as u64, "loaded training data");
+    let (train, test): (Table, Table) = match &params.evaluation.test_data {
+        Some(path) => {
+            let (test, info) = data::load_csv(std::slice::from_ref(path), &spec)?;
+            files.extend(info);
+            (table, test)
+        }
+        None => {
+            if table.len() < 3 {
+                return Err(Error::Model(format!("need at least 3 rows to hold some out, got {}", table.len())));
+            }
+            let (tr, te) = data::split_indices(table.len(), params.evaluation.test_fraction, params.evaluation.seed);
+            (table.take(&tr), table.take(&te))
+        }
+    };
+    let t1 = Instant::now();
+    let prep = Preprocessing::fit(params, &train)?;
+    let x = prep.design(&train)?;
+    let y = Array1::from(train.target.clone());
+    tracing::info!(kind = params.model.kind.as_str(), rows = x.nrows(), features = x.ncols(), "fitting");
+    let fit = model::fit(&params.model, &x, &y)?;
+    tracing::info!(rank = fit.rank, iterations = fit.iterations, elapsed_ms = t1.elapsed().as_millis() as u64, "fitted");
+    let train_metrics = Metrics::compute(y.view(), fit.predict(x.view()).view());
+    let x_test = prep.design(&test)?;
+    let y_test = Array1::from(test.target.clone());
+    let model_metrics = Metrics::compute(y_test.view(), fit.predict(x_test.view()).view());
+    let train_mean = y.mean().unwrap_or(0.0);
+    let baseline = Metrics::compute(y_test.view(), Array1::from_elem(y_test.len(), train_mean).view());
+    let created_at = chrono::Utc::now();
+    let salt: String = files.iter().map(|f| f.sha256.as_str()).collect();
+    let artifact = Artifact {
+        schema_version: crate::artifact::SCHEMA_VERSION,
+        format: crate::artifact::FORMAT.to_string(),
+        model_name: params.name.clone(),
+        version: crate::artifact::new_version(created_at, salt.as_bytes()),
+        created_at,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        params: params.clone(),
+        input_schema: Artifact::schema_of(&prep, &params.target),
+        estimator: Estimator { kind: params.model.kind.as_str().to_string(), feature_names: prep.feature_names(), fit },
+        preprocessing: prep,
+        metrics: Evaluation { model: model_metrics, baseline, train: train_metrics },
+        training_data: TrainingData { files, train_rows: train.len(), test_rows: test.len() },
+    };
+    artifact.check("(new model)")?;
+    Ok(artifact)
+}
+
+/// Train, store and announce.
+pub async fn run(params: &Params, store: &Store, announcer: &Announcer) -> Result<TrainReport> {
+    let p = params.clone();
+    let mut artifact = tokio::task::spawn_blocking(move || fit_artifact(&p))
+        .await
+        .map_err(|e| Error::Model(format!("training task failed: {e}")))??;
+    // Keys are unique by construction; on the astronomically unlikely clash, take a new version.
+    let mut attempts = 0;
+    let (bytes, key) = loop {
+        let bytes = artifact.encode()?;
+        let key = artifact.key();
+        let t = Instant::now();
+        match store.put_if_absent(&key, &bytes).await {
+            Ok(()) => {
+                tracing::info!(uri = %store.uri_of(&key), bytes = bytes.len(), elapsed_ms = t.elapsed().as_millis() as u64, "stored model");
+                break (bytes, key);
+            }
+            Err(Error::AlreadyExists { .. }) if attempts < 3 => {
+                attempts += 1;
+                artifact.version = crate::artifact::new_version(artifact.created_at, key.as_bytes());
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let uri = store.uri_of(&key);
+    let ann = Announcement::of(&artifact, uri.clone(), &bytes);
+    let announced_to = announcer.announce(&ann).await?;
+    tracing::info!(version = %artifact.version, to = %announced_to, "announced model");
+    Ok(TrainReport {
+        model_name: artifact.model_name.clone(),
+        version: artifact.version.clone(),
+        uri,
+        sha256: ann.sha256,
+        kind: artifact.estimator.kind.clone(),
+        metrics: artifact.metrics.clone(),
+        train_rows: artifact.training_data.train_rows,
+        test_rows: artifact.training_data.test_rows,
+        announced_to,
+    })
+}
+
+/// The short metrics table printed on stderr.
+pub fn metrics_table(r: &TrainReport) -> String {
+    let m = &r.metrics;
+    let row = |name: &str, x: &Metrics| format!("{name:<10} {:>9.4} {:>9.4} {:>9.4}\n", x.r2, x.rmse, x.mae);
+    let mut s = format!(
+        "model {} version {} ({}; {} train rows, {} held out)\n",
+        r.model_name, r.version, r.kind, r.train_rows, r.test_rows
+    );
+    s.push_str(&format!("{:<10} {:>9} {:>9} {:>9}\n", "", "R²", "RMSE", "MAE"));
+    s.push_str(&row("model", &m.model));
+    s.push_str(&row("baseline", &m.baseline));
+    s.push_str(&format!("stored at {}\n", r.uri));
+    s
+}

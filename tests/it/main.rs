@@ -1,0 +1,9 @@
+//! The one integration-test binary: the real CLI in temp dirs, sklearn parity, the store contract
+//! on every backend, and the Kafka + S3 flows against the loopback services started by
+//! `scripts/test.sh` (see `services.rs`).
+
+mod cli;
+mod parity;
+mod services;
+mod store_contract;
+mod util;
