@@ -204,7 +204,13 @@ EOF
 		"$bin" -c "$dir/garage/garage.toml" server \
 		--single-node --default-access-key --default-bucket
 	GARAGE_PID=$SPAWNED_PID
-	wait_ready "$dir" garage "$GARAGE_PID" http_ok "http://127.0.0.1:$admin_port/health"
+	wait_ready "$dir" garage "$GARAGE_PID" garage_ready "$admin_port" "$s3_port"
+}
+
+# garage_ready ADMIN_PORT S3_PORT: /health answers 200 once the layout, key
+# and bucket are set up; the S3 listener is spawned just before it.
+garage_ready() {
+	http_ok "http://127.0.0.1:$1/health" && port_open "$2"
 }
 
 start_s3s_fs() {

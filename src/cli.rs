@@ -59,7 +59,9 @@ pub enum Command {
         action: TopicsAction,
     },
     /// List the models in a store.
-    #[command(after_help = "Examples:\n  modelcast models\n  modelcast models --store s3://my-models/prod --model-name wine-quality")]
+    #[command(
+        after_help = "Examples:\n  modelcast models\n  modelcast models --store s3://my-models/prod --model-name wine-quality"
+    )]
     Models(ModelsArgs),
     /// Show the effective configuration (secrets redacted).
     Config(ConfigArgs),
@@ -176,10 +178,16 @@ pub struct PredictArgs {
 #[derive(Debug, Subcommand)]
 pub enum TopicsAction {
     /// Create the train, input, app_messages and dead-letter topics (existing ones are kept).
-    #[command(after_help = "Examples:\n  modelcast topics create --kafka-config kafka_config.yaml --partitions 6")]
+    #[command(
+        after_help = "Examples:\n  modelcast topics create --kafka-config kafka_config.yaml --partitions 6"
+    )]
     Create {
         /// Kafka config file.
-        #[arg(long, env = "MODELCAST_KAFKA_CONFIG", default_value = "kafka_config.yaml")]
+        #[arg(
+            long,
+            env = "MODELCAST_KAFKA_CONFIG",
+            default_value = "kafka_config.yaml"
+        )]
         kafka_config: PathBuf,
         /// Partitions of the input, app_messages and dead-letter topics (default from the config).
         #[arg(long)]

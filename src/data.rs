@@ -88,7 +88,11 @@ impl Table {
     /// The rows at `idx`, in that order, as a new table.
     pub fn take(&self, idx: &[usize]) -> Table {
         let mut out = Table {
-            numeric: self.numeric.iter().map(|c| idx.iter().map(|&i| c[i]).collect()).collect(),
+            numeric: self
+                .numeric
+                .iter()
+                .map(|c| idx.iter().map(|&i| c[i]).collect())
+                .collect(),
             categorical: vec![CategoricalColumn::default(); self.categorical.len()],
             target: idx.iter().map(|&i| self.target[i]).collect(),
         };
@@ -134,7 +138,10 @@ pub fn parse_number(cell: &str, tokens: &[String]) -> std::result::Result<Option
 ///
 /// Errors name the file and line: a missing column, a short row, a non-numeric value in a
 /// numeric column, a missing target.
-pub fn load_csv(paths: &[impl AsRef<Path>], spec: &ColumnSpec<'_>) -> Result<(Table, Vec<FileInfo>)> {
+pub fn load_csv(
+    paths: &[impl AsRef<Path>],
+    spec: &ColumnSpec<'_>,
+) -> Result<(Table, Vec<FileInfo>)> {
     let mut table = Table {
         numeric: vec![Vec::new(); spec.numeric.len()],
         categorical: vec![CategoricalColumn::default(); spec.categorical.len()],
@@ -146,16 +153,28 @@ pub fn load_csv(paths: &[impl AsRef<Path>], spec: &ColumnSpec<'_>) -> Result<(Ta
         let bytes = read_maybe_gz(path)?;
         let sha256 = crate::artifact::sha256_hex(&bytes);
         let rows = load_one(path, &bytes, spec, &mut table)?;
-        infos.push(FileInfo { path: path.display().to_string(), sha256, rows });
+        infos.push(FileInfo {
+            path: path.display().to_string(),
+            sha256,
+            rows,
+        });
     }
     if table.is_empty() {
-        return Err(Error::Data { source_name: join_paths(paths), line: 0, message: "no data rows".into() });
+        return Err(Error::Data {
+            source_name: join_paths(paths),
+            line: 0,
+            message: "no data rows".into(),
+        });
     }
     Ok((table, infos))
 }
 
 fn join_paths(paths: &[impl AsRef<Path>]) -> String {
-    paths.iter().map(|p| p.as_ref().display().to_string()).collect::<Vec<_>>().join(",")
+    paths
+        .iter()
+        .map(|p| p.as_ref().display().to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Read a file, transparently gunzipping `*.gz`.
@@ -163,7 +182,9 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
     if path.extension().is_some_and(|e| e == "gz") {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice()).read_to_end(&mut out).map_err(|e| Error::io("gunzip", path, e))?;
+        flate2::read::GzDecoder::new(raw.as_slice())
+            .read_to_end(&mut out)
+            .map_err(|e| Error::io("gunzip", path, e))?;
         Ok(out)
     } else {
         Ok(raw)
@@ -172,17 +193,40 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
 
 fn load_one(path: &Path, bytes: &[u8], spec: &ColumnSpec<'_>, table: &mut Table) -> Result<u64> {
     let name = path.display().to_string();
-    let data_err = |line: u64, message: String| Error::Data { source_name: name.clone(), line, message };
-    let mut rdr = csv::ReaderBuilder::new().delimiter(spec.delimiter).has_headers(true).from_reader(bytes);
-    let header = rdr.headers().map_err(|e| data_err(1, e.to_string()))?.clone();
+    let data_err = |line: u64, message: String| Error::Data {
+        source_name: name.clone(),
+        line,
+        message,
+    };
+    let mut rdr = csv::ReaderBuilder::new()
+        .delimiter(spec.delimiter)
+        .has_headers(true)
+        .from_reader(bytes);
+    let header = rdr
+        .headers()
+        .map_err(|e| data_err(1, e.to_string()))?
+        .clone();
     let find = |col: &str| -> Result<usize> {
         header.iter().position(|h| h.trim() == col).ok_or_else(|| {
             let have: Vec<&str> = header.iter().collect();
-            data_err(1, format!("column {col:?} not in header; the header has {have:?} (check data.delimiter)"))
+            data_err(
+                1,
+                format!(
+                    "column {col:?} not in header; the header has {have:?} (check data.delimiter)"
+                ),
+            )
         })
     };
-    let num_idx = spec.numeric.iter().map(|c| find(c)).collect::<Result<Vec<_>>>()?;
-    let cat_idx = spec.categorical.iter().map(|c| find(c)).collect::<Result<Vec<_>>>()?;
+    let num_idx = spec
+        .numeric
+        .iter()
+        .map(|c| find(c))
+        .collect::<Result<Vec<_>>>()?;
+    let cat_idx = spec
+        .categorical
+        .iter()
+        .map(|c| find(c))
+        .collect::<Result<Vec<_>>>()?;
     let target_idx = find(spec.target)?;
     let mut record = csv::StringRecord::new();
     let mut rows = 0u64;
@@ -201,11 +245,23 @@ fn load_one(path: &Path, bytes: &[u8], spec: &ColumnSpec<'_>, table: &mut Table)
         }
         for (j, &i) in cat_idx.iter().enumerate() {
             let c = cell(i);
-            table.categorical[j].push(if is_missing(c, spec.missing_tokens) { None } else { Some(c.trim()) });
+            table.categorical[j].push(if is_missing(c, spec.missing_tokens) {
+                None
+            } else {
+                Some(c.trim())
+            });
         }
         let y = parse_number(cell(target_idx), spec.missing_tokens)
             .map_err(|m| data_err(line, format!("target {:?}: {m}", spec.target)))?
-            .ok_or_else(|| data_err(line, format!("target {:?} is missing; every training row needs one", spec.target)))?;
+            .ok_or_else(|| {
+                data_err(
+                    line,
+                    format!(
+                        "target {:?} is missing; every training row needs one",
+                        spec.target
+                    ),
+                )
+            })?;
         table.target.push(y);
         rows += 1;
     }
@@ -230,7 +286,9 @@ pub fn split_indices(n: usize, test_fraction: f64, seed: u64) -> (Vec<usize>, Ve
         let j = (next() % (i as u64 + 1)) as usize;
         idx.swap(i, j);
     }
-    let n_test = ((n as f64) * test_fraction).round().clamp(1.0, (n.saturating_sub(1)) as f64) as usize;
+    let n_test = ((n as f64) * test_fraction)
+        .round()
+        .clamp(1.0, (n.saturating_sub(1)) as f64) as usize;
     let mut test = idx[..n_test].to_vec();
     let mut train = idx[n_test..].to_vec();
     test.sort_unstable();
@@ -244,7 +302,13 @@ mod tests {
     use crate::config::params::default_missing_tokens;
 
     fn spec<'a>(num: &'a [String], cat: &'a [String], tokens: &'a [String]) -> ColumnSpec<'a> {
-        ColumnSpec { numeric: num, categorical: cat, target: "y", delimiter: b',', missing_tokens: tokens }
+        ColumnSpec {
+            numeric: num,
+            categorical: cat,
+            target: "y",
+            delimiter: b',',
+            missing_tokens: tokens,
+        }
     }
 
     fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
@@ -256,8 +320,16 @@ mod tests {
     #[test]
     fn loads_numbers_categories_and_missing() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(&dir, "d.csv", "a,c,y,ignored\n1.5,red,3,x\nNA,,4,y\n2,blue,5,z\n");
-        let (num, cat, tok) = (vec!["a".to_string()], vec!["c".to_string()], default_missing_tokens());
+        let p = write(
+            &dir,
+            "d.csv",
+            "a,c,y,ignored\n1.5,red,3,x\nNA,,4,y\n2,blue,5,z\n",
+        );
+        let (num, cat, tok) = (
+            vec!["a".to_string()],
+            vec!["c".to_string()],
+            default_missing_tokens(),
+        );
         let (t, info) = load_csv(&[&p], &spec(&num, &cat, &tok)).unwrap();
         assert_eq!(t.len(), 3);
         assert_eq!(t.numeric[0][0], 1.5);
@@ -274,18 +346,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (num, cat, tok) = (vec!["a".to_string()], vec![], default_missing_tokens());
         let p = write(&dir, "bad.csv", "a,y\n1,2\nabc,3\n");
-        let e = load_csv(&[&p], &spec(&num, &cat, &tok)).unwrap_err().to_string();
-        assert!(e.contains("bad.csv:3") && e.contains("\"a\"") && e.contains("not a number"), "{e}");
+        let e = load_csv(&[&p], &spec(&num, &cat, &tok))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("bad.csv:3") && e.contains("\"a\"") && e.contains("not a number"),
+            "{e}"
+        );
         let p = write(&dir, "short.csv", "a,y\n1,2\n3\n");
-        let e = load_csv(&[&p], &spec(&num, &cat, &tok)).unwrap_err().to_string();
+        let e = load_csv(&[&p], &spec(&num, &cat, &tok))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("short.csv:3") && e.contains("malformed"), "{e}");
         let p = write(&dir, "nocol.csv", "b,y\n1,2\n");
-        let e = load_csv(&[&p], &spec(&num, &cat, &tok)).unwrap_err().to_string();
+        let e = load_csv(&[&p], &spec(&num, &cat, &tok))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"a\" not in header"), "{e}");
         let p = write(&dir, "inf.csv", "a,y\ninf,2\n");
-        assert!(load_csv(&[&p], &spec(&num, &cat, &tok)).unwrap_err().to_string().contains("finite"));
+        assert!(load_csv(&[&p], &spec(&num, &cat, &tok))
+            .unwrap_err()
+            .to_string()
+            .contains("finite"));
         let p = write(&dir, "noy.csv", "a,y\n1,\n");
-        assert!(load_csv(&[&p], &spec(&num, &cat, &tok)).unwrap_err().to_string().contains("missing"));
+        assert!(load_csv(&[&p], &spec(&num, &cat, &tok))
+            .unwrap_err()
+            .to_string()
+            .contains("missing"));
     }
 
     #[test]

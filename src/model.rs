@@ -52,9 +52,13 @@ impl LinearFit {
 pub fn fit(params: &ModelParams, x: &Array2<f64>, y: &Array1<f64>) -> Result<LinearFit> {
     let (n, p) = x.dim();
     if n < 2 {
-        return Err(Error::Model(format!("need at least 2 training rows, got {n}")));
+        return Err(Error::Model(format!(
+            "need at least 2 training rows, got {n}"
+        )));
     }
-    let x_mean = x.mean_axis(Axis(0)).ok_or_else(|| Error::Model("empty design matrix".into()))?;
+    let x_mean = x
+        .mean_axis(Axis(0))
+        .ok_or_else(|| Error::Model("empty design matrix".into()))?;
     let y_mean = y.mean().unwrap_or(0.0);
     let xc = x - &x_mean;
     let rank = rank(&xc)?;
@@ -79,8 +83,11 @@ pub fn fit(params: &ModelParams, x: &Array2<f64>, y: &Array1<f64>) -> Result<Lin
         }
         ModelKind::Ridge => {
             let alpha = params.alpha.unwrap_or(1.0);
-            let aug_x = concatenate(Axis(0), &[xc.view(), (Array2::eye(p) * alpha.sqrt()).view()])
-                .map_err(|e| Error::Model(e.to_string()))?;
+            let aug_x = concatenate(
+                Axis(0),
+                &[xc.view(), (Array2::eye(p) * alpha.sqrt()).view()],
+            )
+            .map_err(|e| Error::Model(e.to_string()))?;
             let aug_y = concatenate(Axis(0), &[(y - y_mean).view(), Array1::zeros(p).view()])
                 .map_err(|e| Error::Model(e.to_string()))?;
             let fitted = linfa_linear::LinearRegression::new()
@@ -91,7 +98,11 @@ pub fn fit(params: &ModelParams, x: &Array2<f64>, y: &Array1<f64>) -> Result<Lin
         }
         ModelKind::Lasso | ModelKind::ElasticNet => {
             let alpha = params.alpha.unwrap_or(1.0);
-            let l1 = if params.kind == ModelKind::Lasso { 1.0 } else { params.l1_ratio.unwrap_or(0.5) };
+            let l1 = if params.kind == ModelKind::Lasso {
+                1.0
+            } else {
+                params.l1_ratio.unwrap_or(0.5)
+            };
             let max_it = params.max_iterations.unwrap_or(DEFAULT_MAX_ITERATIONS);
             let fitted = linfa_elasticnet::ElasticNet::params()
                 .penalty(alpha)
@@ -118,7 +129,12 @@ pub fn fit(params: &ModelParams, x: &Array2<f64>, y: &Array1<f64>) -> Result<Lin
         )));
     }
     let intercept = y_mean - x_mean.dot(&coef);
-    Ok(LinearFit { coefficients: coef.to_vec(), intercept, rank, iterations })
+    Ok(LinearFit {
+        coefficients: coef.to_vec(),
+        intercept,
+        rank,
+        iterations,
+    })
 }
 
 /// Numerical rank of a centred matrix, from the eigenvalues of its column-scaled Gram matrix.
@@ -128,7 +144,9 @@ fn rank(xc: &Array2<f64>) -> Result<usize> {
     let safe = norms.mapv(|v| if v > 0.0 { v } else { 1.0 });
     let scaled = xc / &safe;
     let gram = scaled.t().dot(&scaled);
-    let (vals, _) = gram.eigh_into().map_err(|e| Error::Model(format!("eigendecomposition failed: {e}")))?;
+    let (vals, _) = gram
+        .eigh_into()
+        .map_err(|e| Error::Model(format!("eigendecomposition failed: {e}")))?;
     let max = vals.iter().copied().fold(0.0f64, f64::max);
     let nonzero = vals.iter().filter(|&&v| v > RANK_TOLERANCE * max).count();
     Ok(nonzero.min(xc.ncols() - zero_cols))
@@ -137,7 +155,9 @@ fn rank(xc: &Array2<f64>) -> Result<usize> {
 /// Minimum-norm least squares by SVD (numpy's `lstsq` cut-off: `eps · max(n, p) · s_max`).
 fn min_norm_lstsq(xc: Array2<f64>, yc: &Array1<f64>) -> Result<Array1<f64>> {
     let (n, p) = xc.dim();
-    let (u, s, vt) = xc.svd_into(true, true).map_err(|e| Error::Model(format!("SVD failed: {e}")))?;
+    let (u, s, vt) = xc
+        .svd_into(true, true)
+        .map_err(|e| Error::Model(format!("SVD failed: {e}")))?;
     let (u, vt) = match (u, vt) {
         (Some(u), Some(vt)) => (u, vt),
         _ => return Err(Error::Model("SVD returned no singular vectors".into())),
@@ -175,9 +195,25 @@ impl Metrics {
         let mean = truth.mean().unwrap_or(0.0);
         let ss_res: f64 = truth.iter().zip(pred).map(|(t, p)| (t - p) * (t - p)).sum();
         let ss_tot: f64 = truth.iter().map(|t| (t - mean) * (t - mean)).sum();
-        let mae = truth.iter().zip(pred).map(|(t, p)| (t - p).abs()).sum::<f64>() / n;
-        let r2 = if ss_tot > 0.0 { 1.0 - ss_res / ss_tot } else if ss_res == 0.0 { 1.0 } else { 0.0 };
-        Metrics { r2, rmse: (ss_res / n).sqrt(), mae, rows: truth.len() }
+        let mae = truth
+            .iter()
+            .zip(pred)
+            .map(|(t, p)| (t - p).abs())
+            .sum::<f64>()
+            / n;
+        let r2 = if ss_tot > 0.0 {
+            1.0 - ss_res / ss_tot
+        } else if ss_res == 0.0 {
+            1.0
+        } else {
+            0.0
+        };
+        Metrics {
+            r2,
+            rmse: (ss_res / n).sqrt(),
+            mae,
+            rows: truth.len(),
+        }
     }
 }
 
@@ -188,7 +224,13 @@ mod tests {
     use ndarray::array;
 
     fn params(kind: ModelKind, alpha: Option<f64>) -> ModelParams {
-        ModelParams { kind, alpha, l1_ratio: None, max_iterations: None, tolerance: None }
+        ModelParams {
+            kind,
+            alpha,
+            l1_ratio: None,
+            max_iterations: None,
+            tolerance: None,
+        }
     }
 
     #[test]
@@ -226,11 +268,22 @@ mod tests {
 
     #[test]
     fn lasso_zeroes_an_irrelevant_column() {
-        let x = array![[0.0, 0.3], [1.0, -0.2], [2.0, 0.1], [3.0, -0.1], [4.0, 0.2], [5.0, -0.3]];
+        let x = array![
+            [0.0, 0.3],
+            [1.0, -0.2],
+            [2.0, 0.1],
+            [3.0, -0.1],
+            [4.0, 0.2],
+            [5.0, -0.3]
+        ];
         let y = x.column(0).mapv(|v| 3.0 * v);
         let f = fit(&params(ModelKind::Lasso, Some(0.1)), &x, &y).unwrap();
         assert_eq!(f.coefficients[1], 0.0);
-        assert!(f.coefficients[0] > 2.5 && f.coefficients[0] < 3.0, "{:?}", f.coefficients);
+        assert!(
+            f.coefficients[0] > 2.5 && f.coefficients[0] < 3.0,
+            "{:?}",
+            f.coefficients
+        );
     }
 
     #[test]

@@ -55,7 +55,11 @@ pub struct TrainReport {
 }
 
 /// Apply command-line overrides to params, re-validating them.
-pub fn apply_overrides(mut params: Params, opts: &TrainOptions, path: &std::path::Path) -> Result<Params> {
+pub fn apply_overrides(
+    mut params: Params,
+    opts: &TrainOptions,
+    path: &std::path::Path,
+) -> Result<Params> {
     if !opts.data.is_empty() {
         params.data.train = OneOrMany::Many(opts.data.clone());
     }
@@ -80,7 +84,12 @@ pub fn fit_artifact(params: &Params) -> Result<Artifact> {
         missing_tokens: &params.data.missing_tokens,
     };
     let (table, mut files) = data::load_csv(&params.data.train.paths(), &spec)?;
-    tracing::info!(rows = table.len(), files = files.len(), elapsed_ms = t0.elapsed().as_millis() as u64, "loaded training data");
+    tracing::info!(
+        rows = table.len(),
+        files = files.len(),
+        elapsed_ms = t0.elapsed().as_millis() as u64,
+        "loaded training data"
+    );
     let (train, test): (Table, Table) = match &params.evaluation.test_data {
         Some(path) => {
             let (test, info) = data::load_csv(std::slice::from_ref(path), &spec)?;
@@ -89,9 +98,16 @@ pub fn fit_artifact(params: &Params) -> Result<Artifact> {
         }
         None => {
             if table.len() < 3 {
-                return Err(Error::Model(format!("need at least 3 rows to hold some out, got {}", table.len())));
+                return Err(Error::Model(format!(
+                    "need at least 3 rows to hold some out, got {}",
+                    table.len()
+                )));
             }
-            let (tr, te) = data::split_indices(table.len(), params.evaluation.test_fraction, params.evaluation.seed);
+            let (tr, te) = data::split_indices(
+                table.len(),
+                params.evaluation.test_fraction,
+                params.evaluation.seed,
+            );
             (table.take(&tr), table.take(&te))
         }
     };
@@ -99,15 +115,28 @@ pub fn fit_artifact(params: &Params) -> Result<Artifact> {
     let prep = Preprocessing::fit(params, &train)?;
     let x = prep.design(&train)?;
     let y = Array1::from(train.target.clone());
-    tracing::info!(kind = params.model.kind.as_str(), rows = x.nrows(), features = x.ncols(), "fitting");
+    tracing::info!(
+        kind = params.model.kind.as_str(),
+        rows = x.nrows(),
+        features = x.ncols(),
+        "fitting"
+    );
     let fit = model::fit(&params.model, &x, &y)?;
-    tracing::info!(rank = fit.rank, iterations = fit.iterations, elapsed_ms = t1.elapsed().as_millis() as u64, "fitted");
+    tracing::info!(
+        rank = fit.rank,
+        iterations = fit.iterations,
+        elapsed_ms = t1.elapsed().as_millis() as u64,
+        "fitted"
+    );
     let train_metrics = Metrics::compute(y.view(), fit.predict(x.view()).view());
     let x_test = prep.design(&test)?;
     let y_test = Array1::from(test.target.clone());
     let model_metrics = Metrics::compute(y_test.view(), fit.predict(x_test.view()).view());
     let train_mean = y.mean().unwrap_or(0.0);
-    let baseline = Metrics::compute(y_test.view(), Array1::from_elem(y_test.len(), train_mean).view());
+    let baseline = Metrics::compute(
+        y_test.view(),
+        Array1::from_elem(y_test.len(), train_mean).view(),
+    );
     let created_at = chrono::Utc::now();
     let salt: String = files.iter().map(|f| f.sha256.as_str()).collect();
     let artifact = Artifact {
@@ -119,10 +148,22 @@ pub fn fit_artifact(params: &Params) -> Result<Artifact> {
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         params: params.clone(),
         input_schema: Artifact::schema_of(&prep, &params.target),
-        estimator: Estimator { kind: params.model.kind.as_str().to_string(), feature_names: prep.feature_names(), fit },
+        estimator: Estimator {
+            kind: params.model.kind.as_str().to_string(),
+            feature_names: prep.feature_names(),
+            fit,
+        },
         preprocessing: prep,
-        metrics: Evaluation { model: model_metrics, baseline, train: train_metrics },
-        training_data: TrainingData { files, train_rows: train.len(), test_rows: test.len() },
+        metrics: Evaluation {
+            model: model_metrics,
+            baseline,
+            train: train_metrics,
+        },
+        training_data: TrainingData {
+            files,
+            train_rows: train.len(),
+            test_rows: test.len(),
+        },
     };
     artifact.check("(new model)")?;
     Ok(artifact)
@@ -147,7 +188,8 @@ pub async fn run(params: &Params, store: &Store, announcer: &Announcer) -> Resul
             }
             Err(Error::AlreadyExists { .. }) if attempts < 3 => {
                 attempts += 1;
-                artifact.version = crate::artifact::new_version(artifact.created_at, key.as_bytes());
+                artifact.version =
+                    crate::artifact::new_version(artifact.created_at, key.as_bytes());
             }
             Err(e) => return Err(e),
         }
@@ -172,12 +214,17 @@ pub async fn run(params: &Params, store: &Store, announcer: &Announcer) -> Resul
 /// The short metrics table printed on stderr.
 pub fn metrics_table(r: &TrainReport) -> String {
     let m = &r.metrics;
-    let row = |name: &str, x: &Metrics| format!("{name:<10} {:>9.4} {:>9.4} {:>9.4}\n", x.r2, x.rmse, x.mae);
+    let row = |name: &str, x: &Metrics| {
+        format!("{name:<10} {:>9.4} {:>9.4} {:>9.4}\n", x.r2, x.rmse, x.mae)
+    };
     let mut s = format!(
         "model {} version {} ({}; {} train rows, {} held out)\n",
         r.model_name, r.version, r.kind, r.train_rows, r.test_rows
     );
-    s.push_str(&format!("{:<10} {:>9} {:>9} {:>9}\n", "", "R²", "RMSE", "MAE"));
+    s.push_str(&format!(
+        "{:<10} {:>9} {:>9} {:>9}\n",
+        "", "R²", "RMSE", "MAE"
+    ));
     s.push_str(&row("model", &m.model));
     s.push_str(&row("baseline", &m.baseline));
     s.push_str(&format!("stored at {}\n", r.uri));

@@ -10,7 +10,9 @@ use std::time::Duration;
 use crate::bus::{Announcement, Origin};
 use crate::error::{Error, Result};
 use crate::predict::input::{self, Item, Source};
-use crate::predict::{check_replacement, load_announced, load_key, score_csv, score_json, Scored, Served};
+use crate::predict::{
+    check_replacement, load_announced, load_key, score_csv, score_json, Scored, Served,
+};
 use crate::record::CsvLayout;
 use crate::store::Store;
 use crate::{AnnouncementFeed, Outputs};
@@ -41,30 +43,57 @@ pub struct Counts {
 
 /// Pick the model to start with: the pinned version, else the newest announced one that loads,
 /// else the newest in the store.
-pub async fn initial_model(store: &Store, history: &[Announcement], choice: &ModelChoice) -> Result<Served> {
+pub async fn initial_model(
+    store: &Store,
+    history: &[Announcement],
+    choice: &ModelChoice,
+) -> Result<Served> {
     let named = |a: &&Announcement| choice.name.as_ref().is_none_or(|n| *n == a.model_name);
     if let Some(v) = &choice.version {
         if let Some(a) = history.iter().rev().filter(named).find(|a| &a.version == v) {
             return load_announced(store, a, &choice.key_field).await;
         }
-        let prefix = choice.name.as_ref().map(|n| format!("{n}/")).unwrap_or_default();
-        let key = store.list(&prefix).await?.into_iter().find(|k| k.ends_with(&format!("/{v}.json")));
-        let key = key.ok_or_else(|| Error::NotFound(format!("model version {v} is not in {}", store.uri())))?;
+        let prefix = choice
+            .name
+            .as_ref()
+            .map(|n| format!("{n}/"))
+            .unwrap_or_default();
+        let key = store
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .find(|k| k.ends_with(&format!("/{v}.json")));
+        let key = key.ok_or_else(|| {
+            Error::NotFound(format!("model version {v} is not in {}", store.uri()))
+        })?;
         tracing::warn!(%key, "version not found in announcements; loading from the store without a sha256 check");
         return load_key(store, &key, &choice.key_field).await;
     }
+    let mut refused = 0;
     for a in history.iter().rev().filter(named) {
         match load_announced(store, a, &choice.key_field).await {
             Ok(m) => return Ok(m),
-            Err(e) => tracing::warn!(version = %a.version, reason = %e, "refused announced model; trying an older one"),
+            Err(e) => {
+                refused += 1;
+                tracing::warn!(version = %a.version, reason = %e, "refused announced model; trying an older one")
+            }
         }
+    }
+    if refused > 0 {
+        // Announced models exist but none verifies: never fall back to an unverified object.
+        return Err(Error::NotFound(format!(
+            "none of the {refused} announced models could be loaded (see the warnings above); \
+             train a new model or pin one with --model"
+        )));
     }
     let key = match &choice.name {
         Some(n) => store.latest(n).await?,
         None => {
             // newest across models: versions start with a sortable timestamp
             let keys = store.list("").await?;
-            keys.into_iter().filter(|k| k.ends_with(".json")).max_by(|a, b| file_name(a).cmp(file_name(b)))
+            keys.into_iter()
+                .filter(|k| k.ends_with(".json"))
+                .max_by(|a, b| file_name(a).cmp(file_name(b)))
         }
     };
     match key {
@@ -75,7 +104,11 @@ pub async fn initial_model(store: &Store, history: &[Announcement], choice: &Mod
         None => Err(Error::NotFound(format!(
             "no model found in {}{}; run `modelcast train` first",
             store.uri(),
-            choice.name.as_ref().map(|n| format!(" for model {n}")).unwrap_or_default()
+            choice
+                .name
+                .as_ref()
+                .map(|n| format!(" for model {n}"))
+                .unwrap_or_default()
         ))),
     }
 }
@@ -156,7 +189,10 @@ pub async fn run(
 }
 
 fn warn_missing_columns(model: &Served, layout: &CsvLayout) {
-    let missing: Vec<&str> = layout.missing_slots().map(|i| model.scorer.input_columns()[i].as_str()).collect();
+    let missing: Vec<&str> = layout
+        .missing_slots()
+        .map(|i| model.scorer.input_columns()[i].as_str())
+        .collect();
     if !missing.is_empty() {
         tracing::warn!(columns = ?missing, "input has no such columns; they count as missing in every row");
     }
@@ -190,10 +226,12 @@ pub(crate) async fn poll_swap(
         if ann.model_name != current.name || ann.version == current.version {
             continue;
         }
-        match load_announced(store, &ann, &choice.key_field).await.and_then(|m| {
-            check_replacement(current, &m, choice.allow_schema_change)?;
-            Ok(m)
-        }) {
+        match load_announced(store, &ann, &choice.key_field)
+            .await
+            .and_then(|m| {
+                check_replacement(current, &m, choice.allow_schema_change)?;
+                Ok(m)
+            }) {
             Ok(m) => chosen = Some(m),
             Err(e) => {
                 refused += 1;

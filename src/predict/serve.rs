@@ -67,13 +67,41 @@ impl Metrics {
     pub fn render(&self, lag: &BTreeMap<i32, i64>) -> String {
         let mut s = String::new();
         let counter = |s: &mut String, name: &str, help: &str, v: u64| {
-            let _ = write!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n");
+            let _ = write!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+            );
         };
-        counter(&mut s, "modelcast_records_in_total", "Records consumed from the input topic.", self.records_in.load(Ordering::Relaxed));
-        counter(&mut s, "modelcast_predictions_out_total", "Predictions acknowledged on app_messages.", self.predictions_out.load(Ordering::Relaxed));
-        counter(&mut s, "modelcast_dead_lettered_total", "Records sent to the dead-letter topic.", self.dead_lettered.load(Ordering::Relaxed));
-        counter(&mut s, "modelcast_model_swaps_total", "Hot swaps to a newer model.", self.swaps.load(Ordering::Relaxed));
-        counter(&mut s, "modelcast_models_refused_total", "Announcements or models refused.", self.refused.load(Ordering::Relaxed));
+        counter(
+            &mut s,
+            "modelcast_records_in_total",
+            "Records consumed from the input topic.",
+            self.records_in.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut s,
+            "modelcast_predictions_out_total",
+            "Predictions acknowledged on app_messages.",
+            self.predictions_out.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut s,
+            "modelcast_dead_lettered_total",
+            "Records sent to the dead-letter topic.",
+            self.dead_lettered.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut s,
+            "modelcast_model_swaps_total",
+            "Hot swaps to a newer model.",
+            self.swaps.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut s,
+            "modelcast_models_refused_total",
+            "Announcements or models refused.",
+            self.refused.load(Ordering::Relaxed),
+        );
         if let Ok(m) = self.model.lock() {
             let _ = write!(
                 s,
@@ -85,9 +113,18 @@ impl Metrics {
             let name = "modelcast_end_to_end_latency_seconds";
             let _ = write!(s, "# HELP {name} Input record timestamp to acknowledged prediction.\n# TYPE {name} histogram\n");
             for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {
-                let _ = writeln!(s, "{name}_bucket{{le=\"{}\"}} {}", *b as f64 / 1000.0, l.0.get(i).copied().unwrap_or(0));
+                let _ = writeln!(
+                    s,
+                    "{name}_bucket{{le=\"{}\"}} {}",
+                    *b as f64 / 1000.0,
+                    l.0.get(i).copied().unwrap_or(0)
+                );
             }
-            let _ = write!(s, "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}\n", l.1, l.2, l.1);
+            let _ = write!(
+                s,
+                "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}\n",
+                l.1, l.2, l.1
+            );
         }
         let _ = write!(s, "# HELP modelcast_consumer_lag Records behind the high watermark.\n# TYPE modelcast_consumer_lag gauge\n");
         for (p, v) in lag {
@@ -99,9 +136,13 @@ impl Metrics {
 
 fn consumer_lag(consumer: &StreamConsumer) -> BTreeMap<i32, i64> {
     let mut out = BTreeMap::new();
-    let Ok(pos) = consumer.position() else { return out };
+    let Ok(pos) = consumer.position() else {
+        return out;
+    };
     for e in pos.elements() {
-        if let Ok((_, high)) = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1)) {
+        if let Ok((_, high)) =
+            consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1))
+        {
             let at = e.offset().to_raw().filter(|o| *o >= 0).unwrap_or(0);
             out.insert(e.partition(), (high - at).max(0));
         }
@@ -109,21 +150,29 @@ fn consumer_lag(consumer: &StreamConsumer) -> BTreeMap<i32, i64> {
     out
 }
 
-async fn serve_http(addr: std::net::SocketAddr, metrics: Arc<Metrics>, consumer: Arc<StreamConsumer>) -> Result<()> {
+async fn serve_http(
+    addr: std::net::SocketAddr,
+    metrics: Arc<Metrics>,
+    consumer: Arc<StreamConsumer>,
+) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::Usage(format!("cannot listen on --metrics-addr {addr}: {e}")))?;
     tracing::info!(%addr, "serving /healthz and /metrics");
     tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else { continue };
+            let Ok((mut sock, _)) = listener.accept().await else {
+                continue;
+            };
             let metrics = metrics.clone();
             let consumer = consumer.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
                 let mut n = 0;
                 while n < buf.len() {
-                    match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf[n..])).await {
+                    match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf[n..]))
+                        .await
+                    {
                         Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
                         Ok(Ok(k)) => n += k,
                     }
@@ -135,15 +184,24 @@ async fn serve_http(addr: std::net::SocketAddr, metrics: Arc<Metrics>, consumer:
                 let path = req.split_whitespace().nth(1).unwrap_or("/");
                 let (status, body) = match path {
                     "/healthz" => {
-                        let assigned = consumer.assignment().map(|a| a.count() > 0).unwrap_or(false);
+                        let assigned = consumer
+                            .assignment()
+                            .map(|a| a.count() > 0)
+                            .unwrap_or(false);
                         if metrics.ready.load(Ordering::Relaxed) && assigned {
                             ("200 OK", "ok\n".to_string())
                         } else {
-                            ("503 Service Unavailable", "not ready: waiting for a model and a partition assignment\n".to_string())
+                            (
+                                "503 Service Unavailable",
+                                "not ready: waiting for a model and a partition assignment\n"
+                                    .to_string(),
+                            )
                         }
                     }
                     "/metrics" => {
-                        let lag = tokio::task::spawn_blocking(move || consumer_lag(&consumer)).await.unwrap_or_default();
+                        let lag = tokio::task::spawn_blocking(move || consumer_lag(&consumer))
+                            .await
+                            .unwrap_or_default();
                         ("200 OK", metrics.render(&lag))
                     }
                     _ => ("404 Not Found", "try /healthz or /metrics\n".to_string()),
@@ -159,11 +217,17 @@ async fn serve_http(addr: std::net::SocketAddr, metrics: Arc<Metrics>, consumer:
     Ok(())
 }
 
-async fn first_model(store: &Store, feed: &mut AnnouncementFeed, choice: &ModelChoice) -> Result<Served> {
+async fn first_model(
+    store: &Store,
+    feed: &mut AnnouncementFeed,
+    choice: &ModelChoice,
+) -> Result<Served> {
     let history = feed.history().await?;
     match initial_model(store, &history, choice).await {
         Ok(m) => return Ok(m),
-        Err(Error::NotFound(msg)) => tracing::warn!(%msg, "no model yet; waiting for an announcement"),
+        Err(Error::NotFound(msg)) => {
+            tracing::warn!(%msg, "no model yet; waiting for an announcement")
+        }
         Err(e) => return Err(e),
     }
     loop {
@@ -192,7 +256,9 @@ pub async fn run(
     opts: &ServeOptions,
 ) -> Result<Counts> {
     let topics = kafka.config().modelcast.topics.clone();
-    kafka.check_topics(&[&opts.input_topic, &topics.app_messages, &topics.dead_letter]).await?;
+    kafka
+        .check_topics(&[&opts.input_topic, &topics.app_messages, &topics.dead_letter])
+        .await?;
     let metrics = Arc::new(Metrics::default());
     let consumer = Arc::new(kafka.input_consumer(&opts.input_topic)?);
     if let Some(addr) = opts.metrics_addr {
@@ -253,8 +319,14 @@ pub async fn run(
         let (mut ok, mut bad) = (0u64, 0u64);
         for m in &batch {
             let kafka_key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
-            let fallback = kafka_key.clone().unwrap_or_else(|| format!("{}:{}", m.partition(), m.offset()));
-            let origin = Origin::Kafka { topic: m.topic().to_string(), partition: m.partition(), offset: m.offset() };
+            let fallback = kafka_key
+                .clone()
+                .unwrap_or_else(|| format!("{}:{}", m.partition(), m.offset()));
+            let origin = Origin::Kafka {
+                topic: m.topic().to_string(),
+                partition: m.partition(),
+                offset: m.offset(),
+            };
             let ts = m.timestamp().to_millis();
             let payload = m.payload().unwrap_or_default();
             match score_json(&model, payload, origin, fallback, ts) {
@@ -262,13 +334,22 @@ pub async fn run(
                     if let Some(k) = kafka_key {
                         p.key = k;
                     }
-                    let json = serde_json::to_vec(&p).map_err(|e| Error::Encode { what: "prediction", source: e })?;
+                    let json = serde_json::to_vec(&p).map_err(|e| Error::Encode {
+                        what: "prediction",
+                        source: e,
+                    })?;
                     if opts.stdout {
-                        let _ = std::io::Write::write_all(&mut stdout, &[&json[..], b"\n"].concat());
+                        let _ =
+                            std::io::Write::write_all(&mut stdout, &[&json[..], b"\n"].concat());
                     }
                     ok += 1;
                     stamps.push(ts);
-                    out.push(Outgoing { topic: topics.app_messages.clone(), key: p.key.into_bytes(), payload: json, headers: vec![] });
+                    out.push(Outgoing {
+                        topic: topics.app_messages.clone(),
+                        key: p.key.into_bytes(),
+                        payload: json,
+                        headers: vec![],
+                    });
                 }
                 Scored::Rejected(d) => {
                     bad += 1;
@@ -279,13 +360,19 @@ pub async fn run(
                         payload: d.raw,
                         headers: vec![
                             ("modelcast.reason", d.reason.into_bytes()),
-                            ("modelcast.source", format!("{}/{}/{}", m.topic(), m.partition(), m.offset()).into_bytes()),
+                            (
+                                "modelcast.source",
+                                format!("{}/{}/{}", m.topic(), m.partition(), m.offset())
+                                    .into_bytes(),
+                            ),
                         ],
                     });
                 }
             }
         }
-        metrics.records_in.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        metrics
+            .records_in
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         // At-least-once: offsets are stored only after every output was acknowledged. A delivery
         // failure ends the process without storing them; a restart re-reads the batch.
         Kafka::await_all(kafka.send_all(out)?).await?;
@@ -296,7 +383,10 @@ pub async fn run(
         for m in &batch {
             consumer
                 .store_offset(m.topic(), m.partition(), m.offset())
-                .map_err(|e| Error::Bus { target: m.topic().to_string(), message: format!("store offset: {e}") })?;
+                .map_err(|e| Error::Bus {
+                    target: m.topic().to_string(),
+                    message: format!("store offset: {e}"),
+                })?;
         }
         metrics.predictions_out.fetch_add(ok, Ordering::Relaxed);
         metrics.dead_lettered.fetch_add(bad, Ordering::Relaxed);
@@ -307,7 +397,9 @@ pub async fn run(
     kafka.flush()?;
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => {}
-        Err(e) => tracing::warn!(error = %e, "final commit failed; the last batches may be re-read after restart"),
+        Err(e) => {
+            tracing::warn!(error = %e, "final commit failed; the last batches may be re-read after restart")
+        }
     }
     Ok(counts)
 }
