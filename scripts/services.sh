@@ -79,26 +79,41 @@ alive() {
 
 # ---------------------------------------------------------------- install
 
-# install_one NAME VERSION [CARGO_ARGS...]
+# install_one NAME VERSION [CARGO_ARGS...]: cargo install NAME@VERSION into
+# $MODELCAST_CACHE/NAME-VERSION unless it is there. A lock file keeps two
+# test beds installing at once from sharing a build directory.
 install_one() {
 	local name=$1 version=$2
 	shift 2
 	local root="$MODELCAST_CACHE/$name-$version"
 	local target="$MODELCAST_CACHE/build/$name-$version"
+	local lock_fd status=0
+	exec {lock_fd}>"$MODELCAST_CACHE/.$name-$version.lock"
+	if ! flock -n "$lock_fd"; then
+		log "$name $version: waiting for another install to finish..."
+		flock "$lock_fd"
+	fi
 	if [[ -x $root/bin/$name ]]; then
 		log "$name $version: installed at $root/bin/$name"
-		return 0
+	else
+		log "$name $version: building with cargo install (several minutes)..."
+		local start=$SECONDS
+		cargo install --root "$root" --target-dir "$target" --locked "$@" "$name@$version" ||
+			status=$?
+		# The build directory is large (up to 1.5 GB): never keep it.
+		rm -rf "$target"
+		rmdir "$MODELCAST_CACHE/build" 2>/dev/null || true
+		if ((status == 0)); then
+			log "$name $version: installed in $((SECONDS - start)) s"
+		fi
 	fi
-	log "$name $version: building with cargo install (several minutes)..."
-	local start=$SECONDS
-	cargo install --root "$root" --target-dir "$target" --locked "$@" "$name@$version" || return 1
-	rm -rf "$target"
-	rmdir "$MODELCAST_CACHE/build" 2>/dev/null || true
-	log "$name $version: installed in $((SECONDS - start)) s"
+	exec {lock_fd}>&-
+	return "$status"
 }
 
 cmd_install() {
 	command -v cargo >/dev/null || die "cargo is needed to install the servers"
+	command -v flock >/dev/null || die "flock (util-linux) is needed to install the servers"
 	mkdir -p "$MODELCAST_CACHE"
 	# Without dynostore,libsql tansu has no durable storage engine and its
 	# default broker discards what is produced to it.
@@ -146,7 +161,7 @@ wait_ready() {
 spawn() {
 	local dir=$1 name=$2 workdir=$3
 	shift 3
-	(cd "$workdir" && exec "$@") </dev/null >"$dir/$name.log" 2>&1 &
+	(cd "$workdir" && exec "$@") </dev/null >>"$dir/$name.log" 2>&1 &
 	SPAWNED_PID=$!
 	printf '%s %s\n' "$SPAWNED_PID" "$name" >"$dir/$name.pid"
 }
@@ -183,7 +198,7 @@ replication_factor = 1
 
 rpc_bind_addr = "127.0.0.1:$rpc_port"
 rpc_public_addr = "127.0.0.1:$rpc_port"
-rpc_secret = "$(random_hex 32)"
+rpc_secret = "$GARAGE_RPC_SECRET"
 
 [s3_api]
 s3_region = "$GARAGE_REGION"
@@ -193,8 +208,6 @@ api_bind_addr = "127.0.0.1:$s3_port"
 api_bind_addr = "127.0.0.1:$admin_port"
 EOF
 	)
-	GARAGE_ACCESS_KEY="GK$(random_hex 12)"
-	GARAGE_SECRET_KEY=$(random_hex 32)
 	# --single-node lays out a one-node cluster; --default-access-key and
 	# --default-bucket create the key and bucket named in GARAGE_DEFAULT_*.
 	spawn "$dir" garage "$dir/garage" \
@@ -219,14 +232,32 @@ start_s3s_fs() {
 	bin=$(bin_path s3s-fs "$S3S_FS_VERSION")
 	# s3s-fs serves each directory under its root as a bucket.
 	mkdir -p "$dir/s3s-fs/$S3_BUCKET"
-	S3S_ACCESS_KEY="AK$(random_hex 10)"
-	S3S_SECRET_KEY=$(random_hex 32)
 	spawn "$dir" s3s-fs "$dir/s3s-fs" \
 		"$bin" --host 127.0.0.1 --port "$port" \
 		--access-key "$S3S_ACCESS_KEY" --secret-key "$S3S_SECRET_KEY" \
 		"$dir/s3s-fs"
 	S3S_PID=$SPAWNED_PID
 	wait_ready "$dir" s3s-fs "$S3S_PID" port_open "$port"
+}
+
+# load_secrets DIR: keys and secrets of the test bed in DIR, made on its first
+# start and kept in DIR/secrets.sh: garage refuses to start again on its data
+# with a default access key whose secret has changed.
+load_secrets() {
+	local file="$1/secrets.sh"
+	if [[ ! -e $file ]]; then
+		(
+			umask 077
+			printf '%s=%s\n' \
+				GARAGE_RPC_SECRET "$(random_hex 32)" \
+				GARAGE_ACCESS_KEY "GK$(random_hex 12)" \
+				GARAGE_SECRET_KEY "$(random_hex 32)" \
+				S3S_ACCESS_KEY "AK$(random_hex 10)" \
+				S3S_SECRET_KEY "$(random_hex 32)" >"$file"
+		)
+	fi
+	# shellcheck source=/dev/null
+	source "$file"
 }
 
 cmd_start() {
@@ -245,6 +276,12 @@ cmd_start() {
 	if [[ $WITH_S3S_FS != 0 && -x $(bin_path s3s-fs "$S3S_FS_VERSION") ]]; then
 		with_s3s=1
 	fi
+
+	local pid
+	for pid in $(recorded_pids "$dir"); do
+		die "the test bed in $dir is running (pid $pid): stop it first"
+	done
+	load_secrets "$dir"
 
 	local ports
 	read -r -a ports <<<"$(free_ports 5)"
@@ -282,20 +319,29 @@ cmd_start() {
 
 # ---------------------------------------------------------------- stop
 
-cmd_stop() {
-	(($# == 1)) || usage
-	local dir=$1 pidfile pid name comm
-	local pids=()
-	for pidfile in "$dir"/*.pid; do
+# recorded_pids DIR: pids in DIR/*.pid that still run the server recorded
+# with them (a pid file left by a crash may name a recycled pid).
+recorded_pids() {
+	local pidfile pid name comm
+	for pidfile in "$1"/*.pid; do
 		[[ -e $pidfile ]] || continue
 		read -r pid name <"$pidfile" || true
-		rm -f "$pidfile"
 		[[ $pid =~ ^[0-9]+$ ]] || continue
-		# Only signal the process if it is still the server we started.
 		comm=$(cat "/proc/$pid/comm" 2>/dev/null) || continue
-		[[ $comm == "$name" ]] || continue
+		if [[ $comm == "$name" ]] && alive "$pid"; then
+			printf '%s\n' "$pid"
+		fi
+	done
+}
+
+cmd_stop() {
+	(($# == 1)) || usage
+	local dir=$1 pid
+	local pids=()
+	for pid in $(recorded_pids "$dir"); do
 		kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
 	done
+	rm -f "$dir"/*.pid
 	((${#pids[@]})) || return 0
 	local i
 	for ((i = 0; i < 50; i++)); do
