@@ -15,6 +15,7 @@
 #                               (default: ${XDG_CACHE_HOME:-$HOME/.cache}/modelcast)
 #   MODELCAST_S3S_FS=0          neither install nor start s3s-fs
 #   MODELCAST_SERVICES_TIMEOUT  seconds to wait for each server (default: 60)
+#   MODELCAST_SERVICES_RUST_LOG RUST_LOG for the servers (default: unset)
 set -euo pipefail
 
 readonly TANSU_VERSION=0.6.0
@@ -151,7 +152,7 @@ wait_ready() {
 			cmd_stop "$dir"
 			exit 1
 		fi
-		sleep 0.1
+		sleep 0.05
 	done
 	log "$name ready in $(($(now_ms) - start)) ms (pid $pid, log $dir/$name.log)"
 }
@@ -161,7 +162,13 @@ wait_ready() {
 spawn() {
 	local dir=$1 name=$2 workdir=$3
 	shift 3
-	(cd "$workdir" && exec "$@") </dev/null >>"$dir/$name.log" 2>&1 &
+	# The servers log at their default level whatever RUST_LOG the caller
+	# set for the tests, unless MODELCAST_SERVICES_RUST_LOG says otherwise.
+	local log_env=(-u RUST_LOG)
+	if [[ -n ${MODELCAST_SERVICES_RUST_LOG:-} ]]; then
+		log_env=("RUST_LOG=$MODELCAST_SERVICES_RUST_LOG")
+	fi
+	(cd "$workdir" && exec env "${log_env[@]}" "$@") </dev/null >>"$dir/$name.log" 2>&1 &
 	SPAWNED_PID=$!
 	printf '%s %s\n' "$SPAWNED_PID" "$name" >"$dir/$name.pid"
 }
@@ -283,30 +290,34 @@ cmd_start() {
 	done
 	load_secrets "$dir"
 
-	local ports
-	read -r -a ports <<<"$(free_ports 5)"
-	start_tansu "$dir" "${ports[0]}"
-	start_garage "$dir" "${ports[1]}" "${ports[2]}" "${ports[3]}"
+	# Ports are picked just before each server starts, to leave little time
+	# for anything else to take them.
+	local kafka_port s3_port rpc_port admin_port s3s_port=""
+	kafka_port=$(free_ports 1)
+	start_tansu "$dir" "$kafka_port"
+	read -r s3_port rpc_port admin_port <<<"$(free_ports 3)"
+	start_garage "$dir" "$s3_port" "$rpc_port" "$admin_port"
 	if ((with_s3s)); then
-		start_s3s_fs "$dir" "${ports[4]}"
+		s3s_port=$(free_ports 1)
+		start_s3s_fs "$dir" "$s3s_port"
 	fi
 
 	{
 		printf '# modelcast test bed in %s, written by %s\n' "$dir" "$0"
 		printf 'export %s=%q\n' \
 			MODELCAST_TEST_SERVICES_DIR "$dir" \
-			MODELCAST_TEST_BOOTSTRAP "127.0.0.1:${ports[0]}" \
+			MODELCAST_TEST_BOOTSTRAP "127.0.0.1:$kafka_port" \
 			MODELCAST_TEST_TANSU_PID "$TANSU_PID" \
-			MODELCAST_TEST_S3_ENDPOINT "http://127.0.0.1:${ports[1]}" \
+			MODELCAST_TEST_S3_ENDPOINT "http://127.0.0.1:$s3_port" \
 			MODELCAST_TEST_S3_BUCKET "$S3_BUCKET" \
 			MODELCAST_TEST_S3_ACCESS_KEY "$GARAGE_ACCESS_KEY" \
 			MODELCAST_TEST_S3_SECRET_KEY "$GARAGE_SECRET_KEY" \
 			MODELCAST_TEST_S3_REGION "$GARAGE_REGION" \
-			MODELCAST_TEST_GARAGE_ADMIN "http://127.0.0.1:${ports[3]}" \
+			MODELCAST_TEST_GARAGE_ADMIN "http://127.0.0.1:$admin_port" \
 			MODELCAST_TEST_GARAGE_PID "$GARAGE_PID"
 		if ((with_s3s)); then
 			printf 'export %s=%q\n' \
-				MODELCAST_TEST_S3S_ENDPOINT "http://127.0.0.1:${ports[4]}" \
+				MODELCAST_TEST_S3S_ENDPOINT "http://127.0.0.1:$s3s_port" \
 				MODELCAST_TEST_S3S_BUCKET "$S3_BUCKET" \
 				MODELCAST_TEST_S3S_ACCESS_KEY "$S3S_ACCESS_KEY" \
 				MODELCAST_TEST_S3S_SECRET_KEY "$S3S_SECRET_KEY" \
@@ -364,6 +375,7 @@ cmd_stop() {
 # ---------------------------------------------------------------- run
 
 RUN_DIR=""
+RUN_CHILD=""
 RUN_STATUS=0
 
 run_cleanup() {
@@ -380,18 +392,33 @@ run_cleanup() {
 	rm -rf "$RUN_DIR"
 }
 
+# run_signal SIGNAL STATUS: pass SIGNAL on to CMD, then exit (and clean up).
+run_signal() {
+	RUN_STATUS=$2
+	if [[ -n $RUN_CHILD ]]; then
+		kill -"$1" "$RUN_CHILD" 2>/dev/null || true
+		wait "$RUN_CHILD" 2>/dev/null || true
+	fi
+	exit "$RUN_STATUS"
+}
+
 cmd_run() {
 	(($# > 0)) || usage
 	cmd_install
 	RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/modelcast-services.XXXXXX")
 	trap run_cleanup EXIT
-	trap 'RUN_STATUS=130; exit 130' INT
-	trap 'RUN_STATUS=143; exit 143' TERM
+	trap 'run_signal INT 130' INT
+	trap 'run_signal TERM 143' TERM
 	cmd_start "$RUN_DIR"
 	# shellcheck source=/dev/null
 	source "$RUN_DIR/env.sh"
 	export MODELCAST_REQUIRE_SERVICES=1
-	"$@" || RUN_STATUS=$?
+	# CMD runs in the background so that a signal reaches the traps at once
+	# (bash defers traps while a foreground command runs); it keeps stdin.
+	"$@" <&0 &
+	RUN_CHILD=$!
+	wait "$RUN_CHILD" || RUN_STATUS=$?
+	RUN_CHILD=""
 	exit "$RUN_STATUS"
 }
 

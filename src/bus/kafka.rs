@@ -259,7 +259,7 @@ impl Kafka {
         cc.set("group.id", &self.cfg.modelcast.group_id)
             .set("enable.auto.offset.store", "false")
             .set_if_absent("enable.auto.commit", "true")
-            .set_if_absent("auto.commit.interval.ms", "1000")
+            .set_if_absent("auto.commit.interval.ms", "200")
             .set_if_absent("auto.offset.reset", "earliest");
         let c: StreamConsumer = cc
             .create()

@@ -288,6 +288,17 @@ pub fn wine_record(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
 fn sigterm(child: &Child) {
     let _ = Command::new("kill")
         .arg("-TERM")
@@ -530,8 +541,23 @@ fn bad_records_go_to_the_dead_letter_topic_and_bad_models_are_refused() {
     let Some(bed) = bed() else { return };
     let w = Wired::new(&bed, "dlq", 1);
     assert_ok(&w.train(&[]));
-    let mut svc = w.serve(&[]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut svc = w.serve(&["--metrics-addr", &addr]);
     let (_, log) = wait_log(&mut svc, "serving model", Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http_get(&addr, "/healthz").starts_with("HTTP/1.1 200") {
+        assert!(
+            Instant::now() < deadline,
+            "healthz never became ready: {}",
+            http_get(&addr, "/healthz")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let p = producer(&w.bootstrap);
     let bad: Vec<(String, Vec<u8>)> = vec![
         ("malformed".into(), b"{\"alcohol\": ".to_vec()),
@@ -571,9 +597,35 @@ fn bad_records_go_to_the_dead_letter_topic_and_bad_models_are_refused() {
     std::thread::sleep(Duration::from_secs(2));
     produce(&p, &w.topics.input, &[("after".into(), wine_record(2))]);
     let preds = read_topic(&w.bootstrap, &w.topics.app, 2, Duration::from_secs(30));
+    let metrics = http_get(&addr, "/metrics");
     sigterm(&svc);
     svc.wait().unwrap();
     let log = log.join().unwrap();
+    assert!(
+        metrics.contains("modelcast_dead_lettered_total 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("modelcast_predictions_out_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("modelcast_records_in_total 6"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("modelcast_models_refused_total 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&format!("version=\"{v1}\"")), "{metrics}");
+    assert!(
+        metrics.contains("modelcast_end_to_end_latency_seconds_count 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("modelcast_consumer_lag{partition=\"0\"} 0"),
+        "{metrics}"
+    );
     assert_eq!(preds.len(), 2);
     for (_, _, _, v, _) in &preds {
         let v: serde_json::Value = serde_json::from_slice(v).unwrap();
