@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+
+use sha2::{Digest, Sha256};
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -23,7 +25,8 @@ pub struct CategoricalColumn {
 }
 
 impl CategoricalColumn {
-    fn push(&mut self, value: Option<&str>) {
+    /// Append one value (`None` = missing).
+    pub fn push(&mut self, value: Option<&str>) {
         let code = match value {
             None => MISSING_CODE,
             Some(v) => match self.index.get(v) {
@@ -150,14 +153,21 @@ pub fn load_csv(
     let mut infos = Vec::new();
     for path in paths {
         let path = path.as_ref();
-        let bytes = read_maybe_gz(path)?;
-        let sha256 = crate::artifact::sha256_hex(&bytes);
-        let rows = load_one(path, &bytes, spec, &mut table)?;
-        infos.push(FileInfo {
-            path: path.display().to_string(),
-            sha256,
-            rows,
-        });
+        let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+        let hashing = HashingReader {
+            inner: std::io::BufReader::with_capacity(1 << 16, file),
+            hasher: Sha256::new(),
+        };
+        let rows = if path.extension().is_some_and(|e| e == "gz") {
+            let mut gz = flate2::read::GzDecoder::new(hashing);
+            let rows = load_one(path, &mut gz, spec, &mut table)?;
+            finish_hash(gz.into_inner(), path, rows, &mut infos)?
+        } else {
+            let mut r = hashing;
+            let rows = load_one(path, &mut r, spec, &mut table)?;
+            finish_hash(r, path, rows, &mut infos)?
+        };
+        tracing::debug!(path = %path.display(), rows, "read");
     }
     if table.is_empty() {
         return Err(Error::Data {
@@ -169,6 +179,42 @@ pub fn load_csv(
     Ok((table, infos))
 }
 
+/// Reads through and hashes every byte, so a file is read once for both parsing and provenance.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Drain what the parser did not read (a gzip trailer), then record the file's sha256.
+fn finish_hash<R: Read>(
+    mut r: HashingReader<R>,
+    path: &Path,
+    rows: u64,
+    infos: &mut Vec<FileInfo>,
+) -> Result<u64> {
+    std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| Error::io("read", path, e))?;
+    let sha256 = r
+        .hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    infos.push(FileInfo {
+        path: path.display().to_string(),
+        sha256,
+        rows,
+    });
+    Ok(rows)
+}
+
 fn join_paths(paths: &[impl AsRef<Path>]) -> String {
     paths
         .iter()
@@ -177,21 +223,12 @@ fn join_paths(paths: &[impl AsRef<Path>]) -> String {
         .join(",")
 }
 
-/// Read a file, transparently gunzipping `*.gz`.
-pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
-    if path.extension().is_some_and(|e| e == "gz") {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| Error::io("gunzip", path, e))?;
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
-}
-
-fn load_one(path: &Path, bytes: &[u8], spec: &ColumnSpec<'_>, table: &mut Table) -> Result<u64> {
+fn load_one(
+    path: &Path,
+    input: &mut dyn Read,
+    spec: &ColumnSpec<'_>,
+    table: &mut Table,
+) -> Result<u64> {
     let name = path.display().to_string();
     let data_err = |line: u64, message: String| Error::Data {
         source_name: name.clone(),
@@ -201,7 +238,7 @@ fn load_one(path: &Path, bytes: &[u8], spec: &ColumnSpec<'_>, table: &mut Table)
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(spec.delimiter)
         .has_headers(true)
-        .from_reader(bytes);
+        .from_reader(input);
     let header = rdr
         .headers()
         .map_err(|e| data_err(1, e.to_string()))?
@@ -373,6 +410,21 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("missing"));
+    }
+
+    #[test]
+    fn gzip_files_are_read_and_hashed_as_stored() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.csv.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(b"a,y\n1,2\n3,4\n").unwrap();
+        let gz = enc.finish().unwrap();
+        std::fs::write(&p, &gz).unwrap();
+        let (num, cat, tok) = (vec!["a".to_string()], vec![], default_missing_tokens());
+        let (t, info) = load_csv(&[&p], &spec(&num, &cat, &tok)).unwrap();
+        assert_eq!(t.target, vec![2.0, 4.0]);
+        assert_eq!(info[0].sha256, crate::artifact::sha256_hex(&gz));
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView1, ArrayViewMut2};
 use serde::{Deserialize, Serialize};
 
 use crate::config::params::{MissingRule, Params, Scale};
@@ -62,12 +62,16 @@ pub struct Preprocessing {
 }
 
 impl Preprocessing {
-    /// Learn the preprocessing from `table` (the training rows).
-    pub fn fit(params: &Params, table: &Table) -> Result<Preprocessing> {
+    /// Learn the preprocessing from the rows `rows` of `table` (the training rows).
+    pub fn fit(params: &Params, table: &Table, rows: &[usize]) -> Result<Preprocessing> {
         let mut numeric = Vec::with_capacity(params.features.numeric.len());
         for (name, col) in params.features.numeric.iter().zip(&table.numeric) {
             let rule = params.numeric_rule(name);
-            let present: Vec<f64> = col.iter().copied().filter(|v| !v.is_nan()).collect();
+            let present: Vec<f64> = rows
+                .iter()
+                .map(|&i| col[i])
+                .filter(|v| !v.is_nan())
+                .collect();
             if present.is_empty() && !matches!(rule, MissingRule::Constant(_)) {
                 return Err(Error::Model(format!(
                     "numeric column {name:?} has no values in the training rows"
@@ -78,11 +82,11 @@ impl Preprocessing {
                 MissingRule::Median => Some(median(present.clone())),
                 MissingRule::Constant(v) => Some(v),
                 MissingRule::Reject => {
-                    if present.len() != col.len() {
+                    if present.len() != rows.len() {
                         return Err(Error::Model(format!(
                             "numeric column {name:?} has {} missing values in the training rows and its rule is \
                              reject; choose mean, median or constant, or clean the data",
-                            col.len() - present.len()
+                            rows.len() - present.len()
                         )));
                     }
                     None
@@ -121,13 +125,26 @@ impl Preprocessing {
         let mut categorical = Vec::with_capacity(params.features.categorical.len());
         for (name, col) in params.features.categorical.iter().zip(&table.categorical) {
             let rule = params.categorical_rule(name);
-            let has_missing = col.codes.contains(&MISSING_CODE);
+            let mut seen = vec![false; col.values.len()];
+            let mut has_missing = false;
+            for &i in rows {
+                match col.codes[i] {
+                    MISSING_CODE => has_missing = true,
+                    c => seen[c as usize] = true,
+                }
+            }
             if has_missing && rule == MissingRule::Reject {
                 return Err(Error::Model(format!(
                     "categorical column {name:?} has missing values in the training rows and its rule is reject"
                 )));
             }
-            let mut categories: Vec<String> = col.values.clone();
+            let mut categories: Vec<String> = col
+                .values
+                .iter()
+                .zip(&seen)
+                .filter(|(_, &s)| s)
+                .map(|(v, _)| v.clone())
+                .collect();
             if has_missing && !categories.iter().any(|c| c == MISSING_CATEGORY) {
                 categories.push(MISSING_CATEGORY.to_string());
             }
@@ -164,12 +181,19 @@ impl Preprocessing {
         out
     }
 
-    /// The design matrix of `table` (rows × [`Self::width`]).
+    /// The design matrix of all rows of `table` (rows × [`Self::width`]).
     pub fn design(&self, table: &Table) -> Result<Array2<f64>> {
-        let n = table.len();
-        let mut x = Array2::<f64>::zeros((n, self.width()));
+        let rows: Vec<usize> = (0..table.len()).collect();
+        let mut x = Array2::<f64>::zeros((rows.len(), self.width()));
+        self.fill(table, &rows, x.view_mut())?;
+        Ok(x)
+    }
+
+    /// Write the design rows of `rows` into `x` (`rows.len()` × width, zeroed by the caller).
+    pub fn fill(&self, table: &Table, rows: &[usize], mut x: ArrayViewMut2<'_, f64>) -> Result<()> {
         for (j, (f, col)) in self.numeric.iter().zip(&table.numeric).enumerate() {
-            for (i, &v) in col.iter().enumerate() {
+            for (r, &i) in rows.iter().enumerate() {
+                let v = col[i];
                 let v = if v.is_nan() {
                     f.impute.ok_or_else(|| {
                         Error::Model(format!(
@@ -180,7 +204,7 @@ impl Preprocessing {
                 } else {
                     v
                 };
-                x[[i, j]] = (v - f.center) / f.scale;
+                x[[r, j]] = (v - f.center) / f.scale;
             }
         }
         let mut offset = self.numeric.len();
@@ -194,19 +218,58 @@ impl Preprocessing {
                 .categories
                 .binary_search_by(|c| c.as_str().cmp(MISSING_CATEGORY))
                 .ok();
-            for (i, &code) in col.codes.iter().enumerate() {
+            for (r, &i) in rows.iter().enumerate() {
+                let code = col.codes[i];
                 let k = if code == MISSING_CODE {
                     missing
                 } else {
                     lookup[code as usize]
                 };
                 if let Some(k) = k {
-                    x[[i, offset + k]] = 1.0;
+                    x[[r, offset + k]] = 1.0;
                 }
             }
             offset += f.categories.len();
         }
-        Ok(x)
+        Ok(())
+    }
+}
+
+/// The design matrix of some rows of a table, produced in chunks so that it is never
+/// materialised whole (a million rows × a hundred columns would be 800 MB).
+pub struct TableDesign<'a> {
+    /// The fitted preprocessing.
+    pub prep: &'a Preprocessing,
+    /// The table.
+    pub table: &'a Table,
+    /// Which rows, in order.
+    pub rows: &'a [usize],
+}
+
+/// Rows per chunk of a [`TableDesign`].
+const CHUNK_ROWS: usize = 4096;
+
+impl crate::model::Design for TableDesign<'_> {
+    fn rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn width(&self) -> usize {
+        self.prep.width()
+    }
+
+    fn for_each_chunk(&self, f: &mut crate::model::ChunkFn<'_>) -> Result<()> {
+        let mut buf = Array2::<f64>::zeros((CHUNK_ROWS.min(self.rows.len()).max(1), self.width()));
+        let mut y = Vec::with_capacity(CHUNK_ROWS);
+        for rows in self.rows.chunks(CHUNK_ROWS) {
+            buf.fill(0.0);
+            let mut x = buf.slice_axis_mut(ndarray::Axis(0), ndarray::Slice::from(0..rows.len()));
+            self.prep.fill(self.table, rows, x.view_mut())?;
+            y.clear();
+            y.extend(rows.iter().map(|&i| self.table.target[i]));
+            f(x.view(), ArrayView1::from(&y))?;
+        }
+        Ok(())
     }
 }
 
@@ -448,7 +511,7 @@ mod tests {
     #[test]
     fn fit_imputes_standardizes_and_sorts_categories() {
         let p = params("standardize", "");
-        let prep = Preprocessing::fit(&p, &table(&p, CSV)).unwrap();
+        let prep = Preprocessing::fit(&p, &table(&p, CSV), &[0, 1, 2, 3]).unwrap();
         let a = &prep.numeric[0];
         assert_eq!(a.impute, Some(3.0));
         assert_eq!(a.center, 3.0);
@@ -467,7 +530,7 @@ mod tests {
     fn scorer_matches_design_matrix_and_handles_unseen_and_bad_cells() {
         let p = params("standardize", "missing: {numeric: median}\n");
         let t = table(&p, CSV);
-        let prep = Preprocessing::fit(&p, &t).unwrap();
+        let prep = Preprocessing::fit(&p, &t, &[0, 1, 2, 3]).unwrap();
         let coef = [2.0, 10.0, 20.0, 30.0];
         let s = Scorer::new(&prep, &coef, 0.5).unwrap();
         let x = prep.design(&t).unwrap();
@@ -506,7 +569,7 @@ mod tests {
     fn reject_rule_rejects_missing_at_prediction_time() {
         let p = params("none", "missing: {columns: {a: reject, c: reject}}\n");
         let t = table(&p, "a,c,y\n1,red,1\n2,blue,2\n");
-        let prep = Preprocessing::fit(&p, &t).unwrap();
+        let prep = Preprocessing::fit(&p, &t, &[0, 1]).unwrap();
         let s = Scorer::new(&prep, &[1.0, 0.0, 0.0], 0.0).unwrap();
         assert!(s
             .score(&[Cell::Missing, Cell::Text("red".into())])
@@ -516,7 +579,9 @@ mod tests {
             .score(&[Cell::Num(1.0), Cell::Text("".into())])
             .unwrap_err()
             .contains("reject"));
-        assert!(Preprocessing::fit(&p, &table(&p, "a,c,y\n,red,1\n2,blue,2\n")).is_err());
+        assert!(Preprocessing::fit(&p, &table(&p, "a,c,y\n,red,1\n2,blue,2\n"), &[0, 1]).is_err());
+        // only the given rows count: row 0 (with the missing value) left out
+        assert!(Preprocessing::fit(&p, &table(&p, "a,c,y\n,red,1\n2,blue,2\n"), &[1]).is_ok());
     }
 
     #[test]

@@ -1,20 +1,26 @@
 //! Estimators and metrics. Pure: no I/O, no async.
 //!
-//! | kind          | solver                                             | matches scikit-learn            |
-//! |---------------|----------------------------------------------------|---------------------------------|
-//! | `linear`      | linfa-linear QR; minimum-norm SVD if rank-deficient | `LinearRegression()`            |
-//! | `ridge`       | linfa-linear QR on the augmented system            | `Ridge(alpha)`                  |
-//! | `lasso`       | linfa-elasticnet coordinate descent                | `Lasso(alpha)`                  |
-//! | `elastic_net` | linfa-elasticnet coordinate descent                | `ElasticNet(alpha, l1_ratio)`   |
+//! | kind          | solver                                                           | matches scikit-learn          |
+//! |---------------|------------------------------------------------------------------|-------------------------------|
+//! | `linear`      | normal equations on the Jacobi-scaled Gram matrix (linfa-linalg eigh); minimum-norm if rank-deficient | `LinearRegression()` |
+//! | `ridge`       | same, with `alpha` on the diagonal (exact)                        | `Ridge(alpha)`                |
+//! | `lasso`       | linfa-elasticnet coordinate descent                               | `Lasso(alpha)`                |
+//! | `elastic_net` | linfa-elasticnet coordinate descent                               | `ElasticNet(alpha, l1_ratio)` |
 //!
 //! Ridge minimises `||y - Xw - b||² + alpha·||w||²`; lasso and elastic net minimise
 //! `1/(2n)·||y - Xw - b||² + alpha·l1_ratio·||w||₁ + alpha·(1 - l1_ratio)/2·||w||²`.
 //! The intercept is never penalised.
+//!
+//! OLS and ridge never materialise the design matrix: they stream it in chunks into the
+//! centred Gram matrix `XᵀX` (p × p), so a million rows cost a few megabytes. Columns are
+//! scaled to unit norm before the eigendecomposition (Jacobi preconditioning), which keeps the
+//! normal equations as accurate as a QR solve for the data sizes here (checked against
+//! scikit-learn in `tests/it/parity.rs`). A rank-deficient design gets the minimum-norm solution
+//! in the original coordinates, as scikit-learn's `lstsq` does.
 
 use linfa::prelude::*;
 use linfa_linalg::eigh::EighInto;
-use linfa_linalg::svd::SVDInto;
-use ndarray::{concatenate, Array1, Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{linalg::general_mat_mul, Array1, Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::config::params::{ModelKind, ModelParams};
@@ -24,8 +30,41 @@ use crate::error::{Error, Result};
 pub const DEFAULT_MAX_ITERATIONS: u32 = 10_000;
 /// Default coordinate-descent tolerance (relative duality gap, as scikit-learn's `tol`).
 pub const DEFAULT_TOLERANCE: f64 = 1e-8;
-/// Relative eigenvalue cut-off below which a direction of the (scaled) Gram matrix counts as null.
+/// Relative eigenvalue cut-off below which a direction of the scaled Gram matrix counts as null.
 const RANK_TOLERANCE: f64 = 1e-10;
+
+/// A consumer of design chunks: (rows × columns, targets).
+pub type ChunkFn<'f> = dyn FnMut(ArrayView2<'_, f64>, ArrayView1<'_, f64>) -> Result<()> + 'f;
+
+/// A design matrix with its target, readable in row chunks.
+pub trait Design {
+    /// Number of rows.
+    fn rows(&self) -> usize;
+    /// Number of columns.
+    fn width(&self) -> usize;
+    /// Call `f` with consecutive row chunks of the design matrix and the matching targets.
+    fn for_each_chunk(&self, f: &mut ChunkFn<'_>) -> Result<()>;
+}
+
+/// An in-memory design matrix.
+pub struct Dense<'a> {
+    /// Rows × columns.
+    pub x: ArrayView2<'a, f64>,
+    /// One target per row.
+    pub y: ArrayView1<'a, f64>,
+}
+
+impl Design for Dense<'_> {
+    fn rows(&self) -> usize {
+        self.x.nrows()
+    }
+    fn width(&self) -> usize {
+        self.x.ncols()
+    }
+    fn for_each_chunk(&self, f: &mut ChunkFn<'_>) -> Result<()> {
+        f(self.x, self.y)
+    }
+}
 
 /// A fitted linear model over the design matrix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,81 +85,88 @@ impl LinearFit {
     pub fn predict(&self, x: ArrayView2<'_, f64>) -> Array1<f64> {
         x.dot(&ArrayView1::from(&self.coefficients)) + self.intercept
     }
+
+    /// Metrics of this model on a design, and of a constant `baseline` prediction.
+    pub fn evaluate(&self, d: &dyn Design, baseline: f64) -> Result<(Metrics, Metrics)> {
+        let (mut truth, mut pred) = (Vec::with_capacity(d.rows()), Vec::with_capacity(d.rows()));
+        d.for_each_chunk(&mut |x, y| {
+            truth.extend(y.iter().copied());
+            pred.extend(self.predict(x));
+            Ok(())
+        })?;
+        let (truth, pred) = (Array1::from(truth), Array1::from(pred));
+        let base = Array1::from_elem(truth.len(), baseline);
+        Ok((
+            Metrics::compute(truth.view(), pred.view()),
+            Metrics::compute(truth.view(), base.view()),
+        ))
+    }
 }
 
-/// Fit `params.kind` on design matrix `x` and target `y`.
-pub fn fit(params: &ModelParams, x: &Array2<f64>, y: &Array1<f64>) -> Result<LinearFit> {
-    let (n, p) = x.dim();
-    if n < 2 {
+/// Centred sufficient statistics of a design: column means, target mean, `XcᵀXc`, `Xcᵀyc`.
+struct Gram {
+    x_mean: Array1<f64>,
+    y_mean: f64,
+    g: Array2<f64>,
+    b: Array1<f64>,
+}
+
+fn gram(d: &dyn Design) -> Result<Gram> {
+    let p = d.width();
+    let (mut sum, mut y_sum, mut n) = (Array1::<f64>::zeros(p), 0.0, 0usize);
+    d.for_each_chunk(&mut |x, y| {
+        sum += &x.sum_axis(Axis(0));
+        y_sum += y.sum();
+        n += x.nrows();
+        Ok(())
+    })?;
+    let x_mean = sum / n.max(1) as f64;
+    let y_mean = y_sum / n.max(1) as f64;
+    let mut g = Array2::<f64>::zeros((p, p));
+    let mut b = Array1::<f64>::zeros(p);
+    d.for_each_chunk(&mut |x, y| {
+        let xc = &x - &x_mean;
+        general_mat_mul(1.0, &xc.t(), &xc, 1.0, &mut g);
+        b += &xc.t().dot(&(&y - y_mean));
+        Ok(())
+    })?;
+    Ok(Gram {
+        x_mean,
+        y_mean,
+        g,
+        b,
+    })
+}
+
+/// Fit `params.kind` on a design.
+pub fn fit(params: &ModelParams, d: &dyn Design) -> Result<LinearFit> {
+    if d.rows() < 2 {
         return Err(Error::Model(format!(
-            "need at least 2 training rows, got {n}"
+            "need at least 2 training rows, got {}",
+            d.rows()
         )));
     }
-    let x_mean = x
-        .mean_axis(Axis(0))
-        .ok_or_else(|| Error::Model("empty design matrix".into()))?;
-    let y_mean = y.mean().unwrap_or(0.0);
-    let xc = x - &x_mean;
-    let rank = rank(&xc)?;
-    let (coef, iterations) = match params.kind {
-        ModelKind::Linear if rank == p => {
-            let ds = Dataset::new(xc, y - y_mean);
-            let fitted = linfa_linear::LinearRegression::new()
-                .with_intercept(false)
-                .fit(&ds)
-                .map_err(|e| Error::Model(format!("least squares failed: {e}")))?;
-            (fitted.params().clone(), 0)
-        }
-        ModelKind::Linear => {
-            tracing::warn!(
-                rank,
-                columns = p,
-                "design matrix is rank-deficient (collinear columns, or one-hot blocks with an intercept); \
-                 using the minimum-norm least-squares solution, as scikit-learn's LinearRegression does. \
-                 Consider kind: ridge for stable coefficients"
-            );
-            (min_norm_lstsq(xc, &(y - y_mean))?, 0)
-        }
-        ModelKind::Ridge => {
-            let alpha = params.alpha.unwrap_or(1.0);
-            let aug_x = concatenate(
-                Axis(0),
-                &[xc.view(), (Array2::eye(p) * alpha.sqrt()).view()],
-            )
-            .map_err(|e| Error::Model(e.to_string()))?;
-            let aug_y = concatenate(Axis(0), &[(y - y_mean).view(), Array1::zeros(p).view()])
-                .map_err(|e| Error::Model(e.to_string()))?;
-            let fitted = linfa_linear::LinearRegression::new()
-                .with_intercept(false)
-                .fit(&Dataset::new(aug_x, aug_y))
-                .map_err(|e| Error::Model(format!("ridge solve failed: {e}")))?;
-            (fitted.params().clone(), 0)
-        }
-        ModelKind::Lasso | ModelKind::ElasticNet => {
-            let alpha = params.alpha.unwrap_or(1.0);
-            let l1 = if params.kind == ModelKind::Lasso {
-                1.0
+    let (coef, rank, iterations, x_mean, y_mean) = match params.kind {
+        ModelKind::Linear | ModelKind::Ridge => {
+            let gm = gram(d)?;
+            let alpha = if params.kind == ModelKind::Ridge {
+                params.alpha.unwrap_or(1.0)
             } else {
-                params.l1_ratio.unwrap_or(0.5)
+                0.0
             };
-            let max_it = params.max_iterations.unwrap_or(DEFAULT_MAX_ITERATIONS);
-            let fitted = linfa_elasticnet::ElasticNet::params()
-                .penalty(alpha)
-                .l1_ratio(l1)
-                .with_intercept(false)
-                .tolerance(params.tolerance.unwrap_or(DEFAULT_TOLERANCE))
-                .max_iterations(max_it)
-                .fit(&Dataset::new(xc, y - y_mean))
-                .map_err(|e| Error::Model(format!("coordinate descent failed: {e}")))?;
-            if fitted.n_steps() >= max_it {
+            let (w, rank) = solve_normal(&gm, alpha)?;
+            if rank < d.width() && params.kind == ModelKind::Linear {
                 tracing::warn!(
-                    max_iterations = max_it,
-                    duality_gap = fitted.duality_gap(),
-                    "coordinate descent did not converge; raise model.max_iterations or model.tolerance"
+                    rank,
+                    columns = d.width(),
+                    "design matrix is rank-deficient (collinear columns, or one-hot blocks with an intercept); \
+                     using the minimum-norm least-squares solution, as scikit-learn's LinearRegression does. \
+                     Consider kind: ridge for stable coefficients"
                 );
             }
-            (fitted.hyperplane().clone(), fitted.n_steps())
+            (w, rank, 0, gm.x_mean, gm.y_mean)
         }
+        ModelKind::Lasso | ModelKind::ElasticNet => coordinate_descent(params, d)?,
     };
     if coef.iter().any(|c| !c.is_finite()) {
         return Err(Error::Model(format!(
@@ -137,41 +183,124 @@ pub fn fit(params: &ModelParams, x: &Array2<f64>, y: &Array1<f64>) -> Result<Lin
     })
 }
 
-/// Numerical rank of a centred matrix, from the eigenvalues of its column-scaled Gram matrix.
-fn rank(xc: &Array2<f64>) -> Result<usize> {
-    let norms: Array1<f64> = xc.map_axis(Axis(0), |c| c.dot(&c).sqrt());
-    let zero_cols = norms.iter().filter(|&&v| v == 0.0).count();
-    let safe = norms.mapv(|v| if v > 0.0 { v } else { 1.0 });
-    let scaled = xc / &safe;
-    let gram = scaled.t().dot(&scaled);
-    let (vals, _) = gram
+/// Solve `(G + alpha·I) w = b` in Jacobi-scaled coordinates; minimum-norm when singular.
+/// Returns the solution and the numerical rank of `G`.
+fn solve_normal(gm: &Gram, alpha: f64) -> Result<(Array1<f64>, usize)> {
+    let p = gm.g.nrows();
+    let d: Array1<f64> = gm.g.diag().mapv(|v| if v > 0.0 { v.sqrt() } else { 1.0 });
+    let outer = d
+        .view()
+        .insert_axis(Axis(1))
+        .dot(&d.view().insert_axis(Axis(0)));
+    let gs = &gm.g / &outer;
+    let bs = &gm.b / &d;
+    // rank of the (unpenalised) design
+    let (vals, vecs) = gs
+        .clone()
         .eigh_into()
         .map_err(|e| Error::Model(format!("eigendecomposition failed: {e}")))?;
     let max = vals.iter().copied().fold(0.0f64, f64::max);
-    let nonzero = vals.iter().filter(|&&v| v > RANK_TOLERANCE * max).count();
-    Ok(nonzero.min(xc.ncols() - zero_cols))
-}
-
-/// Minimum-norm least squares by SVD (numpy's `lstsq` cut-off: `eps · max(n, p) · s_max`).
-fn min_norm_lstsq(xc: Array2<f64>, yc: &Array1<f64>) -> Result<Array1<f64>> {
-    let (n, p) = xc.dim();
-    let (u, s, vt) = xc
-        .svd_into(true, true)
-        .map_err(|e| Error::Model(format!("SVD failed: {e}")))?;
-    let (u, vt) = match (u, vt) {
-        (Some(u), Some(vt)) => (u, vt),
-        _ => return Err(Error::Model("SVD returned no singular vectors".into())),
+    let null: Vec<usize> = (0..p)
+        .filter(|&k| vals[k] <= RANK_TOLERANCE * max)
+        .collect();
+    let rank = p - null.len();
+    let (vals, vecs) = if alpha > 0.0 {
+        let mut a = gs;
+        for j in 0..p {
+            a[[j, j]] += alpha / (d[j] * d[j]);
+        }
+        a.eigh_into()
+            .map_err(|e| Error::Model(format!("eigendecomposition failed: {e}")))?
+    } else {
+        (vals, vecs)
     };
-    let s_max = s.iter().copied().fold(0.0f64, f64::max);
-    let cutoff = f64::EPSILON * (n.max(p) as f64) * s_max;
-    let uty = u.t().dot(yc);
-    let mut w = Array1::<f64>::zeros(p);
-    for (k, &sk) in s.iter().enumerate() {
-        if sk > cutoff {
-            w.scaled_add(uty[k] / sk, &vt.row(k));
+    let amax = vals.iter().copied().fold(0.0f64, f64::max);
+    let mut ws = Array1::<f64>::zeros(p);
+    for k in 0..p {
+        if vals[k] > RANK_TOLERANCE * amax {
+            let v = vecs.column(k);
+            ws.scaled_add(v.dot(&bs) / vals[k], &v);
         }
     }
-    Ok(w)
+    let mut w = ws / &d;
+    if alpha == 0.0 && !null.is_empty() {
+        // Project out the null space of X (in original coordinates) to get the minimum-norm solution.
+        let n = Array2::from_shape_fn((p, null.len()), |(j, c)| vecs[[j, null[c]]] / d[j]);
+        let ntn = n.t().dot(&n);
+        let (ev, evec) = ntn
+            .eigh_into()
+            .map_err(|e| Error::Model(format!("eigendecomposition failed: {e}")))?;
+        let ntw = n.t().dot(&w);
+        let mut c = Array1::<f64>::zeros(null.len());
+        for k in 0..ev.len() {
+            if ev[k] > 0.0 {
+                let v = evec.column(k);
+                c.scaled_add(v.dot(&ntw) / ev[k], &v);
+            }
+        }
+        w = w - n.dot(&c);
+    }
+    Ok((w, rank))
+}
+
+type Solved = (Array1<f64>, usize, u32, Array1<f64>, f64);
+
+/// Lasso / elastic net with linfa-elasticnet on the centred, materialised design.
+fn coordinate_descent(params: &ModelParams, d: &dyn Design) -> Result<Solved> {
+    let mut parts = Vec::new();
+    let mut ys = Vec::with_capacity(d.rows());
+    d.for_each_chunk(&mut |x, y| {
+        parts.push(x.to_owned());
+        ys.extend(y.iter().copied());
+        Ok(())
+    })?;
+    let views: Vec<ArrayView2<'_, f64>> = parts.iter().map(|a| a.view()).collect();
+    let x = ndarray::concatenate(Axis(0), &views).map_err(|e| Error::Model(e.to_string()))?;
+    drop(parts);
+    let y = Array1::from(ys);
+    let x_mean = x
+        .mean_axis(Axis(0))
+        .ok_or_else(|| Error::Model("empty design matrix".into()))?;
+    let y_mean = y.mean().unwrap_or(0.0);
+    let alpha = params.alpha.unwrap_or(1.0);
+    let l1 = if params.kind == ModelKind::Lasso {
+        1.0
+    } else {
+        params.l1_ratio.unwrap_or(0.5)
+    };
+    let max_it = params.max_iterations.unwrap_or(DEFAULT_MAX_ITERATIONS);
+    let xc = x - &x_mean;
+    let rank = {
+        let gm = Gram {
+            x_mean: x_mean.clone(),
+            y_mean,
+            g: xc.t().dot(&xc),
+            b: Array1::zeros(xc.ncols()),
+        };
+        solve_normal(&gm, 0.0)?.1
+    };
+    let fitted = linfa_elasticnet::ElasticNet::params()
+        .penalty(alpha)
+        .l1_ratio(l1)
+        .with_intercept(false)
+        .tolerance(params.tolerance.unwrap_or(DEFAULT_TOLERANCE))
+        .max_iterations(max_it)
+        .fit(&Dataset::new(xc, &y - y_mean))
+        .map_err(|e| Error::Model(format!("coordinate descent failed: {e}")))?;
+    if fitted.n_steps() >= max_it {
+        tracing::warn!(
+            max_iterations = max_it,
+            duality_gap = fitted.duality_gap(),
+            "coordinate descent did not converge; raise model.max_iterations or model.tolerance"
+        );
+    }
+    Ok((
+        fitted.hyperplane().clone(),
+        rank,
+        fitted.n_steps(),
+        x_mean,
+        y_mean,
+    ))
 }
 
 /// Regression metrics.
@@ -233,11 +362,22 @@ mod tests {
         }
     }
 
+    fn fit_dense(p: &ModelParams, x: &Array2<f64>, y: &Array1<f64>) -> LinearFit {
+        fit(
+            p,
+            &Dense {
+                x: x.view(),
+                y: y.view(),
+            },
+        )
+        .unwrap()
+    }
+
     #[test]
     fn ols_recovers_an_exact_plane() {
         let x = array![[0.0, 1.0], [1.0, 0.0], [2.0, 3.0], [3.0, 1.0], [4.0, 4.0]];
         let y = x.column(0).mapv(|v| 2.0 * v) - x.column(1).mapv(|v| 3.0 * v) + 1.5;
-        let f = fit(&params(ModelKind::Linear, None), &x, &y).unwrap();
+        let f = fit_dense(&params(ModelKind::Linear, None), &x, &y);
         assert_abs_diff_eq!(f.coefficients[0], 2.0, epsilon = 1e-10);
         assert_abs_diff_eq!(f.coefficients[1], -3.0, epsilon = 1e-10);
         assert_abs_diff_eq!(f.intercept, 1.5, epsilon = 1e-10);
@@ -246,14 +386,31 @@ mod tests {
 
     #[test]
     fn duplicate_columns_give_the_minimum_norm_solution() {
-        // y = 2a; with a duplicated, min-norm splits the weight evenly.
-        let x = array![[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [5.0, 5.0]];
+        // y = 2a; with a duplicated (and a scaled copy), min-norm spreads the weight.
+        let x = array![
+            [1.0, 1.0, 10.0],
+            [2.0, 2.0, 20.0],
+            [3.0, 3.0, 30.0],
+            [5.0, 5.0, 50.0]
+        ];
         let y = array![2.0, 4.0, 6.0, 10.0];
-        let f = fit(&params(ModelKind::Linear, None), &x, &y).unwrap();
+        let f = fit_dense(&params(ModelKind::Linear, None), &x, &y);
         assert_eq!(f.rank, 1);
-        assert_abs_diff_eq!(f.coefficients[0], 1.0, epsilon = 1e-10);
-        assert_abs_diff_eq!(f.coefficients[1], 1.0, epsilon = 1e-10);
+        // minimum norm of w with w0 + w1 + 10 w2 = 2: w ∝ (1, 1, 10), w = 2/102 · (1, 1, 10)
+        assert_abs_diff_eq!(f.coefficients[0], 2.0 / 102.0, epsilon = 1e-10);
+        assert_abs_diff_eq!(f.coefficients[1], 2.0 / 102.0, epsilon = 1e-10);
+        assert_abs_diff_eq!(f.coefficients[2], 20.0 / 102.0, epsilon = 1e-10);
         assert_abs_diff_eq!(f.intercept, 0.0, epsilon = 1e-10);
+    }
+
+    #[test]
+    fn a_constant_column_gets_zero_weight() {
+        let x = array![[1.0, 7.0], [2.0, 7.0], [3.0, 7.0]];
+        let y = array![1.0, 2.0, 3.0];
+        let f = fit_dense(&params(ModelKind::Linear, None), &x, &y);
+        assert_eq!(f.rank, 1);
+        assert_abs_diff_eq!(f.coefficients[1], 0.0, epsilon = 1e-12);
+        assert_abs_diff_eq!(f.coefficients[0], 1.0, epsilon = 1e-10);
     }
 
     #[test]
@@ -261,9 +418,38 @@ mod tests {
         let x = array![[0.0], [1.0], [2.0], [3.0]];
         let y = array![0.0, 1.0, 2.0, 3.0];
         // closed form for one centred column: w = sxy / (sxx + alpha) = 5 / (5 + 5)
-        let f = fit(&params(ModelKind::Ridge, Some(5.0)), &x, &y).unwrap();
+        let f = fit_dense(&params(ModelKind::Ridge, Some(5.0)), &x, &y);
         assert_abs_diff_eq!(f.coefficients[0], 0.5, epsilon = 1e-12);
         assert_abs_diff_eq!(f.intercept, 1.5 - 0.5 * 1.5, epsilon = 1e-12);
+    }
+
+    #[test]
+    fn chunked_and_dense_designs_agree() {
+        struct Chunked(Array2<f64>, Array1<f64>);
+        impl Design for Chunked {
+            fn rows(&self) -> usize {
+                self.0.nrows()
+            }
+            fn width(&self) -> usize {
+                self.0.ncols()
+            }
+            fn for_each_chunk(&self, f: &mut ChunkFn<'_>) -> Result<()> {
+                for i in 0..self.0.nrows() {
+                    f(
+                        self.0.row(i).insert_axis(Axis(0)),
+                        self.1.slice_axis(Axis(0), ndarray::Slice::from(i..i + 1)),
+                    )?;
+                }
+                Ok(())
+            }
+        }
+        let x = array![[0.0, 1.0], [1.0, 0.5], [2.0, 3.0], [3.0, 1.0], [4.0, 4.5]];
+        let y = array![1.0, 2.0, 2.5, 4.0, 6.0];
+        let a = fit_dense(&params(ModelKind::Ridge, Some(0.3)), &x, &y);
+        let b = fit(&params(ModelKind::Ridge, Some(0.3)), &Chunked(x, y)).unwrap();
+        for (p, q) in a.coefficients.iter().zip(&b.coefficients) {
+            assert_abs_diff_eq!(p, q, epsilon = 1e-12);
+        }
     }
 
     #[test]
@@ -277,7 +463,7 @@ mod tests {
             [5.0, -0.3]
         ];
         let y = x.column(0).mapv(|v| 3.0 * v);
-        let f = fit(&params(ModelKind::Lasso, Some(0.1)), &x, &y).unwrap();
+        let f = fit_dense(&params(ModelKind::Lasso, Some(0.1)), &x, &y);
         assert_eq!(f.coefficients[1], 0.0);
         assert!(
             f.coefficients[0] > 2.5 && f.coefficients[0] < 3.0,

@@ -7,7 +7,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ndarray::Array1;
 use serde::Serialize;
 
 use crate::artifact::{Artifact, Estimator, Evaluation, TrainingData};
@@ -15,7 +14,7 @@ use crate::bus::Announcement;
 use crate::config::params::{OneOrMany, Params};
 use crate::data::{self, ColumnSpec, Table};
 use crate::error::{Error, Result};
-use crate::features::Preprocessing;
+use crate::features::{Preprocessing, TableDesign};
 use crate::model::{self, Metrics};
 use crate::store::Store;
 use crate::Announcer;
@@ -90,53 +89,64 @@ pub fn fit_artifact(params: &Params) -> Result<Artifact> {
         elapsed_ms = t0.elapsed().as_millis() as u64,
         "loaded training data"
     );
-    let (train, test): (Table, Table) = match &params.evaluation.test_data {
-        Some(path) => {
-            let (test, info) = data::load_csv(std::slice::from_ref(path), &spec)?;
-            files.extend(info);
-            (table, test)
-        }
-        None => {
-            if table.len() < 3 {
-                return Err(Error::Model(format!(
-                    "need at least 3 rows to hold some out, got {}",
-                    table.len()
-                )));
+    // Train and test rows: indices into the loaded table(s), never copies.
+    let test_table;
+    let (train_rows, test_rows, test_src): (Vec<usize>, Vec<usize>, &Table) =
+        match &params.evaluation.test_data {
+            Some(path) => {
+                let (t, info) = data::load_csv(std::slice::from_ref(path), &spec)?;
+                files.extend(info);
+                test_table = t;
+                (
+                    (0..table.len()).collect(),
+                    (0..test_table.len()).collect(),
+                    &test_table,
+                )
             }
-            let (tr, te) = data::split_indices(
-                table.len(),
-                params.evaluation.test_fraction,
-                params.evaluation.seed,
-            );
-            (table.take(&tr), table.take(&te))
-        }
-    };
+            None => {
+                if table.len() < 3 {
+                    return Err(Error::Model(format!(
+                        "need at least 3 rows to hold some out, got {}",
+                        table.len()
+                    )));
+                }
+                let (tr, te) = data::split_indices(
+                    table.len(),
+                    params.evaluation.test_fraction,
+                    params.evaluation.seed,
+                );
+                (tr, te, &table)
+            }
+        };
     let t1 = Instant::now();
-    let prep = Preprocessing::fit(params, &train)?;
-    let x = prep.design(&train)?;
-    let y = Array1::from(train.target.clone());
+    let prep = Preprocessing::fit(params, &table, &train_rows)?;
+    let train = TableDesign {
+        prep: &prep,
+        table: &table,
+        rows: &train_rows,
+    };
+    let test = TableDesign {
+        prep: &prep,
+        table: test_src,
+        rows: &test_rows,
+    };
     tracing::info!(
         kind = params.model.kind.as_str(),
-        rows = x.nrows(),
-        features = x.ncols(),
+        rows = train_rows.len(),
+        features = prep.width(),
         "fitting"
     );
-    let fit = model::fit(&params.model, &x, &y)?;
+    let fit = model::fit(&params.model, &train)?;
     tracing::info!(
         rank = fit.rank,
         iterations = fit.iterations,
         elapsed_ms = t1.elapsed().as_millis() as u64,
         "fitted"
     );
-    let train_metrics = Metrics::compute(y.view(), fit.predict(x.view()).view());
-    let x_test = prep.design(&test)?;
-    let y_test = Array1::from(test.target.clone());
-    let model_metrics = Metrics::compute(y_test.view(), fit.predict(x_test.view()).view());
-    let train_mean = y.mean().unwrap_or(0.0);
-    let baseline = Metrics::compute(
-        y_test.view(),
-        Array1::from_elem(y_test.len(), train_mean).view(),
-    );
+    let train_mean =
+        train_rows.iter().map(|&i| table.target[i]).sum::<f64>() / train_rows.len().max(1) as f64;
+    let (train_metrics, _) = fit.evaluate(&train, train_mean)?;
+    let (model_metrics, baseline) = fit.evaluate(&test, train_mean)?;
     let created_at = chrono::Utc::now();
     let salt: String = files.iter().map(|f| f.sha256.as_str()).collect();
     let artifact = Artifact {
@@ -161,8 +171,8 @@ pub fn fit_artifact(params: &Params) -> Result<Artifact> {
         },
         training_data: TrainingData {
             files,
-            train_rows: train.len(),
-            test_rows: test.len(),
+            train_rows: train_rows.len(),
+            test_rows: test_rows.len(),
         },
     };
     artifact.check("(new model)")?;

@@ -7,7 +7,7 @@
 
 use modelcast::config::params::Params;
 use modelcast::data::{load_csv, ColumnSpec};
-use modelcast::features::{Cell, Preprocessing};
+use modelcast::features::{Cell, Preprocessing, TableDesign};
 use modelcast::model::{fit, Metrics};
 use ndarray::Array1;
 use serde_json::Value;
@@ -68,7 +68,8 @@ fn matches_scikit_learn_on_every_reference_case() {
             missing_tokens: &params.data.missing_tokens,
         };
         let (table, _) = load_csv(&params.data.train.paths(), &spec).unwrap();
-        let prep = Preprocessing::fit(&params, &table).unwrap();
+        let rows: Vec<usize> = (0..table.len()).collect();
+        let prep = Preprocessing::fit(&params, &table, &rows).unwrap();
         let x = prep.design(&table).unwrap();
         assert_eq!(
             x.ncols() as u64,
@@ -76,7 +77,13 @@ fn matches_scikit_learn_on_every_reference_case() {
             "{name}: width"
         );
         let y = Array1::from(table.target.clone());
-        let f = fit(&params.model, &x, &y).unwrap();
+        // the chunked design the CLI uses (4096-row chunks)
+        let design = TableDesign {
+            prep: &prep,
+            table: &table,
+            rows: &rows,
+        };
+        let f = fit(&params.model, &design).unwrap();
         assert_eq!(
             f.rank as u64,
             case["rank"].as_u64().unwrap(),

@@ -1,0 +1,515 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark: modelcast against the raw Kafka limit and the seed's Python pipeline.
+
+Runs against a live broker (scripts/bench.sh starts the loopback test bed and calls this with
+its env) and measures, in one run: predict throughput (modelcast, the passthrough example, the
+seed's one-record-at-a-time predictor, a batched Python predictor), end-to-end latency under a
+steady offered load, hot-swap time and exactly-once-looking delivery while swapping, training
+time against pandas + scikit-learn, and cold-start time.
+
+Writes OUT/results.md (BENCHMARKS.md-ready), OUT/results.json and OUT/bench.png, and prints the
+markdown on stdout. Exit 1 if any scenario failed (the others are still reported).
+"""
+
+import argparse
+import collections
+import datetime
+import json
+import os
+import pickle
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import report
+from bed import (
+    ROOT,
+    Bed,
+    BenchError,
+    Proc,
+    Reader,
+    flush,
+    measure,
+    producer,
+    read_range,
+    send,
+    wait_for,
+)
+
+PEERS = ROOT / "bench" / "peers"
+WINE = ROOT / "data" / "winequality-red.csv"
+TARGET = "quality"
+# On tansu a waiting fetch is not answered early when records arrive, so consumers see them up to
+# fetch.wait.max.ms (librdkafka default 500 ms) late; latency and hot swap are also measured with
+# modelcast's consumers set to this (in its kafka_config.yaml).
+FAST_FETCH_MS = 10
+
+
+@dataclass(frozen=True)
+class Sizes:
+    n: int  # records pre-loaded for the throughput scenario
+    n_seed: int  # of which the (slow) seed predictor processes this many
+    rates: tuple  # offered loads of the latency scenario, records/s
+    rate_secs: float  # seconds at each rate
+    swap_rate: int  # offered load during the hot-swap scenario
+    swaps: int  # retrainings during the hot-swap scenario
+    swap_gap: float  # seconds between retrainings
+    train_rows: int  # rows of the synthetic training CSV
+    runs: int  # repetitions of cold start (median) and of the wine train timing
+
+
+FULL = Sizes(200_000, 20_000, (5_000, 20_000), 10.0, 20_000, 10, 3.0, 1_000_000, 5)
+QUICK = Sizes(5_000, 1_000, (1_000, 3_000), 2.0, 2_000, 2, 1.0, 20_000, 3)
+
+
+def wine_payloads() -> list:
+    rows = pd.read_csv(WINE).drop(columns=[TARGET]).to_dict("records")
+    return [json.dumps(r) for r in rows]
+
+
+# ------------------------------------------------------------------------------ preparation
+
+
+def prepare(bed: Bed) -> dict:
+    """The sklearn pickle of the Python contenders, the first modelcast model, a one-row CSV."""
+    frame = pd.read_csv(WINE)
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(frame.drop(columns=[TARGET]), frame[TARGET])
+    pkl = bed.work / "wine-sklearn.pkl"
+    pkl.write_bytes(pickle.dumps(model))
+    one_row = bed.work / "one-row.csv"
+    frame.drop(columns=[TARGET]).head(1).to_csv(one_row, index=False)
+    if bed.models.exists():
+        subprocess.run(["rm", "-rf", str(bed.models)], check=True)
+    cfg = bed.kafka_config("modelcast-prep", bed.topic("prep-in"), bed.topic("prep-out"))
+    bed.run("train-first", [bed.modelcast, "train", "--store", f"file://{bed.models}", "--kafka-config", cfg])
+    return {"pkl": pkl, "one_row": one_row, "cfg": cfg}
+
+
+def contender(bed: Bed, prep: dict, name: str, tag: str, in_topic: str, out_topic: str) -> tuple:
+    """(command line, kafka config or None) of contender NAME reading IN_TOPIC, writing OUT_TOPIC."""
+    if name.startswith("modelcast"):
+        extra = {"fetch.wait.max.ms": FAST_FETCH_MS} if name == "modelcast_fastfetch" else None
+        cfg = bed.kafka_config(f"{tag}-{name}", in_topic, out_topic, extra)
+        return [bed.modelcast, "predict", "--serve", "--kafka-config", cfg, "--store", f"file://{bed.models}"], cfg
+    bed.create_topics([out_topic])
+    group = bed.topic(f"{tag}-{name}-group")
+    if name == "passthrough":
+        return [bed.passthrough, bed.bootstrap, in_topic, out_topic, group], None
+    script = {"seed": "seed_predictor.py", "batched": "batched_predictor.py"}[name]
+    return [sys.executable, PEERS / script, bed.bootstrap, in_topic, out_topic, group, prep["pkl"]], None
+
+
+# ------------------------------------------------------------------------------ a. throughput
+
+
+def throughput(bed: Bed, sizes: Sizes, prep: dict) -> dict:
+    in_topic = bed.topic("tp-in")
+    bed.create_topics([in_topic])
+    payloads, p = wine_payloads(), producer(bed, linger_ms=50)
+    for i in range(sizes.n):
+        send(p, in_topic, f"k{i}", payloads[i % len(payloads)])
+    flush(p, "pre-load")
+    if (n := bed.count(in_topic)) != sizes.n:
+        raise BenchError(f"pre-loaded {n} records into {in_topic}, expected {sizes.n}")
+    rows = {}
+    for name in ("modelcast", "passthrough", "batched", "seed"):
+        target = sizes.n_seed if name == "seed" else sizes.n
+        out_topic = bed.topic(f"tp-out-{name}")
+        proc = Proc(bed, f"throughput-{name}", contender(bed, prep, name, "tp", in_topic, out_topic)[0])
+        first = wait_for(bed, out_topic, target, 120 + target / 500, proc, "processing the pre-loaded records")
+        secs = time.monotonic() - proc.t0
+        cpu, peak = proc.cpu_s(), proc.peak_mb()
+        proc.stop()
+        rows[name] = {
+            "records": target,
+            "seconds": secs,
+            "first_output_s": first,
+            "records_per_s": target / secs,
+            "cpu_s": cpu,
+            "cpu_s_per_100k": cpu / target * 1e5,
+            "peak_mb": peak,
+            "peak_mb_per_100k": peak / target * 1e5,
+        }
+        print(f"bench: throughput {name}: {target / secs:,.0f} records/s", file=sys.stderr)
+    mc = rows["modelcast"]
+    ratios = {
+        other: {
+            "throughput": mc["records_per_s"] / rows[other]["records_per_s"],
+            "cpu_s_per_100k": mc["cpu_s_per_100k"] / rows[other]["cpu_s_per_100k"],
+            "peak_mb": mc["peak_mb"] / rows[other]["peak_mb"],
+        }
+        for other in ("passthrough", "seed", "batched")
+    }
+    return {"contenders": rows, "modelcast_over": ratios}
+
+
+# ------------------------------------------------------------------------------ b. latency
+
+
+def offer(bed: Bed, topic: str, rate: int, secs: float, prefix: str) -> tuple:
+    """Produce RATE records/s for SECS seconds, each stamped with its send time; returns (sent, secs)."""
+    p, payloads, sent = bed.loader(), wine_payloads(), {}
+    total, i, t0 = int(rate * secs), 0, time.monotonic()
+    while i < total:
+        due = min(total, int((time.monotonic() - t0) * rate) + 1)
+        while i < due:
+            key, ts = f"{prefix}{i}", int(time.time() * 1000)
+            send(p, topic, key, payloads[i % len(payloads)], timestamp=ts)
+            sent[key] = ts
+            i += 1
+        p.poll(0)
+        time.sleep(0.001)
+    took = time.monotonic() - t0
+    flush(p, f"offered load on {topic}")
+    return sent, took
+
+
+def warm_up(bed: Bed, proc: Proc, in_topic: str, out_topic: str) -> None:
+    """Send a few records and wait for their outputs, so start-up and group join are not measured."""
+    p, payload = bed.loader(), wine_payloads()[0]
+    for i in range(10):
+        send(p, in_topic, f"warm{i}", payload)
+    flush(p, "warm-up")
+    wait_for(bed, out_topic, 10, 120, proc, "warming up")
+
+
+def percentiles(values: list) -> dict:
+    if not values:
+        return {"p50": None, "p99": None, "p999": None}
+    p50, p99, p999 = np.percentile(np.asarray(values, dtype=float), [50, 99, 99.9])
+    return {"p50": p50, "p99": p99, "p999": p999}
+
+
+def latency(bed: Bed, sizes: Sizes, prep: dict) -> dict:
+    out = {}
+    for name in ("modelcast", "passthrough", "modelcast_fastfetch"):
+        in_topic, out_topic = bed.topic(f"lat-in-{name}"), bed.topic(f"lat-out-{name}")
+        bed.create_topics([in_topic])
+        proc = Proc(bed, f"latency-{name}", contender(bed, prep, name, "lat", in_topic, out_topic)[0])
+        warm_up(bed, proc, in_topic, out_topic)
+        for rate in sizes.rates:
+            reader = Reader(bed, out_topic, bed.ends(out_topic))
+            reader.start()
+            sent, took = offer(bed, in_topic, rate, sizes.rate_secs, f"r{rate}-")
+            deadline = time.monotonic() + 60
+            while len(reader.rows) < len(sent) and time.monotonic() < deadline:
+                proc.check_alive("under load")
+                time.sleep(0.05)
+            reader.stop()
+            got = {k: (ts, v, recv) for k, ts, v, recv in reader.rows if k in sent}
+            record_ts, wall, stamp_mismatch = [], [], 0
+            for k, (ts, v, recv) in got.items():
+                origin = sent[k]
+                if name.startswith("modelcast"):
+                    stamped = json.loads(v)["input_timestamp_ms"]
+                    stamp_mismatch += stamped != origin
+                    origin = stamped
+                record_ts.append((sent[k], ts - origin))
+                wall.append(recv - sent[k])
+            record_ts.sort()
+            fifth = max(1, len(record_ts) // 5)
+            out.setdefault(name, {})[str(rate)] = {
+                "offered": len(sent),
+                "offered_per_s": len(sent) / took,
+                "missing": len(sent) - len(got),
+                "input_timestamp_mismatches": stamp_mismatch,
+                "record_ts_ms": percentiles([lat for _, lat in record_ts]),
+                # Median latency of the last fifth of the load minus the first fifth: a growing
+                # backlog (the load is more than the contender or the test bed sustains) shows here.
+                "drift_ms": float(
+                    np.median([lat for _, lat in record_ts[-fifth:]]) - np.median([lat for _, lat in record_ts[:fifth]])
+                )
+                if record_ts
+                else None,
+                "receive_ms": percentiles(wall),
+            }
+            print(
+                f"bench: latency {name} @ {rate}/s: p99 {out[name][str(rate)]['record_ts_ms']['p99']:.0f} ms",
+                file=sys.stderr,
+            )
+        proc.stop()
+    return out
+
+
+# ------------------------------------------------------------------------------ c. hot swap
+
+
+def hot_swap(bed: Bed, sizes: Sizes, prep: dict) -> dict:
+    """Retrain under load, with the default consumer settings and with fetch.wait.max.ms 10."""
+    return {name: swap_under_load(bed, sizes, prep, name) for name in ("modelcast", "modelcast_fastfetch")}
+
+
+def swap_under_load(bed: Bed, sizes: Sizes, prep: dict, name: str) -> dict:
+    in_topic, out_topic = bed.topic(f"hs-in-{name}"), bed.topic(f"hs-out-{name}")
+    bed.create_topics([in_topic])
+    cmd, cfg = contender(bed, prep, name, "hs", in_topic, out_topic)
+    proc = Proc(bed, f"hotswap-{name}", cmd)
+    warm_up(bed, proc, in_topic, out_topic)
+    out_start, train_start = bed.ends(out_topic), bed.ends(bed.train_topic)
+    secs = (sizes.swaps + 1) * sizes.swap_gap
+    result = {}
+
+    def run_load() -> None:
+        result["sent"], result["took"] = offer(bed, in_topic, sizes.swap_rate, secs, f"hs-{name}-")
+
+    load = threading.Thread(target=run_load, daemon=True)
+    load.start()
+    train_walls = []
+    for _i in range(sizes.swaps):
+        time.sleep(sizes.swap_gap)
+        t = time.monotonic()
+        bed.run(
+            f"hotswap-train-{name}", [bed.modelcast, "train", "--store", f"file://{bed.models}", "--kafka-config", cfg]
+        )
+        train_walls.append(time.monotonic() - t)
+    load.join()
+    if "sent" not in result:
+        raise BenchError("the load thread of the hot-swap scenario failed; see stderr")
+    sent = result["sent"]
+    wait_for(bed, out_topic, sum(out_start.values()) + len(sent), 120, proc, "draining the hot-swap load")
+    time.sleep(1)  # let any duplicate arrive before counting
+    proc.stop()
+    print(f"bench: hot swap {name}: {sizes.swaps} swaps", file=sys.stderr)
+    outputs = [
+        (k, ts, json.loads(v)["model_version"]) for k, ts, v in read_range(bed, out_topic, out_start) if k in sent
+    ]
+    first_use = {}
+    for _, ts, version in outputs:
+        first_use[version] = min(ts, first_use.get(version, ts))
+    swaps = []
+    for _, ts, value in read_range(bed, bed.train_topic, train_start):
+        version = json.loads(value)["version"]
+        swaps.append(first_use[version] - ts if version in first_use else None)
+    served = [s for s in swaps if s is not None]
+    per_key = collections.Counter(k for k, _, _ in outputs)
+    return {
+        "offered": len(sent),
+        "offered_per_s": len(sent) / result["took"],
+        "retrainings": len(swaps),
+        "never_served": len(swaps) - len(served),
+        "swap_ms": {
+            "p50": float(np.median(served)) if served else None,
+            "max": max(served, default=None),
+            "all": swaps,
+        },
+        "train_wall_s_median": float(np.median(train_walls)),
+        "lost": len(set(sent) - set(per_key)),
+        "scored_twice": sum(1 for c in per_key.values() if c > 1),
+        "versions_seen": len(first_use),
+    }
+
+
+# ------------------------------------------------------------------------------ d. train, e. cold start
+
+
+def make_training_csv(bed: Bed, rows: int, seed: int = 20261122) -> tuple:
+    """Synthetic regression data: 20 numeric and 3 categorical columns, ~1% missing cells."""
+    path = bed.out / f"train-{rows}-seed{seed}.csv"
+    numeric, categorical = [f"n{i}" for i in range(20)], ["c0", "c1", "c2"]
+    if not path.exists():
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=(rows, 20)) * rng.uniform(0.5, 20, 20) + rng.uniform(-50, 50, 20)
+        y = x @ rng.normal(size=20) + rng.normal(scale=5.0, size=rows)
+        frame = pd.DataFrame(x, columns=numeric)
+        for col, (prefix, levels) in zip(categorical, (("a", 5), ("b", 20), ("c", 50)), strict=False):
+            codes = rng.integers(0, levels, rows)
+            y += rng.normal(scale=3.0, size=levels)[codes]
+            frame[col] = np.array([f"{prefix}{j}" for j in range(levels)], dtype=object)[codes]
+        for col in numeric + categorical:
+            frame.loc[rng.random(rows) < 0.01, col] = None
+        frame["y"] = y
+        tmp = path.with_suffix(".tmp")
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+        tmp.rename(path)
+    params = bed.work / "train-params.yaml"
+    params.write_text(
+        f"name: bench-synthetic\ndata:\n  train: {json.dumps(str(path))}\ntarget: y\n"
+        f"features:\n  numeric: [{', '.join(numeric)}]\n  categorical: [{', '.join(categorical)}]\n"
+        "missing:\n  numeric: mean\n  categorical: category\nscale: standardize\n"
+        "model:\n  kind: ridge\n  alpha: 1.0\nevaluation:\n  test_fraction: 0.2\n  seed: 42\n"
+    )
+    return path, params, numeric, categorical
+
+
+def train(bed: Bed, sizes: Sizes, prep: dict) -> dict:
+    csv, params, numeric, categorical = make_training_csv(bed, sizes.train_rows)
+    store = bed.work / "train-store"
+    subprocess.run(["rm", "-rf", str(store)], check=True)
+    mc = measure(
+        bed, "train-modelcast", [bed.modelcast, "train", "--params", params, "--store", f"file://{store}", "--json"]
+    )
+    sk = measure(
+        bed,
+        "train-sklearn",
+        [
+            sys.executable,
+            PEERS / "sklearn_train.py",
+            csv,
+            "y",
+            ",".join(numeric),
+            ",".join(categorical),
+            bed.work / "synthetic-sklearn.pkl",
+        ],
+    )
+    wine = [
+        measure(
+            bed,
+            "train-wine",
+            [bed.modelcast, "train", "--store", f"file://{bed.models}", "--kafka-config", prep["cfg"]],
+        )
+        for _ in range(sizes.runs)
+    ]
+    return {
+        "rows": sizes.train_rows,
+        "csv_mb": csv.stat().st_size / 1e6,
+        "modelcast": {k: mc[k] for k in ("wall_s", "cpu_s", "peak_mb")}
+        | {"r2": json.loads(mc["stdout"])["metrics"]["model"]["r2"]},
+        "sklearn": {k: sk[k] for k in ("wall_s", "cpu_s", "peak_mb")} | {"r2": json.loads(sk["stdout"])["r2"]},
+        "wall_ratio": sk["wall_s"] / mc["wall_s"],
+        "peak_ratio": sk["peak_mb"] / mc["peak_mb"],
+        "wine_full_train_s_median": float(np.median([w["wall_s"] for w in wine])),
+        "wine_full_train_peak_mb": max(w["peak_mb"] for w in wine),
+    }
+
+
+def cold_start(bed: Bed, sizes: Sizes, prep: dict) -> dict:
+    cmds = {
+        "modelcast": [bed.modelcast, "predict", "--input", prep["one_row"], "--store", f"file://{bed.models}"],
+        "python": [sys.executable, PEERS / "cold_start.py", prep["pkl"], prep["one_row"]],
+    }
+    out = {}
+    for name, cmd in cmds.items():
+        runs = [measure(bed, f"cold-{name}", cmd) for _ in range(sizes.runs)]
+        out[name] = {
+            "wall_ms_median": 1000 * float(np.median([r["wall_s"] for r in runs])),
+            "peak_mb": float(np.median([r["peak_mb"] for r in runs])),
+        }
+    out["ratio"] = out["python"]["wall_ms_median"] / out["modelcast"]["wall_ms_median"]
+    return out
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def environment(bed: Bed, sizes: Sizes, quick: bool) -> dict:
+    import confluent_kafka
+    import sklearn
+
+    def cmd(*c):
+        try:
+            return subprocess.run(c, capture_output=True, text=True, timeout=30).stdout.strip()
+        except OSError:
+            return "unknown"
+
+    mem = next(
+        line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+    )
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "quick": quick,
+        "sizes": asdict(sizes),
+        "cores": int(cmd("nproc") or os.cpu_count()),
+        "cpu": cpu,
+        "memory_gib": round(int(mem) / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "rustc": cmd("rustc", "--version"),
+        "modelcast": cmd(str(bed.modelcast), "--version"),
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "pandas": pd.__version__,
+        "numpy": np.__version__,
+        "confluent-kafka": confluent_kafka.__version__,
+        "librdkafka": confluent_kafka.libversion()[0],
+        "broker": "tansu 0.6.0 (sqlite storage), loopback",
+    }
+
+
+SCENARIOS = {
+    "throughput": throughput,
+    "latency": latency,
+    "hot_swap": hot_swap,
+    "train": train,
+    "cold_start": cold_start,
+}
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny counts: a smoke run of every scenario")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out"), help="output directory (default: bench/out)")
+    ap.add_argument(
+        "--bootstrap",
+        default=os.environ.get("MODELCAST_TEST_BOOTSTRAP"),
+        help="Kafka bootstrap (default: $MODELCAST_TEST_BOOTSTRAP)",
+    )
+    ap.add_argument("--modelcast", default=str(ROOT / "target/release/modelcast"))
+    ap.add_argument("--passthrough", default=str(ROOT / "target/release/examples/passthrough"))
+    ap.add_argument(
+        "--train-rows", type=int, help="rows of the synthetic training CSV (default: 1,000,000; --quick: 20,000)"
+    )
+    ap.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios (default: all)")
+    args = ap.parse_args()
+    if not args.bootstrap:
+        ap.error("no broker: pass --bootstrap or source the test bed's env.sh (scripts/bench.sh does)")
+    for b in (args.modelcast, args.passthrough):
+        if not os.access(b, os.X_OK):
+            ap.error(f"{b} is not built: cargo build --release --locked --bin modelcast --example passthrough")
+    unknown = set(args.only.split(",")) - set(SCENARIOS)
+    if unknown:
+        ap.error(f"unknown scenarios {sorted(unknown)}; choose from {list(SCENARIOS)}")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    sizes = QUICK if args.quick else FULL
+    if args.train_rows:
+        sizes = replace(sizes, train_rows=args.train_rows)
+    bed = Bed(args)
+    results = {"environment": environment(bed, sizes, args.quick), "errors": {}}
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        prep = prepare(bed)
+        for name in args.only.split(","):
+            print(f"bench: {name}...", file=sys.stderr)
+            t = time.monotonic()
+            try:
+                results[name] = SCENARIOS[name](bed, sizes, prep)
+            except BenchError as e:
+                results["errors"][name] = str(e)
+                print(f"bench: {name} FAILED: {e}", file=sys.stderr)
+            for p in bed.procs:
+                p.stop()
+            print(f"bench: {name} took {time.monotonic() - t:.1f} s", file=sys.stderr)
+    except BenchError as e:
+        results["errors"]["prepare"] = str(e)
+        print(f"bench: preparation FAILED: {e}", file=sys.stderr)
+    finally:
+        bed.close()
+    markdown = report.write(results, bed.out)
+    print(markdown)
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The scikit-learn way to do what `modelcast train` does on the benchmark's CSV.
+
+read_csv, train_test_split(test_size=0.2), ColumnTransformer[numeric: SimpleImputer(mean) +
+StandardScaler | categorical: SimpleImputer(constant "missing") + OneHotEncoder(ignore)],
+Ridge(alpha=1.0), R² on the held-out part, pickle the fitted pipeline. Prints a JSON report.
+
+    python sklearn_train.py CSV TARGET NUMERIC_COLS CATEGORICAL_COLS OUT.pkl
+    (column lists comma-separated; either may be empty)
+"""
+
+import json
+import pickle
+import sys
+
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+
+def build(numeric: list[str], categorical: list[str]) -> Pipeline:
+    parts = []
+    if numeric:
+        parts.append(("num", make_pipeline(SimpleImputer(strategy="mean"), StandardScaler()), numeric))
+    if categorical:
+        parts.append(
+            (
+                "cat",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value="missing"),
+                    OneHotEncoder(handle_unknown="ignore"),
+                ),
+                categorical,
+            )
+        )
+    return Pipeline([("prep", ColumnTransformer(parts)), ("ridge", Ridge(alpha=1.0))])
+
+
+def main() -> int:
+    csv, target, numeric, categorical, out = sys.argv[1:6]
+    numeric_cols = [c for c in numeric.split(",") if c]
+    categorical_cols = [c for c in categorical.split(",") if c]
+    dtypes = {c: "string" for c in categorical_cols}
+    frame = pd.read_csv(csv, dtype=dtypes)
+    x = frame[numeric_cols + categorical_cols]
+    # Categories as plain objects with NaN for missing, as SimpleImputer expects.
+    for c in categorical_cols:
+        x[c] = x[c].astype(object).where(x[c].notna(), float("nan"))
+    x_train, x_test, y_train, y_test = train_test_split(x, frame[target], test_size=0.2, random_state=42)
+    model = build(numeric_cols, categorical_cols).fit(x_train, y_train)
+    r2 = model.score(x_test, y_test)
+    with open(out, "wb") as f:
+        pickle.dump(model, f)
+    print(json.dumps({"r2": r2, "train_rows": len(x_train), "test_rows": len(x_test)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""Turns bench/harness.py's results into results.json, results.md (BENCHMARKS.md-ready) and bench.png."""
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+NAMES = {
+    "modelcast": "modelcast predict --serve",
+    "modelcast_fastfetch": "modelcast predict --serve, fetch.wait.max.ms: 10",
+    "passthrough": "passthrough (no model: the Kafka limit)",
+    "batched": "Python, batched (1000/poll, vectorised)",
+    "seed": "Python, the seed's way (1 record/poll)",
+}
+
+
+def num(x, digits: int = 0) -> str:
+    if x is None:
+        return "–"
+    return f"{x:,.{digits}f}"
+
+
+def ratio(x: float) -> str:
+    return f"{x:.2f}×" if x >= 1 else f"{x:.3g}× (1/{1 / x:.3g})"
+
+
+def table(header: list, rows: list) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def environment(env: dict) -> str:
+    s = env["sizes"]
+    quick = "\n**Quick smoke run (`--quick`): tiny counts, numbers not meaningful.**\n" if env["quick"] else ""
+    return f"""# Benchmarks
+
+{env["date"]}: {env["cores"]} cores ({env["cpu"]}), {env["memory_gib"]} GiB memory, Linux {env["kernel"]}.
+{env["modelcast"]} built by {env["rustc"]}; Python {env["python"]}, scikit-learn {env["scikit-learn"]},
+pandas {env["pandas"]}, numpy {env["numpy"]}, confluent-kafka {env["confluent-kafka"]} (librdkafka {env["librdkafka"]}).
+Broker: {env["broker"]}. The broker, the contender and the load generator share the same cores.
+Made by `scripts/bench.sh{" --quick" if env["quick"] else ""}` (bench/harness.py); sizes: {s["n"]:,} records
+(seed predictor {s["n_seed"]:,}), latency loads {", ".join(f"{r:,}" for r in s["rates"])} records/s for
+{s["rate_secs"]:g} s each, hot swap {s["swaps"]} retrainings at {s["swap_rate"]:,} records/s, training CSV {s["train_rows"]:,} rows.
+{quick}"""
+
+
+def throughput(r: dict, env: dict) -> str:
+    rows = []
+    for name, c in r["contenders"].items():
+        rows.append(
+            [
+                NAMES[name],
+                num(c["records"]),
+                num(c["seconds"], 2),
+                num(c["first_output_s"], 2),
+                f"**{num(c['records_per_s'])}**",
+                num(c["cpu_s"], 2),
+                num(c["cpu_s_per_100k"], 2),
+                num(c["peak_mb"], 1),
+                num(c["peak_mb_per_100k"], 1),
+            ]
+        )
+    ratios = [
+        [f"modelcast / {NAMES[o]}", ratio(v["throughput"]), ratio(v["cpu_s_per_100k"]), ratio(v["peak_mb"])]
+        for o, v in r["modelcast_over"].items()
+    ]
+    return f"""## Predict throughput
+
+{env["sizes"]["n"]:,} JSON wine records pre-loaded in a 3-partition topic; each contender starts with a
+fresh consumer group and output topic; timed from process start until all its outputs are in the
+output topic (high watermarks polled every 50 ms), so start-up and group join are included. The
+seed predictor processes only the first {env["sizes"]["n_seed"]:,} records: its rate comes from those.
+
+{table(["contender", "records", "wall s", "first output s", "records/s", "CPU s", "CPU s /100k", "peak RSS MB", "peak MB /100k"], rows)}
+
+{table(["ratio", "throughput", "CPU s per 100k", "peak RSS"], ratios)}
+
+CPU is utime + stime of the process (/proc/PID/stat), peak RSS is VmHWM, both read just before
+SIGTERM. Peak RSS does not grow with the record count, so its ratio compares absolute peaks.
+"""
+
+
+def latency(r: dict) -> str:
+    rows = []
+    for name, by_rate in r.items():
+        for rate, m in by_rate.items():
+            t, w = m["record_ts_ms"], m["receive_ms"]
+            rows.append(
+                [
+                    NAMES[name],
+                    num(int(rate)),
+                    num(m["offered_per_s"]),
+                    num(t["p50"], 1),
+                    num(t["p99"], 1),
+                    num(t["p999"], 1),
+                    f"{num(w['p50'], 1)} / {num(w['p99'], 1)} / {num(w['p999'], 1)}",
+                    num(m.get("drift_ms")),
+                    m["missing"],
+                ]
+            )
+    return f"""## Latency under a steady load
+
+A producer offers records at a steady rate, each stamped with its send time (explicit Kafka
+timestamp). Latency = output record's Kafka timestamp − input record's timestamp (for modelcast the
+prediction's `input_timestamp_ms`, checked to equal the send time), and also the reader's wall-clock
+receive time − send time (reader polls every 5 ms). Warm-up records are sent first and excluded.
+On tansu a consumer's waiting fetch is not answered early when records arrive: they are seen up
+to `fetch.wait.max.ms` (librdkafka default 500 ms) later, which sets the floor of the first two
+rows. The last rows are modelcast with `fetch.wait.max.ms: 10` in its kafka_config.yaml (the
+passthrough example has no such setting). Drift = median latency of the last fifth of the load −
+that of the first fifth: hundreds of ms or more mean a growing backlog, i.e. the offered rate is
+more than the contender (or the test bed: broker, load generator and contender share the cores)
+sustains, and the percentiles then measure queueing.
+
+{table(["contender", "offered /s", "achieved /s", "p50 ms", "p99 ms", "p99.9 ms", "receive p50 / p99 / p99.9 ms", "drift ms", "missing"], rows)}
+"""
+
+
+def hot_swap(r: dict) -> str:
+    rows = []
+    for name, m in r.items():
+        s = m["swap_ms"]
+        rows.append(
+            [
+                NAMES[name],
+                m["retrainings"],
+                num(m["offered"]),
+                num(m["offered_per_s"]),
+                num(s["p50"]),
+                num(s["max"]),
+                m["never_served"],
+                f"**{m['lost']}**",
+                f"**{m['scored_twice']}**",
+                num(m["train_wall_s_median"], 3),
+            ]
+        )
+    return f"""## Hot swap under load
+
+While records flow into `modelcast predict --serve`, `modelcast train --kafka-config` runs
+several times, a few seconds apart. Swap time = first prediction (by record timestamp) naming the
+new version − the announcement's record timestamp on the train topic. Lost = inputs with no
+prediction; scored twice = keys with more than one prediction (expected 0 and 0). The train-topic
+follower's fetches wait too (see the latency notes), hence the `fetch.wait.max.ms: 10` row.
+
+{table(["contender", "retrainings", "inputs", "offered /s", "swap p50 ms", "swap max ms", "never served", "lost", "scored twice", "train wall s"], rows)}
+"""
+
+
+def train(r: dict) -> str:
+    rows = [
+        [n, num(r[k]["wall_s"], 2), num(r[k]["cpu_s"], 2), num(r[k]["peak_mb"], 0), f"{r[k]['r2']:.4f}"]
+        for n, k in (("`modelcast train`", "modelcast"), ("pandas + scikit-learn", "sklearn"))
+    ]
+    return f"""## Training
+
+{r["rows"]:,}-row CSV ({r["csv_mb"]:.0f} MB; 20 numeric columns, 3 categorical with 5/20/50 levels,
+~1% missing cells, fixed seed), ridge (alpha 1) after mean imputation, standardisation and one-hot
+encoding, 20% held out, R² on the held-out part, model written to a file. Wall, CPU and peak RSS of
+the child process (getrusage of a fresh wrapper).
+
+{table(["", "wall s", "CPU s", "peak RSS MB", "held-out R²"], rows)}
+
+scikit-learn / modelcast: **{r["wall_ratio"]:.1f}×** the wall time, **{r["peak_ratio"]:.1f}×** the peak memory.
+Full `modelcast train` of the wine model (1,599 rows) including the local store write and the
+Kafka announcement (acknowledged): median {num(1000 * r["wine_full_train_s_median"], 1)} ms, peak RSS {num(r["wine_full_train_peak_mb"], 1)} MB.
+"""
+
+
+def cold_start(r: dict) -> str:
+    rows = [
+        [
+            "`modelcast predict --input one-row.csv`",
+            num(r["modelcast"]["wall_ms_median"], 1),
+            num(r["modelcast"]["peak_mb"], 1),
+        ],
+        [
+            "Python: import sklearn, unpickle, predict one row",
+            num(r["python"]["wall_ms_median"], 1),
+            num(r["python"]["peak_mb"], 1),
+        ],
+    ]
+    return f"""## Cold start
+
+Process start to one prediction of a one-row CSV, median of the runs.
+
+{table(["", "wall ms", "peak RSS MB"], rows)}
+
+Python / modelcast: **{r["ratio"]:.1f}×**.
+"""
+
+
+def plot(results: dict, path: Path) -> None:
+    fig, axes = plt.subplots(1, 3, figsize=(18, 4.8))
+    for ax in axes:
+        ax.text(0.5, 0.5, "not measured in this run", ha="center", va="center", transform=ax.transAxes, color="grey")
+    if "throughput" in results:
+        c = results["throughput"]["contenders"]
+        names = list(c)
+        for ax, key, label in (
+            (axes[0], "records_per_s", "records/s (higher is better)"),
+            (axes[1], "cpu_s_per_100k", "CPU s per 100k records (lower is better)"),
+        ):
+            bars = ax.bar(
+                names, [c[n][key] for n in names], color=["#d95f02" if n == "modelcast" else "#7570b3" for n in names]
+            )
+            ax.bar_label(bars, fmt="{:,.0f}" if key == "records_per_s" else "{:,.2f}")
+            ax.texts[0].remove()
+            ax.set_title(label)
+            ax.set_yscale("log")
+    if "latency" in results:
+        ax, labels, series = axes[2], ["p50", "p99", "p999"], []
+        ax.texts[0].remove()
+        for name, by_rate in results["latency"].items():
+            for rate, m in by_rate.items():
+                series.append((f"{name} @ {int(rate):,}/s", [m["record_ts_ms"][p] or 0 for p in labels]))
+        width = 0.8 / max(1, len(series))
+        for i, (label, values) in enumerate(series):
+            ax.bar([j + i * width for j in range(len(labels))], values, width, label=label)
+        ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(labels))], ["p50", "p99", "p99.9"])
+        ax.set_title("end-to-end latency, ms (lower is better)")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle("modelcast benchmark" + (" (quick smoke run)" if results["environment"]["quick"] else ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(results: dict, out: Path) -> str:
+    """Write results.json, results.md and bench.png into OUT; return the markdown."""
+    parts = [environment(results["environment"])]
+    for key, render in (
+        ("throughput", lambda r: throughput(r, results["environment"])),
+        ("latency", latency),
+        ("hot_swap", hot_swap),
+        ("train", train),
+        ("cold_start", cold_start),
+    ):
+        if key in results:
+            parts.append(render(results[key]))
+    if results["errors"]:
+        parts.append(
+            "## Failed scenarios\n\n"
+            + "\n".join(f"- **{k}**: {v.splitlines()[0]}" for k, v in results["errors"].items())
+            + "\n"
+        )
+    parts.append("![throughput, CPU and latency](bench.png)\n")
+    markdown = "\n".join(parts)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(markdown)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    plot(results, out / "bench.png")
+    return markdown
+
+
+if __name__ == "__main__":
+    # Re-render results.md and bench.png from OUT/results.json: python bench/report.py [OUT]
+    import sys
+
+    out_dir = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "out")
+    print(write(json.loads((out_dir / "results.json").read_text()), out_dir))

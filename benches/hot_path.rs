@@ -1,0 +1,96 @@
+//! The per-record hot path of `predict`: JSON record → cells → prediction → JSON message,
+//! exactly what the service does for each Kafka record (minus the broker), for the wine model
+//! and a model with categorical columns, in batches of 1, 64 and 1024.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use modelcast::bus::Origin;
+use modelcast::config::params::Params;
+use modelcast::predict::{score_json, Scored, Served};
+
+fn model(params: &str) -> Served {
+    let params = Params::load(Path::new(params)).expect("params");
+    let artifact = modelcast::train::fit_artifact(&params).expect("fit");
+    Served::from_artifact(&artifact, "key").expect("served")
+}
+
+fn wine_records(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"key\":\"k{i}\",\"fixed acidity\":7.4,\"volatile acidity\":0.7,\"citric acid\":0,\
+                 \"residual sugar\":1.9,\"chlorides\":0.076,\"free sulfur dioxide\":11,\
+                 \"total sulfur dioxide\":34,\"density\":0.9978,\"pH\":3.51,\"sulphates\":0.56,\"alcohol\":{}}}",
+                9.0 + (i % 50) as f64 * 0.1
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+fn mixed_records(n: usize) -> Vec<Vec<u8>> {
+    let colors = ["red", "green", "blue", "black", "purple"];
+    let sizes = ["S", "M", "L", "XL"];
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"key\":\"k{i}\",\"x1\":{},\"x2\":-0.5,\"x3\":0.25,\"color\":\"{}\",\"size\":\"{}\"}}",
+                (i % 17) as f64 * 0.1,
+                colors[i % colors.len()],
+                sizes[i % sizes.len()]
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+fn score_batch(m: &Served, batch: &[Vec<u8>], out: &mut Vec<Vec<u8>>) {
+    out.clear();
+    for (i, r) in batch.iter().enumerate() {
+        let origin = Origin::Kafka {
+            topic: "features".into(),
+            partition: 0,
+            offset: i as i64,
+        };
+        if let Scored::Ok(p) = score_json(m, r, origin, String::new(), Some(1)) {
+            out.push(serde_json::to_vec(&p).expect("encode"));
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let wine = model("params/params.yaml");
+    let dir = std::env::temp_dir().join("modelcast-bench-params");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mixed_params = dir.join("mixed.yaml");
+    std::fs::write(
+        &mixed_params,
+        "name: mixed\ndata: {train: tests/fixtures/mixed.csv}\ntarget: y\n\
+         features: {numeric: [x1, x2, x3], categorical: [color, size]}\nmodel: {kind: ridge, alpha: 0.5}\n",
+    )
+    .expect("write");
+    let mixed = model(mixed_params.to_str().expect("utf8"));
+    let mut g = c.benchmark_group("hot_path");
+    for (name, m, records) in [
+        ("wine", &wine, wine_records(1024)),
+        ("categorical", &mixed, mixed_records(1024)),
+    ] {
+        for batch in [1usize, 64, 1024] {
+            let slice = &records[..batch];
+            let mut out = Vec::with_capacity(batch);
+            g.throughput(Throughput::Elements(batch as u64));
+            g.bench_with_input(BenchmarkId::new(name, batch), &slice, |b, s| {
+                b.iter(|| {
+                    score_batch(m, s, &mut out);
+                    black_box(out.len())
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
