@@ -49,11 +49,7 @@ fn mixed_records(n: usize) -> Vec<Vec<u8>> {
 fn score_batch(m: &Served, batch: &[Vec<u8>], out: &mut Vec<Vec<u8>>) {
     out.clear();
     for (i, r) in batch.iter().enumerate() {
-        let origin = Origin::Kafka {
-            topic: "features".into(),
-            partition: 0,
-            offset: i as i64,
-        };
+        let origin = Origin::Kafka { topic: "features".into(), partition: 0, offset: i as i64 };
         if let Scored::Ok(p) = score_json(m, r, origin, String::new(), Some(1)) {
             out.push(serde_json::to_vec(&p).expect("encode"));
         }
@@ -73,10 +69,7 @@ fn bench(c: &mut Criterion) {
     .expect("write");
     let mixed = model(mixed_params.to_str().expect("utf8"));
     let mut g = c.benchmark_group("hot_path");
-    for (name, m, records) in [
-        ("wine", &wine, wine_records(1024)),
-        ("categorical", &mixed, mixed_records(1024)),
-    ] {
+    for (name, m, records) in [("wine", &wine, wine_records(1024)), ("categorical", &mixed, mixed_records(1024))] {
         for batch in [1usize, 64, 1024] {
             let slice = &records[..batch];
             let mut out = Vec::with_capacity(batch);

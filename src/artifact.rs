@@ -152,29 +152,19 @@ impl Artifact {
         let mut columns: Vec<InputColumn> = prep
             .numeric
             .iter()
-            .map(|f| InputColumn {
-                name: f.name.clone(),
-                kind: ColumnType::Numeric,
-                categories: vec![],
-            })
+            .map(|f| InputColumn { name: f.name.clone(), kind: ColumnType::Numeric, categories: vec![] })
             .collect();
         columns.extend(prep.categorical.iter().map(|f| InputColumn {
             name: f.name.clone(),
             kind: ColumnType::Categorical,
             categories: f.categories.clone(),
         }));
-        InputSchema {
-            columns,
-            target: target.to_string(),
-        }
+        InputSchema { columns, target: target.to_string() }
     }
 
     /// Serialize to the bytes stored in the model store (pretty JSON, trailing newline).
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let mut v = serde_json::to_vec_pretty(self).map_err(|e| Error::Encode {
-            what: "artifact",
-            source: e,
-        })?;
+        let mut v = serde_json::to_vec_pretty(self).map_err(|e| Error::Encode { what: "artifact", source: e })?;
         v.push(b'\n');
         Ok(v)
     }
@@ -190,10 +180,7 @@ impl Artifact {
         let probe: Probe = serde_json::from_slice(bytes)
             .map_err(|e| Error::artifact(uri, format!("not a JSON model artifact: {e}")))?;
         if probe.format.as_deref() != Some(FORMAT) {
-            return Err(Error::artifact(
-                uri,
-                format!("format is {:?}, expected {FORMAT:?}", probe.format),
-            ));
+            return Err(Error::artifact(uri, format!("format is {:?}, expected {FORMAT:?}", probe.format)));
         }
         match probe.schema_version.as_ref().and_then(|v| v.as_u64()) {
             Some(v) if v == SCHEMA_VERSION as u64 => {}
@@ -207,8 +194,8 @@ impl Artifact {
                 ))
             }
         }
-        let a: Artifact = serde_json::from_slice(bytes)
-            .map_err(|e| Error::artifact(uri, format!("invalid artifact: {e}")))?;
+        let a: Artifact =
+            serde_json::from_slice(bytes).map_err(|e| Error::artifact(uri, format!("invalid artifact: {e}")))?;
         a.check(uri)?;
         Ok(a)
     }
@@ -220,27 +207,17 @@ impl Artifact {
             return bad("input_schema does not match preprocessing".into());
         }
         let width = self.preprocessing.width();
-        if self.estimator.fit.coefficients.len() != width
-            || self.estimator.feature_names.len() != width
-        {
+        if self.estimator.fit.coefficients.len() != width || self.estimator.feature_names.len() != width {
             return bad(format!(
                 "{} coefficients / {} feature names for {width} design columns",
                 self.estimator.fit.coefficients.len(),
                 self.estimator.feature_names.len()
             ));
         }
-        let finite = self
-            .estimator
-            .fit
-            .coefficients
-            .iter()
-            .all(|c| c.is_finite())
+        let finite = self.estimator.fit.coefficients.iter().all(|c| c.is_finite())
             && self.estimator.fit.intercept.is_finite()
             && self.preprocessing.numeric.iter().all(|f| {
-                f.center.is_finite()
-                    && f.scale.is_finite()
-                    && f.scale != 0.0
-                    && f.impute.is_none_or(f64::is_finite)
+                f.center.is_finite() && f.scale.is_finite() && f.scale != 0.0 && f.impute.is_none_or(f64::is_finite)
             });
         if !finite {
             return bad("non-finite coefficient, intercept or preprocessing value".into());
@@ -250,21 +227,12 @@ impl Artifact {
 
     /// The fast record → prediction function of this model.
     pub fn scorer(&self) -> Result<Scorer> {
-        Scorer::new(
-            &self.preprocessing,
-            &self.estimator.fit.coefficients,
-            self.estimator.fit.intercept,
-        )
+        Scorer::new(&self.preprocessing, &self.estimator.fit.coefficients, self.estimator.fit.intercept)
     }
 
     /// Store key: `<name>/<YYYY-MM-DD>/<version>.json`.
     pub fn key(&self) -> String {
-        format!(
-            "{}/{}/{}.json",
-            self.model_name,
-            self.created_at.format("%Y-%m-%d"),
-            self.version
-        )
+        format!("{}/{}/{}.json", self.model_name, self.created_at.format("%Y-%m-%d"), self.version)
     }
 }
 
@@ -287,14 +255,7 @@ pub fn new_version(at: DateTime<Utc>, salt: &[u8]) -> String {
     );
     h.update(salt);
     let d = h.finalize();
-    format!(
-        "{}-{:02x}{:02x}{:02x}{:02x}",
-        at.format("%Y%m%dT%H%M%S%3fZ"),
-        d[0],
-        d[1],
-        d[2],
-        d[3]
-    )
+    format!("{}-{:02x}{:02x}{:02x}{:02x}", at.format("%Y%m%dT%H%M%S%3fZ"), d[0], d[1], d[2], d[3])
 }
 
 #[cfg(test)]
@@ -303,39 +264,25 @@ mod tests {
 
     #[test]
     fn sha256_of_abc() {
-        assert_eq!(
-            sha256_hex(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]
     fn versions_sort_by_time_and_differ_within_a_millisecond() {
-        let t = DateTime::parse_from_rfc3339("2026-11-21T10:00:00.123Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let t = DateTime::parse_from_rfc3339("2026-11-21T10:00:00.123Z").unwrap().with_timezone(&Utc);
         let (a, b) = (new_version(t, b"x"), new_version(t, b"x"));
-        assert!(
-            a.starts_with("20261121T100000123Z-") && a.len() == 28,
-            "{a}"
-        );
+        assert!(a.starts_with("20261121T100000123Z-") && a.len() == 28, "{a}");
         assert_ne!(a, b);
         assert!(new_version(t + chrono::Duration::milliseconds(1), b"") > a);
     }
 
     #[test]
     fn decode_refuses_non_artifacts_and_future_versions() {
-        let e = Artifact::decode("u", b"\x00garbage")
-            .unwrap_err()
-            .to_string();
+        let e = Artifact::decode("u", b"\x00garbage").unwrap_err().to_string();
         assert!(e.contains("not a JSON model artifact"), "{e}");
-        let e = Artifact::decode("u", br#"{"format":"modelcast.model","schema_version":99}"#)
-            .unwrap_err()
-            .to_string();
+        let e = Artifact::decode("u", br#"{"format":"modelcast.model","schema_version":99}"#).unwrap_err().to_string();
         assert!(e.contains("unsupported schema_version 99"), "{e}");
-        let e = Artifact::decode("u", br#"{"format":"pickle","schema_version":1}"#)
-            .unwrap_err()
-            .to_string();
+        let e = Artifact::decode("u", br#"{"format":"pickle","schema_version":1}"#).unwrap_err().to_string();
         assert!(e.contains("format"), "{e}");
     }
 }

@@ -178,16 +178,10 @@ pub struct PredictArgs {
 #[derive(Debug, Subcommand)]
 pub enum TopicsAction {
     /// Create the train, input, app_messages and dead-letter topics (existing ones are kept).
-    #[command(
-        after_help = "Examples:\n  modelcast topics create --kafka-config kafka_config.yaml --partitions 6"
-    )]
+    #[command(after_help = "Examples:\n  modelcast topics create --kafka-config kafka_config.yaml --partitions 6")]
     Create {
         /// Kafka config file.
-        #[arg(
-            long,
-            env = "MODELCAST_KAFKA_CONFIG",
-            default_value = "kafka_config.yaml"
-        )]
+        #[arg(long, env = "MODELCAST_KAFKA_CONFIG", default_value = "kafka_config.yaml")]
         kafka_config: PathBuf,
         /// Partitions of the input, app_messages and dead-letter topics (default from the config).
         #[arg(long)]

@@ -91,11 +91,7 @@ impl Table {
     /// The rows at `idx`, in that order, as a new table.
     pub fn take(&self, idx: &[usize]) -> Table {
         let mut out = Table {
-            numeric: self
-                .numeric
-                .iter()
-                .map(|c| idx.iter().map(|&i| c[i]).collect())
-                .collect(),
+            numeric: self.numeric.iter().map(|c| idx.iter().map(|&i| c[i]).collect()).collect(),
             categorical: vec![CategoricalColumn::default(); self.categorical.len()],
             target: idx.iter().map(|&i| self.target[i]).collect(),
         };
@@ -141,10 +137,7 @@ pub fn parse_number(cell: &str, tokens: &[String]) -> std::result::Result<Option
 ///
 /// Errors name the file and line: a missing column, a short row, a non-numeric value in a
 /// numeric column, a missing target.
-pub fn load_csv(
-    paths: &[impl AsRef<Path>],
-    spec: &ColumnSpec<'_>,
-) -> Result<(Table, Vec<FileInfo>)> {
+pub fn load_csv(paths: &[impl AsRef<Path>], spec: &ColumnSpec<'_>) -> Result<(Table, Vec<FileInfo>)> {
     let mut table = Table {
         numeric: vec![Vec::new(); spec.numeric.len()],
         categorical: vec![CategoricalColumn::default(); spec.categorical.len()],
@@ -154,10 +147,7 @@ pub fn load_csv(
     for path in paths {
         let path = path.as_ref();
         let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
-        let hashing = HashingReader {
-            inner: std::io::BufReader::with_capacity(1 << 16, file),
-            hasher: Sha256::new(),
-        };
+        let hashing = HashingReader { inner: std::io::BufReader::with_capacity(1 << 16, file), hasher: Sha256::new() };
         let rows = if path.extension().is_some_and(|e| e == "gz") {
             let mut gz = flate2::read::GzDecoder::new(hashing);
             let rows = load_one(path, &mut gz, spec, &mut table)?;
@@ -170,11 +160,7 @@ pub fn load_csv(
         tracing::debug!(path = %path.display(), rows, "read");
     }
     if table.is_empty() {
-        return Err(Error::Data {
-            source_name: join_paths(paths),
-            line: 0,
-            message: "no data rows".into(),
-        });
+        return Err(Error::Data { source_name: join_paths(paths), line: 0, message: "no data rows".into() });
     }
     Ok((table, infos))
 }
@@ -194,76 +180,30 @@ impl<R: Read> Read for HashingReader<R> {
 }
 
 /// Drain what the parser did not read (a gzip trailer), then record the file's sha256.
-fn finish_hash<R: Read>(
-    mut r: HashingReader<R>,
-    path: &Path,
-    rows: u64,
-    infos: &mut Vec<FileInfo>,
-) -> Result<u64> {
+fn finish_hash<R: Read>(mut r: HashingReader<R>, path: &Path, rows: u64, infos: &mut Vec<FileInfo>) -> Result<u64> {
     std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| Error::io("read", path, e))?;
-    let sha256 = r
-        .hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    infos.push(FileInfo {
-        path: path.display().to_string(),
-        sha256,
-        rows,
-    });
+    let sha256 = r.hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    infos.push(FileInfo { path: path.display().to_string(), sha256, rows });
     Ok(rows)
 }
 
 fn join_paths(paths: &[impl AsRef<Path>]) -> String {
-    paths
-        .iter()
-        .map(|p| p.as_ref().display().to_string())
-        .collect::<Vec<_>>()
-        .join(",")
+    paths.iter().map(|p| p.as_ref().display().to_string()).collect::<Vec<_>>().join(",")
 }
 
-fn load_one(
-    path: &Path,
-    input: &mut dyn Read,
-    spec: &ColumnSpec<'_>,
-    table: &mut Table,
-) -> Result<u64> {
+fn load_one(path: &Path, input: &mut dyn Read, spec: &ColumnSpec<'_>, table: &mut Table) -> Result<u64> {
     let name = path.display().to_string();
-    let data_err = |line: u64, message: String| Error::Data {
-        source_name: name.clone(),
-        line,
-        message,
-    };
-    let mut rdr = csv::ReaderBuilder::new()
-        .delimiter(spec.delimiter)
-        .has_headers(true)
-        .from_reader(input);
-    let header = rdr
-        .headers()
-        .map_err(|e| data_err(1, e.to_string()))?
-        .clone();
+    let data_err = |line: u64, message: String| Error::Data { source_name: name.clone(), line, message };
+    let mut rdr = csv::ReaderBuilder::new().delimiter(spec.delimiter).has_headers(true).from_reader(input);
+    let header = rdr.headers().map_err(|e| data_err(1, e.to_string()))?.clone();
     let find = |col: &str| -> Result<usize> {
         header.iter().position(|h| h.trim() == col).ok_or_else(|| {
             let have: Vec<&str> = header.iter().collect();
-            data_err(
-                1,
-                format!(
-                    "column {col:?} not in header; the header has {have:?} (check data.delimiter)"
-                ),
-            )
+            data_err(1, format!("column {col:?} not in header; the header has {have:?} (check data.delimiter)"))
         })
     };
-    let num_idx = spec
-        .numeric
-        .iter()
-        .map(|c| find(c))
-        .collect::<Result<Vec<_>>>()?;
-    let cat_idx = spec
-        .categorical
-        .iter()
-        .map(|c| find(c))
-        .collect::<Result<Vec<_>>>()?;
+    let num_idx = spec.numeric.iter().map(|c| find(c)).collect::<Result<Vec<_>>>()?;
+    let cat_idx = spec.categorical.iter().map(|c| find(c)).collect::<Result<Vec<_>>>()?;
     let target_idx = find(spec.target)?;
     let mut record = csv::StringRecord::new();
     let mut rows = 0u64;
@@ -282,22 +222,12 @@ fn load_one(
         }
         for (j, &i) in cat_idx.iter().enumerate() {
             let c = cell(i);
-            table.categorical[j].push(if is_missing(c, spec.missing_tokens) {
-                None
-            } else {
-                Some(c.trim())
-            });
+            table.categorical[j].push(if is_missing(c, spec.missing_tokens) { None } else { Some(c.trim()) });
         }
         let y = parse_number(cell(target_idx), spec.missing_tokens)
             .map_err(|m| data_err(line, format!("target {:?}: {m}", spec.target)))?
             .ok_or_else(|| {
-                data_err(
-                    line,
-                    format!(
-                        "target {:?} is missing; every training row needs one",
-                        spec.target
-                    ),
-                )
+                data_err(line, format!("target {:?} is missing; every training row needs one", spec.target))
             })?;
         table.target.push(y);
         rows += 1;
@@ -323,9 +253,7 @@ pub fn split_indices(n: usize, test_fraction: f64, seed: u64) -> (Vec<usize>, Ve
         let j = (next() % (i as u64 + 1)) as usize;
         idx.swap(i, j);
     }
-    let n_test = ((n as f64) * test_fraction)
-        .round()
-        .clamp(1.0, (n.saturating_sub(1)) as f64) as usize;
+    let n_test = ((n as f64) * test_fraction).round().clamp(1.0, (n.saturating_sub(1)) as f64) as usize;
     let mut test = idx[..n_test].to_vec();
     let mut train = idx[n_test..].to_vec();
     test.sort_unstable();
@@ -339,13 +267,7 @@ mod tests {
     use crate::config::params::default_missing_tokens;
 
     fn spec<'a>(num: &'a [String], cat: &'a [String], tokens: &'a [String]) -> ColumnSpec<'a> {
-        ColumnSpec {
-            numeric: num,
-            categorical: cat,
-            target: "y",
-            delimiter: b',',
-            missing_tokens: tokens,
-        }
+        ColumnSpec { numeric: num, categorical: cat, target: "y", delimiter: b',', missing_tokens: tokens }
     }
 
     fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
@@ -357,16 +279,8 @@ mod tests {
     #[test]
     fn loads_numbers_categories_and_missing() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(
-            &dir,
-            "d.csv",
-            "a,c,y,ignored\n1.5,red,3,x\nNA,,4,y\n2,blue,5,z\n",
-        );
-        let (num, cat, tok) = (
-            vec!["a".to_string()],
-            vec!["c".to_string()],
-            default_missing_tokens(),
-        );
+        let p = write(&dir, "d.csv", "a,c,y,ignored\n1.5,red,3,x\nNA,,4,y\n2,blue,5,z\n");
+        let (num, cat, tok) = (vec!["a".to_string()], vec!["c".to_string()], default_missing_tokens());
         let (t, info) = load_csv(&[&p], &spec(&num, &cat, &tok)).unwrap();
         assert_eq!(t.len(), 3);
         assert_eq!(t.numeric[0][0], 1.5);
@@ -383,33 +297,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (num, cat, tok) = (vec!["a".to_string()], vec![], default_missing_tokens());
         let p = write(&dir, "bad.csv", "a,y\n1,2\nabc,3\n");
-        let e = load_csv(&[&p], &spec(&num, &cat, &tok))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("bad.csv:3") && e.contains("\"a\"") && e.contains("not a number"),
-            "{e}"
-        );
+        let e = load_csv(&[&p], &spec(&num, &cat, &tok)).unwrap_err().to_string();
+        assert!(e.contains("bad.csv:3") && e.contains("\"a\"") && e.contains("not a number"), "{e}");
         let p = write(&dir, "short.csv", "a,y\n1,2\n3\n");
-        let e = load_csv(&[&p], &spec(&num, &cat, &tok))
-            .unwrap_err()
-            .to_string();
+        let e = load_csv(&[&p], &spec(&num, &cat, &tok)).unwrap_err().to_string();
         assert!(e.contains("short.csv:3") && e.contains("malformed"), "{e}");
         let p = write(&dir, "nocol.csv", "b,y\n1,2\n");
-        let e = load_csv(&[&p], &spec(&num, &cat, &tok))
-            .unwrap_err()
-            .to_string();
+        let e = load_csv(&[&p], &spec(&num, &cat, &tok)).unwrap_err().to_string();
         assert!(e.contains("\"a\" not in header"), "{e}");
         let p = write(&dir, "inf.csv", "a,y\ninf,2\n");
-        assert!(load_csv(&[&p], &spec(&num, &cat, &tok))
-            .unwrap_err()
-            .to_string()
-            .contains("finite"));
+        assert!(load_csv(&[&p], &spec(&num, &cat, &tok)).unwrap_err().to_string().contains("finite"));
         let p = write(&dir, "noy.csv", "a,y\n1,\n");
-        assert!(load_csv(&[&p], &spec(&num, &cat, &tok))
-            .unwrap_err()
-            .to_string()
-            .contains("missing"));
+        assert!(load_csv(&[&p], &spec(&num, &cat, &tok)).unwrap_err().to_string().contains("missing"));
     }
 
     #[test]

@@ -99,33 +99,18 @@ pub enum Error {
 
 impl Error {
     /// Shorthand for a [`Error::Config`].
-    pub fn config(
-        path: impl Into<PathBuf>,
-        key: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Error::Config {
-            path: path.into(),
-            key: key.into(),
-            message: message.into(),
-        }
+    pub fn config(path: impl Into<PathBuf>, key: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config { path: path.into(), key: key.into(), message: message.into() }
     }
 
     /// Shorthand for an [`Error::Io`].
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            op,
-            path: path.into(),
-            source,
-        }
+        Error::Io { op, path: path.into(), source }
     }
 
     /// Shorthand for an [`Error::Artifact`].
     pub fn artifact(uri: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Artifact {
-            uri: uri.into(),
-            reason: reason.into(),
-        }
+        Error::Artifact { uri: uri.into(), reason: reason.into() }
     }
 
     /// Process exit code for this error: 2 for usage and configuration errors, 1 otherwise.
@@ -138,12 +123,6 @@ impl Error {
 
     /// Whether retrying the operation may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Error::Store {
-                transient: true,
-                ..
-            }
-        )
+        matches!(self, Error::Store { transient: true, .. })
     }
 }

@@ -67,15 +67,9 @@ impl Preprocessing {
         let mut numeric = Vec::with_capacity(params.features.numeric.len());
         for (name, col) in params.features.numeric.iter().zip(&table.numeric) {
             let rule = params.numeric_rule(name);
-            let present: Vec<f64> = rows
-                .iter()
-                .map(|&i| col[i])
-                .filter(|v| !v.is_nan())
-                .collect();
+            let present: Vec<f64> = rows.iter().map(|&i| col[i]).filter(|v| !v.is_nan()).collect();
             if present.is_empty() && !matches!(rule, MissingRule::Constant(_)) {
-                return Err(Error::Model(format!(
-                    "numeric column {name:?} has no values in the training rows"
-                )));
+                return Err(Error::Model(format!("numeric column {name:?} has no values in the training rows")));
             }
             let impute = match rule {
                 MissingRule::Mean => Some(mean(&present)),
@@ -96,31 +90,15 @@ impl Preprocessing {
             let (center, scale) = match params.scale {
                 Scale::None => (0.0, 1.0),
                 Scale::Standardize => {
-                    let filled: Vec<f64> = col
-                        .iter()
-                        .map(|&v| if v.is_nan() { impute.unwrap_or(v) } else { v })
-                        .collect();
+                    let filled: Vec<f64> =
+                        col.iter().map(|&v| if v.is_nan() { impute.unwrap_or(v) } else { v }).collect();
                     let m = mean(&filled);
-                    let var =
-                        filled.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / filled.len() as f64;
+                    let var = filled.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / filled.len() as f64;
                     let sd = var.sqrt();
-                    (
-                        m,
-                        if sd > f64::EPSILON * m.abs().max(1.0) {
-                            sd
-                        } else {
-                            1.0
-                        },
-                    )
+                    (m, if sd > f64::EPSILON * m.abs().max(1.0) { sd } else { 1.0 })
                 }
             };
-            numeric.push(NumericFeature {
-                name: name.clone(),
-                missing: rule,
-                impute,
-                center,
-                scale,
-            });
+            numeric.push(NumericFeature { name: name.clone(), missing: rule, impute, center, scale });
         }
         let mut categorical = Vec::with_capacity(params.features.categorical.len());
         for (name, col) in params.features.categorical.iter().zip(&table.categorical) {
@@ -138,38 +116,20 @@ impl Preprocessing {
                     "categorical column {name:?} has missing values in the training rows and its rule is reject"
                 )));
             }
-            let mut categories: Vec<String> = col
-                .values
-                .iter()
-                .zip(&seen)
-                .filter(|(_, &s)| s)
-                .map(|(v, _)| v.clone())
-                .collect();
+            let mut categories: Vec<String> =
+                col.values.iter().zip(&seen).filter(|(_, &s)| s).map(|(v, _)| v.clone()).collect();
             if has_missing && !categories.iter().any(|c| c == MISSING_CATEGORY) {
                 categories.push(MISSING_CATEGORY.to_string());
             }
             categories.sort();
-            categorical.push(CategoricalFeature {
-                name: name.clone(),
-                missing: rule,
-                categories,
-            });
+            categorical.push(CategoricalFeature { name: name.clone(), missing: rule, categories });
         }
-        Ok(Preprocessing {
-            missing_tokens: params.data.missing_tokens.clone(),
-            numeric,
-            categorical,
-        })
+        Ok(Preprocessing { missing_tokens: params.data.missing_tokens.clone(), numeric, categorical })
     }
 
     /// Width of the design matrix.
     pub fn width(&self) -> usize {
-        self.numeric.len()
-            + self
-                .categorical
-                .iter()
-                .map(|c| c.categories.len())
-                .sum::<usize>()
+        self.numeric.len() + self.categorical.iter().map(|c| c.categories.len()).sum::<usize>()
     }
 
     /// Names of the design-matrix columns: numeric names, then `column=category`.
@@ -196,10 +156,7 @@ impl Preprocessing {
                 let v = col[i];
                 let v = if v.is_nan() {
                     f.impute.ok_or_else(|| {
-                        Error::Model(format!(
-                            "column {:?} is missing in row {i} and its rule is reject",
-                            f.name
-                        ))
+                        Error::Model(format!("column {:?} is missing in row {i} and its rule is reject", f.name))
                     })?
                 } else {
                     v
@@ -209,22 +166,11 @@ impl Preprocessing {
         }
         let mut offset = self.numeric.len();
         for (f, col) in self.categorical.iter().zip(&table.categorical) {
-            let lookup: Vec<Option<usize>> = col
-                .values
-                .iter()
-                .map(|v| f.categories.binary_search(v).ok())
-                .collect();
-            let missing = f
-                .categories
-                .binary_search_by(|c| c.as_str().cmp(MISSING_CATEGORY))
-                .ok();
+            let lookup: Vec<Option<usize>> = col.values.iter().map(|v| f.categories.binary_search(v).ok()).collect();
+            let missing = f.categories.binary_search_by(|c| c.as_str().cmp(MISSING_CATEGORY)).ok();
             for (r, &i) in rows.iter().enumerate() {
                 let code = col.codes[i];
-                let k = if code == MISSING_CODE {
-                    missing
-                } else {
-                    lookup[code as usize]
-                };
+                let k = if code == MISSING_CODE { missing } else { lookup[code as usize] };
                 if let Some(k) = k {
                     x[[r, offset + k]] = 1.0;
                 }
@@ -274,9 +220,7 @@ impl crate::model::Design for TableDesign<'_> {
 }
 
 fn unreachable_rule(name: &str) -> Result<Option<f64>> {
-    Err(Error::Model(format!(
-        "numeric column {name:?} cannot use the category rule"
-    )))
+    Err(Error::Model(format!("numeric column {name:?} cannot use the category rule")))
 }
 
 /// Arithmetic mean (0 for an empty slice).
@@ -356,28 +300,15 @@ impl Scorer {
             .numeric
             .iter()
             .zip(coefficients)
-            .map(|(f, &w)| NumSlot {
-                impute: f.impute,
-                center: f.center,
-                weight: w / f.scale,
-            })
+            .map(|(f, &w)| NumSlot { impute: f.impute, center: f.center, weight: w / f.scale })
             .collect();
         let mut offset = prep.numeric.len();
         let mut categorical = Vec::new();
         for f in &prep.categorical {
             let ws = &coefficients[offset..offset + f.categories.len()];
-            let weights: HashMap<String, f64> = f
-                .categories
-                .iter()
-                .cloned()
-                .zip(ws.iter().copied())
-                .collect();
+            let weights: HashMap<String, f64> = f.categories.iter().cloned().zip(ws.iter().copied()).collect();
             let missing = weights.get(MISSING_CATEGORY).copied();
-            categorical.push(CatSlot {
-                weights,
-                missing,
-                reject_missing: f.missing == MissingRule::Reject,
-            });
+            categorical.push(CatSlot { weights, missing, reject_missing: f.missing == MissingRule::Reject });
             offset += f.categories.len();
         }
         let columns = prep
@@ -386,13 +317,7 @@ impl Scorer {
             .map(|f| f.name.clone())
             .chain(prep.categorical.iter().map(|f| f.name.clone()))
             .collect();
-        Ok(Scorer {
-            columns,
-            numeric,
-            categorical,
-            intercept,
-            missing_tokens: prep.missing_tokens.clone(),
-        })
+        Ok(Scorer { columns, numeric, categorical, intercept, missing_tokens: prep.missing_tokens.clone() })
     }
 
     /// The input column names, in slot order.
@@ -420,34 +345,16 @@ impl Scorer {
                 Cell::Text(s) if self.is_token(s) => None,
                 Cell::Text(s) => match s.trim().parse::<f64>() {
                     Ok(v) => Some(v),
-                    Err(_) => {
-                        return Err(format!(
-                            "column {:?}: {s:?} is not a number",
-                            self.columns[j]
-                        ))
-                    }
+                    Err(_) => return Err(format!("column {:?}: {s:?} is not a number", self.columns[j])),
                 },
-                Cell::Invalid(t) => {
-                    return Err(format!(
-                        "column {:?}: expected a number, got {t}",
-                        self.columns[j]
-                    ))
-                }
+                Cell::Invalid(t) => return Err(format!("column {:?}: expected a number, got {t}", self.columns[j])),
             };
             let v = match v {
                 Some(v) if v.is_finite() => v,
-                Some(v) => {
-                    return Err(format!(
-                        "column {:?}: {v} is not a finite number",
-                        self.columns[j]
-                    ))
-                }
-                None => slot.impute.ok_or_else(|| {
-                    format!(
-                        "column {:?} is missing and its rule is reject",
-                        self.columns[j]
-                    )
-                })?,
+                Some(v) => return Err(format!("column {:?}: {v} is not a finite number", self.columns[j])),
+                None => slot
+                    .impute
+                    .ok_or_else(|| format!("column {:?} is missing and its rule is reject", self.columns[j]))?,
             };
             y += (v - slot.center) * slot.weight;
         }
@@ -457,13 +364,9 @@ impl Scorer {
                 Cell::Missing => None,
                 Cell::Text(s) if self.is_token(s) => None,
                 Cell::Text(s) => Some(Cow::Borrowed(s.trim())),
-                Cell::Num(v) if v.fract() == 0.0 && v.abs() < 1e15 => {
-                    Some(Cow::Owned(format!("{}", *v as i64)))
-                }
+                Cell::Num(v) if v.fract() == 0.0 && v.abs() < 1e15 => Some(Cow::Owned(format!("{}", *v as i64))),
                 Cell::Num(v) => Some(Cow::Owned(format!("{v}"))),
-                Cell::Invalid(t) => {
-                    return Err(format!("column {name:?}: expected a category, got {t}"))
-                }
+                Cell::Invalid(t) => return Err(format!("column {name:?}: expected a category, got {t}")),
             };
             match text {
                 Some(t) => y += slot.weights.get(t.as_ref()).copied().unwrap_or(0.0),
@@ -516,10 +419,7 @@ mod tests {
         assert_eq!(a.impute, Some(3.0));
         assert_eq!(a.center, 3.0);
         assert!((a.scale - 2.0f64.sqrt()).abs() < 1e-12); // values 1,3,3,5
-        assert_eq!(
-            prep.categorical[0].categories,
-            vec!["blue", "missing", "red"]
-        );
+        assert_eq!(prep.categorical[0].categories, vec!["blue", "missing", "red"]);
         let x = prep.design(&table(&p, CSV)).unwrap();
         assert_eq!(x.shape(), &[4, 4]);
         assert_eq!(x.row(2).to_vec(), vec![0.0, 0.0, 1.0, 0.0]);
@@ -544,25 +444,11 @@ mod tests {
             let want = 0.5 + x.row(i).iter().zip(&coef).map(|(a, b)| a * b).sum::<f64>();
             assert!((s.score(cells).unwrap() - want).abs() < 1e-12, "row {i}");
         }
-        let unseen = s
-            .score(&[Cell::Num(3.0), Cell::Text("purple".into())])
-            .unwrap();
-        assert!(
-            (unseen - 0.5).abs() < 1e-12,
-            "unseen category is all-zero: {unseen}"
-        );
-        assert!(s
-            .score(&[Cell::Text("abc".into()), Cell::Missing])
-            .unwrap_err()
-            .contains("not a number"));
-        assert!(s
-            .score(&[Cell::Num(f64::NAN), Cell::Missing])
-            .unwrap_err()
-            .contains("finite"));
-        assert!(s
-            .score(&[Cell::Invalid("boolean"), Cell::Missing])
-            .unwrap_err()
-            .contains("boolean"));
+        let unseen = s.score(&[Cell::Num(3.0), Cell::Text("purple".into())]).unwrap();
+        assert!((unseen - 0.5).abs() < 1e-12, "unseen category is all-zero: {unseen}");
+        assert!(s.score(&[Cell::Text("abc".into()), Cell::Missing]).unwrap_err().contains("not a number"));
+        assert!(s.score(&[Cell::Num(f64::NAN), Cell::Missing]).unwrap_err().contains("finite"));
+        assert!(s.score(&[Cell::Invalid("boolean"), Cell::Missing]).unwrap_err().contains("boolean"));
     }
 
     #[test]
@@ -571,14 +457,8 @@ mod tests {
         let t = table(&p, "a,c,y\n1,red,1\n2,blue,2\n");
         let prep = Preprocessing::fit(&p, &t, &[0, 1]).unwrap();
         let s = Scorer::new(&prep, &[1.0, 0.0, 0.0], 0.0).unwrap();
-        assert!(s
-            .score(&[Cell::Missing, Cell::Text("red".into())])
-            .unwrap_err()
-            .contains("reject"));
-        assert!(s
-            .score(&[Cell::Num(1.0), Cell::Text("".into())])
-            .unwrap_err()
-            .contains("reject"));
+        assert!(s.score(&[Cell::Missing, Cell::Text("red".into())]).unwrap_err().contains("reject"));
+        assert!(s.score(&[Cell::Num(1.0), Cell::Text("".into())]).unwrap_err().contains("reject"));
         assert!(Preprocessing::fit(&p, &table(&p, "a,c,y\n,red,1\n2,blue,2\n"), &[0, 1]).is_err());
         // only the given rows count: row 0 (with the missing value) left out
         assert!(Preprocessing::fit(&p, &table(&p, "a,c,y\n,red,1\n2,blue,2\n"), &[1]).is_ok());

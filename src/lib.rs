@@ -77,21 +77,13 @@ impl AnnouncementFeed {
             AnnouncementFeed::Local(log, offset) => {
                 let (lines, next) = log.read_from(*offset)?;
                 *offset = next;
-                lines
-                    .iter()
-                    .map(|l| Announcement::decode(l))
-                    .collect::<Vec<_>>()
+                lines.iter().map(|l| Announcement::decode(l)).collect::<Vec<_>>()
             }
-            AnnouncementFeed::Kafka(feed, timeout) => {
-                tokio::task::block_in_place(|| feed.history(*timeout))?
-            }
+            AnnouncementFeed::Kafka(feed, timeout) => tokio::task::block_in_place(|| feed.history(*timeout))?,
         };
         Ok(items
             .into_iter()
-            .filter_map(|r| {
-                r.map_err(|reason| tracing::warn!(%reason, "refused announcement in history"))
-                    .ok()
-            })
+            .filter_map(|r| r.map_err(|reason| tracing::warn!(%reason, "refused announcement in history")).ok())
             .collect())
     }
 
@@ -131,10 +123,7 @@ impl Outputs {
             match s {
                 Scored::Ok(p) => {
                     ok += 1;
-                    let json = serde_json::to_vec(&p).map_err(|e| Error::Encode {
-                        what: "prediction",
-                        source: e,
-                    })?;
+                    let json = serde_json::to_vec(&p).map_err(|e| Error::Encode { what: "prediction", source: e })?;
                     if let Some(k) = &self.kafka {
                         msgs.push(Outgoing {
                             topic: k.config().modelcast.topics.app_messages.clone(),
@@ -151,29 +140,27 @@ impl Outputs {
                     if self.warned <= 20 || self.warned.is_power_of_two() {
                         tracing::warn!(key = %d.key, reason = %d.reason, rejected_so_far = self.warned, "record rejected (dead-lettered)");
                     }
+                    dead_lines
+                        .push(serde_json::to_vec(&d).map_err(|e| Error::Encode { what: "dead letter", source: e })?);
                     if let Some(k) = &self.kafka {
-                        msgs.push(Outgoing {
-                            topic: k.config().modelcast.topics.dead_letter.clone(),
-                            key: d.key.clone().into_bytes(),
-                            payload: d.raw.clone(),
-                            headers: vec![("modelcast.reason", d.reason.clone().into_bytes())],
-                        });
+                        let c = &k.config().modelcast;
+                        let source = match &d.origin {
+                            bus::Origin::Line { source, line } => format!("{source}:{line}"),
+                            bus::Origin::Kafka { topic, partition, offset } => format!("{topic}/{partition}/{offset}"),
+                        };
+                        msgs.push(predict::serve::dead_letter_message(
+                            &c.topics.dead_letter,
+                            d,
+                            source,
+                            c.dead_letter_max_bytes,
+                        ));
                     }
-                    dead_lines.push(serde_json::to_vec(&d).map_err(|e| Error::Encode {
-                        what: "dead letter",
-                        source: e,
-                    })?);
                 }
             }
         }
         if let Some(w) = &mut self.stdout {
-            let r = predict::local::write_stdout(w, &lines).and_then(|_| {
-                if self.flush_each {
-                    w.flush()
-                } else {
-                    Ok(())
-                }
-            });
+            let r =
+                predict::local::write_stdout(w, &lines).and_then(|_| if self.flush_each { w.flush() } else { Ok(()) });
             if let Err(e) = r {
                 if e.kind() == std::io::ErrorKind::BrokenPipe {
                     self.closed = true;
@@ -235,11 +222,7 @@ impl Env {
             Some(p) => Some(Arc::new(Kafka::connect(KafkaConfig::load(p)?)?)),
             None => None,
         };
-        Ok(Env {
-            store,
-            kafka,
-            bus_dir,
-        })
+        Ok(Env { store, kafka, bus_dir })
     }
 
     fn log(&self, topic: &str) -> LocalLog {
@@ -262,18 +245,13 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Train(args) => {
             let params = Params::load(&args.params)?;
-            let opts = train::TrainOptions {
-                data: args.data,
-                name: args.name,
-                test_data: args.test_data,
-            };
+            let opts = train::TrainOptions { data: args.data, name: args.name, test_data: args.test_data };
             let params = train::apply_overrides(params, &opts, &args.params)?;
             let env = Env::open(&args.loc).await?;
             let announcer = match &env.kafka {
                 Some(k) => {
                     // fail before fitting if the topic is missing or the broker is down
-                    k.check_topics(&[&k.config().modelcast.topics.train])
-                        .await?;
+                    k.check_topics(&[&k.config().modelcast.topics.train]).await?;
                     Announcer::Kafka(k.clone())
                 }
                 None => Announcer::Local(env.log("train")),
@@ -282,10 +260,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             eprint!("{}", train::metrics_table(&report));
             let mut out = std::io::stdout().lock();
             let text = if args.json {
-                serde_json::to_string_pretty(&report).map_err(|e| Error::Encode {
-                    what: "report",
-                    source: e,
-                })?
+                serde_json::to_string_pretty(&report).map_err(|e| Error::Encode { what: "report", source: e })?
             } else {
                 report.uri.clone()
             };
@@ -301,10 +276,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
                 allow_schema_change: args.allow_schema_change,
             };
             if args.serve {
-                let kafka = env
-                    .kafka
-                    .clone()
-                    .ok_or_else(|| Error::Usage("--serve needs --kafka-config".into()))?;
+                let kafka = env.kafka.clone().ok_or_else(|| Error::Usage("--serve needs --kafka-config".into()))?;
                 let feed = env.feed().await?;
                 let opts = predict::serve::ServeOptions {
                     input_topic: args
@@ -315,19 +287,10 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
                     stdout: args.sink.contains(&SinkKind::Stdout),
                 };
                 let counts = predict::serve::run(&env.store, kafka, feed, &choice, &opts).await?;
-                tracing::info!(
-                    scored = counts.scored,
-                    rejected = counts.rejected,
-                    swaps = counts.swaps,
-                    "stopped"
-                );
+                tracing::info!(scored = counts.scored, rejected = counts.rejected, swaps = counts.swaps, "stopped");
                 return Ok(Outcome::Done);
             }
-            let sinks = if args.sink.is_empty() {
-                vec![SinkKind::Stdout]
-            } else {
-                args.sink.clone()
-            };
+            let sinks = if args.sink.is_empty() { vec![SinkKind::Stdout] } else { args.sink.clone() };
             let to_bus = sinks.contains(&SinkKind::Bus);
             let mut out = Outputs {
                 stdout: sinks
@@ -364,13 +327,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
                 Ok(Outcome::Done)
             }
         }
-        Command::Topics {
-            action:
-                TopicsAction::Create {
-                    kafka_config,
-                    partitions,
-                },
-        } => {
+        Command::Topics { action: TopicsAction::Create { kafka_config, partitions } } => {
             let k = Kafka::connect(KafkaConfig::load(&kafka_config)?)?;
             for (topic, created) in k.create_topics(partitions).await? {
                 println!("{topic}\t{}", if created { "created" } else { "exists" });
@@ -379,19 +336,9 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         }
         Command::Models(args) => {
             let env = Env::open(&args.loc).await?;
-            let prefix = args
-                .model_name
-                .as_ref()
-                .map(|n| format!("{n}/"))
-                .unwrap_or_default();
+            let prefix = args.model_name.as_ref().map(|n| format!("{n}/")).unwrap_or_default();
             let mut out = std::io::stdout().lock();
-            for key in env
-                .store
-                .list(&prefix)
-                .await?
-                .into_iter()
-                .filter(|k| k.ends_with(".json"))
-            {
+            for key in env.store.list(&prefix).await?.into_iter().filter(|k| k.ends_with(".json")) {
                 if writeln!(out, "{}", env.store.uri_of(&key)).is_err() {
                     break;
                 }
@@ -414,31 +361,15 @@ fn show_config(params: &Path, loc: &Locations) -> Result<()> {
     if params.exists() {
         let p = Params::load(params)?;
         doc.insert("params_file".into(), params.display().to_string().into());
-        doc.insert(
-            "params".into(),
-            serde_json::to_value(&p).map_err(|e| Error::Encode {
-                what: "params",
-                source: e,
-            })?,
-        );
+        doc.insert("params".into(), serde_json::to_value(&p).map_err(|e| Error::Encode { what: "params", source: e })?);
     }
     if let Some(path) = &loc.kafka_config {
         let k = KafkaConfig::load(path)?;
-        doc.insert(
-            "kafka_config_file".into(),
-            path.display().to_string().into(),
-        );
-        doc.insert(
-            "kafka".into(),
-            serde_json::to_value(k.redacted()).unwrap_or_default(),
-        );
-        doc.insert(
-            "modelcast_kafka".into(),
-            serde_json::to_value(&k.modelcast).unwrap_or_default(),
-        );
+        doc.insert("kafka_config_file".into(), path.display().to_string().into());
+        doc.insert("kafka".into(), serde_json::to_value(k.redacted()).unwrap_or_default());
+        doc.insert("modelcast_kafka".into(), serde_json::to_value(&k.modelcast).unwrap_or_default());
     }
-    let yaml = serde_yaml::to_string(&doc)
-        .map_err(|e| Error::Usage(format!("cannot render config: {e}")))?;
+    let yaml = serde_yaml::to_string(&doc).map_err(|e| Error::Usage(format!("cannot render config: {e}")))?;
     print!("{yaml}");
     Ok(())
 }

@@ -96,10 +96,7 @@ impl LinearFit {
         })?;
         let (truth, pred) = (Array1::from(truth), Array1::from(pred));
         let base = Array1::from_elem(truth.len(), baseline);
-        Ok((
-            Metrics::compute(truth.view(), pred.view()),
-            Metrics::compute(truth.view(), base.view()),
-        ))
+        Ok((Metrics::compute(truth.view(), pred.view()), Metrics::compute(truth.view(), base.view())))
     }
 }
 
@@ -130,30 +127,18 @@ fn gram(d: &dyn Design) -> Result<Gram> {
         b += &xc.t().dot(&(&y - y_mean));
         Ok(())
     })?;
-    Ok(Gram {
-        x_mean,
-        y_mean,
-        g,
-        b,
-    })
+    Ok(Gram { x_mean, y_mean, g, b })
 }
 
 /// Fit `params.kind` on a design.
 pub fn fit(params: &ModelParams, d: &dyn Design) -> Result<LinearFit> {
     if d.rows() < 2 {
-        return Err(Error::Model(format!(
-            "need at least 2 training rows, got {}",
-            d.rows()
-        )));
+        return Err(Error::Model(format!("need at least 2 training rows, got {}", d.rows())));
     }
     let (coef, rank, iterations, x_mean, y_mean) = match params.kind {
         ModelKind::Linear | ModelKind::Ridge => {
             let gm = gram(d)?;
-            let alpha = if params.kind == ModelKind::Ridge {
-                params.alpha.unwrap_or(1.0)
-            } else {
-                0.0
-            };
+            let alpha = if params.kind == ModelKind::Ridge { params.alpha.unwrap_or(1.0) } else { 0.0 };
             let (w, rank) = solve_normal(&gm, alpha)?;
             if rank < d.width() && params.kind == ModelKind::Linear {
                 tracing::warn!(
@@ -175,12 +160,7 @@ pub fn fit(params: &ModelParams, d: &dyn Design) -> Result<LinearFit> {
         )));
     }
     let intercept = y_mean - x_mean.dot(&coef);
-    Ok(LinearFit {
-        coefficients: coef.to_vec(),
-        intercept,
-        rank,
-        iterations,
-    })
+    Ok(LinearFit { coefficients: coef.to_vec(), intercept, rank, iterations })
 }
 
 /// Solve `(G + alpha·I) w = b` in Jacobi-scaled coordinates; minimum-norm when singular.
@@ -188,29 +168,20 @@ pub fn fit(params: &ModelParams, d: &dyn Design) -> Result<LinearFit> {
 fn solve_normal(gm: &Gram, alpha: f64) -> Result<(Array1<f64>, usize)> {
     let p = gm.g.nrows();
     let d: Array1<f64> = gm.g.diag().mapv(|v| if v > 0.0 { v.sqrt() } else { 1.0 });
-    let outer = d
-        .view()
-        .insert_axis(Axis(1))
-        .dot(&d.view().insert_axis(Axis(0)));
+    let outer = d.view().insert_axis(Axis(1)).dot(&d.view().insert_axis(Axis(0)));
     let gs = &gm.g / &outer;
     let bs = &gm.b / &d;
     // rank of the (unpenalised) design
-    let (vals, vecs) = gs
-        .clone()
-        .eigh_into()
-        .map_err(|e| Error::Model(format!("eigendecomposition failed: {e}")))?;
+    let (vals, vecs) = gs.clone().eigh_into().map_err(|e| Error::Model(format!("eigendecomposition failed: {e}")))?;
     let max = vals.iter().copied().fold(0.0f64, f64::max);
-    let null: Vec<usize> = (0..p)
-        .filter(|&k| vals[k] <= RANK_TOLERANCE * max)
-        .collect();
+    let null: Vec<usize> = (0..p).filter(|&k| vals[k] <= RANK_TOLERANCE * max).collect();
     let rank = p - null.len();
     let (vals, vecs) = if alpha > 0.0 {
         let mut a = gs;
         for j in 0..p {
             a[[j, j]] += alpha / (d[j] * d[j]);
         }
-        a.eigh_into()
-            .map_err(|e| Error::Model(format!("eigendecomposition failed: {e}")))?
+        a.eigh_into().map_err(|e| Error::Model(format!("eigendecomposition failed: {e}")))?
     } else {
         (vals, vecs)
     };
@@ -227,9 +198,7 @@ fn solve_normal(gm: &Gram, alpha: f64) -> Result<(Array1<f64>, usize)> {
         // Project out the null space of X (in original coordinates) to get the minimum-norm solution.
         let n = Array2::from_shape_fn((p, null.len()), |(j, c)| vecs[[j, null[c]]] / d[j]);
         let ntn = n.t().dot(&n);
-        let (ev, evec) = ntn
-            .eigh_into()
-            .map_err(|e| Error::Model(format!("eigendecomposition failed: {e}")))?;
+        let (ev, evec) = ntn.eigh_into().map_err(|e| Error::Model(format!("eigendecomposition failed: {e}")))?;
         let ntw = n.t().dot(&w);
         let mut c = Array1::<f64>::zeros(null.len());
         for k in 0..ev.len() {
@@ -258,25 +227,14 @@ fn coordinate_descent(params: &ModelParams, d: &dyn Design) -> Result<Solved> {
     let x = ndarray::concatenate(Axis(0), &views).map_err(|e| Error::Model(e.to_string()))?;
     drop(parts);
     let y = Array1::from(ys);
-    let x_mean = x
-        .mean_axis(Axis(0))
-        .ok_or_else(|| Error::Model("empty design matrix".into()))?;
+    let x_mean = x.mean_axis(Axis(0)).ok_or_else(|| Error::Model("empty design matrix".into()))?;
     let y_mean = y.mean().unwrap_or(0.0);
     let alpha = params.alpha.unwrap_or(1.0);
-    let l1 = if params.kind == ModelKind::Lasso {
-        1.0
-    } else {
-        params.l1_ratio.unwrap_or(0.5)
-    };
+    let l1 = if params.kind == ModelKind::Lasso { 1.0 } else { params.l1_ratio.unwrap_or(0.5) };
     let max_it = params.max_iterations.unwrap_or(DEFAULT_MAX_ITERATIONS);
     let xc = x - &x_mean;
     let rank = {
-        let gm = Gram {
-            x_mean: x_mean.clone(),
-            y_mean,
-            g: xc.t().dot(&xc),
-            b: Array1::zeros(xc.ncols()),
-        };
+        let gm = Gram { x_mean: x_mean.clone(), y_mean, g: xc.t().dot(&xc), b: Array1::zeros(xc.ncols()) };
         solve_normal(&gm, 0.0)?.1
     };
     let fitted = linfa_elasticnet::ElasticNet::params()
@@ -294,13 +252,7 @@ fn coordinate_descent(params: &ModelParams, d: &dyn Design) -> Result<Solved> {
             "coordinate descent did not converge; raise model.max_iterations or model.tolerance"
         );
     }
-    Ok((
-        fitted.hyperplane().clone(),
-        rank,
-        fitted.n_steps(),
-        x_mean,
-        y_mean,
-    ))
+    Ok((fitted.hyperplane().clone(), rank, fitted.n_steps(), x_mean, y_mean))
 }
 
 /// Regression metrics.
@@ -324,12 +276,7 @@ impl Metrics {
         let mean = truth.mean().unwrap_or(0.0);
         let ss_res: f64 = truth.iter().zip(pred).map(|(t, p)| (t - p) * (t - p)).sum();
         let ss_tot: f64 = truth.iter().map(|t| (t - mean) * (t - mean)).sum();
-        let mae = truth
-            .iter()
-            .zip(pred)
-            .map(|(t, p)| (t - p).abs())
-            .sum::<f64>()
-            / n;
+        let mae = truth.iter().zip(pred).map(|(t, p)| (t - p).abs()).sum::<f64>() / n;
         let r2 = if ss_tot > 0.0 {
             1.0 - ss_res / ss_tot
         } else if ss_res == 0.0 {
@@ -337,12 +284,7 @@ impl Metrics {
         } else {
             0.0
         };
-        Metrics {
-            r2,
-            rmse: (ss_res / n).sqrt(),
-            mae,
-            rows: truth.len(),
-        }
+        Metrics { r2, rmse: (ss_res / n).sqrt(), mae, rows: truth.len() }
     }
 }
 
@@ -353,24 +295,11 @@ mod tests {
     use ndarray::array;
 
     fn params(kind: ModelKind, alpha: Option<f64>) -> ModelParams {
-        ModelParams {
-            kind,
-            alpha,
-            l1_ratio: None,
-            max_iterations: None,
-            tolerance: None,
-        }
+        ModelParams { kind, alpha, l1_ratio: None, max_iterations: None, tolerance: None }
     }
 
     fn fit_dense(p: &ModelParams, x: &Array2<f64>, y: &Array1<f64>) -> LinearFit {
-        fit(
-            p,
-            &Dense {
-                x: x.view(),
-                y: y.view(),
-            },
-        )
-        .unwrap()
+        fit(p, &Dense { x: x.view(), y: y.view() }).unwrap()
     }
 
     #[test]
@@ -387,12 +316,7 @@ mod tests {
     #[test]
     fn duplicate_columns_give_the_minimum_norm_solution() {
         // y = 2a; with a duplicated (and a scaled copy), min-norm spreads the weight.
-        let x = array![
-            [1.0, 1.0, 10.0],
-            [2.0, 2.0, 20.0],
-            [3.0, 3.0, 30.0],
-            [5.0, 5.0, 50.0]
-        ];
+        let x = array![[1.0, 1.0, 10.0], [2.0, 2.0, 20.0], [3.0, 3.0, 30.0], [5.0, 5.0, 50.0]];
         let y = array![2.0, 4.0, 6.0, 10.0];
         let f = fit_dense(&params(ModelKind::Linear, None), &x, &y);
         assert_eq!(f.rank, 1);
@@ -435,10 +359,7 @@ mod tests {
             }
             fn for_each_chunk(&self, f: &mut ChunkFn<'_>) -> Result<()> {
                 for i in 0..self.0.nrows() {
-                    f(
-                        self.0.row(i).insert_axis(Axis(0)),
-                        self.1.slice_axis(Axis(0), ndarray::Slice::from(i..i + 1)),
-                    )?;
+                    f(self.0.row(i).insert_axis(Axis(0)), self.1.slice_axis(Axis(0), ndarray::Slice::from(i..i + 1)))?;
                 }
                 Ok(())
             }
@@ -454,22 +375,11 @@ mod tests {
 
     #[test]
     fn lasso_zeroes_an_irrelevant_column() {
-        let x = array![
-            [0.0, 0.3],
-            [1.0, -0.2],
-            [2.0, 0.1],
-            [3.0, -0.1],
-            [4.0, 0.2],
-            [5.0, -0.3]
-        ];
+        let x = array![[0.0, 0.3], [1.0, -0.2], [2.0, 0.1], [3.0, -0.1], [4.0, 0.2], [5.0, -0.3]];
         let y = x.column(0).mapv(|v| 3.0 * v);
         let f = fit_dense(&params(ModelKind::Lasso, Some(0.1)), &x, &y);
         assert_eq!(f.coefficients[1], 0.0);
-        assert!(
-            f.coefficients[0] > 2.5 && f.coefficients[0] < 3.0,
-            "{:?}",
-            f.coefficients
-        );
+        assert!(f.coefficients[0] > 2.5 && f.coefficients[0] < 3.0, "{:?}", f.coefficients);
     }
 
     #[test]

@@ -33,26 +33,15 @@ pub struct Decoded<'a> {
 impl Decoder {
     /// A decoder for `columns` (slot order); `key_field` names the field that carries the record key.
     pub fn new(columns: &[String], key_field: &str) -> Decoder {
-        let index = columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.clone(), i))
-            .collect();
-        Decoder {
-            index,
-            width: columns.len(),
-            key_field: key_field.to_string(),
-        }
+        let index = columns.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect();
+        Decoder { index, width: columns.len(), key_field: key_field.to_string() }
     }
 
     /// Decode one JSON object.
     pub fn json<'a>(&self, bytes: &'a [u8]) -> Result<Decoded<'a>, String> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let out = de
-            .deserialize_map(RecordVisitor { dec: self })
-            .map_err(|e| format!("malformed JSON record: {e}"))?;
-        de.end()
-            .map_err(|e| format!("malformed JSON record: {e}"))?;
+        let out = de.deserialize_map(RecordVisitor { dec: self }).map_err(|e| format!("malformed JSON record: {e}"))?;
+        de.end().map_err(|e| format!("malformed JSON record: {e}"))?;
         Ok(out)
     }
 
@@ -83,11 +72,7 @@ pub struct CsvLayout {
 impl CsvLayout {
     /// Slots whose column is absent from the header.
     pub fn missing_slots(&self) -> impl Iterator<Item = usize> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.is_none())
-            .map(|(i, _)| i)
+        self.slots.iter().enumerate().filter(|(_, s)| s.is_none()).map(|(i, _)| i)
     }
 
     /// Cells of one row (absent cells are [`Cell::Missing`]).
@@ -100,11 +85,7 @@ impl CsvLayout {
                 None => Cell::Missing,
             })
             .collect();
-        let key = self
-            .key
-            .and_then(|i| row.get(i))
-            .map(|k| k.trim().to_string())
-            .filter(|k| !k.is_empty());
+        let key = self.key.and_then(|i| row.get(i)).map(|k| k.trim().to_string()).filter(|k| !k.is_empty());
         Decoded { cells, key }
     }
 }
@@ -260,9 +241,7 @@ mod tests {
     #[test]
     fn json_fields_land_in_their_slots_and_extra_fields_are_ignored() {
         let d = dec();
-        let r = d
-            .json(br#"{"extra": {"x": [1, 2]}, "c": "re\"d", "a": 1.5, "key": 42}"#)
-            .unwrap();
+        let r = d.json(br#"{"extra": {"x": [1, 2]}, "c": "re\"d", "a": 1.5, "key": 42}"#).unwrap();
         assert_eq!(r.cells, vec![Cell::Num(1.5), Cell::Text("re\"d".into())]);
         assert_eq!(r.key.as_deref(), Some("42"));
         let r = d.json(br#"{"a": null}"#).unwrap();
@@ -274,22 +253,9 @@ mod tests {
     fn wrong_types_become_invalid_cells_and_garbage_is_an_error() {
         let d = dec();
         let r = d.json(br#"{"a": true, "c": [1]}"#).unwrap();
-        assert_eq!(
-            r.cells,
-            vec![Cell::Invalid("a boolean"), Cell::Invalid("an array")]
-        );
-        for bad in [
-            &b"{\"a\": 1"[..],
-            b"[1,2]",
-            b"\xff\xfe",
-            b"{\"a\": NaN}",
-            b"{} trailing",
-            b"",
-        ] {
-            assert!(
-                d.json(bad).unwrap_err().contains("malformed JSON"),
-                "{bad:?}"
-            );
+        assert_eq!(r.cells, vec![Cell::Invalid("a boolean"), Cell::Invalid("an array")]);
+        for bad in [&b"{\"a\": 1"[..], b"[1,2]", b"\xff\xfe", b"{\"a\": NaN}", b"{} trailing", b""] {
+            assert!(d.json(bad).unwrap_err().contains("malformed JSON"), "{bad:?}");
         }
     }
 

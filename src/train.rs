@@ -54,11 +54,7 @@ pub struct TrainReport {
 }
 
 /// Apply command-line overrides to params, re-validating them.
-pub fn apply_overrides(
-    mut params: Params,
-    opts: &TrainOptions,
-    path: &std::path::Path,
-) -> Result<Params> {
+pub fn apply_overrides(mut params: Params, opts: &TrainOptions, path: &std::path::Path) -> Result<Params> {
     if !opts.data.is_empty() {
         params.data.train = OneOrMany::Many(opts.data.clone());
     }
@@ -91,51 +87,26 @@ pub fn fit_artifact(params: &Params) -> Result<Artifact> {
     );
     // Train and test rows: indices into the loaded table(s), never copies.
     let test_table;
-    let (train_rows, test_rows, test_src): (Vec<usize>, Vec<usize>, &Table) =
-        match &params.evaluation.test_data {
-            Some(path) => {
-                let (t, info) = data::load_csv(std::slice::from_ref(path), &spec)?;
-                files.extend(info);
-                test_table = t;
-                (
-                    (0..table.len()).collect(),
-                    (0..test_table.len()).collect(),
-                    &test_table,
-                )
+    let (train_rows, test_rows, test_src): (Vec<usize>, Vec<usize>, &Table) = match &params.evaluation.test_data {
+        Some(path) => {
+            let (t, info) = data::load_csv(std::slice::from_ref(path), &spec)?;
+            files.extend(info);
+            test_table = t;
+            ((0..table.len()).collect(), (0..test_table.len()).collect(), &test_table)
+        }
+        None => {
+            if table.len() < 3 {
+                return Err(Error::Model(format!("need at least 3 rows to hold some out, got {}", table.len())));
             }
-            None => {
-                if table.len() < 3 {
-                    return Err(Error::Model(format!(
-                        "need at least 3 rows to hold some out, got {}",
-                        table.len()
-                    )));
-                }
-                let (tr, te) = data::split_indices(
-                    table.len(),
-                    params.evaluation.test_fraction,
-                    params.evaluation.seed,
-                );
-                (tr, te, &table)
-            }
-        };
+            let (tr, te) = data::split_indices(table.len(), params.evaluation.test_fraction, params.evaluation.seed);
+            (tr, te, &table)
+        }
+    };
     let t1 = Instant::now();
     let prep = Preprocessing::fit(params, &table, &train_rows)?;
-    let train = TableDesign {
-        prep: &prep,
-        table: &table,
-        rows: &train_rows,
-    };
-    let test = TableDesign {
-        prep: &prep,
-        table: test_src,
-        rows: &test_rows,
-    };
-    tracing::info!(
-        kind = params.model.kind.as_str(),
-        rows = train_rows.len(),
-        features = prep.width(),
-        "fitting"
-    );
+    let train = TableDesign { prep: &prep, table: &table, rows: &train_rows };
+    let test = TableDesign { prep: &prep, table: test_src, rows: &test_rows };
+    tracing::info!(kind = params.model.kind.as_str(), rows = train_rows.len(), features = prep.width(), "fitting");
     let fit = model::fit(&params.model, &train)?;
     tracing::info!(
         rank = fit.rank,
@@ -143,8 +114,7 @@ pub fn fit_artifact(params: &Params) -> Result<Artifact> {
         elapsed_ms = t1.elapsed().as_millis() as u64,
         "fitted"
     );
-    let train_mean =
-        train_rows.iter().map(|&i| table.target[i]).sum::<f64>() / train_rows.len().max(1) as f64;
+    let train_mean = train_rows.iter().map(|&i| table.target[i]).sum::<f64>() / train_rows.len().max(1) as f64;
     let (train_metrics, _) = fit.evaluate(&train, train_mean)?;
     let (model_metrics, baseline) = fit.evaluate(&test, train_mean)?;
     let created_at = chrono::Utc::now();
@@ -158,22 +128,10 @@ pub fn fit_artifact(params: &Params) -> Result<Artifact> {
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         params: params.clone(),
         input_schema: Artifact::schema_of(&prep, &params.target),
-        estimator: Estimator {
-            kind: params.model.kind.as_str().to_string(),
-            feature_names: prep.feature_names(),
-            fit,
-        },
+        estimator: Estimator { kind: params.model.kind.as_str().to_string(), feature_names: prep.feature_names(), fit },
         preprocessing: prep,
-        metrics: Evaluation {
-            model: model_metrics,
-            baseline,
-            train: train_metrics,
-        },
-        training_data: TrainingData {
-            files,
-            train_rows: train_rows.len(),
-            test_rows: test_rows.len(),
-        },
+        metrics: Evaluation { model: model_metrics, baseline, train: train_metrics },
+        training_data: TrainingData { files, train_rows: train_rows.len(), test_rows: test_rows.len() },
     };
     artifact.check("(new model)")?;
     Ok(artifact)
@@ -198,8 +156,7 @@ pub async fn run(params: &Params, store: &Store, announcer: &Announcer) -> Resul
             }
             Err(Error::AlreadyExists { .. }) if attempts < 3 => {
                 attempts += 1;
-                artifact.version =
-                    crate::artifact::new_version(artifact.created_at, key.as_bytes());
+                artifact.version = crate::artifact::new_version(artifact.created_at, key.as_bytes());
             }
             Err(e) => return Err(e),
         }
@@ -224,17 +181,12 @@ pub async fn run(params: &Params, store: &Store, announcer: &Announcer) -> Resul
 /// The short metrics table printed on stderr.
 pub fn metrics_table(r: &TrainReport) -> String {
     let m = &r.metrics;
-    let row = |name: &str, x: &Metrics| {
-        format!("{name:<10} {:>9.4} {:>9.4} {:>9.4}\n", x.r2, x.rmse, x.mae)
-    };
+    let row = |name: &str, x: &Metrics| format!("{name:<10} {:>9.4} {:>9.4} {:>9.4}\n", x.r2, x.rmse, x.mae);
     let mut s = format!(
         "model {} version {} ({}; {} train rows, {} held out)\n",
         r.model_name, r.version, r.kind, r.train_rows, r.test_rows
     );
-    s.push_str(&format!(
-        "{:<10} {:>9} {:>9} {:>9}\n",
-        "", "R²", "RMSE", "MAE"
-    ));
+    s.push_str(&format!("{:<10} {:>9} {:>9} {:>9}\n", "", "R²", "RMSE", "MAE"));
     s.push_str(&row("model", &m.model));
     s.push_str(&row("baseline", &m.baseline));
     s.push_str(&format!("stored at {}\n", r.uri));

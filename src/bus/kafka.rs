@@ -31,10 +31,7 @@ pub struct Kafka {
 }
 
 fn bus_err(target: &str, message: impl Into<String>) -> Error {
-    Error::Bus {
-        target: target.to_string(),
-        message: message.into(),
-    }
+    Error::Bus { target: target.to_string(), message: message.into() }
 }
 
 /// A message to produce.
@@ -61,12 +58,9 @@ impl Kafka {
         cc.set("enable.idempotence", "true").set("acks", "all");
         cc.set_if_absent("message.timeout.ms", cfg.modelcast.timeout_ms.to_string());
         cc.set_if_absent("linger.ms", "5");
-        let producer: FutureProducer = cc.create().map_err(|e| {
-            bus_err(
-                &cfg.path.display().to_string(),
-                format!("cannot create producer: {e}"),
-            )
-        })?;
+        let producer: FutureProducer = cc
+            .create()
+            .map_err(|e| bus_err(&cfg.path.display().to_string(), format!("cannot create producer: {e}")))?;
         Ok(Kafka { cfg, producer })
     }
 
@@ -84,12 +78,7 @@ impl Kafka {
         let producer = self.producer.clone();
         let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
         let timeout = self.timeout();
-        let servers = self
-            .cfg
-            .properties
-            .get("bootstrap.servers")
-            .cloned()
-            .unwrap_or_default();
+        let servers = self.cfg.properties.get("bootstrap.servers").cloned().unwrap_or_default();
         tokio::task::spawn_blocking(move || {
             let md = producer.client().fetch_metadata(None, timeout).map_err(|e| {
                 bus_err(&servers, format!("cannot reach the Kafka brokers within {timeout:?}: {e}; check bootstrap.servers and security settings"))
@@ -117,27 +106,15 @@ impl Kafka {
         let topic = self.cfg.modelcast.topics.train.clone();
         self.check_topics(&[&topic]).await?;
         let payload = ann.encode()?;
-        let rec = FutureRecord::to(&topic)
-            .key(ann.model_name.as_bytes())
-            .payload(&payload);
+        let rec = FutureRecord::to(&topic).key(ann.model_name.as_bytes()).payload(&payload);
         match tokio::time::timeout(self.timeout(), self.producer.send(rec, self.timeout())).await {
-            Ok(Ok(d)) => Ok(format!(
-                "kafka topic {topic} partition {} offset {}",
-                d.partition, d.offset
-            )),
-            Ok(Err((e, _))) => Err(bus_err(
-                &topic,
-                format!("announcement not acknowledged: {e}"),
-            )),
+            Ok(Ok(d)) => Ok(format!("kafka topic {topic} partition {} offset {}", d.partition, d.offset)),
+            Ok(Err((e, _))) => Err(bus_err(&topic, format!("announcement not acknowledged: {e}"))),
             Err(_) => {
-                self.producer
-                    .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+                self.producer.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
                 Err(bus_err(
                     &topic,
-                    format!(
-                        "announcement not acknowledged within {:?}; nothing was announced",
-                        self.timeout()
-                    ),
+                    format!("announcement not acknowledged within {:?}; nothing was announced", self.timeout()),
                 ))
             }
         }
@@ -149,14 +126,9 @@ impl Kafka {
         for m in msgs {
             let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
             for (k, v) in &m.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v.as_slice()),
-                });
+                headers = headers.insert(Header { key: k, value: Some(v.as_slice()) });
             }
-            let mut rec = FutureRecord::to(&m.topic)
-                .payload(&m.payload)
-                .headers(headers);
+            let mut rec = FutureRecord::to(&m.topic).payload(&m.payload).headers(headers);
             if !m.key.is_empty() {
                 rec = rec.key(&m.key);
             }
@@ -184,12 +156,7 @@ impl Kafka {
             match f.await {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, m))) => return Err(bus_err(m.topic(), format!("delivery failed: {e}"))),
-                Err(_) => {
-                    return Err(bus_err(
-                        "producer",
-                        "delivery report lost (producer closed)",
-                    ))
-                }
+                Err(_) => return Err(bus_err("producer", "delivery report lost (producer closed)")),
             }
         }
         Ok(())
@@ -203,9 +170,7 @@ impl Kafka {
 
     /// Flush everything queued.
     pub fn flush(&self) -> Result<()> {
-        self.producer
-            .flush(self.timeout())
-            .map_err(|e| bus_err("producer", format!("flush failed: {e}")))
+        self.producer.flush(self.timeout()).map_err(|e| bus_err("producer", format!("flush failed: {e}")))
     }
 
     /// A broadcast follower of the train topic, positioned at the beginning of its history.
@@ -213,26 +178,15 @@ impl Kafka {
         let topic = self.cfg.modelcast.topics.train.clone();
         self.check_topics(&[&topic]).await?;
         let mut cc = self.client_config();
-        let group = format!(
-            "modelcast-follow-{}",
-            crate::artifact::new_version(chrono::Utc::now(), b"feed")
-        );
-        cc.set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false");
+        let group = format!("modelcast-follow-{}", crate::artifact::new_version(chrono::Utc::now(), b"feed"));
+        cc.set("group.id", group).set("enable.auto.commit", "false").set("enable.auto.offset.store", "false");
         cc.set("auto.offset.reset", "earliest");
-        let consumer: BaseConsumer = cc
-            .create()
-            .map_err(|e| bus_err(&topic, format!("cannot create consumer: {e}")))?;
+        let consumer: BaseConsumer =
+            cc.create().map_err(|e| bus_err(&topic, format!("cannot create consumer: {e}")))?;
         let timeout = self.timeout();
-        let md = consumer
-            .fetch_metadata(Some(&topic), timeout)
-            .map_err(|e| bus_err(&topic, format!("metadata: {e}")))?;
-        let parts: Vec<i32> = md
-            .topics()
-            .iter()
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
+        let md =
+            consumer.fetch_metadata(Some(&topic), timeout).map_err(|e| bus_err(&topic, format!("metadata: {e}")))?;
+        let parts: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
         let mut tpl = TopicPartitionList::new();
         let mut ends = HashMap::new();
         for p in &parts {
@@ -240,17 +194,10 @@ impl Kafka {
                 .fetch_watermarks(&topic, *p, timeout)
                 .map_err(|e| bus_err(&topic, format!("watermarks of partition {p}: {e}")))?;
             ends.insert(*p, high);
-            tpl.add_partition_offset(&topic, *p, Offset::Beginning)
-                .map_err(|e| bus_err(&topic, e.to_string()))?;
+            tpl.add_partition_offset(&topic, *p, Offset::Beginning).map_err(|e| bus_err(&topic, e.to_string()))?;
         }
-        consumer
-            .assign(&tpl)
-            .map_err(|e| bus_err(&topic, format!("assign: {e}")))?;
-        Ok(KafkaFeed {
-            consumer,
-            topic,
-            ends,
-        })
+        consumer.assign(&tpl).map_err(|e| bus_err(&topic, format!("assign: {e}")))?;
+        Ok(KafkaFeed { consumer, topic, ends })
     }
 
     /// The group consumer of the input topic, subscribed, with manual offset storing.
@@ -261,37 +208,23 @@ impl Kafka {
             .set_if_absent("enable.auto.commit", "true")
             .set_if_absent("auto.commit.interval.ms", "200")
             .set_if_absent("auto.offset.reset", "earliest");
-        let c: StreamConsumer = cc
-            .create()
-            .map_err(|e| bus_err(topic, format!("cannot create consumer: {e}")))?;
-        c.subscribe(&[topic])
-            .map_err(|e| bus_err(topic, format!("subscribe: {e}")))?;
+        let c: StreamConsumer = cc.create().map_err(|e| bus_err(topic, format!("cannot create consumer: {e}")))?;
+        c.subscribe(&[topic]).map_err(|e| bus_err(topic, format!("subscribe: {e}")))?;
         Ok(c)
     }
 
     /// Create modelcast's topics; existing ones are left as they are. Returns (topic, created?).
     pub async fn create_topics(&self, partitions: Option<i32>) -> Result<Vec<(String, bool)>> {
-        let admin: AdminClient<DefaultClientContext> = self
-            .client_config()
-            .create()
-            .map_err(|e| bus_err("admin", format!("cannot create admin client: {e}")))?;
+        let admin: AdminClient<DefaultClientContext> =
+            self.client_config().create().map_err(|e| bus_err("admin", format!("cannot create admin client: {e}")))?;
         let t = &self.cfg.modelcast.topics;
         let n = partitions.unwrap_or(self.cfg.modelcast.partitions);
         let repl = self.cfg.modelcast.replication_factor;
         // The train topic keeps every announcement (history is how replicas find the newest model).
-        let specs = [
-            (&t.train, 1),
-            (&t.input, n),
-            (&t.app_messages, n),
-            (&t.dead_letter, n),
-        ];
-        let new: Vec<NewTopic> = specs
-            .iter()
-            .map(|(name, p)| NewTopic::new(name.as_str(), *p, TopicReplication::Fixed(repl)))
-            .collect();
-        let opts = AdminOptions::new()
-            .operation_timeout(Some(self.timeout()))
-            .request_timeout(Some(self.timeout()));
+        let specs = [(&t.train, 1), (&t.input, n), (&t.app_messages, n), (&t.dead_letter, n)];
+        let new: Vec<NewTopic> =
+            specs.iter().map(|(name, p)| NewTopic::new(name.as_str(), *p, TopicReplication::Fixed(repl))).collect();
+        let opts = AdminOptions::new().operation_timeout(Some(self.timeout())).request_timeout(Some(self.timeout()));
         let results = admin
             .create_topics(new.iter(), &opts)
             .await
@@ -301,9 +234,7 @@ impl Kafka {
             match r {
                 Ok(name) => out.push((name, true)),
                 Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => out.push((name, false)),
-                Err((name, code)) => {
-                    return Err(bus_err(&name, format!("create topic failed: {code}")))
-                }
+                Err((name, code)) => return Err(bus_err(&name, format!("create topic failed: {code}"))),
             }
         }
         Ok(out)
@@ -341,18 +272,10 @@ pub struct KafkaFeed {
 
 impl KafkaFeed {
     /// Everything up to the high watermarks seen at start (bounded by `timeout`).
-    pub fn history(
-        &mut self,
-        timeout: Duration,
-    ) -> Result<Vec<std::result::Result<Announcement, String>>> {
+    pub fn history(&mut self, timeout: Duration) -> Result<Vec<std::result::Result<Announcement, String>>> {
         let deadline = std::time::Instant::now() + timeout;
         let mut out = Vec::new();
-        let mut pending: HashMap<i32, i64> = self
-            .ends
-            .iter()
-            .filter(|(_, &h)| h > 0)
-            .map(|(p, h)| (*p, *h))
-            .collect();
+        let mut pending: HashMap<i32, i64> = self.ends.iter().filter(|(_, &h)| h > 0).map(|(p, h)| (*p, *h)).collect();
         while !pending.is_empty() {
             if std::time::Instant::now() > deadline {
                 return Err(bus_err(

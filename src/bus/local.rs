@@ -17,9 +17,7 @@ pub struct LocalLog {
 impl LocalLog {
     /// The log of `topic` under `dir`.
     pub fn new(dir: &Path, topic: &str) -> LocalLog {
-        LocalLog {
-            path: dir.join(format!("{topic}.jsonl")),
-        }
+        LocalLog { path: dir.join(format!("{topic}.jsonl")) }
     }
 
     /// The log file's path.
@@ -45,8 +43,7 @@ impl LocalLog {
             .append(true)
             .open(&self.path)
             .map_err(|e| Error::io("open", &self.path, e))?;
-        f.write_all(&buf)
-            .map_err(|e| Error::io("append", &self.path, e))?;
+        f.write_all(&buf).map_err(|e| Error::io("append", &self.path, e))?;
         f.sync_data().map_err(|e| Error::io("sync", &self.path, e))
     }
 
@@ -57,24 +54,15 @@ impl LocalLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
             Err(e) => return Err(Error::io("open", &self.path, e)),
         };
-        let len = f
-            .metadata()
-            .map_err(|e| Error::io("stat", &self.path, e))?
-            .len();
+        let len = f.metadata().map_err(|e| Error::io("stat", &self.path, e))?.len();
         if len <= offset {
             return Ok((Vec::new(), offset));
         }
-        f.seek(SeekFrom::Start(offset))
-            .map_err(|e| Error::io("seek", &self.path, e))?;
+        f.seek(SeekFrom::Start(offset)).map_err(|e| Error::io("seek", &self.path, e))?;
         let mut buf = Vec::with_capacity((len - offset) as usize);
-        f.read_to_end(&mut buf)
-            .map_err(|e| Error::io("read", &self.path, e))?;
+        f.read_to_end(&mut buf).map_err(|e| Error::io("read", &self.path, e))?;
         let complete = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let lines = buf[..complete]
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(<[u8]>::to_vec)
-            .collect();
+        let lines = buf[..complete].split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
         Ok((lines, offset + complete as u64))
     }
 }
@@ -92,19 +80,9 @@ mod tests {
         let (lines, off) = log.read_from(0).unwrap();
         assert_eq!(lines, vec![b"a".to_vec(), b"b".to_vec()]);
         // a partial line (a writer mid-append) is not returned
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(log.path())
-            .unwrap()
-            .write_all(b"par")
-            .unwrap();
+        std::fs::OpenOptions::new().append(true).open(log.path()).unwrap().write_all(b"par").unwrap();
         assert_eq!(log.read_from(off).unwrap(), (vec![], off));
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(log.path())
-            .unwrap()
-            .write_all(b"tial\n")
-            .unwrap();
+        std::fs::OpenOptions::new().append(true).open(log.path()).unwrap().write_all(b"tial\n").unwrap();
         assert_eq!(log.read_from(off).unwrap().0, vec![b"partial".to_vec()]);
     }
 }

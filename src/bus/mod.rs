@@ -66,11 +66,7 @@ impl Announcement {
             sha256: crate::artifact::sha256_hex(bytes),
             size: bytes.len() as u64,
             created_at: artifact.created_at,
-            metrics: HeadlineMetrics {
-                r2: m.r2,
-                rmse: m.rmse,
-                mae: m.mae,
-            },
+            metrics: HeadlineMetrics { r2: m.r2, rmse: m.rmse, mae: m.mae },
             input_schema_digest: artifact.input_schema.digest(),
             tool_version: artifact.tool_version.clone(),
         }
@@ -78,16 +74,12 @@ impl Announcement {
 
     /// One-line JSON.
     pub fn encode(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec(self).map_err(|e| Error::Encode {
-            what: "announcement",
-            source: e,
-        })
+        serde_json::to_vec(self).map_err(|e| Error::Encode { what: "announcement", source: e })
     }
 
     /// Parse and check an announcement.
     pub fn decode(bytes: &[u8]) -> std::result::Result<Announcement, String> {
-        let a: Announcement =
-            serde_json::from_slice(bytes).map_err(|e| format!("not an announcement: {e}"))?;
+        let a: Announcement = serde_json::from_slice(bytes).map_err(|e| format!("not an announcement: {e}"))?;
         if a.schema_version != MESSAGE_SCHEMA_VERSION {
             return Err(format!(
                 "unsupported announcement schema_version {} (this modelcast reads {MESSAGE_SCHEMA_VERSION})",
@@ -190,11 +182,7 @@ mod tests {
             sha256: "a".repeat(64),
             size: 10,
             created_at: Utc::now(),
-            metrics: HeadlineMetrics {
-                r2: 0.5,
-                rmse: 1.0,
-                mae: 0.8,
-            },
+            metrics: HeadlineMetrics { r2: 0.5, rmse: 1.0, mae: 0.8 },
             input_schema_digest: "sha256:x".into(),
             tool_version: "0.1.0".into(),
         }
@@ -208,19 +196,13 @@ mod tests {
 
     #[test]
     fn bad_announcements_are_refused_with_a_reason() {
-        assert!(Announcement::decode(b"\xff\xfe")
-            .unwrap_err()
-            .contains("not an announcement"));
+        assert!(Announcement::decode(b"\xff\xfe").unwrap_err().contains("not an announcement"));
         let mut a = sample();
         a.schema_version = 7;
-        assert!(Announcement::decode(&a.encode().unwrap())
-            .unwrap_err()
-            .contains("schema_version 7"));
+        assert!(Announcement::decode(&a.encode().unwrap()).unwrap_err().contains("schema_version 7"));
         let mut a = sample();
         a.key = "../../etc/passwd".into();
-        assert!(Announcement::decode(&a.encode().unwrap())
-            .unwrap_err()
-            .contains("invalid store key"));
+        assert!(Announcement::decode(&a.encode().unwrap()).unwrap_err().contains("invalid store key"));
         let mut a = sample();
         a.sha256 = "zz".into();
         assert!(Announcement::decode(&a.encode().unwrap()).is_err());
@@ -234,24 +216,12 @@ mod tests {
             prediction: 5.5,
             model_name: "m".into(),
             model_version: "v".into(),
-            origin: Origin::Kafka {
-                topic: "t".into(),
-                partition: 0,
-                offset: 3,
-            },
+            origin: Origin::Kafka { topic: "t".into(), partition: 0, offset: 3 },
             input_timestamp_ms: Some(1),
             predicted_at_ms: 2,
         };
         let v: serde_json::Value = serde_json::to_value(&p).unwrap();
-        for k in [
-            "key",
-            "prediction",
-            "model_name",
-            "model_version",
-            "topic",
-            "partition",
-            "offset",
-        ] {
+        for k in ["key", "prediction", "model_name", "model_version", "topic", "partition", "offset"] {
             assert!(v.get(k).is_some(), "{k}");
         }
         assert_eq!(serde_json::from_value::<Prediction>(v).unwrap(), p);

@@ -45,12 +45,7 @@ fn d_dead() -> String {
 
 impl Default for Topics {
     fn default() -> Self {
-        Topics {
-            train: d_train(),
-            app_messages: d_app(),
-            input: d_input(),
-            dead_letter: d_dead(),
-        }
+        Topics { train: d_train(), app_messages: d_app(), input: d_input(), dead_letter: d_dead() }
     }
 }
 
@@ -73,6 +68,20 @@ pub struct ModelcastKafka {
     /// Bound on waiting for a delivery report or a broker answer, in ms (default 30000).
     #[serde(default = "d_timeout")]
     pub timeout_ms: u64,
+    /// Input records larger than this are dead-lettered unread (default 1 MiB).
+    #[serde(default = "d_max_record")]
+    pub max_record_bytes: usize,
+    /// Dead-letter values are cut to this size (header `modelcast.truncated` says so), so an
+    /// oversized record can never block the service on the broker's size limit (default 900000).
+    #[serde(default = "d_dead_max")]
+    pub dead_letter_max_bytes: usize,
+}
+
+fn d_max_record() -> usize {
+    1 << 20
+}
+fn d_dead_max() -> usize {
+    900_000
 }
 
 fn d_group() -> String {
@@ -96,6 +105,8 @@ impl Default for ModelcastKafka {
             partitions: d_partitions(),
             replication_factor: d_replication(),
             timeout_ms: d_timeout(),
+            max_record_bytes: d_max_record(),
+            dead_letter_max_bytes: d_dead_max(),
         }
     }
 }
@@ -113,28 +124,16 @@ pub struct KafkaConfig {
 
 impl std::fmt::Debug for KafkaConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaConfig")
-            .field("path", &self.path)
-            .field("properties", &self.redacted())
-            .finish()
+        f.debug_struct("KafkaConfig").field("path", &self.path).field("properties", &self.redacted()).finish()
     }
 }
 
 /// Whether a librdkafka property holds a secret.
 pub fn is_secret(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    [
-        "password",
-        "secret",
-        "jaas",
-        "token",
-        "ssl.key.pem",
-        "ssl.keystore",
-        "ssl_key",
-        "credentials",
-    ]
-    .iter()
-    .any(|s| n.contains(s))
+    ["password", "secret", "jaas", "token", "ssl.key.pem", "ssl.keystore", "ssl_key", "credentials"]
+        .iter()
+        .any(|s| n.contains(s))
         || n == "sasl.username"
 }
 
@@ -145,16 +144,11 @@ pub fn expand_env(value: &str, path: &Path, key: &str) -> Result<String> {
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| Error::config(path, key, "unterminated ${...} reference".to_string()))?;
+        let end =
+            after.find('}').ok_or_else(|| Error::config(path, key, "unterminated ${...} reference".to_string()))?;
         let var = &after[..end];
         let v = std::env::var(var).map_err(|_| {
-            Error::config(
-                path,
-                key,
-                format!("environment variable {var} is not set (referenced as ${{{var}}})"),
-            )
+            Error::config(path, key, format!("environment variable {var} is not set (referenced as ${{{var}}})"))
         })?;
         out.push_str(&v);
         rest = &after[end + 1..];
@@ -173,15 +167,12 @@ impl KafkaConfig {
         for (k, v) in raw {
             if k == "modelcast" {
                 let text = serde_yaml::to_string(&v).unwrap_or_default();
-                modelcast =
-                    super::parse_yaml::<ModelcastKafka>(path, &text).map_err(|e| match e {
-                        Error::Config { path, key, message } => Error::Config {
-                            path,
-                            key: format!("modelcast.{key}"),
-                            message,
-                        },
-                        other => other,
-                    })?;
+                modelcast = super::parse_yaml::<ModelcastKafka>(path, &text).map_err(|e| match e {
+                    Error::Config { path, key, message } => {
+                        Error::Config { path, key: format!("modelcast.{key}"), message }
+                    }
+                    other => other,
+                })?;
                 continue;
             }
             let s = match v {
@@ -189,51 +180,24 @@ impl KafkaConfig {
                 serde_yaml::Value::Number(n) => n.to_string(),
                 serde_yaml::Value::Bool(b) => b.to_string(),
                 serde_yaml::Value::Null => continue,
-                _ => {
-                    return Err(Error::config(
-                        path,
-                        &k,
-                        "librdkafka properties take a string, number or boolean",
-                    ))
-                }
+                _ => return Err(Error::config(path, &k, "librdkafka properties take a string, number or boolean")),
             };
             properties.insert(k.clone(), expand_env(&s, path, &k)?);
         }
         if !properties.contains_key("bootstrap.servers") {
-            return Err(Error::config(
-                path,
-                "bootstrap.servers",
-                "required (host:port of the Kafka brokers)",
-            ));
+            return Err(Error::config(path, "bootstrap.servers", "required (host:port of the Kafka brokers)"));
         }
         if modelcast.partitions < 1 || modelcast.replication_factor < 1 {
-            return Err(Error::config(
-                path,
-                "modelcast.partitions",
-                "partitions and replication_factor must be >= 1",
-            ));
+            return Err(Error::config(path, "modelcast.partitions", "partitions and replication_factor must be >= 1"));
         }
-        Ok(KafkaConfig {
-            path: path.to_path_buf(),
-            properties,
-            modelcast,
-        })
+        Ok(KafkaConfig { path: path.to_path_buf(), properties, modelcast })
     }
 
     /// Properties with secret values replaced by `***`.
     pub fn redacted(&self) -> BTreeMap<String, String> {
         self.properties
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    if is_secret(k) {
-                        "***".to_string()
-                    } else {
-                        v.clone()
-                    },
-                )
-            })
+            .map(|(k, v)| (k.clone(), if is_secret(k) { "***".to_string() } else { v.clone() }))
             .collect()
     }
 }
@@ -266,23 +230,13 @@ mod tests {
     fn errors_name_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k.yaml");
-        std::fs::write(
-            &p,
-            "bootstrap.servers: x\nsasl.password: ${MODELCAST_SURELY_UNSET_VAR}\n",
-        )
-        .unwrap();
+        std::fs::write(&p, "bootstrap.servers: x\nsasl.password: ${MODELCAST_SURELY_UNSET_VAR}\n").unwrap();
         let e = KafkaConfig::load(&p).unwrap_err().to_string();
-        assert!(
-            e.contains("sasl.password") && e.contains("MODELCAST_SURELY_UNSET_VAR"),
-            "{e}"
-        );
+        assert!(e.contains("sasl.password") && e.contains("MODELCAST_SURELY_UNSET_VAR"), "{e}");
         std::fs::write(&p, "bootstrap.servers: x\nmodelcast: {topicz: 1}\n").unwrap();
         let e = KafkaConfig::load(&p).unwrap_err().to_string();
         assert!(e.contains("modelcast") && e.contains("topicz"), "{e}");
         std::fs::write(&p, "linger.ms: 1\n").unwrap();
-        assert!(KafkaConfig::load(&p)
-            .unwrap_err()
-            .to_string()
-            .contains("bootstrap.servers"));
+        assert!(KafkaConfig::load(&p).unwrap_err().to_string().contains("bootstrap.servers"));
     }
 }

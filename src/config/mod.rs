@@ -17,11 +17,7 @@ pub(crate) fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result
     let de = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
-        let key = if key.is_empty() || key == "." {
-            "-".to_string()
-        } else {
-            key
-        };
+        let key = if key.is_empty() || key == "." { "-".to_string() } else { key };
         Error::config(path, key, e.into_inner().to_string())
     })
 }

@@ -76,10 +76,7 @@ fn default_delimiter() -> String {
 
 /// The default missing-value tokens.
 pub fn default_missing_tokens() -> Vec<String> {
-    ["", "NA", "N/A", "NaN", "null"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    ["", "NA", "N/A", "NaN", "null"].iter().map(|s| s.to_string()).collect()
 }
 
 /// The `features` section.
@@ -136,30 +133,20 @@ impl<'de> Deserialize<'de> for MissingRule {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(EXPECTED)
             }
-            fn visit_str<E: serde::de::Error>(
-                self,
-                v: &str,
-            ) -> std::result::Result<MissingRule, E> {
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<MissingRule, E> {
                 match v {
                     "mean" => Ok(MissingRule::Mean),
                     "median" => Ok(MissingRule::Median),
                     "category" => Ok(MissingRule::Category),
                     "reject" => Ok(MissingRule::Reject),
-                    other => Err(E::custom(format!(
-                        "unknown rule {other:?}, expected {EXPECTED}"
-                    ))),
+                    other => Err(E::custom(format!("unknown rule {other:?}, expected {EXPECTED}"))),
                 }
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> std::result::Result<MissingRule, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<MissingRule, A::Error> {
                 use serde::de::Error;
                 let key: String = map.next_key()?.ok_or_else(|| A::Error::custom(EXPECTED))?;
                 if key != "constant" {
-                    return Err(A::Error::custom(format!(
-                        "unknown rule {key:?}, expected {EXPECTED}"
-                    )));
+                    return Err(A::Error::custom(format!("unknown rule {key:?}, expected {EXPECTED}")));
                 }
                 let v: f64 = map.next_value()?;
                 if map.next_key::<String>()?.is_some() {
@@ -279,11 +266,7 @@ pub struct EvalParams {
 
 impl Default for EvalParams {
     fn default() -> Self {
-        EvalParams {
-            test_fraction: default_test_fraction(),
-            seed: default_seed(),
-            test_data: None,
-        }
+        EvalParams { test_fraction: default_test_fraction(), seed: default_seed(), test_data: None }
     }
 }
 
@@ -305,80 +288,41 @@ impl Params {
 
     /// The delimiter as a byte (validated to be one ASCII character).
     pub fn delimiter(&self) -> u8 {
-        self.data
-            .delimiter
-            .as_bytes()
-            .first()
-            .copied()
-            .unwrap_or(b',')
+        self.data.delimiter.as_bytes().first().copied().unwrap_or(b',')
     }
 
     /// The missing-value rule that applies to a numeric column.
     pub fn numeric_rule(&self, column: &str) -> MissingRule {
-        self.missing
-            .columns
-            .get(column)
-            .copied()
-            .unwrap_or(self.missing.numeric)
+        self.missing.columns.get(column).copied().unwrap_or(self.missing.numeric)
     }
 
     /// The missing-value rule that applies to a categorical column.
     pub fn categorical_rule(&self, column: &str) -> MissingRule {
-        self.missing
-            .columns
-            .get(column)
-            .copied()
-            .unwrap_or(self.missing.categorical)
+        self.missing.columns.get(column).copied().unwrap_or(self.missing.categorical)
     }
 
     /// Check every cross-field rule; errors name `path` and the offending key.
     pub fn validate(&self, path: &Path) -> Result<()> {
         let err = |key: &str, msg: String| Err(Error::config(path, key, msg));
         if self.name.is_empty()
-            || !self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
         {
-            return err(
-                "name",
-                format!(
-                    "{:?} must be non-empty ASCII letters, digits, '-', '_' or '.'",
-                    self.name
-                ),
-            );
+            return err("name", format!("{:?} must be non-empty ASCII letters, digits, '-', '_' or '.'", self.name));
         }
         if self.data.delimiter.len() != 1 || !self.data.delimiter.is_ascii() {
-            return err(
-                "data.delimiter",
-                format!(
-                    "{:?} must be exactly one ASCII character",
-                    self.data.delimiter
-                ),
-            );
+            return err("data.delimiter", format!("{:?} must be exactly one ASCII character", self.data.delimiter));
         }
         if self.data.train.paths().is_empty() {
             return err("data.train", "needs at least one CSV path".into());
         }
-        let all: Vec<&String> = self
-            .features
-            .numeric
-            .iter()
-            .chain(&self.features.categorical)
-            .collect();
+        let all: Vec<&String> = self.features.numeric.iter().chain(&self.features.categorical).collect();
         if all.is_empty() {
-            return err(
-                "features",
-                "name at least one numeric or categorical column".into(),
-            );
+            return err("features", "name at least one numeric or categorical column".into());
         }
         let mut seen = std::collections::BTreeSet::new();
         for c in &all {
             if *c == &self.target {
-                return err(
-                    "features",
-                    format!("target column {c:?} cannot also be a feature"),
-                );
+                return err("features", format!("target column {c:?} cannot also be a feature"));
             }
             if !seen.insert(c.as_str()) {
                 return err("features", format!("column {c:?} is listed twice"));
@@ -386,29 +330,17 @@ impl Params {
         }
         for (rule, key) in [(self.missing.numeric, "missing.numeric")] {
             if matches!(rule, MissingRule::Category) {
-                return err(
-                    key,
-                    "numeric columns take mean, median, reject or {constant: VALUE}".into(),
-                );
+                return err(key, "numeric columns take mean, median, reject or {constant: VALUE}".into());
             }
         }
-        if !matches!(
-            self.missing.categorical,
-            MissingRule::Category | MissingRule::Reject
-        ) {
-            return err(
-                "missing.categorical",
-                "categorical columns take category or reject".into(),
-            );
+        if !matches!(self.missing.categorical, MissingRule::Category | MissingRule::Reject) {
+            return err("missing.categorical", "categorical columns take category or reject".into());
         }
         for (col, rule) in &self.missing.columns {
             let key = format!("missing.columns.{col}");
             if self.features.numeric.contains(col) {
                 if matches!(rule, MissingRule::Category) {
-                    return err(
-                        &key,
-                        "numeric column: use mean, median, reject or {constant: VALUE}".into(),
-                    );
+                    return err(&key, "numeric column: use mean, median, reject or {constant: VALUE}".into());
                 }
                 if let MissingRule::Constant(v) = rule {
                     if !v.is_finite() {
@@ -431,10 +363,7 @@ impl Params {
         self.validate_model(path)?;
         let ev = &self.evaluation;
         if ev.test_data.is_none() && !(ev.test_fraction > 0.0 && ev.test_fraction < 1.0) {
-            return err(
-                "evaluation.test_fraction",
-                format!("{} must be in (0, 1)", ev.test_fraction),
-            );
+            return err("evaluation.test_fraction", format!("{} must be in (0, 1)", ev.test_fraction));
         }
         Ok(())
     }
@@ -451,25 +380,15 @@ impl Params {
                     (m.tolerance.is_some(), "model.tolerance"),
                 ] {
                     if set {
-                        return err(
-                            key,
-                            "not used by kind: linear (ordinary least squares); remove it".into(),
-                        );
+                        return err(key, "not used by kind: linear (ordinary least squares); remove it".into());
                     }
                 }
             }
             ModelKind::Ridge | ModelKind::Lasso | ModelKind::ElasticNet => {
                 match m.alpha {
                     Some(a) if a.is_finite() && a > 0.0 => {}
-                    Some(a) => {
-                        return err("model.alpha", format!("{a} must be a finite number > 0"))
-                    }
-                    None => {
-                        return err(
-                            "model.alpha",
-                            format!("required for kind: {}", m.kind.as_str()),
-                        )
-                    }
+                    Some(a) => return err("model.alpha", format!("{a} must be a finite number > 0")),
+                    None => return err("model.alpha", format!("required for kind: {}", m.kind.as_str())),
                 }
                 if m.kind == ModelKind::ElasticNet {
                     if let Some(r) = m.l1_ratio {
@@ -478,18 +397,10 @@ impl Params {
                         }
                     }
                 } else if m.l1_ratio.is_some() {
-                    return err(
-                        "model.l1_ratio",
-                        format!("only for kind: elastic_net, not {}", m.kind.as_str()),
-                    );
+                    return err("model.l1_ratio", format!("only for kind: elastic_net, not {}", m.kind.as_str()));
                 }
-                if m.kind == ModelKind::Ridge
-                    && (m.max_iterations.is_some() || m.tolerance.is_some())
-                {
-                    return err(
-                        "model",
-                        "ridge is solved exactly; max_iterations/tolerance do not apply".into(),
-                    );
+                if m.kind == ModelKind::Ridge && (m.max_iterations.is_some() || m.tolerance.is_some()) {
+                    return err("model", "ridge is solved exactly; max_iterations/tolerance do not apply".into());
                 }
                 if let Some(t) = m.tolerance {
                     if !(t.is_finite() && t > 0.0) {
@@ -516,29 +427,19 @@ mod tests {
         Ok(params)
     }
 
-    const BASE: &str =
-        "name: m\ndata: {train: d.csv}\ntarget: y\nfeatures: {numeric: [a, b], categorical: [c]}\n";
+    const BASE: &str = "name: m\ndata: {train: d.csv}\ntarget: y\nfeatures: {numeric: [a, b], categorical: [c]}\n";
 
     #[test]
     fn shipped_params_are_valid() {
-        let p = Params::load(Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/params/params.yaml"
-        )))
-        .unwrap();
+        let p = Params::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/params/params.yaml"))).unwrap();
         assert_eq!(p.target, "quality");
         assert_eq!(p.features.numeric.len(), 11);
     }
 
     #[test]
     fn unknown_key_names_the_key() {
-        let e = parse(&format!("{BASE}model: {{kind: ridge, alpah: 1}}\n"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("p.yaml") && e.contains("model") && e.contains("alpah"),
-            "{e}"
-        );
+        let e = parse(&format!("{BASE}model: {{kind: ridge, alpah: 1}}\n")).unwrap_err().to_string();
+        assert!(e.contains("p.yaml") && e.contains("model") && e.contains("alpah"), "{e}");
     }
 
     #[test]
@@ -546,18 +447,12 @@ mod tests {
         for (model, key) in [
             ("{kind: ridge}", "model.alpha"),
             ("{kind: lasso, alpha: -1}", "model.alpha"),
-            (
-                "{kind: elastic_net, alpha: 1, l1_ratio: 2}",
-                "model.l1_ratio",
-            ),
+            ("{kind: elastic_net, alpha: 1, l1_ratio: 2}", "model.l1_ratio"),
             ("{kind: linear, alpha: 1}", "model.alpha"),
             ("{kind: ridge, alpha: 1, l1_ratio: 0.5}", "model.l1_ratio"),
         ] {
             let e = parse(&format!("{BASE}model: {model}\n")).unwrap_err();
-            assert!(
-                matches!(&e, Error::Config { key: k, .. } if k == key),
-                "{model}: {e}"
-            );
+            assert!(matches!(&e, Error::Config { key: k, .. } if k == key), "{model}: {e}");
         }
         let e = parse(&format!("{BASE}model: {{kind: forest}}\n")).unwrap_err();
         assert!(e.to_string().contains("forest"), "{e}");
@@ -573,10 +468,7 @@ mod tests {
         assert_eq!(ok.categorical_rule("c"), MissingRule::Reject);
         assert_eq!(ok.numeric_rule("a"), MissingRule::Median);
         for bad in ["{a: category}", "{c: mean}", "{zz: mean}"] {
-            let e = parse(&format!(
-                "{BASE}model: {{kind: linear}}\nmissing: {{columns: {bad}}}\n"
-            ))
-            .unwrap_err();
+            let e = parse(&format!("{BASE}model: {{kind: linear}}\nmissing: {{columns: {bad}}}\n")).unwrap_err();
             assert!(matches!(e, Error::Config { .. }), "{bad}");
         }
     }

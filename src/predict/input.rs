@@ -73,24 +73,12 @@ pub fn spawn(source: &Source) -> Result<(mpsc::Receiver<Item>, Arc<AtomicBool>)>
         let path = PathBuf::from(&source.path);
         let file = std::fs::File::open(&path).map_err(|e| Error::io("open input", &path, e))?;
         let format = match source.format {
-            Format::Auto
-                if path
-                    .extension()
-                    .is_some_and(|e| e.eq_ignore_ascii_case("csv")) =>
-            {
-                Format::Csv
-            }
+            Format::Auto if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) => Format::Csv,
             Format::Auto => Format::Jsonl,
             f => f,
         };
         if source.follow {
-            (
-                Box::new(Tail {
-                    file,
-                    stop: stop.clone(),
-                }),
-                format,
-            )
+            (Box::new(Tail { file, stop: stop.clone() }), format)
         } else {
             (Box::new(file), format)
         }
@@ -102,9 +90,7 @@ pub fn spawn(source: &Source) -> Result<(mpsc::Receiver<Item>, Arc<AtomicBool>)>
             let mut r = BufReader::with_capacity(1 << 16, reader);
             let format = match format {
                 Format::Auto => match r.fill_buf() {
-                    Ok(b) if b.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{') => {
-                        Format::Jsonl
-                    }
+                    Ok(b) if b.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{') => Format::Jsonl,
                     _ => Format::Csv,
                 },
                 f => f,
@@ -126,11 +112,7 @@ fn read_jsonl(mut r: impl BufRead, tx: &mpsc::Sender<Item>) {
             Ok(0) => return,
             Ok(_) => {}
             Err(e) => {
-                let _ = tx.blocking_send(Item::Bad(
-                    line_no + 1,
-                    String::new(),
-                    format!("read error: {e}"),
-                ));
+                let _ = tx.blocking_send(Item::Bad(line_no + 1, String::new(), format!("read error: {e}")));
                 return;
             }
         }
@@ -148,10 +130,7 @@ fn read_jsonl(mut r: impl BufRead, tx: &mpsc::Sender<Item>) {
 }
 
 fn read_csv(r: impl Read, tx: &mpsc::Sender<Item>) {
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(true)
-        .has_headers(false)
-        .from_reader(r);
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).has_headers(false).from_reader(r);
     let mut header_len = None;
     loop {
         let mut rec = csv::StringRecord::new();
@@ -165,14 +144,7 @@ fn read_csv(r: impl Read, tx: &mpsc::Sender<Item>) {
                 }
                 Some(n) if rec.len() != n => {
                     let text = rec.iter().collect::<Vec<_>>().join(",");
-                    Item::Bad(
-                        line,
-                        text,
-                        format!(
-                            "malformed CSV row: {} fields, the header has {n}",
-                            rec.len()
-                        ),
-                    )
+                    Item::Bad(line, text, format!("malformed CSV row: {} fields, the header has {n}", rec.len()))
                 }
                 Some(_) => Item::Csv(line, rec),
             },

@@ -64,10 +64,7 @@ pub async fn load_announced(store: &Store, ann: &Announcement, key_field: &str) 
         ));
     }
     if artifact.input_schema.digest() != ann.input_schema_digest {
-        return Err(Error::artifact(
-            uri,
-            "input schema differs from the announced input_schema_digest",
-        ));
+        return Err(Error::artifact(uri, "input schema differs from the announced input_schema_digest"));
     }
     Served::from_artifact(&artifact, key_field)
 }
@@ -81,16 +78,9 @@ pub async fn load_key(store: &Store, key: &str, key_field: &str) -> Result<Serve
 }
 
 /// Whether `candidate` may replace `current`: same model name and same input schema.
-pub fn check_replacement(
-    current: &Served,
-    candidate: &Served,
-    allow_schema_change: bool,
-) -> Result<()> {
+pub fn check_replacement(current: &Served, candidate: &Served, allow_schema_change: bool) -> Result<()> {
     if candidate.name != current.name {
-        return Err(Error::artifact(
-            &candidate.version,
-            format!("model {} is not {}", candidate.name, current.name),
-        ));
+        return Err(Error::artifact(&candidate.version, format!("model {} is not {}", candidate.name, current.name)));
     }
     if candidate.digest != current.digest && !allow_schema_change {
         return Err(Error::artifact(
@@ -114,19 +104,11 @@ pub enum Scored {
 }
 
 /// Score one JSON record.
-pub fn score_json(
-    model: &Served,
-    bytes: &[u8],
-    origin: Origin,
-    fallback_key: String,
-    ts: Option<i64>,
-) -> Scored {
+pub fn score_json(model: &Served, bytes: &[u8], origin: Origin, fallback_key: String, ts: Option<i64>) -> Scored {
     match model.decoder.json(bytes) {
         Ok(d) => {
             let key = d.key.unwrap_or(fallback_key);
-            finish(model, model.scorer.score(&d.cells), key, origin, ts, || {
-                bytes.to_vec()
-            })
+            finish(model, model.scorer.score(&d.cells), key, origin, ts, || bytes.to_vec())
         }
         Err(reason) => Scored::Rejected(dead(model, fallback_key, reason, origin, bytes)),
     }

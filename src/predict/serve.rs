@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::bus::kafka::{Kafka, Outgoing};
 use crate::bus::Origin;
 use crate::error::{Error, Result};
-use crate::predict::local::{initial_model, poll_swap, Counts, ModelChoice};
+use crate::predict::local::{initial_model, Counts, ModelChoice, Swapper};
 use crate::predict::{load_announced, score_json, Scored, Served};
 use crate::store::Store;
 use crate::AnnouncementFeed;
@@ -67,10 +67,7 @@ impl Metrics {
     pub fn render(&self, lag: &BTreeMap<i32, i64>) -> String {
         let mut s = String::new();
         let counter = |s: &mut String, name: &str, help: &str, v: u64| {
-            let _ = write!(
-                s,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
-            );
+            let _ = write!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n");
         };
         counter(
             &mut s,
@@ -111,22 +108,20 @@ impl Metrics {
         }
         if let Ok(l) = self.latency.lock() {
             let name = "modelcast_end_to_end_latency_seconds";
-            let _ = write!(s, "# HELP {name} Input record timestamp to acknowledged prediction.\n# TYPE {name} histogram\n");
-            for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {
-                let _ = writeln!(
-                    s,
-                    "{name}_bucket{{le=\"{}\"}} {}",
-                    *b as f64 / 1000.0,
-                    l.0.get(i).copied().unwrap_or(0)
-                );
-            }
             let _ = write!(
                 s,
-                "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}\n",
-                l.1, l.2, l.1
+                "# HELP {name} Input record timestamp to acknowledged prediction.\n# TYPE {name} histogram\n"
             );
+            for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {
+                let _ =
+                    writeln!(s, "{name}_bucket{{le=\"{}\"}} {}", *b as f64 / 1000.0, l.0.get(i).copied().unwrap_or(0));
+            }
+            let _ = write!(s, "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}\n", l.1, l.2, l.1);
         }
-        let _ = write!(s, "# HELP modelcast_consumer_lag Records behind the high watermark.\n# TYPE modelcast_consumer_lag gauge\n");
+        let _ = write!(
+            s,
+            "# HELP modelcast_consumer_lag Records behind the high watermark.\n# TYPE modelcast_consumer_lag gauge\n"
+        );
         for (p, v) in lag {
             let _ = writeln!(s, "modelcast_consumer_lag{{partition=\"{p}\"}} {v}");
         }
@@ -140,9 +135,7 @@ fn consumer_lag(consumer: &StreamConsumer) -> BTreeMap<i32, i64> {
         return out;
     };
     for e in pos.elements() {
-        if let Ok((_, high)) =
-            consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1))
-        {
+        if let Ok((_, high)) = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1)) {
             let at = e.offset().to_raw().filter(|o| *o >= 0).unwrap_or(0);
             out.insert(e.partition(), (high - at).max(0));
         }
@@ -150,11 +143,7 @@ fn consumer_lag(consumer: &StreamConsumer) -> BTreeMap<i32, i64> {
     out
 }
 
-async fn serve_http(
-    addr: std::net::SocketAddr,
-    metrics: Arc<Metrics>,
-    consumer: Arc<StreamConsumer>,
-) -> Result<()> {
+async fn serve_http(addr: std::net::SocketAddr, metrics: Arc<Metrics>, consumer: Arc<StreamConsumer>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::Usage(format!("cannot listen on --metrics-addr {addr}: {e}")))?;
@@ -170,9 +159,7 @@ async fn serve_http(
                 let mut buf = vec![0u8; 4096];
                 let mut n = 0;
                 while n < buf.len() {
-                    match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf[n..]))
-                        .await
-                    {
+                    match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf[n..])).await {
                         Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
                         Ok(Ok(k)) => n += k,
                     }
@@ -184,24 +171,19 @@ async fn serve_http(
                 let path = req.split_whitespace().nth(1).unwrap_or("/");
                 let (status, body) = match path {
                     "/healthz" => {
-                        let assigned = consumer
-                            .assignment()
-                            .map(|a| a.count() > 0)
-                            .unwrap_or(false);
+                        let assigned = consumer.assignment().map(|a| a.count() > 0).unwrap_or(false);
                         if metrics.ready.load(Ordering::Relaxed) && assigned {
                             ("200 OK", "ok\n".to_string())
                         } else {
                             (
                                 "503 Service Unavailable",
-                                "not ready: waiting for a model and a partition assignment\n"
-                                    .to_string(),
+                                "not ready: waiting for a model and a partition assignment\n".to_string(),
                             )
                         }
                     }
                     "/metrics" => {
-                        let lag = tokio::task::spawn_blocking(move || consumer_lag(&consumer))
-                            .await
-                            .unwrap_or_default();
+                        let lag =
+                            tokio::task::spawn_blocking(move || consumer_lag(&consumer)).await.unwrap_or_default();
                         ("200 OK", metrics.render(&lag))
                     }
                     _ => ("404 Not Found", "try /healthz or /metrics\n".to_string()),
@@ -217,11 +199,7 @@ async fn serve_http(
     Ok(())
 }
 
-async fn first_model(
-    store: &Store,
-    feed: &mut AnnouncementFeed,
-    choice: &ModelChoice,
-) -> Result<Served> {
+async fn first_model(store: &Store, feed: &mut AnnouncementFeed, choice: &ModelChoice) -> Result<Served> {
     let history = feed.history().await?;
     match initial_model(store, &history, choice).await {
         Ok(m) => return Ok(m),
@@ -247,6 +225,17 @@ async fn first_model(
     }
 }
 
+/// The dead-letter record for `d`: original bytes (cut to `max` bytes), reason and source in headers.
+pub fn dead_letter_message(topic: &str, d: crate::bus::DeadLetter, source: String, max: usize) -> Outgoing {
+    let mut headers = vec![("modelcast.reason", d.reason.into_bytes()), ("modelcast.source", source.into_bytes())];
+    let mut payload = d.raw;
+    if payload.len() > max {
+        headers.push(("modelcast.truncated", format!("{} of {} bytes kept", max, payload.len()).into_bytes()));
+        payload.truncate(max);
+    }
+    Outgoing { topic: topic.to_string(), key: d.key.into_bytes(), payload, headers }
+}
+
 /// Run the service until SIGINT/SIGTERM.
 pub async fn run(
     store: &Store,
@@ -256,15 +245,15 @@ pub async fn run(
     opts: &ServeOptions,
 ) -> Result<Counts> {
     let topics = kafka.config().modelcast.topics.clone();
-    kafka
-        .check_topics(&[&opts.input_topic, &topics.app_messages, &topics.dead_letter])
-        .await?;
+    let limits = kafka.config().modelcast.clone();
+    kafka.check_topics(&[&opts.input_topic, &topics.app_messages, &topics.dead_letter]).await?;
     let metrics = Arc::new(Metrics::default());
     let consumer = Arc::new(kafka.input_consumer(&opts.input_topic)?);
     if let Some(addr) = opts.metrics_addr {
         serve_http(addr, metrics.clone(), consumer.clone()).await?;
     }
     let mut model = Arc::new(first_model(store, &mut feed, choice).await?);
+    let mut swapper = Swapper::new(feed);
     tracing::info!(model = %model.name, version = %model.version, topic = %opts.input_topic, "serving");
     if let Ok(mut m) = metrics.model.lock() {
         *m = (model.name.clone(), model.version.clone());
@@ -282,7 +271,7 @@ pub async fn run(
         let first = tokio::select! {
             m = consumer.recv() => m,
             _ = tick.tick(), if choice.version.is_none() => {
-                let (next, refused) = poll_swap(store, &mut feed, &model, choice).await;
+                let (next, refused) = swapper.poll(store, &model, choice).await;
                 metrics.refused.fetch_add(refused, Ordering::Relaxed);
                 if let Some(next) = next {
                     tracing::info!(from = %model.version, to = %next.version, "hot-swapped model");
@@ -319,28 +308,25 @@ pub async fn run(
         let (mut ok, mut bad) = (0u64, 0u64);
         for m in &batch {
             let kafka_key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
-            let fallback = kafka_key
-                .clone()
-                .unwrap_or_else(|| format!("{}:{}", m.partition(), m.offset()));
-            let origin = Origin::Kafka {
-                topic: m.topic().to_string(),
-                partition: m.partition(),
-                offset: m.offset(),
-            };
+            let fallback = kafka_key.clone().unwrap_or_else(|| format!("{}:{}", m.partition(), m.offset()));
+            let origin = Origin::Kafka { topic: m.topic().to_string(), partition: m.partition(), offset: m.offset() };
             let ts = m.timestamp().to_millis();
             let payload = m.payload().unwrap_or_default();
-            match score_json(&model, payload, origin, fallback, ts) {
+            let scored = if payload.len() > limits.max_record_bytes {
+                let reason =
+                    format!("record of {} bytes exceeds max_record_bytes {}", payload.len(), limits.max_record_bytes);
+                Scored::Rejected(crate::predict::dead(&model, fallback, reason, origin, payload))
+            } else {
+                score_json(&model, payload, origin, fallback, ts)
+            };
+            match scored {
                 Scored::Ok(mut p) => {
                     if let Some(k) = kafka_key {
                         p.key = k;
                     }
-                    let json = serde_json::to_vec(&p).map_err(|e| Error::Encode {
-                        what: "prediction",
-                        source: e,
-                    })?;
+                    let json = serde_json::to_vec(&p).map_err(|e| Error::Encode { what: "prediction", source: e })?;
                     if opts.stdout {
-                        let _ =
-                            std::io::Write::write_all(&mut stdout, &[&json[..], b"\n"].concat());
+                        let _ = std::io::Write::write_all(&mut stdout, &[&json[..], b"\n"].concat());
                     }
                     ok += 1;
                     stamps.push(ts);
@@ -354,25 +340,12 @@ pub async fn run(
                 Scored::Rejected(d) => {
                     bad += 1;
                     tracing::debug!(key = %d.key, reason = %d.reason, "dead-lettered");
-                    out.push(Outgoing {
-                        topic: topics.dead_letter.clone(),
-                        key: d.key.into_bytes(),
-                        payload: d.raw,
-                        headers: vec![
-                            ("modelcast.reason", d.reason.into_bytes()),
-                            (
-                                "modelcast.source",
-                                format!("{}/{}/{}", m.topic(), m.partition(), m.offset())
-                                    .into_bytes(),
-                            ),
-                        ],
-                    });
+                    let source = format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
+                    out.push(dead_letter_message(&topics.dead_letter, d, source, limits.dead_letter_max_bytes));
                 }
             }
         }
-        metrics
-            .records_in
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        metrics.records_in.fetch_add(batch.len() as u64, Ordering::Relaxed);
         // At-least-once: offsets are stored only after every output was acknowledged. A delivery
         // failure ends the process without storing them; a restart re-reads the batch.
         Kafka::await_all(kafka.send_all(out)?).await?;
@@ -383,10 +356,7 @@ pub async fn run(
         for m in &batch {
             consumer
                 .store_offset(m.topic(), m.partition(), m.offset())
-                .map_err(|e| Error::Bus {
-                    target: m.topic().to_string(),
-                    message: format!("store offset: {e}"),
-                })?;
+                .map_err(|e| Error::Bus { target: m.topic().to_string(), message: format!("store offset: {e}") })?;
         }
         metrics.predictions_out.fetch_add(ok, Ordering::Relaxed);
         metrics.dead_lettered.fetch_add(bad, Ordering::Relaxed);

@@ -37,10 +37,7 @@ impl FileStore {
     pub fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<()> {
         let dest = self.path_of(key)?;
         if dest.exists() {
-            return Err(Error::AlreadyExists {
-                uri: self.uri(),
-                key: key.to_string(),
-            });
+            return Err(Error::AlreadyExists { uri: self.uri(), key: key.to_string() });
         }
         let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
@@ -50,10 +47,7 @@ impl FileStore {
             crate::artifact::new_version(chrono::Utc::now(), key.as_bytes())
         ));
         let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)?;
+            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             f.write_all(bytes)?;
             f.sync_all()
         };
@@ -70,10 +64,9 @@ impl FileStore {
                 }
                 Ok(())
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::AlreadyExists {
-                uri: self.uri(),
-                key: key.to_string(),
-            }),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(Error::AlreadyExists { uri: self.uri(), key: key.to_string() })
+            }
             Err(e) => Err(Error::io("link", &dest, e)),
         }
     }

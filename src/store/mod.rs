@@ -42,9 +42,7 @@ impl Store {
     pub async fn open(url: &str, opts: &StoreOptions) -> Result<Store> {
         if let Some(path) = url.strip_prefix("file://") {
             if path.is_empty() {
-                return Err(Error::Usage(format!(
-                    "store URL {url:?} has no path; try file://models"
-                )));
+                return Err(Error::Usage(format!("store URL {url:?} has no path; try file://models")));
             }
             Ok(Store::File(FileStore::new(path)))
         } else if let Some(rest) = url.strip_prefix("s3://") {
@@ -110,11 +108,7 @@ impl Store {
 
     /// The newest artifact key of model `name` (keys sort by creation time), if any.
     pub async fn latest(&self, name: &str) -> Result<Option<String>> {
-        Ok(self
-            .list(&format!("{name}/"))
-            .await?
-            .into_iter()
-            .rfind(|k| k.ends_with(".json")))
+        Ok(self.list(&format!("{name}/")).await?.into_iter().rfind(|k| k.ends_with(".json")))
     }
 }
 
@@ -122,9 +116,7 @@ impl Store {
 pub(crate) fn check_key(key: &str) -> Result<()> {
     let ok = !key.is_empty()
         && !key.starts_with('/')
-        && key
-            .split('/')
-            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        && key.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
         && !key.contains('\\')
         && !key.contains('\0');
     if ok {

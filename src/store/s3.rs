@@ -22,24 +22,16 @@ pub struct S3Store {
 
 /// Check a bucket name against S3's naming rules, with a suggested fix.
 pub fn check_bucket_name(name: &str) -> Result<()> {
-    let chars_ok = name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
-    let ends_ok = name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let chars_ok = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    let ends_ok =
+        name.starts_with(|c: char| c.is_ascii_alphanumeric()) && name.ends_with(|c: char| c.is_ascii_alphanumeric());
     if (3..=63).contains(&name.len()) && chars_ok && ends_ok && !name.contains("..") {
         return Ok(());
     }
     let fixed: String = name
         .to_ascii_lowercase()
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' })
         .collect();
     Err(Error::Usage(format!(
         "invalid S3 bucket name {name:?}: names are 3-63 characters of lowercase letters, digits, '-' and '.', \
@@ -77,9 +69,7 @@ impl S3Store {
             Some("when_required") => true,
             Some("when_supported") => false,
             Some(other) => {
-                return Err(Error::Usage(format!(
-                    "s3 checksums {other:?}: expected when_required or when_supported"
-                )))
+                return Err(Error::Usage(format!("s3 checksums {other:?}: expected when_required or when_supported")))
             }
         };
         if when_required {
@@ -87,15 +77,17 @@ impl S3Store {
                 .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
                 .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         }
-        b = b.retry_config(
-            aws_sdk_s3::config::retry::RetryConfig::standard()
-                .with_max_attempts(opts.max_attempts.unwrap_or(4)),
+        b = b.timeout_config(
+            aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .operation_attempt_timeout(std::time::Duration::from_secs(30))
+                .operation_timeout(std::time::Duration::from_secs(120))
+                .build(),
         );
-        let store = S3Store {
-            client: Client::from_conf(b.build()),
-            bucket: bucket.to_string(),
-            prefix,
-        };
+        b = b.retry_config(
+            aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(opts.max_attempts.unwrap_or(4)),
+        );
+        let store = S3Store { client: Client::from_conf(b.build()), bucket: bucket.to_string(), prefix };
         store
             .client
             .head_bucket()
@@ -117,11 +109,7 @@ impl S3Store {
 
     fn full_key(&self, key: &str) -> Result<String> {
         super::check_key(key)?;
-        Ok(if self.prefix.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}/{key}", self.prefix)
-        })
+        Ok(if self.prefix.is_empty() { key.to_string() } else { format!("{}/{key}", self.prefix) })
     }
 
     fn map_err<E, R>(&self, op: &str, key: &str, e: SdkError<E, R>) -> Error
@@ -132,10 +120,7 @@ impl S3Store {
         let uri = self.uri();
         let status = match &e {
             SdkError::ServiceError(se) => Some(format!("{:?}", se.raw())).and_then(|r| {
-                r.split("status: StatusCode(")
-                    .nth(1)
-                    .and_then(|s| s.split(')').next())
-                    .map(str::to_string)
+                r.split("status: StatusCode(").nth(1).and_then(|s| s.split(')').next()).map(str::to_string)
             }),
             _ => None,
         };
@@ -162,30 +147,14 @@ impl S3Store {
             }
             _ => (format!("{op} {key}: {}", DisplayErrorContext(&e)), false),
         };
-        Error::Store {
-            uri,
-            message,
-            transient,
-        }
+        Error::Store { uri, message, transient }
     }
 
     /// Put with `If-None-Match: *`, after a HEAD check for servers that ignore the condition.
     pub async fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<()> {
         let full = self.full_key(key)?;
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
-            .await
-        {
-            Ok(_) => {
-                return Err(Error::AlreadyExists {
-                    uri: self.uri(),
-                    key: key.to_string(),
-                })
-            }
+        match self.client.head_object().bucket(&self.bucket).key(&full).send().await {
+            Ok(_) => return Err(Error::AlreadyExists { uri: self.uri(), key: key.to_string() }),
             Err(e) => match self.map_err("head", key, e) {
                 Error::NotFound(_) => {}
                 other => return Err(other),
@@ -225,24 +194,10 @@ impl S3Store {
 
     /// Keys under `prefix` (relative to the store prefix).
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        let full_prefix = if self.prefix.is_empty() {
-            prefix.to_string()
-        } else {
-            format!("{}/{prefix}", self.prefix)
-        };
-        let strip = if self.prefix.is_empty() {
-            0
-        } else {
-            self.prefix.len() + 1
-        };
+        let full_prefix = if self.prefix.is_empty() { prefix.to_string() } else { format!("{}/{prefix}", self.prefix) };
+        let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };
         let mut out = Vec::new();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(&full_prefix)
-            .into_paginator()
-            .send();
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(&full_prefix).into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.map_err("list", prefix, e))?;
             for obj in page.contents() {

@@ -13,15 +13,9 @@ fn fresh_clone_train_then_predict() {
     let out = sb.run(&["train"]);
     assert_ok(&out);
     let uri = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(
-        uri.starts_with("file://models/wine-quality/") && uri.ends_with(".json"),
-        "{uri}"
-    );
+    assert!(uri.starts_with("file://models/wine-quality/") && uri.ends_with(".json"), "{uri}");
     let err = stderr(&out);
-    assert!(
-        err.contains("R²") && err.contains("baseline"),
-        "metrics table on stderr: {err}"
-    );
+    assert!(err.contains("R²") && err.contains("baseline"), "metrics table on stderr: {err}");
     let arts = sb.artifacts("wine-quality");
     assert_eq!(arts.len(), 1);
     let art: serde_json::Value = serde_json::from_slice(&std::fs::read(&arts[0]).unwrap()).unwrap();
@@ -29,10 +23,7 @@ fn fresh_clone_train_then_predict() {
     assert_eq!(art["training_data"]["files"][0]["rows"], 1599);
     let r2 = art["metrics"]["model"]["r2"].as_f64().unwrap();
     let base = art["metrics"]["baseline"]["r2"].as_f64().unwrap();
-    assert!(
-        r2 > 0.25 && r2 > base + 0.2,
-        "model r2 {r2} vs baseline {base}"
-    );
+    assert!(r2 > 0.25 && r2 > base + 0.2, "model r2 {r2} vs baseline {base}");
     let ann = sb.log_lines("train");
     assert_eq!(ann.len(), 1);
     assert_eq!(ann[0]["uri"].as_str().unwrap(), uri);
@@ -60,28 +51,15 @@ fn sha256_file(p: &std::path::Path) -> String {
 #[test]
 fn train_json_report_and_overrides() {
     let sb = Sandbox::new();
-    let out = sb.run(&[
-        "train",
-        "--json",
-        "--name",
-        "other",
-        "--store",
-        "file://store2",
-    ]);
+    let out = sb.run(&["train", "--json", "--name", "other", "--store", "file://store2"]);
     assert_ok(&out);
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["model_name"], "other");
-    assert!(r["uri"]
-        .as_str()
-        .unwrap()
-        .starts_with("file://store2/other/"));
+    assert!(r["uri"].as_str().unwrap().starts_with("file://store2/other/"));
     for k in ["r2", "rmse", "mae"] {
         assert!(r["metrics"]["model"][k].is_number() && r["metrics"]["baseline"][k].is_number());
     }
-    assert_eq!(
-        r["train_rows"].as_u64().unwrap() + r["test_rows"].as_u64().unwrap(),
-        1599
-    );
+    assert_eq!(r["train_rows"].as_u64().unwrap() + r["test_rows"].as_u64().unwrap(), 1599);
 }
 
 #[test]
@@ -122,19 +100,11 @@ fn two_trains_two_artifacts_and_follow_hot_swaps_with_each_record_scored_once() 
     }
     stdin.flush().unwrap();
     while got.len() < 50 {
-        got.push(
-            rx.recv_timeout(Duration::from_secs(30))
-                .expect("predictions from the first model"),
-        );
+        got.push(rx.recv_timeout(Duration::from_secs(30)).expect("predictions from the first model"));
     }
     let first_version = got[0]["model_version"].as_str().unwrap().to_string();
     // A second training while records keep flowing.
-    let trainer = sb
-        .cmd(&["train"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let trainer = sb.cmd(&["train"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut trainer = Some(trainer);
     loop {
@@ -153,17 +123,11 @@ fn two_trains_two_artifacts_and_follow_hot_swaps_with_each_record_scored_once() 
                 trainer = None;
             }
         }
-        let switched = got
-            .iter()
-            .any(|p| p["model_version"] != first_version.as_str());
+        let switched = got.iter().any(|p| p["model_version"] != first_version.as_str());
         if switched && trainer.is_none() && sent > 200 {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no switch to the new model; got {} predictions",
-            got.len()
-        );
+        assert!(Instant::now() < deadline, "no switch to the new model; got {} predictions", got.len());
     }
     drop(stdin); // EOF ends the follow run on stdin
     let status = child.wait().unwrap();
@@ -172,36 +136,21 @@ fn two_trains_two_artifacts_and_follow_hot_swaps_with_each_record_scored_once() 
         got.push(v);
     }
     assert!(status.success(), "{status:?}");
-    assert_eq!(
-        sb.artifacts("wine-quality").len(),
-        2,
-        "two trainings, two artifacts"
-    );
+    assert_eq!(sb.artifacts("wine-quality").len(), 2, "two trainings, two artifacts");
     let anns = sb.log_lines("train");
     assert_eq!(anns.len(), 2);
     let second_version = anns[1]["version"].as_str().unwrap();
     // exactly one prediction per record, in order, one switch from the first to the second model
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
     for p in &got {
-        *count
-            .entry(p["key"].as_str().unwrap().to_string())
-            .or_default() += 1;
+        *count.entry(p["key"].as_str().unwrap().to_string()).or_default() += 1;
     }
     assert_eq!(count.len(), sent, "every record predicted");
     assert!(count.values().all(|&c| c == 1), "no record predicted twice");
-    let versions: Vec<&str> = got
-        .iter()
-        .map(|p| p["model_version"].as_str().unwrap())
-        .collect();
-    let switch = versions
-        .iter()
-        .position(|v| *v == second_version)
-        .expect("new model used");
+    let versions: Vec<&str> = got.iter().map(|p| p["model_version"].as_str().unwrap()).collect();
+    let switch = versions.iter().position(|v| *v == second_version).expect("new model used");
     assert!(versions[..switch].iter().all(|v| *v == first_version));
-    assert!(
-        versions[switch..].iter().all(|v| *v == second_version),
-        "no switching back"
-    );
+    assert!(versions[switch..].iter().all(|v| *v == second_version), "no switching back");
     assert!(stderr_contains_swap(&mut child));
 }
 
@@ -215,8 +164,7 @@ fn stderr_contains_swap(child: &mut std::process::Child) -> bool {
 fn bad_records_are_dead_lettered_and_the_rest_predicted() {
     let sb = Sandbox::new();
     assert_ok(&sb.run(&["train"]));
-    let header =
-        "fixed acidity,volatile acidity,citric acid,residual sugar,chlorides,free sulfur dioxide,\
+    let header = "fixed acidity,volatile acidity,citric acid,residual sugar,chlorides,free sulfur dioxide,\
                   total sulfur dioxide,density,pH,sulphates,alcohol,quality";
     let good = "7.4,0.7,0,1.9,0.076,11,34,0.9978,3.51,0.56,9.4,5";
     let csv = format!(
@@ -225,33 +173,23 @@ fn bad_records_are_dead_lettered_and_the_rest_predicted() {
     );
     sb.write("in.csv", &csv);
     let out = sb.run(&["predict", "--input", "in.csv"]);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "exit 3 when records were rejected: {}",
-        stderr(&out)
-    );
+    assert_eq!(out.status.code(), Some(3), "exit 3 when records were rejected: {}", stderr(&out));
     let preds = stdout_json(&out);
     let keys: Vec<&str> = preds.iter().map(|p| p["key"].as_str().unwrap()).collect();
-    assert_eq!(
-        keys,
-        vec!["2", "6", "7"],
-        "good rows and the imputed NA row are predicted"
-    );
+    assert_eq!(keys, vec!["2", "6", "7"], "good rows and the imputed NA row are predicted");
     let dead = sb.log_lines("dead_letter");
     assert_eq!(dead.len(), 3);
     let reasons: Vec<&str> = dead.iter().map(|d| d["reason"].as_str().unwrap()).collect();
-    assert!(
-        reasons[0].contains("\"alcohol\"") && reasons[0].contains("not a number"),
-        "{reasons:?}"
-    );
+    assert!(reasons[0].contains("\"alcohol\"") && reasons[0].contains("not a number"), "{reasons:?}");
     assert!(reasons[1].contains("malformed CSV row"), "{reasons:?}");
     assert!(reasons[2].contains("finite"), "{reasons:?}");
     assert_eq!(dead[0]["line"], 3);
 
     // JSON lines: malformed, wrong type, non-UTF-8, NaN-free good record
     let mut jsonl = Vec::new();
-    jsonl.extend_from_slice(b"{\"alcohol\": 10, \"key\": \"a\"}\n{\"alcohol\": \n{\"alcohol\": true}\n\xff\xfe\n[1,2]\n");
+    jsonl.extend_from_slice(
+        b"{\"alcohol\": 10, \"key\": \"a\"}\n{\"alcohol\": \n{\"alcohol\": true}\n\xff\xfe\n[1,2]\n",
+    );
     std::fs::write(sb.path().join("in.jsonl"), &jsonl).unwrap();
     let out = sb.run(&["predict", "--input", "in.jsonl"]);
     assert_eq!(out.status.code(), Some(3));
@@ -260,21 +198,13 @@ fn bad_records_are_dead_lettered_and_the_rest_predicted() {
     assert_eq!(preds[0]["key"], "a");
     let dead = sb.log_lines("dead_letter");
     assert_eq!(dead.len(), 3 + 4);
-    assert!(
-        dead[4]["reason"].as_str().unwrap().contains("boolean"),
-        "{}",
-        dead[4]
-    );
+    assert!(dead[4]["reason"].as_str().unwrap().contains("boolean"), "{}", dead[4]);
 }
 
 #[test]
 fn categorical_model_handles_unseen_categories_and_missing_values() {
     let sb = Sandbox::new();
-    std::fs::copy(
-        repo().join("tests/fixtures/mixed.csv"),
-        sb.path().join("data/mixed.csv"),
-    )
-    .unwrap();
+    std::fs::copy(repo().join("tests/fixtures/mixed.csv"), sb.path().join("data/mixed.csv")).unwrap();
     sb.write(
         "params/mixed.yaml",
         "name: mixed\ndata: {train: data/mixed.csv}\ntarget: y\n\
@@ -290,10 +220,7 @@ fn categorical_model_handles_unseen_categories_and_missing_values() {
     assert_ok(&out);
     let preds = stdout_json(&out);
     assert_eq!(preds.len(), 2);
-    assert_ne!(
-        preds[0]["prediction"], preds[1]["prediction"],
-        "unseen vs known category differ"
-    );
+    assert_ne!(preds[0]["prediction"], preds[1]["prediction"], "unseen vs known category differ");
 }
 
 #[test]
@@ -307,10 +234,7 @@ fn config_errors_name_file_and_key_and_exit_2() {
     let out = sb.run(&["train", "--params", "params/bad.yaml"]);
     assert_eq!(out.status.code(), Some(2));
     let e = stderr(&out);
-    assert!(
-        e.contains("params/bad.yaml") && e.contains("features") && e.contains("text"),
-        "{e}"
-    );
+    assert!(e.contains("params/bad.yaml") && e.contains("features") && e.contains("text"), "{e}");
 
     sb.write(
         "params/bad2.yaml",
@@ -329,11 +253,7 @@ fn config_errors_name_file_and_key_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
 
     let out = sb.run(&["predict"]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "missing --input is a usage error"
-    );
+    assert_eq!(out.status.code(), Some(2), "missing --input is a usage error");
 }
 
 #[test]
@@ -345,10 +265,7 @@ fn malformed_training_csv_names_the_line() {
     let out = sb.run(&["train"]);
     assert_eq!(out.status.code(), Some(1));
     let e = stderr(&out);
-    assert!(
-        e.contains("winequality-red.csv:1601") && e.contains("citric acid"),
-        "{e}"
-    );
+    assert!(e.contains("winequality-red.csv:1601") && e.contains("citric acid"), "{e}");
     assert!(sb.log_lines("train").is_empty(), "nothing announced");
     assert!(sb.artifacts("wine-quality").is_empty(), "nothing stored");
 }
@@ -362,45 +279,22 @@ fn tampered_or_unknown_artifacts_are_refused() {
     let anns = sb.log_lines("train");
     let old_version = anns[0]["version"].as_str().unwrap().to_string();
     // Tamper with the newest artifact: predict refuses it and falls back to the older one.
-    let newest = arts
-        .iter()
-        .find(|p| {
-            p.to_string_lossy()
-                .contains(anns[1]["version"].as_str().unwrap())
-        })
-        .unwrap();
-    let text =
-        std::fs::read_to_string(newest)
-            .unwrap()
-            .replacen("\"intercept\": ", "\"intercept\": 1", 1);
+    let newest = arts.iter().find(|p| p.to_string_lossy().contains(anns[1]["version"].as_str().unwrap())).unwrap();
+    let text = std::fs::read_to_string(newest).unwrap().replacen("\"intercept\": ", "\"intercept\": 1", 1);
     std::fs::write(newest, text).unwrap();
     let out = sb.run(&["predict", "--input", "data/winequality-red.csv"]);
     assert_ok(&out);
     let e = stderr(&out);
     assert!(e.contains("sha256 mismatch"), "{e}");
-    assert!(stdout_json(&out)
-        .iter()
-        .all(|p| p["model_version"] == old_version.as_str()));
+    assert!(stdout_json(&out).iter().all(|p| p["model_version"] == old_version.as_str()));
     // Pinning the tampered version is an error, not a silent fallback.
-    let out = sb.run(&[
-        "predict",
-        "--input",
-        "data/winequality-red.csv",
-        "--model",
-        anns[1]["version"].as_str().unwrap(),
-    ]);
+    let out =
+        sb.run(&["predict", "--input", "data/winequality-red.csv", "--model", anns[1]["version"].as_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("sha256 mismatch"));
     // Unknown schema_version.
-    let older = arts
-        .iter()
-        .find(|p| p.to_string_lossy().contains(&old_version))
-        .unwrap();
-    let text = std::fs::read_to_string(older).unwrap().replacen(
-        "\"schema_version\": 1",
-        "\"schema_version\": 99",
-        1,
-    );
+    let older = arts.iter().find(|p| p.to_string_lossy().contains(&old_version)).unwrap();
+    let text = std::fs::read_to_string(older).unwrap().replacen("\"schema_version\": 1", "\"schema_version\": 99", 1);
     std::fs::write(older, &text).unwrap();
     let out = sb.run(&["predict", "--input", "data/winequality-red.csv"]);
     assert_eq!(out.status.code(), Some(1));
@@ -409,18 +303,11 @@ fn tampered_or_unknown_artifacts_are_refused() {
     // Announced sha256 matching the (future-format) artifact: refused for its schema_version.
     let mut ann = anns[0].clone();
     ann["sha256"] = modelcast::artifact::sha256_hex(text.as_bytes()).into();
-    let mut log = std::fs::OpenOptions::new()
-        .append(true)
-        .open(sb.path().join("models/_bus/train.jsonl"))
-        .unwrap();
+    let mut log = std::fs::OpenOptions::new().append(true).open(sb.path().join("models/_bus/train.jsonl")).unwrap();
     writeln!(log, "{ann}").unwrap();
     let out = sb.run(&["predict", "--input", "data/winequality-red.csv"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("unsupported schema_version 99"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("unsupported schema_version 99"), "{}", stderr(&out));
 }
 
 #[test]
@@ -435,9 +322,7 @@ fn follow_refuses_a_bad_model_and_keeps_serving() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(b"{\"alcohol\": 10, \"key\": \"a\"}\n")
-        .unwrap();
+    stdin.write_all(b"{\"alcohol\": 10, \"key\": \"a\"}\n").unwrap();
     stdin.flush().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
@@ -446,51 +331,58 @@ fn follow_refuses_a_bad_model_and_keeps_serving() {
     let mut ann = sb.log_lines("train")[0].clone();
     ann["version"] = "20990101T000000000Z-deadbeef".into();
     ann["sha256"] = "0".repeat(64).into();
-    let mut log = std::fs::OpenOptions::new()
-        .append(true)
-        .open(sb.path().join("models/_bus/train.jsonl"))
-        .unwrap();
+    let mut log = std::fs::OpenOptions::new().append(true).open(sb.path().join("models/_bus/train.jsonl")).unwrap();
     writeln!(log, "not json at all").unwrap();
     writeln!(log, "{ann}").unwrap();
     drop(log);
     std::thread::sleep(Duration::from_millis(600));
-    stdin
-        .write_all(b"{\"alcohol\": 11, \"key\": \"b\"}\n")
-        .unwrap();
+    stdin.write_all(b"{\"alcohol\": 11, \"key\": \"b\"}\n").unwrap();
     drop(stdin);
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_ok(&out);
-    let preds: Vec<serde_json::Value> = format!("{first}{rest}")
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let preds: Vec<serde_json::Value> =
+        format!("{first}{rest}").lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(preds.len(), 2);
-    assert_eq!(
-        preds[0]["model_version"], preds[1]["model_version"],
-        "still the first model"
-    );
+    assert_eq!(preds[0]["model_version"], preds[1]["model_version"], "still the first model");
     let e = stderr(&out);
-    assert!(
-        e.contains("refused announcement") && e.contains("refused model"),
-        "{e}"
-    );
+    assert!(e.contains("refused announcement") && e.contains("refused model"), "{e}");
 }
 
 #[test]
 fn help_shows_examples() {
     let sb = Sandbox::new();
-    for args in [
-        &["--help"][..],
-        &["train", "--help"],
-        &["predict", "--help"],
-    ] {
+    for args in [&["--help"][..], &["train", "--help"], &["predict", "--help"]] {
         let out = sb.run(args);
         assert_ok(&out);
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("Examples:"),
-            "{args:?}"
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Examples:"), "{args:?}");
+    }
+}
+
+#[test]
+fn concurrent_trainers_never_overwrite_each_other() {
+    let sb = Sandbox::new();
+    let children: Vec<_> = (0..4).map(|_| sb.cmd(&["train", "-q"]).stdout(Stdio::piped()).spawn().unwrap()).collect();
+    let uris: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert_ok(&out);
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
+        .collect();
+    let arts = sb.artifacts("wine-quality");
+    assert_eq!(arts.len(), 4, "four trainings, four artifacts: {uris:?}");
+    let anns = sb.log_lines("train");
+    assert_eq!(anns.len(), 4);
+    for a in &anns {
+        let key = a["key"].as_str().unwrap();
+        let bytes = std::fs::read(sb.path().join("models").join(key)).unwrap();
+        assert_eq!(
+            modelcast::artifact::sha256_hex(&bytes),
+            a["sha256"].as_str().unwrap(),
+            "announcement matches its artifact"
         );
     }
 }

@@ -4,6 +4,7 @@
 
 mod cli;
 mod parity;
+mod reliability;
 mod services;
 mod store_contract;
 mod util;

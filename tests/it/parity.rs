@@ -38,10 +38,7 @@ fn params_for(case: &Value) -> Params {
         case["missing_numeric"].as_str().unwrap(),
         case["scale"].as_str().unwrap(),
     );
-    let path = std::env::temp_dir().join(format!(
-        "modelcast-parity-{}.yaml",
-        case["name"].as_str().unwrap()
-    ));
+    let path = std::env::temp_dir().join(format!("modelcast-parity-{}.yaml", case["name"].as_str().unwrap()));
     std::fs::write(&path, yaml).unwrap();
     Params::load(&path).unwrap()
 }
@@ -52,8 +49,7 @@ fn rel_close(a: f64, b: f64, tol: f64, scale: f64) -> bool {
 
 #[test]
 fn matches_scikit_learn_on_every_reference_case() {
-    let text =
-        std::fs::read_to_string(repo().join("tests/fixtures/sklearn_reference.json")).unwrap();
+    let text = std::fs::read_to_string(repo().join("tests/fixtures/sklearn_reference.json")).unwrap();
     let doc: Value = serde_json::from_str(&text).unwrap();
     let cases = doc["cases"].as_array().unwrap();
     assert!(cases.len() >= 13);
@@ -71,55 +67,27 @@ fn matches_scikit_learn_on_every_reference_case() {
         let rows: Vec<usize> = (0..table.len()).collect();
         let prep = Preprocessing::fit(&params, &table, &rows).unwrap();
         let x = prep.design(&table).unwrap();
-        assert_eq!(
-            x.ncols() as u64,
-            case["n_features"].as_u64().unwrap(),
-            "{name}: width"
-        );
+        assert_eq!(x.ncols() as u64, case["n_features"].as_u64().unwrap(), "{name}: width");
         let y = Array1::from(table.target.clone());
         // the chunked design the CLI uses (4096-row chunks)
-        let design = TableDesign {
-            prep: &prep,
-            table: &table,
-            rows: &rows,
-        };
+        let design = TableDesign { prep: &prep, table: &table, rows: &rows };
         let f = fit(&params.model, &design).unwrap();
-        assert_eq!(
-            f.rank as u64,
-            case["rank"].as_u64().unwrap(),
-            "{name}: rank"
-        );
-        let coef: Vec<f64> = case["coef"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
+        assert_eq!(f.rank as u64, case["rank"].as_u64().unwrap(), "{name}: rank");
+        let coef: Vec<f64> = case["coef"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         let kind = params.model.kind.as_str();
         let y_scale = y.iter().map(|v| v.abs()).fold(0.0, f64::max);
         if kind == "linear" {
             let c_scale = coef.iter().map(|v| v.abs()).fold(0.0, f64::max);
             for (j, (a, b)) in f.coefficients.iter().zip(&coef).enumerate() {
-                assert!(
-                    rel_close(*a, *b, 1e-6, c_scale * 1e-3),
-                    "{name}: coef {j}: {a} vs sklearn {b}"
-                );
+                assert!(rel_close(*a, *b, 1e-6, c_scale * 1e-3), "{name}: coef {j}: {a} vs sklearn {b}");
             }
             let icpt = case["intercept"].as_f64().unwrap();
-            assert!(
-                rel_close(f.intercept, icpt, 1e-6, 1e-3),
-                "{name}: intercept {} vs {icpt}",
-                f.intercept
-            );
+            assert!(rel_close(f.intercept, icpt, 1e-6, 1e-3), "{name}: intercept {} vs {icpt}", f.intercept);
         }
         let pred = f.predict(x.view());
         for (i, want) in case["predictions"].as_array().unwrap().iter().enumerate() {
             let want = want.as_f64().unwrap();
-            assert!(
-                rel_close(pred[i], want, 1e-4, y_scale * 1e-3),
-                "{name}: prediction {i}: {} vs {want}",
-                pred[i]
-            );
+            assert!(rel_close(pred[i], want, 1e-4, y_scale * 1e-3), "{name}: prediction {i}: {} vs {want}", pred[i]);
         }
         let r2 = Metrics::compute(y.view(), pred.view()).r2;
         let want_r2 = case["r2"].as_f64().unwrap();
@@ -137,9 +105,6 @@ fn matches_scikit_learn_on_every_reference_case() {
             .collect();
         let got = scorer.score(&cells).unwrap();
         let want = case["predict_unseen"].as_f64().unwrap();
-        assert!(
-            rel_close(got, want, 1e-4, y_scale * 1e-3),
-            "{name}: unseen record {got} vs {want}"
-        );
+        assert!(rel_close(got, want, 1e-4, y_scale * 1e-3), "{name}: unseen record {got} vs {want}");
     }
 }

@@ -35,15 +35,10 @@ pub fn bed() -> Option<Bed> {
         if std::env::var("MODELCAST_REQUIRE_SERVICES").as_deref() == Ok("1") {
             panic!("MODELCAST_REQUIRE_SERVICES=1 but the test bed variables are not set");
         }
-        eprintln!(
-            "skipped: no test bed (run scripts/test.sh, or scripts/services.sh run cargo test)"
-        );
+        eprintln!("skipped: no test bed (run scripts/test.sh, or scripts/services.sh run cargo test)");
         return None;
     }
-    let s3s = match (
-        var("MODELCAST_TEST_S3S_ENDPOINT"),
-        var("MODELCAST_TEST_S3S_BUCKET"),
-    ) {
+    let s3s = match (var("MODELCAST_TEST_S3S_ENDPOINT"), var("MODELCAST_TEST_S3S_BUCKET")) {
         (Some(e), Some(b)) => Some((
             e,
             b,
@@ -64,10 +59,7 @@ pub fn bed() -> Option<Bed> {
 }
 
 fn unique(tag: &str) -> String {
-    format!(
-        "{tag}-{}",
-        modelcast::artifact::new_version(chrono::Utc::now(), tag.as_bytes()).to_lowercase()
-    )
+    format!("{tag}-{}", modelcast::artifact::new_version(chrono::Utc::now(), tag.as_bytes()).to_lowercase())
 }
 
 /// Topic names of one test.
@@ -114,13 +106,8 @@ impl Wired {
             ("AWS_ENDPOINT_URL".to_string(), bed.s3_endpoint.clone()),
             ("AWS_EC2_METADATA_DISABLED".to_string(), "true".to_string()),
         ];
-        let w = Wired {
-            sb,
-            topics,
-            store: format!("s3://{}/{id}", bed.bucket),
-            bed_env,
-            bootstrap: bed.bootstrap.clone(),
-        };
+        let w =
+            Wired { sb, topics, store: format!("s3://{}/{id}", bed.bucket), bed_env, bootstrap: bed.bootstrap.clone() };
         assert_ok(&w.run(&["topics", "create", "--kafka-config", "kafka.yaml"]));
         w
     }
@@ -140,43 +127,22 @@ impl Wired {
 
     /// `train` to S3 + Kafka.
     pub fn train(&self, extra: &[&str]) -> Output {
-        let mut args = vec![
-            "train",
-            "--store",
-            &self.store,
-            "--kafka-config",
-            "kafka.yaml",
-        ];
+        let mut args = vec!["train", "--store", &self.store, "--kafka-config", "kafka.yaml"];
         args.extend_from_slice(extra);
         self.run(&args)
     }
 
     /// Start `predict --serve`.
     pub fn serve(&self, extra: &[&str]) -> Child {
-        let mut args = vec![
-            "predict",
-            "--serve",
-            "--store",
-            &self.store,
-            "--kafka-config",
-            "kafka.yaml",
-        ];
+        let mut args = vec!["predict", "--serve", "--store", &self.store, "--kafka-config", "kafka.yaml"];
         args.extend_from_slice(extra);
-        self.cmd(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        self.cmd(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
     }
 }
 
 /// Wait until a serving child logs `needle` on stderr; returns the log so far. The rest of
 /// stderr keeps being collected by a thread (returned handle).
-pub fn wait_log(
-    child: &mut Child,
-    needle: &str,
-    timeout: Duration,
-) -> (String, std::thread::JoinHandle<String>) {
+pub fn wait_log(child: &mut Child, needle: &str, timeout: Duration) -> (String, std::thread::JoinHandle<String>) {
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::spawn(move || {
@@ -217,9 +183,7 @@ pub fn producer(bootstrap: &str) -> BaseProducer {
 
 pub fn produce(p: &BaseProducer, topic: &str, records: &[(String, Vec<u8>)]) {
     for (k, v) in records {
-        let mut rec = BaseRecord::to(topic)
-            .key(k.as_bytes())
-            .payload(v.as_slice());
+        let mut rec = BaseRecord::to(topic).key(k.as_bytes()).payload(v.as_slice());
         loop {
             match p.send(rec) {
                 Ok(()) => break,
@@ -244,13 +208,10 @@ pub fn read_topic(bootstrap: &str, topic: &str, want: usize, timeout: Duration) 
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in md.topics()[0].partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-            .unwrap();
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
     }
     c.assign(&tpl).unwrap();
     let deadline = Instant::now() + timeout;
@@ -260,10 +221,8 @@ pub fn read_topic(bootstrap: &str, topic: &str, want: usize, timeout: Duration) 
             let mut headers = BTreeMap::new();
             if let Some(h) = m.headers() {
                 for hd in h.iter() {
-                    headers.insert(
-                        hd.key.to_string(),
-                        String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned(),
-                    );
+                    headers
+                        .insert(hd.key.to_string(), String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned());
                 }
             }
             out.push((
@@ -300,10 +259,7 @@ fn http_get(addr: &str, path: &str) -> String {
 }
 
 fn sigterm(child: &Child) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
 }
 
 fn s3_store(bed: &Bed, url: &str) -> modelcast::store::Store {
@@ -316,8 +272,7 @@ fn s3_store(bed: &Bed, url: &str) -> modelcast::store::Store {
         ..Default::default()
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(modelcast::store::Store::open(url, &opts))
-        .unwrap()
+    rt.block_on(modelcast::store::Store::open(url, &opts)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -331,9 +286,7 @@ async fn store_contract_on_garage_and_s3s_fs() {
     };
     std::env::set_var("AWS_ACCESS_KEY_ID", &bed.access_key);
     std::env::set_var("AWS_SECRET_ACCESS_KEY", &bed.secret_key);
-    let store = modelcast::store::Store::open(&format!("s3://{}/contract", bed.bucket), &opts)
-        .await
-        .unwrap();
+    let store = modelcast::store::Store::open(&format!("s3://{}/contract", bed.bucket), &opts).await.unwrap();
     crate::store_contract::contract(&store, &unique("garage")).await;
     match &bed.s3s {
         Some((endpoint, bucket, ak, sk)) => {
@@ -345,9 +298,7 @@ async fn store_contract_on_garage_and_s3s_fs() {
             // s3s-fs signs with its own keys; the SDK reads them from the environment.
             std::env::set_var("AWS_ACCESS_KEY_ID", ak);
             std::env::set_var("AWS_SECRET_ACCESS_KEY", sk);
-            let store = modelcast::store::Store::open(&format!("s3://{bucket}/contract"), &opts)
-                .await
-                .unwrap();
+            let store = modelcast::store::Store::open(&format!("s3://{bucket}/contract"), &opts).await.unwrap();
             crate::store_contract::contract(&store, &unique("s3s")).await;
         }
         None => eprintln!("s3s-fs not in the test bed; contract checked on garage only"),
@@ -366,23 +317,14 @@ fn train_uploads_to_s3_and_announces_on_kafka() {
     // an independent consumer reads the announcement back
     let recs = read_topic(&w.bootstrap, &w.topics.train, 1, Duration::from_secs(20));
     assert_eq!(recs.len(), 1);
-    assert_eq!(
-        recs[0].2.as_deref(),
-        Some("wine-quality"),
-        "key = model name"
-    );
+    assert_eq!(recs[0].2.as_deref(), Some("wine-quality"), "key = model name");
     let ann: serde_json::Value = serde_json::from_slice(&recs[0].3).unwrap();
     assert_eq!(ann["uri"], uri);
     // the artifact is in the bucket and its sha256 matches the announcement
     let store = s3_store(&bed, &w.store);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let bytes = rt
-        .block_on(store.get(ann["key"].as_str().unwrap()))
-        .unwrap();
-    assert_eq!(
-        modelcast::artifact::sha256_hex(&bytes),
-        ann["sha256"].as_str().unwrap()
-    );
+    let bytes = rt.block_on(store.get(ann["key"].as_str().unwrap())).unwrap();
+    assert_eq!(modelcast::artifact::sha256_hex(&bytes), ann["sha256"].as_str().unwrap());
     assert_eq!(bytes.len() as u64, ann["size"].as_u64().unwrap());
     // batch predict from S3 + Kafka history, writing to app_messages
     let out = w.run(&[
@@ -413,44 +355,23 @@ fn train_fails_cleanly_on_s3_and_kafka_problems() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let e = stderr(&out);
-    assert!(
-        e.contains("access denied") || e.contains("Forbidden") || e.contains("403"),
-        "{e}"
-    );
-    assert!(
-        !e.contains("wrong-secret-value-123") && !e.contains(&bed.secret_key),
-        "no secret in errors"
-    );
+    assert!(e.contains("access denied") || e.contains("Forbidden") || e.contains("403"), "{e}");
+    assert!(!e.contains("wrong-secret-value-123") && !e.contains(&bed.secret_key), "no secret in errors");
     // missing bucket
-    let out = w.run(&[
-        "train",
-        "--store",
-        "s3://no-such-bucket-modelcast/x",
-        "--kafka-config",
-        "kafka.yaml",
-    ]);
+    let out = w.run(&["train", "--store", "s3://no-such-bucket-modelcast/x", "--kafka-config", "kafka.yaml"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
     // invalid bucket name (the seed's)
-    let out = w.run(&[
-        "train",
-        "--store",
-        "s3://wines_models/x",
-        "--kafka-config",
-        "kafka.yaml",
-    ]);
+    let out = w.run(&["train", "--store", "s3://wines_models/x", "--kafka-config", "kafka.yaml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("wines-models"), "{}", stderr(&out));
     // a missing topic is a clear, quick error
-    w.sb.write("nokafka.yaml", "bootstrap.servers: ${TEST_BOOTSTRAP}\nmodelcast: {topics: {train: no-such-topic-x}, timeout_ms: 5000}\n");
-    let t = Instant::now();
-    let out = w.run(&[
-        "train",
-        "--store",
-        &w.store,
-        "--kafka-config",
+    w.sb.write(
         "nokafka.yaml",
-    ]);
+        "bootstrap.servers: ${TEST_BOOTSTRAP}\nmodelcast: {topics: {train: no-such-topic-x}, timeout_ms: 5000}\n",
+    );
+    let t = Instant::now();
+    let out = w.run(&["train", "--store", &w.store, "--kafka-config", "nokafka.yaml"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("topics create"), "{}", stderr(&out));
     assert!(t.elapsed() < Duration::from_secs(20));
@@ -467,21 +388,14 @@ fn serve_scores_a_stream_exactly_once_across_a_hot_swap() {
     let (_, log) = wait_log(&mut svc, "serving model", Duration::from_secs(60));
     let p = producer(&w.bootstrap);
     let n = 20_000;
-    let records: Vec<(String, Vec<u8>)> =
-        (0..n).map(|i| (format!("k{i}"), wine_record(i))).collect();
+    let records: Vec<(String, Vec<u8>)> = (0..n).map(|i| (format!("k{i}"), wine_record(i))).collect();
     produce(&p, &w.topics.input, &records[..n / 2]);
     // a second training mid-stream
     let out = w.train(&[]);
     assert_ok(&out);
     let anns = read_topic(&w.bootstrap, &w.topics.train, 2, Duration::from_secs(10));
-    let v1 = serde_json::from_slice::<serde_json::Value>(&anns[0].3).unwrap()["version"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let v2 = serde_json::from_slice::<serde_json::Value>(&anns[1].3).unwrap()["version"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let v1 = serde_json::from_slice::<serde_json::Value>(&anns[0].3).unwrap()["version"].as_str().unwrap().to_string();
+    let v2 = serde_json::from_slice::<serde_json::Value>(&anns[1].3).unwrap()["version"].as_str().unwrap().to_string();
     produce(&p, &w.topics.input, &records[n / 2..]);
     let preds = read_topic(&w.bootstrap, &w.topics.app, n, Duration::from_secs(120));
     sigterm(&svc);
@@ -493,41 +407,21 @@ fn serve_scores_a_stream_exactly_once_across_a_hot_swap() {
     let mut per_partition: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
     for (_, _, key, value, _) in &preds {
         let v: serde_json::Value = serde_json::from_slice(value).unwrap();
-        assert_eq!(
-            key.as_deref(),
-            v["key"].as_str(),
-            "app_messages key = input key"
-        );
-        assert!(
-            seen.insert(v["key"].as_str().unwrap().to_string()),
-            "scored twice: {}",
-            v["key"]
-        );
+        assert_eq!(key.as_deref(), v["key"].as_str(), "app_messages key = input key");
+        assert!(seen.insert(v["key"].as_str().unwrap().to_string()), "scored twice: {}", v["key"]);
         per_partition
             .entry(v["partition"].as_i64().unwrap() as i32)
             .or_default()
-            .push((
-                v["offset"].as_i64().unwrap(),
-                v["model_version"].as_str().unwrap().to_string(),
-            ));
+            .push((v["offset"].as_i64().unwrap(), v["model_version"].as_str().unwrap().to_string()));
     }
     assert_eq!(seen.len(), n);
     let mut switches = 0;
     for (part, mut list) in per_partition {
         list.sort();
         let versions: Vec<&str> = list.iter().map(|(_, v)| v.as_str()).collect();
-        let first_v2 = versions
-            .iter()
-            .position(|v| *v == v2)
-            .unwrap_or(versions.len());
-        assert!(
-            versions[..first_v2].iter().all(|v| *v == v1),
-            "partition {part}: only v1 before v2"
-        );
-        assert!(
-            versions[first_v2..].iter().all(|v| *v == v2),
-            "partition {part}: never back to v1"
-        );
+        let first_v2 = versions.iter().position(|v| *v == v2).unwrap_or(versions.len());
+        assert!(versions[..first_v2].iter().all(|v| *v == v1), "partition {part}: only v1 before v2");
+        assert!(versions[first_v2..].iter().all(|v| *v == v2), "partition {part}: never back to v1");
         if first_v2 < versions.len() {
             switches += 1;
         }
@@ -541,21 +435,13 @@ fn bad_records_go_to_the_dead_letter_topic_and_bad_models_are_refused() {
     let Some(bed) = bed() else { return };
     let w = Wired::new(&bed, "dlq", 1);
     assert_ok(&w.train(&[]));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.1:{port}");
     let mut svc = w.serve(&["--metrics-addr", &addr]);
     let (_, log) = wait_log(&mut svc, "serving model", Duration::from_secs(60));
     let deadline = Instant::now() + Duration::from_secs(30);
     while !http_get(&addr, "/healthz").starts_with("HTTP/1.1 200") {
-        assert!(
-            Instant::now() < deadline,
-            "healthz never became ready: {}",
-            http_get(&addr, "/healthz")
-        );
+        assert!(Instant::now() < deadline, "healthz never became ready: {}", http_get(&addr, "/healthz"));
         std::thread::sleep(Duration::from_millis(200));
     }
     let p = producer(&w.bootstrap);
@@ -574,9 +460,7 @@ fn bad_records_go_to_the_dead_letter_topic_and_bad_models_are_refused() {
         assert_eq!(value, original, "original bytes kept");
         assert!(!headers["modelcast.reason"].is_empty());
     }
-    let reason = |k: &str| {
-        dead.iter().find(|d| d.2.as_deref() == Some(k)).unwrap().4["modelcast.reason"].clone()
-    };
+    let reason = |k: &str| dead.iter().find(|d| d.2.as_deref() == Some(k)).unwrap().4["modelcast.reason"].clone();
     assert!(reason("malformed").contains("malformed JSON"));
     assert!(reason("wrongtype").contains("not a number"));
     assert!(reason("boolean").contains("boolean"));
@@ -589,10 +473,7 @@ fn bad_records_go_to_the_dead_letter_topic_and_bad_models_are_refused() {
     produce(
         &p,
         &w.topics.train,
-        &[
-            ("wine-quality".into(), serde_json::to_vec(&ann).unwrap()),
-            ("x".into(), b"garbage".to_vec()),
-        ],
+        &[("wine-quality".into(), serde_json::to_vec(&ann).unwrap()), ("x".into(), b"garbage".to_vec())],
     );
     std::thread::sleep(Duration::from_secs(2));
     produce(&p, &w.topics.input, &[("after".into(), wine_record(2))]);
@@ -601,40 +482,19 @@ fn bad_records_go_to_the_dead_letter_topic_and_bad_models_are_refused() {
     sigterm(&svc);
     svc.wait().unwrap();
     let log = log.join().unwrap();
-    assert!(
-        metrics.contains("modelcast_dead_lettered_total 4"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("modelcast_predictions_out_total 2"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("modelcast_records_in_total 6"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("modelcast_models_refused_total 2"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("modelcast_dead_lettered_total 4"), "{metrics}");
+    assert!(metrics.contains("modelcast_predictions_out_total 2"), "{metrics}");
+    assert!(metrics.contains("modelcast_records_in_total 6"), "{metrics}");
+    assert!(metrics.contains("modelcast_models_refused_total 2"), "{metrics}");
     assert!(metrics.contains(&format!("version=\"{v1}\"")), "{metrics}");
-    assert!(
-        metrics.contains("modelcast_end_to_end_latency_seconds_count 2"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("modelcast_consumer_lag{partition=\"0\"} 0"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("modelcast_end_to_end_latency_seconds_count 2"), "{metrics}");
+    assert!(metrics.contains("modelcast_consumer_lag{partition=\"0\"} 0"), "{metrics}");
     assert_eq!(preds.len(), 2);
     for (_, _, _, v, _) in &preds {
         let v: serde_json::Value = serde_json::from_slice(v).unwrap();
         assert_eq!(v["model_version"], v1.as_str());
     }
-    assert!(
-        log.contains("sha256 mismatch") && log.contains("refused announcement"),
-        "{log}"
-    );
+    assert!(log.contains("sha256 mismatch") && log.contains("refused announcement"), "{log}");
 }
 
 #[test]
@@ -649,32 +509,20 @@ fn two_replicas_share_partitions_and_both_hot_swap() {
     std::thread::sleep(Duration::from_secs(8)); // let the group rebalance across both members
     let p = producer(&w.bootstrap);
     let n = 4000;
-    let records: Vec<(String, Vec<u8>)> =
-        (0..n).map(|i| (format!("k{i}"), wine_record(i))).collect();
+    let records: Vec<(String, Vec<u8>)> = (0..n).map(|i| (format!("k{i}"), wine_record(i))).collect();
     produce(&p, &w.topics.input, &records);
-    assert_eq!(
-        read_topic(&w.bootstrap, &w.topics.app, n, Duration::from_secs(90)).len(),
-        n
-    );
+    assert_eq!(read_topic(&w.bootstrap, &w.topics.app, n, Duration::from_secs(90)).len(), n);
     assert_ok(&w.train(&[]));
     std::thread::sleep(Duration::from_secs(3));
     produce(&p, &w.topics.input, &records[..100]);
-    let total = read_topic(
-        &w.bootstrap,
-        &w.topics.app,
-        n + 100,
-        Duration::from_secs(60),
-    );
+    let total = read_topic(&w.bootstrap, &w.topics.app, n + 100, Duration::from_secs(60));
     sigterm(&a);
     sigterm(&b);
     a.wait().unwrap();
     b.wait().unwrap();
     let (la, lb) = (log_a.join().unwrap(), log_b.join().unwrap());
     assert_eq!(total.len(), n + 100);
-    assert!(
-        la.contains("hot-swapped model") && lb.contains("hot-swapped model"),
-        "both swap:\nA:\n{la}\nB:\n{lb}"
-    );
+    assert!(la.contains("hot-swapped model") && lb.contains("hot-swapped model"), "both swap:\nA:\n{la}\nB:\n{lb}");
     let scored = |log: &str| -> u64 {
         log.lines()
             .find(|l| l.contains("stopped"))
@@ -684,10 +532,7 @@ fn two_replicas_share_partitions_and_both_hot_swap() {
             .unwrap_or(0)
     };
     let (sa, sb) = (scored(&la), scored(&lb));
-    assert!(
-        sa > 0 && sb > 0,
-        "both replicas scored records: {sa} / {sb}"
-    );
+    assert!(sa > 0 && sb > 0, "both replicas scored records: {sa} / {sb}");
     assert!(sa + sb >= (n + 100) as u64);
 }
 
@@ -700,8 +545,7 @@ fn sigkill_and_restart_loses_nothing() {
     let (_, _log) = wait_log(&mut svc, "serving model", Duration::from_secs(60));
     let p = producer(&w.bootstrap);
     let n = 20_000;
-    let records: Vec<(String, Vec<u8>)> =
-        (0..n).map(|i| (format!("k{i}"), wine_record(i))).collect();
+    let records: Vec<(String, Vec<u8>)> = (0..n).map(|i| (format!("k{i}"), wine_record(i))).collect();
     produce(&p, &w.topics.input, &records);
     // kill -9 mid-stream
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -714,12 +558,7 @@ fn sigkill_and_restart_loses_nothing() {
     let (_, log) = wait_log(&mut svc, "serving model", Duration::from_secs(60));
     let deadline = Instant::now() + Duration::from_secs(120);
     let (keys, all) = loop {
-        let recs = read_topic(
-            &w.bootstrap,
-            &w.topics.app,
-            usize::MAX,
-            Duration::from_secs(3),
-        );
+        let recs = read_topic(&w.bootstrap, &w.topics.app, usize::MAX, Duration::from_secs(3));
         let keys: BTreeSet<String> = recs.iter().filter_map(|r| r.2.clone()).collect();
         if keys.len() == n || Instant::now() > deadline {
             break (keys, recs.len());
@@ -729,8 +568,5 @@ fn sigkill_and_restart_loses_nothing() {
     svc.wait().unwrap();
     let _ = log.join();
     assert_eq!(keys.len(), n, "every input has at least one prediction");
-    eprintln!(
-        "kill -9: {n} inputs, {all} predictions, {} duplicates (at-least-once)",
-        all - n
-    );
+    eprintln!("kill -9: {n} inputs, {all} predictions, {} duplicates (at-least-once)", all - n);
 }

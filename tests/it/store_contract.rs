@@ -7,36 +7,23 @@ use modelcast::store::Store;
 pub async fn contract(store: &Store, prefix: &str) {
     let k1 = format!("{prefix}/m/2026-01-01/a.json");
     let k2 = format!("{prefix}/m/2026-01-02/b.json");
-    assert!(
-        matches!(store.get(&k1).await, Err(Error::NotFound(_))),
-        "absent key is NotFound"
-    );
+    assert!(matches!(store.get(&k1).await, Err(Error::NotFound(_))), "absent key is NotFound");
     store.put_if_absent(&k1, b"one").await.unwrap();
     store.put_if_absent(&k2, b"two").await.unwrap();
     assert_eq!(store.get(&k1).await.unwrap(), b"one");
     // never overwrites
     let again = store.put_if_absent(&k1, b"other").await;
-    assert!(
-        matches!(again, Err(Error::AlreadyExists { .. })),
-        "{again:?}"
-    );
+    assert!(matches!(again, Err(Error::AlreadyExists { .. })), "{again:?}");
     assert_eq!(store.get(&k1).await.unwrap(), b"one");
     // sorted listing under a prefix; newest
     let keys = store.list(&format!("{prefix}/m/")).await.unwrap();
     assert_eq!(keys, vec![k1.clone(), k2.clone()]);
-    assert_eq!(
-        store.latest(&format!("{prefix}/m")).await.unwrap(),
-        Some(k2.clone())
-    );
+    assert_eq!(store.latest(&format!("{prefix}/m")).await.unwrap(), Some(k2.clone()));
     assert_eq!(store.latest(&format!("{prefix}/none")).await.unwrap(), None);
     // verified get
     let sha = modelcast::artifact::sha256_hex(b"two");
     assert_eq!(store.get_verified(&k2, &sha).await.unwrap(), b"two");
-    let bad = store
-        .get_verified(&k2, &"0".repeat(64))
-        .await
-        .unwrap_err()
-        .to_string();
+    let bad = store.get_verified(&k2, &"0".repeat(64)).await.unwrap_err().to_string();
     assert!(bad.contains("sha256 mismatch"), "{bad}");
     // unsafe keys refused
     assert!(store.put_if_absent("../escape.json", b"x").await.is_err());
@@ -45,18 +32,10 @@ pub async fn contract(store: &Store, prefix: &str) {
 #[tokio::test]
 async fn file_store_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        &format!("file://{}", dir.path().display()),
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let store = Store::open(&format!("file://{}", dir.path().display()), &Default::default()).await.unwrap();
     contract(&store, "p").await;
     // no temp files left behind
-    let leftovers: Vec<_> = walk(dir.path())
-        .into_iter()
-        .filter(|p| p.contains("/.tmp-"))
-        .collect();
+    let leftovers: Vec<_> = walk(dir.path()).into_iter().filter(|p| p.contains("/.tmp-")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 

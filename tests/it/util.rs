@@ -35,15 +35,9 @@ impl Sandbox {
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
-        c.current_dir(self.path())
-            .args(args)
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1");
+        c.current_dir(self.path()).args(args).env_remove("RUST_LOG").env("NO_COLOR", "1");
         for (k, _) in std::env::vars() {
-            if k.starts_with("MODELCAST_")
-                && !k.starts_with("MODELCAST_TEST")
-                && k != "MODELCAST_REQUIRE_SERVICES"
-            {
+            if k.starts_with("MODELCAST_") && !k.starts_with("MODELCAST_TEST") && k != "MODELCAST_REQUIRE_SERVICES" {
                 c.env_remove(k);
             }
         }
@@ -82,23 +76,13 @@ impl Sandbox {
     }
 
     pub fn log_lines(&self, topic: &str) -> Vec<serde_json::Value> {
-        let p = self
-            .path()
-            .join("models/_bus")
-            .join(format!("{topic}.jsonl"));
-        std::fs::read_to_string(p)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        let p = self.path().join("models/_bus").join(format!("{topic}.jsonl"));
+        std::fs::read_to_string(p).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
 }
 
 pub fn stdout_json(out: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 pub fn assert_ok(out: &Output) {

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Fault-injection suite: the ignored tests of tests/it/reliability.rs (broker restart, S3
+# outage, ten kill -9s while 100,000 records flow), one at a time on a private test bed, plus a
+# long proptest run of the decoders. Prints a pass/fail summary; see docs/RELIABILITY.md.
+#   scripts/reliability.sh            everything (~10 minutes)
+#   PROPTEST_CASES=200000 scripts/reliability.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+scripts/services.sh install
+status=0
+summary=()
+for t in broker_restart_mid_stream_loses_nothing_and_train_fails_cleanly \
+	s3_outage_fails_train_and_predict_retries_the_new_model \
+	crash_ten_times_while_100k_records_flow; do
+	printf '\n== %s ==\n' "$t" >&2
+	if scripts/services.sh run cargo test --release --locked --test it "reliability::$t" -- --ignored --exact --nocapture 2>&1 | tee "/tmp/modelcast-reliability-$t.log" | grep -E "^(RELIABILITY|test |broker restart|kill)"; then
+		if grep -q "test result: ok. 1 passed" "/tmp/modelcast-reliability-$t.log"; then
+			summary+=("PASS $t")
+		else
+			summary+=("FAIL $t"); status=1
+		fi
+	else
+		summary+=("FAIL $t"); status=1
+	fi
+done
+printf '\n== decoders under proptest (PROPTEST_CASES=%s) ==\n' "${PROPTEST_CASES:=100000}" >&2
+if PROPTEST_CASES=$PROPTEST_CASES cargo test --release --locked --lib fuzz 2>&1 | tail -3 | grep -q "test result: ok"; then
+	summary+=("PASS fuzz ($PROPTEST_CASES cases each)")
+else
+	summary+=("FAIL fuzz"); status=1
+fi
+printf '\n== summary ==\n'
+printf '%s\n' "${summary[@]}"
+exit $status

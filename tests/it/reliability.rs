@@ -1,0 +1,230 @@
+//! Fault injection against the loopback test bed: broker restart, S3 outage, repeated kill -9.
+//! These disturb the shared services, so they are `#[ignore]`d in the normal suite and run
+//! one at a time by `scripts/reliability.sh` (see docs/RELIABILITY.md).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::services::*;
+use crate::util::*;
+
+/// A running test-bed server that can be stopped and started again identically.
+struct Server {
+    name: &'static str,
+    pid: u32,
+    cmdline: Vec<String>,
+    cwd: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Server {
+    fn capture(name: &'static str) -> Server {
+        let var = format!("MODELCAST_TEST_{}_PID", name.to_uppercase());
+        let pid: u32 = std::env::var(&var).unwrap_or_else(|_| panic!("{var}")).parse().unwrap();
+        let pid = current_pid(name).unwrap_or(pid);
+        let split = |b: Vec<u8>| -> Vec<String> {
+            b.split(|c| *c == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
+        };
+        let cmdline = split(std::fs::read(format!("/proc/{pid}/cmdline")).unwrap());
+        let env = split(std::fs::read(format!("/proc/{pid}/environ")).unwrap())
+            .into_iter()
+            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+        Server { name, pid, cmdline, cwd, env }
+    }
+
+    fn stop(&self) {
+        let _ = Command::new("kill").arg("-KILL").arg(self.pid.to_string()).status();
+        while std::fs::metadata(format!("/proc/{}", self.pid)).is_ok()
+            && !std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default().contains(") Z")
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Start it again with the same command, directory and environment; the test bed's stop
+    /// step learns the new pid from the pid file.
+    #[allow(clippy::zombie_processes)] // the server outlives the test; the test bed stops it by pid
+    fn start(&mut self) {
+        let dir = PathBuf::from(std::env::var("MODELCAST_TEST_SERVICES_DIR").expect("MODELCAST_TEST_SERVICES_DIR"));
+        let log =
+            std::fs::OpenOptions::new().append(true).create(true).open(dir.join(format!("{}.log", self.name))).unwrap();
+        let child = Command::new(&self.cmdline[0])
+            .args(&self.cmdline[1..])
+            .current_dir(&self.cwd)
+            .env_clear()
+            .envs(self.env.iter().cloned())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.pid = child.id();
+        std::fs::write(dir.join(format!("{}.pid", self.name)), format!("{} {}\n", self.pid, self.name)).unwrap();
+    }
+}
+
+fn current_pid(name: &str) -> Option<u32> {
+    let dir = PathBuf::from(std::env::var("MODELCAST_TEST_SERVICES_DIR").ok()?);
+    let text = std::fs::read_to_string(dir.join(format!("{name}.pid"))).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+fn keys_in(bootstrap: &str, topic: &str, want: usize, timeout: Duration) -> (BTreeSet<String>, usize) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let recs = read_topic(bootstrap, topic, usize::MAX, Duration::from_secs(3));
+        let keys: BTreeSet<String> = recs.iter().filter_map(|r| r.2.clone()).collect();
+        if keys.len() >= want || Instant::now() > deadline {
+            return (keys, recs.len());
+        }
+    }
+}
+
+#[test]
+#[ignore = "restarts the shared broker: run with scripts/reliability.sh"]
+fn broker_restart_mid_stream_loses_nothing_and_train_fails_cleanly() {
+    let Some(bed) = bed() else { return };
+    let w = Wired::new(&bed, "restart", 3);
+    w.sb.write(
+        "short.yaml",
+        &std::fs::read_to_string(w.sb.path().join("kafka.yaml"))
+            .unwrap()
+            .replace("timeout_ms: 15000", "timeout_ms: 5000"),
+    );
+    assert_ok(&w.train(&[]));
+    let mut svc = w.serve(&[]);
+    let (_, log) = wait_log(&mut svc, "serving model", Duration::from_secs(60));
+    let p = producer(&w.bootstrap);
+    let n = 10_000;
+    let records: Vec<(String, Vec<u8>)> = (0..n).map(|i| (format!("k{i}"), wine_record(i))).collect();
+    produce(&p, &w.topics.input, &records[..n / 2]);
+    drop(p);
+    let mut broker = Server::capture("tansu");
+    broker.stop();
+    // train while the broker is down: fails within the bound, non-zero, with a clear message
+    let t = Instant::now();
+    let out = w.run(&["train", "--store", &w.store, "--kafka-config", "short.yaml"]);
+    let took = t.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot reach the Kafka brokers"), "{}", stderr(&out));
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    std::thread::sleep(Duration::from_secs(10));
+    broker.start();
+    std::thread::sleep(Duration::from_secs(1));
+    let p = producer(&w.bootstrap);
+    produce(&p, &w.topics.input, &records[n / 2..]);
+    let (keys, all) = keys_in(&w.bootstrap, &w.topics.app, n, Duration::from_secs(120));
+    let anns = read_topic(&w.bootstrap, &w.topics.train, usize::MAX, Duration::from_secs(3));
+    Command::new("kill").arg("-TERM").arg(svc.id().to_string()).status().unwrap();
+    let status = svc.wait().unwrap();
+    let log = log.join().unwrap();
+    eprintln!("broker restart: {n} inputs, {all} predictions, {} distinct", keys.len());
+    assert_eq!(keys.len(), n, "every record predicted after the restart\n{log}");
+    assert_eq!(anns.len(), 1, "the failed train announced nothing, then or later");
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+#[ignore = "stops the shared S3 server: run with scripts/reliability.sh"]
+fn s3_outage_fails_train_and_predict_retries_the_new_model() {
+    let Some(bed) = bed() else { return };
+    let w = Wired::new(&bed, "s3out", 1);
+    assert_ok(&w.train(&[]));
+    let mut svc = w.serve(&[]);
+    let (_, log) = wait_log(&mut svc, "serving model", Duration::from_secs(60));
+    // A second model, announced on a topic the service does not follow, to be replayed to it
+    // while S3 is down.
+    let hidden = format!("{}-hidden", w.topics.train);
+    let cfg = std::fs::read_to_string(w.sb.path().join("kafka.yaml")).unwrap();
+    w.sb.write("hidden.yaml", &cfg.replace(&format!("train: {},", w.topics.train), &format!("train: {hidden},")));
+    assert_ok(&w.run(&["topics", "create", "--kafka-config", "hidden.yaml"]));
+    assert_ok(&w.run(&["train", "--store", &w.store, "--kafka-config", "hidden.yaml"]));
+    let ann = read_topic(&w.bootstrap, &hidden, 1, Duration::from_secs(10)).remove(0);
+    let v2: serde_json::Value = serde_json::from_slice(&ann.3).unwrap();
+
+    let mut garage = Server::capture("garage");
+    garage.stop();
+    // train during the outage: non-zero exit naming the cause, nothing announced
+    let t = Instant::now();
+    let out = w.train(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot reach the S3 endpoint"), "{}", stderr(&out));
+    assert!(t.elapsed() < Duration::from_secs(60));
+    assert_eq!(
+        read_topic(&w.bootstrap, &w.topics.train, usize::MAX, Duration::from_secs(3)).len(),
+        1,
+        "nothing announced"
+    );
+    // the service hears of the new model but cannot fetch it: it keeps serving and retries
+    let p = producer(&w.bootstrap);
+    produce(&p, &w.topics.train, &[("wine-quality".into(), ann.3.clone())]);
+    std::thread::sleep(Duration::from_secs(3));
+    produce(&p, &w.topics.input, &[("during".into(), wine_record(1))]);
+    let during = read_topic(&w.bootstrap, &w.topics.app, 1, Duration::from_secs(30));
+    assert_eq!(during.len(), 1, "still serving during the outage");
+    assert_ne!(serde_json::from_slice::<serde_json::Value>(&during[0].3).unwrap()["model_version"], v2["version"]);
+    garage.start();
+    // once S3 is back, the retry picks the new model up without a new announcement
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        produce(&p, &w.topics.input, &[("after".into(), wine_record(2))]);
+        let preds = read_topic(&w.bootstrap, &w.topics.app, usize::MAX, Duration::from_secs(2));
+        if preds
+            .iter()
+            .any(|r| serde_json::from_slice::<serde_json::Value>(&r.3).unwrap()["model_version"] == v2["version"])
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "new model never served after S3 came back");
+    }
+    Command::new("kill").arg("-TERM").arg(svc.id().to_string()).status().unwrap();
+    assert!(svc.wait().unwrap().success());
+    let _ = log.join();
+}
+
+#[test]
+#[ignore = "slow (10 kills × 100,000 records): run with scripts/reliability.sh"]
+fn crash_ten_times_while_100k_records_flow() {
+    let Some(bed) = bed() else { return };
+    let w = Wired::new(&bed, "crash", 3);
+    assert_ok(&w.train(&[]));
+    let n = 100_000;
+    let records: Vec<(String, Vec<u8>)> = (0..n).map(|i| (format!("k{i}"), wine_record(i))).collect();
+    let bootstrap = w.bootstrap.clone();
+    let input = w.topics.input.clone();
+    let feeder = std::thread::spawn(move || {
+        let p = producer(&bootstrap);
+        for chunk in records.chunks(2_000) {
+            produce(&p, &input, chunk);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let mut kills = 0;
+    let mut seed = 0x9E37_79B9u64;
+    while kills < 10 {
+        let mut svc = w.serve(&[]);
+        let (_, _log) = wait_log(&mut svc, "serving model", Duration::from_secs(60));
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(300 + (seed >> 33) % 1200));
+        svc.kill().unwrap();
+        svc.wait().unwrap();
+        kills += 1;
+    }
+    feeder.join().unwrap();
+    let mut svc = w.serve(&[]);
+    let (_, log) = wait_log(&mut svc, "serving model", Duration::from_secs(60));
+    let (keys, all) = keys_in(&w.bootstrap, &w.topics.app, n, Duration::from_secs(180));
+    Command::new("kill").arg("-TERM").arg(svc.id().to_string()).status().unwrap();
+    svc.wait().unwrap();
+    let _ = log.join();
+    let dup = all - keys.len();
+    println!(
+        "RELIABILITY crash: kills=10 inputs={n} predictions={all} distinct={} lost={} duplicates={dup}",
+        keys.len(),
+        n - keys.len()
+    );
+    assert_eq!(keys.len(), n, "every input has at least one prediction");
+}
