@@ -467,6 +467,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument(
         "--train-rows", type=int, help="rows of the synthetic training CSV (default: 1,000,000; --quick: 20,000)"
     )
+    ap.add_argument(
+        "--rates", help="offered loads of the latency scenario, records/s, comma-separated (default: 5000,20000)"
+    )
     ap.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios (default: all)")
     args = ap.parse_args()
     if not args.bootstrap:
@@ -485,6 +488,8 @@ def main() -> int:
     sizes = QUICK if args.quick else FULL
     if args.train_rows:
         sizes = replace(sizes, train_rows=args.train_rows)
+    if args.rates:
+        sizes = replace(sizes, rates=tuple(int(r) for r in args.rates.split(",")))
     bed = Bed(args)
     results = {"environment": environment(bed, sizes, args.quick), "errors": {}}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

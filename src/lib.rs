@@ -11,6 +11,8 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod features;
+#[cfg(test)]
+mod fuzz;
 pub mod model;
 pub mod predict;
 pub mod record;

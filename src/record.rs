@@ -198,6 +198,14 @@ impl<'de> Visitor<'de> for KeyVisitor {
     fn visit_bool<E>(self, v: bool) -> Result<Option<String>, E> {
         Ok(Some(v.to_string()))
     }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<String>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
 }
 
 struct KeySeed;
