@@ -105,8 +105,9 @@ def contender(bed: Bed, prep: dict, name: str, tag: str, in_topic: str, out_topi
         return [bed.modelcast, "predict", "--serve", "--kafka-config", cfg, "--store", f"file://{bed.models}"], cfg
     bed.create_topics([out_topic])
     group = bed.topic(f"{tag}-{name}-group")
-    if name == "passthrough":
-        return [bed.passthrough, bed.bootstrap, in_topic, out_topic, group], None
+    if name.startswith("passthrough"):
+        fetch = [str(FAST_FETCH_MS)] if name == "passthrough_fastfetch" else []
+        return [bed.passthrough, bed.bootstrap, in_topic, out_topic, group, *fetch], None
     script = {"seed": "seed_predictor.py", "batched": "batched_predictor.py"}[name]
     return [sys.executable, PEERS / script, bed.bootstrap, in_topic, out_topic, group, prep["pkl"]], None
 
@@ -194,7 +195,7 @@ def percentiles(values: list) -> dict:
 
 def latency(bed: Bed, sizes: Sizes, prep: dict) -> dict:
     out = {}
-    for name in ("modelcast", "passthrough", "modelcast_fastfetch"):
+    for name in ("modelcast", "passthrough", "modelcast_fastfetch", "passthrough_fastfetch"):
         in_topic, out_topic = bed.topic(f"lat-in-{name}"), bed.topic(f"lat-out-{name}")
         bed.create_topics([in_topic])
         proc = Proc(bed, f"latency-{name}", contender(bed, prep, name, "lat", in_topic, out_topic)[0])

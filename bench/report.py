@@ -12,6 +12,7 @@ NAMES = {
     "modelcast": "modelcast predict --serve",
     "modelcast_fastfetch": "modelcast predict --serve, fetch.wait.max.ms: 10",
     "passthrough": "passthrough (no model: the Kafka limit)",
+    "passthrough_fastfetch": "passthrough, fetch.wait.max.ms: 10",
     "batched": "Python, batched (1000/poll, vectorised)",
     "seed": "Python, the seed's way (1 record/poll)",
 }

@@ -16,9 +16,13 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [bootstrap, input, output, group] = args.as_slice() else {
-        eprintln!("usage: passthrough BOOTSTRAP INPUT_TOPIC OUTPUT_TOPIC GROUP");
-        std::process::exit(2);
+    let (bootstrap, input, output, group, fetch_wait) = match args.as_slice() {
+        [b, i, o, g] => (b, i, o, g, "500"),
+        [b, i, o, g, f] => (b, i, o, g, f.as_str()),
+        _ => {
+            eprintln!("usage: passthrough BOOTSTRAP INPUT_TOPIC OUTPUT_TOPIC GROUP [FETCH_WAIT_MAX_MS]");
+            std::process::exit(2);
+        }
     };
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -26,6 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .set("enable.auto.offset.store", "false")
         .set("auto.commit.interval.ms", "200")
         .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", fetch_wait)
         .create()?;
     consumer.subscribe(&[input])?;
     let producer: FutureProducer = ClientConfig::new()

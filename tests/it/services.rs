@@ -445,25 +445,64 @@ fn bad_records_go_to_the_dead_letter_topic_and_bad_models_are_refused() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let p = producer(&w.bootstrap);
+    let mut huge = b"{\"alcohol\": 10, \"pad\": \"".to_vec();
+    // 4 MB: tansu 0.6.0 accepts a 10 MB record but never serves records over ~5 MB to consumers
+    // (checked with confluent-kafka too); what matters is "over max_record_bytes (1 MiB)".
+    huge.resize(4_000_000, b'x');
+    huge.extend_from_slice(b"\"}");
     let bad: Vec<(String, Vec<u8>)> = vec![
         ("malformed".into(), b"{\"alcohol\": ".to_vec()),
         ("wrongtype".into(), b"{\"alcohol\": \"abc\"}".to_vec()),
         ("boolean".into(), b"{\"alcohol\": true}".to_vec()),
         ("binary".into(), vec![0xff, 0xfe, 0x00, 0x01]),
+        ("nan".into(), b"{\"alcohol\": NaN}".to_vec()),
+        ("overflow".into(), b"{\"alcohol\": 1e999}".to_vec()),
+        ("infinity".into(), b"{\"alcohol\": \"Infinity\"}".to_vec()),
+        ("missingrule".into(), b"{\"alcohol\": 10, \"pH\": \"NA\"}".to_vec()),
         ("good".into(), wine_record(1)),
     ];
     produce(&p, &w.topics.input, &bad);
-    let dead = read_topic(&w.bootstrap, &w.topics.dead, 4, Duration::from_secs(60));
-    assert_eq!(dead.len(), 4);
+    let big: rdkafka::producer::FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &w.bootstrap)
+        .set("message.max.bytes", "20000000")
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sent = rt.block_on(big.send(
+        rdkafka::producer::FutureRecord::to(&w.topics.input).key("huge").payload(&huge),
+        Duration::from_secs(30),
+    ));
+    assert!(sent.is_ok(), "{:?}", sent.err().map(|e| e.0));
+    let dead = read_topic(&w.bootstrap, &w.topics.dead, 8, Duration::from_secs(60));
+    if dead.len() != 8 {
+        sigterm(&svc);
+        let _ = svc.wait();
+        panic!(
+            "dead letters {:?}\nservice log:\n{}",
+            dead.iter().map(|d| d.2.clone()).collect::<Vec<_>>(),
+            log.join().unwrap()
+        );
+    }
     for (_, _, key, value, headers) in &dead {
+        assert!(!headers["modelcast.reason"].is_empty());
+        if key.as_deref() == Some("huge") {
+            assert_eq!(value.len(), 900_000, "oversized dead letters are cut to dead_letter_max_bytes");
+            assert_eq!(&value[..], &huge[..900_000]);
+            assert!(headers["modelcast.truncated"].contains(&format!("of {} bytes", huge.len())));
+            continue;
+        }
         let original = &bad.iter().find(|(k, _)| Some(k) == key.as_ref()).unwrap().1;
         assert_eq!(value, original, "original bytes kept");
-        assert!(!headers["modelcast.reason"].is_empty());
     }
     let reason = |k: &str| dead.iter().find(|d| d.2.as_deref() == Some(k)).unwrap().4["modelcast.reason"].clone();
     assert!(reason("malformed").contains("malformed JSON"));
     assert!(reason("wrongtype").contains("not a number"));
     assert!(reason("boolean").contains("boolean"));
+    assert!(reason("nan").contains("malformed JSON"));
+    assert!(reason("overflow").contains("malformed JSON"));
+    assert!(reason("infinity").contains("finite"));
+    assert!(reason("huge").contains("exceeds max_record_bytes"));
+    assert!(dead.iter().all(|d| d.2.as_deref() != Some("missingrule")), "a missing value is imputed, not rejected");
     // a tampered artifact is refused; the old model keeps serving
     let anns = read_topic(&w.bootstrap, &w.topics.train, 1, Duration::from_secs(10));
     let mut ann: serde_json::Value = serde_json::from_slice(&anns[0].3).unwrap();
@@ -477,19 +516,19 @@ fn bad_records_go_to_the_dead_letter_topic_and_bad_models_are_refused() {
     );
     std::thread::sleep(Duration::from_secs(2));
     produce(&p, &w.topics.input, &[("after".into(), wine_record(2))]);
-    let preds = read_topic(&w.bootstrap, &w.topics.app, 2, Duration::from_secs(30));
+    let preds = read_topic(&w.bootstrap, &w.topics.app, 3, Duration::from_secs(30));
     let metrics = http_get(&addr, "/metrics");
     sigterm(&svc);
     svc.wait().unwrap();
     let log = log.join().unwrap();
-    assert!(metrics.contains("modelcast_dead_lettered_total 4"), "{metrics}");
-    assert!(metrics.contains("modelcast_predictions_out_total 2"), "{metrics}");
-    assert!(metrics.contains("modelcast_records_in_total 6"), "{metrics}");
+    assert!(metrics.contains("modelcast_dead_lettered_total 8"), "{metrics}");
+    assert!(metrics.contains("modelcast_predictions_out_total 3"), "{metrics}");
+    assert!(metrics.contains("modelcast_records_in_total 11"), "{metrics}");
     assert!(metrics.contains("modelcast_models_refused_total 2"), "{metrics}");
     assert!(metrics.contains(&format!("version=\"{v1}\"")), "{metrics}");
-    assert!(metrics.contains("modelcast_end_to_end_latency_seconds_count 2"), "{metrics}");
+    assert!(metrics.contains("modelcast_end_to_end_latency_seconds_count 3"), "{metrics}");
     assert!(metrics.contains("modelcast_consumer_lag{partition=\"0\"} 0"), "{metrics}");
-    assert_eq!(preds.len(), 2);
+    assert_eq!(preds.len(), 3);
     for (_, _, _, v, _) in &preds {
         let v: serde_json::Value = serde_json::from_slice(v).unwrap();
         assert_eq!(v["model_version"], v1.as_str());
