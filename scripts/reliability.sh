@@ -11,9 +11,10 @@ status=0
 summary=()
 for t in broker_restart_mid_stream_loses_nothing_and_train_fails_cleanly \
 	s3_outage_fails_train_and_predict_retries_the_new_model \
-	crash_ten_times_while_100k_records_flow; do
+	crash_ten_times_while_100k_records_flow \
+	soak_one_million_records_with_flat_memory_and_fds; do
 	printf '\n== %s ==\n' "$t" >&2
-	if scripts/services.sh run cargo test --release --locked --test it "reliability::$t" -- --ignored --exact --nocapture 2>&1 | tee "/tmp/modelcast-reliability-$t.log" | grep -E "^(RELIABILITY|test |broker restart|kill)"; then
+	if scripts/services.sh run cargo test --release --locked --test it "reliability::$t" -- --ignored --exact --nocapture 2>&1 | tee "/tmp/modelcast-reliability-$t.log" | grep -E "^(RELIABILITY|test |broker restart|kill)|panicked"; then
 		if grep -q "test result: ok. 1 passed" "/tmp/modelcast-reliability-$t.log"; then
 			summary+=("PASS $t")
 		else

@@ -24,7 +24,7 @@ Logs go to stderr (RUST_LOG=debug for more); data goes to stdout.";
 #[command(name = "modelcast", version, about = ABOUT, after_help = EXAMPLES, propagate_version = true)]
 pub struct Cli {
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "MODELCAST_LOG_FORMAT")]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, hide_env_values = true, env = "MODELCAST_LOG_FORMAT")]
     pub log_format: LogFormat,
     /// Only log warnings and errors (RUST_LOG overrides).
     #[arg(long, short, global = true)]
@@ -84,20 +84,20 @@ Examples:
 #[derive(Debug, Args, Clone)]
 pub struct Locations {
     /// Model store URL: file://PATH or s3://BUCKET/PREFIX.
-    #[arg(long, env = "MODELCAST_STORE", default_value = "file://models")]
+    #[arg(long, hide_env_values = true, env = "MODELCAST_STORE", default_value = "file://models")]
     pub store: String,
     /// Kafka config file (librdkafka properties + `modelcast:` settings). Without it, the local
     /// announcement and prediction logs in the store are used.
-    #[arg(long, env = "MODELCAST_KAFKA_CONFIG")]
+    #[arg(long, hide_env_values = true, env = "MODELCAST_KAFKA_CONFIG")]
     pub kafka_config: Option<PathBuf>,
     /// S3 endpoint override (MinIO, garage); AWS_ENDPOINT_URL also works.
-    #[arg(long, env = "MODELCAST_S3_ENDPOINT")]
+    #[arg(long, hide_env_values = true, env = "MODELCAST_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
     /// S3 region.
-    #[arg(long, env = "MODELCAST_S3_REGION")]
+    #[arg(long, hide_env_values = true, env = "MODELCAST_S3_REGION")]
     pub s3_region: Option<String>,
     /// S3 checksum mode: when_required (default with --s3-endpoint) or when_supported.
-    #[arg(long, env = "MODELCAST_S3_CHECKSUMS")]
+    #[arg(long, hide_env_values = true, env = "MODELCAST_S3_CHECKSUMS")]
     pub s3_checksums: Option<String>,
 }
 
@@ -105,7 +105,7 @@ pub struct Locations {
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// Params file.
-    #[arg(long, env = "MODELCAST_PARAMS", default_value = "params/params.yaml")]
+    #[arg(long, hide_env_values = true, env = "MODELCAST_PARAMS", default_value = "params/params.yaml")]
     pub params: PathBuf,
     /// Training CSV(s), replacing data.train from the params file.
     #[arg(long)]
@@ -149,7 +149,7 @@ pub struct PredictArgs {
     #[arg(long, requires = "kafka_config")]
     pub serve: bool,
     /// Only use models of this name (default: the newest model of any name).
-    #[arg(long, env = "MODELCAST_MODEL_NAME")]
+    #[arg(long, hide_env_values = true, env = "MODELCAST_MODEL_NAME")]
     pub model_name: Option<String>,
     /// Pin a model version (no hot swap).
     #[arg(long)]
@@ -181,7 +181,7 @@ pub enum TopicsAction {
     #[command(after_help = "Examples:\n  modelcast topics create --kafka-config kafka_config.yaml --partitions 6")]
     Create {
         /// Kafka config file.
-        #[arg(long, env = "MODELCAST_KAFKA_CONFIG", default_value = "kafka_config.yaml")]
+        #[arg(long, hide_env_values = true, env = "MODELCAST_KAFKA_CONFIG", default_value = "kafka_config.yaml")]
         kafka_config: PathBuf,
         /// Partitions of the input, app_messages and dead-letter topics (default from the config).
         #[arg(long)]
@@ -204,7 +204,7 @@ pub struct ModelsArgs {
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
     /// Params file to show.
-    #[arg(long, env = "MODELCAST_PARAMS", default_value = "params/params.yaml")]
+    #[arg(long, hide_env_values = true, env = "MODELCAST_PARAMS", default_value = "params/params.yaml")]
     pub params: PathBuf,
     /// Store and bus.
     #[command(flatten)]

@@ -228,3 +228,72 @@ fn crash_ten_times_while_100k_records_flow() {
     );
     assert_eq!(keys.len(), n, "every input has at least one prediction");
 }
+
+fn topic_count(bootstrap: &str, topic: &str) -> i64 {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", "soak-count").create().unwrap();
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    md.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| c.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).map(|(lo, hi)| hi - lo).unwrap_or(0))
+        .sum()
+}
+
+fn proc_sample(pid: u32) -> Option<(u64, usize)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kb = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
+    Some((rss_kb, fds))
+}
+
+#[test]
+#[ignore = "slow (1,000,000 records): run with scripts/reliability.sh"]
+fn soak_one_million_records_with_flat_memory_and_fds() {
+    let Some(bed) = bed() else { return };
+    let w = Wired::new(&bed, "soak", 3);
+    assert_ok(&w.train(&[]));
+    let mut svc = w.serve(&[]);
+    let (_, log) = wait_log(&mut svc, "serving model", Duration::from_secs(60));
+    let n: usize = 1_000_000;
+    let bootstrap = w.bootstrap.clone();
+    let input = w.topics.input.clone();
+    let feeder = std::thread::spawn(move || {
+        let p = producer(&bootstrap);
+        for start in (0..n).step_by(20_000) {
+            let chunk: Vec<(String, Vec<u8>)> =
+                (start..start + 20_000).map(|i| (format!("k{i}"), wine_record(i))).collect();
+            produce(&p, &input, &chunk);
+        }
+    });
+    let mut samples = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        if let Some(s) = proc_sample(svc.id()) {
+            samples.push(s);
+        }
+        if topic_count(&w.bootstrap, &w.topics.app) >= n as i64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "soak did not finish");
+    }
+    feeder.join().unwrap();
+    Command::new("kill").arg("-TERM").arg(svc.id().to_string()).status().unwrap();
+    assert!(svc.wait().unwrap().success());
+    let _ = log.join();
+    assert!(samples.len() >= 5, "too few samples: {samples:?}");
+    let warm = samples.len() / 5; // the first fifth is warm-up
+    let (rss0, fd0) = samples[warm];
+    let rss_max = samples[warm..].iter().map(|s| s.0).max().unwrap();
+    let fd_max = samples[warm..].iter().map(|s| s.1).max().unwrap();
+    println!(
+        "RELIABILITY soak: records={n} seconds={} rss_after_warmup_kb={rss0} rss_max_kb={rss_max} growth={:.1}% fds_after_warmup={fd0} fds_max={fd_max}",
+        samples.len(),
+        (rss_max as f64 / rss0 as f64 - 1.0) * 100.0
+    );
+    assert!(rss_max as f64 <= rss0 as f64 * 1.10, "RSS grew more than 10% after warm-up: {samples:?}");
+    assert!(fd_max <= fd0 + 2, "file descriptors grew: {samples:?}");
+}

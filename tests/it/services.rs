@@ -609,3 +609,88 @@ fn sigkill_and_restart_loses_nothing() {
     assert_eq!(keys.len(), n, "every input has at least one prediction");
     eprintln!("kill -9: {n} inputs, {all} predictions, {} duplicates (at-least-once)", all - n);
 }
+
+#[test]
+fn secrets_never_appear_in_output_logs_messages_or_artifacts() {
+    let Some(bed) = bed() else { return };
+    let w = Wired::new(&bed, "secrets", 1);
+    let sasl_secret = "sasl-Secret-Value-93f1c";
+    let sasl_user = "sasl-User-Key-77ab2";
+    let cfg = std::fs::read_to_string(w.sb.path().join("kafka.yaml")).unwrap();
+    // SASL settings referenced from the environment (a PLAINTEXT broker ignores them)
+    w.sb.write(
+        "secret.yaml",
+        &format!("{cfg}sasl.username: ${{TEST_SASL_USER}}\nsasl.password: ${{TEST_SASL_PASSWORD}}\n"),
+    );
+    w.sb.write("in.csv", "alcohol,pH\n10,3.1\nabc,3.2\n");
+    let run = |args: &[&str], extra: &[(&str, &str)]| -> String {
+        let mut c = w.cmd(args);
+        c.env("TEST_SASL_PASSWORD", sasl_secret).env("TEST_SASL_USER", sasl_user).env("MODELCAST_LOG_FORMAT", "json");
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    let store = w.store.clone();
+    let mut everything = String::new();
+    for args in [
+        vec!["--help"],
+        vec!["train", "--help"],
+        vec!["predict", "--help"],
+        vec!["topics", "create", "--kafka-config", "secret.yaml"],
+        vec!["train", "--json", "--store", &store, "--kafka-config", "secret.yaml"],
+        vec!["predict", "--input", "in.csv", "--store", &store, "--kafka-config", "secret.yaml", "--sink", "bus"],
+        vec!["config", "--kafka-config", "secret.yaml", "--store", &store],
+        vec!["models", "--store", &store],
+    ] {
+        everything.push_str(&run(&args, &[]));
+    }
+    // error paths: wrong AWS secret, unset variable
+    everything.push_str(&run(
+        &["train", "--store", &store, "--kafka-config", "secret.yaml"],
+        &[("AWS_SECRET_ACCESS_KEY", "wrong-aws-Secret-5521")],
+    ));
+    let config = run(&["config", "--kafka-config", "secret.yaml"], &[]);
+    assert!(
+        config.contains("sasl.password: '***'")
+            || config.contains("sasl.password: \"***\"")
+            || config.contains("sasl.password: ***"),
+        "{config}"
+    );
+    // the service's logs
+    let mut svc = w
+        .cmd(&["predict", "--serve", "--store", &store, "--kafka-config", "secret.yaml", "--log-format", "json"])
+        .env("TEST_SASL_PASSWORD", sasl_secret)
+        .env("TEST_SASL_USER", sasl_user)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (_, log) = wait_log(&mut svc, "serving", Duration::from_secs(60));
+    produce(
+        &producer(&w.bootstrap),
+        &w.topics.input,
+        &[("a".into(), b"{\"alcohol\": 1}".to_vec()), ("b".into(), b"nope".to_vec())],
+    );
+    read_topic(&w.bootstrap, &w.topics.app, 2, Duration::from_secs(20));
+    sigterm(&svc);
+    svc.wait().unwrap();
+    everything.push_str(&log.join().unwrap());
+    // what went over Kafka and into S3
+    for t in [&w.topics.train, &w.topics.app, &w.topics.dead] {
+        for r in read_topic(&w.bootstrap, t, usize::MAX, Duration::from_secs(3)) {
+            everything.push_str(&String::from_utf8_lossy(&r.3));
+            everything.push_str(&format!("{:?}", r.4));
+        }
+    }
+    let store = s3_store(&bed, &w.store);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for key in rt.block_on(store.list("")).unwrap() {
+        everything.push_str(&String::from_utf8_lossy(&rt.block_on(store.get(&key)).unwrap()));
+    }
+    assert!(everything.len() > 10_000, "collected output: {} bytes", everything.len());
+    for secret in [sasl_secret, sasl_user, bed.secret_key.as_str(), "wrong-aws-Secret-5521"] {
+        assert_eq!(everything.matches(secret).count(), 0, "{secret} leaked");
+    }
+}
