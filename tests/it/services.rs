@@ -201,7 +201,16 @@ pub fn produce(p: &BaseProducer, topic: &str, records: &[(String, Vec<u8>)]) {
 /// An independent reader of a whole topic: (partition, offset, key, value, headers).
 pub type Rec = (i32, i64, Option<String>, Vec<u8>, BTreeMap<String, String>);
 
+/// Read a whole topic: until nothing new arrived for `idle` (or `max` passed).
+pub fn read_all(bootstrap: &str, topic: &str, idle: Duration, max: Duration) -> Vec<Rec> {
+    read_topic_until(bootstrap, topic, usize::MAX, max, Some(idle))
+}
+
 pub fn read_topic(bootstrap: &str, topic: &str, want: usize, timeout: Duration) -> Vec<Rec> {
+    read_topic_until(bootstrap, topic, want, timeout, None)
+}
+
+fn read_topic_until(bootstrap: &str, topic: &str, want: usize, timeout: Duration, idle: Option<Duration>) -> Vec<Rec> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("reader"))
@@ -216,8 +225,13 @@ pub fn read_topic(bootstrap: &str, topic: &str, want: usize, timeout: Duration) 
     c.assign(&tpl).unwrap();
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
+    let mut last = Instant::now();
     while out.len() < want && Instant::now() < deadline {
+        if idle.is_some_and(|i| last.elapsed() > i) {
+            break;
+        }
         if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            last = Instant::now();
             let mut headers = BTreeMap::new();
             if let Some(h) = m.headers() {
                 for hd in h.iter() {
@@ -247,7 +261,7 @@ pub fn wine_record(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-fn http_get(addr: &str, path: &str) -> String {
+pub fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
         return String::new();
@@ -597,7 +611,7 @@ fn sigkill_and_restart_loses_nothing() {
     let (_, log) = wait_log(&mut svc, "serving model", Duration::from_secs(60));
     let deadline = Instant::now() + Duration::from_secs(120);
     let (keys, all) = loop {
-        let recs = read_topic(&w.bootstrap, &w.topics.app, usize::MAX, Duration::from_secs(3));
+        let recs = read_all(&w.bootstrap, &w.topics.app, Duration::from_secs(3), Duration::from_secs(60));
         let keys: BTreeSet<String> = recs.iter().filter_map(|r| r.2.clone()).collect();
         if keys.len() == n || Instant::now() > deadline {
             break (keys, recs.len());
