@@ -66,6 +66,19 @@ pub struct ColumnSpec<'a> {
     pub missing_tokens: &'a [String],
 }
 
+impl<'a> ColumnSpec<'a> {
+    /// The columns and reading rules a params file names.
+    pub fn of(params: &'a crate::config::params::Params) -> ColumnSpec<'a> {
+        ColumnSpec {
+            numeric: &params.features.numeric,
+            categorical: &params.features.categorical,
+            target: &params.target,
+            delimiter: params.delimiter(),
+            missing_tokens: &params.data.missing_tokens,
+        }
+    }
+}
+
 /// A loaded table: the requested columns only.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Table {

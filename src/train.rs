@@ -71,13 +71,7 @@ pub fn apply_overrides(mut params: Params, opts: &TrainOptions, path: &std::path
 /// Everything up to (not including) the store: a fitted, evaluated artifact. Pure CPU work.
 pub fn fit_artifact(params: &Params) -> Result<Artifact> {
     let t0 = Instant::now();
-    let spec = ColumnSpec {
-        numeric: &params.features.numeric,
-        categorical: &params.features.categorical,
-        target: &params.target,
-        delimiter: params.delimiter(),
-        missing_tokens: &params.data.missing_tokens,
-    };
+    let spec = ColumnSpec::of(params);
     let (table, mut files) = data::load_csv(&params.data.train.paths(), &spec)?;
     tracing::info!(
         rows = table.len(),

@@ -208,12 +208,6 @@ impl Kafka {
             .set_if_absent("enable.auto.commit", "true")
             .set_if_absent("auto.commit.interval.ms", "200")
             .set_if_absent("auto.offset.reset", "earliest")
-            // a replica that died is noticed in seconds, not librdkafka's default 45 s: after a
-            // crash loop the group would otherwise wait for each dead member in turn
-            .set_if_absent("session.timeout.ms", "10000")
-            .set_if_absent("heartbeat.interval.ms", "2000")
-            // the rebalance timeout: how long a rebalance waits for members that stopped polling
-            .set_if_absent("max.poll.interval.ms", "30000")
             // bound the prefetch queue (default 64 MiB): memory stays flat under any backlog
             .set_if_absent("queued.max.messages.kbytes", "16384");
         let c: StreamConsumer = cc.create().map_err(|e| bus_err(topic, format!("cannot create consumer: {e}")))?;

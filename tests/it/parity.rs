@@ -56,13 +56,7 @@ fn matches_scikit_learn_on_every_reference_case() {
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let params = params_for(case);
-        let spec = ColumnSpec {
-            numeric: &params.features.numeric,
-            categorical: &params.features.categorical,
-            target: &params.target,
-            delimiter: params.delimiter(),
-            missing_tokens: &params.data.missing_tokens,
-        };
+        let spec = ColumnSpec::of(&params);
         let (table, _) = load_csv(&params.data.train.paths(), &spec).unwrap();
         let rows: Vec<usize> = (0..table.len()).collect();
         let prep = Preprocessing::fit(&params, &table, &rows).unwrap();
