@@ -47,11 +47,6 @@ pub struct Outgoing {
 }
 
 impl Kafka {
-    /// Build the base client config: every property from the file, then modelcast's overrides.
-    fn client_config(&self) -> ClientConfig {
-        base_config(&self.cfg)
-    }
-
     /// Connect a producer (idempotent, `acks=all`).
     pub fn connect(cfg: KafkaConfig) -> Result<Kafka> {
         let mut cc = base_config(&cfg);
@@ -177,7 +172,7 @@ impl Kafka {
     pub async fn feed(&self) -> Result<KafkaFeed> {
         let topic = self.cfg.modelcast.topics.train.clone();
         self.check_topics(&[&topic]).await?;
-        let mut cc = self.client_config();
+        let mut cc = base_config(&self.cfg);
         let group = format!("modelcast-follow-{}", crate::artifact::new_version(chrono::Utc::now(), b"feed"));
         cc.set("group.id", group).set("enable.auto.commit", "false").set("enable.auto.offset.store", "false");
         cc.set("auto.offset.reset", "earliest");
@@ -202,7 +197,7 @@ impl Kafka {
 
     /// The group consumer of the input topic, subscribed, with manual offset storing.
     pub fn input_consumer(&self, topic: &str) -> Result<StreamConsumer> {
-        let mut cc = self.client_config();
+        let mut cc = base_config(&self.cfg);
         cc.set("group.id", &self.cfg.modelcast.group_id)
             .set("enable.auto.offset.store", "false")
             .set_if_absent("enable.auto.commit", "true")
@@ -217,8 +212,9 @@ impl Kafka {
 
     /// Create modelcast's topics; existing ones are left as they are. Returns (topic, created?).
     pub async fn create_topics(&self, partitions: Option<i32>) -> Result<Vec<(String, bool)>> {
-        let admin: AdminClient<DefaultClientContext> =
-            self.client_config().create().map_err(|e| bus_err("admin", format!("cannot create admin client: {e}")))?;
+        let admin: AdminClient<DefaultClientContext> = base_config(&self.cfg)
+            .create()
+            .map_err(|e| bus_err("admin", format!("cannot create admin client: {e}")))?;
         let t = &self.cfg.modelcast.topics;
         let n = partitions.unwrap_or(self.cfg.modelcast.partitions);
         let repl = self.cfg.modelcast.replication_factor;

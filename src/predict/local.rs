@@ -199,11 +199,6 @@ impl Swapper {
         Swapper { feed, pending: None }
     }
 
-    /// The feed.
-    pub fn feed(&mut self) -> &mut AnnouncementFeed {
-        &mut self.feed
-    }
-
     /// Check for new announcements (and a due retry); returns the model to swap to, if any, and
     /// how many announcements or models were refused.
     pub async fn poll(&mut self, store: &Store, current: &Served, choice: &ModelChoice) -> (Option<Served>, u64) {

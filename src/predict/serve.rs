@@ -67,39 +67,16 @@ impl Metrics {
     /// Prometheus exposition text.
     pub fn render(&self, lag: &BTreeMap<i32, i64>) -> String {
         let mut s = String::new();
-        let counter = |s: &mut String, name: &str, help: &str, v: u64| {
-            let _ = write!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n");
-        };
-        counter(
-            &mut s,
-            "modelcast_records_in_total",
-            "Records consumed from the input topic.",
-            self.records_in.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut s,
-            "modelcast_predictions_out_total",
-            "Predictions acknowledged on app_messages.",
-            self.predictions_out.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut s,
-            "modelcast_dead_lettered_total",
-            "Records sent to the dead-letter topic.",
-            self.dead_lettered.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut s,
-            "modelcast_model_swaps_total",
-            "Hot swaps to a newer model.",
-            self.swaps.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut s,
-            "modelcast_models_refused_total",
-            "Announcements or models refused.",
-            self.refused.load(Ordering::Relaxed),
-        );
+        let counters = [
+            ("modelcast_records_in_total", "Records consumed from the input topic.", &self.records_in),
+            ("modelcast_predictions_out_total", "Predictions acknowledged on app_messages.", &self.predictions_out),
+            ("modelcast_dead_lettered_total", "Records sent to the dead-letter topic.", &self.dead_lettered),
+            ("modelcast_model_swaps_total", "Hot swaps to a newer model.", &self.swaps),
+            ("modelcast_models_refused_total", "Announcements or models refused.", &self.refused),
+        ];
+        for (name, help, v) in counters {
+            let _ = write!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n", v.load(Ordering::Relaxed));
+        }
         if let Ok(m) = self.model.lock() {
             let _ = write!(
                 s,
