@@ -169,6 +169,11 @@ pub struct PredictArgs {
     /// Serve /healthz and /metrics on this address (--serve).
     #[arg(long)]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Stable name of this replica (Kafka static membership, `group.instance.id`): a replica
+    /// restarted under the same name within the session timeout gets its partitions back
+    /// without a rebalance. Use the pod or host name; never share it between live replicas.
+    #[arg(long, requires = "serve", hide_env_values = true, env = "MODELCAST_INSTANCE_ID", value_parser = instance_id)]
+    pub instance_id: Option<String>,
     /// Store and bus.
     #[command(flatten)]
     pub loc: Locations,
@@ -209,4 +214,14 @@ pub struct ConfigArgs {
     /// Store and bus.
     #[command(flatten)]
     pub loc: Locations,
+}
+
+/// A Kafka `group.instance.id`: 1 to 249 of `[A-Za-z0-9._-]` (the broker's own rule).
+fn instance_id(s: &str) -> Result<String, String> {
+    let ok = (1..=249).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("use 1 to 249 letters, digits, '.', '_' or '-' (e.g. the pod name)".into())
+    }
 }

@@ -1,8 +1,8 @@
 //! Property tests of every decoder that takes outside input: records, announcements,
 //! artifacts, params and Kafka config files. The property is "never panics, and errors are
 //! errors" on arbitrary bytes and on arbitrary JSON/YAML-shaped values. The normal suite runs
-//! proptest's default case count; `scripts/reliability.sh` runs them long
-//! (`PROPTEST_CASES=100000`). Regressions found are added as plain tests at the bottom.
+//! proptest's default case count; `scripts/reliability.sh` runs each for 10 minutes
+//! (`MODELCAST_FUZZ_SECONDS=600`). Regressions found are added as plain tests at the bottom.
 
 use proptest::prelude::*;
 use serde_json::Value;
@@ -36,49 +36,93 @@ fn decoder() -> Decoder {
     Decoder::new(&["alcohol".to_string(), "pH".to_string(), "color".to_string()], "key")
 }
 
-proptest! {
-    #[test]
-    fn fuzz_record_decoder_bytes(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
-        let _ = decoder().json(&bytes);
+/// Runs `test` on values of `strategy`: proptest's case count (`PROPTEST_CASES`, default 256), or
+/// with `MODELCAST_FUZZ_SECONDS=N` rounds of 10,000 fresh random cases until N seconds are up.
+/// Failures are shrunk, saved to `proptest-regressions/fuzz.txt` and replayed first next time.
+fn fuzz<S>(name: &str, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
+where
+    S: Strategy,
+    S::Value: std::fmt::Debug,
+{
+    let seconds = std::env::var("MODELCAST_FUZZ_SECONDS").ok().and_then(|s| s.parse::<u64>().ok());
+    let start = std::time::Instant::now();
+    let mut cases = 0u64;
+    loop {
+        let mut config = ProptestConfig { source_file: Some(file!()), ..ProptestConfig::default() };
+        if seconds.is_some() {
+            config.cases = 10_000;
+        }
+        cases += u64::from(config.cases);
+        let mut runner = proptest::test_runner::TestRunner::new(config);
+        if let Err(e) = runner.run(&strategy, &test) {
+            panic!("{name}: {e}");
+        }
+        if seconds.is_none_or(|s| start.elapsed().as_secs() >= s) {
+            break;
+        }
     }
+    eprintln!("FUZZ {name}: {cases} cases in {:.0?}, no failure", start.elapsed());
+}
 
-    #[test]
-    fn fuzz_record_decoder_json(v in json_value()) {
-        let text = serde_json::to_vec(&v).unwrap();
-        let r = decoder().json(&text);
+fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 0..max)
+}
+
+#[test]
+fn fuzz_record_decoder_bytes() {
+    fuzz("record decoder (bytes)", bytes(256), |b| {
+        let _ = decoder().json(&b);
+        Ok(())
+    });
+}
+
+#[test]
+fn fuzz_record_decoder_json() {
+    fuzz("record decoder (JSON)", json_value(), |v| {
+        let text = serde_json::to_vec(&v).map_err(|e| TestCaseError::fail(e.to_string()))?;
         // any JSON object decodes; anything else is an error, never a panic
-        prop_assert_eq!(r.is_ok(), v.is_object());
-    }
+        prop_assert_eq!(decoder().json(&text).is_ok(), v.is_object());
+        Ok(())
+    });
+}
 
-    #[test]
-    fn fuzz_announcement_decoder(bytes in prop::collection::vec(any::<u8>(), 0..512), v in json_value()) {
-        let _ = Announcement::decode(&bytes);
-        let _ = Announcement::decode(&serde_json::to_vec(&v).unwrap());
-    }
+#[test]
+fn fuzz_announcement_decoder() {
+    fuzz("announcement decoder", (bytes(512), json_value()), |(b, v)| {
+        let _ = Announcement::decode(&b);
+        let _ = Announcement::decode(&serde_json::to_vec(&v).map_err(|e| TestCaseError::fail(e.to_string()))?);
+        Ok(())
+    });
+}
 
-    #[test]
-    fn fuzz_artifact_decoder(bytes in prop::collection::vec(any::<u8>(), 0..512), v in json_value()) {
-        let _ = Artifact::decode("fuzz", &bytes);
-        let mut v = v;
+#[test]
+fn fuzz_artifact_decoder() {
+    fuzz("artifact loader", (bytes(512), json_value()), |(b, mut v)| {
+        let _ = Artifact::decode("fuzz", &b);
         if let Value::Object(m) = &mut v {
             m.insert("format".into(), Value::String(crate::artifact::FORMAT.into()));
             m.insert("schema_version".into(), Value::Number(1.into()));
         }
-        prop_assert!(Artifact::decode("fuzz", &serde_json::to_vec(&v).unwrap()).is_err());
-    }
+        let text = serde_json::to_vec(&v).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(Artifact::decode("fuzz", &text).is_err());
+        Ok(())
+    });
+}
 
-    #[test]
-    fn fuzz_params_and_kafka_config(text in ".{0,300}", v in json_value()) {
-        let dir = std::env::temp_dir();
-        let path = dir.join(format!("modelcast-fuzz-{}.yaml", std::process::id()));
-        for doc in [text.clone(), serde_yaml::to_string(&v).unwrap_or_default()] {
+#[test]
+fn fuzz_params_and_kafka_config() {
+    let path = std::env::temp_dir().join(format!("modelcast-fuzz-{}.yaml", std::process::id()));
+    fuzz("params and Kafka config loaders", (".{0,300}", json_value()), |(text, v)| {
+        for doc in [text, serde_yaml::to_string(&v).unwrap_or_default()] {
             if let Ok(p) = crate::config::parse_yaml::<crate::config::params::Params>(&path, &doc) {
                 let _ = p.validate(&path);
             }
-            std::fs::write(&path, &doc).unwrap();
+            std::fs::write(&path, &doc).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let _ = crate::config::kafka::KafkaConfig::load(&path);
         }
-    }
+        Ok(())
+    });
+    let _ = std::fs::remove_file(&path);
 }
 
 #[test]

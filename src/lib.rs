@@ -286,6 +286,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
                         .clone()
                         .unwrap_or_else(|| kafka.config().modelcast.topics.input.clone()),
                     metrics_addr: args.metrics_addr,
+                    instance_id: args.instance_id.clone(),
                     stdout: args.sink.contains(&SinkKind::Stdout),
                 };
                 let counts = predict::serve::run(&env.store, kafka, feed, &choice, &opts).await?;

@@ -195,9 +195,13 @@ impl Kafka {
         Ok(KafkaFeed { consumer, topic, ends })
     }
 
-    /// The group consumer of the input topic, subscribed, with manual offset storing.
-    pub fn input_consumer(&self, topic: &str) -> Result<StreamConsumer> {
+    /// The group consumer of the input topic, subscribed, with manual offset storing; with an
+    /// `instance_id` it is a static member (`group.instance.id`, KIP-345).
+    pub fn input_consumer(&self, topic: &str, instance_id: Option<&str>) -> Result<StreamConsumer> {
         let mut cc = base_config(&self.cfg);
+        if let Some(id) = instance_id {
+            cc.set("group.instance.id", id);
+        }
         cc.set("group.id", &self.cfg.modelcast.group_id)
             .set("enable.auto.offset.store", "false")
             .set_if_absent("enable.auto.commit", "true")

@@ -31,6 +31,8 @@ pub struct ServeOptions {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Also print predictions on stdout.
     pub stdout: bool,
+    /// Static group membership (`group.instance.id`) of the input consumer.
+    pub instance_id: Option<String>,
 }
 
 const LATENCY_BUCKETS_MS: [u64; 13] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];
@@ -226,7 +228,7 @@ pub async fn run(
     let limits = kafka.config().modelcast.clone();
     kafka.check_topics(&[&opts.input_topic, &topics.app_messages, &topics.dead_letter]).await?;
     let metrics = Arc::new(Metrics::default());
-    let consumer = Arc::new(kafka.input_consumer(&opts.input_topic)?);
+    let consumer = Arc::new(kafka.input_consumer(&opts.input_topic, opts.instance_id.as_deref())?);
     if let Some(addr) = opts.metrics_addr {
         serve_http(addr, metrics.clone(), consumer.clone()).await?;
     }

@@ -254,6 +254,13 @@ fn config_errors_name_file_and_key_and_exit_2() {
 
     let out = sb.run(&["predict"]);
     assert_eq!(out.status.code(), Some(2), "missing --input is a usage error");
+
+    sb.write("k.yaml", "bootstrap.servers: 127.0.0.1:9\n");
+    let out = sb.run(&["predict", "--serve", "--kafka-config", "k.yaml", "--instance-id", "replica 0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--instance-id") && stderr(&out).contains("pod name"), "{}", stderr(&out));
+    let out = sb.run(&["predict", "--input", "x.csv", "--instance-id", "replica-0"]);
+    assert_eq!(out.status.code(), Some(2), "--instance-id needs --serve: {}", stderr(&out));
 }
 
 #[test]
