@@ -78,7 +78,8 @@ Examples:
   modelcast predict --input data/winequality-red.csv > predictions.jsonl
   modelcast predict --input records.jsonl --model 20261121T101500123Z-1a2b3c4d
   producer | modelcast predict --input - --follow --sink stdout --sink bus
-  modelcast predict --serve --kafka-config kafka_config.yaml --metrics-addr 127.0.0.1:9898";
+  modelcast predict --serve --kafka-config kafka_config.yaml --metrics-addr 127.0.0.1:9898
+  MODELCAST_INSTANCE_ID=$HOSTNAME modelcast predict --serve --kafka-config kafka_config.yaml";
 
 /// Where the store and bus are.
 #[derive(Debug, Args, Clone)]

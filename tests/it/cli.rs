@@ -202,6 +202,26 @@ fn bad_records_are_dead_lettered_and_the_rest_predicted() {
 }
 
 #[test]
+fn a_ten_megabyte_record_is_dead_lettered_and_the_next_one_scored() {
+    // (On Kafka, records over modelcast.max_record_bytes are dead-lettered unread; tansu cannot
+    // serve a 10 MB record at all, see docs/RELIABILITY.md. Here the decoder meets it whole.)
+    let sb = Sandbox::new();
+    assert_ok(&sb.run(&["train"]));
+    let big = format!("{{\"key\": \"big\", \"alcohol\": \"{}\"}}", "9".repeat(10 << 20));
+    sb.write("in.jsonl", &format!("{big}\n{{\"key\": \"after\", \"alcohol\": 10}}\n"));
+    let out = sb.run(&["predict", "--input", "in.jsonl"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let preds = stdout_json(&out);
+    assert_eq!(preds.len(), 1);
+    assert_eq!(preds[0]["key"], "after");
+    let dead = sb.log_lines("dead_letter");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["key"], "big");
+    assert!(dead[0]["reason"].as_str().unwrap().contains("\"alcohol\""), "{}", dead[0]["reason"]);
+    assert_eq!(dead[0]["record"].as_str().map(str::len), Some(big.len()), "the original bytes are kept");
+}
+
+#[test]
 fn categorical_model_handles_unseen_categories_and_missing_values() {
     let sb = Sandbox::new();
     std::fs::copy(repo().join("tests/fixtures/mixed.csv"), sb.path().join("data/mixed.csv")).unwrap();

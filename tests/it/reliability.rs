@@ -308,7 +308,7 @@ fn soak_one_million_records_with_flat_memory_and_fds() {
     assert!(svc.wait().unwrap().success());
     let _ = log.join();
     assert!(samples.len() >= 5, "too few samples: {samples:?}");
-    // warm-up: the first fifth of the run (at least 10 s): the consumer's prefetch queue fills
+    // warm-up: the first fifth of the run (at least 10 s): connections, buffers and the model load
     let warm = (samples.len() / 5).max(10).min(samples.len() - 1);
     let rss0 = samples[..warm].iter().map(|s| s.0).max().unwrap();
     let fd0 = samples[warm].1;
