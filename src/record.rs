@@ -16,6 +16,7 @@ use crate::features::Cell;
 /// Maps field names to slots for one model.
 #[derive(Debug, Clone)]
 pub struct Decoder {
+    columns: Vec<String>,
     index: HashMap<String, usize>,
     width: usize,
     key_field: String,
@@ -34,7 +35,7 @@ impl Decoder {
     /// A decoder for `columns` (slot order); `key_field` names the field that carries the record key.
     pub fn new(columns: &[String], key_field: &str) -> Decoder {
         let index = columns.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect();
-        Decoder { index, width: columns.len(), key_field: key_field.to_string() }
+        Decoder { columns: columns.to_vec(), index, width: columns.len(), key_field: key_field.to_string() }
     }
 
     /// Decode one JSON object.
@@ -100,7 +101,9 @@ enum Field {
     Other,
 }
 
-struct FieldSeed<'d>(&'d Decoder);
+/// Matches a field name to its slot; `.1` is the slot expected next (records usually list their
+/// fields in the model's order, so one string comparison beats hashing the name).
+struct FieldSeed<'d>(&'d Decoder, usize);
 
 impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
     type Value = Field;
@@ -115,6 +118,9 @@ impl Visitor<'_> for FieldSeed<'_> {
         f.write_str("a field name")
     }
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Field, E> {
+        if self.0.columns.get(self.1).is_some_and(|c| c == v) {
+            return Ok(Field::Slot(self.1));
+        }
         Ok(match self.0.index.get(v) {
             Some(&i) => Field::Slot(i),
             None if v == self.0.key_field => Field::Key,
@@ -225,9 +231,13 @@ impl<'de> Visitor<'de> for RecordVisitor<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Decoded<'de>, A::Error> {
         let mut cells = vec![Cell::Missing; self.dec.width];
         let mut key = None;
-        while let Some(field) = map.next_key_seed(FieldSeed(self.dec))? {
+        let mut next = 0;
+        while let Some(field) = map.next_key_seed(FieldSeed(self.dec, next))? {
             match field {
-                Field::Slot(i) => cells[i] = map.next_value_seed(CellSeed)?,
+                Field::Slot(i) => {
+                    cells[i] = map.next_value_seed(CellSeed)?;
+                    next = i + 1;
+                }
                 Field::Key => key = map.next_value_seed(KeySeed)?,
                 Field::Other => {
                     map.next_value::<IgnoredAny>()?;
@@ -255,6 +265,21 @@ mod tests {
         let r = d.json(br#"{"a": null}"#).unwrap();
         assert_eq!(r.cells, vec![Cell::Missing, Cell::Missing]);
         assert_eq!(r.key, None);
+    }
+
+    #[test]
+    fn fields_in_model_order_out_of_order_or_repeated_all_land_in_their_slots() {
+        let d = Decoder::new(&["a".to_string(), "b".to_string(), "c".to_string()], "key");
+        let in_order = d.json(br#"{"a": 1, "b": 2, "c": 3}"#).unwrap();
+        let shuffled = d.json(br#"{"c": 3, "x": 0, "a": 1, "b": 2}"#).unwrap();
+        assert_eq!(in_order.cells, vec![Cell::Num(1.0), Cell::Num(2.0), Cell::Num(3.0)]);
+        assert_eq!(shuffled.cells, in_order.cells);
+        // a repeated field: the last value wins, as with serde_json's maps
+        let repeated = d.json(br#"{"a": 1, "b": 2, "a": 5}"#).unwrap();
+        assert_eq!(repeated.cells, vec![Cell::Num(5.0), Cell::Num(2.0), Cell::Missing]);
+        // a field named like the key is the key even where a column is expected next
+        let keyed = d.json(br#"{"a": 1, "key": "k", "b": 2}"#).unwrap();
+        assert_eq!(keyed.key.as_deref(), Some("k"));
     }
 
     #[test]

@@ -119,11 +119,14 @@ impl Kafka {
     pub fn send_all(&self, msgs: Vec<Outgoing>) -> Result<Vec<DeliveryFuture>> {
         let mut futures = Vec::with_capacity(msgs.len());
         for m in msgs {
-            let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
-            for (k, v) in &m.headers {
-                headers = headers.insert(Header { key: k, value: Some(v.as_slice()) });
+            let mut rec = FutureRecord::to(&m.topic).payload(&m.payload);
+            if !m.headers.is_empty() {
+                let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
+                for (k, v) in &m.headers {
+                    headers = headers.insert(Header { key: k, value: Some(v.as_slice()) });
+                }
+                rec = rec.headers(headers);
             }
-            let mut rec = FutureRecord::to(&m.topic).payload(&m.payload).headers(headers);
             if !m.key.is_empty() {
                 rec = rec.key(&m.key);
             }

@@ -165,7 +165,10 @@ pub struct DeadLetter {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
+    // SystemTime, not chrono: this runs once per prediction
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

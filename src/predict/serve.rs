@@ -287,8 +287,11 @@ pub async fn run(
         let mut stamps = Vec::with_capacity(batch.len());
         let (mut ok, mut bad) = (0u64, 0u64);
         for m in &batch {
-            let kafka_key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
-            let fallback = kafka_key.clone().unwrap_or_else(|| format!("{}:{}", m.partition(), m.offset()));
+            // key: the record's key field, else the Kafka key, else partition:offset
+            let fallback = match m.key() {
+                Some(k) => String::from_utf8_lossy(k).into_owned(),
+                None => format!("{}:{}", m.partition(), m.offset()),
+            };
             let origin = Origin::Kafka { topic: m.topic().to_string(), partition: m.partition(), offset: m.offset() };
             let ts = m.timestamp().to_millis();
             let payload = m.payload().unwrap_or_default();
@@ -300,11 +303,10 @@ pub async fn run(
                 score_json(&model, payload, origin, fallback, ts)
             };
             match scored {
-                Scored::Ok(mut p) => {
-                    if let Some(k) = kafka_key {
-                        p.key = k;
-                    }
-                    let json = serde_json::to_vec(&p).map_err(|e| Error::Encode { what: "prediction", source: e })?;
+                Scored::Ok(p) => {
+                    let mut json = Vec::with_capacity(384);
+                    serde_json::to_writer(&mut json, &p)
+                        .map_err(|e| Error::Encode { what: "prediction", source: e })?;
                     if opts.stdout {
                         let _ = std::io::Write::write_all(&mut stdout, &[&json[..], b"\n"].concat());
                     }

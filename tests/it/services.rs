@@ -472,7 +472,8 @@ fn bad_records_go_to_the_dead_letter_topic_and_bad_models_are_refused() {
         ("nan".into(), b"{\"alcohol\": NaN}".to_vec()),
         ("overflow".into(), b"{\"alcohol\": 1e999}".to_vec()),
         ("infinity".into(), b"{\"alcohol\": \"Infinity\"}".to_vec()),
-        ("missingrule".into(), b"{\"alcohol\": 10, \"pH\": \"NA\"}".to_vec()),
+        // the record's key field names the prediction, not the Kafka key
+        ("missingrule".into(), b"{\"alcohol\": 10, \"pH\": \"NA\", \"key\": \"from-field\"}".to_vec()),
         ("good".into(), wine_record(1)),
     ];
     produce(&p, &w.topics.input, &bad);
@@ -543,6 +544,8 @@ fn bad_records_go_to_the_dead_letter_topic_and_bad_models_are_refused() {
     assert!(metrics.contains("modelcast_end_to_end_latency_seconds_count 3"), "{metrics}");
     assert!(metrics.contains("modelcast_consumer_lag{partition=\"0\"} 0"), "{metrics}");
     assert_eq!(preds.len(), 3);
+    let keys: Vec<_> = preds.iter().map(|p| p.2.as_deref().unwrap_or_default()).collect();
+    assert!(keys.contains(&"from-field") && keys.contains(&"good") && keys.contains(&"after"), "{keys:?}");
     for (_, _, _, v, _) in &preds {
         let v: serde_json::Value = serde_json::from_slice(v).unwrap();
         assert_eq!(v["model_version"], v1.as_str());
