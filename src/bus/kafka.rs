@@ -179,6 +179,9 @@ impl Kafka {
         let group = format!("modelcast-follow-{}", crate::artifact::new_version(chrono::Utc::now(), b"feed"));
         cc.set("group.id", group).set("enable.auto.commit", "false").set("enable.auto.offset.store", "false");
         cc.set("auto.offset.reset", "earliest");
+        // The train topic is tiny and a swap waits on it: brokers that hold a fetch for its whole
+        // wait (tansu) would add up to librdkafka's 500 ms default to every hot swap.
+        cc.set_if_absent("fetch.wait.max.ms", "100");
         let consumer: BaseConsumer =
             cc.create().map_err(|e| bus_err(&topic, format!("cannot create consumer: {e}")))?;
         let timeout = self.timeout();

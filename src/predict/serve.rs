@@ -240,7 +240,9 @@ pub async fn run(
     }
     metrics.ready.store(true, Ordering::Relaxed);
     let mut counts = Counts::default();
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    // How often the train follower is polled (a non-blocking read of its queue): part of every
+    // hot swap's delay, and nearly free.
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::io("install SIGTERM handler", "-", e))?;
