@@ -79,7 +79,7 @@ fn fuzz_record_decoder_bytes() {
 #[test]
 fn fuzz_record_decoder_json() {
     fuzz("record decoder (JSON)", json_value(), |v| {
-        let text = serde_json::to_vec(&v).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let text = serde_json::to_vec(&v).unwrap();
         // any JSON object decodes; anything else is an error, never a panic
         prop_assert_eq!(decoder().json(&text).is_ok(), v.is_object());
         Ok(())
@@ -90,7 +90,7 @@ fn fuzz_record_decoder_json() {
 fn fuzz_announcement_decoder() {
     fuzz("announcement decoder", (bytes(512), json_value()), |(b, v)| {
         let _ = Announcement::decode(&b);
-        let _ = Announcement::decode(&serde_json::to_vec(&v).map_err(|e| TestCaseError::fail(e.to_string()))?);
+        let _ = Announcement::decode(&serde_json::to_vec(&v).unwrap());
         Ok(())
     });
 }
@@ -103,7 +103,7 @@ fn fuzz_artifact_decoder() {
             m.insert("format".into(), Value::String(crate::artifact::FORMAT.into()));
             m.insert("schema_version".into(), Value::Number(1.into()));
         }
-        let text = serde_json::to_vec(&v).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let text = serde_json::to_vec(&v).unwrap();
         prop_assert!(Artifact::decode("fuzz", &text).is_err());
         Ok(())
     });
@@ -117,7 +117,7 @@ fn fuzz_params_and_kafka_config() {
             if let Ok(p) = crate::config::parse_yaml::<crate::config::params::Params>(&path, &doc) {
                 let _ = p.validate(&path);
             }
-            std::fs::write(&path, &doc).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            std::fs::write(&path, &doc).unwrap();
             let _ = crate::config::kafka::KafkaConfig::load(&path);
         }
         Ok(())

@@ -2,7 +2,6 @@
 //! These disturb the shared services, so they are `#[ignore]`d in the normal suite and run
 //! one at a time by `scripts/reliability.sh` (see docs/RELIABILITY.md).
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -72,17 +71,6 @@ fn current_pid(name: &str) -> Option<u32> {
     text.split_whitespace().next()?.parse().ok()
 }
 
-fn keys_in(bootstrap: &str, topic: &str, want: usize, timeout: Duration) -> (BTreeSet<String>, usize) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let recs = read_all(bootstrap, topic, Duration::from_secs(3), Duration::from_secs(120));
-        let keys: BTreeSet<String> = recs.iter().filter_map(|r| r.2.clone()).collect();
-        if keys.len() >= want || Instant::now() > deadline {
-            return (keys, recs.len());
-        }
-    }
-}
-
 #[test]
 #[ignore = "restarts the shared broker: run with scripts/reliability.sh"]
 fn broker_restart_mid_stream_loses_nothing_and_train_fails_cleanly() {
@@ -118,7 +106,7 @@ fn broker_restart_mid_stream_loses_nothing_and_train_fails_cleanly() {
     produce(&p, &w.topics.input, &records[n / 2..]);
     let (keys, all) = keys_in(&w.bootstrap, &w.topics.app, n, Duration::from_secs(120));
     let anns = read_topic(&w.bootstrap, &w.topics.train, usize::MAX, Duration::from_secs(3));
-    Command::new("kill").arg("-TERM").arg(svc.id().to_string()).status().unwrap();
+    sigterm(&svc);
     let status = svc.wait().unwrap();
     let log = log.join().unwrap();
     eprintln!("broker restart: {n} inputs, {all} predictions, {} distinct", keys.len());
@@ -180,7 +168,7 @@ fn s3_outage_fails_train_and_predict_retries_the_new_model() {
         }
         assert!(Instant::now() < deadline, "new model never served after S3 came back");
     }
-    Command::new("kill").arg("-TERM").arg(svc.id().to_string()).status().unwrap();
+    sigterm(&svc);
     assert!(svc.wait().unwrap().success());
     let _ = log.join();
 }
@@ -227,7 +215,7 @@ fn crash_ten_times_while_100k_records_flow() {
     let mut svc = w.serve(&["--instance-id", "crash-0"]);
     let (_, log) = wait_log(&mut svc, "serving model", Duration::from_secs(60));
     let (keys, all) = keys_in(&w.bootstrap, &w.topics.app, n, Duration::from_secs(180));
-    Command::new("kill").arg("-TERM").arg(svc.id().to_string()).status().unwrap();
+    sigterm(&svc);
     svc.wait().unwrap();
     let log = log.join().unwrap();
     if keys.len() != n {
@@ -304,7 +292,7 @@ fn soak_one_million_records_with_flat_memory_and_fds() {
         assert!(Instant::now() < deadline, "soak did not finish");
     }
     feeder.join().unwrap();
-    Command::new("kill").arg("-TERM").arg(svc.id().to_string()).status().unwrap();
+    sigterm(&svc);
     assert!(svc.wait().unwrap().success());
     let _ = log.join();
     assert!(samples.len() >= 5, "too few samples: {samples:?}");

@@ -206,6 +206,19 @@ pub fn read_all(bootstrap: &str, topic: &str, idle: Duration, max: Duration) -> 
     read_topic_until(bootstrap, topic, usize::MAX, max, Some(idle))
 }
 
+/// Distinct keys in `topic` and the number of records, re-reading the whole topic until `want`
+/// keys are there or `timeout` passed.
+pub fn keys_in(bootstrap: &str, topic: &str, want: usize, timeout: Duration) -> (BTreeSet<String>, usize) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let recs = read_all(bootstrap, topic, Duration::from_secs(3), Duration::from_secs(120));
+        let keys: BTreeSet<String> = recs.iter().filter_map(|r| r.2.clone()).collect();
+        if keys.len() >= want || Instant::now() > deadline {
+            return (keys, recs.len());
+        }
+    }
+}
+
 pub fn read_topic(bootstrap: &str, topic: &str, want: usize, timeout: Duration) -> Vec<Rec> {
     read_topic_until(bootstrap, topic, want, timeout, None)
 }
@@ -272,7 +285,8 @@ pub fn http_get(addr: &str, path: &str) -> String {
     out
 }
 
-fn sigterm(child: &Child) {
+/// Ask a child to stop (SIGTERM), as a supervisor would.
+pub fn sigterm(child: &Child) {
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
 }
 
@@ -612,14 +626,7 @@ fn sigkill_and_restart_loses_nothing() {
     svc.wait().unwrap();
     let mut svc = w.serve(&[]);
     let (_, log) = wait_log(&mut svc, "serving model", Duration::from_secs(60));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let (keys, all) = loop {
-        let recs = read_all(&w.bootstrap, &w.topics.app, Duration::from_secs(3), Duration::from_secs(60));
-        let keys: BTreeSet<String> = recs.iter().filter_map(|r| r.2.clone()).collect();
-        if keys.len() == n || Instant::now() > deadline {
-            break (keys, recs.len());
-        }
-    };
+    let (keys, all) = keys_in(&w.bootstrap, &w.topics.app, n, Duration::from_secs(120));
     sigterm(&svc);
     svc.wait().unwrap();
     let _ = log.join();
