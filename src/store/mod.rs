@@ -27,6 +27,23 @@ pub struct StoreOptions {
     pub checksums: Option<String>,
     /// Bound on attempts for transient errors.
     pub max_attempts: Option<u32>,
+    /// Static credentials used instead of the standard AWS chain (tests, explicit settings).
+    pub credentials: Option<StaticCredentials>,
+}
+
+/// An access key pair given explicitly; the secret never prints.
+#[derive(Clone)]
+pub struct StaticCredentials {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticCredentials").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+    }
 }
 
 /// An opened model store.

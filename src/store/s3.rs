@@ -54,6 +54,15 @@ impl S3Store {
         if let Some(r) = &opts.region {
             loader = loader.region(Region::new(r.clone()));
         }
+        if let Some(c) = &opts.credentials {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                c.access_key_id.clone(),
+                c.secret_access_key.clone(),
+                None,
+                None,
+                "modelcast",
+            ));
+        }
         let sdk = loader.load().await;
         let mut b = aws_sdk_s3::config::Builder::from(&sdk);
         if sdk.region().is_none() {
