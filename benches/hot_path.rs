@@ -6,13 +6,13 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use modelcast::bus::Origin;
+use modelcast::bus::{Origin, Outgoing, OutputTopics};
 use modelcast::config::params::Params;
 use modelcast::predict::{score_json, Scored, Served};
 
 fn model(params: &str) -> Served {
     let params = Params::load(Path::new(params)).expect("params");
-    let artifact = modelcast::train::fit_artifact(&params).expect("fit");
+    let artifact = modelcast::cmd::train::fit_artifact(&params).expect("fit");
     Served::from_artifact(&artifact, "key").expect("served")
 }
 
@@ -46,13 +46,16 @@ fn mixed_records(n: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn score_batch(m: &Served, batch: &[Vec<u8>], out: &mut Vec<Vec<u8>>) {
+const TOPICS: OutputTopics<'static> =
+    OutputTopics { app_messages: "app_messages", dead_letter: "dead_letter", dead_letter_max_bytes: 900_000 };
+
+fn score_batch(m: &Served, batch: &[Vec<u8>], out: &mut Vec<Outgoing<'static>>) {
     out.clear();
     for (i, r) in batch.iter().enumerate() {
         let origin = Origin::Kafka { topic: "features".into(), partition: 0, offset: i as i64 };
-        if let Scored::Ok(p) = score_json(m, r, origin, String::new(), Some(1)) {
-            out.push(serde_json::to_vec(&p).expect("encode"));
-        }
+        let scored = score_json(m, r, origin, String::new(), Some(1));
+        assert!(matches!(scored, Scored::Ok(_)));
+        out.push(Outgoing::of(scored, &TOPICS).expect("encode"));
     }
 }
 

@@ -65,7 +65,7 @@ fn bench(c: &mut Criterion) {
                 let rows: Vec<usize> = (0..t.len()).collect();
                 let prep = Preprocessing::fit(&params, t, &rows).expect("prep");
                 let design = TableDesign { prep: &prep, table: t, rows: &rows };
-                let fit = modelcast::model::fit(&params.model, &design).expect("fit");
+                let fit = modelcast::model::fit(params.model(), &design).expect("fit");
                 black_box(fit.intercept)
             })
         });

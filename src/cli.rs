@@ -1,10 +1,10 @@
-//! The command line (clap derive). Raw flags only: [`crate::run`] turns them into settings.
+//! The command line (clap derive): raw flags and the environment variables that stand for them,
+//! nothing else. No defaults and no rules between flags live here:
+//! [`crate::settings`] turns these into validated per-command settings, once.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-
-use crate::predict::input::Format;
 
 const ABOUT: &str = "Train regression models and serve them from Kafka.";
 
@@ -84,10 +84,10 @@ Examples:
 /// Where the store and bus are.
 #[derive(Debug, Args, Clone)]
 pub struct Locations {
-    /// Model store URL: file://PATH or s3://BUCKET/PREFIX.
-    #[arg(long, hide_env_values = true, env = "MODELCAST_STORE", default_value = "file://models")]
-    pub store: String,
-    /// Kafka config file (librdkafka properties + `modelcast:` settings). Without it, the local
+    /// Model store URL: file://PATH or s3://BUCKET/PREFIX [default: file://models].
+    #[arg(long, hide_env_values = true, env = "MODELCAST_STORE")]
+    pub store: Option<String>,
+    /// Kafka config file (Kafka client properties + `modelcast:` settings). Without it, the local
     /// announcement and prediction logs in the store are used.
     #[arg(long, hide_env_values = true, env = "MODELCAST_KAFKA_CONFIG")]
     pub kafka_config: Option<PathBuf>,
@@ -105,9 +105,9 @@ pub struct Locations {
 /// `modelcast train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Params file.
-    #[arg(long, hide_env_values = true, env = "MODELCAST_PARAMS", default_value = "params/params.yaml")]
-    pub params: PathBuf,
+    /// Params file [default: params/params.yaml].
+    #[arg(long, hide_env_values = true, env = "MODELCAST_PARAMS")]
+    pub params: Option<PathBuf>,
     /// Training CSV(s), replacing data.train from the params file.
     #[arg(long)]
     pub data: Vec<PathBuf>,
@@ -137,17 +137,17 @@ pub enum SinkKind {
 /// `modelcast predict`.
 #[derive(Debug, Args)]
 pub struct PredictArgs {
-    /// Input file (CSV or JSON lines), or - for stdin.
-    #[arg(long, required_unless_present = "serve")]
+    /// Input file (CSV or JSON lines), or - for stdin. Required unless --serve.
+    #[arg(long)]
     pub input: Option<String>,
-    /// Input format.
-    #[arg(long, value_enum, default_value_t = Format::Auto)]
-    pub format: Format,
+    /// Input format [default: auto].
+    #[arg(long, value_enum)]
+    pub format: Option<InputFormat>,
     /// Keep reading the input (tail -f) and hot-swap to newly announced models.
-    #[arg(long, conflicts_with = "serve")]
+    #[arg(long)]
     pub follow: bool,
-    /// Run as a service: consume the Kafka input topic, produce to app_messages.
-    #[arg(long, requires = "kafka_config")]
+    /// Run as a service: consume the Kafka input topic, produce to app_messages (needs --kafka-config).
+    #[arg(long)]
     pub serve: bool,
     /// Only use models of this name (default: the newest model of any name).
     #[arg(long, hide_env_values = true, env = "MODELCAST_MODEL_NAME")]
@@ -158,22 +158,24 @@ pub struct PredictArgs {
     /// Where predictions go (repeatable). Default: stdout, or bus with --serve.
     #[arg(long, value_enum)]
     pub sink: Vec<SinkKind>,
-    /// Record field (JSON) or column (CSV) holding the record key; default row number.
-    #[arg(long, default_value = "key")]
-    pub key_field: String,
+    /// Record field (JSON) or column (CSV) holding the record key [default: key]; records
+    /// without it are keyed by their Kafka key, else their row number or partition:offset.
+    #[arg(long)]
+    pub key_field: Option<String>,
     /// Accept a newly announced model whose input schema differs from the current one.
     #[arg(long)]
     pub allow_schema_change: bool,
-    /// Input topic for --serve (default: modelcast.topics.input from the Kafka config).
+    /// Input topic (--serve only) [default: modelcast.topics.input from the Kafka config].
     #[arg(long)]
     pub input_topic: Option<String>,
-    /// Serve /healthz and /metrics on this address (--serve).
+    /// Serve /healthz and /metrics on this address (--serve only).
     #[arg(long)]
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Stable name of this replica (Kafka static membership, `group.instance.id`): a replica
     /// restarted under the same name within the session timeout gets its partitions back
-    /// without a rebalance. Use the pod or host name; never share it between live replicas.
-    #[arg(long, requires = "serve", hide_env_values = true, env = "MODELCAST_INSTANCE_ID", value_parser = instance_id)]
+    /// without a rebalance. Use the pod or host name; never share it between live replicas
+    /// (--serve only).
+    #[arg(long, hide_env_values = true, env = "MODELCAST_INSTANCE_ID")]
     pub instance_id: Option<String>,
     /// Store and bus.
     #[command(flatten)]
@@ -186,9 +188,9 @@ pub enum TopicsAction {
     /// Create the train, input, app_messages and dead-letter topics (existing ones are kept).
     #[command(after_help = "Examples:\n  modelcast topics create --kafka-config kafka_config.yaml --partitions 6")]
     Create {
-        /// Kafka config file.
-        #[arg(long, hide_env_values = true, env = "MODELCAST_KAFKA_CONFIG", default_value = "kafka_config.yaml")]
-        kafka_config: PathBuf,
+        /// Kafka config file [default: kafka_config.yaml].
+        #[arg(long, hide_env_values = true, env = "MODELCAST_KAFKA_CONFIG")]
+        kafka_config: Option<PathBuf>,
         /// Partitions of the input, app_messages and dead-letter topics (default from the config).
         #[arg(long)]
         partitions: Option<i32>,
@@ -209,20 +211,21 @@ pub struct ModelsArgs {
 /// `modelcast config`.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
-    /// Params file to show.
-    #[arg(long, hide_env_values = true, env = "MODELCAST_PARAMS", default_value = "params/params.yaml")]
-    pub params: PathBuf,
+    /// Params file to show [default: params/params.yaml].
+    #[arg(long, hide_env_values = true, env = "MODELCAST_PARAMS")]
+    pub params: Option<PathBuf>,
     /// Store and bus.
     #[command(flatten)]
     pub loc: Locations,
 }
 
-/// A Kafka `group.instance.id`: 1 to 249 of `[A-Za-z0-9._-]` (the broker's own rule).
-fn instance_id(s: &str) -> Result<String, String> {
-    let ok = (1..=249).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if ok {
-        Ok(s.to_owned())
-    } else {
-        Err("use 1 to 249 letters, digits, '.', '_' or '-' (e.g. the pod name)".into())
-    }
+/// Input formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputFormat {
+    /// Decide from the file extension (`.csv` → CSV, else JSON lines); on stdin from the first byte.
+    Auto,
+    /// CSV with a header row.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
 }

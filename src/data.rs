@@ -70,11 +70,11 @@ impl<'a> ColumnSpec<'a> {
     /// The columns and reading rules a params file names.
     pub fn of(params: &'a crate::config::params::Params) -> ColumnSpec<'a> {
         ColumnSpec {
-            numeric: &params.features.numeric,
-            categorical: &params.features.categorical,
-            target: &params.target,
+            numeric: params.numeric(),
+            categorical: params.categorical(),
+            target: params.target(),
             delimiter: params.delimiter(),
-            missing_tokens: &params.data.missing_tokens,
+            missing_tokens: params.missing_tokens(),
         }
     }
 }

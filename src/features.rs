@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use ndarray::{Array2, ArrayView1, ArrayViewMut2};
 use serde::{Deserialize, Serialize};
 
-use crate::config::params::{MissingRule, Params, Scale};
+use crate::config::params::{CategoricalRule, NumericRule, Params, Scale};
 use crate::data::{Table, MISSING_CODE};
 use crate::error::{Error, Result};
 
@@ -28,7 +28,7 @@ pub struct NumericFeature {
     /// Column name in the input.
     pub name: String,
     /// The missing-value rule.
-    pub missing: MissingRule,
+    pub missing: NumericRule,
     /// The value a missing cell becomes; `None` when the rule is `reject`.
     pub impute: Option<f64>,
     /// Subtracted before scaling (0 when not standardizing).
@@ -44,7 +44,7 @@ pub struct CategoricalFeature {
     /// Column name in the input.
     pub name: String,
     /// The missing-value rule (`category` or `reject`).
-    pub missing: MissingRule,
+    pub missing: CategoricalRule,
     /// The learned vocabulary, sorted; one design-matrix column each.
     pub categories: Vec<String>,
 }
@@ -64,18 +64,18 @@ pub struct Preprocessing {
 impl Preprocessing {
     /// Learn the preprocessing from the rows `rows` of `table` (the training rows).
     pub fn fit(params: &Params, table: &Table, rows: &[usize]) -> Result<Preprocessing> {
-        let mut numeric = Vec::with_capacity(params.features.numeric.len());
-        for (name, col) in params.features.numeric.iter().zip(&table.numeric) {
+        let mut numeric = Vec::with_capacity(params.numeric().len());
+        for (name, col) in params.numeric().iter().zip(&table.numeric) {
             let rule = params.numeric_rule(name);
             let present: Vec<f64> = rows.iter().map(|&i| col[i]).filter(|v| !v.is_nan()).collect();
-            if present.is_empty() && !matches!(rule, MissingRule::Constant(_)) {
+            if present.is_empty() && !matches!(rule, NumericRule::Constant(_)) {
                 return Err(Error::Model(format!("numeric column {name:?} has no values in the training rows")));
             }
             let impute = match rule {
-                MissingRule::Mean => Some(mean(&present)),
-                MissingRule::Median => Some(median(present.clone())),
-                MissingRule::Constant(v) => Some(v),
-                MissingRule::Reject => {
+                NumericRule::Mean => Some(mean(&present)),
+                NumericRule::Median => Some(median(present.clone())),
+                NumericRule::Constant(v) => Some(v),
+                NumericRule::Reject => {
                     if present.len() != rows.len() {
                         return Err(Error::Model(format!(
                             "numeric column {name:?} has {} missing values in the training rows and its rule is \
@@ -85,9 +85,8 @@ impl Preprocessing {
                     }
                     None
                 }
-                MissingRule::Category => unreachable_rule(name)?,
             };
-            let (center, scale) = match params.scale {
+            let (center, scale) = match params.scale() {
                 Scale::None => (0.0, 1.0),
                 Scale::Standardize => {
                     let filled: Vec<f64> =
@@ -100,8 +99,8 @@ impl Preprocessing {
             };
             numeric.push(NumericFeature { name: name.clone(), missing: rule, impute, center, scale });
         }
-        let mut categorical = Vec::with_capacity(params.features.categorical.len());
-        for (name, col) in params.features.categorical.iter().zip(&table.categorical) {
+        let mut categorical = Vec::with_capacity(params.categorical().len());
+        for (name, col) in params.categorical().iter().zip(&table.categorical) {
             let rule = params.categorical_rule(name);
             let mut seen = vec![false; col.values.len()];
             let mut has_missing = false;
@@ -111,7 +110,7 @@ impl Preprocessing {
                     c => seen[c as usize] = true,
                 }
             }
-            if has_missing && rule == MissingRule::Reject {
+            if has_missing && rule == CategoricalRule::Reject {
                 return Err(Error::Model(format!(
                     "categorical column {name:?} has missing values in the training rows and its rule is reject"
                 )));
@@ -124,7 +123,7 @@ impl Preprocessing {
             categories.sort();
             categorical.push(CategoricalFeature { name: name.clone(), missing: rule, categories });
         }
-        Ok(Preprocessing { missing_tokens: params.data.missing_tokens.clone(), numeric, categorical })
+        Ok(Preprocessing { missing_tokens: params.missing_tokens().to_vec(), numeric, categorical })
     }
 
     /// Width of the design matrix.
@@ -219,10 +218,6 @@ impl crate::model::Design for TableDesign<'_> {
     }
 }
 
-fn unreachable_rule(name: &str) -> Result<Option<f64>> {
-    Err(Error::Model(format!("numeric column {name:?} cannot use the category rule")))
-}
-
 /// Arithmetic mean (0 for an empty slice).
 pub fn mean(v: &[f64]) -> f64 {
     if v.is_empty() {
@@ -308,7 +303,7 @@ impl Scorer {
             let ws = &coefficients[offset..offset + f.categories.len()];
             let weights: HashMap<String, f64> = f.categories.iter().cloned().zip(ws.iter().copied()).collect();
             let missing = weights.get(MISSING_CATEGORY).copied();
-            categorical.push(CatSlot { weights, missing, reject_missing: f.missing == MissingRule::Reject });
+            categorical.push(CatSlot { weights, missing, reject_missing: f.missing == CategoricalRule::Reject });
             offset += f.categories.len();
         }
         let columns = prep
@@ -390,22 +385,16 @@ mod tests {
             "name: t\ndata: {{train: x.csv}}\ntarget: y\nfeatures: {{numeric: [a], categorical: [c]}}\n\
              model: {{kind: linear}}\nscale: {scale}\n{extra}"
         );
-        let p: Params = crate::config::parse_yaml(std::path::Path::new("t.yaml"), &text).unwrap();
-        p.validate(std::path::Path::new("t.yaml")).unwrap();
-        p
+        let p: crate::config::params::ParamsFile =
+            crate::config::parse_yaml(std::path::Path::new("t.yaml"), &text).unwrap();
+        p.check(std::path::Path::new("t.yaml")).unwrap()
     }
 
     fn table(params: &Params, csv: &str) -> Table {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.csv");
         std::fs::write(&p, csv).unwrap();
-        let spec = ColumnSpec {
-            numeric: &params.features.numeric,
-            categorical: &params.features.categorical,
-            target: &params.target,
-            delimiter: b',',
-            missing_tokens: &params.data.missing_tokens,
-        };
+        let spec = ColumnSpec::of(params);
         load_csv(&[p], &spec).unwrap().0
     }
 

@@ -114,8 +114,8 @@ fn fuzz_params_and_kafka_config() {
     let path = std::env::temp_dir().join(format!("modelcast-fuzz-{}.yaml", std::process::id()));
     fuzz("params and Kafka config loaders", (".{0,300}", json_value()), |(text, v)| {
         for doc in [text, serde_yaml::to_string(&v).unwrap_or_default()] {
-            if let Ok(p) = crate::config::parse_yaml::<crate::config::params::Params>(&path, &doc) {
-                let _ = p.validate(&path);
+            if let Ok(p) = crate::config::parse_yaml::<crate::config::params::ParamsFile>(&path, &doc) {
+                let _ = p.check(&path);
             }
             std::fs::write(&path, &doc).unwrap();
             let _ = crate::config::kafka::KafkaConfig::load(&path);

@@ -1,9 +1,11 @@
-//! The `modelcast` binary: parse flags, set up logging, run, map the outcome to an exit code.
+//! The `modelcast` binary: parse flags, set up logging, validate settings, run, map the outcome
+//! to an exit code (0 ok, 1 failure, 2 usage or configuration error, 3 records rejected).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use modelcast::cli::{Cli, LogFormat};
+use modelcast::settings::Settings;
 use modelcast::Outcome;
 use tracing_subscriber::EnvFilter;
 
@@ -16,6 +18,10 @@ fn main() -> ExitCode {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
     }
+    let settings = match Settings::from_cli(cli) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -23,18 +29,21 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(modelcast::run(cli)) {
+    match runtime.block_on(modelcast::run(settings)) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Rejected(_)) => ExitCode::from(3),
-        Err(e) => {
-            let mut msg = format!("modelcast: error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                msg.push_str(&format!("\n  caused by: {s}"));
-                source = s.source();
-            }
-            eprintln!("{msg}");
-            ExitCode::from(e.exit_code())
-        }
+        Err(e) => fail(&e),
     }
+}
+
+/// Print the error once with its whole cause chain; its exit code.
+fn fail(e: &modelcast::error::Error) -> ExitCode {
+    let mut msg = format!("modelcast: error: {e}");
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(&format!("\n  caused by: {s}"));
+        source = s.source();
+    }
+    eprintln!("{msg}");
+    ExitCode::from(e.exit_code())
 }

@@ -23,13 +23,9 @@ use linfa_linalg::eigh::EighInto;
 use ndarray::{linalg::general_mat_mul, Array1, Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::config::params::{ModelKind, ModelParams};
+use crate::config::params::Model;
 use crate::error::{Error, Result};
 
-/// Default coordinate-descent iteration cap.
-pub const DEFAULT_MAX_ITERATIONS: u32 = 10_000;
-/// Default coordinate-descent tolerance (relative duality gap, as scikit-learn's `tol`).
-pub const DEFAULT_TOLERANCE: f64 = 1e-8;
 /// Relative eigenvalue cut-off below which a direction of the scaled Gram matrix counts as null.
 const RANK_TOLERANCE: f64 = 1e-10;
 
@@ -130,17 +126,17 @@ fn gram(d: &dyn Design) -> Result<Gram> {
     Ok(Gram { x_mean, y_mean, g, b })
 }
 
-/// Fit `params.kind` on a design.
-pub fn fit(params: &ModelParams, d: &dyn Design) -> Result<LinearFit> {
+/// Fit `model` on a design.
+pub fn fit(model: &Model, d: &dyn Design) -> Result<LinearFit> {
     if d.rows() < 2 {
         return Err(Error::Model(format!("need at least 2 training rows, got {}", d.rows())));
     }
-    let (coef, rank, iterations, x_mean, y_mean) = match params.kind {
-        ModelKind::Linear | ModelKind::Ridge => {
+    let (coef, rank, iterations, x_mean, y_mean) = match *model {
+        Model::Linear | Model::Ridge { .. } => {
             let gm = gram(d)?;
-            let alpha = if params.kind == ModelKind::Ridge { params.alpha.unwrap_or(1.0) } else { 0.0 };
+            let alpha = if let Model::Ridge { alpha } = *model { alpha } else { 0.0 };
             let (w, rank) = solve_normal(&gm, alpha)?;
-            if rank < d.width() && params.kind == ModelKind::Linear {
+            if rank < d.width() && *model == Model::Linear {
                 tracing::warn!(
                     rank,
                     columns = d.width(),
@@ -151,12 +147,17 @@ pub fn fit(params: &ModelParams, d: &dyn Design) -> Result<LinearFit> {
             }
             (w, rank, 0, gm.x_mean, gm.y_mean)
         }
-        ModelKind::Lasso | ModelKind::ElasticNet => coordinate_descent(params, d)?,
+        Model::Lasso { alpha, max_iterations, tolerance } => {
+            coordinate_descent(alpha, 1.0, max_iterations, tolerance, d)?
+        }
+        Model::ElasticNet { alpha, l1_ratio, max_iterations, tolerance } => {
+            coordinate_descent(alpha, l1_ratio, max_iterations, tolerance, d)?
+        }
     };
     if coef.iter().any(|c| !c.is_finite()) {
         return Err(Error::Model(format!(
             "{} produced non-finite coefficients; check for constant or duplicate columns, or use ridge",
-            params.kind.as_str()
+            model.as_str()
         )));
     }
     let intercept = y_mean - x_mean.dot(&coef);
@@ -215,7 +216,7 @@ fn solve_normal(gm: &Gram, alpha: f64) -> Result<(Array1<f64>, usize)> {
 type Solved = (Array1<f64>, usize, u32, Array1<f64>, f64);
 
 /// Lasso / elastic net with linfa-elasticnet on the centred, materialised design.
-fn coordinate_descent(params: &ModelParams, d: &dyn Design) -> Result<Solved> {
+fn coordinate_descent(alpha: f64, l1: f64, max_it: u32, tolerance: f64, d: &dyn Design) -> Result<Solved> {
     let mut parts = Vec::new();
     let mut ys = Vec::with_capacity(d.rows());
     d.for_each_chunk(&mut |x, y| {
@@ -229,9 +230,6 @@ fn coordinate_descent(params: &ModelParams, d: &dyn Design) -> Result<Solved> {
     let y = Array1::from(ys);
     let x_mean = x.mean_axis(Axis(0)).ok_or_else(|| Error::Model("empty design matrix".into()))?;
     let y_mean = y.mean().unwrap_or(0.0);
-    let alpha = params.alpha.unwrap_or(1.0);
-    let l1 = if params.kind == ModelKind::Lasso { 1.0 } else { params.l1_ratio.unwrap_or(0.5) };
-    let max_it = params.max_iterations.unwrap_or(DEFAULT_MAX_ITERATIONS);
     let xc = x - &x_mean;
     let rank = {
         let gm = Gram { x_mean: x_mean.clone(), y_mean, g: xc.t().dot(&xc), b: Array1::zeros(xc.ncols()) };
@@ -241,7 +239,7 @@ fn coordinate_descent(params: &ModelParams, d: &dyn Design) -> Result<Solved> {
         .penalty(alpha)
         .l1_ratio(l1)
         .with_intercept(false)
-        .tolerance(params.tolerance.unwrap_or(DEFAULT_TOLERANCE))
+        .tolerance(tolerance)
         .max_iterations(max_it)
         .fit(&Dataset::new(xc, &y - y_mean))
         .map_err(|e| Error::Model(format!("coordinate descent failed: {e}")))?;
@@ -294,11 +292,19 @@ mod tests {
     use approx::assert_abs_diff_eq;
     use ndarray::array;
 
-    fn params(kind: ModelKind, alpha: Option<f64>) -> ModelParams {
-        ModelParams { kind, alpha, l1_ratio: None, max_iterations: None, tolerance: None }
+    use crate::config::params::{ModelKind, DEFAULT_MAX_ITERATIONS, DEFAULT_TOLERANCE};
+
+    fn params(kind: ModelKind, alpha: Option<f64>) -> Model {
+        let (alpha, max_iterations, tolerance) = (alpha.unwrap_or(1.0), DEFAULT_MAX_ITERATIONS, DEFAULT_TOLERANCE);
+        match kind {
+            ModelKind::Linear => Model::Linear,
+            ModelKind::Ridge => Model::Ridge { alpha },
+            ModelKind::Lasso => Model::Lasso { alpha, max_iterations, tolerance },
+            ModelKind::ElasticNet => Model::ElasticNet { alpha, l1_ratio: 0.5, max_iterations, tolerance },
+        }
     }
 
-    fn fit_dense(p: &ModelParams, x: &Array2<f64>, y: &Array1<f64>) -> LinearFit {
+    fn fit_dense(p: &Model, x: &Array2<f64>, y: &Array1<f64>) -> LinearFit {
         fit(p, &Dense { x: x.view(), y: y.view() }).unwrap()
     }
 

@@ -1,232 +1,226 @@
 //! Messages between modelcast processes, and the channels that carry them.
 //!
-//! The message types here are pure (encode/decode only) and are the same on every channel:
-//! the local logs of the embedded default ([`local`]) and Kafka topics ([`kafka`]).
+//! * [`message`]: the message types (pure): announcements, predictions, dead letters, and
+//!   [`Outgoing::of`], the one way a scored record becomes a message.
+//! * [`Bus`]: the channel, chosen by configuration as [`crate::store::Store`] is by URL: the
+//!   local logs of the embedded default ([`local`], `<store>/_bus/<topic>.jsonl`) or Kafka
+//!   ([`kafka`], with `--kafka-config`). Announcing, following a topic and producing go through it.
+//!
+//! Invariant: commands and flows use [`Bus`], [`Follower`] and [`AnnouncementFeed`]; only
+//! [`kafka`] knows about Kafka clients.
 
 pub mod kafka;
 pub mod local;
+pub mod message;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::artifact::Artifact;
-use crate::error::{Error, Result};
+pub use message::{
+    now_ms, Announcement, DeadLetter, HeadlineMetrics, Origin, Outgoing, OutputTopics, Prediction, Scored,
+    MESSAGE_SCHEMA_VERSION,
+};
 
-/// Version of the announcement and prediction message formats.
-pub const MESSAGE_SCHEMA_VERSION: u32 = 1;
+use crate::config::kafka::{KafkaConfig, Topics};
+use crate::error::Result;
+use crate::events::{AnnouncementRefused, Event};
+use kafka::{Kafka, TopicFollower};
+use local::LocalLog;
 
-/// Headline metrics carried in an announcement.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct HeadlineMetrics {
-    /// Held-out R².
-    pub r2: f64,
-    /// Held-out RMSE.
-    pub rmse: f64,
-    /// Held-out MAE.
-    pub mae: f64,
+/// The message channel of a command.
+pub enum Bus {
+    /// Append-only JSON-lines logs, one per topic, in a directory (`<store>/_bus`).
+    Local(PathBuf),
+    /// A Kafka cluster.
+    Kafka(Arc<Kafka>),
 }
 
-/// "A new model is available": the value of a `train` topic message (key = model name).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Announcement {
-    /// Message format version.
-    pub schema_version: u32,
-    /// Model name.
-    pub model_name: String,
-    /// Model version id.
-    pub version: String,
-    /// Full URI of the artifact (informational; readers fetch `key` from their own store).
-    pub uri: String,
-    /// Store key of the artifact.
-    pub key: String,
-    /// Hex sha256 of the artifact bytes.
-    pub sha256: String,
-    /// Artifact size in bytes.
-    pub size: u64,
-    /// When the model was created.
-    pub created_at: DateTime<Utc>,
-    /// Held-out metrics.
-    pub metrics: HeadlineMetrics,
-    /// Digest of the input schema (column names and types).
-    pub input_schema_digest: String,
-    /// modelcast version that trained the model.
-    pub tool_version: String,
-}
+impl Bus {
+    /// The local logs under `dir`.
+    pub fn local(dir: impl Into<PathBuf>) -> Bus {
+        Bus::Local(dir.into())
+    }
 
-impl Announcement {
-    /// The announcement of `artifact`, stored as `bytes` at `uri`.
-    pub fn of(artifact: &Artifact, uri: String, bytes: &[u8]) -> Announcement {
-        let m = &artifact.metrics.model;
-        Announcement {
-            schema_version: MESSAGE_SCHEMA_VERSION,
-            model_name: artifact.model_name.clone(),
-            version: artifact.version.clone(),
-            uri,
-            key: artifact.key(),
-            sha256: crate::artifact::sha256_hex(bytes),
-            size: bytes.len() as u64,
-            created_at: artifact.created_at,
-            metrics: HeadlineMetrics { r2: m.r2, rmse: m.rmse, mae: m.mae },
-            input_schema_digest: artifact.input_schema.digest(),
-            tool_version: artifact.tool_version.clone(),
+    /// Connect to Kafka (a producer; consumers are opened on demand).
+    pub fn kafka(cfg: KafkaConfig) -> Result<Bus> {
+        Ok(Bus::Kafka(Arc::new(Kafka::connect(cfg)?)))
+    }
+
+    /// Topic names: from the Kafka config, or the defaults (local log names).
+    pub fn topics(&self) -> Topics {
+        match self {
+            Bus::Local(_) => Topics::default(),
+            Bus::Kafka(k) => k.config().modelcast.topics.clone(),
         }
     }
 
-    /// One-line JSON.
-    pub fn encode(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec(self).map_err(|e| Error::Encode { what: "announcement", source: e })
+    /// The topics and bound scored records go to.
+    pub fn output_topics(&self) -> (Topics, usize) {
+        match self {
+            Bus::Local(_) => (Topics::default(), usize::MAX),
+            Bus::Kafka(k) => (k.config().modelcast.topics.clone(), k.config().modelcast.dead_letter_max_bytes),
+        }
     }
 
-    /// Parse and check an announcement.
-    pub fn decode(bytes: &[u8]) -> std::result::Result<Announcement, String> {
-        let a: Announcement = serde_json::from_slice(bytes).map_err(|e| format!("not an announcement: {e}"))?;
-        if a.schema_version != MESSAGE_SCHEMA_VERSION {
-            return Err(format!(
-                "unsupported announcement schema_version {} (this modelcast reads {MESSAGE_SCHEMA_VERSION})",
-                a.schema_version
-            ));
+    /// The local log of `topic` (local bus only).
+    pub fn log(&self, topic: &str) -> Option<LocalLog> {
+        match self {
+            Bus::Local(dir) => Some(LocalLog::new(dir, topic)),
+            Bus::Kafka(_) => None,
         }
-        if a.sha256.len() != 64 || !a.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("sha256 {:?} is not 64 hex characters", a.sha256));
+    }
+
+    /// Where `topic` is, for messages: a log file path or `topic NAME`.
+    pub fn describe(&self, topic: &str) -> String {
+        match self {
+            Bus::Local(dir) => LocalLog::new(dir, topic).path().display().to_string(),
+            Bus::Kafka(_) => format!("topic {topic}"),
         }
-        crate::store::check_key(&a.key).map_err(|e| e.to_string())?;
-        Ok(a)
+    }
+
+    /// The Kafka client, when the bus is Kafka.
+    pub fn as_kafka(&self) -> Option<&Arc<Kafka>> {
+        match self {
+            Bus::Kafka(k) => Some(k),
+            Bus::Local(_) => None,
+        }
+    }
+
+    /// Fail fast when a topic does not exist or the broker is unreachable (local logs always exist).
+    pub async fn check_topics(&self, topics: &[&str]) -> Result<()> {
+        match self {
+            Bus::Local(_) => Ok(()),
+            Bus::Kafka(k) => k.check_topics(topics).await,
+        }
+    }
+
+    /// Publish an announcement on the train topic and wait until it is durable; returns where it went.
+    pub async fn announce(&self, ann: &Announcement) -> Result<String> {
+        match self {
+            Bus::Local(dir) => {
+                let log = LocalLog::new(dir, &self.topics().train);
+                log.append(&[ann.encode()?])?;
+                Ok(format!("local log {}", log.path().display()))
+            }
+            Bus::Kafka(k) => k.announce(ann).await,
+        }
+    }
+
+    /// Publish messages and wait until every one is acknowledged (Kafka) or written (local log:
+    /// the payload is the line).
+    pub async fn produce(&self, msgs: Vec<Outgoing<'_>>) -> Result<()> {
+        match self {
+            Bus::Local(dir) => {
+                let mut by_topic: Vec<(&str, Vec<Vec<u8>>)> = Vec::new();
+                for m in msgs {
+                    match by_topic.iter_mut().find(|(t, _)| *t == m.topic) {
+                        Some((_, lines)) => lines.push(m.payload),
+                        None => by_topic.push((m.topic, vec![m.payload])),
+                    }
+                }
+                for (topic, lines) in by_topic {
+                    LocalLog::new(dir, topic).append(&lines)?;
+                }
+                Ok(())
+            }
+            Bus::Kafka(k) => k.produce(msgs).await,
+        }
+    }
+
+    /// Flush anything queued (Kafka); local logs are written synchronously.
+    pub fn flush(&self) -> Result<()> {
+        match self {
+            Bus::Local(_) => Ok(()),
+            Bus::Kafka(k) => k.flush(),
+        }
+    }
+
+    /// Follow `topic` from its beginning: every replica sees every message (no consumer group).
+    pub async fn follow(&self, topic: &str) -> Result<Follower> {
+        Ok(match self {
+            Bus::Local(dir) => Follower::Local(LocalLog::new(dir, topic), 0),
+            Bus::Kafka(k) => Follower::Kafka(
+                Box::new(k.follow(topic).await?),
+                Duration::from_millis(k.config().modelcast.timeout_ms),
+            ),
+        })
+    }
+
+    /// Follow the announcements on the train topic.
+    pub async fn announcements(&self) -> Result<AnnouncementFeed> {
+        Ok(AnnouncementFeed(self.follow(&self.topics().train).await?))
     }
 }
 
-/// Where a scored record came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Origin {
-    /// A line of a file or stdin.
-    Line {
-        /// File name, or `-` for stdin.
-        source: String,
-        /// 1-based line number.
-        line: u64,
-    },
-    /// A Kafka record.
-    Kafka {
-        /// Input topic.
-        topic: String,
-        /// Partition.
-        partition: i32,
-        /// Offset.
-        offset: i64,
-    },
+/// Where the local bus lives for a store: `<root>/_bus` for a file store, else `models/_bus`.
+pub fn local_dir(store_root: Option<&Path>) -> PathBuf {
+    store_root.map_or_else(|| PathBuf::from("models/_bus"), |r| r.join("_bus"))
 }
 
-/// One prediction: a line on stdout, a line of the local `app_messages` log, or the value of an
-/// `app_messages` Kafka record (key = input key).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Prediction {
-    /// Message format version.
-    pub schema_version: u32,
-    /// The record's key: its `key` field (JSON), the Kafka key, or the row number.
-    pub key: String,
-    /// The predicted value.
-    pub prediction: f64,
-    /// Model name.
-    pub model_name: String,
-    /// Version of the model that produced it.
-    pub model_version: String,
-    /// Where the record came from.
-    #[serde(flatten)]
-    pub origin: Origin,
-    /// When the input record was produced (Kafka timestamp, ms since epoch), if known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input_timestamp_ms: Option<i64>,
-    /// When the prediction was made (ms since epoch).
-    pub predicted_at_ms: i64,
+/// A reader of one topic: its history first, then what arrives.
+pub enum Follower {
+    /// A local log and the byte offset read so far.
+    Local(LocalLog, u64),
+    /// A Kafka topic, and the bound on reading its history.
+    Kafka(Box<TopicFollower>, Duration),
 }
 
-/// A record that could not be scored: a line of the local `dead_letter` log. On Kafka the
-/// original bytes are the record value and the reason is a header.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeadLetter {
-    /// Message format version.
-    pub schema_version: u32,
-    /// The record's key, if one could be read.
-    pub key: String,
-    /// Why it was rejected.
-    pub reason: String,
-    /// Where it came from.
-    #[serde(flatten)]
-    pub origin: Origin,
-    /// The original record (lossy UTF-8).
-    pub record: String,
-    /// The model that rejected it, if one was loaded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model_version: Option<String>,
-    /// The original bytes (the Kafka dead-letter value); not part of the JSON form.
-    #[serde(skip)]
-    pub raw: Vec<u8>,
+impl Follower {
+    /// Every message so far (values), oldest first per partition.
+    pub async fn history(&mut self) -> Result<Vec<Vec<u8>>> {
+        match self {
+            Follower::Local(..) => self.poll().await,
+            Follower::Kafka(f, timeout) => tokio::task::block_in_place(|| f.history(*timeout)),
+        }
+    }
+
+    /// Messages that arrived since the last call (non-blocking).
+    pub async fn poll(&mut self) -> Result<Vec<Vec<u8>>> {
+        match self {
+            Follower::Local(log, offset) => {
+                let (lines, next) = log.read_from(*offset)?;
+                *offset = next;
+                Ok(lines)
+            }
+            Follower::Kafka(f, _) => Ok(f.poll()),
+        }
+    }
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    // SystemTime, not chrono: this runs once per prediction
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+/// The announcements on the train topic, decoded and checked.
+pub struct AnnouncementFeed(Follower);
+
+impl AnnouncementFeed {
+    /// All valid announcements so far, oldest first; refused ones are emitted as events and skipped.
+    pub async fn history(&mut self) -> Result<Vec<Announcement>> {
+        Ok(self.0.history().await?.iter().filter_map(|b| decode_or_refuse(b)).collect())
+    }
+
+    /// Valid announcements since the last call; refused ones are emitted as events and skipped.
+    pub async fn poll(&mut self) -> Result<Vec<Announcement>> {
+        Ok(self.0.poll().await?.iter().filter_map(|b| decode_or_refuse(b)).collect())
+    }
+}
+
+fn decode_or_refuse(bytes: &[u8]) -> Option<Announcement> {
+    Announcement::decode(bytes).map_err(|reason| AnnouncementRefused { reason: &reason }.emit()).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sample() -> Announcement {
-        Announcement {
-            schema_version: 1,
-            model_name: "m".into(),
-            version: "20260101T000000000Z-abcdef01".into(),
-            uri: "file://models/m/2026-01-01/x.json".into(),
-            key: "m/2026-01-01/x.json".into(),
-            sha256: "a".repeat(64),
-            size: 10,
-            created_at: Utc::now(),
-            metrics: HeadlineMetrics { r2: 0.5, rmse: 1.0, mae: 0.8 },
-            input_schema_digest: "sha256:x".into(),
-            tool_version: "0.1.0".into(),
-        }
-    }
-
-    #[test]
-    fn announcement_round_trips() {
-        let a = sample();
-        assert_eq!(Announcement::decode(&a.encode().unwrap()).unwrap(), a);
-    }
-
-    #[test]
-    fn bad_announcements_are_refused_with_a_reason() {
-        assert!(Announcement::decode(b"\xff\xfe").unwrap_err().contains("not an announcement"));
-        let mut a = sample();
-        a.schema_version = 7;
-        assert!(Announcement::decode(&a.encode().unwrap()).unwrap_err().contains("schema_version 7"));
-        let mut a = sample();
-        a.key = "../../etc/passwd".into();
-        assert!(Announcement::decode(&a.encode().unwrap()).unwrap_err().contains("invalid store key"));
-        let mut a = sample();
-        a.sha256 = "zz".into();
-        assert!(Announcement::decode(&a.encode().unwrap()).is_err());
-    }
-
-    #[test]
-    fn prediction_json_has_the_documented_fields() {
-        let p = Prediction {
-            schema_version: 1,
-            key: "7".into(),
-            prediction: 5.5,
-            model_name: "m".into(),
-            model_version: "v".into(),
-            origin: Origin::Kafka { topic: "t".into(), partition: 0, offset: 3 },
-            input_timestamp_ms: Some(1),
-            predicted_at_ms: 2,
-        };
-        let v: serde_json::Value = serde_json::to_value(&p).unwrap();
-        for k in ["key", "prediction", "model_name", "model_version", "topic", "partition", "offset"] {
-            assert!(v.get(k).is_some(), "{k}");
-        }
-        assert_eq!(serde_json::from_value::<Prediction>(v).unwrap(), p);
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_local_bus_skips_refused_announcements_and_reads_only_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = Bus::local(dir.path());
+        let mut feed = bus.announcements().await.unwrap();
+        assert!(feed.history().await.unwrap().is_empty());
+        LocalLog::new(dir.path(), "train").append(&[b"not json".to_vec()]).unwrap();
+        let refused = crate::events::metrics().refused.get();
+        assert!(feed.poll().await.unwrap().is_empty());
+        assert!(crate::events::metrics().refused.get() > refused);
+        assert!(feed.poll().await.unwrap().is_empty(), "read once");
     }
 }

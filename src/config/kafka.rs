@@ -1,4 +1,4 @@
-//! `kafka_config.yaml`: librdkafka properties (passed through as they are) plus modelcast's own
+//! `kafka_config.yaml`: Kafka client properties (passed through as they are) plus modelcast's own
 //! settings under the `modelcast:` key.
 //!
 //! `${VAR}` in any value is replaced by the environment variable `VAR` (an unset variable is an
@@ -116,7 +116,7 @@ impl Default for ModelcastKafka {
 pub struct KafkaConfig {
     /// The file it came from.
     pub path: PathBuf,
-    /// librdkafka properties, expanded.
+    /// Kafka client properties, expanded.
     pub properties: BTreeMap<String, String>,
     /// modelcast settings.
     pub modelcast: ModelcastKafka,
@@ -128,7 +128,7 @@ impl std::fmt::Debug for KafkaConfig {
     }
 }
 
-/// Whether a librdkafka property holds a secret.
+/// Whether a client property holds a secret.
 pub fn is_secret(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     ["password", "secret", "jaas", "token", "ssl.key.pem", "ssl.keystore", "ssl_key", "credentials"]
@@ -137,8 +137,11 @@ pub fn is_secret(name: &str) -> bool {
         || n == "sasl.username"
 }
 
-/// Replace `${VAR}` references with environment values.
-pub fn expand_env(value: &str, path: &Path, key: &str) -> Result<String> {
+/// Looks up an environment variable (the process environment, or a map in tests).
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Replace `${VAR}` references with values from `env`.
+pub fn expand_env(value: &str, path: &Path, key: &str, env: EnvLookup<'_>) -> Result<String> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(start) = rest.find("${") {
@@ -147,7 +150,7 @@ pub fn expand_env(value: &str, path: &Path, key: &str) -> Result<String> {
         let end =
             after.find('}').ok_or_else(|| Error::config(path, key, "unterminated ${...} reference".to_string()))?;
         let var = &after[..end];
-        let v = std::env::var(var).map_err(|_| {
+        let v = env(var).ok_or_else(|| {
             Error::config(path, key, format!("environment variable {var} is not set (referenced as ${{{var}}})"))
         })?;
         out.push_str(&v);
@@ -158,8 +161,23 @@ pub fn expand_env(value: &str, path: &Path, key: &str) -> Result<String> {
 }
 
 impl KafkaConfig {
-    /// Load and expand a config file.
+    /// Load a config file, expanding `${VAR}` from the process environment.
     pub fn load(path: &Path) -> Result<KafkaConfig> {
+        Self::load_with(path, &|k| std::env::var(k).ok())
+    }
+
+    /// A config with only `bootstrap.servers` and the defaults (unit tests).
+    #[cfg(test)]
+    pub fn for_tests(bootstrap: &str) -> KafkaConfig {
+        KafkaConfig {
+            path: PathBuf::from("test.yaml"),
+            properties: [("bootstrap.servers".to_string(), bootstrap.to_string())].into(),
+            modelcast: ModelcastKafka::default(),
+        }
+    }
+
+    /// Load a config file, expanding `${VAR}` with `env`.
+    pub fn load_with(path: &Path, env: EnvLookup<'_>) -> Result<KafkaConfig> {
         let text = super::read_config_file(path)?;
         let raw: BTreeMap<String, serde_yaml::Value> = super::parse_yaml(path, &text)?;
         let mut properties = BTreeMap::new();
@@ -180,9 +198,9 @@ impl KafkaConfig {
                 serde_yaml::Value::Number(n) => n.to_string(),
                 serde_yaml::Value::Bool(b) => b.to_string(),
                 serde_yaml::Value::Null => continue,
-                _ => return Err(Error::config(path, &k, "librdkafka properties take a string, number or boolean")),
+                _ => return Err(Error::config(path, &k, "client properties take a string, number or boolean")),
             };
-            properties.insert(k.clone(), expand_env(&s, path, &k)?);
+            properties.insert(k.clone(), expand_env(&s, path, &k, env)?);
         }
         if !properties.contains_key("bootstrap.servers") {
             return Err(Error::config(path, "bootstrap.servers", "required (host:port of the Kafka brokers)"));
@@ -210,14 +228,14 @@ mod tests {
     fn expands_env_and_redacts_secrets() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k.yaml");
-        std::env::set_var("MODELCAST_TEST_SECRET_X", "hunter2");
+        let env = |k: &str| (k == "MODELCAST_TEST_SECRET_X").then(|| "hunter2".to_string());
         std::fs::write(
             &p,
             "bootstrap.servers: 127.0.0.1:9092\nsasl.password: ${MODELCAST_TEST_SECRET_X}\nlinger.ms: 5\n\
              modelcast: {topics: {input: in}, partitions: 2}\n",
         )
         .unwrap();
-        let c = KafkaConfig::load(&p).unwrap();
+        let c = KafkaConfig::load_with(&p, &env).unwrap();
         assert_eq!(c.properties["sasl.password"], "hunter2");
         assert_eq!(c.properties["linger.ms"], "5");
         assert_eq!(c.modelcast.topics.input, "in");

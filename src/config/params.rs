@@ -1,8 +1,11 @@
 //! `params/*.yaml`: what to train on and how. See the README's "Params reference".
 //!
-//! [`Params::load`] parses and validates in one step: a `Params` value that exists is
-//! a valid one (unknown keys rejected, hyperparameter ranges checked, every column
-//! named at most once).
+//! Two types, as linfa's `ParamGuard`: [`ParamsFile`] is what a file says (deserialisable, public
+//! fields, nothing checked); [`ParamsFile::check`] is the only way to a [`Params`], the validated
+//! settings the rest of the program takes. Every default is resolved there, once; every error names
+//! the file and the dotted key. The model section becomes a [`Model`] enum carrying exactly the
+//! hyperparameters of its kind, and numeric and categorical missing-value rules are different
+//! types ([`NumericRule`], [`CategoricalRule`]), so an impossible combination cannot be written.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,35 +14,42 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Training parameters, as written in a params file.
+/// Default coordinate-descent iteration cap (lasso, elastic net).
+pub const DEFAULT_MAX_ITERATIONS: u32 = 10_000;
+/// Default coordinate-descent tolerance (lasso, elastic net).
+pub const DEFAULT_TOLERANCE: f64 = 1e-8;
+/// Default elastic-net mixing.
+pub const DEFAULT_L1_RATIO: f64 = 0.5;
+
+/// A params file as written: the raw, unchecked form. [`ParamsFile::check`] turns it into [`Params`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Params {
+pub struct ParamsFile {
     /// Model name: the first path segment of every artifact key and the Kafka message key.
     pub name: String,
     /// Where the training data is and how to read it.
-    pub data: DataParams,
+    pub data: DataSection,
     /// The column to predict.
     pub target: String,
     /// Feature columns.
-    pub features: FeatureParams,
+    pub features: FeatureSection,
     /// Missing-value handling.
     #[serde(default)]
-    pub missing: MissingParams,
+    pub missing: MissingSection,
     /// Scaling of numeric features.
     #[serde(default)]
     pub scale: Scale,
     /// The estimator and its hyperparameters.
-    pub model: ModelParams,
+    pub model: ModelSection,
     /// How the model is evaluated.
     #[serde(default)]
-    pub evaluation: EvalParams,
+    pub evaluation: EvaluationSection,
 }
 
 /// The `data` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DataParams {
+pub struct DataSection {
     /// One CSV path or a list of paths sharing one header.
     pub train: OneOrMany,
     /// Field delimiter, one ASCII character (default `,`).
@@ -82,7 +92,7 @@ pub fn default_missing_tokens() -> Vec<String> {
 /// The `features` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FeatureParams {
+pub struct FeatureSection {
     /// Numeric feature columns, in design-matrix order.
     #[serde(default)]
     pub numeric: Vec<String>,
@@ -91,31 +101,32 @@ pub struct FeatureParams {
     pub categorical: Vec<String>,
 }
 
-/// What to do with a missing value. Written as a word (`mean`, `median`, `category`,
-/// `reject`) or as `{constant: VALUE}`.
+/// A missing-value rule as written: a word (`mean`, `median`, `category`, `reject`) or
+/// `{constant: VALUE}`. Which rules fit depends on the column's type, known only after the
+/// whole file is read; [`ParamsFile::check`] sorts them into [`NumericRule`] and [`CategoricalRule`].
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum MissingRule {
-    /// Numeric: replace with the training mean.
+pub enum RuleText {
+    /// `mean`.
     Mean,
-    /// Numeric: replace with the training median.
+    /// `median`.
     Median,
-    /// Numeric: replace with a fixed value.
+    /// `{constant: VALUE}`.
     Constant(f64),
-    /// Categorical: treat "missing" as a category of its own.
+    /// `category`.
     Category,
-    /// Refuse the record (dead letter at prediction time, error at training time).
+    /// `reject`.
     Reject,
 }
 
-impl Serialize for MissingRule {
+impl Serialize for RuleText {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         match self {
-            MissingRule::Mean => s.serialize_str("mean"),
-            MissingRule::Median => s.serialize_str("median"),
-            MissingRule::Category => s.serialize_str("category"),
-            MissingRule::Reject => s.serialize_str("reject"),
-            MissingRule::Constant(v) => {
+            RuleText::Mean => s.serialize_str("mean"),
+            RuleText::Median => s.serialize_str("median"),
+            RuleText::Category => s.serialize_str("category"),
+            RuleText::Reject => s.serialize_str("reject"),
+            RuleText::Constant(v) => {
                 let mut m = s.serialize_map(Some(1))?;
                 m.serialize_entry("constant", v)?;
                 m.end()
@@ -124,25 +135,25 @@ impl Serialize for MissingRule {
     }
 }
 
-impl<'de> Deserialize<'de> for MissingRule {
+impl<'de> Deserialize<'de> for RuleText {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         struct V;
         const EXPECTED: &str = "mean, median, category, reject or {constant: NUMBER}";
         impl<'de> serde::de::Visitor<'de> for V {
-            type Value = MissingRule;
+            type Value = RuleText;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(EXPECTED)
             }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<MissingRule, E> {
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<RuleText, E> {
                 match v {
-                    "mean" => Ok(MissingRule::Mean),
-                    "median" => Ok(MissingRule::Median),
-                    "category" => Ok(MissingRule::Category),
-                    "reject" => Ok(MissingRule::Reject),
+                    "mean" => Ok(RuleText::Mean),
+                    "median" => Ok(RuleText::Median),
+                    "category" => Ok(RuleText::Category),
+                    "reject" => Ok(RuleText::Reject),
                     other => Err(E::custom(format!("unknown rule {other:?}, expected {EXPECTED}"))),
                 }
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<MissingRule, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<RuleText, A::Error> {
                 use serde::de::Error;
                 let key: String = map.next_key()?.ok_or_else(|| A::Error::custom(EXPECTED))?;
                 if key != "constant" {
@@ -152,31 +163,100 @@ impl<'de> Deserialize<'de> for MissingRule {
                 if map.next_key::<String>()?.is_some() {
                     return Err(A::Error::custom("a rule map has exactly one key, constant"));
                 }
-                Ok(MissingRule::Constant(v))
+                Ok(RuleText::Constant(v))
             }
         }
         d.deserialize_any(V)
     }
 }
 
+/// What to do with a missing numeric value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RuleText", into = "RuleText")]
+pub enum NumericRule {
+    /// Replace with the training mean.
+    Mean,
+    /// Replace with the training median.
+    Median,
+    /// Replace with a fixed, finite value.
+    Constant(f64),
+    /// Refuse the record (dead letter at prediction time, error at training time).
+    Reject,
+}
+
+impl TryFrom<RuleText> for NumericRule {
+    type Error = String;
+    fn try_from(r: RuleText) -> std::result::Result<Self, String> {
+        match r {
+            RuleText::Mean => Ok(NumericRule::Mean),
+            RuleText::Median => Ok(NumericRule::Median),
+            RuleText::Constant(v) if v.is_finite() => Ok(NumericRule::Constant(v)),
+            RuleText::Constant(_) => Err("constant must be a finite number".into()),
+            RuleText::Reject => Ok(NumericRule::Reject),
+            RuleText::Category => Err("numeric columns take mean, median, reject or {constant: VALUE}".into()),
+        }
+    }
+}
+
+impl From<NumericRule> for RuleText {
+    fn from(r: NumericRule) -> RuleText {
+        match r {
+            NumericRule::Mean => RuleText::Mean,
+            NumericRule::Median => RuleText::Median,
+            NumericRule::Constant(v) => RuleText::Constant(v),
+            NumericRule::Reject => RuleText::Reject,
+        }
+    }
+}
+
+/// What to do with a missing categorical value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RuleText", into = "RuleText")]
+pub enum CategoricalRule {
+    /// Treat "missing" as a category of its own.
+    Category,
+    /// Refuse the record (dead letter at prediction time, error at training time).
+    Reject,
+}
+
+impl TryFrom<RuleText> for CategoricalRule {
+    type Error = String;
+    fn try_from(r: RuleText) -> std::result::Result<Self, String> {
+        match r {
+            RuleText::Category => Ok(CategoricalRule::Category),
+            RuleText::Reject => Ok(CategoricalRule::Reject),
+            _ => Err("categorical columns take category or reject".into()),
+        }
+    }
+}
+
+impl From<CategoricalRule> for RuleText {
+    fn from(r: CategoricalRule) -> RuleText {
+        match r {
+            CategoricalRule::Category => RuleText::Category,
+            CategoricalRule::Reject => RuleText::Reject,
+        }
+    }
+}
+
 /// The `missing` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MissingParams {
+pub struct MissingSection {
     /// Default rule for numeric columns (`mean`).
     #[serde(default = "default_numeric_rule")]
-    pub numeric: MissingRule,
+    pub numeric: RuleText,
     /// Default rule for categorical columns (`category`).
     #[serde(default = "default_categorical_rule")]
-    pub categorical: MissingRule,
+    pub categorical: RuleText,
     /// Per-column overrides.
     #[serde(default)]
-    pub columns: BTreeMap<String, MissingRule>,
+    pub columns: BTreeMap<String, RuleText>,
 }
 
-impl Default for MissingParams {
+impl Default for MissingSection {
     fn default() -> Self {
-        MissingParams {
+        MissingSection {
             numeric: default_numeric_rule(),
             categorical: default_categorical_rule(),
             columns: BTreeMap::new(),
@@ -184,11 +264,11 @@ impl Default for MissingParams {
     }
 }
 
-fn default_numeric_rule() -> MissingRule {
-    MissingRule::Mean
+fn default_numeric_rule() -> RuleText {
+    RuleText::Mean
 }
-fn default_categorical_rule() -> MissingRule {
-    MissingRule::Category
+fn default_categorical_rule() -> RuleText {
+    RuleText::Category
 }
 
 /// Scaling of numeric features.
@@ -202,7 +282,7 @@ pub enum Scale {
     None,
 }
 
-/// The estimator.
+/// The estimator kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
@@ -228,14 +308,14 @@ impl ModelKind {
     }
 }
 
-/// The `model` section.
+/// The `model` section as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ModelParams {
+pub struct ModelSection {
     /// Which estimator.
     pub kind: ModelKind,
     /// Penalty strength: ridge as sklearn `Ridge(alpha)`, lasso/elastic_net as sklearn
-    /// `Lasso/ElasticNet(alpha)`. Must be > 0 for penalised models; not allowed for `linear`.
+    /// `Lasso/ElasticNet(alpha)`. Required (> 0) for penalised models; not allowed for `linear`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpha: Option<f64>,
     /// Elastic net mixing, in `[0, 1]` (1 = lasso). Elastic net only; default 0.5.
@@ -249,10 +329,10 @@ pub struct ModelParams {
     pub tolerance: Option<f64>,
 }
 
-/// The `evaluation` section.
+/// The `evaluation` section as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EvalParams {
+pub struct EvaluationSection {
     /// Fraction of rows held out for testing, in `(0, 1)` (default 0.2).
     #[serde(default = "default_test_fraction")]
     pub test_fraction: f64,
@@ -264,9 +344,9 @@ pub struct EvalParams {
     pub test_data: Option<PathBuf>,
 }
 
-impl Default for EvalParams {
+impl Default for EvaluationSection {
     fn default() -> Self {
-        EvalParams { test_fraction: default_test_fraction(), seed: default_seed(), test_data: None }
+        EvaluationSection { test_fraction: default_test_fraction(), seed: default_seed(), test_data: None }
     }
 }
 
@@ -277,32 +357,150 @@ fn default_seed() -> u64 {
     42
 }
 
-impl Params {
-    /// Read, parse and validate a params file.
-    pub fn load(path: &Path) -> Result<Params> {
+/// A checked estimator with exactly its own hyperparameters, defaults resolved.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Model {
+    /// Ordinary least squares.
+    Linear,
+    /// Ridge: `alpha` > 0.
+    Ridge {
+        /// L2 penalty.
+        alpha: f64,
+    },
+    /// Lasso by coordinate descent.
+    Lasso {
+        /// L1 penalty (> 0).
+        alpha: f64,
+        /// Iteration cap (>= 1).
+        max_iterations: u32,
+        /// Convergence tolerance (> 0).
+        tolerance: f64,
+    },
+    /// Elastic net by coordinate descent.
+    ElasticNet {
+        /// Penalty (> 0).
+        alpha: f64,
+        /// L1 share of the penalty, in `[0, 1]`.
+        l1_ratio: f64,
+        /// Iteration cap (>= 1).
+        max_iterations: u32,
+        /// Convergence tolerance (> 0).
+        tolerance: f64,
+    },
+}
+
+impl Model {
+    /// The estimator kind.
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            Model::Linear => ModelKind::Linear,
+            Model::Ridge { .. } => ModelKind::Ridge,
+            Model::Lasso { .. } => ModelKind::Lasso,
+            Model::ElasticNet { .. } => ModelKind::ElasticNet,
+        }
+    }
+
+    /// The name used in params and artifacts.
+    pub fn as_str(&self) -> &'static str {
+        self.kind().as_str()
+    }
+}
+
+impl From<Model> for ModelSection {
+    fn from(m: Model) -> ModelSection {
+        let kind = m.kind();
+        let mut s = ModelSection { kind, alpha: None, l1_ratio: None, max_iterations: None, tolerance: None };
+        match m {
+            Model::Linear => {}
+            Model::Ridge { alpha } => s.alpha = Some(alpha),
+            Model::Lasso { alpha, max_iterations, tolerance } => {
+                (s.alpha, s.max_iterations, s.tolerance) = (Some(alpha), Some(max_iterations), Some(tolerance))
+            }
+            Model::ElasticNet { alpha, l1_ratio, max_iterations, tolerance } => {
+                (s.alpha, s.l1_ratio, s.max_iterations, s.tolerance) =
+                    (Some(alpha), Some(l1_ratio), Some(max_iterations), Some(tolerance))
+            }
+        }
+        s
+    }
+}
+
+/// How the held-out rows are chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Split<'a> {
+    /// A random fraction of the training rows, by a seeded shuffle.
+    Fraction {
+        /// In `(0, 1)`.
+        fraction: f64,
+        /// Shuffle seed.
+        seed: u64,
+    },
+    /// An explicit test file; all training rows are fitted.
+    File(&'a Path),
+}
+
+/// Checked training parameters: only [`ParamsFile::check`] makes one. Serialises (into the model
+/// artifact, and `modelcast config`) as the params file it stands for, defaults written out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "ParamsFile", try_from = "ParamsFile")]
+pub struct Params {
+    file: ParamsFile,
+    train: Vec<PathBuf>,
+    delimiter: u8,
+    numeric_default: NumericRule,
+    categorical_default: CategoricalRule,
+    numeric_rules: BTreeMap<String, NumericRule>,
+    categorical_rules: BTreeMap<String, CategoricalRule>,
+    model: Model,
+}
+
+impl From<Params> for ParamsFile {
+    fn from(p: Params) -> ParamsFile {
+        p.file
+    }
+}
+
+impl TryFrom<ParamsFile> for Params {
+    type Error = Error;
+    fn try_from(f: ParamsFile) -> Result<Params> {
+        f.check(Path::new("(artifact params)"))
+    }
+}
+
+/// Command-line replacements of params values, applied before the check.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Replace `data.train`.
+    pub train: Vec<PathBuf>,
+    /// Replace `name`.
+    pub name: Option<String>,
+    /// Replace `evaluation.test_data`.
+    pub test_data: Option<PathBuf>,
+}
+
+impl ParamsFile {
+    /// Read and parse a params file (unchecked).
+    pub fn read(path: &Path) -> Result<ParamsFile> {
         let text = super::read_config_file(path)?;
-        let params: Params = super::parse_yaml(path, &text)?;
-        params.validate(path)?;
-        Ok(params)
+        super::parse_yaml(path, &text)
     }
 
-    /// The delimiter as a byte (validated to be one ASCII character).
-    pub fn delimiter(&self) -> u8 {
-        self.data.delimiter.as_bytes().first().copied().unwrap_or(b',')
+    /// Apply command-line replacements.
+    pub fn with(mut self, o: &Overrides) -> ParamsFile {
+        if !o.train.is_empty() {
+            self.data.train = OneOrMany::Many(o.train.clone());
+        }
+        if let Some(n) = &o.name {
+            self.name = n.clone();
+        }
+        if let Some(t) = &o.test_data {
+            self.evaluation.test_data = Some(t.clone());
+        }
+        self
     }
 
-    /// The missing-value rule that applies to a numeric column.
-    pub fn numeric_rule(&self, column: &str) -> MissingRule {
-        self.missing.columns.get(column).copied().unwrap_or(self.missing.numeric)
-    }
-
-    /// The missing-value rule that applies to a categorical column.
-    pub fn categorical_rule(&self, column: &str) -> MissingRule {
-        self.missing.columns.get(column).copied().unwrap_or(self.missing.categorical)
-    }
-
-    /// Check every cross-field rule; errors name `path` and the offending key.
-    pub fn validate(&self, path: &Path) -> Result<()> {
+    /// Check every rule and resolve every default; errors name `path` and the dotted key.
+    pub fn check(self, path: &Path) -> Result<Params> {
         let err = |key: &str, msg: String| Err(Error::config(path, key, msg));
         if self.name.is_empty()
             || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
@@ -312,10 +510,12 @@ impl Params {
         if self.data.delimiter.len() != 1 || !self.data.delimiter.is_ascii() {
             return err("data.delimiter", format!("{:?} must be exactly one ASCII character", self.data.delimiter));
         }
-        if self.data.train.paths().is_empty() {
+        let train = self.data.train.paths();
+        if train.is_empty() {
             return err("data.train", "needs at least one CSV path".into());
         }
-        let all: Vec<&String> = self.features.numeric.iter().chain(&self.features.categorical).collect();
+        let f = &self.features;
+        let all: Vec<&String> = f.numeric.iter().chain(&f.categorical).collect();
         if all.is_empty() {
             return err("features", "name at least one numeric or categorical column".into());
         }
@@ -328,91 +528,160 @@ impl Params {
                 return err("features", format!("column {c:?} is listed twice"));
             }
         }
-        for (rule, key) in [(self.missing.numeric, "missing.numeric")] {
-            if matches!(rule, MissingRule::Category) {
-                return err(key, "numeric columns take mean, median, reject or {constant: VALUE}".into());
-            }
-        }
-        if !matches!(self.missing.categorical, MissingRule::Category | MissingRule::Reject) {
-            return err("missing.categorical", "categorical columns take category or reject".into());
-        }
+        let bad = |key: &str, msg: String| Error::config(path, key, msg);
+        let numeric_default = NumericRule::try_from(self.missing.numeric).map_err(|m| bad("missing.numeric", m))?;
+        let categorical_default =
+            CategoricalRule::try_from(self.missing.categorical).map_err(|m| bad("missing.categorical", m))?;
+        let (mut numeric_rules, mut categorical_rules) = (BTreeMap::new(), BTreeMap::new());
         for (col, rule) in &self.missing.columns {
             let key = format!("missing.columns.{col}");
-            if self.features.numeric.contains(col) {
-                if matches!(rule, MissingRule::Category) {
-                    return err(&key, "numeric column: use mean, median, reject or {constant: VALUE}".into());
-                }
-                if let MissingRule::Constant(v) = rule {
-                    if !v.is_finite() {
-                        return err(&key, "constant must be a finite number".into());
-                    }
-                }
-            } else if self.features.categorical.contains(col) {
-                if !matches!(rule, MissingRule::Category | MissingRule::Reject) {
-                    return err(&key, "categorical column: use category or reject".into());
-                }
+            if f.numeric.contains(col) {
+                let r = NumericRule::try_from(*rule).map_err(|m| bad(&key, format!("numeric column: {m}")))?;
+                numeric_rules.insert(col.clone(), r);
+            } else if f.categorical.contains(col) {
+                let r = CategoricalRule::try_from(*rule).map_err(|m| bad(&key, format!("categorical column: {m}")))?;
+                categorical_rules.insert(col.clone(), r);
             } else {
                 return err(&key, format!("{col:?} is not a feature column"));
             }
         }
-        if let MissingRule::Constant(v) = self.missing.numeric {
-            if !v.is_finite() {
-                return err("missing.numeric", "constant must be a finite number".into());
-            }
-        }
-        self.validate_model(path)?;
+        let model = check_model(&self.model, path)?;
         let ev = &self.evaluation;
         if ev.test_data.is_none() && !(ev.test_fraction > 0.0 && ev.test_fraction < 1.0) {
             return err("evaluation.test_fraction", format!("{} must be in (0, 1)", ev.test_fraction));
         }
-        Ok(())
+        let delimiter = self.data.delimiter.as_bytes()[0];
+        let mut file = self;
+        file.model = model.into();
+        Ok(Params {
+            file,
+            train,
+            delimiter,
+            numeric_default,
+            categorical_default,
+            numeric_rules,
+            categorical_rules,
+            model,
+        })
     }
+}
 
-    fn validate_model(&self, path: &Path) -> Result<()> {
-        let m = &self.model;
-        let err = |key: &str, msg: String| Err(Error::config(path, key, msg));
-        match m.kind {
-            ModelKind::Linear => {
-                for (set, key) in [
-                    (m.alpha.is_some(), "model.alpha"),
-                    (m.l1_ratio.is_some(), "model.l1_ratio"),
-                    (m.max_iterations.is_some(), "model.max_iterations"),
-                    (m.tolerance.is_some(), "model.tolerance"),
-                ] {
-                    if set {
-                        return err(key, "not used by kind: linear (ordinary least squares); remove it".into());
-                    }
-                }
-            }
-            ModelKind::Ridge | ModelKind::Lasso | ModelKind::ElasticNet => {
-                match m.alpha {
-                    Some(a) if a.is_finite() && a > 0.0 => {}
-                    Some(a) => return err("model.alpha", format!("{a} must be a finite number > 0")),
-                    None => return err("model.alpha", format!("required for kind: {}", m.kind.as_str())),
-                }
-                if m.kind == ModelKind::ElasticNet {
-                    if let Some(r) = m.l1_ratio {
-                        if !(0.0..=1.0).contains(&r) {
-                            return err("model.l1_ratio", format!("{r} must be in [0, 1]"));
-                        }
-                    }
-                } else if m.l1_ratio.is_some() {
-                    return err("model.l1_ratio", format!("only for kind: elastic_net, not {}", m.kind.as_str()));
-                }
-                if m.kind == ModelKind::Ridge && (m.max_iterations.is_some() || m.tolerance.is_some()) {
-                    return err("model", "ridge is solved exactly; max_iterations/tolerance do not apply".into());
-                }
-                if let Some(t) = m.tolerance {
-                    if !(t.is_finite() && t > 0.0) {
-                        return err("model.tolerance", format!("{t} must be > 0"));
-                    }
-                }
-                if m.max_iterations == Some(0) {
-                    return err("model.max_iterations", "must be >= 1".into());
-                }
+fn check_model(m: &ModelSection, path: &Path) -> Result<Model> {
+    let err = |key: &str, msg: String| Err(Error::config(path, key, msg));
+    let kind = m.kind.as_str();
+    if m.kind == ModelKind::Linear {
+        for (set, key) in [
+            (m.alpha.is_some(), "model.alpha"),
+            (m.l1_ratio.is_some(), "model.l1_ratio"),
+            (m.max_iterations.is_some(), "model.max_iterations"),
+            (m.tolerance.is_some(), "model.tolerance"),
+        ] {
+            if set {
+                return err(key, "not used by kind: linear (ordinary least squares); remove it".into());
             }
         }
-        Ok(())
+        return Ok(Model::Linear);
+    }
+    let alpha = match m.alpha {
+        Some(a) if a.is_finite() && a > 0.0 => a,
+        Some(a) => return err("model.alpha", format!("{a} must be a finite number > 0")),
+        None => return err("model.alpha", format!("required for kind: {kind}")),
+    };
+    if m.kind != ModelKind::ElasticNet && m.l1_ratio.is_some() {
+        return err("model.l1_ratio", format!("only for kind: elastic_net, not {kind}"));
+    }
+    if m.kind == ModelKind::Ridge {
+        if m.max_iterations.is_some() || m.tolerance.is_some() {
+            return err("model", "ridge is solved exactly; max_iterations/tolerance do not apply".into());
+        }
+        return Ok(Model::Ridge { alpha });
+    }
+    let tolerance = m.tolerance.unwrap_or(DEFAULT_TOLERANCE);
+    if !(tolerance.is_finite() && tolerance > 0.0) {
+        return err("model.tolerance", format!("{tolerance} must be > 0"));
+    }
+    let max_iterations = m.max_iterations.unwrap_or(DEFAULT_MAX_ITERATIONS);
+    if max_iterations == 0 {
+        return err("model.max_iterations", "must be >= 1".into());
+    }
+    if m.kind == ModelKind::Lasso {
+        return Ok(Model::Lasso { alpha, max_iterations, tolerance });
+    }
+    let l1_ratio = m.l1_ratio.unwrap_or(DEFAULT_L1_RATIO);
+    if !(0.0..=1.0).contains(&l1_ratio) {
+        return err("model.l1_ratio", format!("{l1_ratio} must be in [0, 1]"));
+    }
+    Ok(Model::ElasticNet { alpha, l1_ratio, max_iterations, tolerance })
+}
+
+impl Params {
+    /// Read, parse and check a params file.
+    pub fn load(path: &Path) -> Result<Params> {
+        ParamsFile::read(path)?.check(path)
+    }
+
+    /// Model name.
+    pub fn name(&self) -> &str {
+        &self.file.name
+    }
+
+    /// Training CSV paths, in order.
+    pub fn train_files(&self) -> &[PathBuf] {
+        &self.train
+    }
+
+    /// The delimiter byte.
+    pub fn delimiter(&self) -> u8 {
+        self.delimiter
+    }
+
+    /// Cell values that mean "missing".
+    pub fn missing_tokens(&self) -> &[String] {
+        &self.file.data.missing_tokens
+    }
+
+    /// The target column.
+    pub fn target(&self) -> &str {
+        &self.file.target
+    }
+
+    /// Numeric feature columns, in design order.
+    pub fn numeric(&self) -> &[String] {
+        &self.file.features.numeric
+    }
+
+    /// Categorical feature columns, in design order.
+    pub fn categorical(&self) -> &[String] {
+        &self.file.features.categorical
+    }
+
+    /// The missing-value rule of a numeric column.
+    pub fn numeric_rule(&self, column: &str) -> NumericRule {
+        self.numeric_rules.get(column).copied().unwrap_or(self.numeric_default)
+    }
+
+    /// The missing-value rule of a categorical column.
+    pub fn categorical_rule(&self, column: &str) -> CategoricalRule {
+        self.categorical_rules.get(column).copied().unwrap_or(self.categorical_default)
+    }
+
+    /// Scaling of numeric features.
+    pub fn scale(&self) -> Scale {
+        self.file.scale
+    }
+
+    /// The estimator.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// How held-out rows are chosen.
+    pub fn split(&self) -> Split<'_> {
+        let ev = &self.file.evaluation;
+        match &ev.test_data {
+            Some(p) => Split::File(p),
+            None => Split::Fraction { fraction: ev.test_fraction, seed: ev.seed },
+        }
     }
 }
 
@@ -422,9 +691,8 @@ mod tests {
 
     fn parse(text: &str) -> Result<Params> {
         let p = Path::new("p.yaml");
-        let params: Params = crate::config::parse_yaml(p, text)?;
-        params.validate(p)?;
-        Ok(params)
+        let params: ParamsFile = crate::config::parse_yaml(p, text)?;
+        params.check(p)
     }
 
     const BASE: &str = "name: m\ndata: {train: d.csv}\ntarget: y\nfeatures: {numeric: [a, b], categorical: [c]}\n";
@@ -432,8 +700,8 @@ mod tests {
     #[test]
     fn shipped_params_are_valid() {
         let p = Params::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/params/params.yaml"))).unwrap();
-        assert_eq!(p.target, "quality");
-        assert_eq!(p.features.numeric.len(), 11);
+        assert_eq!(p.target(), "quality");
+        assert_eq!(p.numeric().len(), 11);
     }
 
     #[test]
@@ -464,13 +732,43 @@ mod tests {
             "{BASE}model: {{kind: linear}}\nmissing: {{columns: {{a: median, b: {{constant: 2.5}}, c: reject}}}}\n"
         ))
         .unwrap();
-        assert_eq!(ok.numeric_rule("b"), MissingRule::Constant(2.5));
-        assert_eq!(ok.categorical_rule("c"), MissingRule::Reject);
-        assert_eq!(ok.numeric_rule("a"), MissingRule::Median);
+        assert_eq!(ok.numeric_rule("b"), NumericRule::Constant(2.5));
+        assert_eq!(ok.categorical_rule("c"), CategoricalRule::Reject);
+        assert_eq!(ok.numeric_rule("a"), NumericRule::Median);
         for bad in ["{a: category}", "{c: mean}", "{zz: mean}"] {
             let e = parse(&format!("{BASE}model: {{kind: linear}}\nmissing: {{columns: {bad}}}\n")).unwrap_err();
             assert!(matches!(e, Error::Config { .. }), "{bad}");
         }
+    }
+
+    #[test]
+    fn defaults_are_resolved_once_into_the_model_enum() {
+        let p = parse(&format!("{BASE}model: {{kind: elastic_net, alpha: 0.1}}\n")).unwrap();
+        assert_eq!(
+            *p.model(),
+            Model::ElasticNet {
+                alpha: 0.1,
+                l1_ratio: DEFAULT_L1_RATIO,
+                max_iterations: DEFAULT_MAX_ITERATIONS,
+                tolerance: DEFAULT_TOLERANCE
+            }
+        );
+        assert_eq!(p.numeric_rule("a"), NumericRule::Mean);
+        assert_eq!(p.categorical_rule("c"), CategoricalRule::Category);
+        // serialised as the params file it stands for, defaults written out, and read back
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["model"]["max_iterations"], 10_000);
+        assert_eq!(serde_json::from_value::<Params>(json).unwrap(), p);
+    }
+
+    #[test]
+    fn a_numeric_default_rule_of_category_is_refused_by_type() {
+        let e = parse(&format!("{BASE}model: {{kind: linear}}\nmissing: {{numeric: category}}\n")).unwrap_err();
+        assert!(matches!(&e, Error::Config { key, .. } if key == "missing.numeric"), "{e}");
+        let e = parse(&format!("{BASE}model: {{kind: linear}}\nmissing: {{categorical: mean}}\n")).unwrap_err();
+        assert!(matches!(&e, Error::Config { key, .. } if key == "missing.categorical"), "{e}");
+        assert!(serde_json::from_str::<NumericRule>("\"category\"").is_err());
+        assert!(serde_json::from_str::<CategoricalRule>("\"median\"").is_err());
     }
 
     #[test]

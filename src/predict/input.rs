@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use crate::error::{Error, Result};
 
 /// Input format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Decide from the file extension (`.csv` → CSV, else JSON lines); on stdin from the first byte.
     Auto,

@@ -1,17 +1,24 @@
 //! `modelcast predict`: score records with the newest model, hot-swapping when a newer one is
 //! announced.
 //!
+//! * this module: a [`Served`] model, loading one from the store, and scoring one record.
+//! * [`models`]: choosing the first model and following announcements ([`models::Swapper`]).
 //! * [`input`]: reading records from a file, a followed file, or stdin (a blocking thread).
-//! * [`local`]: batch and `--follow` on the embedded default (announcement log in the store).
-//! * [`serve`]: the Kafka service (`--serve`).
+//! * [`local`]: batch and `--follow` (records from a file or stdin) and [`output`], its outputs.
+//! * [`serve`]: the Kafka service (`--serve`) and [`http`], its `/healthz` and `/metrics`.
 //!
 //! Invariants: every scored record is scored by exactly one model, named in its prediction; a
 //! chunk of records is scored by one model (swaps happen between chunks); a model is swapped in
 //! only after its sha256, format and input schema were checked.
 
+pub mod http;
 pub mod input;
 pub mod local;
+pub mod models;
+pub mod output;
 pub mod serve;
+
+pub use crate::bus::Scored;
 
 use crate::artifact::Artifact;
 use crate::bus::{Announcement, DeadLetter, Origin, Prediction, MESSAGE_SCHEMA_VERSION};
@@ -47,6 +54,17 @@ impl Served {
             decoder,
         })
     }
+}
+
+/// Counts of a prediction run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Records scored.
+    pub scored: u64,
+    /// Records dead-lettered.
+    pub rejected: u64,
+    /// Models swapped in.
+    pub swaps: u64,
 }
 
 /// Fetch, verify and load the model an announcement points to.
@@ -93,14 +111,6 @@ pub fn check_replacement(current: &Served, candidate: &Served, allow_schema_chan
         ));
     }
     Ok(())
-}
-
-/// The outcome of scoring one raw record.
-pub enum Scored {
-    /// A prediction.
-    Ok(Prediction),
-    /// A rejected record.
-    Rejected(DeadLetter),
 }
 
 /// Score one JSON record.

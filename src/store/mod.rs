@@ -79,6 +79,14 @@ impl Store {
         }
     }
 
+    /// The directory of a file store (`None` for S3).
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        match self {
+            Store::File(s) => Some(s.root()),
+            Store::S3(_) => None,
+        }
+    }
+
     /// Full URI of `key`.
     pub fn uri_of(&self, key: &str) -> String {
         format!("{}/{}", self.uri().trim_end_matches('/'), key)

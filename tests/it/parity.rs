@@ -57,7 +57,7 @@ fn matches_scikit_learn_on_every_reference_case() {
         let name = case["name"].as_str().unwrap();
         let params = params_for(case);
         let spec = ColumnSpec::of(&params);
-        let (table, _) = load_csv(&params.data.train.paths(), &spec).unwrap();
+        let (table, _) = load_csv(params.train_files(), &spec).unwrap();
         let rows: Vec<usize> = (0..table.len()).collect();
         let prep = Preprocessing::fit(&params, &table, &rows).unwrap();
         let x = prep.design(&table).unwrap();
@@ -65,10 +65,10 @@ fn matches_scikit_learn_on_every_reference_case() {
         let y = Array1::from(table.target.clone());
         // the chunked design the CLI uses (4096-row chunks)
         let design = TableDesign { prep: &prep, table: &table, rows: &rows };
-        let f = fit(&params.model, &design).unwrap();
+        let f = fit(params.model(), &design).unwrap();
         assert_eq!(f.rank as u64, case["rank"].as_u64().unwrap(), "{name}: rank");
         let coef: Vec<f64> = case["coef"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-        let kind = params.model.kind.as_str();
+        let kind = params.model().as_str();
         let y_scale = y.iter().map(|v| v.abs()).fold(0.0, f64::max);
         if kind == "linear" {
             let c_scale = coef.iter().map(|v| v.abs()).fold(0.0, f64::max);

@@ -1,33 +1,40 @@
 //! `modelcast train`: load → fit → evaluate → put → announce. A thin orchestration of the pure
-//! core (data, features, model, artifact) and the edges (store, announcer).
+//! core (data, features, model, artifact) and the edges (store, bus).
 //!
 //! Invariant: the announcement is published only after the artifact is fully written; if the
 //! upload fails, nothing is announced.
 
-use std::path::PathBuf;
+use std::io::Write;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::artifact::{Artifact, Estimator, Evaluation, TrainingData};
-use crate::bus::Announcement;
-use crate::config::params::{OneOrMany, Params};
+use crate::bus::{Announcement, Bus};
+use crate::cmd::{Edges, Outcome};
+use crate::config::params::{Params, Split};
 use crate::data::{self, ColumnSpec, Table};
 use crate::error::{Error, Result};
 use crate::features::{Preprocessing, TableDesign};
 use crate::model::{self, Metrics};
+use crate::settings::TrainSettings;
 use crate::store::Store;
-use crate::Announcer;
 
-/// Overrides from the command line.
-#[derive(Debug, Clone, Default)]
-pub struct TrainOptions {
-    /// Replace `data.train`.
-    pub data: Vec<PathBuf>,
-    /// Replace `name`.
-    pub name: Option<String>,
-    /// Replace `evaluation.test_data`.
-    pub test_data: Option<PathBuf>,
+/// Run `train`: fit, store, announce, print the URI (or the JSON report) on stdout and the
+/// metrics table on stderr.
+pub async fn run(s: TrainSettings) -> Result<Outcome> {
+    let Edges { store, bus } = Edges::open(s.loc).await?;
+    // fail before fitting if the topic is missing or the broker is down
+    bus.check_topics(&[&bus.topics().train]).await?;
+    let report = publish(&s.params, &store, &bus).await?;
+    eprint!("{}", metrics_table(&report));
+    let text = if s.json {
+        serde_json::to_string_pretty(&report).map_err(|e| Error::Encode { what: "report", source: e })?
+    } else {
+        report.uri.clone()
+    };
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+    Ok(Outcome::Done)
 }
 
 /// What `train` reports (stdout with `--json`).
@@ -53,26 +60,11 @@ pub struct TrainReport {
     pub announced_to: String,
 }
 
-/// Apply command-line overrides to params, re-validating them.
-pub fn apply_overrides(mut params: Params, opts: &TrainOptions, path: &std::path::Path) -> Result<Params> {
-    if !opts.data.is_empty() {
-        params.data.train = OneOrMany::Many(opts.data.clone());
-    }
-    if let Some(n) = &opts.name {
-        params.name = n.clone();
-    }
-    if let Some(t) = &opts.test_data {
-        params.evaluation.test_data = Some(t.clone());
-    }
-    params.validate(path)?;
-    Ok(params)
-}
-
 /// Everything up to (not including) the store: a fitted, evaluated artifact. Pure CPU work.
 pub fn fit_artifact(params: &Params) -> Result<Artifact> {
     let t0 = Instant::now();
     let spec = ColumnSpec::of(params);
-    let (table, mut files) = data::load_csv(&params.data.train.paths(), &spec)?;
+    let (table, mut files) = data::load_csv(params.train_files(), &spec)?;
     tracing::info!(
         rows = table.len(),
         files = files.len(),
@@ -81,18 +73,18 @@ pub fn fit_artifact(params: &Params) -> Result<Artifact> {
     );
     // Train and test rows: indices into the loaded table(s), never copies.
     let test_table;
-    let (train_rows, test_rows, test_src): (Vec<usize>, Vec<usize>, &Table) = match &params.evaluation.test_data {
-        Some(path) => {
-            let (t, info) = data::load_csv(std::slice::from_ref(path), &spec)?;
+    let (train_rows, test_rows, test_src): (Vec<usize>, Vec<usize>, &Table) = match params.split() {
+        Split::File(path) => {
+            let (t, info) = data::load_csv(&[path.to_path_buf()], &spec)?;
             files.extend(info);
             test_table = t;
             ((0..table.len()).collect(), (0..test_table.len()).collect(), &test_table)
         }
-        None => {
+        Split::Fraction { fraction, seed } => {
             if table.len() < 3 {
                 return Err(Error::Model(format!("need at least 3 rows to hold some out, got {}", table.len())));
             }
-            let (tr, te) = data::split_indices(table.len(), params.evaluation.test_fraction, params.evaluation.seed);
+            let (tr, te) = data::split_indices(table.len(), fraction, seed);
             (tr, te, &table)
         }
     };
@@ -100,8 +92,8 @@ pub fn fit_artifact(params: &Params) -> Result<Artifact> {
     let prep = Preprocessing::fit(params, &table, &train_rows)?;
     let train = TableDesign { prep: &prep, table: &table, rows: &train_rows };
     let test = TableDesign { prep: &prep, table: test_src, rows: &test_rows };
-    tracing::info!(kind = params.model.kind.as_str(), rows = train_rows.len(), features = prep.width(), "fitting");
-    let fit = model::fit(&params.model, &train)?;
+    tracing::info!(kind = params.model().as_str(), rows = train_rows.len(), features = prep.width(), "fitting");
+    let fit = model::fit(params.model(), &train)?;
     tracing::info!(
         rank = fit.rank,
         iterations = fit.iterations,
@@ -116,13 +108,13 @@ pub fn fit_artifact(params: &Params) -> Result<Artifact> {
     let artifact = Artifact {
         schema_version: crate::artifact::SCHEMA_VERSION,
         format: crate::artifact::FORMAT.to_string(),
-        model_name: params.name.clone(),
+        model_name: params.name().to_string(),
         version: crate::artifact::new_version(created_at, salt.as_bytes()),
         created_at,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         params: params.clone(),
-        input_schema: Artifact::schema_of(&prep, &params.target),
-        estimator: Estimator { kind: params.model.kind.as_str().to_string(), feature_names: prep.feature_names(), fit },
+        input_schema: Artifact::schema_of(&prep, params.target()),
+        estimator: Estimator { kind: params.model().as_str().to_string(), feature_names: prep.feature_names(), fit },
         preprocessing: prep,
         metrics: Evaluation { model: model_metrics, baseline, train: train_metrics },
         training_data: TrainingData { files, train_rows: train_rows.len(), test_rows: test_rows.len() },
@@ -131,8 +123,8 @@ pub fn fit_artifact(params: &Params) -> Result<Artifact> {
     Ok(artifact)
 }
 
-/// Train, store and announce.
-pub async fn run(params: &Params, store: &Store, announcer: &Announcer) -> Result<TrainReport> {
+/// Fit (on a blocking thread), store the artifact, then announce it.
+pub async fn publish(params: &Params, store: &Store, bus: &Bus) -> Result<TrainReport> {
     let p = params.clone();
     let mut artifact = tokio::task::spawn_blocking(move || fit_artifact(&p))
         .await
@@ -157,7 +149,7 @@ pub async fn run(params: &Params, store: &Store, announcer: &Announcer) -> Resul
     };
     let uri = store.uri_of(&key);
     let ann = Announcement::of(&artifact, uri.clone(), &bytes);
-    let announced_to = announcer.announce(&ann).await?;
+    let announced_to = bus.announce(&ann).await?;
     tracing::info!(version = %artifact.version, to = %announced_to, "announced model");
     Ok(TrainReport {
         model_name: artifact.model_name.clone(),

@@ -1,0 +1,118 @@
+//! The group consumer of the input topic. At-least-once: offsets are stored (and then committed
+//! in the background) only by [`InputConsumer::store_offsets`], which the service calls after
+//! every output of a batch was acknowledged; records are handed out borrowed, never copied.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message};
+
+use super::{bus_err, Kafka};
+use crate::error::Result;
+
+/// The input topic's consumer (a group member, static with an instance id).
+pub struct InputConsumer {
+    consumer: StreamConsumer,
+}
+
+/// One input record, borrowed from the consumer's buffer.
+pub struct InputRecord<'c>(BorrowedMessage<'c>);
+
+impl InputRecord<'_> {
+    /// Topic.
+    pub fn topic(&self) -> &str {
+        self.0.topic()
+    }
+    /// Partition.
+    pub fn partition(&self) -> i32 {
+        self.0.partition()
+    }
+    /// Offset.
+    pub fn offset(&self) -> i64 {
+        self.0.offset()
+    }
+    /// The Kafka key, if any.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.0.key()
+    }
+    /// The value (empty for a tombstone).
+    pub fn payload(&self) -> &[u8] {
+        self.0.payload().unwrap_or_default()
+    }
+    /// The record timestamp, ms since the epoch, if the producer or broker set one.
+    pub fn timestamp_ms(&self) -> Option<i64> {
+        self.0.timestamp().to_millis()
+    }
+}
+
+impl Kafka {
+    /// Join the group of `modelcast.group_id` on `topic`; with an `instance_id` as a static member.
+    pub fn input_consumer(&self, topic: &str, instance_id: Option<&str>) -> Result<InputConsumer> {
+        let c: StreamConsumer = super::config::input_consumer(&self.cfg, instance_id)
+            .create()
+            .map_err(|e| bus_err(topic, format!("cannot create consumer: {e}")))?;
+        c.subscribe(&[topic]).map_err(|e| bus_err(topic, format!("subscribe: {e}")))?;
+        Ok(InputConsumer { consumer: c })
+    }
+}
+
+impl InputConsumer {
+    /// The next record (waits). Cancel-safe: dropping the future loses nothing.
+    pub async fn recv(&self) -> std::result::Result<InputRecord<'_>, String> {
+        self.consumer.recv().await.map(InputRecord).map_err(|e| e.to_string())
+    }
+
+    /// Append the records that are ready now, without waiting, until `batch` holds `max`.
+    pub async fn fill<'c>(&'c self, batch: &mut Vec<InputRecord<'c>>, max: usize) {
+        while batch.len() < max {
+            match tokio::time::timeout(Duration::ZERO, self.consumer.recv()).await {
+                Ok(Ok(m)) => batch.push(InputRecord(m)),
+                Ok(Err(e)) => tracing::warn!(error = %e, "consumer error; continuing"),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Mark the records as processed: their offsets are committed with the next commit.
+    pub fn store_offsets(&self, batch: &[InputRecord<'_>]) -> Result<()> {
+        for m in batch {
+            self.consumer
+                .store_offset(m.topic(), m.partition(), m.offset())
+                .map_err(|e| bus_err(m.topic(), format!("store offset: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the group gave this member any partition.
+    pub fn is_assigned(&self) -> bool {
+        self.consumer.assignment().map(|a| a.count() > 0).unwrap_or(false)
+    }
+
+    /// Records behind the high watermark, per assigned partition (blocking: asks the broker).
+    pub fn lag(&self) -> BTreeMap<i32, i64> {
+        let mut out = BTreeMap::new();
+        let Ok(pos) = self.consumer.position() else {
+            return out;
+        };
+        for e in pos.elements() {
+            if let Ok((_, high)) = self.consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1)) {
+                let at = e.offset().to_raw().filter(|o| *o >= 0).unwrap_or(0);
+                out.insert(e.partition(), (high - at).max(0));
+            }
+        }
+        out
+    }
+
+    /// Commit what was stored, synchronously, before leaving.
+    pub fn commit_final(&self) {
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            // NoOffset: the periodic commit already covered everything
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "final commit failed; the last batches may be re-read after restart")
+            }
+        }
+    }
+}

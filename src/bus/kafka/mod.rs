@@ -1,0 +1,26 @@
+//! The Kafka edge: the only place that names `rdkafka`. Split by role, as vector's sinks are:
+//!
+//! * [`config`]: librdkafka client settings per role, from `kafka_config.yaml`.
+//! * [`producer`]: [`Kafka`], the idempotent `acks=all` producer: announcements (awaited within
+//!   the configured bound) and batches of outputs ([`Deliveries`]).
+//! * [`consumer`]: [`InputConsumer`], the group consumer of the input topic; offsets are stored
+//!   only after the outputs of a batch were acknowledged (at-least-once).
+//! * [`follower`]: [`TopicFollower`], a broadcast reader of a topic (no group: every replica sees
+//!   every message) that first replays the topic's history: how replicas follow `train`.
+//! * [`admin`]: topic checks and idempotent topic creation.
+
+pub mod admin;
+pub mod config;
+pub mod consumer;
+pub mod follower;
+pub mod producer;
+
+pub use consumer::{InputConsumer, InputRecord};
+pub use follower::TopicFollower;
+pub use producer::{Deliveries, Kafka};
+
+use crate::error::Error;
+
+fn bus_err(target: &str, message: impl Into<String>) -> Error {
+    Error::Bus { target: target.to_string(), message: message.into() }
+}

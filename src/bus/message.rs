@@ -1,0 +1,351 @@
+//! The messages between modelcast processes: pure types (encode/decode only), the same on
+//! every channel (the local logs of the embedded default and Kafka topics). Each is a
+//! compatibility promise with a `schema_version`, documented in the README.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::Artifact;
+use crate::error::{Error, Result};
+
+/// Version of the announcement and prediction message formats.
+pub const MESSAGE_SCHEMA_VERSION: u32 = 1;
+
+/// Headline metrics carried in an announcement.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HeadlineMetrics {
+    /// Held-out R².
+    pub r2: f64,
+    /// Held-out RMSE.
+    pub rmse: f64,
+    /// Held-out MAE.
+    pub mae: f64,
+}
+
+/// "A new model is available": the value of a `train` topic message (key = model name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Announcement {
+    /// Message format version.
+    pub schema_version: u32,
+    /// Model name.
+    pub model_name: String,
+    /// Model version id.
+    pub version: String,
+    /// Full URI of the artifact (informational; readers fetch `key` from their own store).
+    pub uri: String,
+    /// Store key of the artifact.
+    pub key: String,
+    /// Hex sha256 of the artifact bytes.
+    pub sha256: String,
+    /// Artifact size in bytes.
+    pub size: u64,
+    /// When the model was created.
+    pub created_at: DateTime<Utc>,
+    /// Held-out metrics.
+    pub metrics: HeadlineMetrics,
+    /// Digest of the input schema (column names and types).
+    pub input_schema_digest: String,
+    /// modelcast version that trained the model.
+    pub tool_version: String,
+}
+
+impl Announcement {
+    /// The announcement of `artifact`, stored as `bytes` at `uri`.
+    pub fn of(artifact: &Artifact, uri: String, bytes: &[u8]) -> Announcement {
+        let m = &artifact.metrics.model;
+        Announcement {
+            schema_version: MESSAGE_SCHEMA_VERSION,
+            model_name: artifact.model_name.clone(),
+            version: artifact.version.clone(),
+            uri,
+            key: artifact.key(),
+            sha256: crate::artifact::sha256_hex(bytes),
+            size: bytes.len() as u64,
+            created_at: artifact.created_at,
+            metrics: HeadlineMetrics { r2: m.r2, rmse: m.rmse, mae: m.mae },
+            input_schema_digest: artifact.input_schema.digest(),
+            tool_version: artifact.tool_version.clone(),
+        }
+    }
+
+    /// One-line JSON.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(|e| Error::Encode { what: "announcement", source: e })
+    }
+
+    /// Parse and check an announcement.
+    pub fn decode(bytes: &[u8]) -> std::result::Result<Announcement, String> {
+        let a: Announcement = serde_json::from_slice(bytes).map_err(|e| format!("not an announcement: {e}"))?;
+        if a.schema_version != MESSAGE_SCHEMA_VERSION {
+            return Err(format!(
+                "unsupported announcement schema_version {} (this modelcast reads {MESSAGE_SCHEMA_VERSION})",
+                a.schema_version
+            ));
+        }
+        if a.sha256.len() != 64 || !a.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("sha256 {:?} is not 64 hex characters", a.sha256));
+        }
+        crate::store::check_key(&a.key).map_err(|e| e.to_string())?;
+        Ok(a)
+    }
+}
+
+/// Where a scored record came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Origin {
+    /// A line of a file or stdin.
+    Line {
+        /// File name, or `-` for stdin.
+        source: String,
+        /// 1-based line number.
+        line: u64,
+    },
+    /// A Kafka record.
+    Kafka {
+        /// Input topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+    },
+}
+
+impl fmt::Display for Origin {
+    /// `file:line` or `topic/partition/offset`: the `modelcast.source` header of a dead letter.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Line { source, line } => write!(f, "{source}:{line}"),
+            Origin::Kafka { topic, partition, offset } => write!(f, "{topic}/{partition}/{offset}"),
+        }
+    }
+}
+
+/// One prediction: a line on stdout, a line of the local `app_messages` log, or the value of an
+/// `app_messages` Kafka record (key = input key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// Message format version.
+    pub schema_version: u32,
+    /// The record's key: its `key` field (JSON), the Kafka key, or the row number.
+    pub key: String,
+    /// The predicted value.
+    pub prediction: f64,
+    /// Model name.
+    pub model_name: String,
+    /// Version of the model that produced it.
+    pub model_version: String,
+    /// Where the record came from.
+    #[serde(flatten)]
+    pub origin: Origin,
+    /// When the input record was produced (Kafka timestamp, ms since epoch), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_timestamp_ms: Option<i64>,
+    /// When the prediction was made (ms since epoch).
+    pub predicted_at_ms: i64,
+}
+
+/// A record that could not be scored: a line of the local `dead_letter` log. On Kafka the
+/// original bytes are the record value and the reason is a header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Message format version.
+    pub schema_version: u32,
+    /// The record's key, if one could be read.
+    pub key: String,
+    /// Why it was rejected.
+    pub reason: String,
+    /// Where it came from.
+    #[serde(flatten)]
+    pub origin: Origin,
+    /// The original record (lossy UTF-8).
+    pub record: String,
+    /// The model that rejected it, if one was loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_version: Option<String>,
+    /// The original bytes (the Kafka dead-letter value); not part of the JSON form.
+    #[serde(skip)]
+    pub raw: Vec<u8>,
+}
+
+/// The outcome of scoring one raw record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scored {
+    /// A prediction.
+    Ok(Prediction),
+    /// A rejected record.
+    Rejected(DeadLetter),
+}
+
+/// Where scored records go on a bus, and the bound on a dead letter's size.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputTopics<'a> {
+    /// Predictions.
+    pub app_messages: &'a str,
+    /// Rejected records.
+    pub dead_letter: &'a str,
+    /// Dead-letter values are cut to this many bytes (header `modelcast.truncated` says so).
+    pub dead_letter_max_bytes: usize,
+}
+
+/// A message to publish: topic, key (may be empty), value and headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing<'t> {
+    /// Topic (or local log) name.
+    pub topic: &'t str,
+    /// Key (may be empty).
+    pub key: Vec<u8>,
+    /// Value.
+    pub payload: Vec<u8>,
+    /// Headers (name, value).
+    pub headers: Vec<(&'static str, Vec<u8>)>,
+}
+
+impl<'t> Outgoing<'t> {
+    /// The one way a scored record becomes a message, on every path (batch, follow, serve).
+    ///
+    /// A prediction is its JSON on `app_messages`, keyed by the record key. A rejected record is
+    /// its original bytes on the dead-letter topic (cut to `dead_letter_max_bytes`), keyed by the
+    /// record key, with headers `modelcast.reason`, `modelcast.source` and, when cut,
+    /// `modelcast.truncated`.
+    pub fn of(scored: Scored, topics: &OutputTopics<'t>) -> Result<Outgoing<'t>> {
+        match scored {
+            Scored::Ok(p) => {
+                let mut payload = Vec::with_capacity(384);
+                serde_json::to_writer(&mut payload, &p).map_err(|e| Error::Encode { what: "prediction", source: e })?;
+                Ok(Outgoing { topic: topics.app_messages, key: p.key.into_bytes(), payload, headers: Vec::new() })
+            }
+            Scored::Rejected(d) => {
+                let max = topics.dead_letter_max_bytes;
+                let mut headers = vec![
+                    ("modelcast.reason", d.reason.into_bytes()),
+                    ("modelcast.source", d.origin.to_string().into_bytes()),
+                ];
+                let mut payload = d.raw;
+                if payload.len() > max {
+                    headers
+                        .push(("modelcast.truncated", format!("{max} of {} bytes kept", payload.len()).into_bytes()));
+                    payload.truncate(max);
+                }
+                Ok(Outgoing { topic: topics.dead_letter, key: d.key.into_bytes(), payload, headers })
+            }
+        }
+    }
+
+    /// Whether this is a prediction (not a dead letter).
+    pub fn is_prediction(&self, topics: &OutputTopics<'_>) -> bool {
+        self.topic == topics.app_messages && self.headers.is_empty()
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    // SystemTime, not chrono: this runs once per prediction
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Announcement {
+        Announcement {
+            schema_version: 1,
+            model_name: "m".into(),
+            version: "20260101T000000000Z-abcdef01".into(),
+            uri: "file://models/m/2026-01-01/x.json".into(),
+            key: "m/2026-01-01/x.json".into(),
+            sha256: "a".repeat(64),
+            size: 10,
+            created_at: Utc::now(),
+            metrics: HeadlineMetrics { r2: 0.5, rmse: 1.0, mae: 0.8 },
+            input_schema_digest: "sha256:x".into(),
+            tool_version: "0.1.0".into(),
+        }
+    }
+
+    #[test]
+    fn announcement_round_trips() {
+        let a = sample();
+        assert_eq!(Announcement::decode(&a.encode().unwrap()).unwrap(), a);
+    }
+
+    #[test]
+    fn bad_announcements_are_refused_with_a_reason() {
+        assert!(Announcement::decode(b"\xff\xfe").unwrap_err().contains("not an announcement"));
+        let mut a = sample();
+        a.schema_version = 7;
+        assert!(Announcement::decode(&a.encode().unwrap()).unwrap_err().contains("schema_version 7"));
+        let mut a = sample();
+        a.key = "../../etc/passwd".into();
+        assert!(Announcement::decode(&a.encode().unwrap()).unwrap_err().contains("invalid store key"));
+        let mut a = sample();
+        a.sha256 = "zz".into();
+        assert!(Announcement::decode(&a.encode().unwrap()).is_err());
+    }
+
+    #[test]
+    fn prediction_json_has_the_documented_fields() {
+        let p = Prediction {
+            schema_version: 1,
+            key: "7".into(),
+            prediction: 5.5,
+            model_name: "m".into(),
+            model_version: "v".into(),
+            origin: Origin::Kafka { topic: "t".into(), partition: 0, offset: 3 },
+            input_timestamp_ms: Some(1),
+            predicted_at_ms: 2,
+        };
+        let v: serde_json::Value = serde_json::to_value(&p).unwrap();
+        for k in ["key", "prediction", "model_name", "model_version", "topic", "partition", "offset"] {
+            assert!(v.get(k).is_some(), "{k}");
+        }
+        assert_eq!(serde_json::from_value::<Prediction>(v).unwrap(), p);
+    }
+
+    const TOPICS: OutputTopics<'static> =
+        OutputTopics { app_messages: "app", dead_letter: "dead", dead_letter_max_bytes: 4 };
+
+    #[test]
+    fn a_prediction_becomes_its_json_keyed_by_the_record_key() {
+        let p = Prediction {
+            schema_version: 1,
+            key: "k".into(),
+            prediction: 1.5,
+            model_name: "m".into(),
+            model_version: "v".into(),
+            origin: Origin::Line { source: "in.csv".into(), line: 2 },
+            input_timestamp_ms: None,
+            predicted_at_ms: 3,
+        };
+        let m = Outgoing::of(Scored::Ok(p.clone()), &TOPICS).unwrap();
+        assert_eq!((m.topic, m.key.as_slice()), ("app", &b"k"[..]));
+        assert!(m.headers.is_empty() && m.is_prediction(&TOPICS));
+        assert_eq!(serde_json::from_slice::<Prediction>(&m.payload).unwrap(), p);
+    }
+
+    #[test]
+    fn a_dead_letter_keeps_the_original_bytes_cut_to_the_bound_with_its_reason() {
+        let d = DeadLetter {
+            schema_version: 1,
+            key: "k".into(),
+            reason: "bad".into(),
+            origin: Origin::Kafka { topic: "in".into(), partition: 1, offset: 7 },
+            record: "123456".into(),
+            model_version: None,
+            raw: b"123456".to_vec(),
+        };
+        let m = Outgoing::of(Scored::Rejected(d), &TOPICS).unwrap();
+        assert_eq!((m.topic, m.payload.as_slice()), ("dead", &b"1234"[..]));
+        let h: std::collections::BTreeMap<_, _> = m.headers.iter().cloned().collect();
+        assert_eq!(h["modelcast.reason"], b"bad");
+        assert_eq!(h["modelcast.source"], b"in/1/7");
+        assert_eq!(h["modelcast.truncated"], b"4 of 6 bytes kept");
+        assert!(!m.is_prediction(&TOPICS));
+    }
+}

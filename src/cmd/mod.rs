@@ -1,0 +1,53 @@
+//! One thin orchestration per command: open the edges the settings name, call the core and the
+//! flows, print the result. [`run`] is the dispatch; [`Outcome`] becomes the exit code in `main`.
+
+pub mod config;
+pub mod models;
+pub mod predict;
+pub mod topics;
+pub mod train;
+
+use crate::bus::{self, Bus};
+use crate::error::Result;
+use crate::settings::{Locations, Settings};
+use crate::store::Store;
+
+/// How a successful run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything went through.
+    Done,
+    /// Finished, but this many records were dead-lettered (exit code 3).
+    Rejected(u64),
+}
+
+/// Run a validated command.
+pub async fn run(settings: Settings) -> Result<Outcome> {
+    match settings {
+        Settings::Train(s) => train::run(*s).await,
+        Settings::Predict(s) => predict::run(s).await,
+        Settings::TopicsCreate { kafka, partitions } => topics::create(kafka, partitions).await,
+        Settings::Models { loc, name } => models::list(loc, name.as_deref()).await,
+        Settings::Config { params_path, loc } => config::show(&params_path, &loc),
+    }
+}
+
+/// The store and bus a command works with.
+pub struct Edges {
+    /// The model store.
+    pub store: Store,
+    /// The message bus: Kafka with a Kafka config, else the local logs beside a file store.
+    pub bus: Bus,
+}
+
+impl Edges {
+    /// Open the store (checking it is reachable) and connect the bus.
+    pub async fn open(loc: Locations) -> Result<Edges> {
+        let store = Store::open(&loc.store, &loc.store_options).await?;
+        let bus = match loc.kafka {
+            Some(cfg) => Bus::kafka(cfg)?,
+            None => Bus::local(bus::local_dir(store.local_root())),
+        };
+        Ok(Edges { store, bus })
+    }
+}

@@ -1,0 +1,281 @@
+//! From raw flags to what a command does, once (ripgrep's low args → high args).
+//!
+//! [`Settings::from_cli`] reads the files the flags name (params, Kafka config), resolves every
+//! default, and rejects what does not apply — a `--serve`-only flag without `--serve` is a usage
+//! error naming the flag (exit 2) — before anything connects anywhere. Commands only ever see
+//! the validated settings.
+
+use std::path::PathBuf;
+
+use crate::cli::{self, Cli, Command, InputFormat, SinkKind, TopicsAction};
+use crate::config::kafka::KafkaConfig;
+use crate::config::params::{Overrides, Params, ParamsFile};
+use crate::error::{Error, Result};
+use crate::predict::input::{Format, Source};
+use crate::predict::models::ModelChoice;
+use crate::predict::serve::ServeOptions;
+use crate::store::StoreOptions;
+
+/// The model store when `--store` is not given.
+pub const DEFAULT_STORE: &str = "file://models";
+/// The params file when `--params` is not given.
+pub const DEFAULT_PARAMS: &str = "params/params.yaml";
+/// The Kafka config of `topics create` when `--kafka-config` is not given.
+pub const DEFAULT_KAFKA_CONFIG: &str = "kafka_config.yaml";
+/// The record field holding the key when `--key-field` is not given.
+pub const DEFAULT_KEY_FIELD: &str = "key";
+
+/// A validated command.
+#[derive(Debug)]
+pub enum Settings {
+    /// `train`.
+    Train(Box<TrainSettings>),
+    /// `predict` (batch, `--follow` or `--serve`).
+    Predict(PredictSettings),
+    /// `topics create`.
+    TopicsCreate {
+        /// The Kafka config.
+        kafka: KafkaConfig,
+        /// Partitions of the input and output topics (default from the config).
+        partitions: Option<i32>,
+    },
+    /// `models`.
+    Models {
+        /// Where the store is.
+        loc: Locations,
+        /// Only this model.
+        name: Option<String>,
+    },
+    /// `config`.
+    Config {
+        /// The params file, shown when it exists.
+        params_path: PathBuf,
+        /// Where the store and bus are.
+        loc: Locations,
+    },
+}
+
+/// Where the store and the bus are.
+#[derive(Debug)]
+pub struct Locations {
+    /// Store URL (`file://PATH` or `s3://BUCKET/PREFIX`).
+    pub store: String,
+    /// S3 settings.
+    pub store_options: StoreOptions,
+    /// The Kafka config, loaded and checked; `None` means the local bus.
+    pub kafka: Option<KafkaConfig>,
+}
+
+/// `train`.
+#[derive(Debug)]
+pub struct TrainSettings {
+    /// The params, command-line replacements applied, checked.
+    pub params: Params,
+    /// Print the report as JSON.
+    pub json: bool,
+    /// Store and bus.
+    pub loc: Locations,
+}
+
+/// `predict`.
+#[derive(Debug)]
+pub struct PredictSettings {
+    /// Store and bus.
+    pub loc: Locations,
+    /// Which model, and how to follow it.
+    pub choice: ModelChoice,
+    /// Batch/follow or service.
+    pub mode: PredictMode,
+}
+
+/// How `predict` runs.
+#[derive(Debug)]
+pub enum PredictMode {
+    /// Records from a file or stdin (`--follow`: keep reading and hot-swap).
+    Records {
+        /// The input.
+        source: Source,
+        /// Print predictions on stdout.
+        stdout: bool,
+        /// Send predictions (and, on Kafka, dead letters) to the bus.
+        to_bus: bool,
+    },
+    /// `--serve`: the Kafka service.
+    Serve(ServeOptions),
+}
+
+impl Settings {
+    /// Turn parsed flags (and the files and environment they name) into validated settings.
+    pub fn from_cli(cli: Cli) -> Result<Settings> {
+        Ok(match cli.command {
+            Command::Train(a) => {
+                let path = a.params.unwrap_or_else(|| DEFAULT_PARAMS.into());
+                let overrides = Overrides { train: a.data, name: a.name, test_data: a.test_data };
+                let params = ParamsFile::read(&path)?.with(&overrides).check(&path)?;
+                Settings::Train(Box::new(TrainSettings { params, json: a.json, loc: locations(a.loc)? }))
+            }
+            Command::Predict(a) => Settings::Predict(predict(a)?),
+            Command::Topics { action: TopicsAction::Create { kafka_config, partitions } } => {
+                if let Some(p) = partitions {
+                    if p < 1 {
+                        return Err(usage("--partitions", "must be at least 1"));
+                    }
+                }
+                let path = kafka_config.unwrap_or_else(|| DEFAULT_KAFKA_CONFIG.into());
+                Settings::TopicsCreate { kafka: KafkaConfig::load(&path)?, partitions }
+            }
+            Command::Models(a) => Settings::Models { loc: locations(a.loc)?, name: a.model_name },
+            Command::Config(a) => Settings::Config {
+                params_path: a.params.unwrap_or_else(|| DEFAULT_PARAMS.into()),
+                loc: locations(a.loc)?,
+            },
+        })
+    }
+}
+
+fn usage(flag: &str, message: &str) -> Error {
+    Error::Usage(format!("{flag}: {message}"))
+}
+
+fn locations(l: cli::Locations) -> Result<Locations> {
+    let kafka = l.kafka_config.as_deref().map(KafkaConfig::load).transpose()?;
+    if let Some(c) = l.s3_checksums.as_deref() {
+        if !matches!(c, "when_required" | "when_supported") {
+            return Err(usage("--s3-checksums", &format!("{c:?}: expected when_required or when_supported")));
+        }
+    }
+    Ok(Locations {
+        store: l.store.unwrap_or_else(|| DEFAULT_STORE.into()),
+        store_options: StoreOptions {
+            endpoint: l.s3_endpoint,
+            region: l.s3_region,
+            path_style: None,
+            checksums: l.s3_checksums,
+            max_attempts: None,
+            credentials: None,
+        },
+        kafka,
+    })
+}
+
+fn predict(a: cli::PredictArgs) -> Result<PredictSettings> {
+    let choice = ModelChoice {
+        name: a.model_name,
+        version: a.model,
+        key_field: a.key_field.unwrap_or_else(|| DEFAULT_KEY_FIELD.into()),
+        allow_schema_change: a.allow_schema_change,
+    };
+    let stdout = a.sink.contains(&SinkKind::Stdout);
+    let mode = if a.serve {
+        for (set, flag) in [(a.input.is_some(), "--input"), (a.format.is_some(), "--format"), (a.follow, "--follow")] {
+            if set {
+                return Err(usage(flag, "does not apply with --serve (the input is the Kafka input topic)"));
+            }
+        }
+        if a.loc.kafka_config.is_none() {
+            return Err(usage("--serve", "needs --kafka-config (the service consumes and produces on Kafka)"));
+        }
+        if let Some(id) = &a.instance_id {
+            check_instance_id(id)?;
+        }
+        PredictMode::Serve(ServeOptions {
+            // resolved against the Kafka config below, once it is loaded
+            input_topic: a.input_topic.unwrap_or_default(),
+            metrics_addr: a.metrics_addr,
+            instance_id: a.instance_id,
+            stdout,
+        })
+    } else {
+        let serve_only: [(bool, &str); 3] = [
+            (a.metrics_addr.is_some(), "--metrics-addr"),
+            (a.input_topic.is_some(), "--input-topic"),
+            (a.instance_id.is_some(), "--instance-id (or MODELCAST_INSTANCE_ID)"),
+        ];
+        for (set, flag) in serve_only {
+            if set {
+                return Err(usage(flag, "only applies with --serve"));
+            }
+        }
+        let path = a.input.ok_or_else(|| usage("--input", "required: a file, or - for stdin (or use --serve)"))?;
+        let format = match a.format.unwrap_or(InputFormat::Auto) {
+            InputFormat::Auto => Format::Auto,
+            InputFormat::Csv => Format::Csv,
+            InputFormat::Jsonl => Format::Jsonl,
+        };
+        PredictMode::Records {
+            source: Source { path, follow: a.follow, format },
+            stdout: a.sink.is_empty() || stdout,
+            to_bus: a.sink.contains(&SinkKind::Bus),
+        }
+    };
+    let loc = locations(a.loc)?;
+    let mode = match (mode, &loc.kafka) {
+        (PredictMode::Serve(mut s), Some(k)) => {
+            if s.input_topic.is_empty() {
+                s.input_topic = k.modelcast.topics.input.clone();
+            }
+            PredictMode::Serve(s)
+        }
+        (m, _) => m,
+    };
+    Ok(PredictSettings { loc, choice, mode })
+}
+
+/// A Kafka `group.instance.id`: 1 to 249 of `[A-Za-z0-9._-]` (the broker's own rule).
+fn check_instance_id(s: &str) -> Result<()> {
+    let ok = (1..=249).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(usage("--instance-id", "use 1 to 249 letters, digits, '.', '_' or '-' (e.g. the pod name)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn settings(args: &[&str]) -> Result<Settings> {
+        let mut argv = vec!["modelcast"];
+        argv.extend_from_slice(args);
+        Settings::from_cli(Cli::try_parse_from(argv).unwrap())
+    }
+
+    fn usage_text(args: &[&str]) -> String {
+        match settings(args) {
+            Err(e @ Error::Usage(_)) => {
+                assert_eq!(e.exit_code(), 2);
+                e.to_string()
+            }
+            other => panic!("{args:?}: expected a usage error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn serve_only_flags_without_serve_are_usage_errors_naming_the_flag() {
+        assert!(
+            usage_text(&["predict", "--input", "x.csv", "--metrics-addr", "127.0.0.1:9898"]).contains("--metrics-addr")
+        );
+        assert!(usage_text(&["predict", "--input", "x.csv", "--input-topic", "t"]).contains("--input-topic"));
+        assert!(usage_text(&["predict", "--input", "x.csv", "--instance-id", "a"]).contains("--instance-id"));
+        assert!(usage_text(&["predict"]).contains("--input"));
+        assert!(usage_text(&["predict", "--serve"]).contains("--kafka-config"));
+        assert!(usage_text(&["predict", "--serve", "--input", "x"]).contains("--input"));
+    }
+
+    #[test]
+    fn defaults_are_resolved_here() {
+        let Settings::Predict(p) = settings(&["predict", "--input", "x.csv"]).unwrap() else { panic!() };
+        assert_eq!(p.loc.store, DEFAULT_STORE);
+        assert_eq!(p.choice.key_field, DEFAULT_KEY_FIELD);
+        assert!(p.loc.kafka.is_none());
+        match p.mode {
+            PredictMode::Records { source, stdout, to_bus } => {
+                assert_eq!(source.format, Format::Auto);
+                assert!(stdout && !to_bus, "stdout is the default sink");
+            }
+            PredictMode::Serve(_) => panic!("not a service"),
+        }
+    }
+}
