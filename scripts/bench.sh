@@ -6,12 +6,12 @@
 #   scripts/bench.sh [--quick] [HARNESS_ARGS...]
 #
 #   --quick   tiny counts: a smoke run of every scenario (under 2 minutes once built)
-#   other arguments go to bench/harness.py (e.g. --out DIR, --only throughput,latency)
+#   other arguments go to e2e-bench/harness.py (e.g. --out DIR, --only throughput,latency)
 #
 # Steps: cargo build --release (modelcast and the passthrough example), a Python venv from
-# bench/requirements.txt in $MODELCAST_CACHE/bench-venv (made once, remade when the file
+# e2e-bench/requirements.txt in $MODELCAST_CACHE/bench-venv (made once, remade when the file
 # changes), the test bed (scripts/services.sh start; stopped on exit, also on failure), then
-# bench/harness.py. Results: bench/out/results.md, results.json, bench.png (not committed).
+# e2e-bench/harness.py. Results: e2e-bench/out/results.md, results.json, bench.png (not committed).
 #
 # Environment:
 #   MODELCAST_CACHE   cache directory (default: ${XDG_CACHE_HOME:-$HOME/.cache}/modelcast)
@@ -38,15 +38,15 @@ fi
 log "building modelcast and the passthrough example (release)"
 cargo build --release --locked --bin modelcast --example passthrough
 
-# The venv is rebuilt when bench/requirements.txt changes (its hash is kept inside the venv).
-want=$(sha256sum bench/requirements.txt | cut -d' ' -f1)
+# The venv is rebuilt when e2e-bench/requirements.txt changes (its hash is kept inside the venv).
+want=$(sha256sum e2e-bench/requirements.txt | cut -d' ' -f1)
 if [[ ! -x $VENV/bin/python || $(cat "$VENV/.requirements.sha256" 2>/dev/null) != "$want" ]]; then
 	python=${PYTHON:-$(command -v python3.11 || command -v python3)} || die "python3 is needed"
 	log "creating $VENV with $($python --version 2>&1)"
 	rm -rf "$VENV"
 	mkdir -p "$MODELCAST_CACHE"
 	"$python" -m venv "$VENV"
-	"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r e2e-bench/requirements.txt
 	printf '%s\n' "$want" >"$VENV/.requirements.sha256"
 fi
 
@@ -79,9 +79,9 @@ MODELCAST_S3S_FS=0 scripts/services.sh start "$BED"
 # shellcheck source=/dev/null
 source "$BED/env.sh"
 
-log "running bench/harness.py against tansu at $MODELCAST_TEST_BOOTSTRAP"
+log "running e2e-bench/harness.py against tansu at $MODELCAST_TEST_BOOTSTRAP"
 status=0
-"$VENV/bin/python" bench/harness.py "$@" &
+"$VENV/bin/python" e2e-bench/harness.py "$@" &
 HARNESS_PID=$!
 wait "$HARNESS_PID" || status=$?
 HARNESS_PID=""

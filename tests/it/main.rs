@@ -1,6 +1,7 @@
 //! The one integration-test binary: the real CLI in temp dirs, sklearn parity, the store contract
 //! on every backend, and the Kafka + S3 flows against the loopback services started by
-//! `scripts/test.sh` (see `services.rs`).
+//! `scripts/test.sh`. Shared helpers (sandbox, `TestCommand`, test bed, Kafka, fixtures, log
+//! events) live in `util/`.
 
 mod cli;
 mod parity;

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::services::*;
+use crate::util::bed::{bed, Wired};
+use crate::util::fixtures::{wine_record, wine_records};
+use crate::util::kafka::{count, keys_in, produce, producer, read_all, read_topic, TopicReader};
 use crate::util::*;
 
 /// A running test-bed server that can be stopped and started again identically.
@@ -80,35 +82,35 @@ fn broker_restart_mid_stream_loses_nothing_and_train_fails_cleanly() {
         "short.yaml",
         &std::fs::read_to_string(w.sb.path().join("kafka.yaml"))
             .unwrap()
-            .replace("timeout_ms: 15000", "timeout_ms: 5000"),
+            .replace("timeout_ms: 60000", "timeout_ms: 5000"),
     );
-    assert_ok(&w.train(&[]));
+    w.train(&[]).assert_ok();
     let mut svc = w.serve(&[]);
-    let (_, log) = wait_log(&mut svc, "serving model", Duration::from_secs(60));
+    svc.wait_ready(PATIENCE);
     let p = producer(&w.bootstrap);
     let n = 10_000;
-    let records: Vec<(String, Vec<u8>)> = (0..n).map(|i| (format!("k{i}"), wine_record(i))).collect();
+    let records = wine_records(n);
     produce(&p, &w.topics.input, &records[..n / 2]);
     drop(p);
     let mut broker = Server::capture("tansu");
     broker.stop();
     // train while the broker is down: fails within the bound, non-zero, with a clear message
     let t = Instant::now();
-    let out = w.run(&["train", "--store", &w.store, "--kafka-config", "short.yaml"]);
+    let out = w.command(&["train", "--store", &w.store, "--kafka-config", "short.yaml"]).assert_exit_code(1);
     let took = t.elapsed();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("cannot reach the Kafka brokers"), "{}", stderr(&out));
+    assert!(out.stderr().contains("cannot reach the Kafka brokers"), "{}", out.stderr());
     assert!(took < Duration::from_secs(20), "{took:?}");
+    // the outage itself: the service rides out ten seconds without a broker
     std::thread::sleep(Duration::from_secs(10));
     broker.start();
-    std::thread::sleep(Duration::from_secs(1));
+    wait_for("the broker listening again", PATIENCE, || {
+        std::net::TcpStream::connect(&w.bootstrap).map(drop).map_err(|e| e.to_string())
+    });
     let p = producer(&w.bootstrap);
     produce(&p, &w.topics.input, &records[n / 2..]);
-    let (keys, all) = keys_in(&w.bootstrap, &w.topics.app, n, Duration::from_secs(120));
-    let anns = read_topic(&w.bootstrap, &w.topics.train, usize::MAX, Duration::from_secs(3));
-    sigterm(&svc);
-    let status = svc.wait().unwrap();
-    let log = log.join().unwrap();
+    let (keys, all) = keys_in(&w.bootstrap, &w.topics.app, n, PATIENCE);
+    let anns = read_all(&w.bootstrap, &w.topics.train);
+    let (status, log) = svc.stop();
     eprintln!("broker restart: {n} inputs, {all} predictions, {} distinct", keys.len());
     assert_eq!(keys.len(), n, "every record predicted after the restart\n{log}");
     assert_eq!(anns.len(), 1, "the failed train announced nothing, then or later");
@@ -120,57 +122,48 @@ fn broker_restart_mid_stream_loses_nothing_and_train_fails_cleanly() {
 fn s3_outage_fails_train_and_predict_retries_the_new_model() {
     let Some(bed) = bed() else { return };
     let w = Wired::new(&bed, "s3out", 1);
-    assert_ok(&w.train(&[]));
+    w.train(&[]).assert_ok();
     let mut svc = w.serve(&[]);
-    let (_, log) = wait_log(&mut svc, "serving model", Duration::from_secs(60));
+    svc.wait_ready(PATIENCE);
     // A second model, announced on a topic the service does not follow, to be replayed to it
     // while S3 is down.
     let hidden = format!("{}-hidden", w.topics.train);
     let cfg = std::fs::read_to_string(w.sb.path().join("kafka.yaml")).unwrap();
     w.sb.write("hidden.yaml", &cfg.replace(&format!("train: {},", w.topics.train), &format!("train: {hidden},")));
-    assert_ok(&w.run(&["topics", "create", "--kafka-config", "hidden.yaml"]));
-    assert_ok(&w.run(&["train", "--store", &w.store, "--kafka-config", "hidden.yaml"]));
-    let ann = read_topic(&w.bootstrap, &hidden, 1, Duration::from_secs(10)).remove(0);
-    let v2: serde_json::Value = serde_json::from_slice(&ann.3).unwrap();
+    w.command(&["topics", "create", "--kafka-config", "hidden.yaml"]).assert_ok();
+    w.command(&["train", "--store", &w.store, "--kafka-config", "hidden.yaml"]).assert_ok();
+    let ann = read_topic(&w.bootstrap, &hidden, 1, PATIENCE).remove(0);
+    let v2 = ann.json();
 
     let mut garage = Server::capture("garage");
     garage.stop();
     // train during the outage: non-zero exit naming the cause, nothing announced
     let t = Instant::now();
-    let out = w.train(&[]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("cannot reach the S3 endpoint"), "{}", stderr(&out));
+    let out = w.train(&[]).assert_exit_code(1);
+    assert!(out.stderr().contains("cannot reach the S3 endpoint"), "{}", out.stderr());
     assert!(t.elapsed() < Duration::from_secs(60));
-    assert_eq!(
-        read_topic(&w.bootstrap, &w.topics.train, usize::MAX, Duration::from_secs(3)).len(),
-        1,
-        "nothing announced"
-    );
+    assert_eq!(count(&w.bootstrap, &w.topics.train), 1, "nothing announced");
     // the service hears of the new model but cannot fetch it: it keeps serving and retries
     let p = producer(&w.bootstrap);
-    produce(&p, &w.topics.train, &[("wine-quality".into(), ann.3.clone())]);
-    std::thread::sleep(Duration::from_secs(3));
+    produce(&p, &w.topics.train, &[("wine-quality".into(), ann.value.clone())]);
+    svc.log().wait_message("cannot fetch the new model", PATIENCE);
     produce(&p, &w.topics.input, &[("during".into(), wine_record(1))]);
-    let during = read_topic(&w.bootstrap, &w.topics.app, 1, Duration::from_secs(30));
+    let during = read_topic(&w.bootstrap, &w.topics.app, 1, PATIENCE);
     assert_eq!(during.len(), 1, "still serving during the outage");
-    assert_ne!(serde_json::from_slice::<serde_json::Value>(&during[0].3).unwrap()["model_version"], v2["version"]);
+    assert_ne!(during[0].json()["model_version"], v2["version"]);
     garage.start();
     // once S3 is back, the retry picks the new model up without a new announcement
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut app = TopicReader::new(&w.bootstrap, &w.topics.app);
+    let deadline = Instant::now() + PATIENCE;
     loop {
         produce(&p, &w.topics.input, &[("after".into(), wine_record(2))]);
-        let preds = read_topic(&w.bootstrap, &w.topics.app, usize::MAX, Duration::from_secs(2));
-        if preds
-            .iter()
-            .any(|r| serde_json::from_slice::<serde_json::Value>(&r.3).unwrap()["model_version"] == v2["version"])
-        {
+        if app.read_for(Duration::from_secs(2)).iter().any(|r| r.json()["model_version"] == v2["version"]) {
             break;
         }
         assert!(Instant::now() < deadline, "new model never served after S3 came back");
     }
-    sigterm(&svc);
-    assert!(svc.wait().unwrap().success());
-    let _ = log.join();
+    let (status, log) = svc.stop();
+    assert!(status.success(), "{log}");
 }
 
 #[test]
@@ -178,9 +171,9 @@ fn s3_outage_fails_train_and_predict_retries_the_new_model() {
 fn crash_ten_times_while_100k_records_flow() {
     let Some(bed) = bed() else { return };
     let w = Wired::new(&bed, "crash", 3);
-    assert_ok(&w.train(&[]));
+    w.train(&[]).assert_ok();
     let n = 100_000;
-    let records: Vec<(String, Vec<u8>)> = (0..n).map(|i| (format!("k{i}"), wine_record(i))).collect();
+    let records = wine_records(n);
     let bootstrap = w.bootstrap.clone();
     let input = w.topics.input.clone();
     let feeder = std::thread::spawn(move || {
@@ -193,31 +186,23 @@ fn crash_ten_times_while_100k_records_flow() {
     let mut kills = 0usize;
     let mut seed = 0x9E37_79B9u64;
     while kills < 10 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr = format!("127.0.0.1:{port}");
         // A restarted replica keeps its name (static membership), as a pod of a StatefulSet or
         // a systemd unit would: it takes its partitions back without waiting for the dead
         // member's session to expire.
-        let mut svc = w.serve(&["--metrics-addr", &addr, "--instance-id", "crash-0"]);
-        let (_, _log) = wait_log(&mut svc, "serving model", Duration::from_secs(60));
+        let mut svc = w.serve(&["--instance-id", "crash-0"]);
         // Kill while records are being processed, i.e. once partitions are assigned.
-        let ready = Instant::now() + Duration::from_secs(60);
-        while !http_get(&addr, "/healthz").starts_with("HTTP/1.1 200") && Instant::now() < ready {
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        svc.wait_ready(PATIENCE);
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        // a random moment of the processing (not a wait for anything)
         std::thread::sleep(Duration::from_millis(300 + (seed >> 33) % 1200));
-        svc.kill().unwrap();
-        svc.wait().unwrap();
+        svc.kill();
         kills += 1;
     }
     feeder.join().unwrap();
     let mut svc = w.serve(&["--instance-id", "crash-0"]);
-    let (_, log) = wait_log(&mut svc, "serving model", Duration::from_secs(60));
-    let (keys, all) = keys_in(&w.bootstrap, &w.topics.app, n, Duration::from_secs(180));
-    sigterm(&svc);
-    svc.wait().unwrap();
-    let log = log.join().unwrap();
+    svc.wait_ready(PATIENCE);
+    let (keys, all) = keys_in(&w.bootstrap, &w.topics.app, n, PATIENCE);
+    let (_, log) = svc.stop();
     if keys.len() != n {
         eprintln!("final service log:\n{log}");
     }
@@ -233,19 +218,6 @@ fn crash_ten_times_while_100k_records_flow() {
     assert!(dup <= kills * (1_024 + 4_000), "{dup} duplicates exceed what 10 kills can have in flight");
 }
 
-fn topic_count(bootstrap: &str, topic: &str) -> i64 {
-    use rdkafka::config::ClientConfig;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let c: BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", "soak-count").create().unwrap();
-    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
-    md.topics()[0]
-        .partitions()
-        .iter()
-        .map(|p| c.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).map(|(lo, hi)| hi - lo).unwrap_or(0))
-        .sum()
-}
-
 fn proc_sample(pid: u32) -> Option<(u64, usize)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss_kb = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
@@ -258,9 +230,9 @@ fn proc_sample(pid: u32) -> Option<(u64, usize)> {
 fn soak_one_million_records_with_flat_memory_and_fds() {
     let Some(bed) = bed() else { return };
     let w = Wired::new(&bed, "soak", 3);
-    assert_ok(&w.train(&[]));
+    w.train(&[]).assert_ok();
     let mut svc = w.serve(&[]);
-    let (_, log) = wait_log(&mut svc, "serving model", Duration::from_secs(60));
+    svc.wait_ready(PATIENCE);
     let n: usize = 1_000_000;
     let bootstrap = w.bootstrap.clone();
     let input = w.topics.input.clone();
@@ -286,15 +258,14 @@ fn soak_one_million_records_with_flat_memory_and_fds() {
         if let Some(s) = proc_sample(svc.id()) {
             samples.push(s);
         }
-        if topic_count(&w.bootstrap, &w.topics.app) >= n as i64 {
+        if count(&w.bootstrap, &w.topics.app) >= n {
             break;
         }
         assert!(Instant::now() < deadline, "soak did not finish");
     }
     feeder.join().unwrap();
-    sigterm(&svc);
-    assert!(svc.wait().unwrap().success());
-    let _ = log.join();
+    let (status, log) = svc.stop();
+    assert!(status.success(), "{log}");
     assert!(samples.len() >= 5, "too few samples: {samples:?}");
     // warm-up: the first fifth of the run (at least 10 s): connections, buffers and the model load
     let warm = (samples.len() / 5).max(10).min(samples.len() - 1);

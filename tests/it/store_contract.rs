@@ -1,7 +1,11 @@
-//! The ModelStore contract, one generic body run against every backend.
+//! The ModelStore contract, one generic body run against every backend: the file store, and
+//! garage and s3s-fs from the loopback test bed (`scripts/services.sh run`).
 
 use modelcast::error::Error;
 use modelcast::store::Store;
+
+use crate::util::bed::bed;
+use crate::util::unique;
 
 /// The contract every store keeps.
 pub async fn contract(store: &Store, prefix: &str) {
@@ -37,6 +41,25 @@ async fn file_store_keeps_the_contract() {
     // no temp files left behind
     let leftovers: Vec<_> = walk(dir.path()).into_iter().filter(|p| p.contains("/.tmp-")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garage_keeps_the_contract() {
+    let Some(bed) = bed() else { return };
+    let store = bed.garage.open(&format!("s3://{}/contract", bed.garage.bucket)).await;
+    contract(&store, &unique("garage")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3s_fs_keeps_the_contract() {
+    let Some(bed) = bed() else { return };
+    let Some(s3s) = &bed.s3s else {
+        eprintln!("skipped: s3s-fs is not in the test bed (scripts/services.sh could not install it)");
+        return;
+    };
+    // s3s-fs signs with its own keys
+    let store = s3s.open(&format!("s3://{}/contract", s3s.bucket)).await;
+    contract(&store, &unique("s3s")).await;
 }
 
 fn walk(p: &std::path::Path) -> Vec<String> {

@@ -44,7 +44,7 @@ from bed import (
     wait_for,
 )
 
-PEERS = ROOT / "bench" / "peers"
+PEERS = ROOT / "e2e-bench" / "peers"
 WINE = ROOT / "data" / "winequality-red.csv"
 TARGET = "quality"
 # On tansu a waiting fetch is not answered early when records arrive, so consumers see them up to
@@ -457,7 +457,7 @@ SCENARIOS = {
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny counts: a smoke run of every scenario")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "out"), help="output directory (default: bench/out)")
+    ap.add_argument("--out", default=str(ROOT / "e2e-bench" / "out"), help="output directory (default: e2e-bench/out)")
     ap.add_argument(
         "--bootstrap",
         default=os.environ.get("MODELCAST_TEST_BOOTSTRAP"),

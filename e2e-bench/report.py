@@ -1,4 +1,4 @@
-"""Turns bench/harness.py's results into results.json, results.md (BENCHMARKS.md-ready) and bench.png."""
+"""Turns e2e-bench/harness.py's results into results.json, results.md (BENCHMARKS.md-ready) and bench.png."""
 
 import json
 from pathlib import Path
@@ -43,7 +43,7 @@ def environment(env: dict) -> str:
 {env["modelcast"]} built by {env["rustc"]}; Python {env["python"]}, scikit-learn {env["scikit-learn"]},
 pandas {env["pandas"]}, numpy {env["numpy"]}, confluent-kafka {env["confluent-kafka"]} (librdkafka {env["librdkafka"]}).
 Broker: {env["broker"]}. The broker, the contender and the load generator share the same cores.
-Made by `scripts/bench.sh{" --quick" if env["quick"] else ""}` (bench/harness.py); sizes: {s["n"]:,} records
+Made by `scripts/bench.sh{" --quick" if env["quick"] else ""}` (e2e-bench/harness.py); sizes: {s["n"]:,} records
 (seed predictor {s["n_seed"]:,}), latency loads {", ".join(f"{r:,}" for r in s["rates"])} records/s for
 {s["rate_secs"]:g} s each, hot swap {s["swaps"]} retrainings at {s["swap_rate"]:,} records/s, training CSV {s["train_rows"]:,} rows.
 {quick}"""
@@ -259,7 +259,7 @@ def write(results: dict, out: Path) -> str:
 
 
 if __name__ == "__main__":
-    # Re-render results.md and bench.png from OUT/results.json: python bench/report.py [OUT]
+    # Re-render results.md and bench.png from OUT/results.json: python e2e-bench/report.py [OUT]
     import sys
 
     out_dir = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "out")

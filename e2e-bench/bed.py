@@ -1,4 +1,4 @@
-"""The plumbing of bench/harness.py: contender processes, the broker, and Kafka helpers."""
+"""The plumbing of e2e-bench/harness.py: contender processes, the broker, and Kafka helpers."""
 
 import json
 import os

@@ -1,0 +1,292 @@
+//! The loopback test bed started by `scripts/services.sh run` (tansu for Kafka, garage and
+//! s3s-fs for S3), a [`Sandbox`] [`Wired`] to it, and serving [`Replica`]s.
+//!
+//! Without the `MODELCAST_TEST_*` variables [`bed`] returns `None` and the test is skipped with
+//! a note, unless `MODELCAST_REQUIRE_SERVICES=1` (set by the script): then it is a failure.
+
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::Duration;
+
+use modelcast::store::{StaticCredentials, Store, StoreOptions};
+
+use super::logs::Log;
+use super::{free_addr, sigterm, unique, wait_for, Sandbox, TestCommand};
+
+/// An S3 server of the test bed.
+#[derive(Debug, Clone)]
+pub struct S3Server {
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+}
+
+impl S3Server {
+    /// Store options reaching this server with its keys and region, from no environment.
+    pub fn options(&self) -> StoreOptions {
+        StoreOptions {
+            endpoint: Some(self.endpoint.clone()),
+            region: Some(self.region.clone()),
+            credentials: Some(StaticCredentials {
+                access_key_id: self.access_key.clone(),
+                secret_access_key: self.secret_key.clone(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The store at `url` (`s3://bucket/prefix`) on this server.
+    pub async fn open(&self, url: &str) -> Store {
+        Store::open(url, &self.options()).await.unwrap_or_else(|e| panic!("open {url} at {}: {e}", self.endpoint))
+    }
+
+    /// The store at `url`, for a synchronous test.
+    pub fn open_blocking(&self, url: &str) -> BlockingStore {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store = rt.block_on(self.open(url));
+        BlockingStore { rt, store }
+    }
+}
+
+/// A store with the runtime its client lives on.
+pub struct BlockingStore {
+    rt: tokio::runtime::Runtime,
+    store: Store,
+}
+
+impl BlockingStore {
+    pub fn get(&self, key: &str) -> Vec<u8> {
+        self.rt.block_on(self.store.get(key)).unwrap_or_else(|e| panic!("get {key}: {e}"))
+    }
+
+    pub fn list(&self, prefix: &str) -> Vec<String> {
+        self.rt.block_on(self.store.list(prefix)).unwrap()
+    }
+}
+
+/// Addresses of the test bed.
+pub struct Bed {
+    pub bootstrap: String,
+    pub garage: S3Server,
+    /// s3s-fs, when it was installed.
+    pub s3s: Option<S3Server>,
+}
+
+pub fn bed() -> Option<Bed> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let bootstrap = var("MODELCAST_TEST_BOOTSTRAP");
+    let endpoint = var("MODELCAST_TEST_S3_ENDPOINT");
+    let (Some(bootstrap), Some(endpoint)) = (bootstrap, endpoint) else {
+        if std::env::var("MODELCAST_REQUIRE_SERVICES").as_deref() == Ok("1") {
+            panic!("MODELCAST_REQUIRE_SERVICES=1 but the test bed variables are not set");
+        }
+        eprintln!("skipped: no test bed (run scripts/test.sh, or scripts/services.sh run cargo test)");
+        return None;
+    };
+    let garage = S3Server {
+        endpoint,
+        bucket: var("MODELCAST_TEST_S3_BUCKET").expect("MODELCAST_TEST_S3_BUCKET"),
+        access_key: var("MODELCAST_TEST_S3_ACCESS_KEY").expect("MODELCAST_TEST_S3_ACCESS_KEY"),
+        secret_key: var("MODELCAST_TEST_S3_SECRET_KEY").expect("MODELCAST_TEST_S3_SECRET_KEY"),
+        region: var("MODELCAST_TEST_S3_REGION").unwrap_or_else(|| "garage".into()),
+    };
+    let s3s = match (var("MODELCAST_TEST_S3S_ENDPOINT"), var("MODELCAST_TEST_S3S_BUCKET")) {
+        (Some(endpoint), Some(bucket)) => Some(S3Server {
+            endpoint,
+            bucket,
+            access_key: var("MODELCAST_TEST_S3S_ACCESS_KEY").unwrap_or_default(),
+            secret_key: var("MODELCAST_TEST_S3S_SECRET_KEY").unwrap_or_default(),
+            region: var("MODELCAST_TEST_S3S_REGION").unwrap_or_else(|| "us-east-1".into()),
+        }),
+        _ => None,
+    };
+    Some(Bed { bootstrap, garage, s3s })
+}
+
+/// Topic names of one test.
+pub struct Topics {
+    pub train: String,
+    pub app: String,
+    pub input: String,
+    pub dead: String,
+}
+
+/// A sandbox wired to the test bed with its own topics, bucket prefix and Kafka config
+/// (`kafka.yaml`); the binary reaches garage through the standard AWS variables.
+pub struct Wired {
+    pub sb: Sandbox,
+    pub topics: Topics,
+    /// `s3://bucket/prefix` of this test.
+    pub store: String,
+    pub bootstrap: String,
+    env: Vec<(String, String)>,
+}
+
+impl Wired {
+    pub fn new(bed: &Bed, tag: &str, partitions: i32) -> Wired {
+        let sb = Sandbox::new();
+        let id = unique(tag);
+        let topics = Topics {
+            train: format!("{id}-train"),
+            app: format!("{id}-app"),
+            input: format!("{id}-in"),
+            dead: format!("{id}-dead"),
+        };
+        // timeout_ms bounds the binary's Kafka requests (metadata, history, deliveries): a
+        // failing bound, generous for a loaded machine.
+        sb.write(
+            "kafka.yaml",
+            &format!(
+                "bootstrap.servers: ${{TEST_BOOTSTRAP}}\ncompression.type: lz4\n\
+                 modelcast:\n  topics: {{train: {}, app_messages: {}, input: {}, dead_letter: {}}}\n  \
+                 group_id: {id}-group\n  partitions: {partitions}\n  timeout_ms: 60000\n",
+                topics.train, topics.app, topics.input, topics.dead
+            ),
+        );
+        let g = &bed.garage;
+        let env = [
+            ("TEST_BOOTSTRAP", bed.bootstrap.as_str()),
+            ("AWS_ACCESS_KEY_ID", g.access_key.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", g.secret_key.as_str()),
+            ("AWS_REGION", g.region.as_str()),
+            ("AWS_ENDPOINT_URL", g.endpoint.as_str()),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .to_vec();
+        let w = Wired { sb, topics, store: format!("s3://{}/{id}", g.bucket), bootstrap: bed.bootstrap.clone(), env };
+        w.command(&["topics", "create", "--kafka-config", "kafka.yaml"]).assert_ok();
+        w
+    }
+
+    /// `modelcast ARGS` in the sandbox, with the test bed's addresses and keys in its environment.
+    pub fn command(&self, args: &[&str]) -> TestCommand {
+        let mut c = self.sb.command(args);
+        c.env_remove("AWS_PROFILE");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// `train` to S3 + Kafka.
+    pub fn train(&self, extra: &[&str]) -> TestCommand {
+        let mut c = self.command(&["train", "--store", &self.store, "--kafka-config", "kafka.yaml"]);
+        c.args(extra);
+        c
+    }
+
+    /// Start `predict --serve` (see [`Replica::start`]).
+    pub fn serve(&self, extra: &[&str]) -> Replica {
+        let mut c = self.command(&["predict", "--serve", "--store", &self.store, "--kafka-config", "kafka.yaml"]);
+        c.args(extra);
+        Replica::start(c)
+    }
+}
+
+/// A running `predict --serve` with `/healthz` and `/metrics` on a free port and JSON logs
+/// collected from its stderr. Dropping it kills the process.
+pub struct Replica {
+    child: Option<Child>,
+    /// Where `/healthz` and `/metrics` are served.
+    pub addr: String,
+    pub log: Option<Log>,
+}
+
+impl Replica {
+    /// Start `cmd` (a `predict --serve`) with `--metrics-addr` and `--log-format json` added.
+    pub fn start(mut cmd: TestCommand) -> Replica {
+        let addr = free_addr();
+        cmd.args(["--metrics-addr", &addr, "--log-format", "json"]);
+        cmd.cmd().stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn();
+        let log = Log::collect(&mut child);
+        Replica { child: Some(child), addr, log: Some(log) }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn log(&mut self) -> &mut Log {
+        self.log.as_mut().unwrap()
+    }
+
+    /// Whether `/healthz` answers 200: the replica has a model and a partition assignment.
+    pub fn ready(&self) -> bool {
+        http_get(&self.addr, "/healthz").starts_with("HTTP/1.1 200")
+    }
+
+    /// Wait until [`Replica::ready`].
+    pub fn wait_ready(&mut self, timeout: Duration) {
+        let addr = self.addr.clone();
+        let child = self.child.as_mut().unwrap();
+        wait_for(&format!("replica at {addr} ready"), timeout, || {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Ok(Err(status));
+            }
+            match http_get(&addr, "/healthz") {
+                r if r.starts_with("HTTP/1.1 200") => Ok(Ok(())),
+                r => Err(format!("/healthz: {r:?}")),
+            }
+        })
+        .unwrap_or_else(|status| panic!("the replica exited ({status}) before it was ready:\n{}", self.log().so_far()));
+    }
+
+    /// The `/metrics` text.
+    pub fn metrics(&self) -> String {
+        http_get(&self.addr, "/metrics")
+    }
+
+    /// `/metrics` once it contains every one of `lines`, or as it is when `timeout` passed (the
+    /// caller asserts on it).
+    pub fn wait_metrics(&self, lines: &[&str], timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let m = self.metrics();
+            if lines.iter().all(|l| m.contains(l)) || std::time::Instant::now() >= deadline {
+                return m;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stop it as a supervisor would (SIGTERM); its exit status and whole log.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().unwrap();
+        sigterm(&child);
+        let status = child.wait().unwrap();
+        (status, self.log.take().unwrap().finish())
+    }
+
+    /// kill -9; its whole log.
+    pub fn kill(mut self) -> String {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        self.log.take().unwrap().finish()
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One plain HTTP/1.1 GET; the whole response, or "" when nothing listens.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}

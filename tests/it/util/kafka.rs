@@ -1,0 +1,208 @@
+//! Kafka from the outside, as an independent client: produce records, count a topic (its
+//! watermarks) and read it back from the beginning.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{unique, wait_for, PATIENCE};
+
+pub fn producer(bootstrap: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap()
+}
+
+/// Produce `records` (key, value) to `topic` and wait until the broker has them all.
+pub fn produce(p: &BaseProducer, topic: &str, records: &[(String, Vec<u8>)]) {
+    for (k, v) in records {
+        let mut rec = BaseRecord::to(topic).key(k.as_bytes()).payload(v.as_slice());
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    p.poll(Duration::from_millis(5));
+                    rec = r;
+                }
+            }
+        }
+        p.poll(Duration::ZERO);
+    }
+    p.flush(PATIENCE).unwrap();
+}
+
+/// One record read back.
+#[derive(Debug, Clone)]
+pub struct Rec {
+    pub key: Option<String>,
+    pub value: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Rec {
+    /// The value as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.value).unwrap_or_else(|e| panic!("{self:?} is not JSON: {e}"))
+    }
+}
+
+fn client(bootstrap: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap()
+}
+
+/// Records in `topic` now: the sum over its partitions of high - low watermark.
+pub fn count(bootstrap: &str, topic: &str) -> usize {
+    let c = client(bootstrap);
+    let md = c.fetch_metadata(Some(topic), PATIENCE).unwrap();
+    md.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| {
+            let (lo, hi) = c.fetch_watermarks(topic, p.id(), PATIENCE).unwrap();
+            (hi - lo) as usize
+        })
+        .sum()
+}
+
+/// Wait until `topic` holds at least `want` records; returns how many it holds.
+pub fn wait_count(bootstrap: &str, topic: &str, want: usize, timeout: Duration) -> usize {
+    wait_for(&format!("{want} records in {topic}"), timeout, || match count(bootstrap, topic) {
+        n if n >= want => Ok(n),
+        n => Err(format!("{n} so far")),
+    })
+}
+
+/// A reader of a whole topic from the beginning of every partition, keeping what it read.
+pub struct TopicReader {
+    consumer: BaseConsumer,
+    topic: String,
+    partitions: Vec<i32>,
+    records: Vec<Rec>,
+    /// Per partition: the offset after the last record read.
+    next: BTreeMap<i32, i64>,
+}
+
+impl TopicReader {
+    pub fn new(bootstrap: &str, topic: &str) -> TopicReader {
+        let consumer = client(bootstrap);
+        let md = consumer.fetch_metadata(Some(topic), PATIENCE).unwrap();
+        let partitions: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+        let mut tpl = TopicPartitionList::new();
+        for p in &partitions {
+            tpl.add_partition_offset(topic, *p, Offset::Beginning).unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        TopicReader { consumer, topic: topic.to_string(), partitions, records: Vec::new(), next: BTreeMap::new() }
+    }
+
+    /// Everything read so far.
+    pub fn records(&self) -> &[Rec] {
+        &self.records
+    }
+
+    /// Read one record if one arrives within `wait`.
+    fn read_one(&mut self, wait: Duration) -> bool {
+        let Some(Ok(m)) = self.consumer.poll(wait) else { return false };
+        let mut headers = BTreeMap::new();
+        if let Some(h) = m.headers() {
+            for hd in h.iter() {
+                headers.insert(hd.key.to_string(), String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned());
+            }
+        }
+        self.next.insert(m.partition(), m.offset() + 1);
+        self.records.push(Rec {
+            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            value: m.payload().unwrap_or_default().to_vec(),
+            headers,
+        });
+        true
+    }
+
+    /// Read until `want` records in all were read, or `timeout` passed.
+    pub fn read_until(&mut self, want: usize, timeout: Duration) -> &[Rec] {
+        let deadline = Instant::now() + timeout;
+        while self.records.len() < want && Instant::now() < deadline {
+            self.read_one(Duration::from_millis(200));
+        }
+        &self.records
+    }
+
+    /// Read what arrives within `time`.
+    pub fn read_for(&mut self, time: Duration) -> &[Rec] {
+        let deadline = Instant::now() + time;
+        while Instant::now() < deadline {
+            self.read_one(deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(200)));
+        }
+        &self.records
+    }
+
+    /// Read everything the topic holds now: up to each partition's high watermark.
+    pub fn read_all(&mut self) -> &[Rec] {
+        let mut ends = BTreeMap::new();
+        for p in &self.partitions {
+            let (lo, hi) = self.consumer.fetch_watermarks(&self.topic, *p, PATIENCE).unwrap();
+            if hi > lo {
+                ends.insert(*p, hi);
+            }
+        }
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let behind: Vec<_> = ends.iter().filter(|(p, hi)| self.next.get(*p).is_none_or(|n| n < *hi)).collect();
+            if behind.is_empty() {
+                return &self.records;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: partitions {behind:?} not read to their end within {PATIENCE:?} (read {:?})",
+                self.topic,
+                self.next
+            );
+            self.read_one(Duration::from_millis(200));
+        }
+    }
+}
+
+/// The first `want` records of `topic` (fewer if `timeout` passed first).
+pub fn read_topic(bootstrap: &str, topic: &str, want: usize, timeout: Duration) -> Vec<Rec> {
+    let mut r = TopicReader::new(bootstrap, topic);
+    r.read_until(want, timeout);
+    r.records
+}
+
+/// Every record `topic` holds now.
+pub fn read_all(bootstrap: &str, topic: &str) -> Vec<Rec> {
+    let mut r = TopicReader::new(bootstrap, topic);
+    r.read_all();
+    r.records
+}
+
+/// Distinct keys in `topic` and the number of records it holds, once `want` distinct keys are
+/// there (or `timeout` passed).
+pub fn keys_in(bootstrap: &str, topic: &str, want: usize, timeout: Duration) -> (BTreeSet<String>, usize) {
+    let deadline = Instant::now() + timeout;
+    let mut r = TopicReader::new(bootstrap, topic);
+    let mut keys = BTreeSet::new();
+    while keys.len() < want && Instant::now() < deadline {
+        let before = r.records().len();
+        r.read_for(Duration::from_secs(1));
+        keys.extend(r.records()[before..].iter().filter_map(|rec| rec.key.clone()));
+    }
+    // and whatever else (duplicates) is in the topic by then
+    let before = r.records().len();
+    r.read_all();
+    keys.extend(r.records()[before..].iter().filter_map(|rec| rec.key.clone()));
+    (keys, r.records().len())
+}
