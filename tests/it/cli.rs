@@ -264,6 +264,21 @@ fn config_errors_name_file_and_key_and_exit_2() {
 }
 
 #[test]
+fn serve_only_flags_without_serve_exit_2_naming_the_flag() {
+    let sb = Sandbox::new();
+    for (flag, value) in [("--metrics-addr", "127.0.0.1:9898"), ("--input-topic", "t"), ("--instance-id", "r0")] {
+        let run = sb.command(&["predict", "--input", "x.csv", flag, value]).assert_exit_code(2);
+        let e = run.stderr();
+        assert!(e.contains(flag) && e.contains("--serve"), "{flag}: {e}");
+        assert!(run.stdout().is_empty());
+    }
+    // and the flags that do not apply to the service
+    sb.write("k.yaml", "bootstrap.servers: 127.0.0.1:9\n");
+    let e = sb.command(&["predict", "--serve", "--kafka-config", "k.yaml", "--follow"]).assert_exit_code(2).stderr();
+    assert!(e.contains("--follow"), "{e}");
+}
+
+#[test]
 fn malformed_training_csv_names_the_line() {
     let sb = Sandbox::new();
     let mut text = std::fs::read_to_string(sb.path().join("data/winequality-red.csv")).unwrap();

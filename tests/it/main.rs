@@ -3,6 +3,7 @@
 //! `scripts/test.sh`. Shared helpers (sandbox, `TestCommand`, test bed, Kafka, fixtures, log
 //! events) live in `util/`.
 
+mod bus_contract;
 mod cli;
 mod parity;
 mod reliability;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 
-use crate::util::bed::{bed, Replica, Wired};
+use crate::util::bed::{bed, parse_metrics, Replica, Wired};
 use crate::util::fixtures::{wine_record, wine_records};
 use crate::util::kafka::{count, keys_in, produce, producer, read_all, read_topic, wait_count};
 use crate::util::logs::{count as field_count, events};
@@ -222,6 +222,23 @@ fn bad_records_go_to_the_dead_letter_topic_and_bad_models_are_refused() {
     for line in expected {
         assert!(metrics.contains(line), "{line}: {metrics}");
     }
+    // the same figures through a Prometheus text parser, plus the standard process metrics
+    let samples = parse_metrics(&metrics);
+    let value = |name: &str| {
+        samples.iter().find(|(n, _, _)| n == name).map(|s| s.2).unwrap_or_else(|| panic!("{name}: {metrics}"))
+    };
+    assert_eq!(value("modelcast_dead_lettered_total"), 8.0);
+    assert_eq!(value("modelcast_predictions_out_total"), 3.0);
+    assert_eq!(value("modelcast_records_in_total"), 11.0);
+    assert_eq!(value("modelcast_models_refused_total"), 2.0);
+    assert_eq!(value("modelcast_model_swaps_total"), 0.0);
+    assert_eq!(value("modelcast_ready"), 1.0);
+    assert_eq!(value("modelcast_end_to_end_latency_seconds"), 3.0, "histogram count");
+    let info = samples.iter().find(|(n, _, _)| n == "modelcast_model_info").expect("model info");
+    assert_eq!(info.1.get("version").map(String::as_str), Some(v1.as_str()));
+    assert!(value("process_resident_memory_bytes") > 1e6, "RSS of a running service");
+    assert!(value("process_open_fds") >= 3.0);
+    assert!(value("process_cpu_seconds_total") > 0.0);
     assert_eq!(preds.len(), 3);
     let keys: Vec<_> = preds.iter().map(|p| p.key.as_deref().unwrap_or_default()).collect();
     assert!(keys.contains(&"from-field") && keys.contains(&"good") && keys.contains(&"after"), "{keys:?}");

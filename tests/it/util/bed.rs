@@ -215,7 +215,7 @@ impl Replica {
 
     /// Whether `/healthz` answers 200: the replica has a model and a partition assignment.
     pub fn ready(&self) -> bool {
-        http_get(&self.addr, "/healthz").starts_with("HTTP/1.1 200")
+        http_get(&self.addr, "/healthz").is_some_and(|(status, _)| status == 200)
     }
 
     /// Wait until [`Replica::ready`].
@@ -227,7 +227,7 @@ impl Replica {
                 return Ok(Err(status));
             }
             match http_get(&addr, "/healthz") {
-                r if r.starts_with("HTTP/1.1 200") => Ok(Ok(())),
+                Some((200, _)) => Ok(Ok(())),
                 r => Err(format!("/healthz: {r:?}")),
             }
         })
@@ -236,7 +236,7 @@ impl Replica {
 
     /// The `/metrics` text.
     pub fn metrics(&self) -> String {
-        http_get(&self.addr, "/metrics")
+        http_get(&self.addr, "/metrics").map(|(_, body)| body).unwrap_or_default()
     }
 
     /// `/metrics` once it contains every one of `lines`, or as it is when `timeout` passed (the
@@ -278,15 +278,36 @@ impl Drop for Replica {
     }
 }
 
-/// One plain HTTP/1.1 GET; the whole response, or "" when nothing listens.
-pub fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return String::new();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-    let _ = write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
+/// One HTTP GET with a real client (ureq): (status, body), or `None` when nothing answers.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut resp = agent.get(&format!("http://{addr}{path}")).call().ok()?;
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_string().ok()?;
+    Some((status, body))
+}
+
+/// Parse a Prometheus text exposition into (metric name, labels, value) samples.
+pub fn parse_metrics(text: &str) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("a valid Prometheus text exposition");
+    scrape
+        .samples
+        .into_iter()
+        .map(|s| {
+            let value = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Histogram(h) => h.last().map_or(0.0, |b| b.count),
+                prometheus_parse::Value::Summary(_) => f64::NAN,
+            };
+            let labels = s.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            (s.metric, labels, value)
+        })
+        .collect()
 }

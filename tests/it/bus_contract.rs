@@ -1,0 +1,101 @@
+//! The bus contract, one generic body run against every backend: the local logs of the embedded
+//! default and Kafka (tansu on the test bed). Announce → history → poll; produce → read back.
+
+use std::time::{Duration, Instant};
+
+use modelcast::bus::{Announcement, AnnouncementFeed, Bus, HeadlineMetrics, Outgoing, MESSAGE_SCHEMA_VERSION};
+use modelcast::config::kafka::KafkaConfig;
+
+use crate::util::bed::bed;
+use crate::util::{unique, PATIENCE};
+
+fn announcement(version: &str) -> Announcement {
+    Announcement {
+        schema_version: MESSAGE_SCHEMA_VERSION,
+        model_name: "m".into(),
+        version: version.into(),
+        uri: format!("file://models/m/2026-01-01/{version}.json"),
+        key: format!("m/2026-01-01/{version}.json"),
+        sha256: "ab".repeat(32),
+        size: 10,
+        created_at: chrono::Utc::now(),
+        metrics: HeadlineMetrics { r2: 0.5, rmse: 1.0, mae: 0.8 },
+        input_schema_digest: "sha256:x".into(),
+        tool_version: "0.1.0".into(),
+    }
+}
+
+/// Poll until `n` announcements arrived (or the deadline passed).
+async fn poll_n(feed: &mut AnnouncementFeed, n: usize) -> Vec<Announcement> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut got = Vec::new();
+    while got.len() < n && Instant::now() < deadline {
+        got.extend(feed.poll().await.unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    got
+}
+
+/// The contract every bus keeps.
+pub async fn contract(bus: &Bus) {
+    let topics = bus.topics();
+    let mut early = bus.announcements().await.unwrap();
+    assert!(early.history().await.unwrap().is_empty(), "a new train topic has no history");
+    let (a1, a2) = (announcement("20260101T000000000Z-00000001"), announcement("20260101T000000000Z-00000002"));
+    bus.announce(&a1).await.unwrap();
+    // a message that is not an announcement is skipped, never an error
+    bus.produce(vec![Outgoing {
+        topic: &topics.train,
+        key: b"m".to_vec(),
+        payload: b"garbage".to_vec(),
+        headers: vec![],
+    }])
+    .await
+    .unwrap();
+    // a follower that starts now finds it in the history; one that was following gets it by polling
+    let mut late = bus.announcements().await.unwrap();
+    assert_eq!(late.history().await.unwrap(), vec![a1.clone()]);
+    assert_eq!(poll_n(&mut early, 1).await, vec![a1.clone()]);
+    bus.announce(&a2).await.unwrap();
+    assert_eq!(poll_n(&mut late, 1).await, vec![a2.clone()]);
+    assert_eq!(poll_n(&mut early, 1).await, vec![a2]);
+    assert!(early.poll().await.unwrap().is_empty(), "each announcement is read once");
+
+    // produce → read back, in order
+    let payloads: Vec<Vec<u8>> = (0..5).map(|i| format!("{{\"n\":{i}}}").into_bytes()).collect();
+    let msgs = payloads
+        .iter()
+        .map(|p| Outgoing { topic: &topics.app_messages, key: b"k".to_vec(), payload: p.clone(), headers: vec![] })
+        .collect();
+    bus.produce(msgs).await.unwrap();
+    bus.flush().unwrap();
+    let mut reader = bus.follow(&topics.app_messages).await.unwrap();
+    assert_eq!(reader.history().await.unwrap(), payloads, "what was produced (and acknowledged) reads back");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn local_logs_keep_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    contract(&Bus::local(dir.path().join("_bus"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_keeps_the_contract() {
+    let Some(bed) = bed() else { return };
+    let id = unique("bus");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kafka.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "bootstrap.servers: {}\nmodelcast:\n  topics: {{train: {id}-train, app_messages: {id}-app, input: {id}-in, \
+             dead_letter: {id}-dead}}\n  partitions: 1\n  timeout_ms: 60000\n",
+            bed.bootstrap
+        ),
+    )
+    .unwrap();
+    let bus = Bus::kafka(KafkaConfig::load_with(&path, &|_| None).unwrap()).unwrap();
+    let created = bus.as_kafka().unwrap().create_topics(None).await.unwrap();
+    assert_eq!(created.len(), 4, "{created:?}");
+    contract(&bus).await;
+}
