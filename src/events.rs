@@ -32,6 +32,9 @@ pub struct Metrics {
     pub refused: IntCounter,
     /// `modelcast_delivery_failures_total`: outputs the broker did not acknowledge.
     pub delivery_failures: IntCounter,
+    /// `modelcast_model_fetch_retries_total`: fetches of an announced model retried after a
+    /// transient store error.
+    pub fetch_retries: IntCounter,
     /// `modelcast_model_info{model,version}`: 1 for the serving model.
     pub model_info: IntGaugeVec,
     /// `modelcast_ready`: 1 once a model is loaded.
@@ -55,6 +58,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
     let swaps = counter("modelcast_model_swaps_total", "Hot swaps to a newer model.")?;
     let refused = counter("modelcast_models_refused_total", "Announcements or models refused.")?;
     let delivery_failures = counter("modelcast_delivery_failures_total", "Outputs the broker did not acknowledge.")?;
+    let fetch_retries = counter(
+        "modelcast_model_fetch_retries_total",
+        "Fetches of an announced model retried after a transient store error.",
+    )?;
     let model_info = IntGaugeVec::new(Opts::new("modelcast_model_info", "The serving model."), &["model", "version"])?;
     registry.register(Box::new(model_info.clone()))?;
     let ready = IntGauge::new("modelcast_ready", "1 once a model is loaded and serving.")?;
@@ -80,6 +87,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         swaps,
         refused,
         delivery_failures,
+        fetch_retries,
         model_info,
         ready,
         latency,
@@ -208,6 +216,29 @@ impl Event for RecordRejected<'_> {
             tracing::warn!(event = Self::NAME, key = %self.key, reason = %self.reason, rejected_so_far = n,
                 "record rejected (dead-lettered)");
         }
+    }
+}
+
+/// An announced model could not be fetched (store outage); it is retried after a backoff while
+/// the current model keeps serving.
+pub struct ModelFetchRetry<'a> {
+    /// The version being fetched.
+    pub version: &'a str,
+    /// Attempts so far.
+    pub attempt: u32,
+    /// Wait before the next attempt.
+    pub retry_in_ms: u64,
+    /// Why the fetch failed.
+    pub reason: &'a dyn std::fmt::Display,
+}
+
+impl Event for ModelFetchRetry<'_> {
+    const NAME: &'static str = "model_fetch_retry";
+    fn emit(self) {
+        tracing::warn!(event = Self::NAME, version = %self.version, attempt = self.attempt,
+            retry_in_ms = self.retry_in_ms, reason = %self.reason,
+            "cannot fetch the new model; the current one keeps serving");
+        metrics().fetch_retries.inc();
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::bus::{Announcement, AnnouncementFeed};
 use crate::error::{Error, Result};
-use crate::events::{Event, ModelRefused, ModelSwapped};
+use crate::events::{Event, ModelFetchRetry, ModelRefused, ModelSwapped};
 use crate::predict::{check_replacement, load_announced, load_key, Served};
 use crate::store::Store;
 
@@ -175,8 +175,13 @@ impl Swapper {
                 Err(e) if e.is_transient() => {
                     let attempt = attempts + 1;
                     let wait = backoff(attempt);
-                    tracing::warn!(version = %ann.version, reason = %e, attempt, retry_in_ms = wait.as_millis() as u64,
-                        "cannot fetch the new model; the current one keeps serving");
+                    ModelFetchRetry {
+                        version: &ann.version,
+                        attempt,
+                        retry_in_ms: wait.as_millis() as u64,
+                        reason: &e,
+                    }
+                    .emit();
                     self.pending = Some(Pending { ann, attempts: attempt, next: Instant::now() + wait });
                 }
                 Err(e) => {

@@ -146,7 +146,7 @@ fn s3_outage_fails_train_and_predict_retries_the_new_model() {
     // the service hears of the new model but cannot fetch it: it keeps serving and retries
     let p = producer(&w.bootstrap);
     produce(&p, &w.topics.train, &[("wine-quality".into(), ann.value.clone())]);
-    svc.log().wait_message("cannot fetch the new model", PATIENCE);
+    svc.log().wait_event("model_fetch_retry", PATIENCE);
     produce(&p, &w.topics.input, &[("during".into(), wine_record(1))]);
     let during = read_topic(&w.bootstrap, &w.topics.app, 1, PATIENCE);
     assert_eq!(during.len(), 1, "still serving during the outage");

@@ -98,14 +98,6 @@ impl Log {
         events(&self.text, name)
     }
 
-    /// Wait until the child has logged a line whose message contains `needle` (for a log line
-    /// that is not a typed event).
-    pub fn wait_message(&mut self, needle: &str, timeout: Duration) {
-        self.wait_until(&format!("log message {needle:?}"), 1, timeout, |f| {
-            f["message"].as_str().is_some_and(|m| m.contains(needle))
-        });
-    }
-
     /// What the child logged so far.
     pub fn so_far(&mut self) -> &str {
         while let Ok(line) = self.rx.try_recv() {
