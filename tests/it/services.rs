@@ -295,7 +295,11 @@ fn sigkill_and_restart_loses_nothing() {
     let Some(bed) = bed() else { return };
     let w = Wired::new(&bed, "kill", 3);
     w.train(&[]).assert_ok();
-    let mut svc = w.serve(&[]);
+    // Restarted under the same name (static membership), as DEPLOY.md recommends: with dynamic
+    // membership tansu 0.6.0 sometimes never hands the restarted member a partition (seen here
+    // in 1 of 3 runs: /healthz still 503 after 300 s), which is the broker's stall, not a loss.
+    let id = ["--instance-id", "kill-replica-0"];
+    let mut svc = w.serve(&id);
     svc.wait_ready(PATIENCE);
     let p = producer(&w.bootstrap);
     let n = 20_000;
@@ -303,7 +307,7 @@ fn sigkill_and_restart_loses_nothing() {
     // kill -9 mid-stream
     wait_count(&w.bootstrap, &w.topics.app, 2000, PATIENCE);
     svc.kill();
-    let mut svc = w.serve(&[]);
+    let mut svc = w.serve(&id);
     svc.wait_ready(PATIENCE);
     let (keys, all) = keys_in(&w.bootstrap, &w.topics.app, n, PATIENCE);
     svc.stop();
