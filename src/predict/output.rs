@@ -78,21 +78,22 @@ impl Outputs {
                     // the local dead-letter log keeps the documented JSON form, reason included
                     let json = serde_json::to_vec(d).map_err(|e| Error::Encode { what: "dead letter", source: e })?;
                     msgs.push(Outgoing { topic: topics.dead_letter, key: Vec::new(), payload: json, headers: vec![] });
-                    continue;
+                } else if self.to_bus {
+                    msgs.push(Outgoing::of(s, &topics)?);
                 }
-            } else {
-                ok += 1;
+                continue;
             }
+            ok += 1;
             let m = Outgoing::of(s, &topics)?;
-            if m.is_prediction(&topics) {
-                if self.stdout.is_some() {
+            // predictions: the same JSON on stdout and on the bus; a copy only when both want it
+            match (self.stdout.is_some(), self.to_bus) {
+                (true, true) => {
                     lines.push(m.payload.clone());
-                }
-                if self.to_bus {
                     msgs.push(m);
                 }
-            } else if self.to_bus {
-                msgs.push(m);
+                (true, false) => lines.push(m.payload),
+                (false, true) => msgs.push(m),
+                (false, false) => {}
             }
         }
         if let Some(w) = &mut self.stdout {
