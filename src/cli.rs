@@ -16,7 +16,13 @@ Examples:
   modelcast train --store s3://my-models/prod --kafka-config kafka_config.yaml
   modelcast predict --serve --kafka-config kafka_config.yaml --store s3://my-models/prod
 
-Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error, 3 some records were rejected.
+Lifecycle (cron-safe retraining):
+  modelcast train --promote-if-better champion      # stored and announced; the alias moves only if better
+  modelcast predict --serve --alias champion --kafka-config kafka_config.yaml
+  modelcast rollback wine-quality                   # back to the previous champion
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error, 3 some records were rejected,
+4 promotion refused by the gate, 5 an alias move lost a race with a concurrent one.
 Logs go to stderr (RUST_LOG=debug for more); data goes to stdout.";
 
 /// modelcast command line.
@@ -58,18 +64,46 @@ pub enum Command {
         #[command(subcommand)]
         action: TopicsAction,
     },
-    /// List the models in a store.
+    /// List the models in a store: version, created, kind, held-out metrics, aliases.
     #[command(
-        after_help = "Examples:\n  modelcast models\n  modelcast models --store s3://my-models/prod --model-name wine-quality"
+        after_help = "Examples:\n  modelcast models\n  modelcast models wine-quality --store s3://my-models/prod\n  modelcast models --json | jq '.[] | select(.aliases | index(\"champion\"))'"
     )]
     Models(ModelsArgs),
+    /// Point an alias (default champion) at a stored version, after verifying it.
+    #[command(after_help = PROMOTE_EXAMPLES)]
+    Promote(PromoteArgs),
+    /// Move an alias back: to the version it pointed at before, or to --to VERSION.
+    #[command(after_help = ROLLBACK_EXAMPLES)]
+    Rollback(RollbackArgs),
+    /// The moves of a model's aliases over time: what served when, who moved it, and why.
+    #[command(
+        after_help = "Examples:\n  modelcast history wine-quality\n  modelcast history wine-quality --alias champion --json"
+    )]
+    History(HistoryArgs),
     /// Show the effective configuration (secrets redacted).
     Config(ConfigArgs),
 }
 
+const PROMOTE_EXAMPLES: &str = "\
+Examples:
+  modelcast promote wine-quality 20261121T101500123Z-1a2b3c4d
+  modelcast promote wine-quality 20261121T101500123Z-1a2b3c4d --alias challenger --reason \"A/B test\"
+
+The version must exist in the store and pass a predictor's checks (sha256 against its
+announcement, format, schema); otherwise nothing is published (exit 1). Exit 5: another move of
+the same alias won a race; nothing of this one applied.";
+
+const ROLLBACK_EXAMPLES: &str = "\
+Examples:
+  modelcast rollback wine-quality                     # to the version champion held before
+  modelcast rollback wine-quality --to 20261121T101500123Z-1a2b3c4d --reason \"bad data on the 21st\"
+
+Repeated rollbacks walk further back through the versions the alias held.";
+
 const TRAIN_EXAMPLES: &str = "\
 Examples:
   modelcast train
+  modelcast train --promote-if-better champion --json   # cron: exit 4 when the new model is not better
   modelcast train --params params/lasso.yaml --name wine-lasso --json
   modelcast train --data data/more.csv --store s3://my-models/prod --kafka-config kafka_config.yaml";
 
@@ -79,7 +113,9 @@ Examples:
   modelcast predict --input records.jsonl --model 20261121T101500123Z-1a2b3c4d
   producer | modelcast predict --input - --follow --sink stdout --sink bus
   modelcast predict --serve --kafka-config kafka_config.yaml --metrics-addr 127.0.0.1:9898
-  MODELCAST_INSTANCE_ID=$HOSTNAME modelcast predict --serve --kafka-config kafka_config.yaml";
+  MODELCAST_INSTANCE_ID=$HOSTNAME modelcast predict --serve --kafka-config kafka_config.yaml
+  modelcast predict --serve --alias champion --shadow challenger --kafka-config kafka_config.yaml
+  modelcast predict --input today.csv --alias champion --shadow challenger";
 
 /// Where the store and bus are.
 #[derive(Debug, Args, Clone)]
@@ -120,6 +156,84 @@ pub struct TrainArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Move this alias to the new model (no gate).
+    #[arg(long, value_name = "ALIAS", conflicts_with = "promote_if_better")]
+    pub promote: Option<String>,
+    /// Move this alias to the new model only if it beats the alias's current model on the same
+    /// held-out rows (and the mean-of-target baseline); exit 4 otherwise. Overrides the params
+    /// file's `promotion:` block.
+    #[arg(long, value_name = "ALIAS")]
+    pub promote_if_better: Option<String>,
+    /// Gate metric: rmse (default), mae or r2.
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// Required improvement over the current model: absolute (0.01) or relative (2%) [default: 0,
+    /// but strictly better].
+    #[arg(long)]
+    pub min_improvement: Option<String>,
+    /// Why (recorded with the alias move).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Store and bus.
+    #[command(flatten)]
+    pub loc: Locations,
+}
+
+/// `modelcast promote`.
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// Model name.
+    pub model_name: String,
+    /// Version id (as printed by `train` and `models`).
+    #[arg(value_name = "VERSION")]
+    pub model_version: String,
+    /// The alias to move [default: champion].
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// Why (recorded with the move).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Print the move as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Store and bus.
+    #[command(flatten)]
+    pub loc: Locations,
+}
+
+/// `modelcast rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Model name.
+    pub model_name: String,
+    /// The alias to move [default: champion].
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// Go back to this version [default: the one the alias held before its current one].
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Why (recorded with the move).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Print the move as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Store and bus.
+    #[command(flatten)]
+    pub loc: Locations,
+}
+
+/// `modelcast history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Model name.
+    pub model_name: String,
+    /// Only this alias.
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// JSON lines on stdout (one move each).
+    #[arg(long)]
+    pub json: bool,
     /// Store and bus.
     #[command(flatten)]
     pub loc: Locations,
@@ -153,8 +267,17 @@ pub struct PredictArgs {
     #[arg(long, hide_env_values = true, env = "MODELCAST_MODEL_NAME")]
     pub model_name: Option<String>,
     /// Pin a model version (no hot swap).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "alias")]
     pub model: Option<String>,
+    /// Serve the version this alias points at (e.g. champion) and swap whenever it moves, to a
+    /// newer or an older version. Without it, the newest announced model serves.
+    #[arg(long, hide_env_values = true, env = "MODELCAST_ALIAS")]
+    pub alias: Option<String>,
+    /// Also score every record with the version this alias points at (e.g. challenger): with
+    /// --serve its predictions go to the shadow topic; otherwise each output line gets
+    /// shadow_prediction and shadow_version. It never changes the serving output.
+    #[arg(long)]
+    pub shadow: Option<String>,
     /// Where predictions go (repeatable). Default: stdout, or bus with --serve.
     #[arg(long, value_enum)]
     pub sink: Vec<SinkKind>,
@@ -201,8 +324,14 @@ pub enum TopicsAction {
 #[derive(Debug, Args)]
 pub struct ModelsArgs {
     /// Only this model.
-    #[arg(long)]
+    #[arg(value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Only this model (same as MODEL).
+    #[arg(long, conflicts_with = "model")]
     pub model_name: Option<String>,
+    /// A JSON array on stdout, one object per version.
+    #[arg(long)]
+    pub json: bool,
     /// Store and bus.
     #[command(flatten)]
     pub loc: Locations,

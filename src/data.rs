@@ -248,6 +248,77 @@ fn load_one(path: &Path, input: &mut dyn Read, spec: &ColumnSpec<'_>, table: &mu
     Ok(rows)
 }
 
+/// Raw rows of CSV files, each file with its header: what a model is evaluated on when it
+/// must read the records as a predictor does (the promotion gate).
+#[derive(Debug, Default)]
+pub struct RawRows {
+    /// Per file: its header and the kept rows.
+    pub files: Vec<(csv::StringRecord, Vec<csv::StringRecord>)>,
+}
+
+impl RawRows {
+    /// Number of rows kept.
+    pub fn len(&self) -> usize {
+        self.files.iter().map(|(_, r)| r.len()).sum()
+    }
+
+    /// Whether no row was kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Read the data rows of `paths` (gzip by extension) as raw records, keeping those whose index
+/// across all files (as [`load_csv`] numbers them) is in `keep` (sorted), or every row when
+/// `keep` is `None`. Streams: only kept rows stay in memory.
+pub fn read_rows(paths: &[impl AsRef<Path>], delimiter: u8, keep: Option<&[usize]>) -> Result<RawRows> {
+    let mut out = RawRows::default();
+    let mut index = 0usize;
+    let mut next = 0usize; // position in `keep`
+    for path in paths {
+        let path = path.as_ref();
+        let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+        let input: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+            Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))
+        } else {
+            Box::new(std::io::BufReader::new(file))
+        };
+        let name = path.display().to_string();
+        let mut rdr = csv::ReaderBuilder::new().delimiter(delimiter).has_headers(true).from_reader(input);
+        let header = rdr
+            .headers()
+            .map_err(|e| Error::Data { source_name: name.clone(), line: 1, message: e.to_string() })?
+            .clone();
+        let mut rows = Vec::new();
+        let mut record = csv::StringRecord::new();
+        loop {
+            let line = rdr.position().line();
+            match rdr.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => {
+                    return Err(Error::Data { source_name: name, line, message: format!("malformed CSV row: {e}") })
+                }
+            }
+            let kept = match keep {
+                None => true,
+                Some(k) => {
+                    while next < k.len() && k[next] < index {
+                        next += 1;
+                    }
+                    next < k.len() && k[next] == index
+                }
+            };
+            if kept {
+                rows.push(record.clone());
+            }
+            index += 1;
+        }
+        out.files.push((header, rows));
+    }
+    Ok(out)
+}
+
 /// A deterministic shuffle-split: `(train, test)` row indices, each sorted.
 ///
 /// The permutation is a Fisher–Yates shuffle driven by SplitMix64, so a seed gives the same

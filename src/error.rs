@@ -78,6 +78,9 @@ pub enum Error {
     /// Nothing found where something was expected (no model announced yet, unknown version).
     #[error("{0}")]
     NotFound(String),
+    /// An alias move lost a race with a concurrent move (exit code 5); nothing of it applied.
+    #[error("alias conflict: {0}")]
+    Conflict(String),
     /// The message bus (local log or Kafka) failed.
     #[error("bus {target}: {message}")]
     Bus {
@@ -113,10 +116,12 @@ impl Error {
         Error::Artifact { uri: uri.into(), reason: reason.into() }
     }
 
-    /// Process exit code for this error: 2 for usage and configuration errors, 1 otherwise.
+    /// Process exit code for this error: 2 for usage and configuration errors, 5 for a lost
+    /// alias race, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config { .. } | Error::Usage(_) => 2,
+            Error::Conflict(_) => 5,
             _ => 1,
         }
     }

@@ -13,6 +13,9 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Op
 /// Buckets of the end-to-end latency histogram, in seconds.
 const LATENCY_BUCKETS: [f64; 13] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0];
 
+/// Buckets of the |serving − shadow| histogram, in the target's units.
+const DIFF_BUCKETS: [f64; 10] = [0.001, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0];
+
 /// The process's metrics: one registry, with the standard process collector.
 ///
 /// The names and labels are a documented interface (README, "Metrics"): change them only with a
@@ -43,6 +46,18 @@ pub struct Metrics {
     pub latency: Histogram,
     /// `modelcast_consumer_lag{partition}`: records behind the high watermark, set at each scrape.
     pub consumer_lag: IntGaugeVec,
+    /// `modelcast_shadow_scored_total`: records scored by both the serving and the shadow model.
+    pub shadow_scored: IntCounter,
+    /// `modelcast_shadow_rejected_total`: records the serving model scored but the shadow model
+    /// could not (not dead-lettered).
+    pub shadow_rejected: IntCounter,
+    /// `modelcast_shadow_delivery_failures_total`: shadow predictions the broker did not
+    /// acknowledge (they never hold back the serving model's offsets).
+    pub shadow_delivery_failures: IntCounter,
+    /// `modelcast_shadow_abs_diff`: |serving − shadow| per record scored by both.
+    pub shadow_abs_diff: Histogram,
+    /// `modelcast_shadow_info{model,version}`: 1 for the shadow model.
+    pub shadow_info: IntGaugeVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -77,6 +92,19 @@ fn build() -> Result<Metrics, prometheus::Error> {
     let consumer_lag =
         IntGaugeVec::new(Opts::new("modelcast_consumer_lag", "Records behind the high watermark."), &["partition"])?;
     registry.register(Box::new(consumer_lag.clone()))?;
+    let shadow_scored =
+        counter("modelcast_shadow_scored_total", "Records scored by both the serving and the shadow model.")?;
+    let shadow_rejected =
+        counter("modelcast_shadow_rejected_total", "Records the shadow model could not score (not dead-lettered).")?;
+    let shadow_delivery_failures =
+        counter("modelcast_shadow_delivery_failures_total", "Shadow predictions the broker did not acknowledge.")?;
+    let shadow_abs_diff = Histogram::with_opts(
+        HistogramOpts::new("modelcast_shadow_abs_diff", "|serving - shadow| prediction per record scored by both.")
+            .buckets(DIFF_BUCKETS.to_vec()),
+    )?;
+    registry.register(Box::new(shadow_abs_diff.clone()))?;
+    let shadow_info = IntGaugeVec::new(Opts::new("modelcast_shadow_info", "The shadow model."), &["model", "version"])?;
+    registry.register(Box::new(shadow_info.clone()))?;
     #[cfg(target_os = "linux")]
     registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
     Ok(Metrics {
@@ -92,6 +120,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ready,
         latency,
         consumer_lag,
+        shadow_scored,
+        shadow_rejected,
+        shadow_delivery_failures,
+        shadow_abs_diff,
+        shadow_info,
     })
 }
 
@@ -166,6 +199,26 @@ impl Event for ModelSwapped<'_> {
     }
 }
 
+/// The shadow model was replaced (its alias moved), between two chunks of records.
+pub struct ShadowSwapped<'a> {
+    /// Model name.
+    pub model: &'a str,
+    /// The version that shadowed until now (empty: none).
+    pub from: &'a str,
+    /// The version that shadows from now on.
+    pub to: &'a str,
+}
+
+impl Event for ShadowSwapped<'_> {
+    const NAME: &'static str = "shadow_swapped";
+    fn emit(self) {
+        tracing::info!(event = Self::NAME, model = %self.model, from = %self.from, to = %self.to, "swapped shadow model");
+        let m = metrics();
+        m.shadow_info.reset();
+        m.shadow_info.with_label_values(&[self.model, self.to]).set(1);
+    }
+}
+
 /// An announced model was refused (bad sha256, bad artifact, other name or schema); the current
 /// one keeps serving.
 pub struct ModelRefused<'a> {
@@ -194,6 +247,19 @@ impl Event for AnnouncementRefused<'_> {
     fn emit(self) {
         tracing::warn!(event = Self::NAME, reason = %self.reason, "refused announcement");
         metrics().refused.inc();
+    }
+}
+
+/// A train-topic message of a type this modelcast does not know (from a newer one) was skipped.
+pub struct MessageSkipped<'a> {
+    /// Its `type`.
+    pub kind: &'a str,
+}
+
+impl Event for MessageSkipped<'_> {
+    const NAME: &'static str = "message_skipped";
+    fn emit(self) {
+        tracing::warn!(event = Self::NAME, kind = %self.kind, "skipped a train message of an unknown type (written by a newer modelcast?)");
     }
 }
 

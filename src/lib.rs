@@ -1,14 +1,17 @@
 //! modelcast: train regression models and serve them from Kafka.
 //!
-//! * The pure core: [`data`], [`features`], [`model`], [`artifact`], [`record`] (no I/O).
+//! * The pure core: [`data`], [`features`], [`model`], [`artifact`], [`record`], [`lifecycle`]
+//!   (aliases folded from their log, the promotion gate) (no I/O).
 //! * The edges, chosen by URL scheme and config: [`store`] (file://, s3://) and [`bus`] (local
-//!   logs or Kafka; [`bus::kafka`] is the only place that names the Kafka client library).
+//!   logs or Kafka; [`bus::kafka`] is the only place that names the Kafka client library), and
+//!   [`aliases`], the alias log on whichever of them holds it.
 //! * The flows: [`predict`] (scoring records, following announcements, the service).
 //! * The commands: [`cli`] (raw flags) → [`settings`] (validated, defaults resolved) →
 //!   [`cmd`] (one thin orchestration per command). [`events`] logs and counts what happens.
 //!
 //! See `docs/ARCHITECTURE.md`.
 
+pub mod aliases;
 pub mod artifact;
 pub mod bus;
 pub mod cli;
@@ -20,6 +23,7 @@ pub mod events;
 pub mod features;
 #[cfg(test)]
 mod fuzz;
+pub mod lifecycle;
 pub mod model;
 pub mod predict;
 pub mod record;

@@ -1,5 +1,6 @@
 //! The `modelcast` binary: parse flags, set up logging, validate settings, run, map the outcome
-//! to an exit code (0 ok, 1 failure, 2 usage or configuration error, 3 records rejected).
+//! to an exit code (0 ok, 1 failure, 2 usage or configuration error, 3 records rejected, 4
+//! promotion refused by the gate, 5 an alias move lost a race).
 
 use std::process::ExitCode;
 
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
     match runtime.block_on(modelcast::run(settings)) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Rejected(_)) => ExitCode::from(3),
+        Ok(Outcome::PromotionRefused) => ExitCode::from(4),
         Err(e) => fail(&e),
     }
 }

@@ -7,10 +7,12 @@
 
 use std::path::PathBuf;
 
+use crate::bus::MoveAction;
 use crate::cli::{self, Cli, Command, InputFormat, SinkKind, TopicsAction};
 use crate::config::kafka::KafkaConfig;
-use crate::config::params::{Overrides, Params, ParamsFile};
+use crate::config::params::{Overrides, Params, ParamsFile, Promotion};
 use crate::error::{Error, Result};
+use crate::lifecycle::{check_alias, Gate, GateMetric, MinImprovement, DEFAULT_ALIAS};
 use crate::predict::input::{Format, Source};
 use crate::predict::models::ModelChoice;
 use crate::predict::serve::ServeOptions;
@@ -45,6 +47,21 @@ pub enum Settings {
         loc: Locations,
         /// Only this model.
         name: Option<String>,
+        /// JSON on stdout.
+        json: bool,
+    },
+    /// `promote` and `rollback`.
+    Move(MoveSettings),
+    /// `history`.
+    History {
+        /// Store and bus.
+        loc: Locations,
+        /// The model.
+        name: String,
+        /// Only this alias.
+        alias: Option<String>,
+        /// JSON lines on stdout.
+        json: bool,
     },
     /// `config`.
     Config {
@@ -66,6 +83,25 @@ pub struct Locations {
     pub kafka: Option<KafkaConfig>,
 }
 
+/// `promote MODEL VERSION` or `rollback MODEL`.
+#[derive(Debug)]
+pub struct MoveSettings {
+    /// Store and bus.
+    pub loc: Locations,
+    /// The model.
+    pub name: String,
+    /// The alias.
+    pub alias: String,
+    /// `promote`: this version. `rollback`: `--to` (else the alias's previous version).
+    pub version: Option<String>,
+    /// Promote or roll back.
+    pub action: crate::bus::MoveAction,
+    /// Why.
+    pub reason: Option<String>,
+    /// JSON on stdout.
+    pub json: bool,
+}
+
 /// `train`.
 #[derive(Debug)]
 pub struct TrainSettings {
@@ -73,6 +109,10 @@ pub struct TrainSettings {
     pub params: Params,
     /// Print the report as JSON.
     pub json: bool,
+    /// Move an alias to the new model (with or without a gate).
+    pub promotion: Option<Promotion>,
+    /// Why (recorded with the alias move).
+    pub reason: Option<String>,
     /// Store and bus.
     pub loc: Locations,
 }
@@ -109,10 +149,18 @@ impl Settings {
     pub fn from_cli(cli: Cli) -> Result<Settings> {
         Ok(match cli.command {
             Command::Train(a) => {
-                let path = a.params.unwrap_or_else(|| DEFAULT_PARAMS.into());
-                let overrides = Overrides { train: a.data, name: a.name, test_data: a.test_data };
+                let path = a.params.clone().unwrap_or_else(|| DEFAULT_PARAMS.into());
+                let overrides =
+                    Overrides { train: a.data.clone(), name: a.name.clone(), test_data: a.test_data.clone() };
                 let params = ParamsFile::read(&path)?.with(&overrides).check(&path)?;
-                Settings::Train(Box::new(TrainSettings { params, json: a.json, loc: locations(a.loc)? }))
+                let promotion = promotion(&a, params.promotion())?;
+                Settings::Train(Box::new(TrainSettings {
+                    params,
+                    json: a.json,
+                    promotion,
+                    reason: a.reason,
+                    loc: locations(a.loc)?,
+                }))
             }
             Command::Predict(a) => Settings::Predict(predict(a)?),
             Command::Topics { action: TopicsAction::Create { kafka_config, partitions } } => {
@@ -124,13 +172,85 @@ impl Settings {
                 let path = kafka_config.unwrap_or_else(|| DEFAULT_KAFKA_CONFIG.into());
                 Settings::TopicsCreate { kafka: KafkaConfig::load(&path)?, partitions }
             }
-            Command::Models(a) => Settings::Models { loc: locations(a.loc)?, name: a.model_name },
+            Command::Models(a) => {
+                Settings::Models { loc: locations(a.loc)?, name: a.model.or(a.model_name), json: a.json }
+            }
+            Command::Promote(a) => Settings::Move(MoveSettings {
+                alias: alias_or_default(a.alias)?,
+                loc: locations(a.loc)?,
+                name: a.model_name,
+                version: Some(a.model_version),
+                action: MoveAction::Promote,
+                reason: a.reason,
+                json: a.json,
+            }),
+            Command::Rollback(a) => Settings::Move(MoveSettings {
+                alias: alias_or_default(a.alias)?,
+                loc: locations(a.loc)?,
+                name: a.model_name,
+                version: a.to,
+                action: MoveAction::Rollback,
+                reason: a.reason,
+                json: a.json,
+            }),
+            Command::History(a) => {
+                if let Some(al) = &a.alias {
+                    check_alias(al).map_err(|e| usage("--alias", &e.to_string()))?;
+                }
+                Settings::History { loc: locations(a.loc)?, name: a.model_name, alias: a.alias, json: a.json }
+            }
             Command::Config(a) => Settings::Config {
                 params_path: a.params.unwrap_or_else(|| DEFAULT_PARAMS.into()),
                 loc: locations(a.loc)?,
             },
         })
     }
+}
+
+fn alias_or_default(a: Option<String>) -> Result<String> {
+    let a = a.unwrap_or_else(|| DEFAULT_ALIAS.to_string());
+    check_alias(&a).map_err(|e| usage("--alias", &e.to_string()))?;
+    Ok(a)
+}
+
+/// The alias `train` moves, and its gate: `--promote`/`--promote-if-better` over the params
+/// file's `promotion:` block; `--metric` and `--min-improvement` over the block's gate.
+fn promotion(a: &cli::TrainArgs, file: Option<&Promotion>) -> Result<Option<Promotion>> {
+    let metric = a.metric.as_deref().map(GateMetric::parse).transpose().map_err(|m| usage("--metric", &m))?;
+    let min = a
+        .min_improvement
+        .as_deref()
+        .map(MinImprovement::parse)
+        .transpose()
+        .map_err(|m| usage("--min-improvement", &m))?;
+    let with_flags =
+        |g: Gate| Gate { metric: metric.unwrap_or(g.metric), min_improvement: min.unwrap_or(g.min_improvement) };
+    let p = if let Some(alias) = &a.promote {
+        Some(Promotion { alias: alias.clone(), gate: None })
+    } else if let Some(alias) = &a.promote_if_better {
+        let base = file.and_then(|p| p.gate).unwrap_or_default();
+        Some(Promotion { alias: alias.clone(), gate: Some(with_flags(base)) })
+    } else {
+        file.cloned().map(|p| Promotion { gate: p.gate.map(with_flags), ..p })
+    };
+    if let Some(p) = &p {
+        let flag = if a.promote.is_some() { "--promote" } else { "--promote-if-better" };
+        check_alias(&p.alias).map_err(|e| usage(flag, &e.to_string()))?;
+    }
+    if p.as_ref().is_none_or(|p| p.gate.is_none()) {
+        for (set, flag) in [(metric.is_some(), "--metric"), (min.is_some(), "--min-improvement")] {
+            if set {
+                return Err(usage(
+                    flag,
+                    "only applies with a gate (--promote-if-better, or promotion.if_better in the params file)",
+                ));
+            }
+        }
+    }
+    if a.reason.is_some() && p.is_none() {
+        return Err(usage("--reason", "only applies with --promote or --promote-if-better"));
+    }
+    Ok(p)
 }
 
 fn usage(flag: &str, message: &str) -> Error {
@@ -159,9 +279,19 @@ fn locations(l: cli::Locations) -> Result<Locations> {
 }
 
 fn predict(a: cli::PredictArgs) -> Result<PredictSettings> {
+    for (value, flag) in [(&a.alias, "--alias"), (&a.shadow, "--shadow")] {
+        if let Some(v) = value {
+            check_alias(v).map_err(|e| usage(flag, &e.to_string()))?;
+        }
+    }
+    if a.shadow.is_some() && a.shadow == a.alias {
+        return Err(usage("--shadow", "must name another alias than --alias"));
+    }
     let choice = ModelChoice {
         name: a.model_name,
         version: a.model,
+        alias: a.alias,
+        shadow: a.shadow,
         key_field: a.key_field.unwrap_or_else(|| DEFAULT_KEY_FIELD.into()),
         allow_schema_change: a.allow_schema_change,
     };
@@ -262,6 +392,34 @@ mod tests {
         assert!(usage_text(&["predict"]).contains("--input"));
         assert!(usage_text(&["predict", "--serve"]).contains("--kafka-config"));
         assert!(usage_text(&["predict", "--serve", "--input", "x"]).contains("--input"));
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn gate_flags_need_a_gate_and_aliases_are_checked() {
+        assert!(usage_text(&["train", "--metric", "mae"]).contains("--metric"));
+        assert!(
+            usage_text(&["train", "--promote", "champion", "--min-improvement", "1%"]).contains("--min-improvement")
+        );
+        assert!(usage_text(&["train", "--promote-if-better", "Champion"]).contains("--promote-if-better"));
+        assert!(usage_text(&["train", "--promote-if-better", "champion", "--metric", "mape"]).contains("--metric"));
+        assert!(usage_text(&["train", "--reason", "x"]).contains("--reason"));
+        assert!(usage_text(&["predict", "--input", "x", "--alias", "a", "--shadow", "a"]).contains("--shadow"));
+        assert!(usage_text(&["promote", "m", "v", "--alias", "no way"]).contains("--alias"));
+        let Settings::Train(t) =
+            settings(&["train", "--promote-if-better", "champion", "--metric", "r2", "--min-improvement", "2%"])
+                .unwrap()
+        else {
+            panic!()
+        };
+        let p = t.promotion.unwrap();
+        assert_eq!(p.alias, "champion");
+        assert_eq!(p.gate, Some(Gate { metric: GateMetric::R2, min_improvement: MinImprovement::Relative(0.02) }));
     }
 
     #[test]

@@ -84,12 +84,168 @@ impl Announcement {
                 a.schema_version
             ));
         }
-        if a.sha256.len() != 64 || !a.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("sha256 {:?} is not 64 hex characters", a.sha256));
-        }
+        check_sha256(&a.sha256)?;
         crate::store::check_key(&a.key).map_err(|e| e.to_string())?;
         Ok(a)
     }
+}
+
+/// The `type` of an [`AliasMove`] message.
+pub const ALIAS_MOVED: &str = "alias_moved";
+
+/// Which model version a message points at: enough to fetch and verify it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelRef<'a> {
+    /// Model name.
+    pub model_name: &'a str,
+    /// Version id.
+    pub version: &'a str,
+    /// Store key of the artifact.
+    pub key: &'a str,
+    /// Hex sha256 of the artifact bytes.
+    pub sha256: &'a str,
+    /// Digest of the input schema.
+    pub input_schema_digest: &'a str,
+}
+
+impl Announcement {
+    /// The version this announcement points at.
+    pub fn model_ref(&self) -> ModelRef<'_> {
+        ModelRef {
+            model_name: &self.model_name,
+            version: &self.version,
+            key: &self.key,
+            sha256: &self.sha256,
+            input_schema_digest: &self.input_schema_digest,
+        }
+    }
+}
+
+/// What moved an alias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MoveAction {
+    /// `modelcast promote`, or `train --promote`/`--promote-if-better`.
+    Promote,
+    /// `modelcast rollback`.
+    Rollback,
+}
+
+/// "Alias A of model M now points at version V": the value of a `train` topic message with
+/// `"type": "alias_moved"` (key = model name), or a line of the local `train` log, or an object
+/// `_aliases/<model>/<seq>.json` of an S3 store without Kafka.
+///
+/// A move applies only if `previous_version` is where the alias pointed when the move is read
+/// (compare-and-set, decided by the log's order): of two concurrent moves from the same state,
+/// the first in the log wins and the second is kept in the history as a conflict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AliasMove {
+    /// Message format version.
+    pub schema_version: u32,
+    /// Always `alias_moved`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Unique id of this move (the writer finds its own move in the log by it).
+    pub id: String,
+    /// Model name.
+    pub model_name: String,
+    /// The alias (`champion`, `challenger`, any `[a-z][a-z0-9_-]*`).
+    pub alias: String,
+    /// The version it points at from now on.
+    pub version: String,
+    /// Store key of that version's artifact.
+    pub key: String,
+    /// Hex sha256 of that artifact, checked by every reader before serving it.
+    pub sha256: String,
+    /// Digest of its input schema.
+    pub input_schema_digest: String,
+    /// Where the alias pointed before (the writer's view); `null` for a new alias.
+    pub previous_version: Option<String>,
+    /// `promote` or `rollback`.
+    pub action: MoveAction,
+    /// Why (free text; `train --promote-if-better` writes the gate's verdict).
+    pub reason: String,
+    /// Who: `user@host`, or the CI job (`MODELCAST_ACTOR` overrides).
+    pub actor: String,
+    /// When the move was written.
+    pub at: DateTime<Utc>,
+}
+
+impl AliasMove {
+    /// The version this move points at.
+    pub fn model_ref(&self) -> ModelRef<'_> {
+        ModelRef {
+            model_name: &self.model_name,
+            version: &self.version,
+            key: &self.key,
+            sha256: &self.sha256,
+            input_schema_digest: &self.input_schema_digest,
+        }
+    }
+
+    /// One-line JSON.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(|e| Error::Encode { what: "alias move", source: e })
+    }
+
+    fn check(self) -> std::result::Result<AliasMove, String> {
+        if self.schema_version != MESSAGE_SCHEMA_VERSION {
+            return Err(format!(
+                "unsupported alias_moved schema_version {} (this modelcast reads {MESSAGE_SCHEMA_VERSION})",
+                self.schema_version
+            ));
+        }
+        check_sha256(&self.sha256)?;
+        crate::store::check_key(&self.key).map_err(|e| e.to_string())?;
+        Ok(self)
+    }
+}
+
+/// A message of the `train` topic (or local log).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainMessage {
+    /// A new model (no `type` field, as since the first release).
+    Announced(Announcement),
+    /// An alias moved.
+    AliasMoved(AliasMove),
+}
+
+/// Why a `train` message was not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skipped {
+    /// Not valid JSON, or a known type with bad fields.
+    Invalid(String),
+    /// A `type` this modelcast does not know (written by a newer one): skipped with a warning.
+    UnknownType(String),
+}
+
+impl TrainMessage {
+    /// Decode and check one message. Messages without a `type` are announcements.
+    pub fn decode(bytes: &[u8]) -> std::result::Result<TrainMessage, Skipped> {
+        #[derive(Deserialize)]
+        struct Peek {
+            #[serde(rename = "type")]
+            kind: Option<String>,
+        }
+        let peek: Peek =
+            serde_json::from_slice(bytes).map_err(|e| Skipped::Invalid(format!("not a train message: {e}")))?;
+        match peek.kind.as_deref() {
+            None => Announcement::decode(bytes).map(TrainMessage::Announced).map_err(Skipped::Invalid),
+            Some(ALIAS_MOVED) => serde_json::from_slice::<AliasMove>(bytes)
+                .map_err(|e| format!("not an alias move: {e}"))
+                .and_then(AliasMove::check)
+                .map(TrainMessage::AliasMoved)
+                .map_err(Skipped::Invalid),
+            Some(other) => Err(Skipped::UnknownType(other.to_string())),
+        }
+    }
+}
+
+fn check_sha256(s: &str) -> std::result::Result<(), String> {
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("sha256 {s:?} is not 64 hex characters"));
+    }
+    Ok(())
 }
 
 /// Where a scored record came from.
@@ -146,6 +302,12 @@ pub struct Prediction {
     pub input_timestamp_ms: Option<i64>,
     /// When the prediction was made (ms since epoch).
     pub predicted_at_ms: i64,
+    /// The shadow model's prediction (file/stdin mode with `--shadow`), when it scored the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_prediction: Option<f64>,
+    /// The shadow model's version (file/stdin mode with `--shadow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_version: Option<String>,
 }
 
 /// A record that could not be scored: a line of the local `dead_letter` log. On Kafka the
@@ -235,6 +397,12 @@ impl<'t> Outgoing<'t> {
         }
     }
 
+    /// A shadow model's prediction: its JSON on the shadow topic, keyed by the record key.
+    pub fn shadow(p: &Prediction, topic: &'t str) -> Result<Outgoing<'t>> {
+        let payload = serde_json::to_vec(p).map_err(|e| Error::Encode { what: "shadow prediction", source: e })?;
+        Ok(Outgoing { topic, key: p.key.clone().into_bytes(), payload, headers: Vec::new() })
+    }
+
     /// Whether this is a prediction (not a dead letter).
     pub fn is_prediction(&self, topics: &OutputTopics<'_>) -> bool {
         self.topic == topics.app_messages && self.headers.is_empty()
@@ -289,6 +457,39 @@ mod tests {
         assert!(Announcement::decode(&a.encode().unwrap()).is_err());
     }
 
+    fn alias_move() -> AliasMove {
+        AliasMove {
+            schema_version: 1,
+            kind: ALIAS_MOVED.into(),
+            id: "m1".into(),
+            model_name: "m".into(),
+            alias: "champion".into(),
+            version: "v2".into(),
+            key: "m/2026-01-01/v2.json".into(),
+            sha256: "b".repeat(64),
+            input_schema_digest: "sha256:x".into(),
+            previous_version: Some("v1".into()),
+            action: MoveAction::Promote,
+            reason: "better".into(),
+            actor: "ci".into(),
+            at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn train_messages_are_told_apart_by_type_and_unknown_types_are_skipped() {
+        let a = sample();
+        assert_eq!(TrainMessage::decode(&a.encode().unwrap()), Ok(TrainMessage::Announced(a)));
+        let m = alias_move();
+        assert_eq!(TrainMessage::decode(&m.encode().unwrap()), Ok(TrainMessage::AliasMoved(m.clone())));
+        let future = br#"{"schema_version":1,"type":"model_deleted","model_name":"m"}"#;
+        assert_eq!(TrainMessage::decode(future), Err(Skipped::UnknownType("model_deleted".into())));
+        let mut bad = m;
+        bad.key = "/etc/passwd".into();
+        assert!(matches!(TrainMessage::decode(&bad.encode().unwrap()), Err(Skipped::Invalid(_))));
+        assert!(matches!(TrainMessage::decode(b"[1]"), Err(Skipped::Invalid(_))));
+    }
+
     #[test]
     fn prediction_json_has_the_documented_fields() {
         let p = Prediction {
@@ -300,6 +501,8 @@ mod tests {
             origin: Origin::Kafka { topic: "t".into(), partition: 0, offset: 3 },
             input_timestamp_ms: Some(1),
             predicted_at_ms: 2,
+            shadow_prediction: None,
+            shadow_version: None,
         };
         let v: serde_json::Value = serde_json::to_value(&p).unwrap();
         for k in ["key", "prediction", "model_name", "model_version", "topic", "partition", "offset"] {
@@ -322,6 +525,8 @@ mod tests {
             origin: Origin::Line { source: "in.csv".into(), line: 2 },
             input_timestamp_ms: None,
             predicted_at_ms: 3,
+            shadow_prediction: None,
+            shadow_version: None,
         };
         let m = Outgoing::of(Scored::Ok(p.clone()), &TOPICS).unwrap();
         assert_eq!((m.topic, m.key.as_slice()), ("app", &b"k"[..]));

@@ -18,13 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use message::{
-    now_ms, Announcement, DeadLetter, HeadlineMetrics, Origin, Outgoing, OutputTopics, Prediction, Scored,
-    MESSAGE_SCHEMA_VERSION,
+    now_ms, AliasMove, Announcement, DeadLetter, HeadlineMetrics, ModelRef, MoveAction, Origin, Outgoing, OutputTopics,
+    Prediction, Scored, Skipped, TrainMessage, ALIAS_MOVED, MESSAGE_SCHEMA_VERSION,
 };
 
 use crate::config::kafka::{KafkaConfig, Topics};
 use crate::error::Result;
-use crate::events::{AnnouncementRefused, Event};
+use crate::events::{AnnouncementRefused, Event, MessageSkipped};
 use kafka::{Kafka, TopicFollower};
 use local::LocalLog;
 
@@ -97,13 +97,22 @@ impl Bus {
 
     /// Publish an announcement on the train topic and wait until it is durable; returns where it went.
     pub async fn announce(&self, ann: &Announcement) -> Result<String> {
+        self.publish_train(&ann.model_name, ann.encode()?, "announcement").await
+    }
+
+    /// Publish an alias move on the train topic and wait until it is durable; returns where it went.
+    pub async fn publish_move(&self, mv: &AliasMove) -> Result<String> {
+        self.publish_train(&mv.model_name, mv.encode()?, "alias move").await
+    }
+
+    async fn publish_train(&self, key: &str, payload: Vec<u8>, what: &str) -> Result<String> {
         match self {
             Bus::Local(dir) => {
                 let log = LocalLog::new(dir, &self.topics().train);
-                log.append(&[ann.encode()?])?;
+                log.append(&[payload])?;
                 Ok(format!("local log {}", log.path().display()))
             }
-            Bus::Kafka(k) => k.announce(ann).await,
+            Bus::Kafka(k) => k.publish_train(key, &payload, what).await,
         }
     }
 
@@ -147,9 +156,9 @@ impl Bus {
         })
     }
 
-    /// Follow the announcements on the train topic.
-    pub async fn announcements(&self) -> Result<AnnouncementFeed> {
-        Ok(AnnouncementFeed(self.follow(&self.topics().train).await?))
+    /// Follow the train topic: announcements and alias moves.
+    pub async fn train_feed(&self) -> Result<TrainFeed> {
+        Ok(TrainFeed(self.follow(&self.topics().train).await?))
     }
 }
 
@@ -188,23 +197,34 @@ impl Follower {
     }
 }
 
-/// The announcements on the train topic, decoded and checked.
-pub struct AnnouncementFeed(Follower);
+/// The messages of the train topic, decoded and checked: announcements and alias moves.
+pub struct TrainFeed(Follower);
 
-impl AnnouncementFeed {
-    /// All valid announcements so far, oldest first; refused ones are emitted as events and skipped.
-    pub async fn history(&mut self) -> Result<Vec<Announcement>> {
-        Ok(self.0.history().await?.iter().filter_map(|b| decode_or_refuse(b)).collect())
+impl TrainFeed {
+    /// All valid messages so far, oldest first; invalid ones are emitted as events and skipped.
+    pub async fn history(&mut self) -> Result<Vec<TrainMessage>> {
+        Ok(self.0.history().await?.iter().filter_map(|b| decode_or_skip(b)).collect())
     }
 
-    /// Valid announcements since the last call; refused ones are emitted as events and skipped.
-    pub async fn poll(&mut self) -> Result<Vec<Announcement>> {
-        Ok(self.0.poll().await?.iter().filter_map(|b| decode_or_refuse(b)).collect())
+    /// Valid messages since the last call; invalid ones are emitted as events and skipped.
+    pub async fn poll(&mut self) -> Result<Vec<TrainMessage>> {
+        Ok(self.0.poll().await?.iter().filter_map(|b| decode_or_skip(b)).collect())
     }
 }
 
-fn decode_or_refuse(bytes: &[u8]) -> Option<Announcement> {
-    Announcement::decode(bytes).map_err(|reason| AnnouncementRefused { reason: &reason }.emit()).ok()
+/// Decode a train message; an invalid one or one of an unknown type is emitted as an event.
+pub fn decode_or_skip(bytes: &[u8]) -> Option<TrainMessage> {
+    match TrainMessage::decode(bytes) {
+        Ok(m) => Some(m),
+        Err(Skipped::Invalid(reason)) => {
+            AnnouncementRefused { reason: &reason }.emit();
+            None
+        }
+        Err(Skipped::UnknownType(kind)) => {
+            MessageSkipped { kind: &kind }.emit();
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -215,7 +235,7 @@ mod tests {
     async fn the_local_bus_skips_refused_announcements_and_reads_only_new_ones() {
         let dir = tempfile::tempdir().unwrap();
         let bus = Bus::local(dir.path());
-        let mut feed = bus.announcements().await.unwrap();
+        let mut feed = bus.train_feed().await.unwrap();
         assert!(feed.history().await.unwrap().is_empty());
         LocalLog::new(dir.path(), "train").append(&[b"not json".to_vec()]).unwrap();
         let refused = crate::events::metrics().refused.get();

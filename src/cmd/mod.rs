@@ -2,8 +2,10 @@
 //! flows, print the result. [`run`] is the dispatch; [`Outcome`] becomes the exit code in `main`.
 
 pub mod config;
+pub mod history;
 pub mod models;
 pub mod predict;
+pub mod promote;
 pub mod topics;
 pub mod train;
 
@@ -19,6 +21,8 @@ pub enum Outcome {
     Done,
     /// Finished, but this many records were dead-lettered (exit code 3).
     Rejected(u64),
+    /// The model was stored and announced, but the gate refused to promote it (exit code 4).
+    PromotionRefused,
 }
 
 /// Run a validated command.
@@ -27,7 +31,9 @@ pub async fn run(settings: Settings) -> Result<Outcome> {
         Settings::Train(s) => train::run(*s).await,
         Settings::Predict(s) => predict::run(s).await,
         Settings::TopicsCreate { kafka, partitions } => topics::create(kafka, partitions).await,
-        Settings::Models { loc, name } => models::list(loc, name.as_deref()).await,
+        Settings::Models { loc, name, json } => models::list(loc, name.as_deref(), json).await,
+        Settings::Move(s) => promote::run(s).await,
+        Settings::History { loc, name, alias, json } => history::show(loc, &name, alias.as_deref(), json).await,
         Settings::Config { params_path, loc } => config::show(&params_path, &loc),
     }
 }

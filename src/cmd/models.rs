@@ -1,19 +1,118 @@
-//! `modelcast models`: the artifact URIs in a store, oldest first per model.
+//! `modelcast models`: the versions in a store, oldest first per model, with their held-out
+//! metrics and the aliases pointing at them (a table, or JSON with `--json`).
 
 use std::io::Write;
 
-use crate::cmd::Outcome;
-use crate::error::Result;
-use crate::settings::Locations;
-use crate::store::Store;
+use serde::Serialize;
 
-/// Print one artifact URI per line (a closed pipe ends the listing quietly).
-pub async fn list(loc: Locations, name: Option<&str>) -> Result<Outcome> {
-    let store = Store::open(&loc.store, &loc.store_options).await?;
+use crate::aliases::AliasLog;
+use crate::artifact::Artifact;
+use crate::cmd::{Edges, Outcome};
+use crate::error::{Error, Result};
+use crate::settings::Locations;
+
+/// One version, as `models --json` prints it.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    /// Model name.
+    pub model_name: String,
+    /// Version id.
+    pub version: String,
+    /// Artifact URI.
+    pub uri: String,
+    /// Creation time (RFC 3339), when the artifact could be read.
+    pub created_at: Option<String>,
+    /// Estimator kind.
+    pub kind: Option<String>,
+    /// Held-out R².
+    pub r2: Option<f64>,
+    /// Held-out RMSE.
+    pub rmse: Option<f64>,
+    /// Held-out MAE.
+    pub mae: Option<f64>,
+    /// Rows fitted.
+    pub train_rows: Option<usize>,
+    /// Aliases now pointing at this version.
+    pub aliases: Vec<String>,
+    /// Why the artifact could not be read, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// List the versions (a closed pipe ends the listing quietly).
+pub async fn list(loc: Locations, name: Option<&str>, json: bool) -> Result<Outcome> {
+    let Edges { store, bus } = Edges::open(loc).await?;
+    let book = AliasLog::of(&store, &bus).book().await?;
     let prefix = name.map(|n| format!("{n}/")).unwrap_or_default();
-    let mut out = std::io::stdout().lock();
+    let mut rows = Vec::new();
     for key in store.list(&prefix).await?.into_iter().filter(|k| k.ends_with(".json")) {
-        if writeln!(out, "{}", store.uri_of(&key)).is_err() {
+        let uri = store.uri_of(&key);
+        let (model_name, version) = match key.split_once('/') {
+            Some((m, rest)) => {
+                (m.to_string(), rest.rsplit('/').next().unwrap_or(rest).trim_end_matches(".json").to_string())
+            }
+            None => continue,
+        };
+        let artifact = match store.get(&key).await {
+            Ok(bytes) => Artifact::decode(&uri, &bytes),
+            Err(e) => Err(e),
+        };
+        let aliases = book.aliases_of(&model_name, &version).into_iter().map(str::to_string).collect();
+        rows.push(match artifact {
+            Ok(a) => Row {
+                model_name,
+                version,
+                uri,
+                created_at: Some(a.created_at.to_rfc3339()),
+                kind: Some(a.estimator.kind.clone()),
+                r2: Some(a.metrics.model.r2),
+                rmse: Some(a.metrics.model.rmse),
+                mae: Some(a.metrics.model.mae),
+                train_rows: Some(a.training_data.train_rows),
+                aliases,
+                error: None,
+            },
+            Err(e) => Row {
+                model_name,
+                version,
+                uri,
+                created_at: None,
+                kind: None,
+                r2: None,
+                rmse: None,
+                mae: None,
+                train_rows: None,
+                aliases,
+                error: Some(e.to_string()),
+            },
+        });
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        let text = serde_json::to_string_pretty(&rows).map_err(|e| Error::Encode { what: "models", source: e })?;
+        let _ = writeln!(out, "{text}");
+        return Ok(Outcome::Done);
+    }
+    let _ = writeln!(
+        out,
+        "{:<20} {:<31} {:<20} {:<12} {:>8} {:>8} {:>10}  ALIASES",
+        "MODEL", "VERSION", "CREATED (UTC)", "KIND", "R2", "RMSE", "TRAIN ROWS"
+    );
+    let num = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
+    for r in &rows {
+        let created = r.created_at.as_deref().map_or("-", |c| c.get(..19).unwrap_or(c)).replace('T', " ");
+        let line = format!(
+            "{:<20} {:<31} {:<20} {:<12} {:>8} {:>8} {:>10}  {}",
+            r.model_name,
+            r.version,
+            created,
+            r.kind.as_deref().unwrap_or("unreadable"),
+            num(r.r2),
+            num(r.rmse),
+            r.train_rows.map_or_else(|| "-".to_string(), |n| n.to_string()),
+            r.aliases.join(",")
+        );
+        if writeln!(out, "{line}").is_err() {
             break;
         }
     }

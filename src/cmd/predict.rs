@@ -1,6 +1,7 @@
 //! `modelcast predict`: open the edges, then run the records flow (batch or `--follow`,
 //! [`crate::predict::local`]) or the service (`--serve`, [`crate::predict::serve`]).
 
+use crate::aliases::Updates;
 use crate::cmd::{Edges, Outcome};
 use crate::error::{Error, Result};
 use crate::events::{Event, RunFinished};
@@ -14,8 +15,8 @@ pub async fn run(s: PredictSettings) -> Result<Outcome> {
     match s.mode {
         PredictMode::Serve(opts) => {
             let kafka = bus.as_kafka().cloned().ok_or_else(|| Error::Usage("--serve needs --kafka-config".into()))?;
-            let feed = bus.announcements().await?;
-            let counts = serve::run(&store, kafka, feed, &s.choice, &opts).await?;
+            let updates = Updates::open(&store, &bus).await?;
+            let counts = serve::run(&store, kafka, updates, &s.choice, &opts).await?;
             RunFinished {
                 scored: counts.scored,
                 rejected: counts.rejected,
@@ -27,10 +28,10 @@ pub async fn run(s: PredictSettings) -> Result<Outcome> {
             Ok(Outcome::Done)
         }
         PredictMode::Records { source, stdout, to_bus } => {
-            let feed = bus.announcements().await?;
+            let updates = Updates::open(&store, &bus).await?;
             let mut out = Outputs::new(bus, stdout, to_bus, source.follow);
             out.check().await?;
-            let counts = local::run(&store, feed, source, &s.choice, &mut out).await?;
+            let counts = local::run(&store, updates, source, &s.choice, &mut out).await?;
             RunFinished {
                 scored: counts.scored,
                 rejected: counts.rejected,

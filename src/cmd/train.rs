@@ -2,31 +2,39 @@
 //! core (data, features, model, artifact) and the edges (store, bus).
 //!
 //! Invariant: the announcement is published only after the artifact is fully written; if the
-//! upload fails, nothing is announced.
+//! upload fails, nothing is announced. An alias moves only after the announcement, and with a
+//! gate only when the new model beats the alias's current one on the same held-out rows.
 
 use std::io::Write;
 use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::aliases::AliasLog;
 use crate::artifact::{Artifact, Estimator, Evaluation, TrainingData};
-use crate::bus::{Announcement, Bus};
+use crate::bus::{Announcement, Bus, MoveAction};
+use crate::cmd::promote::{new_move, Verified};
 use crate::cmd::{Edges, Outcome};
-use crate::config::params::{Params, Split};
-use crate::data::{self, ColumnSpec, Table};
+use crate::config::params::{Params, Promotion, Split};
+use crate::data::{self, ColumnSpec, RawRows, Table};
 use crate::error::{Error, Result};
 use crate::features::{Preprocessing, TableDesign};
+use crate::lifecycle::{Decision, GateMetric};
 use crate::model::{self, Metrics};
 use crate::settings::TrainSettings;
 use crate::store::Store;
 
-/// Run `train`: fit, store, announce, print the URI (or the JSON report) on stdout and the
-/// metrics table on stderr.
+/// Run `train`: fit, store, announce, (with a promotion) gate and move the alias, print the URI
+/// (or the JSON report) on stdout and the metrics table on stderr. A refused promotion is
+/// [`Outcome::PromotionRefused`] (exit 4); the model stays stored and announced.
 pub async fn run(s: TrainSettings) -> Result<Outcome> {
     let Edges { store, bus } = Edges::open(s.loc).await?;
     // fail before fitting if the topic is missing or the broker is down
     bus.check_topics(&[&bus.topics().train]).await?;
-    let report = publish(&s.params, &store, &bus).await?;
+    let (mut report, artifact) = publish(&s.params, &store, &bus).await?;
+    if let Some(p) = &s.promotion {
+        report.promotion = Some(promote_new(&s.params, &artifact, &report, p, s.reason.clone(), &store, &bus).await?);
+    }
     eprint!("{}", metrics_table(&report));
     let text = if s.json {
         serde_json::to_string_pretty(&report).map_err(|e| Error::Encode { what: "report", source: e })?
@@ -34,7 +42,163 @@ pub async fn run(s: TrainSettings) -> Result<Outcome> {
         report.uri.clone()
     };
     let _ = writeln!(std::io::stdout().lock(), "{text}");
-    Ok(Outcome::Done)
+    match &report.promotion {
+        Some(p) if !p.promoted => Ok(Outcome::PromotionRefused),
+        _ => Ok(Outcome::Done),
+    }
+}
+
+/// The promotion part of the `train` report.
+#[derive(Debug, Clone, Serialize)]
+pub struct PromotionReport {
+    /// The alias.
+    pub alias: String,
+    /// Whether it moved to the new model.
+    pub promoted: bool,
+    /// Why (the gate's verdict, or why the current model could not be compared).
+    pub reason: String,
+    /// The gate's metric (`null`: promoted without a gate).
+    pub metric: Option<GateMetric>,
+    /// The required improvement, as given.
+    pub min_improvement: Option<String>,
+    /// Held-out rows both models were scored on.
+    pub rows: usize,
+    /// The new model on those rows.
+    pub candidate: Option<Scored>,
+    /// The alias's current model on the same rows (`null`: the alias was not set).
+    pub current: Option<Scored>,
+    /// The mean-of-target baseline on the same rows.
+    pub baseline: Option<Metrics>,
+    /// Where the move was recorded, when the alias moved.
+    pub moved_to: Option<String>,
+}
+
+/// One model's metrics on the gate's rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scored {
+    /// Version id.
+    pub version: String,
+    /// Metrics on the held-out rows.
+    pub metrics: Option<Metrics>,
+    /// Why it could not be evaluated, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Gate the new model against the alias's current one on the new model's held-out rows, and move
+/// the alias when it passes (or when there is no gate).
+async fn promote_new(
+    params: &Params,
+    artifact: &Artifact,
+    report: &TrainReport,
+    p: &Promotion,
+    reason: Option<String>,
+    store: &Store,
+    bus: &Bus,
+) -> Result<PromotionReport> {
+    let log = AliasLog::of(store, bus);
+    let book = log.book().await?;
+    let name = &artifact.model_name;
+    let current = book.current(name, &p.alias).cloned();
+    let mut r = PromotionReport {
+        alias: p.alias.clone(),
+        promoted: false,
+        reason: String::new(),
+        metric: p.gate.map(|g| g.metric),
+        min_improvement: p.gate.map(|g| g.min_improvement.to_string()),
+        rows: 0,
+        candidate: None,
+        current: None,
+        baseline: None,
+        moved_to: None,
+    };
+    let decision = match &p.gate {
+        None => Decision { promote: true, reason: "promoted without a gate (--promote)".into() },
+        Some(gate) => {
+            let rows = held_out_rows(params, artifact).await?;
+            r.rows = rows.len();
+            let target = params.target();
+            let cand = crate::lifecycle::metrics_on_rows(&artifact.scorer()?, &rows, target)
+                .map_err(|m| Error::Model(format!("the new model cannot be scored on its own held-out rows: {m}")))?;
+            r.candidate = Some(Scored { version: artifact.version.clone(), metrics: Some(cand), error: None });
+            let baseline = artifact.metrics.baseline;
+            r.baseline = Some(baseline);
+            let cur = match &current {
+                None => Ok(None),
+                Some(mv) => {
+                    let evaluated = match crate::predict::fetch_verified(store, mv.model_ref()).await {
+                        Ok(old) => old
+                            .scorer()
+                            .map_err(|e| e.to_string())
+                            .and_then(|s| crate::lifecycle::metrics_on_rows(&s, &rows, target)),
+                        Err(e) => Err(format!("cannot load it: {e}")),
+                    };
+                    r.current = Some(Scored {
+                        version: mv.version.clone(),
+                        metrics: evaluated.as_ref().ok().copied(),
+                        error: evaluated.as_ref().err().cloned(),
+                    });
+                    evaluated.map(Some).map_err(|e| (mv.version.clone(), e))
+                }
+            };
+            match cur {
+                Ok(cur) => crate::lifecycle::decide(gate, &cand, cur.as_ref(), &baseline),
+                Err((v, e)) => Decision {
+                    promote: false,
+                    reason: format!(
+                        "the current {} ({v}) cannot be evaluated on the new model's held-out rows ({e});                          not promoting (compare by hand and use `modelcast promote`)",
+                        p.alias
+                    ),
+                },
+            }
+        }
+    };
+    r.reason = decision.reason.clone();
+    if !decision.promote {
+        tracing::warn!(model = %name, alias = %p.alias, version = %artifact.version, reason = %decision.reason,
+            "promotion refused; the model is stored and announced, the alias did not move");
+        return Ok(r);
+    }
+    let target = Verified {
+        model_name: name.clone(),
+        version: artifact.version.clone(),
+        key: artifact.key(),
+        sha256: report.sha256.clone(),
+        input_schema_digest: artifact.input_schema.digest(),
+    };
+    let why = match reason {
+        Some(text) => format!("{text} ({})", decision.reason),
+        None => decision.reason,
+    };
+    let mv = new_move(&target, &p.alias, current.map(|m| m.version), MoveAction::Promote, why);
+    let (_, to) = crate::cmd::promote::publish(&log, mv).await?;
+    r.promoted = true;
+    r.moved_to = Some(to);
+    Ok(r)
+}
+
+/// The new model's held-out rows, read raw (as a predictor reads them) from the training files
+/// (the same split) or the explicit test file.
+async fn held_out_rows(params: &Params, artifact: &Artifact) -> Result<RawRows> {
+    let params = params.clone();
+    let (train_rows, test_rows) = (artifact.training_data.train_rows, artifact.training_data.test_rows);
+    let rows = tokio::task::spawn_blocking(move || match params.split() {
+        Split::File(path) => data::read_rows(&[path], params.delimiter(), None),
+        Split::Fraction { fraction, seed } => {
+            let (_, test) = data::split_indices(train_rows + test_rows, fraction, seed);
+            data::read_rows(params.train_files(), params.delimiter(), Some(&test))
+        }
+    })
+    .await
+    .map_err(|e| Error::Model(format!("reading held-out rows failed: {e}")))??;
+    if rows.len() != test_rows {
+        return Err(Error::Model(format!(
+            "read {} held-out rows for the gate but the model held out {test_rows}: did the training data change \
+             during the run?",
+            rows.len()
+        )));
+    }
+    Ok(rows)
 }
 
 /// What `train` reports (stdout with `--json`).
@@ -58,6 +222,9 @@ pub struct TrainReport {
     pub test_rows: usize,
     /// Where the announcement went.
     pub announced_to: String,
+    /// The promotion (with `--promote`, `--promote-if-better` or a `promotion:` block).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionReport>,
 }
 
 /// Everything up to (not including) the store: a fitted, evaluated artifact. Pure CPU work.
@@ -124,7 +291,7 @@ pub fn fit_artifact(params: &Params) -> Result<Artifact> {
 }
 
 /// Fit (on a blocking thread), store the artifact, then announce it.
-pub async fn publish(params: &Params, store: &Store, bus: &Bus) -> Result<TrainReport> {
+pub async fn publish(params: &Params, store: &Store, bus: &Bus) -> Result<(TrainReport, Artifact)> {
     let p = params.clone();
     let mut artifact = tokio::task::spawn_blocking(move || fit_artifact(&p))
         .await
@@ -151,7 +318,7 @@ pub async fn publish(params: &Params, store: &Store, bus: &Bus) -> Result<TrainR
     let ann = Announcement::of(&artifact, uri.clone(), &bytes);
     let announced_to = bus.announce(&ann).await?;
     tracing::info!(version = %artifact.version, to = %announced_to, "announced model");
-    Ok(TrainReport {
+    let report = TrainReport {
         model_name: artifact.model_name.clone(),
         version: artifact.version.clone(),
         uri,
@@ -161,7 +328,9 @@ pub async fn publish(params: &Params, store: &Store, bus: &Bus) -> Result<TrainR
         train_rows: artifact.training_data.train_rows,
         test_rows: artifact.training_data.test_rows,
         announced_to,
-    })
+        promotion: None,
+    };
+    Ok((report, artifact))
 }
 
 /// The short metrics table printed on stderr.
@@ -176,5 +345,21 @@ pub fn metrics_table(r: &TrainReport) -> String {
     s.push_str(&row("model", &m.model));
     s.push_str(&row("baseline", &m.baseline));
     s.push_str(&format!("stored at {}\n", r.uri));
+    if let Some(p) = &r.promotion {
+        let on_rows = |x: &Option<Scored>| {
+            x.as_ref().and_then(|x| x.metrics).map_or_else(|| "-".to_string(), |m| format!("{:.4}", m.rmse))
+        };
+        if p.metric.is_some() {
+            s.push_str(&format!(
+                "gate on {} held-out rows: new RMSE {}, current {} RMSE {}\n",
+                p.rows,
+                on_rows(&p.candidate),
+                p.alias,
+                on_rows(&p.current)
+            ));
+        }
+        let verdict = if p.promoted { "promoted to" } else { "NOT promoted to" };
+        s.push_str(&format!("{verdict} {}: {}\n", p.alias, p.reason));
+    }
     s
 }

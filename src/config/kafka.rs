@@ -28,6 +28,9 @@ pub struct Topics {
     /// Rejected records (default `dead_letter`).
     #[serde(default = "d_dead")]
     pub dead_letter: String,
+    /// Shadow predictions, `predict --serve --shadow ALIAS` (default `app_messages_shadow`).
+    #[serde(default = "d_shadow")]
+    pub shadow: String,
 }
 
 fn d_train() -> String {
@@ -42,10 +45,13 @@ fn d_input() -> String {
 fn d_dead() -> String {
     "dead_letter".into()
 }
+fn d_shadow() -> String {
+    "app_messages_shadow".into()
+}
 
 impl Default for Topics {
     fn default() -> Self {
-        Topics { train: d_train(), app_messages: d_app(), input: d_input(), dead_letter: d_dead() }
+        Topics { train: d_train(), app_messages: d_app(), input: d_input(), dead_letter: d_dead(), shadow: d_shadow() }
     }
 }
 

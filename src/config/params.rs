@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::lifecycle::{Gate, GateMetric, MinImprovement};
 
 /// Default coordinate-descent iteration cap (lasso, elastic net).
 pub const DEFAULT_MAX_ITERATIONS: u32 = 10_000;
@@ -44,6 +45,80 @@ pub struct ParamsFile {
     /// How the model is evaluated.
     #[serde(default)]
     pub evaluation: EvaluationSection,
+    /// Which alias `train` moves to the new model, and the gate it must pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionSection>,
+}
+
+/// The `promotion` section as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromotionSection {
+    /// The alias to move (default `champion`).
+    #[serde(default = "default_alias")]
+    pub alias: String,
+    /// Move it only if the new model is better (default true); false moves it after every train.
+    #[serde(default = "default_true")]
+    pub if_better: bool,
+    /// `rmse` (default), `mae` or `r2`.
+    #[serde(default = "default_metric")]
+    pub metric: String,
+    /// Required improvement: a number (absolute) or a percentage string such as `"2%"` (default 0).
+    #[serde(default)]
+    pub min_improvement: Option<NumberOrText>,
+}
+
+/// A number, or text such as `"2%"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NumberOrText {
+    /// A number.
+    Number(f64),
+    /// Text.
+    Text(String),
+}
+
+impl std::fmt::Display for NumberOrText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NumberOrText::Number(n) => write!(f, "{n}"),
+            NumberOrText::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+fn default_alias() -> String {
+    crate::lifecycle::DEFAULT_ALIAS.to_string()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_metric() -> String {
+    "rmse".to_string()
+}
+
+/// A checked promotion rule: the alias, and the gate (`None`: promote unconditionally).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Promotion {
+    /// The alias to move.
+    pub alias: String,
+    /// The gate, or `None` to promote every trained model.
+    pub gate: Option<Gate>,
+}
+
+impl PromotionSection {
+    /// Check the section; errors name `path` and the key.
+    pub fn check(&self, path: &Path) -> Result<Promotion> {
+        crate::lifecycle::check_alias(&self.alias)
+            .map_err(|e| Error::config(path, "promotion.alias", e.to_string()))?;
+        let metric = GateMetric::parse(&self.metric).map_err(|m| Error::config(path, "promotion.metric", m))?;
+        let min_improvement = match &self.min_improvement {
+            None => MinImprovement::Absolute(0.0),
+            Some(v) => MinImprovement::parse(&v.to_string())
+                .map_err(|m| Error::config(path, "promotion.min_improvement", m))?,
+        };
+        Ok(Promotion { alias: self.alias.clone(), gate: self.if_better.then_some(Gate { metric, min_improvement }) })
+    }
 }
 
 /// The `data` section.
@@ -452,6 +527,7 @@ pub struct Params {
     numeric_rules: BTreeMap<String, NumericRule>,
     categorical_rules: BTreeMap<String, CategoricalRule>,
     model: Model,
+    promotion: Option<Promotion>,
 }
 
 impl From<Params> for ParamsFile {
@@ -550,6 +626,7 @@ impl ParamsFile {
         if ev.test_data.is_none() && !(ev.test_fraction > 0.0 && ev.test_fraction < 1.0) {
             return err("evaluation.test_fraction", format!("{} must be in (0, 1)", ev.test_fraction));
         }
+        let promotion = self.promotion.as_ref().map(|p| p.check(path)).transpose()?;
         let delimiter = self.data.delimiter.as_bytes()[0];
         let mut file = self;
         file.model = model.into();
@@ -562,6 +639,7 @@ impl ParamsFile {
             numeric_rules,
             categorical_rules,
             model,
+            promotion,
         })
     }
 }
@@ -673,6 +751,11 @@ impl Params {
     /// The estimator.
     pub fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// The `promotion` block, checked.
+    pub fn promotion(&self) -> Option<&Promotion> {
+        self.promotion.as_ref()
     }
 
     /// How held-out rows are chosen.

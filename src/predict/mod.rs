@@ -2,7 +2,8 @@
 //! announced.
 //!
 //! * this module: a [`Served`] model, loading one from the store, and scoring one record.
-//! * [`models`]: choosing the first model and following announcements ([`models::Swapper`]).
+//! * [`models`]: choosing the first model and following announcements and aliases
+//!   ([`models::Swapper`]).
 //! * [`input`]: reading records from a file, a followed file, or stdin (a blocking thread).
 //! * [`local`]: batch and `--follow` (records from a file or stdin) and [`output`], its outputs.
 //! * [`serve`]: the Kafka service (`--serve`) and [`http`], its `/healthz` and `/metrics`.
@@ -21,7 +22,7 @@ pub mod serve;
 pub use crate::bus::Scored;
 
 use crate::artifact::Artifact;
-use crate::bus::{Announcement, DeadLetter, Origin, Prediction, MESSAGE_SCHEMA_VERSION};
+use crate::bus::{DeadLetter, ModelRef, Origin, Prediction, MESSAGE_SCHEMA_VERSION};
 use crate::error::{Error, Result};
 use crate::features::Scorer;
 use crate::record::{CsvLayout, Decoder};
@@ -67,10 +68,17 @@ pub struct Counts {
     pub swaps: u64,
 }
 
-/// Fetch, verify and load the model an announcement points to.
-pub async fn load_announced(store: &Store, ann: &Announcement, key_field: &str) -> Result<Served> {
-    let uri = store.uri_of(&ann.key);
-    let bytes = store.get_verified(&ann.key, &ann.sha256).await?;
+/// Fetch, verify and load the model an announcement or alias move points to: its sha256, its
+/// name and version, and its input schema must match what the message says.
+pub async fn load_ref(store: &Store, ann: ModelRef<'_>, key_field: &str) -> Result<Served> {
+    Served::from_artifact(&fetch_verified(store, ann).await?, key_field)
+}
+
+/// Fetch an artifact and check it against what a message says of it (sha256, name, version,
+/// input schema): the checks every predictor makes before serving.
+pub async fn fetch_verified(store: &Store, ann: ModelRef<'_>) -> Result<Artifact> {
+    let uri = store.uri_of(ann.key);
+    let bytes = store.get_verified(ann.key, ann.sha256).await?;
     let artifact = Artifact::decode(&uri, &bytes)?;
     if artifact.model_name != ann.model_name || artifact.version != ann.version {
         return Err(Error::artifact(
@@ -84,7 +92,7 @@ pub async fn load_announced(store: &Store, ann: &Announcement, key_field: &str) 
     if artifact.input_schema.digest() != ann.input_schema_digest {
         return Err(Error::artifact(uri, "input schema differs from the announced input_schema_digest"));
     }
-    Served::from_artifact(&artifact, key_field)
+    Ok(artifact)
 }
 
 /// Load `key` from the store without an announcement (no sha256 to check against).
@@ -156,6 +164,8 @@ fn finish(
             origin,
             input_timestamp_ms: ts,
             predicted_at_ms: crate::bus::now_ms(),
+            shadow_prediction: None,
+            shadow_version: None,
         }),
         Err(reason) => Scored::Rejected(dead(model, key, reason, origin, &raw())),
     }

@@ -7,11 +7,12 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::aliases::Updates;
 use crate::bus::kafka::Kafka;
-use crate::bus::{AnnouncementFeed, Origin, Outgoing, OutputTopics};
+use crate::bus::{Origin, Outgoing, OutputTopics};
 use crate::error::{Error, Result};
-use crate::events::{metrics, Event, ModelServing, RecordRejected};
-use crate::predict::models::{first_model, ModelChoice, Swapper};
+use crate::events::{metrics, Event, ModelServing, RecordRejected, ShadowSwapped};
+use crate::predict::models::{ModelChoice, Started, Swapper};
 use crate::predict::{score_json, Counts, Scored};
 use crate::store::Store;
 
@@ -35,7 +36,7 @@ pub struct ServeOptions {
 pub async fn run(
     store: &Store,
     kafka: Arc<Kafka>,
-    mut feed: AnnouncementFeed,
+    updates: Updates,
     choice: &ModelChoice,
     opts: &ServeOptions,
 ) -> Result<Counts> {
@@ -45,15 +46,24 @@ pub async fn run(
         dead_letter: &cfg.topics.dead_letter,
         dead_letter_max_bytes: cfg.dead_letter_max_bytes,
     };
-    kafka.check_topics(&[&opts.input_topic, topics.app_messages, topics.dead_letter]).await?;
+    let shadow_topic = cfg.topics.shadow.as_str();
+    let mut needed = vec![opts.input_topic.as_str(), topics.app_messages, topics.dead_letter];
+    if choice.shadow.is_some() {
+        needed.push(shadow_topic);
+    }
+    kafka.check_topics(&needed).await?;
     let consumer = Arc::new(kafka.input_consumer(&opts.input_topic, opts.instance_id.as_deref())?);
     if let Some(addr) = opts.metrics_addr {
         super::http::serve(addr, consumer.clone()).await?;
     }
-    let mut model = Arc::new(first_model(store, &mut feed, choice, true).await?);
+    let Started { mut swapper, model, shadow } = Swapper::start(store, updates, choice, true).await?;
+    let mut model = Arc::new(model);
+    let mut shadow = shadow.map(Arc::new);
     ModelServing { model: &model.name, version: &model.version }.emit();
+    if let Some(s) = &shadow {
+        ShadowSwapped { model: &s.name, from: "", to: &s.version }.emit();
+    }
     tracing::info!(topic = %opts.input_topic, "consuming");
-    let mut swapper = Swapper::new(feed, choice.clone());
     let m = metrics();
     let mut counts = Counts::default();
     // How often the train follower is polled (a non-blocking read of its queue): part of every
@@ -71,7 +81,7 @@ pub async fn run(
         let first = tokio::select! {
             r = consumer.recv() => r,
             _ = tick.tick(), if choice.version.is_none() => {
-                if swapper.poll(store, &mut model).await {
+                if swapper.poll(store, &mut model, &mut shadow).await {
                     counts.swaps += 1;
                 }
                 continue;
@@ -90,6 +100,7 @@ pub async fn run(
         consumer.fill(&mut batch, BATCH).await;
         // Score the whole batch with one model.
         let mut out = Vec::with_capacity(batch.len());
+        let mut shadow_out = Vec::new();
         let mut stamps = Vec::with_capacity(batch.len());
         let (mut ok, mut bad) = (0u64, 0u64);
         for r in &batch {
@@ -105,6 +116,21 @@ pub async fn run(
                 let reason =
                     format!("record of {} bytes exceeds max_record_bytes {}", payload.len(), cfg.max_record_bytes);
                 Scored::Rejected(crate::predict::dead(&model, fallback, reason, origin, payload))
+            } else if let Some(s) = &shadow {
+                let scored = score_json(&model, payload, origin.clone(), fallback.clone(), ts);
+                if let Scored::Ok(p) = &scored {
+                    // the shadow model scores what the serving one scored; its outcome never
+                    // changes the serving output
+                    match score_json(s, payload, origin, fallback, ts) {
+                        Scored::Ok(sp) => {
+                            m.shadow_scored.inc();
+                            m.shadow_abs_diff.observe((p.prediction - sp.prediction).abs());
+                            shadow_out.push(Outgoing::shadow(&sp, shadow_topic)?);
+                        }
+                        Scored::Rejected(_) => m.shadow_rejected.inc(),
+                    }
+                }
+                scored
             } else {
                 score_json(&model, payload, origin, fallback, ts)
             };
@@ -127,7 +153,19 @@ pub async fn run(
         m.records_in.inc_by(batch.len() as u64);
         // At-least-once: offsets are stored only after every output was acknowledged. A delivery
         // failure ends the process without storing them; a restart re-reads the batch.
+        let shadow_sent = if shadow_out.is_empty() { None } else { Some(kafka.send_all(shadow_out)) };
         kafka.send_all(out)?.wait().await?;
+        // Shadow outputs are best effort: a failure is counted and logged, and never holds back
+        // the serving model's offsets.
+        let shadow_failed = match shadow_sent {
+            None => (0, None),
+            Some(Ok(d)) => d.settle().await,
+            Some(Err(e)) => (1, Some(e.to_string())),
+        };
+        if let (n @ 1.., Some(reason)) = shadow_failed {
+            m.shadow_delivery_failures.inc_by(n);
+            tracing::warn!(failed = n, %reason, "shadow predictions not delivered; the serving output is unaffected");
+        }
         let now = crate::bus::now_ms();
         let latency = m.latency.local();
         for ts in stamps.into_iter().flatten() {

@@ -85,6 +85,12 @@ impl FileStore {
 
     /// Keys under `prefix` (files only; names starting with `.` or `_` are internal and skipped).
     pub fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        self.list_with(prefix, false)
+    }
+
+    /// Keys under `prefix`; with `internal`, names starting with `_` are listed too (never `.`:
+    /// temporary files).
+    pub fn list_with(&self, prefix: &str, internal: bool) -> Result<Vec<String>> {
         let mut out = Vec::new();
         let mut stack = vec![self.root.clone()];
         while let Some(dir) = stack.pop() {
@@ -96,7 +102,7 @@ impl FileStore {
             for entry in entries {
                 let entry = entry.map_err(|e| Error::io("list", &dir, e))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') || name.starts_with('_') {
+                if name.starts_with('.') || (name.starts_with('_') && !internal) {
                     continue;
                 }
                 let path = entry.path();

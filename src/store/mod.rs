@@ -121,10 +121,22 @@ impl Store {
         Ok(bytes)
     }
 
-    /// Keys under `prefix`, sorted.
+    /// Keys under `prefix`, sorted; internal keys (a segment starting with `_` or `.`, such as
+    /// the alias log `_aliases/`) are left out.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let mut keys = match self {
             Store::File(s) => s.list(prefix)?,
+            Store::S3(s) => s.list(prefix).await?,
+        };
+        keys.retain(|k| !k.split('/').any(|seg| seg.starts_with('_') || seg.starts_with('.')));
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Keys under `prefix`, sorted, internal ones included.
+    pub async fn list_internal(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = match self {
+            Store::File(s) => s.list_with(prefix, true)?,
             Store::S3(s) => s.list(prefix).await?,
         };
         keys.sort();

@@ -3,7 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use modelcast::bus::{Announcement, AnnouncementFeed, Bus, HeadlineMetrics, Outgoing, MESSAGE_SCHEMA_VERSION};
+use modelcast::bus::{
+    AliasMove, Announcement, Bus, HeadlineMetrics, MoveAction, Outgoing, TrainFeed, TrainMessage, ALIAS_MOVED,
+    MESSAGE_SCHEMA_VERSION,
+};
 use modelcast::config::kafka::KafkaConfig;
 
 use crate::util::bed::bed;
@@ -25,8 +28,34 @@ fn announcement(version: &str) -> Announcement {
     }
 }
 
-/// Poll until `n` announcements arrived (or the deadline passed).
-async fn poll_n(feed: &mut AnnouncementFeed, n: usize) -> Vec<Announcement> {
+fn alias_move(version: &str) -> AliasMove {
+    AliasMove {
+        schema_version: MESSAGE_SCHEMA_VERSION,
+        kind: ALIAS_MOVED.into(),
+        id: format!("move-{version}"),
+        model_name: "m".into(),
+        alias: "champion".into(),
+        version: version.into(),
+        key: format!("m/2026-01-01/{version}.json"),
+        sha256: "ab".repeat(32),
+        input_schema_digest: "sha256:x".into(),
+        previous_version: None,
+        action: MoveAction::Promote,
+        reason: "test".into(),
+        actor: "tester@host".into(),
+        at: chrono::Utc::now(),
+    }
+}
+
+fn announced(m: TrainMessage) -> Announcement {
+    match m {
+        TrainMessage::Announced(a) => a,
+        other => panic!("expected an announcement, got {other:?}"),
+    }
+}
+
+/// Poll until `n` messages arrived (or the deadline passed).
+async fn poll_n(feed: &mut TrainFeed, n: usize) -> Vec<TrainMessage> {
     let deadline = Instant::now() + PATIENCE;
     let mut got = Vec::new();
     while got.len() < n && Instant::now() < deadline {
@@ -39,27 +68,33 @@ async fn poll_n(feed: &mut AnnouncementFeed, n: usize) -> Vec<Announcement> {
 /// The contract every bus keeps.
 pub async fn contract(bus: &Bus) {
     let topics = bus.topics();
-    let mut early = bus.announcements().await.unwrap();
+    let mut early = bus.train_feed().await.unwrap();
     assert!(early.history().await.unwrap().is_empty(), "a new train topic has no history");
     let (a1, a2) = (announcement("20260101T000000000Z-00000001"), announcement("20260101T000000000Z-00000002"));
     bus.announce(&a1).await.unwrap();
-    // a message that is not an announcement is skipped, never an error
-    bus.produce(vec![Outgoing {
-        topic: &topics.train,
-        key: b"m".to_vec(),
-        payload: b"garbage".to_vec(),
-        headers: vec![],
-    }])
-    .await
-    .unwrap();
+    // garbage, and a message of a type from a newer modelcast, are skipped, never an error
+    for payload in [&b"garbage"[..], br#"{"schema_version":1,"type":"model_deleted","model_name":"m"}"#] {
+        bus.produce(vec![Outgoing {
+            topic: &topics.train,
+            key: b"m".to_vec(),
+            payload: payload.to_vec(),
+            headers: vec![],
+        }])
+        .await
+        .unwrap();
+    }
     // a follower that starts now finds it in the history; one that was following gets it by polling
-    let mut late = bus.announcements().await.unwrap();
-    assert_eq!(late.history().await.unwrap(), vec![a1.clone()]);
-    assert_eq!(poll_n(&mut early, 1).await, vec![a1.clone()]);
+    let mut late = bus.train_feed().await.unwrap();
+    assert_eq!(late.history().await.unwrap(), vec![TrainMessage::Announced(a1.clone())]);
+    assert_eq!(poll_n(&mut early, 1).await.into_iter().map(announced).collect::<Vec<_>>(), vec![a1.clone()]);
     bus.announce(&a2).await.unwrap();
-    assert_eq!(poll_n(&mut late, 1).await, vec![a2.clone()]);
-    assert_eq!(poll_n(&mut early, 1).await, vec![a2]);
-    assert!(early.poll().await.unwrap().is_empty(), "each announcement is read once");
+    // alias moves travel on the same log, in order with announcements
+    let mv = alias_move(&a2.version);
+    bus.publish_move(&mv).await.unwrap();
+    let want = vec![TrainMessage::Announced(a2.clone()), TrainMessage::AliasMoved(mv)];
+    assert_eq!(poll_n(&mut late, 2).await, want);
+    assert_eq!(poll_n(&mut early, 2).await, want);
+    assert!(early.poll().await.unwrap().is_empty(), "each message is read once");
 
     // produce → read back, in order
     let payloads: Vec<Vec<u8>> = (0..5).map(|i| format!("{{\"n\":{i}}}").into_bytes()).collect();
@@ -89,13 +124,13 @@ async fn kafka_keeps_the_contract() {
         &path,
         format!(
             "bootstrap.servers: {}\nmodelcast:\n  topics: {{train: {id}-train, app_messages: {id}-app, input: {id}-in, \
-             dead_letter: {id}-dead}}\n  partitions: 1\n  timeout_ms: 60000\n",
+             dead_letter: {id}-dead, shadow: {id}-shadow}}\n  partitions: 1\n  timeout_ms: 60000\n",
             bed.bootstrap
         ),
     )
     .unwrap();
     let bus = Bus::kafka(KafkaConfig::load_with(&path, &|_| None).unwrap()).unwrap();
     let created = bus.as_kafka().unwrap().create_topics(None).await.unwrap();
-    assert_eq!(created.len(), 4, "{created:?}");
+    assert_eq!(created.len(), 5, "{created:?}");
     contract(&bus).await;
 }

@@ -7,7 +7,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer, PurgeConfig};
 
 use super::bus_err;
-use crate::bus::message::{Announcement, Outgoing};
+use crate::bus::message::Outgoing;
 use crate::config::kafka::KafkaConfig;
 use crate::error::Result;
 use crate::events::{DeliveryFailed, Event};
@@ -42,6 +42,28 @@ impl Deliveries {
     }
 }
 
+impl Deliveries {
+    /// Wait for every report and count the failures instead of stopping at the first: for
+    /// best-effort outputs (shadow predictions), whose failures must not stop the service.
+    pub async fn settle(self) -> (u64, Option<String>) {
+        let (mut failed, mut first) = (0, None);
+        for f in self.0 {
+            match f.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, m))) => {
+                    failed += 1;
+                    first.get_or_insert_with(|| format!("topic {}: {e}", m.topic()));
+                }
+                Err(_) => {
+                    failed += 1;
+                    first.get_or_insert_with(|| "delivery report lost (producer closed)".to_string());
+                }
+            }
+        }
+        (failed, first)
+    }
+}
+
 impl Kafka {
     /// Connect a producer (idempotent, `acks=all`).
     pub fn connect(cfg: KafkaConfig) -> Result<Kafka> {
@@ -60,20 +82,20 @@ impl Kafka {
         Duration::from_millis(self.cfg.modelcast.timeout_ms)
     }
 
-    /// Publish an announcement on the train topic and wait for its acknowledgement.
-    pub async fn announce(&self, ann: &Announcement) -> Result<String> {
+    /// Publish a message (an announcement, an alias move) on the train topic, keyed by the model
+    /// name, and wait for its acknowledgement.
+    pub async fn publish_train(&self, key: &str, payload: &[u8], what: &str) -> Result<String> {
         let topic = self.cfg.modelcast.topics.train.clone();
         self.check_topics(&[&topic]).await?;
-        let payload = ann.encode()?;
-        let rec = FutureRecord::to(&topic).key(ann.model_name.as_bytes()).payload(&payload);
+        let rec = FutureRecord::to(&topic).key(key.as_bytes()).payload(payload);
         match tokio::time::timeout(self.timeout(), self.producer.send(rec, self.timeout())).await {
             Ok(Ok(d)) => Ok(format!("kafka topic {topic} partition {} offset {}", d.partition, d.offset)),
-            Ok(Err((e, _))) => Err(bus_err(&topic, format!("announcement not acknowledged: {e}"))),
+            Ok(Err((e, _))) => Err(bus_err(&topic, format!("{what} not acknowledged: {e}"))),
             Err(_) => {
                 self.producer.purge(PurgeConfig::default().queue().inflight());
                 Err(bus_err(
                     &topic,
-                    format!("announcement not acknowledged within {:?}; nothing was announced", self.timeout()),
+                    format!("{what} not acknowledged within {:?}; nothing was published", self.timeout()),
                 ))
             }
         }

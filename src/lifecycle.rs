@@ -1,0 +1,489 @@
+//! The model lifecycle, pure: aliases folded from their log ([`AliasBook`]), the promotion gate
+//! ([`Gate`], [`decide`]) and who made a move ([`actor`]). No I/O: the edges read the log
+//! ([`crate::aliases`]) and the commands orchestrate.
+//!
+//! Invariants: every reader that folds the same log in the same order reaches the same state; a
+//! move applies only when its `previous_version` is where the alias points (compare-and-set),
+//! so of two concurrent moves from one state exactly one applies; the gate never promotes a model
+//! that does not beat the mean-of-target baseline.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::bus::{AliasMove, MoveAction};
+use crate::error::{Error, Result};
+use crate::model::Metrics;
+
+/// The alias `--promote`, `promote` and `rollback` use when none is given.
+pub const DEFAULT_ALIAS: &str = "champion";
+
+/// Check an alias name: `[a-z][a-z0-9_-]*`, at most 64 characters.
+pub fn check_alias(name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "alias {name:?}: use a lowercase letter then lowercase letters, digits, '_' or '-' (e.g. champion)"
+        )))
+    }
+}
+
+/// One move as read from the log, and whether it applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entry {
+    /// The move as written.
+    #[serde(flatten)]
+    pub mv: AliasMove,
+    /// Whether it took effect (false: a concurrent move changed the alias first).
+    pub applied: bool,
+    /// Why it did not apply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<String>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct AliasState {
+    /// Index into `entries` of the move the alias points by.
+    current: Option<usize>,
+    /// Versions the alias pointed at, oldest first; the last is the current one. A rollback
+    /// pops back to its target, so repeated rollbacks walk further back.
+    stack: Vec<String>,
+}
+
+/// The state of every alias, folded from the log of moves.
+#[derive(Debug, Default, Clone)]
+pub struct AliasBook {
+    entries: Vec<Entry>,
+    state: HashMap<(String, String), AliasState>,
+}
+
+impl AliasBook {
+    /// Fold `moves` in log order.
+    pub fn of(moves: impl IntoIterator<Item = AliasMove>) -> AliasBook {
+        let mut b = AliasBook::default();
+        for m in moves {
+            b.apply(m);
+        }
+        b
+    }
+
+    /// Fold one more move (compare-and-set on `previous_version`); returns its entry.
+    pub fn apply(&mut self, mv: AliasMove) -> &Entry {
+        let state = self.state.entry((mv.model_name.clone(), mv.alias.clone())).or_default();
+        let now = state.current.map(|i| self.entries[i].mv.version.clone());
+        let (applied, conflict) = if now == mv.previous_version {
+            (true, None)
+        } else {
+            let now = now.as_deref().unwrap_or("nothing");
+            let expected = mv.previous_version.as_deref().unwrap_or("nothing");
+            (
+                false,
+                Some(format!("alias pointed at {now}, not {expected}, when this move was read: a concurrent move won")),
+            )
+        };
+        if applied {
+            state.current = Some(self.entries.len());
+            match mv.action {
+                MoveAction::Rollback if state.stack.contains(&mv.version) => {
+                    while state.stack.last() != Some(&mv.version) {
+                        state.stack.pop();
+                    }
+                }
+                _ => state.stack.push(mv.version.clone()),
+            }
+        }
+        self.entries.push(Entry { mv, applied, conflict });
+        &self.entries[self.entries.len() - 1]
+    }
+
+    /// The move alias `alias` of `model` points by, if it is set.
+    pub fn current(&self, model: &str, alias: &str) -> Option<&AliasMove> {
+        let s = self.state.get(&(model.to_string(), alias.to_string()))?;
+        s.current.map(|i| &self.entries[i].mv)
+    }
+
+    /// The version a rollback of `alias` goes back to: the one it pointed at before its current
+    /// one (after earlier rollbacks, further back).
+    pub fn rollback_target(&self, model: &str, alias: &str) -> Option<&str> {
+        let s = self.state.get(&(model.to_string(), alias.to_string()))?;
+        s.stack.len().checked_sub(2).map(|i| s.stack[i].as_str())
+    }
+
+    /// Aliases of `model` now pointing at `version`, sorted.
+    pub fn aliases_of(&self, model: &str, version: &str) -> Vec<&str> {
+        let mut v: Vec<&str> = self
+            .state
+            .iter()
+            .filter(|((m, _), s)| m == model && s.current.is_some_and(|i| self.entries[i].mv.version == version))
+            .map(|((_, a), _)| a.as_str())
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Models that have alias `alias` set, sorted.
+    pub fn models_with(&self, alias: &str) -> Vec<&str> {
+        let mut v: Vec<&str> = self
+            .state
+            .iter()
+            .filter(|((_, a), s)| a == alias && s.current.is_some())
+            .map(|((m, _), _)| m.as_str())
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Every move of `model` (of `alias` only, when given), in log order.
+    pub fn history<'a>(&'a self, model: &'a str, alias: Option<&'a str>) -> impl Iterator<Item = &'a Entry> + 'a {
+        self.entries.iter().filter(move |e| e.mv.model_name == model && alias.is_none_or(|a| e.mv.alias == a))
+    }
+
+    /// The entry of move `id`, once it is in the log.
+    pub fn find(&self, id: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.mv.id == id)
+    }
+
+    /// Number of moves folded (applied or not).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no move was folded.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Who is making a move: `MODELCAST_ACTOR`, else the CI job (GitHub Actions, GitLab CI), else
+/// `user@host`. `env` looks up an environment variable; `host` is the host name.
+pub fn actor(env: impl Fn(&str) -> Option<String>, host: &str) -> String {
+    let get = |k: &str| env(k).filter(|v| !v.is_empty());
+    if let Some(a) = get("MODELCAST_ACTOR") {
+        return a;
+    }
+    if get("GITHUB_ACTIONS").as_deref() == Some("true") {
+        return format!(
+            "{} via GitHub Actions {} run {}",
+            get("GITHUB_ACTOR").unwrap_or_else(|| "unknown".into()),
+            get("GITHUB_REPOSITORY").unwrap_or_default(),
+            get("GITHUB_RUN_ID").unwrap_or_default()
+        );
+    }
+    if get("GITLAB_CI").as_deref() == Some("true") {
+        return format!(
+            "{} via GitLab CI {} job {}",
+            get("GITLAB_USER_LOGIN").unwrap_or_else(|| "unknown".into()),
+            get("CI_PROJECT_PATH").unwrap_or_default(),
+            get("CI_JOB_ID").unwrap_or_default()
+        );
+    }
+    let user = get("USER").or_else(|| get("LOGNAME")).unwrap_or_else(|| "unknown".into());
+    format!("{user}@{host}")
+}
+
+/// The metric the gate compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GateMetric {
+    /// Root mean squared error (lower is better).
+    Rmse,
+    /// Mean absolute error (lower is better).
+    Mae,
+    /// R² (higher is better).
+    R2,
+}
+
+impl GateMetric {
+    /// Parse `rmse`, `mae` or `r2`.
+    pub fn parse(s: &str) -> std::result::Result<GateMetric, String> {
+        match s {
+            "rmse" => Ok(GateMetric::Rmse),
+            "mae" => Ok(GateMetric::Mae),
+            "r2" => Ok(GateMetric::R2),
+            other => Err(format!("{other:?}: expected rmse, mae or r2")),
+        }
+    }
+
+    /// The metric's value in `m`.
+    pub fn of(self, m: &Metrics) -> f64 {
+        match self {
+            GateMetric::Rmse => m.rmse,
+            GateMetric::Mae => m.mae,
+            GateMetric::R2 => m.r2,
+        }
+    }
+
+    /// How much better `new` is than `old` (positive = better), absolute.
+    fn gain(self, new: f64, old: f64) -> f64 {
+        match self {
+            GateMetric::R2 => new - old,
+            GateMetric::Rmse | GateMetric::Mae => old - new,
+        }
+    }
+
+    /// The name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateMetric::Rmse => "rmse",
+            GateMetric::Mae => "mae",
+            GateMetric::R2 => "r2",
+        }
+    }
+}
+
+/// The improvement a candidate needs over the current model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MinImprovement {
+    /// In the metric's units (`0.01`).
+    Absolute(f64),
+    /// A fraction of the current model's value (`2%` is 0.02).
+    Relative(f64),
+}
+
+impl MinImprovement {
+    /// Parse `0.01` (absolute) or `2%` (relative); negative values are refused.
+    pub fn parse(s: &str) -> std::result::Result<MinImprovement, String> {
+        let s = s.trim();
+        let (num, rel) = match s.strip_suffix('%') {
+            Some(n) => (n.trim(), true),
+            None => (s, false),
+        };
+        let v: f64 = num.parse().map_err(|_| format!("{s:?}: expected a number (0.01) or a percentage (2%)"))?;
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(format!("{s:?}: must be zero or more"));
+        }
+        Ok(if rel { MinImprovement::Relative(v / 100.0) } else { MinImprovement::Absolute(v) })
+    }
+}
+
+impl std::fmt::Display for MinImprovement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MinImprovement::Absolute(v) => write!(f, "{v}"),
+            MinImprovement::Relative(v) => write!(f, "{}%", v * 100.0),
+        }
+    }
+}
+
+/// The promotion gate: which metric, and how much better a candidate must be.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gate {
+    /// Compared metric.
+    pub metric: GateMetric,
+    /// Required improvement over the current model (a candidate must also be strictly better).
+    pub min_improvement: MinImprovement,
+}
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate { metric: GateMetric::Rmse, min_improvement: MinImprovement::Absolute(0.0) }
+    }
+}
+
+/// The gate's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    /// Whether the alias may move to the candidate.
+    pub promote: bool,
+    /// Why, in one sentence.
+    pub reason: String,
+}
+
+/// Decide on metrics measured on the same rows: the candidate's, the current model's (`None`
+/// when the alias is not set yet) and the mean-of-target baseline's.
+pub fn decide(gate: &Gate, candidate: &Metrics, current: Option<&Metrics>, baseline: &Metrics) -> Decision {
+    let m = gate.metric;
+    let (c, b) = (m.of(candidate), m.of(baseline));
+    let name = m.as_str();
+    if !c.is_finite() || m.gain(c, b) <= 0.0 {
+        return Decision {
+            promote: false,
+            reason: format!("candidate {name} {c:.6} does not beat the mean-of-target baseline's {b:.6}"),
+        };
+    }
+    let Some(cur) = current else {
+        return Decision {
+            promote: true,
+            reason: format!("no current model; candidate {name} {c:.6} beats the baseline's {b:.6}"),
+        };
+    };
+    let o = m.of(cur);
+    let gain = m.gain(c, o);
+    let needed = match gate.min_improvement {
+        MinImprovement::Absolute(v) => v,
+        MinImprovement::Relative(r) => r * o.abs(),
+    };
+    if gain > 0.0 && gain >= needed {
+        Decision {
+            promote: true,
+            reason: format!(
+                "candidate {name} {c:.6} improves on the current {o:.6} by {gain:.6} (required {} = {needed:.6})",
+                gate.min_improvement
+            ),
+        }
+    } else {
+        Decision {
+            promote: false,
+            reason: format!(
+                "candidate {name} {c:.6} vs current {o:.6}: improvement {gain:.6} is below the required {} \
+                 (= {needed:.6}, and must be above 0)",
+                gate.min_improvement
+            ),
+        }
+    }
+}
+
+/// Score raw held-out rows with a model's scorer, reading them as a predictor reads a CSV, and
+/// compare with the target column: the metrics both sides of the gate are measured with.
+///
+/// Refuses (with a reason) when a column the model needs is not in the rows, when a row cannot
+/// be scored, or when a target is missing or not a number.
+pub fn metrics_on_rows(
+    scorer: &crate::features::Scorer,
+    rows: &crate::data::RawRows,
+    target: &str,
+) -> std::result::Result<Metrics, String> {
+    let decoder = crate::record::Decoder::new(scorer.input_columns(), "");
+    let (mut truth, mut pred) = (Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()));
+    for (header, records) in &rows.files {
+        let layout = decoder.csv_layout(header);
+        let missing: Vec<&str> = layout.missing_slots().map(|i| scorer.input_columns()[i].as_str()).collect();
+        if !missing.is_empty() {
+            return Err(format!("the held-out rows have no column(s) {missing:?}, which the model needs"));
+        }
+        let t = header
+            .iter()
+            .position(|h| h.trim() == target)
+            .ok_or_else(|| format!("the held-out rows have no target column {target:?}"))?;
+        for (i, r) in records.iter().enumerate() {
+            let y = crate::data::parse_number(r.get(t).unwrap_or(""), scorer.missing_tokens())
+                .map_err(|m| format!("held-out row {}: target: {m}", i + 1))?
+                .ok_or_else(|| format!("held-out row {}: the target is missing", i + 1))?;
+            let p = scorer.score(&layout.decode(r).cells).map_err(|m| format!("held-out row {}: {m}", i + 1))?;
+            truth.push(y);
+            pred.push(p);
+        }
+    }
+    if truth.is_empty() {
+        return Err("no held-out rows".into());
+    }
+    Ok(Metrics::compute(ndarray::ArrayView1::from(&truth), ndarray::ArrayView1::from(&pred)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::ALIAS_MOVED;
+
+    fn mv(id: &str, version: &str, previous: Option<&str>, action: MoveAction) -> AliasMove {
+        AliasMove {
+            schema_version: 1,
+            kind: ALIAS_MOVED.into(),
+            id: id.into(),
+            model_name: "m".into(),
+            alias: "champion".into(),
+            version: version.into(),
+            key: format!("m/d/{version}.json"),
+            sha256: "a".repeat(64),
+            input_schema_digest: "sha256:x".into(),
+            previous_version: previous.map(str::to_string),
+            action,
+            reason: String::new(),
+            actor: "t".into(),
+            at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn two_moves_from_one_state_the_first_in_the_log_wins() {
+        let b = AliasBook::of([
+            mv("a", "v1", None, MoveAction::Promote),
+            mv("b", "v2", Some("v1"), MoveAction::Promote),
+            mv("c", "v3", Some("v1"), MoveAction::Promote), // raced with b
+        ]);
+        assert_eq!(b.current("m", "champion").unwrap().version, "v2");
+        assert!(b.find("b").unwrap().applied);
+        let lost = b.find("c").unwrap();
+        assert!(!lost.applied && lost.conflict.as_ref().unwrap().contains("pointed at v2"));
+        assert_eq!(b.aliases_of("m", "v2"), vec!["champion"]);
+        assert!(b.aliases_of("m", "v3").is_empty());
+        assert_eq!(b.history("m", Some("champion")).count(), 3);
+        assert_eq!(b.models_with("champion"), vec!["m"]);
+        assert!(b.current("m", "challenger").is_none());
+    }
+
+    #[test]
+    fn rollbacks_walk_back_through_the_versions_the_alias_held() {
+        let mut b = AliasBook::of([
+            mv("1", "v1", None, MoveAction::Promote),
+            mv("2", "v2", Some("v1"), MoveAction::Promote),
+            mv("3", "v3", Some("v2"), MoveAction::Promote),
+        ]);
+        assert_eq!(b.rollback_target("m", "champion"), Some("v2"));
+        b.apply(mv("4", "v2", Some("v3"), MoveAction::Rollback));
+        assert_eq!(b.rollback_target("m", "champion"), Some("v1"));
+        b.apply(mv("5", "v1", Some("v2"), MoveAction::Rollback));
+        assert_eq!(b.current("m", "champion").unwrap().version, "v1");
+        assert_eq!(b.rollback_target("m", "champion"), None);
+        // a promotion after a rollback is pushed on top
+        b.apply(mv("6", "v4", Some("v1"), MoveAction::Promote));
+        assert_eq!(b.rollback_target("m", "champion"), Some("v1"));
+    }
+
+    #[test]
+    fn alias_names_are_checked() {
+        for ok in ["champion", "c2", "shadow_a", "blue-green"] {
+            assert!(check_alias(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Champion", "2c", "a b", "a/b", &"x".repeat(65)] {
+            assert!(check_alias(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn metrics(rmse: f64, r2: f64) -> Metrics {
+        Metrics { r2, rmse, mae: rmse * 0.8, rows: 10 }
+    }
+
+    #[test]
+    fn the_gate_needs_the_baseline_beaten_and_the_required_improvement() {
+        let base = metrics(0.8, 0.0);
+        let g = Gate::default();
+        assert!(decide(&g, &metrics(0.65, 0.35), None, &base).promote);
+        assert!(!decide(&g, &metrics(0.9, -0.1), None, &base).promote, "worse than the mean");
+        assert!(!decide(&g, &metrics(0.65, 0.35), Some(&metrics(0.65, 0.35)), &base).promote, "a tie is no gain");
+        assert!(decide(&g, &metrics(0.64, 0.36), Some(&metrics(0.65, 0.35)), &base).promote);
+        let rel = Gate { metric: GateMetric::Rmse, min_improvement: MinImprovement::parse("5%").unwrap() };
+        let d = decide(&rel, &metrics(0.64, 0.36), Some(&metrics(0.65, 0.35)), &base);
+        assert!(!d.promote && d.reason.contains("below the required 5%"), "{}", d.reason);
+        assert!(decide(&rel, &metrics(0.60, 0.4), Some(&metrics(0.65, 0.35)), &base).promote);
+        let r2 = Gate { metric: GateMetric::R2, min_improvement: MinImprovement::Absolute(0.01) };
+        assert!(decide(&r2, &metrics(0.7, 0.37), Some(&metrics(0.65, 0.35)), &base).promote);
+        assert!(!decide(&r2, &metrics(0.6, 0.355), Some(&metrics(0.65, 0.35)), &base).promote);
+        assert!(MinImprovement::parse("-1").is_err() && MinImprovement::parse("x%").is_err());
+        assert_eq!(GateMetric::parse("mae"), Ok(GateMetric::Mae));
+    }
+
+    #[test]
+    fn the_actor_is_the_ci_job_or_user_at_host() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        assert_eq!(actor(env(&[("USER", "ana")]), "box"), "ana@box");
+        assert_eq!(actor(env(&[("USER", "ana"), ("MODELCAST_ACTOR", "cron-nightly")]), "box"), "cron-nightly");
+        let gh = actor(
+            env(&[
+                ("GITHUB_ACTIONS", "true"),
+                ("GITHUB_ACTOR", "bob"),
+                ("GITHUB_REPOSITORY", "o/r"),
+                ("GITHUB_RUN_ID", "42"),
+            ]),
+            "runner",
+        );
+        assert_eq!(gh, "bob via GitHub Actions o/r run 42");
+        assert!(actor(env(&[("GITLAB_CI", "true"), ("CI_JOB_ID", "7")]), "h").contains("GitLab CI"));
+    }
+}
