@@ -5,6 +5,7 @@
 
 mod bus_contract;
 mod cli;
+mod lifecycle;
 mod parity;
 mod reliability;
 mod services;

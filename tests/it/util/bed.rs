@@ -110,6 +110,7 @@ pub struct Topics {
     pub app: String,
     pub input: String,
     pub dead: String,
+    pub shadow: String,
 }
 
 /// A sandbox wired to the test bed with its own topics, bucket prefix and Kafka config
@@ -132,6 +133,7 @@ impl Wired {
             app: format!("{id}-app"),
             input: format!("{id}-in"),
             dead: format!("{id}-dead"),
+            shadow: format!("{id}-shadow"),
         };
         // timeout_ms bounds the binary's Kafka requests (metadata, history, deliveries): a
         // failing bound, generous for a loaded machine.
@@ -139,9 +141,9 @@ impl Wired {
             "kafka.yaml",
             &format!(
                 "bootstrap.servers: ${{TEST_BOOTSTRAP}}\ncompression.type: lz4\n\
-                 modelcast:\n  topics: {{train: {}, app_messages: {}, input: {}, dead_letter: {}}}\n  \
+                 modelcast:\n  topics: {{train: {}, app_messages: {}, input: {}, dead_letter: {}, shadow: {}}}\n  \
                  group_id: {id}-group\n  partitions: {partitions}\n  timeout_ms: 60000\n",
-                topics.train, topics.app, topics.input, topics.dead
+                topics.train, topics.app, topics.input, topics.dead, topics.shadow
             ),
         );
         let g = &bed.garage;

@@ -1,0 +1,543 @@
+//! The model lifecycle: aliases, the promotion gate, promote/rollback/history, `--alias` and
+//! `--shadow`, on the embedded default (local store and logs) and on the test bed (Kafka + S3,
+//! and an S3 store without Kafka).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::util::bed::{bed, Wired};
+use crate::util::fixtures::wine_records;
+use crate::util::kafka::{produce, producer, read_topic};
+use crate::util::logs::events;
+use crate::util::*;
+
+/// Params files of the cron scenario: `weak` (no sulphates: the first champion), `worse` (no
+/// alcohol, volatile acidity or sulphates: the strongest features gone), and the full
+/// `params.yaml` (better than `weak`).
+fn write_params(sb: &Sandbox) {
+    let full = std::fs::read_to_string(sb.path().join("params/params.yaml")).unwrap();
+    let without = |cols: &[&str]| {
+        full.lines().filter(|l| !cols.iter().any(|c| l.trim() == format!("- {c}"))).collect::<Vec<_>>().join("\n")
+    };
+    sb.write("params/weak.yaml", &without(&["sulphates"]));
+    sb.write("params/worse.yaml", &without(&["alcohol", "volatile acidity", "sulphates"]));
+}
+
+fn versions_of(preds: &[Value]) -> BTreeSet<String> {
+    preds.iter().map(|p| p["model_version"].as_str().unwrap().to_string()).collect()
+}
+
+fn history(mut c: TestCommand) -> Vec<Value> {
+    c.assert_ok().stdout_json()
+}
+
+#[test]
+fn cron_scenario_on_the_embedded_default() {
+    let sb = Sandbox::new();
+    write_params(&sb);
+    let train = |params: &str| {
+        let mut c = sb.command(&["train", "--params", params, "--promote-if-better", "champion", "--json"]);
+        c.env("MODELCAST_ACTOR", "cron@batch-host");
+        c.output()
+    };
+    // 1: the first model becomes champion (it beats the mean-of-target baseline)
+    let r1 = train("params/weak.yaml");
+    assert_eq!(r1.code(), Some(0), "{}", r1.stderr());
+    let r1 = r1.stdout_doc();
+    let v1 = r1["version"].as_str().unwrap().to_string();
+    assert_eq!(r1["promotion"]["promoted"], true);
+    assert!(r1["promotion"]["current"].is_null());
+    // 2: a worse model is stored and announced, but the gate refuses it: exit 4 and a report of
+    // both models on the same rows
+    let r2 = train("params/worse.yaml").assert_exit_code(4).stdout_doc();
+    let v2 = r2["version"].as_str().unwrap().to_string();
+    let p = &r2["promotion"];
+    assert_eq!(p["promoted"], false);
+    assert_eq!(p["current"]["version"], v1.as_str());
+    let rows = p["rows"].as_u64().unwrap();
+    assert_eq!(rows, r2["test_rows"].as_u64().unwrap());
+    assert_eq!(p["candidate"]["metrics"]["rows"], rows);
+    assert_eq!(p["current"]["metrics"]["rows"], rows, "both models on the same rows");
+    let (new, old) =
+        (p["candidate"]["metrics"]["rmse"].as_f64().unwrap(), p["current"]["metrics"]["rmse"].as_f64().unwrap());
+    assert!(new > old, "the worse model is worse on the same rows: {new} vs {old}");
+    assert!(p["reason"].as_str().unwrap().contains("below the required"), "{p}");
+    assert_eq!(sb.artifacts("wine-quality").len(), 2, "stored either way");
+    assert_eq!(sb.log_lines("train").iter().filter(|m| m["type"].is_null()).count(), 2, "announced either way");
+    // the champion still serves v1
+    let preds = sb.command(&["predict", "--input", "data/winequality-red.csv", "--alias", "champion"]).assert_ok();
+    assert_eq!(versions_of(&preds.stdout_json()), BTreeSet::from([v1.clone()]));
+    // 3: a better one is promoted
+    let r3 = train("params/params.yaml");
+    assert_eq!(r3.code(), Some(0), "{}", r3.stderr());
+    let r3 = r3.stdout_doc();
+    let v3 = r3["version"].as_str().unwrap().to_string();
+    assert_eq!(r3["promotion"]["promoted"], true, "{}", r3["promotion"]);
+    let preds = sb.command(&["predict", "--input", "data/winequality-red.csv", "--alias", "champion"]).assert_ok();
+    assert_eq!(versions_of(&preds.stdout_json()), BTreeSet::from([v3.clone()]));
+    // without --alias: the newest announcement, as before
+    let preds = sb.command(&["predict", "--input", "data/winequality-red.csv"]).assert_ok();
+    assert_eq!(versions_of(&preds.stdout_json()), BTreeSet::from([v3.clone()]));
+    // the models table knows the aliases
+    let models = sb.command(&["models", "--json"]).assert_ok().stdout_doc();
+    let aliases: BTreeMap<String, Value> = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["version"].as_str().unwrap().to_string(), m["aliases"].clone()))
+        .collect();
+    assert_eq!(aliases[&v3], serde_json::json!(["champion"]));
+    assert_eq!(aliases[&v2], serde_json::json!([]));
+    let table = sb.command(&["models", "wine-quality"]).assert_ok().stdout();
+    assert!(table.lines().any(|l| l.contains(&v3) && l.contains("champion") && l.contains("ridge")), "{table}");
+    // rollback goes back to v1; history lists every move with who and why
+    sb.command(&["rollback", "wine-quality", "--reason", "bad data on the 21st"])
+        .env("MODELCAST_ACTOR", "ana")
+        .assert_ok();
+    let preds = sb.command(&["predict", "--input", "data/winequality-red.csv", "--alias", "champion"]).assert_ok();
+    assert_eq!(versions_of(&preds.stdout_json()), BTreeSet::from([v1.clone()]));
+    let h = history(sb.command(&["history", "wine-quality", "--json"]));
+    let moves: Vec<(&str, &str, &str)> = h
+        .iter()
+        .map(|m| (m["version"].as_str().unwrap(), m["action"].as_str().unwrap(), m["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        moves,
+        vec![
+            (v1.as_str(), "promote", "cron@batch-host"),
+            (v3.as_str(), "promote", "cron@batch-host"),
+            (v1.as_str(), "rollback", "ana")
+        ]
+    );
+    assert!(h.iter().all(|m| m["applied"] == true && !m["reason"].as_str().unwrap().is_empty()));
+    assert_eq!(h[2]["reason"], "bad data on the 21st");
+    assert_eq!(h[2]["previous_version"], v3.as_str());
+    // a second rollback has nothing further back
+    let e = sb.command(&["rollback", "wine-quality"]).assert_exit_code(1).stderr();
+    assert!(e.contains("no earlier version"), "{e}");
+}
+
+#[test]
+fn promote_refuses_a_missing_or_tampered_version_and_publishes_nothing() {
+    let sb = Sandbox::new();
+    let v = sb.command(&["train", "--json"]).assert_ok().stdout_doc()["version"].as_str().unwrap().to_string();
+    let before = sb.log_lines("train").len();
+    let e = sb.command(&["promote", "wine-quality", "20200101T000000000Z-deadbeef"]).assert_exit_code(1).stderr();
+    assert!(e.contains("is not in") && e.contains("nothing was published"), "{e}");
+    let e = sb.command(&["promote", "no-such-model", &v]).assert_exit_code(1).stderr();
+    assert!(e.contains("nothing was published"), "{e}");
+    // tamper: one byte more is another sha256 than the announced one
+    let art = sb.artifacts("wine-quality").remove(0);
+    let mut perms = std::fs::metadata(&art).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&art, perms).unwrap();
+    let mut bytes = std::fs::read(&art).unwrap();
+    bytes.push(b' ');
+    std::fs::write(&art, bytes).unwrap();
+    let e = sb.command(&["promote", "wine-quality", &v]).assert_exit_code(1).stderr();
+    assert!(e.contains("sha256 mismatch") && e.contains("nothing was published"), "{e}");
+    assert_eq!(sb.log_lines("train").len(), before, "nothing was published");
+    // a bad alias name is a usage error
+    sb.command(&["promote", "wine-quality", &v, "--alias", "Champion!"]).assert_exit_code(2);
+}
+
+#[test]
+fn concurrent_promotions_on_the_local_log_end_in_one_state_every_reader_agrees_on() {
+    let sb = Sandbox::new();
+    let mut versions = Vec::new();
+    for _ in 0..4 {
+        versions
+            .push(sb.command(&["train", "--json"]).assert_ok().stdout_doc()["version"].as_str().unwrap().to_string());
+    }
+    sb.command(&["promote", "wine-quality", &versions[0]]).assert_ok();
+    // three promotions at the same moment, all from the state "champion = v0"
+    let children: Vec<_> = versions[1..]
+        .iter()
+        .map(|v| {
+            let mut c = sb.command(&["promote", "wine-quality", v, "--json"]);
+            c.cmd().stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+            (v.clone(), c.spawn())
+        })
+        .collect();
+    let outcomes: Vec<(String, Option<i32>)> =
+        children.into_iter().map(|(v, c)| (v, c.wait_with_output().unwrap().status.code())).collect();
+    agree_on_one_state(&outcomes, || history(sb.command(&["history", "wine-quality", "--json"])));
+    // a move written from a stale state (a racer that lost) is kept as a conflict and ignored
+    let h = history(sb.command(&["history", "wine-quality", "--json"]));
+    let mut stale: Value = h[0].clone();
+    let obj = stale.as_object_mut().unwrap();
+    obj.remove("applied");
+    obj.remove("conflict");
+    obj.insert("id".into(), "stale-move".into());
+    obj.insert("version".into(), versions[3].clone().into());
+    obj.insert("key".into(), h.iter().find(|m| m["version"] == versions[3].as_str()).unwrap()["key"].clone());
+    obj.insert("sha256".into(), h.iter().find(|m| m["version"] == versions[3].as_str()).unwrap()["sha256"].clone());
+    obj.insert("previous_version".into(), "20200101T000000000Z-00000000".into());
+    sb.append_line("models/_bus/train.jsonl", &stale.to_string());
+    let h = history(sb.command(&["history", "wine-quality", "--json"]));
+    let last = h.last().unwrap();
+    assert_eq!((last["id"].as_str(), &last["applied"]), (Some("stale-move"), &Value::Bool(false)));
+    assert!(last["conflict"].as_str().unwrap().contains("concurrent move"), "{last}");
+    let applied_last = h.iter().rev().find(|m| m["applied"] == true).unwrap();
+    let table = sb.command(&["models", "--json"]).assert_ok().stdout_doc();
+    let champion: Vec<&str> = table
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["aliases"].as_array().unwrap().iter().any(|a| a == "champion"))
+        .map(|m| m["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(champion, vec![applied_last["version"].as_str().unwrap()], "the conflict did not move the alias");
+}
+
+/// After concurrent promotions (`outcomes`: version, exit code): every process that exited 0
+/// has its move applied in the log, every one that exited 5 has none applied, no other exit
+/// code, and two independent readers print the same history whose last applied move is the
+/// champion.
+fn agree_on_one_state(outcomes: &[(String, Option<i32>)], read: impl Fn() -> Vec<Value>) {
+    let (h1, h2) = (read(), read());
+    assert_eq!(h1, h2, "two readers fold the same log to the same history");
+    for (v, code) in outcomes {
+        let applied = h1.iter().any(|m| m["version"] == v.as_str() && m["applied"] == true);
+        match code {
+            Some(0) => assert!(applied, "{v} exited 0 but its move is not applied: {h1:?}"),
+            Some(5) => assert!(!applied, "{v} exited 5 (conflict) but its move applied: {h1:?}"),
+            other => panic!("{v}: unexpected exit {other:?}"),
+        }
+    }
+    assert!(outcomes.iter().any(|(_, c)| *c == Some(0)), "someone won: {outcomes:?}");
+    // every applied move starts from the one before it: one chain, no lost update
+    let applied: Vec<&Value> = h1.iter().filter(|m| m["applied"] == true).collect();
+    for pair in applied.windows(2) {
+        assert_eq!(pair[1]["previous_version"], pair[0]["version"], "{h1:?}");
+    }
+}
+
+#[test]
+fn shadow_scoring_in_file_mode_adds_fields_and_a_refused_challenger_changes_nothing() {
+    let sb = Sandbox::new();
+    write_params(&sb);
+    let v1 = sb.command(&["train", "--promote", "champion", "--json"]).assert_ok().stdout_doc()["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v2 = sb
+        .command(&["train", "--params", "params/worse.yaml", "--promote", "challenger", "--json"])
+        .assert_ok()
+        .stdout_doc()["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let plain = sb
+        .command(&["predict", "--input", "data/winequality-red.csv", "--alias", "champion"])
+        .assert_ok()
+        .stdout_json();
+    let shadowed = sb
+        .command(&["predict", "--input", "data/winequality-red.csv", "--alias", "champion", "--shadow", "challenger"])
+        .assert_ok()
+        .stdout_json();
+    assert_eq!(shadowed.len(), 1599);
+    let mut differ = 0;
+    for (a, b) in plain.iter().zip(&shadowed) {
+        assert_eq!(
+            (&a["key"], &a["prediction"], &b["model_version"]),
+            (&b["key"], &b["prediction"], &Value::from(v1.as_str()))
+        );
+        assert_eq!(b["shadow_version"], v2.as_str());
+        if (b["shadow_prediction"].as_f64().unwrap() - b["prediction"].as_f64().unwrap()).abs() > 1e-9 {
+            differ += 1;
+        }
+    }
+    assert!(differ > 1000, "the shadow model is another model: {differ}");
+    // tamper the challenger's artifact: it is refused, the champion's output is byte-for-byte the
+    // plain one (but for the time stamps)
+    let art = sb.artifacts("wine-quality").into_iter().find(|p| p.to_string_lossy().contains(&v2)).unwrap();
+    let mut perms = std::fs::metadata(&art).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&art, perms).unwrap();
+    let mut bytes = std::fs::read(&art).unwrap();
+    bytes.push(b'\n');
+    std::fs::write(&art, bytes).unwrap();
+    let run = sb
+        .command(&[
+            "predict",
+            "--input",
+            "data/winequality-red.csv",
+            "--alias",
+            "champion",
+            "--shadow",
+            "challenger",
+            "--log-format",
+            "json",
+        ])
+        .assert_ok();
+    assert_eq!(run.events("model_refused").len(), 1, "{}", run.stderr());
+    let out = run.stdout_json();
+    assert_eq!(out.len(), 1599);
+    for (a, b) in plain.iter().zip(&out) {
+        assert_eq!(
+            (&a["key"], &a["prediction"], &a["model_version"]),
+            (&b["key"], &b["prediction"], &b["model_version"])
+        );
+        assert!(b.get("shadow_prediction").is_none());
+    }
+}
+
+// ---- the test bed: Kafka + S3 ----
+
+/// `modelcast ARGS --store S3 --kafka-config kafka.yaml` of a wired sandbox.
+fn wired(w: &Wired, args: &[&str]) -> TestCommand {
+    let mut c = w.command(args);
+    c.args(["--store", &w.store, "--kafka-config", "kafka.yaml"]);
+    c
+}
+
+/// Predictions on app_messages: every key exactly once; per partition, the versions in offset
+/// order (run-length encoded).
+fn version_runs(preds: &[crate::util::kafka::Rec], n: usize) -> BTreeMap<i64, Vec<String>> {
+    let mut seen = BTreeSet::new();
+    let mut per: BTreeMap<i64, Vec<(i64, String)>> = BTreeMap::new();
+    for r in preds {
+        let v = r.json();
+        assert!(seen.insert(v["key"].as_str().unwrap().to_string()), "scored twice: {}", v["key"]);
+        per.entry(v["partition"].as_i64().unwrap())
+            .or_default()
+            .push((v["offset"].as_i64().unwrap(), v["model_version"].as_str().unwrap().to_string()));
+    }
+    assert_eq!(seen.len(), n, "every record scored once");
+    per.into_iter()
+        .map(|(p, mut l)| {
+            l.sort();
+            let mut runs: Vec<String> = Vec::new();
+            for (_, v) in l {
+                if runs.last() != Some(&v) {
+                    runs.push(v);
+                }
+            }
+            (p, runs)
+        })
+        .collect()
+}
+
+#[test]
+fn cron_scenario_on_kafka_the_service_follows_the_champion_only() {
+    let Some(bed) = bed() else { return };
+    let w = Wired::new(&bed, "cron", 2);
+    write_params(&w.sb);
+    let train = |params: &str| {
+        let mut c = w.train(&["--params", params, "--promote-if-better", "champion", "--json"]);
+        c.env("MODELCAST_ACTOR", "cron@host");
+        c.output()
+    };
+    let r1 = train("params/weak.yaml").assert_exit_code(0).stdout_doc();
+    let v1 = r1["version"].as_str().unwrap().to_string();
+    let mut svc = w.serve(&["--alias", "champion"]);
+    svc.wait_ready(PATIENCE);
+    let p = producer(&w.bootstrap);
+    let records = wine_records(9_000);
+    produce(&p, &w.topics.input, &records[..3_000]);
+    let r2 = train("params/worse.yaml").assert_exit_code(4).stdout_doc();
+    assert_eq!(r2["promotion"]["promoted"], false);
+    assert_eq!(r2["promotion"]["current"]["version"], v1.as_str());
+    produce(&p, &w.topics.input, &records[3_000..6_000]);
+    // all of the first 6,000 scored by v1: the refused model was announced but never served
+    let first = read_topic(&w.bootstrap, &w.topics.app, 6_000, PATIENCE);
+    assert!(first.iter().all(|r| r.json()["model_version"] == v1.as_str()));
+    let r3 = train("params/params.yaml").assert_exit_code(0).stdout_doc();
+    let v3 = r3["version"].as_str().unwrap().to_string();
+    svc.log().wait_event("model_swapped", PATIENCE);
+    produce(&p, &w.topics.input, &records[6_000..]);
+    let preds = read_topic(&w.bootstrap, &w.topics.app, 9_000, PATIENCE);
+    let (status, log) = svc.stop();
+    assert!(status.success(), "{log}");
+    for (part, runs) in version_runs(&preds, 9_000) {
+        assert!(runs == vec![v1.clone(), v3.clone()] || runs == vec![v1.clone()], "partition {part}: {runs:?}");
+    }
+    let swaps = events(&log, "model_swapped");
+    assert_eq!(swaps.len(), 1, "{log}");
+    assert_eq!((swaps[0]["from"].as_str(), swaps[0]["to"].as_str()), (Some(v1.as_str()), Some(v3.as_str())));
+    // history: two moves, by the cron actor, with the gate's reasons
+    let h = history(wired(&w, &["history", "wine-quality", "--json"]));
+    assert_eq!(h.len(), 2, "{h:?}");
+    assert!(h.iter().all(|m| m["actor"] == "cron@host" && m["applied"] == true));
+    assert!(h[1]["reason"].as_str().unwrap().contains("improves on the current"), "{}", h[1]);
+}
+
+#[test]
+fn rollback_under_load_two_replicas_follow_within_the_stream() {
+    let Some(bed) = bed() else { return };
+    let w = Wired::new(&bed, "rollback", 4);
+    let v1 =
+        w.train(&["--promote", "champion", "--json"]).assert_ok().stdout_doc()["version"].as_str().unwrap().to_string();
+    let v2 =
+        w.train(&["--promote", "champion", "--json"]).assert_ok().stdout_doc()["version"].as_str().unwrap().to_string();
+    let mut a = w.serve(&["--alias", "champion"]);
+    let mut b = w.serve(&["--alias", "champion"]);
+    a.wait_ready(PATIENCE);
+    b.wait_ready(PATIENCE);
+    // offer ≥ 10,000 records/s: 60,000 records produced as fast as the producer goes, with the
+    // rollback in the middle
+    let n = 60_000;
+    let records = wine_records(n);
+    let p = producer(&w.bootstrap);
+    let t = Instant::now();
+    produce(&p, &w.topics.input, &records[..n / 2]);
+    let rate = (n / 2) as f64 / t.elapsed().as_secs_f64();
+    wired(&w, &["rollback", "wine-quality", "--reason", "under load"]).assert_ok();
+    produce(&p, &w.topics.input, &records[n / 2..]);
+    eprintln!("offered {rate:.0} records/s");
+    assert!(rate >= 10_000.0, "the producer offered only {rate:.0} records/s");
+    a.log().wait_event("model_swapped", PATIENCE);
+    b.log().wait_event("model_swapped", PATIENCE);
+    let preds = read_topic(&w.bootstrap, &w.topics.app, n, PATIENCE);
+    let (sa, la) = a.stop();
+    let (sb_, lb) = b.stop();
+    assert!(sa.success() && sb_.success(), "{la}\n{lb}");
+    let runs = version_runs(&preds, n);
+    assert!(runs.values().any(|r| r.contains(&v1)), "the older version served after the rollback: {runs:?}");
+    for (part, r) in runs {
+        assert!(
+            r == vec![v2.clone(), v1.clone()] || r == vec![v2.clone()] || r == vec![v1.clone()],
+            "partition {part}: {r:?}"
+        );
+    }
+    for log in [&la, &lb] {
+        let swaps = events(log, "model_swapped");
+        assert_eq!(swaps.len(), 1, "{log}");
+        assert_eq!((swaps[0]["from"].as_str(), swaps[0]["to"].as_str()), (Some(v2.as_str()), Some(v1.as_str())));
+    }
+}
+
+#[test]
+fn shadow_on_kafka_one_prediction_each_and_a_refused_challenger_never_touches_the_champion() {
+    let Some(bed) = bed() else { return };
+    let w = Wired::new(&bed, "shadow", 2);
+    write_params(&w.sb);
+    let v1 =
+        w.train(&["--promote", "champion", "--json"]).assert_ok().stdout_doc()["version"].as_str().unwrap().to_string();
+    let v2 = w.train(&["--params", "params/worse.yaml", "--promote", "challenger", "--json"]).assert_ok().stdout_doc()
+        ["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut svc = w.serve(&["--alias", "champion", "--shadow", "challenger"]);
+    svc.wait_ready(PATIENCE);
+    let p = producer(&w.bootstrap);
+    let records = wine_records(6_000);
+    produce(&p, &w.topics.input, &records[..3_000]);
+    let app = read_topic(&w.bootstrap, &w.topics.app, 3_000, PATIENCE);
+    let shadow = read_topic(&w.bootstrap, &w.topics.shadow, 3_000, PATIENCE);
+    let keys = |recs: &[crate::util::kafka::Rec], version: &str| -> BTreeSet<String> {
+        recs.iter()
+            .map(|r| {
+                let v = r.json();
+                assert_eq!(v["model_version"], version);
+                assert_eq!(r.key.as_deref(), v["key"].as_str());
+                v["key"].as_str().unwrap().to_string()
+            })
+            .collect()
+    };
+    let app_keys = keys(&app, &v1);
+    assert_eq!(app_keys.len(), 3_000);
+    assert_eq!(keys(&shadow, &v2), app_keys, "one shadow prediction per input, same key");
+    // the challenger alias moves to a version whose artifact does not match (a tampered object):
+    // refused; the champion's stream goes on untouched and the old challenger keeps shadowing
+    let h = history(wired(&w, &["history", "wine-quality", "--alias", "challenger", "--json"]));
+    let mut bad = h[0].clone();
+    let o = bad.as_object_mut().unwrap();
+    o.remove("applied");
+    o.insert("id".into(), "tampered".into());
+    o.insert("version".into(), v1.clone().into());
+    o.insert("previous_version".into(), v2.clone().into());
+    o.insert("sha256".into(), "0".repeat(64).into());
+    produce(&p, &w.topics.train, &[("wine-quality".to_string(), bad.to_string().into_bytes())]);
+    let refused = svc.log().wait_event("model_refused", PATIENCE);
+    assert!(refused["reason"].as_str().unwrap().contains("shadow"), "{refused}");
+    produce(&p, &w.topics.input, &records[3_000..]);
+    let app = read_topic(&w.bootstrap, &w.topics.app, 6_000, PATIENCE);
+    let shadow = read_topic(&w.bootstrap, &w.topics.shadow, 6_000, PATIENCE);
+    let m = svc.wait_metrics(&["modelcast_shadow_scored_total 6000"], PATIENCE);
+    let (status, log) = svc.stop();
+    assert!(status.success(), "{log}");
+    assert_eq!(keys(&app, &v1).len(), 6_000);
+    assert_eq!(keys(&shadow, &v2).len(), 6_000);
+    assert!(m.contains("modelcast_shadow_scored_total 6000"), "{m}");
+    assert!(m.contains("modelcast_shadow_abs_diff_count 6000"), "{m}");
+    assert!(events(&log, "model_swapped").is_empty(), "the champion never changed: {log}");
+}
+
+#[test]
+fn concurrent_promotions_on_kafka_end_in_one_state_every_reader_agrees_on() {
+    let Some(bed) = bed() else { return };
+    let w = Wired::new(&bed, "race", 1);
+    let mut versions = Vec::new();
+    for _ in 0..3 {
+        versions.push(w.train(&["--json"]).assert_ok().stdout_doc()["version"].as_str().unwrap().to_string());
+    }
+    let children: Vec<_> = versions
+        .iter()
+        .map(|v| {
+            let mut c = wired(&w, &["promote", "wine-quality", v]);
+            c.cmd().stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+            (v.clone(), c.spawn())
+        })
+        .collect();
+    let outcomes: Vec<(String, Option<i32>)> =
+        children.into_iter().map(|(v, c)| (v, c.wait_with_output().unwrap().status.code())).collect();
+    agree_on_one_state(&outcomes, || history(wired(&w, &["history", "wine-quality", "--json"])));
+}
+
+#[test]
+fn an_s3_store_without_kafka_shares_its_aliases_between_machines() {
+    let Some(bed) = bed() else { return };
+    let g = &bed.garage;
+    let store = format!("s3://{}/{}", g.bucket, unique("aliases"));
+    // two "machines": two directories (two local buses) sharing one bucket
+    let (ci, cron) = (Sandbox::new(), Sandbox::new());
+    let cmd = |sb: &Sandbox, args: &[&str]| {
+        let mut c = sb.command(args);
+        c.args(["--store", &store]);
+        for (k, v) in [
+            ("AWS_ACCESS_KEY_ID", g.access_key.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", g.secret_key.as_str()),
+            ("AWS_REGION", g.region.as_str()),
+            ("AWS_ENDPOINT_URL", g.endpoint.as_str()),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ] {
+            c.env(k, v);
+        }
+        c.env_remove("AWS_PROFILE");
+        c
+    };
+    let v1 = cmd(&ci, &["train", "--promote", "champion", "--json"]).assert_ok().stdout_doc()["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v2 = cmd(&ci, &["train", "--json"]).assert_ok().stdout_doc()["version"].as_str().unwrap().to_string();
+    // the cron host never saw the announcements, but sees the alias
+    let preds = cmd(&cron, &["predict", "--input", "data/winequality-red.csv", "--alias", "champion"]).assert_ok();
+    assert_eq!(versions_of(&preds.stdout_json()), BTreeSet::from([v1.clone()]));
+    // a promotion from the cron host (pinning the stored object's sha256) is visible to the CI host
+    cmd(&cron, &["promote", "wine-quality", &v2, "--reason", "from cron"]).assert_ok();
+    let h = history(cmd(&ci, &["history", "wine-quality", "--json"]));
+    assert_eq!(h.len(), 2);
+    assert_eq!((h[1]["version"].as_str(), h[1]["reason"].as_str()), (Some(v2.as_str()), Some("from cron")));
+    let preds = cmd(&ci, &["predict", "--input", "data/winequality-red.csv", "--alias", "champion"]).assert_ok();
+    assert_eq!(versions_of(&preds.stdout_json()), BTreeSet::from([v2.clone()]));
+    // two promotions at once from the two hosts: one state, no lost update
+    let children: Vec<_> = [(&ci, &v1), (&cron, &v2)]
+        .into_iter()
+        .map(|(sb, v)| {
+            let mut c = cmd(sb, &["promote", "wine-quality", v, "--alias", "blue"]);
+            c.cmd().stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+            (v.clone(), c.spawn())
+        })
+        .collect();
+    let outcomes: Vec<(String, Option<i32>)> =
+        children.into_iter().map(|(v, c)| (v, c.wait_with_output().unwrap().status.code())).collect();
+    agree_on_one_state(&outcomes, || history(cmd(&ci, &["history", "wine-quality", "--alias", "blue", "--json"])));
+}
