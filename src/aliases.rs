@@ -46,6 +46,26 @@ impl<'a> AliasLog<'a> {
         }
     }
 
+    /// Fail when moves cannot be written safely here: an S3 store whose server ignores
+    /// `If-None-Match` would let two machines overwrite each other's move (garage 2.5 does).
+    pub async fn check_writable(&self) -> Result<()> {
+        match self {
+            AliasLog::Bus(_) => Ok(()),
+            AliasLog::Store(s) => {
+                if s.atomic_put_if_absent(&format!("{STORE_PREFIX}.conditional-put-probe")).await? {
+                    return Ok(());
+                }
+                Err(Error::Usage(format!(
+                    "{}: this S3 server does not honour conditional writes (If-None-Match), so two machines \
+                     could overwrite each other's alias moves; nothing was written. Keep aliases on Kafka \
+                     (--kafka-config: the train topic orders every move), or use a server that honours them \
+                     (AWS S3, MinIO, Cloudflare R2, s3s-fs)",
+                    s.uri()
+                )))
+            }
+        }
+    }
+
     /// Every move in the log, in log order.
     pub async fn moves(&self) -> Result<Vec<AliasMove>> {
         match self {
@@ -75,6 +95,7 @@ impl<'a> AliasLog<'a> {
                 Ok((e, to))
             }
             AliasLog::Store(s) => {
+                self.check_writable().await?;
                 let prefix = format!("{STORE_PREFIX}{}/", mv.model_name);
                 let existing = store_moves(s, &prefix).await?;
                 let key = format!("{prefix}{:010}.json", existing.len() + 1);

@@ -23,6 +23,7 @@ use crate::store::Store;
 pub async fn run(s: MoveSettings) -> Result<Outcome> {
     let Edges { store, bus } = Edges::open(s.loc).await?;
     let log = AliasLog::of(&store, &bus);
+    log.check_writable().await?;
     let book = log.book().await?;
     let current = book.current(&s.name, &s.alias).map(|m| m.version.clone());
     let version = match (&s.version, s.action) {

@@ -31,6 +31,10 @@ pub async fn run(s: TrainSettings) -> Result<Outcome> {
     let Edges { store, bus } = Edges::open(s.loc).await?;
     // fail before fitting if the topic is missing or the broker is down
     bus.check_topics(&[&bus.topics().train]).await?;
+    if s.promotion.is_some() {
+        // and before fitting if the alias cannot be moved here
+        AliasLog::of(&store, &bus).check_writable().await?;
+    }
     let (mut report, artifact) = publish(&s.params, &store, &bus).await?;
     if let Some(p) = &s.promotion {
         report.promotion = Some(promote_new(&s.params, &artifact, &report, p, s.reason.clone(), &store, &bus).await?);

@@ -100,6 +100,16 @@ impl Store {
         }
     }
 
+    /// Whether two writers of one key cannot both succeed with [`Store::put_if_absent`]: always
+    /// for a file store (hard links), for S3 only when the server honours `If-None-Match`
+    /// (probed at `probe_key`).
+    pub async fn atomic_put_if_absent(&self, probe_key: &str) -> Result<bool> {
+        match self {
+            Store::File(_) => Ok(true),
+            Store::S3(s) => s.honours_if_none_match(probe_key).await,
+        }
+    }
+
     /// Read `key`; [`Error::NotFound`] when absent.
     pub async fn get(&self, key: &str) -> Result<Vec<u8>> {
         match self {

@@ -182,6 +182,30 @@ impl S3Store {
         Ok(())
     }
 
+    /// Whether the server refuses a `PUT` with `If-None-Match: *` on an existing key (412), as
+    /// AWS S3 and MinIO do: what makes [`S3Store::put_if_absent`] atomic between writers. Probes
+    /// `probe_key` (written once, never read).
+    pub async fn honours_if_none_match(&self, probe_key: &str) -> Result<bool> {
+        let full = self.full_key(probe_key)?;
+        for _ in 0..2 {
+            let r = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&full)
+                .if_none_match("*")
+                .body(ByteStream::from_static(b"probe"))
+                .send()
+                .await;
+            match r.map_err(|e| self.map_err("put", probe_key, e)) {
+                Ok(_) => {} // created, or (the second time) overwritten: not honoured
+                Err(Error::AlreadyExists { .. }) => return Ok(true),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+
     /// Get an object's bytes.
     pub async fn get(&self, key: &str) -> Result<Vec<u8>> {
         let full = self.full_key(key)?;

@@ -15,7 +15,9 @@ use super::{unique, wait_for, PATIENCE};
 pub fn producer(bootstrap: &str) -> BaseProducer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "5")
+        .set("linger.ms", "10")
+        .set("compression.type", "lz4")
+        .set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .unwrap()
@@ -23,6 +25,12 @@ pub fn producer(bootstrap: &str) -> BaseProducer {
 
 /// Produce `records` (key, value) to `topic` and wait until the broker has them all.
 pub fn produce(p: &BaseProducer, topic: &str, records: &[(String, Vec<u8>)]) {
+    enqueue(p, topic, records);
+    p.flush(PATIENCE).unwrap();
+}
+
+/// Hand `records` to the producer (waiting only while its queue is full), without a flush.
+pub fn enqueue(p: &BaseProducer, topic: &str, records: &[(String, Vec<u8>)]) {
     for (k, v) in records {
         let mut rec = BaseRecord::to(topic).key(k.as_bytes()).payload(v.as_slice());
         loop {
@@ -36,7 +44,6 @@ pub fn produce(p: &BaseProducer, topic: &str, records: &[(String, Vec<u8>)]) {
         }
         p.poll(Duration::ZERO);
     }
-    p.flush(PATIENCE).unwrap();
 }
 
 /// One record read back.
