@@ -116,6 +116,7 @@ class Bed:
             "".join(f"{k}: {q(str(v))}\n" for k, v in props.items()) + "modelcast:\n  topics:\n"
             f"    train: {q(self.train_topic)}\n    input: {q(input_topic)}\n"
             f"    app_messages: {q(output_topic)}\n    dead_letter: {q(self.topic('dead'))}\n"
+            f"    shadow: {q(output_topic + '-shadow')}\n"
             f"  group_id: {q(self.topic(name + '-group'))}\n  partitions: 3\n  replication_factor: 1\n"
             "  timeout_ms: 30000\n"
         )

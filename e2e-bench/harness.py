@@ -93,16 +93,25 @@ def prepare(bed: Bed) -> dict:
     if bed.models.exists():
         subprocess.run(["rm", "-rf", str(bed.models)], check=True)
     cfg = bed.kafka_config("modelcast-prep", bed.topic("prep-in"), bed.topic("prep-out"))
-    bed.run("train-first", [bed.modelcast, "train", "--store", f"file://{bed.models}", "--kafka-config", cfg])
-    return {"pkl": pkl, "one_row": one_row, "cfg": cfg}
+    store = ["--store", f"file://{bed.models}", "--kafka-config", cfg]
+    # two versions: the first is the champion, the second the challenger (shadow scoring and
+    # alias moves); without --alias the newest (the second) serves
+    v1 = json.loads(bed.run("train-first", [bed.modelcast, "train", "--json", "--promote", "champion", *store]))
+    v2 = json.loads(bed.run("train-second", [bed.modelcast, "train", "--json", "--promote", "challenger", *store]))
+    return {"pkl": pkl, "one_row": one_row, "cfg": cfg, "versions": (v1["version"], v2["version"])}
 
 
 def contender(bed: Bed, prep: dict, name: str, tag: str, in_topic: str, out_topic: str) -> tuple:
     """(command line, kafka config or None) of contender NAME reading IN_TOPIC, writing OUT_TOPIC."""
     if name.startswith("modelcast"):
-        extra = {"fetch.wait.max.ms": FAST_FETCH_MS} if name == "modelcast_fastfetch" else None
+        fast = name in ("modelcast_fastfetch", "modelcast_rollback")
+        extra = {"fetch.wait.max.ms": FAST_FETCH_MS} if fast else None
         cfg = bed.kafka_config(f"{tag}-{name}", in_topic, out_topic, extra)
-        return [bed.modelcast, "predict", "--serve", "--kafka-config", cfg, "--store", f"file://{bed.models}"], cfg
+        flags = {
+            "modelcast_shadow": ["--alias", "champion", "--shadow", "challenger"],
+            "modelcast_rollback": ["--alias", "champion"],
+        }.get(name, [])
+        return [bed.modelcast, "predict", "--serve", "--kafka-config", cfg, "--store", f"file://{bed.models}", *flags], cfg
     bed.create_topics([out_topic])
     group = bed.topic(f"{tag}-{name}-group")
     if name.startswith("passthrough"):
@@ -125,7 +134,7 @@ def throughput(bed: Bed, sizes: Sizes, prep: dict) -> dict:
     if (n := bed.count(in_topic)) != sizes.n:
         raise BenchError(f"pre-loaded {n} records into {in_topic}, expected {sizes.n}")
     rows = {}
-    for name in ("modelcast", "passthrough", "batched", "seed"):
+    for name in ("modelcast", "modelcast_shadow", "passthrough", "batched", "seed"):
         target = sizes.n_seed if name == "seed" else sizes.n
         out_topic = bed.topic(f"tp-out-{name}")
         proc = Proc(bed, f"throughput-{name}", contender(bed, prep, name, "tp", in_topic, out_topic)[0])
@@ -153,7 +162,13 @@ def throughput(bed: Bed, sizes: Sizes, prep: dict) -> dict:
         }
         for other in ("passthrough", "seed", "batched")
     }
-    return {"contenders": rows, "modelcast_over": ratios}
+    sh = rows["modelcast_shadow"]
+    shadow = {
+        "throughput": sh["records_per_s"] / mc["records_per_s"],
+        "cpu_s_per_100k": sh["cpu_s_per_100k"] / mc["cpu_s_per_100k"],
+        "peak_mb": sh["peak_mb"] / mc["peak_mb"],
+    }
+    return {"contenders": rows, "modelcast_over": ratios, "shadow_over_plain": shadow}
 
 
 # ------------------------------------------------------------------------------ b. latency
@@ -248,8 +263,10 @@ def latency(bed: Bed, sizes: Sizes, prep: dict) -> dict:
 
 
 def hot_swap(bed: Bed, sizes: Sizes, prep: dict) -> dict:
-    """Retrain under load, with the default consumer settings and with fetch.wait.max.ms 10."""
-    return {name: swap_under_load(bed, sizes, prep, name) for name in ("modelcast", "modelcast_fastfetch")}
+    """Retrain under load, with the default consumer settings and with fetch.wait.max.ms 10; then
+    move the champion alias forward and back (rollback to an older version) under load."""
+    names = ("modelcast", "modelcast_fastfetch", "modelcast_rollback")
+    return {name: swap_under_load(bed, sizes, prep, name) for name in names}
 
 
 def swap_under_load(bed: Bed, sizes: Sizes, prep: dict, name: str) -> dict:
@@ -268,12 +285,17 @@ def swap_under_load(bed: Bed, sizes: Sizes, prep: dict, name: str) -> dict:
     load = threading.Thread(target=run_load, daemon=True)
     load.start()
     train_walls = []
-    for _i in range(sizes.swaps):
+    store = ["--store", f"file://{bed.models}", "--kafka-config", cfg]
+    v1, v2 = prep["versions"]
+    for i in range(sizes.swaps):
         time.sleep(sizes.swap_gap)
         t = time.monotonic()
-        bed.run(
-            f"hotswap-train-{name}", [bed.modelcast, "train", "--store", f"file://{bed.models}", "--kafka-config", cfg]
-        )
+        if name == "modelcast_rollback":
+            # champion is v1 at the start: forward to v2, then back (a rollback to the older v1)
+            step = ["promote", "wine-quality", v2] if i % 2 == 0 else ["rollback", "wine-quality"]
+            bed.run(f"hotswap-move-{name}", [bed.modelcast, *step, *store])
+        else:
+            bed.run(f"hotswap-train-{name}", [bed.modelcast, "train", *store])
         train_walls.append(time.monotonic() - t)
     load.join()
     if "sent" not in result:
@@ -286,14 +308,24 @@ def swap_under_load(bed: Bed, sizes: Sizes, prep: dict, name: str) -> dict:
     outputs = [
         (k, ts, json.loads(v)["model_version"]) for k, ts, v in read_range(bed, out_topic, out_start) if k in sent
     ]
-    first_use = {}
+    by_version = collections.defaultdict(list)
     for _, ts, version in outputs:
-        first_use[version] = min(ts, first_use.get(version, ts))
-    swaps = []
+        by_version[version].append(ts)
+    for stamps in by_version.values():
+        stamps.sort()
+    swaps, rollbacks = [], []
     for _, ts, value in read_range(bed, bed.train_topic, train_start):
-        version = json.loads(value)["version"]
-        swaps.append(first_use[version] - ts if version in first_use else None)
+        msg = json.loads(value)
+        version = msg["version"]
+        # the first prediction naming the new target after the message (versions repeat when an
+        # alias moves back and forth)
+        later = [s for s in by_version.get(version, []) if s >= ts]
+        swap = later[0] - ts if later else None
+        swaps.append(swap)
+        if msg.get("action") == "rollback":
+            rollbacks.append(swap)
     served = [s for s in swaps if s is not None]
+    back = [s for s in rollbacks if s is not None]
     per_key = collections.Counter(k for k, _, _ in outputs)
     return {
         "offered": len(sent),
@@ -305,10 +337,15 @@ def swap_under_load(bed: Bed, sizes: Sizes, prep: dict, name: str) -> dict:
             "max": max(served, default=None),
             "all": swaps,
         },
+        "rollback_ms": {
+            "count": len(rollbacks),
+            "p50": float(np.median(back)) if back else None,
+            "max": max(back, default=None),
+        },
         "train_wall_s_median": float(np.median(train_walls)),
         "lost": len(set(sent) - set(per_key)),
         "scored_twice": sum(1 for c in per_key.values() if c > 1),
-        "versions_seen": len(first_use),
+        "versions_seen": len(by_version),
     }
 
 

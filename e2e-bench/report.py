@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 NAMES = {
     "modelcast": "modelcast predict --serve",
     "modelcast_fastfetch": "modelcast predict --serve, fetch.wait.max.ms: 10",
+    "modelcast_shadow": "modelcast predict --serve --alias champion --shadow challenger",
+    "modelcast_rollback": "modelcast --serve --alias champion: promote forward / rollback to an older version, fetch.wait.max.ms: 10",
     "passthrough": "passthrough (no model: the Kafka limit)",
     "passthrough_fastfetch": "passthrough, fetch.wait.max.ms: 10",
     "batched": "Python, batched (1000/poll, vectorised)",
@@ -69,6 +71,11 @@ def throughput(r: dict, env: dict) -> str:
         [f"modelcast / {NAMES[o]}", ratio(v["throughput"]), ratio(v["cpu_s_per_100k"]), ratio(v["peak_mb"])]
         for o, v in r["modelcast_over"].items()
     ]
+    if "shadow_over_plain" in r:
+        v = r["shadow_over_plain"]
+        ratios.append(
+            ["shadow scoring / plain serving", ratio(v["throughput"]), ratio(v["cpu_s_per_100k"]), ratio(v["peak_mb"])]
+        )
     return f"""## Predict throughput
 
 {env["sizes"]["n"]:,} JSON wine records pre-loaded in a 3-partition topic; each contender starts with a
@@ -133,6 +140,8 @@ def hot_swap(r: dict) -> str:
                 num(m["offered_per_s"]),
                 num(s["p50"]),
                 num(s["max"]),
+                "–" if "rollback_ms" not in m or not m["rollback_ms"]["count"]
+                else f"{num(m['rollback_ms']['p50'])} / {num(m['rollback_ms']['max'])}",
                 m["never_served"],
                 f"**{m['lost']}**",
                 f"**{m['scored_twice']}**",
@@ -145,9 +154,12 @@ While records flow into `modelcast predict --serve`, `modelcast train --kafka-co
 several times, a few seconds apart. Swap time = first prediction (by record timestamp) naming the
 new version − the announcement's record timestamp on the train topic. Lost = inputs with no
 prediction; scored twice = keys with more than one prediction (expected 0 and 0). The train-topic
-follower's fetches wait too (see the latency notes), hence the `fetch.wait.max.ms: 10` row.
+follower's fetches wait too (see the latency notes), hence the `fetch.wait.max.ms: 10` row. The
+last row serves `--alias champion` and, instead of retraining, alternately promotes the newer
+version and rolls back to the older one (`modelcast promote` / `modelcast rollback`); its swap is
+measured from each alias move, and the rollback column is the moves back to the older version.
 
-{table(["contender", "retrainings", "inputs", "offered /s", "swap p50 ms", "swap max ms", "never served", "lost", "scored twice", "train wall s"], rows)}
+{table(["contender", "moves", "inputs", "offered /s", "swap p50 ms", "swap max ms", "rollback p50 / max ms", "never served", "lost", "scored twice", "command wall s"], rows)}
 """
 
 

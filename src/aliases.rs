@@ -52,14 +52,14 @@ impl<'a> AliasLog<'a> {
         match self {
             AliasLog::Bus(_) => Ok(()),
             AliasLog::Store(s) => {
-                if s.atomic_put_if_absent(&format!("{STORE_PREFIX}.conditional-put-probe")).await? {
+                if s.atomic_put_if_absent(&format!("{STORE_PREFIX}.probe")).await? {
                     return Ok(());
                 }
                 Err(Error::Usage(format!(
-                    "{}: this S3 server does not honour conditional writes (If-None-Match), so two machines \
-                     could overwrite each other's alias moves; nothing was written. Keep aliases on Kafka \
-                     (--kafka-config: the train topic orders every move), or use a server that honours them \
-                     (AWS S3, MinIO, Cloudflare R2, s3s-fs)",
+                    "{}: this S3 server's conditional writes (If-None-Match) are not an atomic \
+                     create-if-absent, so two machines could overwrite each other's alias moves; nothing \
+                     was written. Keep aliases on Kafka (--kafka-config: the train topic orders every \
+                     move), or use a server with atomic conditional writes (AWS S3, MinIO)",
                     s.uri()
                 )))
             }

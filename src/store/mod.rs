@@ -101,12 +101,12 @@ impl Store {
     }
 
     /// Whether two writers of one key cannot both succeed with [`Store::put_if_absent`]: always
-    /// for a file store (hard links), for S3 only when the server honours `If-None-Match`
-    /// (probed at `probe_key`).
-    pub async fn atomic_put_if_absent(&self, probe_key: &str) -> Result<bool> {
+    /// for a file store (hard links), for S3 only when the server's `If-None-Match` is atomic
+    /// (probed under `probe_prefix`).
+    pub async fn atomic_put_if_absent(&self, probe_prefix: &str) -> Result<bool> {
         match self {
             Store::File(_) => Ok(true),
-            Store::S3(s) => s.honours_if_none_match(probe_key).await,
+            Store::S3(s) => s.honours_if_none_match(probe_prefix).await,
         }
     }
 

@@ -182,28 +182,51 @@ impl S3Store {
         Ok(())
     }
 
-    /// Whether the server refuses a `PUT` with `If-None-Match: *` on an existing key (412), as
-    /// AWS S3 and MinIO do: what makes [`S3Store::put_if_absent`] atomic between writers. Probes
-    /// `probe_key` (written once, never read).
-    pub async fn honours_if_none_match(&self, probe_key: &str) -> Result<bool> {
-        let full = self.full_key(probe_key)?;
-        for _ in 0..2 {
-            let r = self
-                .client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&full)
-                .if_none_match("*")
-                .body(ByteStream::from_static(b"probe"))
-                .send()
-                .await;
-            match r.map_err(|e| self.map_err("put", probe_key, e)) {
-                Ok(_) => {} // created, or (the second time) overwritten: not honoured
-                Err(Error::AlreadyExists { .. }) => return Ok(true),
-                Err(e) => return Err(e),
+    /// Whether `PUT` with `If-None-Match: *` is an atomic create-if-absent on this server, as on
+    /// AWS S3 and MinIO: what makes [`S3Store::put_if_absent`] safe between concurrent writers.
+    ///
+    /// Probed under `probe_prefix` (the objects are deleted after): a second conditional put of
+    /// an existing key must be refused (garage 2.5 accepts it), and of 16 concurrent conditional
+    /// puts of one new key exactly one may succeed (s3s-fs 0.14 checks, then writes, and lets
+    /// several win). A sequential check alone cannot see the second kind of server.
+    pub async fn honours_if_none_match(&self, probe_prefix: &str) -> Result<bool> {
+        let id = crate::artifact::new_version(chrono::Utc::now(), probe_prefix.as_bytes());
+        let (once, race) = (format!("{probe_prefix}/{id}-once"), format!("{probe_prefix}/{id}-race"));
+        let put = |key: String| {
+            let (client, bucket) = (self.client.clone(), self.bucket.clone());
+            async move {
+                client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .if_none_match("*")
+                    .body(ByteStream::from_static(b"probe"))
+                    .send()
+                    .await
+            }
+        };
+        let full_once = self.full_key(&once)?;
+        put(full_once.clone()).await.map_err(|e| self.map_err("put", &once, e))?;
+        let verdict = if put(full_once).await.is_ok() {
+            false
+        } else {
+            let full_race = self.full_key(&race)?;
+            let mut set = tokio::task::JoinSet::new();
+            for _ in 0..16 {
+                set.spawn(put(full_race.clone()));
+            }
+            let mut won = 0;
+            while let Some(r) = set.join_next().await {
+                won += usize::from(matches!(r, Ok(Ok(_))));
+            }
+            won == 1
+        };
+        for key in [&once, &race] {
+            if let Ok(full) = self.full_key(key) {
+                let _ = self.client.delete_object().bucket(&self.bucket).key(full).send().await;
             }
         }
-        Ok(false)
+        Ok(verdict)
     }
 
     /// Get an object's bytes.

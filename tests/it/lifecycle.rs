@@ -5,6 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
+use modelcast::aliases::AliasLog;
+use modelcast::bus::{AliasMove, Bus, MoveAction, ALIAS_MOVED, MESSAGE_SCHEMA_VERSION};
+use modelcast::config::kafka::KafkaConfig;
+use modelcast::store::Store;
 use serde_json::Value;
 
 use crate::util::bed::{bed, S3Server, Wired};
@@ -522,64 +526,174 @@ fn on_s3(sb: &Sandbox, server: &S3Server, store: &str, args: &[&str]) -> TestCom
 }
 
 #[test]
-fn an_s3_store_without_kafka_shares_its_aliases_between_machines() {
-    let Some(bed) = bed() else { return };
-    let Some(server) = &bed.s3s else {
-        eprintln!("skipped: s3s-fs is not in the test bed");
-        return;
-    };
-    let store = format!("s3://{}/{}", server.bucket, unique("aliases"));
-    // two "machines": two directories (two local buses) sharing one bucket
-    let (ci, cron) = (Sandbox::new(), Sandbox::new());
-    let cmd = |sb: &Sandbox, args: &[&str]| on_s3(sb, server, &store, args);
-    let v1 = cmd(&ci, &["train", "--promote", "champion", "--json"]).assert_ok().stdout_doc()["version"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let v2 = cmd(&ci, &["train", "--json"]).assert_ok().stdout_doc()["version"].as_str().unwrap().to_string();
-    // the cron host never saw the announcements, but sees the alias
-    let preds = cmd(&cron, &["predict", "--input", "data/winequality-red.csv", "--alias", "champion"]).assert_ok();
-    assert_eq!(versions_of(&preds.stdout_json()), BTreeSet::from([v1.clone()]));
-    // a promotion from the cron host (pinning the stored object's sha256) is visible to the CI host
-    cmd(&cron, &["promote", "wine-quality", &v2, "--reason", "from cron"]).assert_ok();
-    let h = history(cmd(&ci, &["history", "wine-quality", "--json"]));
-    assert_eq!(h.len(), 2);
-    assert_eq!((h[1]["version"].as_str(), h[1]["reason"].as_str()), (Some(v2.as_str()), Some("from cron")));
-    let preds = cmd(&ci, &["predict", "--input", "data/winequality-red.csv", "--alias", "champion"]).assert_ok();
-    assert_eq!(versions_of(&preds.stdout_json()), BTreeSet::from([v2.clone()]));
-    // two promotions at once from the two hosts: one state, no lost update
-    let children: Vec<_> = [(&ci, &v1), (&cron, &v2)]
-        .into_iter()
-        .map(|(sb, v)| {
-            let mut c = cmd(sb, &["promote", "wine-quality", v, "--alias", "blue"]);
-            c.cmd().stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-            (v.clone(), c.spawn())
-        })
-        .collect();
-    let outcomes: Vec<(String, Option<i32>)> =
-        children.into_iter().map(|(v, c)| (v, c.wait_with_output().unwrap().status.code())).collect();
-    agree_on_one_state(&outcomes, || history(cmd(&ci, &["history", "wine-quality", "--alias", "blue", "--json"])));
-}
-
-#[test]
-fn an_s3_server_without_conditional_writes_refuses_aliases_without_kafka() {
+fn an_s3_server_without_atomic_conditional_writes_refuses_aliases_without_kafka() {
     let Some(bed) = bed() else { return };
     // garage 2.5 ignores If-None-Match: two machines could overwrite each other's move
     let store = format!("s3://{}/{}", bed.garage.bucket, unique("noalias"));
     let sb = Sandbox::new();
     let e = on_s3(&sb, &bed.garage, &store, &["train", "--promote", "champion"]).assert_exit_code(2).stderr();
-    assert!(e.contains("does not honour conditional writes") && e.contains("--kafka-config"), "{e}");
+    assert!(e.contains("not an atomic create-if-absent") && e.contains("--kafka-config"), "{e}");
     assert!(sb.artifacts("wine-quality").is_empty() && sb.log_lines("train").is_empty(), "refused before training");
     let v = on_s3(&sb, &bed.garage, &store, &["train", "--json"]).assert_ok().stdout_doc()["version"]
         .as_str()
         .unwrap()
         .to_string();
     let e = on_s3(&sb, &bed.garage, &store, &["promote", "wine-quality", &v]).assert_exit_code(2).stderr();
-    assert!(e.contains("does not honour conditional writes"), "{e}");
+    assert!(e.contains("not an atomic create-if-absent"), "{e}");
     // reading works: no aliases, and serving by alias says how to set one
     assert!(history(on_s3(&sb, &bed.garage, &store, &["history", "wine-quality", "--json"])).is_empty());
     let e = on_s3(&sb, &bed.garage, &store, &["predict", "--input", "data/winequality-red.csv", "--alias", "champion"])
         .assert_exit_code(1)
         .stderr();
     assert!(e.contains("is not set"), "{e}");
+}
+
+#[test]
+fn promote_on_kafka_refuses_a_missing_or_tampered_version_and_publishes_nothing() {
+    let Some(bed) = bed() else { return };
+    let w = Wired::new(&bed, "promote", 1);
+    let r = w.train(&["--json"]).assert_ok().stdout_doc();
+    let v = r["version"].as_str().unwrap().to_string();
+    let e = wired(&w, &["promote", "wine-quality", "20200101T000000000Z-deadbeef"]).assert_exit_code(1).stderr();
+    assert!(e.contains("is not in") && e.contains("nothing was published"), "{e}");
+    // a later announcement of the same version with another sha256: the stored object no longer
+    // matches what was announced (a tampered or replaced object)
+    let mut forged = read_topic(&w.bootstrap, &w.topics.train, 1, PATIENCE)[0].json();
+    forged["sha256"] = "0".repeat(64).into();
+    produce(&producer(&w.bootstrap), &w.topics.train, &[("wine-quality".into(), forged.to_string().into_bytes())]);
+    let e = wired(&w, &["promote", "wine-quality", &v]).assert_exit_code(1).stderr();
+    assert!(e.contains("sha256 mismatch") && e.contains("nothing was published"), "{e}");
+    assert_eq!(crate::util::kafka::count(&w.bootstrap, &w.topics.train), 2, "no alias move was published");
+    assert!(history(wired(&w, &["history", "wine-quality", "--json"])).is_empty());
+}
+
+#[test]
+fn follow_mode_swaps_when_the_alias_moves_back() {
+    use std::io::{BufRead, BufReader, Write};
+    let sb = Sandbox::new();
+    let v1 = sb.command(&["train", "--promote", "champion", "--json"]).assert_ok().stdout_doc()["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v2 = sb.command(&["train", "--promote", "champion", "--json"]).assert_ok().stdout_doc()["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut c = sb.command(&["predict", "--input", "-", "--follow", "--format", "jsonl", "--alias", "champion"]);
+    c.cmd()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let record = crate::util::fixtures::wine_json(10.0, Some("r"));
+    let mut next_version = |stdin: &mut std::process::ChildStdin| {
+        writeln!(stdin, "{record}").unwrap();
+        stdin.flush().unwrap();
+        let v: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        v["model_version"].as_str().unwrap().to_string()
+    };
+    assert_eq!(next_version(&mut stdin), v2);
+    sb.command(&["rollback", "wine-quality"]).assert_ok();
+    // the follower looks at the log every 100 ms: records keep flowing until the older one serves
+    wait_for("the follower serving the rolled-back version", PATIENCE, || {
+        let got = next_version(&mut stdin);
+        if got == v1 {
+            Ok(())
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            Err(got)
+        }
+    });
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
+
+// ---- the alias log contract: one body, every backend ----
+
+fn a_move(id: &str, version: &str, previous: Option<&str>) -> AliasMove {
+    AliasMove {
+        schema_version: MESSAGE_SCHEMA_VERSION,
+        kind: ALIAS_MOVED.into(),
+        id: id.into(),
+        model_name: "m".into(),
+        alias: "champion".into(),
+        version: version.into(),
+        key: format!("m/2026-01-01/{version}.json"),
+        sha256: "ab".repeat(32),
+        input_schema_digest: "sha256:x".into(),
+        previous_version: previous.map(str::to_string),
+        action: MoveAction::Promote,
+        reason: "contract".into(),
+        actor: "tester@host".into(),
+        at: chrono::Utc::now(),
+    }
+}
+
+/// The contract every alias log keeps: what one writer appends every reader folds the same way;
+/// a move from a stale state does not apply; of concurrent moves from one state exactly one
+/// applies, and each writer learns its own fate (applied, not applied, or a conflict error).
+async fn alias_log_contract(log: &AliasLog<'_>, other_reader: &AliasLog<'_>) {
+    assert!(log.book().await.unwrap().is_empty());
+    let (e, _) = log.append(a_move("a", "v1", None)).await.unwrap();
+    assert!(e.applied);
+    assert_eq!(other_reader.book().await.unwrap().current("m", "champion").unwrap().version, "v1");
+    let (stale, _) = log.append(a_move("stale", "v9", None)).await.unwrap();
+    assert!(!stale.applied && stale.conflict.is_some(), "{stale:?}");
+    // four writers at once, all from the state champion = v1
+    let results = join_all((0..4).map(|i| log.append(a_move(&format!("race{i}"), &format!("r{i}"), Some("v1"))))).await;
+    let book = other_reader.book().await.unwrap();
+    let applied: Vec<usize> = (0..4).filter(|i| book.find(&format!("race{i}")).is_some_and(|e| e.applied)).collect();
+    assert_eq!(applied.len(), 1, "exactly one of the concurrent moves applies: {results:?}");
+    for (i, r) in results.iter().enumerate() {
+        let in_log = book.find(&format!("race{i}"));
+        match r {
+            Ok((e, _)) => {
+                assert_eq!(Some(e.applied), in_log.map(|x| x.applied), "writer {i} was told what the log says")
+            }
+            Err(modelcast::error::Error::Conflict(_)) => assert!(in_log.is_none_or(|x| !x.applied)),
+            Err(e) => panic!("writer {i}: {e}"),
+        }
+    }
+    assert_eq!(book.current("m", "champion").unwrap().version, format!("r{}", applied[0]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_local_train_log_keeps_the_alias_log_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (Bus::local(dir.path()), Bus::local(dir.path()));
+    alias_log_contract(&AliasLog::Bus(&a), &AliasLog::Bus(&b)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_objects_keep_the_alias_log_contract() {
+    // the log an S3 store without Kafka keeps, on a store whose create-if-absent is atomic
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let (a, b) =
+        (Store::open(&url, &Default::default()).await.unwrap(), Store::open(&url, &Default::default()).await.unwrap());
+    alias_log_contract(&AliasLog::Store(&a), &AliasLog::Store(&b)).await;
+    assert!(a.list_internal("_aliases/m/").await.unwrap().iter().all(|k| k.ends_with(".json")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_kafka_train_topic_keeps_the_alias_log_contract() {
+    let Some(bed) = bed() else { return };
+    let id = unique("aliaslog");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kafka.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "bootstrap.servers: {}\nmodelcast:\n  topics: {{train: {id}-train, app_messages: {id}-app, input: {id}-in, \
+             dead_letter: {id}-dead, shadow: {id}-shadow}}\n  partitions: 1\n  timeout_ms: 60000\n",
+            bed.bootstrap
+        ),
+    )
+    .unwrap();
+    let cfg = || KafkaConfig::load_with(&path, &|_| None).unwrap();
+    let (a, b) = (Bus::kafka(cfg()).unwrap(), Bus::kafka(cfg()).unwrap());
+    a.as_kafka().unwrap().create_topics(None).await.unwrap();
+    alias_log_contract(&AliasLog::Bus(&a), &AliasLog::Bus(&b)).await;
 }

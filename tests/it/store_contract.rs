@@ -45,38 +45,11 @@ pub async fn contract(store: &Store, prefix: &str) {
             let race = race.clone();
             async move { store.put_if_absent(&race, &[i]).await }
         });
-        let results = futures_join_all(writes).await;
+        let results = crate::util::join_all(writes).await;
         let won = results.iter().filter(|r| r.is_ok()).count();
         assert_eq!(won, 1, "{results:?}");
         assert!(results.iter().all(|r| matches!(r, Ok(()) | Err(Error::AlreadyExists { .. }))), "{results:?}");
     }
-}
-
-/// Run futures concurrently on the current task and collect their outputs in order.
-async fn futures_join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in futs {
-        set.push(Box::pin(f));
-    }
-    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in set.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().map(|o| o.unwrap()).collect()
 }
 
 #[tokio::test]
