@@ -16,6 +16,12 @@
 #   MODELCAST_S3S_FS=0          neither install nor start s3s-fs
 #   MODELCAST_SERVICES_TIMEOUT  seconds to wait for each server (default: 60)
 #   MODELCAST_SERVICES_RUST_LOG RUST_LOG for the servers (default: unset)
+#   MODELCAST_SASL=0            do not start the SASL_SSL broker
+#
+# Besides the plain broker, the test bed runs a second tansu that requires
+# SASL (SCRAM-SHA-256/512 users) behind a TLS terminator (socat, with a
+# CA and a broker certificate for localhost made here by openssl): the
+# Confluent Cloud shape, SASL_SSL, on localhost.
 set -euo pipefail
 
 readonly TANSU_VERSION=0.6.0
@@ -29,6 +35,7 @@ readonly S3S_REGION=us-east-1
 MODELCAST_CACHE="${MODELCAST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelcast}"
 READY_TIMEOUT="${MODELCAST_SERVICES_TIMEOUT:-60}"
 WITH_S3S_FS="${MODELCAST_S3S_FS:-1}"
+WITH_SASL="${MODELCAST_SASL:-1}"
 
 log() { printf 'services: %s\n' "$*" >&2; }
 die() {
@@ -122,6 +129,17 @@ cmd_install() {
 		die "could not install tansu $TANSU_VERSION"
 	install_one garage "$GARAGE_VERSION" ||
 		die "could not install garage $GARAGE_VERSION"
+	if [[ $WITH_SASL != 0 ]] && ! command -v socat >/dev/null; then
+		# socat terminates TLS in front of tansu (whose own TLS cannot be enabled in 0.6.0)
+		if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+			log "socat: installing the Debian package (for the SASL_SSL broker)"
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat >/dev/null 2>&1 ||
+				(apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat >/dev/null 2>&1) ||
+				log "warning: could not install socat; the SASL_SSL tests need it (apt-get install socat)"
+		else
+			log "warning: socat is missing; the SASL_SSL tests need it: sudo apt-get install socat"
+		fi
+	fi
 	if [[ $WITH_S3S_FS == 0 ]]; then
 		log "s3s-fs: skipped (MODELCAST_S3S_FS=0)"
 	elif ! install_one s3s-fs "$S3S_FS_VERSION" --features binary; then
@@ -188,6 +206,61 @@ start_tansu() {
 		--storage-engine sqlite://tansu.db
 	TANSU_PID=$SPAWNED_PID
 	wait_ready "$dir" tansu "$TANSU_PID" port_open "$port"
+}
+
+# make_tls DIR: a test CA and a certificate for localhost / 127.0.0.1 signed by
+# it, in DIR/tls (ca.pem, broker.pem, broker.key); valid for 2 days.
+make_tls() {
+	local tls=$1/tls
+	[[ -e $tls/broker.pem ]] && return 0
+	mkdir -p "$tls"
+	(
+		cd "$tls"
+		umask 077
+		openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
+			-subj "/CN=modelcast test CA" 2>/dev/null
+		openssl req -newkey rsa:2048 -nodes -keyout broker.key -out broker.csr \
+			-subj "/CN=localhost" 2>/dev/null
+		printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >ext.cnf
+		openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+			-out broker.pem -days 2 -extfile ext.cnf 2>/dev/null
+		chmod 644 ca.pem
+	)
+}
+
+# start_sasl_kafka DIR PLAIN_PORT TLS_PORT: a tansu that requires SASL, with
+# the users of secrets.sh, listening on PLAIN_PORT, behind socat's TLS on
+# TLS_PORT (advertised as localhost:TLS_PORT, the name in the certificate).
+start_sasl_kafka() {
+	local dir=$1 port=$2 tls_port=$3
+	local bin
+	bin=$(bin_path tansu "$TANSU_VERSION")
+	mkdir -p "$dir/tansu-sasl"
+	make_tls "$dir"
+	local args=(broker --listener-url "tcp://127.0.0.1:$port"
+		--advertised-listener-url "tcp://localhost:$tls_port" --storage-engine sqlite://tansu.db)
+	# users are created while the broker runs without --authentication, then it
+	# restarts with it (they live in its sqlite storage)
+	spawn "$dir" tansu-sasl "$dir/tansu-sasl" \
+		env -u OTEL_EXPORTER_OTLP_ENDPOINT -u SCHEMA_REGISTRY -u CLUSTER_ID "$bin" "${args[@]}"
+	wait_ready "$dir" tansu-sasl "$SPAWNED_PID" port_open "$port"
+	local mech
+	for mech in scram512 scram256; do
+		"$bin" user create --broker "tcp://127.0.0.1:$port" --mechanism "$mech" \
+			"$SASL_USER" "$SASL_PASSWORD" >>"$dir/tansu-sasl.log" 2>&1 ||
+			die "could not create the SASL user ($mech); see $dir/tansu-sasl.log"
+	done
+	kill -TERM "$SPAWNED_PID"
+	wait "$SPAWNED_PID" 2>/dev/null || true
+	spawn "$dir" tansu-sasl "$dir/tansu-sasl" \
+		env -u OTEL_EXPORTER_OTLP_ENDPOINT -u SCHEMA_REGISTRY -u CLUSTER_ID "$bin" "${args[@]}" --authentication
+	SASL_PID=$SPAWNED_PID
+	wait_ready "$dir" tansu-sasl "$SASL_PID" port_open "$port"
+	spawn "$dir" socat "$dir" socat \
+		"openssl-listen:$tls_port,bind=127.0.0.1,reuseaddr,fork,cert=$dir/tls/broker.pem,key=$dir/tls/broker.key,verify=0" \
+		"tcp:127.0.0.1:$port"
+	SOCAT_PID=$SPAWNED_PID
+	wait_ready "$dir" socat "$SOCAT_PID" port_open "$tls_port"
 }
 
 start_garage() {
@@ -260,7 +333,9 @@ load_secrets() {
 				GARAGE_ACCESS_KEY "GK$(random_hex 12)" \
 				GARAGE_SECRET_KEY "$(random_hex 32)" \
 				S3S_ACCESS_KEY "AK$(random_hex 10)" \
-				S3S_SECRET_KEY "$(random_hex 32)" >"$file"
+				S3S_SECRET_KEY "$(random_hex 32)" \
+				SASL_USER "modelcast-$(random_hex 3)" \
+				SASL_PASSWORD "$(random_hex 16)" >"$file"
 		)
 	fi
 	# shellcheck source=/dev/null
@@ -301,6 +376,16 @@ cmd_start() {
 		s3s_port=$(free_ports 1)
 		start_s3s_fs "$dir" "$s3s_port"
 	fi
+	local with_sasl=0 sasl_port tls_port
+	if [[ $WITH_SASL != 0 ]]; then
+		if command -v socat >/dev/null && command -v openssl >/dev/null; then
+			with_sasl=1
+			read -r sasl_port tls_port <<<"$(free_ports 2)"
+			start_sasl_kafka "$dir" "$sasl_port" "$tls_port"
+		else
+			log "warning: no SASL_SSL broker (needs socat and openssl: apt-get install socat openssl)"
+		fi
+	fi
 
 	{
 		printf '# modelcast test bed in %s, written by %s\n' "$dir" "$0"
@@ -324,6 +409,13 @@ cmd_start() {
 				MODELCAST_TEST_S3S_REGION "$S3S_REGION" \
 				MODELCAST_TEST_S3S_PID "$S3S_PID"
 		fi
+		if ((with_sasl)); then
+			printf 'export %s=%q\n' \
+				MODELCAST_TEST_SASL_BOOTSTRAP "localhost:$tls_port" \
+				MODELCAST_TEST_SASL_CA "$dir/tls/ca.pem" \
+				MODELCAST_TEST_SASL_USER "$SASL_USER" \
+				MODELCAST_TEST_SASL_PASSWORD "$SASL_PASSWORD"
+		fi
 	} >"$dir/env.sh"
 	log "test bed up: source $dir/env.sh"
 }
@@ -339,7 +431,8 @@ recorded_pids() {
 		read -r pid name <"$pidfile" || true
 		[[ $pid =~ ^[0-9]+$ ]] || continue
 		comm=$(cat "/proc/$pid/comm" 2>/dev/null) || continue
-		if [[ $comm == "$name" ]] && alive "$pid"; then
+		# tansu-sasl is a second tansu: its process is named tansu
+		if [[ $comm == "$name" || $name == "$comm"-* ]] && alive "$pid"; then
 			printf '%s\n' "$pid"
 		fi
 	done

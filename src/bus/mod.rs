@@ -91,7 +91,7 @@ impl Bus {
     pub async fn check_topics(&self, topics: &[&str]) -> Result<()> {
         match self {
             Bus::Local(_) => Ok(()),
-            Bus::Kafka(k) => k.check_topics(topics).await,
+            Bus::Kafka(k) => k.check_topics(topics).await.map(drop),
         }
     }
 

@@ -4,25 +4,72 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
+use std::time::Duration;
+
+use super::watch::Severity;
 use super::{bus_err, Kafka};
+
+/// How long a connection may be refused before a check gives up (the broker may be restarting).
+const TRANSIENT_GRACE: Duration = Duration::from_secs(5);
 use crate::error::Result;
 
 impl Kafka {
-    /// Fail fast with a clear message when a topic does not exist or the broker is unreachable.
-    pub async fn check_topics(&self, topics: &[&str]) -> Result<()> {
+    /// Fail fast with a clear message when the brokers cannot be reached or refuse us (naming
+    /// the setting to fix, within seconds: see [`super::watch`]), or a topic does not exist or
+    /// is not ours to use. Returns each topic's partition count.
+    pub async fn check_topics(&self, topics: &[&str]) -> Result<Vec<(String, usize)>> {
         let producer = self.producer.clone();
         let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
         let timeout = self.timeout();
-        let servers = self.cfg.properties.get("bootstrap.servers").cloned().unwrap_or_default();
+        let cfg = self.cfg.clone();
+        let watch = self.watch.clone();
         tokio::task::spawn_blocking(move || {
             use rdkafka::producer::Producer;
-            let md = producer.client().fetch_metadata(None, timeout).map_err(|e| {
-                bus_err(&servers, format!("cannot reach the Kafka brokers within {timeout:?}: {e}; check bootstrap.servers and security settings"))
-            })?;
+            let servers = cfg.properties.get("bootstrap.servers").cloned().unwrap_or_default();
+            let start = std::time::Instant::now();
+            let md = loop {
+                // short attempts, so a diagnosis from the error callback ends the wait early
+                let attempt = Duration::from_millis(500).min(timeout);
+                match producer.client().fetch_metadata(None, attempt) {
+                    Ok(md) => break md,
+                    Err(e) => {
+                        let diagnosis = watch.diagnosis(&cfg);
+                        let waited = start.elapsed();
+                        match diagnosis {
+                            Some((Severity::Fatal, msg)) => return Err(bus_err(&servers, msg)),
+                            Some((Severity::Transient, msg)) if waited >= TRANSIENT_GRACE.min(timeout) => {
+                                return Err(bus_err(&servers, format!("{msg}; no answer for {waited:.0?}")))
+                            }
+                            _ if waited >= timeout => {
+                                return Err(bus_err(
+                                    &servers,
+                                    format!("cannot reach the Kafka brokers within {timeout:?}: {e}; check bootstrap.servers and security settings"),
+                                ))
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            };
+            let mut out = Vec::new();
             for t in &topics {
                 let found = md.topics().iter().find(|m| m.name() == t.as_str());
                 match found {
-                    Some(m) if m.error().is_none() && !m.partitions().is_empty() => {}
+                    Some(m) if m.error().is_none() && !m.partitions().is_empty() => {
+                        out.push((t.clone(), m.partitions().len()))
+                    }
+                    Some(m) if matches!(
+                        m.error().map(RDKafkaErrorCode::from),
+                        Some(RDKafkaErrorCode::TopicAuthorizationFailed)
+                    ) => {
+                        return Err(bus_err(
+                            t,
+                            format!(
+                                "not authorised to use topic {t:?} as sasl.username {:?}: grant it DESCRIBE, READ and WRITE (ACLs)",
+                                cfg.properties.get("sasl.username").map_or("", String::as_str)
+                            ),
+                        ))
+                    }
                     _ => {
                         return Err(bus_err(
                             t,
@@ -31,7 +78,7 @@ impl Kafka {
                     }
                 }
             }
-            Ok(())
+            Ok(out)
         })
         .await
         .map_err(|e| bus_err("metadata", e.to_string()))?
@@ -39,6 +86,8 @@ impl Kafka {
 
     /// Create modelcast's topics; existing ones are left as they are. Returns (topic, created?).
     pub async fn create_topics(&self, partitions: Option<i32>) -> Result<Vec<(String, bool)>> {
+        // explain a broker that cannot be reached or refuses us before the admin request waits
+        self.check_topics(&[]).await?;
         let admin: AdminClient<DefaultClientContext> = super::config::base(&self.cfg)
             .create()
             .map_err(|e| bus_err("admin", format!("cannot create admin client: {e}")))?;

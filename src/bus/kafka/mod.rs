@@ -8,12 +8,15 @@
 //! * [`follower`]: [`TopicFollower`], a broadcast reader of a topic (no group: every replica sees
 //!   every message) that first replays the topic's history: how replicas follow `train`.
 //! * [`admin`]: topic checks and idempotent topic creation.
+//! * [`watch`]: librdkafka's connection errors (authentication, TLS, transport) turned into
+//!   messages that name the setting to fix, within seconds.
 
 pub mod admin;
 pub mod config;
 pub mod consumer;
 pub mod follower;
 pub mod producer;
+pub mod watch;
 
 pub use consumer::{InputConsumer, InputRecord};
 pub use follower::TopicFollower;

@@ -7,6 +7,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer, PurgeConfig};
 
 use super::bus_err;
+use super::watch::Watch;
 use crate::bus::message::Outgoing;
 use crate::config::kafka::KafkaConfig;
 use crate::error::Result;
@@ -15,7 +16,8 @@ use crate::events::{DeliveryFailed, Event};
 /// A connected Kafka client: the producer, plus the config to open consumers and followers.
 pub struct Kafka {
     pub(super) cfg: KafkaConfig,
-    pub(super) producer: FutureProducer,
+    pub(super) producer: FutureProducer<Watch>,
+    pub(super) watch: Watch,
 }
 
 /// Delivery reports of a batch of outputs; [`Deliveries::wait`] before storing input offsets.
@@ -67,10 +69,11 @@ impl Deliveries {
 impl Kafka {
     /// Connect a producer (idempotent, `acks=all`).
     pub fn connect(cfg: KafkaConfig) -> Result<Kafka> {
-        let producer: FutureProducer = super::config::producer(&cfg)
-            .create()
+        let watch = Watch::default();
+        let producer: FutureProducer<Watch> = super::config::producer(&cfg)
+            .create_with_context(watch.clone())
             .map_err(|e| bus_err(&cfg.path.display().to_string(), format!("cannot create producer: {e}")))?;
-        Ok(Kafka { cfg, producer })
+        Ok(Kafka { cfg, producer, watch })
     }
 
     /// The configuration.

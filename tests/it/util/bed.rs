@@ -71,6 +71,42 @@ pub struct Bed {
     pub garage: S3Server,
     /// s3s-fs, when it was installed.
     pub s3s: Option<S3Server>,
+    /// The SASL_SSL broker, when socat was there to terminate its TLS.
+    pub sasl: Option<SaslBed>,
+}
+
+/// The test bed's broker that requires SASL (SCRAM-SHA-256/512 users) behind TLS, as Confluent
+/// Cloud does (with PLAIN, which tansu 0.6.0 refuses).
+#[derive(Debug, Clone)]
+pub struct SaslBed {
+    /// `localhost:PORT` (the name in its certificate).
+    pub bootstrap: String,
+    /// The test CA that signed the broker certificate.
+    pub ca: String,
+    pub user: String,
+    pub password: String,
+}
+
+impl SaslBed {
+    /// A connection string for the `util::kafka` helpers, authenticating with `mechanism`.
+    pub fn conn(&self, mechanism: &str) -> String {
+        format!(
+            "{}|security.protocol=SASL_SSL|sasl.mechanisms={mechanism}|sasl.username={}|sasl.password={}|ssl.ca.location={}",
+            self.bootstrap, self.user, self.password, self.ca
+        )
+    }
+
+    /// A kafka_config.yaml in the Confluent Cloud shape; the password comes from
+    /// `${SASL_PASSWORD}`, topic names from `id`.
+    pub fn kafka_yaml(&self, mechanism: &str, id: &str) -> String {
+        format!(
+            "bootstrap.servers: {}\nsecurity.protocol: SASL_SSL\nsasl.mechanisms: {mechanism}\n\
+             sasl.username: {}\nsasl.password: ${{SASL_PASSWORD}}\nssl.ca.location: {}\n\
+             modelcast:\n  topics: {{train: {id}-train, app_messages: {id}-app, input: {id}-in, dead_letter: {id}-dead, \
+             shadow: {id}-shadow}}\n  group_id: {id}-group\n  partitions: 2\n",
+            self.bootstrap, self.user, self.ca
+        )
+    }
 }
 
 pub fn bed() -> Option<Bed> {
@@ -101,7 +137,16 @@ pub fn bed() -> Option<Bed> {
         }),
         _ => None,
     };
-    Some(Bed { bootstrap, garage, s3s })
+    let sasl = match (var("MODELCAST_TEST_SASL_BOOTSTRAP"), var("MODELCAST_TEST_SASL_CA")) {
+        (Some(bootstrap), Some(ca)) => Some(SaslBed {
+            bootstrap,
+            ca,
+            user: var("MODELCAST_TEST_SASL_USER").expect("MODELCAST_TEST_SASL_USER"),
+            password: var("MODELCAST_TEST_SASL_PASSWORD").expect("MODELCAST_TEST_SASL_PASSWORD"),
+        }),
+        _ => None,
+    };
+    Some(Bed { bootstrap, garage, s3s, sasl })
 }
 
 /// Topic names of one test.

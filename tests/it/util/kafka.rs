@@ -12,9 +12,21 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::{unique, wait_for, PATIENCE};
 
+/// Client settings for a connection string: `SERVERS`, optionally followed by `|key=value`
+/// client properties (the SASL_SSL broker of the test bed: see `bed::SaslBed::conn`).
+fn config(conn: &str) -> ClientConfig {
+    let mut parts = conn.split('|');
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", parts.next().unwrap_or_default());
+    for kv in parts {
+        let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("{kv:?} in {conn:?} is not key=value"));
+        cc.set(k, v);
+    }
+    cc
+}
+
 pub fn producer(bootstrap: &str) -> BaseProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    config(bootstrap)
         .set("linger.ms", "10")
         .set("compression.type", "lz4")
         .set("batch.size", "1000000")
@@ -62,12 +74,7 @@ impl Rec {
 }
 
 fn client(bootstrap: &str) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique("reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap()
+    config(bootstrap).set("group.id", unique("reader")).set("enable.auto.commit", "false").create().unwrap()
 }
 
 /// Records in `topic` now: the sum over its partitions of high - low watermark.
