@@ -80,6 +80,12 @@ pub enum Command {
         after_help = "Examples:\n  modelcast history wine-quality\n  modelcast history wine-quality --alias champion --json"
     )]
     History(HistoryArgs),
+    /// Preflight: brokers, credentials, topics, store and a model, as a checklist (exit 0 only
+    /// if all pass).
+    #[command(
+        after_help = "Examples:\n  modelcast check --kafka-config kafka_config.yaml --store s3://my-models/prod\n  modelcast check    # the embedded default: the local store"
+    )]
+    Check(CheckArgs),
     /// Show the effective configuration (secrets redacted).
     Config(ConfigArgs),
 }
@@ -332,6 +338,14 @@ pub struct ModelsArgs {
     /// A JSON array on stdout, one object per version.
     #[arg(long)]
     pub json: bool,
+    /// Store and bus.
+    #[command(flatten)]
+    pub loc: Locations,
+}
+
+/// `modelcast check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
     /// Store and bus.
     #[command(flatten)]
     pub loc: Locations,

@@ -81,6 +81,9 @@ pub enum Error {
     /// An alias move lost a race with a concurrent move (exit code 5); nothing of it applied.
     #[error("alias conflict: {0}")]
     Conflict(String),
+    /// `modelcast check` found problems (listed on stdout).
+    #[error("{0} check(s) failed (see the list above)")]
+    Checks(usize),
     /// The message bus (local log or Kafka) failed.
     #[error("bus {target}: {message}")]
     Bus {

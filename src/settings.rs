@@ -63,6 +63,11 @@ pub enum Settings {
         /// JSON lines on stdout.
         json: bool,
     },
+    /// `check`.
+    Check {
+        /// What to check.
+        loc: Locations,
+    },
     /// `config`.
     Config {
         /// The params file, shown when it exists.
@@ -199,6 +204,7 @@ impl Settings {
                 }
                 Settings::History { loc: locations(a.loc)?, name: a.model_name, alias: a.alias, json: a.json }
             }
+            Command::Check(a) => Settings::Check { loc: locations(a.loc)? },
             Command::Config(a) => Settings::Config {
                 params_path: a.params.unwrap_or_else(|| DEFAULT_PARAMS.into()),
                 loc: locations(a.loc)?,

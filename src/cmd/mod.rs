@@ -1,6 +1,7 @@
 //! One thin orchestration per command: open the edges the settings name, call the core and the
 //! flows, print the result. [`run`] is the dispatch; [`Outcome`] becomes the exit code in `main`.
 
+pub mod check;
 pub mod config;
 pub mod history;
 pub mod models;
@@ -35,6 +36,7 @@ pub async fn run(settings: Settings) -> Result<Outcome> {
         Settings::Move(s) => promote::run(s).await,
         Settings::History { loc, name, alias, json } => history::show(loc, &name, alias.as_deref(), json).await,
         Settings::Config { params_path, loc } => config::show(&params_path, &loc),
+        Settings::Check { loc } => check::run(loc).await,
     }
 }
 

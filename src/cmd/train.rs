@@ -29,8 +29,10 @@ use crate::store::Store;
 /// [`Outcome::PromotionRefused`] (exit 4); the model stays stored and announced.
 pub async fn run(s: TrainSettings) -> Result<Outcome> {
     let Edges { store, bus } = Edges::open(s.loc).await?;
-    // fail before fitting if the topic is missing or the broker is down
+    // preflight, before fitting: the broker answers and accepts us, the train topic exists, the
+    // store takes writes (opening it checked the bucket and the credentials)
     bus.check_topics(&[&bus.topics().train]).await?;
+    store.check_writable().await?;
     if s.promotion.is_some() {
         // and before fitting if the alias cannot be moved here
         AliasLog::of(&store, &bus).check_writable().await?;

@@ -71,6 +71,12 @@ impl FileStore {
         }
     }
 
+    /// Remove `key` (internal keys only: artifacts are never deleted).
+    pub(crate) fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path_of(key)?;
+        std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))
+    }
+
     /// Read `key`.
     pub fn get(&self, key: &str) -> Result<Vec<u8>> {
         let path = self.path_of(key)?;

@@ -110,6 +110,16 @@ impl Store {
         }
     }
 
+    /// Check that objects can be written here: put a probe under `_check/` and delete it.
+    pub async fn check_writable(&self) -> Result<()> {
+        let key = format!("_check/{}.probe", crate::artifact::new_version(chrono::Utc::now(), b"check"));
+        self.put_if_absent(&key, b"modelcast write check").await?;
+        match self {
+            Store::File(s) => s.delete(&key),
+            Store::S3(s) => s.delete(&key).await,
+        }
+    }
+
     /// Read `key`; [`Error::NotFound`] when absent.
     pub async fn get(&self, key: &str) -> Result<Vec<u8>> {
         match self {

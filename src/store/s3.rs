@@ -229,6 +229,19 @@ impl S3Store {
         Ok(verdict)
     }
 
+    /// Delete an object (internal keys only: artifacts are never deleted).
+    pub(crate) async fn delete(&self, key: &str) -> Result<()> {
+        let full = self.full_key(key)?;
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+            .map_err(|e| self.map_err("delete", key, e))?;
+        Ok(())
+    }
+
     /// Get an object's bytes.
     pub async fn get(&self, key: &str) -> Result<Vec<u8>> {
         let full = self.full_key(key)?;

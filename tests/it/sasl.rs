@@ -42,6 +42,10 @@ fn sasl_ssl_end_to_end_with_scram() {
         let train = cmd(&["train", "--kafka-config", "kafka.yaml", "--json"]).assert_ok();
         assert!(!train.stderr().contains(&s.password), "the secret was printed:\n{}", train.stderr());
         let v = train.stdout_doc()["version"].as_str().unwrap().to_string();
+        // the preflight passes: brokers, credentials, five topics, the store, a model
+        let check = cmd(&["check", "--kafka-config", "kafka.yaml"]).assert_ok().stdout();
+        assert_eq!(check.lines().filter(|l| l.starts_with("ok ")).count(), 9, "{check}");
+        assert!(check.contains(&format!("{mechanism} as {}", s.user)) && !check.contains(&s.password), "{check}");
         // an independent client reads the announcement over SASL_SSL
         let conn = s.conn(mechanism);
         let anns = read_topic(&conn, &format!("{id}-train"), 1, PATIENCE);
@@ -99,6 +103,15 @@ fn the_usual_mistakes_are_named_within_seconds_with_nothing_stored() {
         assert!(took < Duration::from_secs(10), "{what}: took {took:?} (timeout_ms is at its default)");
         assert!(!e.contains(wrong_secret) && !e.contains(&s.password), "{what}: a secret was printed:\n{e}");
         assert!(sb.artifacts("wine-quality").is_empty(), "{what}: nothing may be stored");
+        // the preflight names the broken item
+        let check = sb
+            .command(&["check", "--kafka-config", "kafka.yaml"])
+            .env("SASL_PASSWORD", password)
+            .assert_exit_code(1)
+            .stdout();
+        let broken = if what == "missing topic" { "FAIL topic train" } else { "FAIL brokers" };
+        assert!(check.contains(broken) && check.contains(names), "{what}:\n{check}");
+        assert!(!check.contains(wrong_secret) && !check.contains(&s.password), "{check}");
         if what == "wrong secret" {
             // topics create says the same, instead of an admin timeout
             let t = Instant::now();
