@@ -88,6 +88,20 @@ pub enum Command {
     Check(CheckArgs),
     /// Show the effective configuration (secrets redacted).
     Config(ConfigArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  modelcast completions bash > ~/.local/share/bash-completion/completions/modelcast\n  modelcast completions zsh > \"${fpath[1]}/_modelcast\"\n  modelcast completions fish > ~/.config/fish/completions/modelcast.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page (roff).
+    #[command(
+        after_help = "Examples:\n  modelcast man | man -l -\n  modelcast man > /usr/local/share/man/man1/modelcast.1"
+    )]
+    Man,
 }
 
 const PROMOTE_EXAMPLES: &str = "\
@@ -360,6 +374,19 @@ pub struct ConfigArgs {
     /// Store and bus.
     #[command(flatten)]
     pub loc: Locations,
+}
+
+/// Shells for `completions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    /// Bash.
+    Bash,
+    /// Zsh.
+    Zsh,
+    /// Fish.
+    Fish,
+    /// PowerShell.
+    Powershell,
 }
 
 /// Input formats.

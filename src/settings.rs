@@ -63,6 +63,10 @@ pub enum Settings {
         /// JSON lines on stdout.
         json: bool,
     },
+    /// `completions`.
+    Completions(cli::Shell),
+    /// `man`.
+    Man,
     /// `check`.
     Check {
         /// What to check.
@@ -204,6 +208,8 @@ impl Settings {
                 }
                 Settings::History { loc: locations(a.loc)?, name: a.model_name, alias: a.alias, json: a.json }
             }
+            Command::Completions { shell } => Settings::Completions(shell),
+            Command::Man => Settings::Man,
             Command::Check(a) => Settings::Check { loc: locations(a.loc)? },
             Command::Config(a) => Settings::Config {
                 params_path: a.params.unwrap_or_else(|| DEFAULT_PARAMS.into()),

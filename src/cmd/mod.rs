@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod config;
+pub mod docs;
 pub mod history;
 pub mod models;
 pub mod predict;
@@ -37,6 +38,8 @@ pub async fn run(settings: Settings) -> Result<Outcome> {
         Settings::History { loc, name, alias, json } => history::show(loc, &name, alias.as_deref(), json).await,
         Settings::Config { params_path, loc } => config::show(&params_path, &loc),
         Settings::Check { loc } => check::run(loc).await,
+        Settings::Completions(shell) => docs::completions(shell),
+        Settings::Man => docs::man(),
     }
 }
 

@@ -404,3 +404,21 @@ fn concurrent_trainers_never_overwrite_each_other() {
         );
     }
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_line_itself() {
+    let sb = Sandbox::new();
+    let bash = sb.command(&["completions", "bash"]).assert_ok().stdout();
+    assert!(
+        bash.contains("complete -F _modelcast") && bash.contains("promote") && bash.contains("--promote-if-better")
+    );
+    let path = sb.write("modelcast.bash", &bash);
+    let syntax = std::process::Command::new("bash").arg("-n").arg(&path).status().unwrap();
+    assert!(syntax.success(), "the bash completion script parses");
+    for shell in ["zsh", "fish", "powershell"] {
+        assert!(sb.command(&["completions", shell]).assert_ok().stdout().contains("rollback"), "{shell}");
+    }
+    sb.command(&["completions", "tcsh"]).assert_exit_code(2);
+    let man = sb.command(&["man"]).assert_ok().stdout();
+    assert!(man.starts_with(".ie") && man.contains(".TH modelcast 1") && man.contains("history"), "{man:.300}");
+}
