@@ -235,6 +235,12 @@ pub struct TrainReport {
 
 /// Everything up to (not including) the store: a fitted, evaluated artifact. Pure CPU work.
 pub fn fit_artifact(params: &Params) -> Result<Artifact> {
+    fit_artifact_with(params, &|_| {})
+}
+
+/// [`fit_artifact`], telling `stage` when each long step starts.
+pub fn fit_artifact_with(params: &Params, stage: &(dyn Fn(&'static str) + Sync)) -> Result<Artifact> {
+    stage("reading the training data");
     let t0 = Instant::now();
     let spec = ColumnSpec::of(params);
     let (table, mut files) = data::load_csv(params.train_files(), &spec)?;
@@ -261,6 +267,7 @@ pub fn fit_artifact(params: &Params) -> Result<Artifact> {
             (tr, te, &table)
         }
     };
+    stage("fitting");
     let t1 = Instant::now();
     let prep = Preprocessing::fit(params, &table, &train_rows)?;
     let train = TableDesign { prep: &prep, table: &table, rows: &train_rows };
@@ -299,9 +306,12 @@ pub fn fit_artifact(params: &Params) -> Result<Artifact> {
 /// Fit (on a blocking thread), store the artifact, then announce it.
 pub async fn publish(params: &Params, store: &Store, bus: &Bus) -> Result<(TrainReport, Artifact)> {
     let p = params.clone();
-    let mut artifact = tokio::task::spawn_blocking(move || fit_artifact(&p))
+    let progress = Progress::start();
+    let stage = progress.clone();
+    let mut artifact = tokio::task::spawn_blocking(move || fit_artifact_with(&p, &move |s| stage.stage(s)))
         .await
         .map_err(|e| Error::Model(format!("training task failed: {e}")))??;
+    progress.stage("uploading the model");
     // Keys are unique by construction; on the astronomically unlikely clash, take a new version.
     let mut attempts = 0;
     let (bytes, key) = loop {
@@ -322,7 +332,9 @@ pub async fn publish(params: &Params, store: &Store, bus: &Bus) -> Result<(Train
     };
     let uri = store.uri_of(&key);
     let ann = Announcement::of(&artifact, uri.clone(), &bytes);
+    progress.stage("announcing");
     let announced_to = bus.announce(&ann).await?;
+    progress.finish();
     tracing::info!(version = %artifact.version, to = %announced_to, "announced model");
     let report = TrainReport {
         model_name: artifact.model_name.clone(),
@@ -337,6 +349,38 @@ pub async fn publish(params: &Params, store: &Store, bus: &Bus) -> Result<(Train
         promotion: None,
     };
     Ok((report, artifact))
+}
+
+/// A spinner naming the current step, on stderr only when it is a terminal (never in cron, CI
+/// or a pipe, where the log lines say the same).
+#[derive(Clone)]
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn start() -> Progress {
+        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            return Progress(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        Progress(Some(bar))
+    }
+
+    fn stage(&self, what: &'static str) {
+        if let Some(b) = &self.0 {
+            b.set_message(what);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
 }
 
 /// The short metrics table printed on stderr.

@@ -422,3 +422,33 @@ fn completions_and_the_man_page_come_from_the_command_line_itself() {
     let man = sb.command(&["man"]).assert_ok().stdout();
     assert!(man.starts_with(".ie") && man.contains(".TH modelcast 1") && man.contains("history"), "{man:.300}");
 }
+
+#[test]
+fn progress_shows_on_a_terminal_and_never_in_a_pipe() {
+    let sb = Sandbox::new();
+    // a pipe (cron, CI): log lines only
+    let e = sb.command(&["train"]).assert_ok().stderr();
+    assert!(!e.contains("reading the training data") && !e.contains("uploading the model"), "{e}");
+    // a terminal: script(1) gives the binary a pseudo-terminal
+    let Ok(script) = which("script") else {
+        eprintln!("skipped the terminal half: no script(1) (util-linux)");
+        return;
+    };
+    let out = std::process::Command::new(script)
+        .current_dir(sb.path())
+        .env("NO_COLOR", "1")
+        .args(["-qec", &format!("{} train", bin().display()), "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let tty = String::from_utf8_lossy(&out.stdout).replace('\r', "\n");
+    // stages shorter than the spinner's redraw interval may be skipped: at least one shows
+    let stages = ["reading the training data", "fitting", "uploading the model", "announcing"];
+    assert!(stages.iter().any(|s| tty.contains(s)), "no progress on the terminal:\n{tty}");
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
+        .ok_or(())
+}
