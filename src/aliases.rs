@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crate::bus::{AliasMove, Announcement, Bus, TrainFeed, TrainMessage};
 use crate::error::{Error, Result};
 use crate::lifecycle::{AliasBook, Entry};
+use crate::store::s3::Atomicity;
 use crate::store::Store;
 
 /// The key prefix of the alias log inside an S3 store.
@@ -52,14 +53,21 @@ impl<'a> AliasLog<'a> {
         match self {
             AliasLog::Bus(_) => Ok(()),
             AliasLog::Store(s) => {
-                if s.atomic_put_if_absent(&format!("{STORE_PREFIX}.probe")).await? {
-                    return Ok(());
-                }
+                let (what, fix) = match s.atomic_put_if_absent(&format!("{STORE_PREFIX}.probe")).await? {
+                    Atomicity::Atomic => return Ok(()),
+                    Atomicity::Ignored => (
+                        "this S3 server ignores conditional writes (If-None-Match)",
+                        "use a server whose conditional writes are atomic (AWS S3, MinIO)",
+                    ),
+                    Atomicity::Unknown => (
+                        "this S3-compatible server honours conditional writes, but whether they are atomic cannot be \
+                         probed (s3s-fs 0.14's are not)",
+                        "if they are (MinIO), say so with --s3-atomic-writes (MODELCAST_S3_ATOMIC_WRITES=true)",
+                    ),
+                };
                 Err(Error::Usage(format!(
-                    "{}: this S3 server's conditional writes (If-None-Match) are not an atomic \
-                     create-if-absent, so two machines could overwrite each other's alias moves; nothing \
-                     was written. Keep aliases on Kafka (--kafka-config: the train topic orders every \
-                     move), or use a server with atomic conditional writes (AWS S3, MinIO)",
+                    "{}: {what}, so two machines could overwrite each other's alias moves; nothing was written. \
+                     Keep aliases on Kafka (--kafka-config: the train topic orders every move), or {fix}",
                     s.uri()
                 )))
             }

@@ -156,6 +156,10 @@ pub struct Locations {
     /// S3 checksum mode: when_required (default with --s3-endpoint) or when_supported.
     #[arg(long, hide_env_values = true, env = "MODELCAST_S3_CHECKSUMS")]
     pub s3_checksums: Option<String>,
+    /// Declare that this S3-compatible server's conditional writes (If-None-Match) are atomic, as
+    /// MinIO's are: needed to keep aliases in the bucket without Kafka (AWS S3 needs no flag).
+    #[arg(long, hide_env_values = true, env = "MODELCAST_S3_ATOMIC_WRITES")]
+    pub s3_atomic_writes: bool,
 }
 
 /// `modelcast train`.

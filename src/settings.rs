@@ -283,6 +283,7 @@ fn locations(l: cli::Locations) -> Result<Locations> {
             region: l.s3_region,
             path_style: None,
             checksums: l.s3_checksums,
+            atomic_writes: l.s3_atomic_writes,
             max_attempts: None,
             credentials: None,
         },

@@ -29,6 +29,8 @@ pub struct StoreOptions {
     pub max_attempts: Option<u32>,
     /// Static credentials used instead of the standard AWS chain (tests, explicit settings).
     pub credentials: Option<StaticCredentials>,
+    /// The operator declares the server's conditional writes atomic (`--s3-atomic-writes`).
+    pub atomic_writes: bool,
 }
 
 /// An access key pair given explicitly; the secret never prints.
@@ -101,12 +103,11 @@ impl Store {
     }
 
     /// Whether two writers of one key cannot both succeed with [`Store::put_if_absent`]: always
-    /// for a file store (hard links), for S3 only when the server's `If-None-Match` is atomic
-    /// (probed under `probe_prefix`).
-    pub async fn atomic_put_if_absent(&self, probe_prefix: &str) -> Result<bool> {
+    /// for a file store (hard links); for S3 see [`s3::S3Store::atomic_writes`].
+    pub async fn atomic_put_if_absent(&self, probe_prefix: &str) -> Result<s3::Atomicity> {
         match self {
-            Store::File(_) => Ok(true),
-            Store::S3(s) => s.honours_if_none_match(probe_prefix).await,
+            Store::File(_) => Ok(s3::Atomicity::Atomic),
+            Store::S3(s) => s.atomic_writes(probe_prefix).await,
         }
     }
 

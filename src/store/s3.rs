@@ -18,6 +18,19 @@ pub struct S3Store {
     client: Client,
     bucket: String,
     prefix: String,
+    custom_endpoint: bool,
+    declared_atomic: bool,
+}
+
+/// What [`S3Store::atomic_writes`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Atomicity {
+    /// A conditional put is an atomic create-if-absent (a file store; AWS S3; declared).
+    Atomic,
+    /// The server ignores `If-None-Match` (garage 2.5).
+    Ignored,
+    /// The server honours it, but whether concurrent writers can both win is not known.
+    Unknown,
 }
 
 /// Check a bucket name against S3's naming rules, with a suggested fix.
@@ -96,7 +109,13 @@ impl S3Store {
         b = b.retry_config(
             aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(opts.max_attempts.unwrap_or(4)),
         );
-        let store = S3Store { client: Client::from_conf(b.build()), bucket: bucket.to_string(), prefix };
+        let store = S3Store {
+            client: Client::from_conf(b.build()),
+            bucket: bucket.to_string(),
+            prefix,
+            custom_endpoint: custom,
+            declared_atomic: opts.atomic_writes,
+        };
         store
             .client
             .head_bucket()
@@ -182,51 +201,35 @@ impl S3Store {
         Ok(())
     }
 
-    /// Whether `PUT` with `If-None-Match: *` is an atomic create-if-absent on this server, as on
-    /// AWS S3 and MinIO: what makes [`S3Store::put_if_absent`] safe between concurrent writers.
+    /// Whether `PUT` with `If-None-Match: *` is an atomic create-if-absent here, which makes
+    /// [`S3Store::put_if_absent`] safe between concurrent writers.
     ///
-    /// Probed under `probe_prefix` (the objects are deleted after): a second conditional put of
-    /// an existing key must be refused (garage 2.5 accepts it), and of 16 concurrent conditional
-    /// puts of one new key exactly one may succeed (s3s-fs 0.14 checks, then writes, and lets
-    /// several win). A sequential check alone cannot see the second kind of server.
-    pub async fn honours_if_none_match(&self, probe_prefix: &str) -> Result<bool> {
+    /// A server that accepts a second conditional put of an existing key ignores the header
+    /// (garage 2.5): checked with a probe under `probe_prefix` (deleted after). Honouring it one
+    /// request at a time does not make it atomic (s3s-fs 0.14 checks, then writes, and lets
+    /// concurrent writers all win), and no probe can prove atomicity: it is trusted for AWS S3
+    /// (no custom endpoint) and where the operator declares it (`--s3-atomic-writes`, MinIO).
+    pub async fn atomic_writes(&self, probe_prefix: &str) -> Result<Atomicity> {
         let id = crate::artifact::new_version(chrono::Utc::now(), probe_prefix.as_bytes());
-        let (once, race) = (format!("{probe_prefix}/{id}-once"), format!("{probe_prefix}/{id}-race"));
-        let put = |key: String| {
-            let (client, bucket) = (self.client.clone(), self.bucket.clone());
-            async move {
-                client
-                    .put_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .if_none_match("*")
-                    .body(ByteStream::from_static(b"probe"))
-                    .send()
-                    .await
-            }
+        let key = format!("{probe_prefix}/{id}");
+        let full = self.full_key(&key)?;
+        let put = || {
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&full)
+                .if_none_match("*")
+                .body(ByteStream::from_static(b"probe"))
+                .send()
         };
-        let full_once = self.full_key(&once)?;
-        put(full_once.clone()).await.map_err(|e| self.map_err("put", &once, e))?;
-        let verdict = if put(full_once).await.is_ok() {
-            false
-        } else {
-            let full_race = self.full_key(&race)?;
-            let mut set = tokio::task::JoinSet::new();
-            for _ in 0..16 {
-                set.spawn(put(full_race.clone()));
-            }
-            let mut won = 0;
-            while let Some(r) = set.join_next().await {
-                won += usize::from(matches!(r, Ok(Ok(_))));
-            }
-            won == 1
-        };
-        for key in [&once, &race] {
-            if let Ok(full) = self.full_key(key) {
-                let _ = self.client.delete_object().bucket(&self.bucket).key(full).send().await;
-            }
-        }
-        Ok(verdict)
+        put().await.map_err(|e| self.map_err("put", &key, e))?;
+        let second = put().await;
+        let _ = self.client.delete_object().bucket(&self.bucket).key(&full).send().await;
+        Ok(match (second, self.custom_endpoint, self.declared_atomic) {
+            (Ok(_), _, _) => Atomicity::Ignored,
+            (Err(_), false, _) | (Err(_), true, true) => Atomicity::Atomic,
+            (Err(_), true, false) => Atomicity::Unknown,
+        })
     }
 
     /// Delete an object (internal keys only: artifacts are never deleted).
