@@ -9,9 +9,9 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::aliases::AliasLog;
+use crate::aliases::{AliasLog, Updates};
 use crate::artifact::{sha256_hex, Artifact};
-use crate::bus::{AliasMove, Bus, ModelRef, MoveAction, TrainMessage, ALIAS_MOVED, MESSAGE_SCHEMA_VERSION};
+use crate::bus::{AliasMove, Announcement, ModelRef, MoveAction, ALIAS_MOVED, MESSAGE_SCHEMA_VERSION};
 use crate::cmd::{Edges, Outcome};
 use crate::error::{Error, Result};
 use crate::lifecycle::{AliasBook, Entry};
@@ -24,7 +24,10 @@ pub async fn run(s: MoveSettings) -> Result<Outcome> {
     let Edges { store, bus } = Edges::open(s.loc).await?;
     let log = AliasLog::of(&store, &bus);
     log.check_writable().await?;
-    let book = log.book().await?;
+    // one read of the log: the moves (the aliases' state) and the announcements (what to verify
+    // a version against)
+    let history = Updates::open(&store, &bus).await?.history(&store).await?;
+    let book = AliasBook::of(history.moves);
     let current = book.current(&s.name, &s.alias).map(|m| m.version.clone());
     let version = match (&s.version, s.action) {
         (Some(v), _) => v.clone(),
@@ -40,7 +43,7 @@ pub async fn run(s: MoveSettings) -> Result<Outcome> {
         print(&s.json, None, &format!("{} of {} already points at {version}", s.alias, s.name))?;
         return Ok(Outcome::Done);
     }
-    let target = verify(&store, &bus, &book, &s.name, &version).await?;
+    let target = verify(&store, &history.announcements, &book, &s.name, &version).await?;
     let reason = s.reason.clone().unwrap_or_else(|| match s.action {
         MoveAction::Promote => "promoted by hand".to_string(),
         MoveAction::Rollback => format!("rolled back from {}", current.as_deref().unwrap_or("nothing")),
@@ -115,11 +118,14 @@ impl Verified {
 /// Find `version` of `name` and check it as a predictor would: against its announcement (or an
 /// earlier alias move to it); a version known to neither is checked for format, name and schema
 /// and its current sha256 is pinned (with a warning).
-pub async fn verify(store: &Store, bus: &Bus, book: &AliasBook, name: &str, version: &str) -> Result<Verified> {
-    let announced = bus.train_feed().await?.history().await?.into_iter().rev().find_map(|m| match m {
-        TrainMessage::Announced(a) if a.model_name == name && a.version == version => Some(a),
-        _ => None,
-    });
+pub async fn verify(
+    store: &Store,
+    announcements: &[Announcement],
+    book: &AliasBook,
+    name: &str,
+    version: &str,
+) -> Result<Verified> {
+    let announced = announcements.iter().rev().find(|a| a.model_name == name && a.version == version).cloned();
     let moved = book.history(name, None).filter(|e| e.mv.version == version).map(|e| e.mv.clone()).last();
     let reference: Option<(String, String, String)> = announced
         .map(|a| (a.key, a.sha256, a.input_schema_digest))
