@@ -3,13 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use modelcast::bus::{
-    AliasMove, Announcement, Bus, HeadlineMetrics, MoveAction, Outgoing, TrainFeed, TrainMessage, ALIAS_MOVED,
-    MESSAGE_SCHEMA_VERSION,
-};
-use modelcast::config::kafka::KafkaConfig;
+use modelcast::bus::{Announcement, Bus, HeadlineMetrics, Outgoing, TrainFeed, TrainMessage, MESSAGE_SCHEMA_VERSION};
 
 use crate::util::bed::bed;
+use crate::util::fixtures::alias_move;
 use crate::util::{unique, PATIENCE};
 
 fn announcement(version: &str) -> Announcement {
@@ -25,25 +22,6 @@ fn announcement(version: &str) -> Announcement {
         metrics: HeadlineMetrics { r2: 0.5, rmse: 1.0, mae: 0.8 },
         input_schema_digest: "sha256:x".into(),
         tool_version: "0.1.0".into(),
-    }
-}
-
-fn alias_move(version: &str) -> AliasMove {
-    AliasMove {
-        schema_version: MESSAGE_SCHEMA_VERSION,
-        kind: ALIAS_MOVED.into(),
-        id: format!("move-{version}"),
-        model_name: "m".into(),
-        alias: "champion".into(),
-        version: version.into(),
-        key: format!("m/2026-01-01/{version}.json"),
-        sha256: "ab".repeat(32),
-        input_schema_digest: "sha256:x".into(),
-        previous_version: None,
-        action: MoveAction::Promote,
-        reason: "test".into(),
-        actor: "tester@host".into(),
-        at: chrono::Utc::now(),
     }
 }
 
@@ -89,7 +67,7 @@ pub async fn contract(bus: &Bus) {
     assert_eq!(poll_n(&mut early, 1).await.into_iter().map(announced).collect::<Vec<_>>(), vec![a1.clone()]);
     bus.announce(&a2).await.unwrap();
     // alias moves travel on the same log, in order with announcements
-    let mv = alias_move(&a2.version);
+    let mv = alias_move(&format!("move-{}", a2.version), &a2.version, None);
     bus.publish_move(&mv).await.unwrap();
     let want = vec![TrainMessage::Announced(a2.clone()), TrainMessage::AliasMoved(mv)];
     assert_eq!(poll_n(&mut late, 2).await, want);
@@ -117,19 +95,8 @@ async fn local_logs_keep_the_contract() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kafka_keeps_the_contract() {
     let Some(bed) = bed() else { return };
-    let id = unique("bus");
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("kafka.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "bootstrap.servers: {}\nmodelcast:\n  topics: {{train: {id}-train, app_messages: {id}-app, input: {id}-in, \
-             dead_letter: {id}-dead, shadow: {id}-shadow}}\n  partitions: 1\n  timeout_ms: 60000\n",
-            bed.bootstrap
-        ),
-    )
-    .unwrap();
-    let bus = Bus::kafka(KafkaConfig::load_with(&path, &|_| None).unwrap()).unwrap();
+    let bus = Bus::kafka(bed.kafka_config(dir.path(), &unique("bus"))).unwrap();
     let created = bus.as_kafka().unwrap().create_topics(None).await.unwrap();
     assert_eq!(created.len(), 5, "{created:?}");
     contract(&bus).await;

@@ -6,13 +6,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use modelcast::aliases::AliasLog;
-use modelcast::bus::{AliasMove, Bus, MoveAction, ALIAS_MOVED, MESSAGE_SCHEMA_VERSION};
-use modelcast::config::kafka::KafkaConfig;
+use modelcast::bus::Bus;
 use modelcast::store::Store;
 use serde_json::Value;
 
 use crate::util::bed::{bed, S3Server, Wired};
-use crate::util::fixtures::wine_records;
+use crate::util::fixtures::{alias_move, wine_records};
 use crate::util::kafka::{enqueue, produce, producer, read_topic};
 use crate::util::logs::events;
 use crate::util::*;
@@ -653,37 +652,19 @@ fn follow_mode_swaps_when_the_alias_moves_back() {
 
 // ---- the alias log contract: one body, every backend ----
 
-fn a_move(id: &str, version: &str, previous: Option<&str>) -> AliasMove {
-    AliasMove {
-        schema_version: MESSAGE_SCHEMA_VERSION,
-        kind: ALIAS_MOVED.into(),
-        id: id.into(),
-        model_name: "m".into(),
-        alias: "champion".into(),
-        version: version.into(),
-        key: format!("m/2026-01-01/{version}.json"),
-        sha256: "ab".repeat(32),
-        input_schema_digest: "sha256:x".into(),
-        previous_version: previous.map(str::to_string),
-        action: MoveAction::Promote,
-        reason: "contract".into(),
-        actor: "tester@host".into(),
-        at: chrono::Utc::now(),
-    }
-}
-
 /// The contract every alias log keeps: what one writer appends every reader folds the same way;
 /// a move from a stale state does not apply; of concurrent moves from one state exactly one
 /// applies, and each writer learns its own fate (applied, not applied, or a conflict error).
 async fn alias_log_contract(log: &AliasLog<'_>, other_reader: &AliasLog<'_>) {
     assert!(log.book().await.unwrap().is_empty());
-    let (e, _) = log.append(a_move("a", "v1", None)).await.unwrap();
+    let (e, _) = log.append(alias_move("a", "v1", None)).await.unwrap();
     assert!(e.applied);
     assert_eq!(other_reader.book().await.unwrap().current("m", "champion").unwrap().version, "v1");
-    let (stale, _) = log.append(a_move("stale", "v9", None)).await.unwrap();
+    let (stale, _) = log.append(alias_move("stale", "v9", None)).await.unwrap();
     assert!(!stale.applied && stale.conflict.is_some(), "{stale:?}");
     // four writers at once, all from the state champion = v1
-    let results = join_all((0..4).map(|i| log.append(a_move(&format!("race{i}"), &format!("r{i}"), Some("v1"))))).await;
+    let results =
+        join_all((0..4).map(|i| log.append(alias_move(&format!("race{i}"), &format!("r{i}"), Some("v1"))))).await;
     let book = other_reader.book().await.unwrap();
     let applied: Vec<usize> = (0..4).filter(|i| book.find(&format!("race{i}")).is_some_and(|e| e.applied)).collect();
     assert_eq!(applied.len(), 1, "exactly one of the concurrent moves applies: {results:?}");
@@ -721,20 +702,9 @@ async fn store_objects_keep_the_alias_log_contract() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_kafka_train_topic_keeps_the_alias_log_contract() {
     let Some(bed) = bed() else { return };
-    let id = unique("aliaslog");
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("kafka.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "bootstrap.servers: {}\nmodelcast:\n  topics: {{train: {id}-train, app_messages: {id}-app, input: {id}-in, \
-             dead_letter: {id}-dead, shadow: {id}-shadow}}\n  partitions: 1\n  timeout_ms: 60000\n",
-            bed.bootstrap
-        ),
-    )
-    .unwrap();
-    let cfg = || KafkaConfig::load_with(&path, &|_| None).unwrap();
-    let (a, b) = (Bus::kafka(cfg()).unwrap(), Bus::kafka(cfg()).unwrap());
+    let cfg = bed.kafka_config(dir.path(), &unique("aliaslog"));
+    let (a, b) = (Bus::kafka(cfg.clone()).unwrap(), Bus::kafka(cfg).unwrap());
     a.as_kafka().unwrap().create_topics(None).await.unwrap();
     alias_log_contract(&AliasLog::Bus(&a), &AliasLog::Bus(&b)).await;
 }

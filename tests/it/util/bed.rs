@@ -149,6 +149,24 @@ pub fn bed() -> Option<Bed> {
     Some(Bed { bootstrap, garage, s3s, sasl })
 }
 
+impl Bed {
+    /// A Kafka config for a Rust-level contract test: topics `ID-train`, `ID-app`, ... on the plain
+    /// broker (1 partition each), written into `dir`.
+    pub fn kafka_config(&self, dir: &std::path::Path, id: &str) -> modelcast::config::kafka::KafkaConfig {
+        let path = dir.join("kafka.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "bootstrap.servers: {}\nmodelcast:\n  topics: {{train: {id}-train, app_messages: {id}-app, input: {id}-in, \
+                 dead_letter: {id}-dead, shadow: {id}-shadow}}\n  partitions: 1\n  timeout_ms: 60000\n",
+                self.bootstrap
+            ),
+        )
+        .unwrap();
+        modelcast::config::kafka::KafkaConfig::load_with(&path, &|_| None).unwrap()
+    }
+}
+
 /// Topic names of one test.
 pub struct Topics {
     pub train: String,

@@ -26,3 +26,23 @@ pub fn wine_record(i: usize) -> Vec<u8> {
 pub fn wine_records(n: usize) -> Vec<(String, Vec<u8>)> {
     (0..n).map(|i| (format!("k{i}"), wine_record(i))).collect()
 }
+
+/// An alias move of `champion` of model `m` to `version` (the artifact need not exist).
+pub fn alias_move(id: &str, version: &str, previous: Option<&str>) -> modelcast::bus::AliasMove {
+    modelcast::bus::AliasMove {
+        schema_version: modelcast::bus::MESSAGE_SCHEMA_VERSION,
+        kind: modelcast::bus::ALIAS_MOVED.into(),
+        id: id.into(),
+        model_name: "m".into(),
+        alias: "champion".into(),
+        version: version.into(),
+        key: format!("m/2026-01-01/{version}.json"),
+        sha256: "ab".repeat(32),
+        input_schema_digest: "sha256:x".into(),
+        previous_version: previous.map(str::to_string),
+        action: modelcast::bus::MoveAction::Promote,
+        reason: "test".into(),
+        actor: "tester@host".into(),
+        at: chrono::Utc::now(),
+    }
+}
