@@ -203,14 +203,9 @@ pub struct TrainArgs {
     pub loc: Locations,
 }
 
-/// `modelcast promote`.
+/// What `promote` and `rollback` share: which alias, why, the output, the store and bus.
 #[derive(Debug, Args)]
-pub struct PromoteArgs {
-    /// Model name.
-    pub model_name: String,
-    /// Version id (as printed by `train` and `models`).
-    #[arg(value_name = "VERSION")]
-    pub model_version: String,
+pub struct MoveArgs {
     /// The alias to move [default: champion].
     #[arg(long)]
     pub alias: Option<String>,
@@ -225,26 +220,30 @@ pub struct PromoteArgs {
     pub loc: Locations,
 }
 
+/// `modelcast promote`.
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// Model name.
+    pub model_name: String,
+    /// Version id (as printed by `train` and `models`).
+    #[arg(value_name = "VERSION")]
+    pub model_version: String,
+    /// Alias, reason, output, store and bus.
+    #[command(flatten)]
+    pub common: MoveArgs,
+}
+
 /// `modelcast rollback`.
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// Model name.
     pub model_name: String,
-    /// The alias to move [default: champion].
-    #[arg(long)]
-    pub alias: Option<String>,
     /// Go back to this version [default: the one the alias held before its current one].
     #[arg(long)]
     pub to: Option<String>,
-    /// Why (recorded with the move).
-    #[arg(long)]
-    pub reason: Option<String>,
-    /// Print the move as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-    /// Store and bus.
+    /// Alias, reason, output, store and bus.
     #[command(flatten)]
-    pub loc: Locations,
+    pub common: MoveArgs,
 }
 
 /// `modelcast history`.

@@ -184,24 +184,10 @@ impl Settings {
             Command::Models(a) => {
                 Settings::Models { loc: locations(a.loc)?, name: a.model.or(a.model_name), json: a.json }
             }
-            Command::Promote(a) => Settings::Move(MoveSettings {
-                alias: alias_or_default(a.alias)?,
-                loc: locations(a.loc)?,
-                name: a.model_name,
-                version: Some(a.model_version),
-                action: MoveAction::Promote,
-                reason: a.reason,
-                json: a.json,
-            }),
-            Command::Rollback(a) => Settings::Move(MoveSettings {
-                alias: alias_or_default(a.alias)?,
-                loc: locations(a.loc)?,
-                name: a.model_name,
-                version: a.to,
-                action: MoveAction::Rollback,
-                reason: a.reason,
-                json: a.json,
-            }),
+            Command::Promote(a) => {
+                Settings::Move(move_settings(a.model_name, Some(a.model_version), MoveAction::Promote, a.common)?)
+            }
+            Command::Rollback(a) => Settings::Move(move_settings(a.model_name, a.to, MoveAction::Rollback, a.common)?),
             Command::History(a) => {
                 if let Some(al) = &a.alias {
                     check_alias(al).map_err(|e| usage("--alias", &e.to_string()))?;
@@ -217,6 +203,18 @@ impl Settings {
             },
         })
     }
+}
+
+fn move_settings(name: String, version: Option<String>, action: MoveAction, m: cli::MoveArgs) -> Result<MoveSettings> {
+    Ok(MoveSettings {
+        alias: alias_or_default(m.alias)?,
+        loc: locations(m.loc)?,
+        name,
+        version,
+        action,
+        reason: m.reason,
+        json: m.json,
+    })
 }
 
 fn alias_or_default(a: Option<String>) -> Result<String> {
