@@ -17,6 +17,7 @@
 #   MODELCAST_SERVICES_TIMEOUT  seconds to wait for each server (default: 60)
 #   MODELCAST_SERVICES_RUST_LOG RUST_LOG for the servers (default: unset)
 #   MODELCAST_SASL=0            do not start the SASL_SSL broker
+#   MODELCAST_CHROMIUM=0        do not install Chromium (the report test skips)
 #
 # Besides the plain broker, the test bed runs a second tansu that requires
 # SASL (SCRAM-SHA-256/512 users) behind a TLS terminator (socat, with a
@@ -36,6 +37,7 @@ MODELCAST_CACHE="${MODELCAST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelcast}"
 READY_TIMEOUT="${MODELCAST_SERVICES_TIMEOUT:-60}"
 WITH_S3S_FS="${MODELCAST_S3S_FS:-1}"
 WITH_SASL="${MODELCAST_SASL:-1}"
+WITH_CHROMIUM="${MODELCAST_CHROMIUM:-1}"
 
 log() { printf 'services: %s\n' "$*" >&2; }
 die() {
@@ -119,6 +121,21 @@ install_one() {
 	return "$status"
 }
 
+# apt_install COMMAND PACKAGE WHY: install a Debian package when COMMAND is
+# missing (as root), else say in one line how to.
+apt_install() {
+	local cmd=$1 pkg=$2 why=$3
+	command -v "$cmd" >/dev/null && return 0
+	if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+		log "$pkg: installing the Debian package (for $why)"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null 2>&1 ||
+			(apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null 2>&1) ||
+			log "warning: could not install $pkg; $why need it (apt-get install $pkg)"
+	else
+		log "warning: $cmd is missing; $why need it: sudo apt-get install $pkg"
+	fi
+}
+
 cmd_install() {
 	command -v cargo >/dev/null || die "cargo is needed to install the servers"
 	command -v flock >/dev/null || die "flock (util-linux) is needed to install the servers"
@@ -129,16 +146,13 @@ cmd_install() {
 		die "could not install tansu $TANSU_VERSION"
 	install_one garage "$GARAGE_VERSION" ||
 		die "could not install garage $GARAGE_VERSION"
-	if [[ $WITH_SASL != 0 ]] && ! command -v socat >/dev/null; then
-		# socat terminates TLS in front of tansu (whose own TLS cannot be enabled in 0.6.0)
-		if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-			log "socat: installing the Debian package (for the SASL_SSL broker)"
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat >/dev/null 2>&1 ||
-				(apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat >/dev/null 2>&1) ||
-				log "warning: could not install socat; the SASL_SSL tests need it (apt-get install socat)"
-		else
-			log "warning: socat is missing; the SASL_SSL tests need it: sudo apt-get install socat"
-		fi
+	# socat terminates TLS in front of tansu (whose own TLS cannot be enabled in 0.6.0)
+	if [[ $WITH_SASL != 0 ]]; then
+		apt_install socat socat "the SASL_SSL tests"
+	fi
+	# headless Chromium renders the training report in its test
+	if [[ $WITH_CHROMIUM != 0 ]]; then
+		apt_install chromium chromium "the training report's rendering test"
 	fi
 	if [[ $WITH_S3S_FS == 0 ]]; then
 		log "s3s-fs: skipped (MODELCAST_S3S_FS=0)"
@@ -415,6 +429,11 @@ cmd_start() {
 				MODELCAST_TEST_SASL_CA "$dir/tls/ca.pem" \
 				MODELCAST_TEST_SASL_USER "$SASL_USER" \
 				MODELCAST_TEST_SASL_PASSWORD "$SASL_PASSWORD"
+		fi
+		if [[ $WITH_CHROMIUM == 0 ]]; then
+			printf 'export MODELCAST_CHROMIUM=0\n'
+		elif command -v chromium >/dev/null; then
+			printf 'export %s=%q\n' MODELCAST_TEST_CHROMIUM "$(command -v chromium)"
 		fi
 	} >"$dir/env.sh"
 	log "test bed up: source $dir/env.sh"

@@ -80,6 +80,12 @@ pub enum Command {
         after_help = "Examples:\n  modelcast history wine-quality\n  modelcast history wine-quality --alias champion --json"
     )]
     History(HistoryArgs),
+    /// Fetch a model version's training report (SVG): predicted against actual, residuals,
+    /// standardised coefficients, held-out error against the baseline.
+    #[command(
+        after_help = "Examples:\n  modelcast report wine-quality                  # newest version, written to ./wine-quality-<version>.report.svg\n  modelcast report wine-quality champion -o champion.svg\n  modelcast report wine-quality 20261121T101500123Z-1a2b3c4d -o - | rsvg-convert > report.png\n\nVERSION is a version id or an alias (champion); without it, the newest version."
+    )]
+    Report(ReportArgs),
     /// Preflight: brokers, credentials, topics, store and a model, as a checklist (exit 0 only
     /// if all pass).
     #[command(
@@ -356,6 +362,22 @@ pub struct ModelsArgs {
     #[arg(long)]
     pub json: bool,
     /// Store and bus.
+    #[command(flatten)]
+    pub loc: Locations,
+}
+
+/// `modelcast report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Model name.
+    pub model_name: String,
+    /// Version id or alias [default: the newest version].
+    #[arg(value_name = "VERSION")]
+    pub model_version: Option<String>,
+    /// Where to write the SVG (`-` for stdout) [default: ./MODEL-VERSION.report.svg].
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<String>,
+    /// Store and bus (the bus holds the aliases).
     #[command(flatten)]
     pub loc: Locations,
 }

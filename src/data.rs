@@ -151,6 +151,16 @@ pub fn parse_number(cell: &str, tokens: &[String]) -> std::result::Result<Option
 /// Errors name the file and line: a missing column, a short row, a non-numeric value in a
 /// numeric column, a missing target.
 pub fn load_csv(paths: &[impl AsRef<Path>], spec: &ColumnSpec<'_>) -> Result<(Table, Vec<FileInfo>)> {
+    load_csv_observed(paths, spec, &|_| {})
+}
+
+/// [`load_csv`], calling `on_read` with the number of (compressed) bytes of each read from the
+/// files, for a progress bar.
+pub fn load_csv_observed(
+    paths: &[impl AsRef<Path>],
+    spec: &ColumnSpec<'_>,
+    on_read: &dyn Fn(u64),
+) -> Result<(Table, Vec<FileInfo>)> {
     let mut table = Table {
         numeric: vec![Vec::new(); spec.numeric.len()],
         categorical: vec![CategoricalColumn::default(); spec.categorical.len()],
@@ -160,7 +170,8 @@ pub fn load_csv(paths: &[impl AsRef<Path>], spec: &ColumnSpec<'_>) -> Result<(Ta
     for path in paths {
         let path = path.as_ref();
         let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
-        let hashing = HashingReader { inner: std::io::BufReader::with_capacity(1 << 16, file), hasher: Sha256::new() };
+        let hashing =
+            HashingReader { inner: std::io::BufReader::with_capacity(1 << 16, file), hasher: Sha256::new(), on_read };
         let rows = if path.extension().is_some_and(|e| e == "gz") {
             let mut gz = flate2::read::GzDecoder::new(hashing);
             let rows = load_one(path, &mut gz, spec, &mut table)?;
@@ -179,21 +190,23 @@ pub fn load_csv(paths: &[impl AsRef<Path>], spec: &ColumnSpec<'_>) -> Result<(Ta
 }
 
 /// Reads through and hashes every byte, so a file is read once for both parsing and provenance.
-struct HashingReader<R> {
+struct HashingReader<'a, R> {
     inner: R,
     hasher: Sha256,
+    on_read: &'a dyn Fn(u64),
 }
 
-impl<R: Read> Read for HashingReader<R> {
+impl<R: Read> Read for HashingReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
+        (self.on_read)(n as u64);
         Ok(n)
     }
 }
 
 /// Drain what the parser did not read (a gzip trailer), then record the file's sha256.
-fn finish_hash<R: Read>(mut r: HashingReader<R>, path: &Path, rows: u64, infos: &mut Vec<FileInfo>) -> Result<u64> {
+fn finish_hash<R: Read>(mut r: HashingReader<'_, R>, path: &Path, rows: u64, infos: &mut Vec<FileInfo>) -> Result<u64> {
     std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| Error::io("read", path, e))?;
     let sha256 = r.hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
     infos.push(FileInfo { path: path.display().to_string(), sha256, rows });

@@ -1,6 +1,6 @@
 //! modelcast: train regression models and serve them from Kafka.
 //!
-//! * The pure core: [`data`], [`features`], [`model`], [`artifact`], [`record`], [`lifecycle`]
+//! * The pure core: [`data`], [`features`], [`model`], [`artifact`], [`record`], [`lifecycle`], [`report`] (the training report's SVG)
 //!   (aliases folded from their log, the promotion gate) (no I/O).
 //! * The edges, chosen by URL scheme and config: [`store`] (file://, s3://) and [`bus`] (local
 //!   logs or Kafka; [`bus::kafka`] is the only place that names the Kafka client library), and
@@ -27,6 +27,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod predict;
 pub mod record;
+pub mod report;
 pub mod settings;
 pub mod store;
 

@@ -82,15 +82,20 @@ impl LinearFit {
         x.dot(&ArrayView1::from(&self.coefficients)) + self.intercept
     }
 
-    /// Metrics of this model on a design, and of a constant `baseline` prediction.
-    pub fn evaluate(&self, d: &dyn Design, baseline: f64) -> Result<(Metrics, Metrics)> {
+    /// The targets and this model's predictions of every row of a design, in order.
+    pub fn predictions(&self, d: &dyn Design) -> Result<(Array1<f64>, Array1<f64>)> {
         let (mut truth, mut pred) = (Vec::with_capacity(d.rows()), Vec::with_capacity(d.rows()));
         d.for_each_chunk(&mut |x, y| {
             truth.extend(y.iter().copied());
             pred.extend(self.predict(x));
             Ok(())
         })?;
-        let (truth, pred) = (Array1::from(truth), Array1::from(pred));
+        Ok((Array1::from(truth), Array1::from(pred)))
+    }
+
+    /// Metrics of this model on a design, and of a constant `baseline` prediction.
+    pub fn evaluate(&self, d: &dyn Design, baseline: f64) -> Result<(Metrics, Metrics)> {
+        let (truth, pred) = self.predictions(d)?;
         let base = Array1::from_elem(truth.len(), baseline);
         Ok((Metrics::compute(truth.view(), pred.view()), Metrics::compute(truth.view(), base.view())))
     }

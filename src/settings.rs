@@ -63,6 +63,17 @@ pub enum Settings {
         /// JSON lines on stdout.
         json: bool,
     },
+    /// `report`.
+    Report {
+        /// Store and bus.
+        loc: Locations,
+        /// The model.
+        name: String,
+        /// A version id or an alias; the newest version when absent.
+        version: Option<String>,
+        /// Output file, `-` for stdout; `./MODEL-VERSION.report.svg` when absent.
+        output: Option<String>,
+    },
     /// `completions`.
     Completions(cli::Shell),
     /// `man`.
@@ -194,6 +205,12 @@ impl Settings {
                 }
                 Settings::History { loc: locations(a.loc)?, name: a.model_name, alias: a.alias, json: a.json }
             }
+            Command::Report(a) => Settings::Report {
+                loc: locations(a.loc)?,
+                name: a.model_name,
+                version: a.model_version,
+                output: a.output,
+            },
             Command::Completions { shell } => Settings::Completions(shell),
             Command::Man => Settings::Man,
             Command::Check(a) => Settings::Check { loc: locations(a.loc)? },

@@ -8,6 +8,7 @@ pub mod history;
 pub mod models;
 pub mod predict;
 pub mod promote;
+pub mod report;
 pub mod topics;
 pub mod train;
 
@@ -38,6 +39,9 @@ pub async fn run(settings: Settings) -> Result<Outcome> {
         Settings::History { loc, name, alias, json } => history::show(loc, &name, alias.as_deref(), json).await,
         Settings::Config { params_path, loc } => config::show(&params_path, &loc),
         Settings::Check { loc } => check::run(loc).await,
+        Settings::Report { loc, name, version, output } => {
+            report::fetch(loc, &name, version.as_deref(), output.as_deref()).await
+        }
         Settings::Completions(shell) => docs::completions(shell),
         Settings::Man => docs::man(),
     }

@@ -21,8 +21,10 @@ use crate::error::{Error, Result};
 use crate::features::{Preprocessing, TableDesign};
 use crate::lifecycle::{Decision, GateMetric};
 use crate::model::{self, Metrics};
+use crate::report::ReportData;
 use crate::settings::TrainSettings;
 use crate::store::Store;
+use ndarray::Array1;
 
 /// Run `train`: fit, store, announce, (with a promotion) gate and move the alias, print the URI
 /// (or the JSON report) on stdout and the metrics table on stderr. A refused promotion is
@@ -216,6 +218,8 @@ pub struct TrainReport {
     pub version: String,
     /// Artifact URI.
     pub uri: String,
+    /// The training report (SVG) beside the artifact.
+    pub report_uri: String,
     /// Artifact sha256.
     pub sha256: String,
     /// Estimator kind.
@@ -235,15 +239,39 @@ pub struct TrainReport {
 
 /// Everything up to (not including) the store: a fitted, evaluated artifact. Pure CPU work.
 pub fn fit_artifact(params: &Params) -> Result<Artifact> {
-    fit_artifact_with(params, &|_| {})
+    fit(params, &()).map(|f| f.artifact)
 }
 
-/// [`fit_artifact`], telling `stage` when each long step starts.
-pub fn fit_artifact_with(params: &Params, stage: &(dyn Fn(&'static str) + Sync)) -> Result<Artifact> {
-    stage("reading the training data");
+/// A fitted, evaluated model and what its report shows.
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    /// The artifact, ready to store.
+    pub artifact: Artifact,
+    /// The training report's data (held-out points, standardised coefficients).
+    pub report: ReportData,
+}
+
+/// Told about the long steps of training, for a progress bar.
+pub trait Observer: Sync {
+    /// A step starts; `total_bytes` when its size is known.
+    fn stage(&self, what: &str, total_bytes: Option<u64>);
+    /// `bytes` more of the current step are done.
+    fn advance(&self, bytes: u64);
+}
+
+/// Nobody watching.
+impl Observer for () {
+    fn stage(&self, _: &str, _: Option<u64>) {}
+    fn advance(&self, _: u64) {}
+}
+
+/// [`fit_artifact`] with the report's data, telling `obs` about each long step.
+pub fn fit(params: &Params, obs: &dyn Observer) -> Result<Fitted> {
+    let size = params.train_files().iter().map(|p| std::fs::metadata(p).map(|m| m.len()).ok()).sum::<Option<u64>>();
+    obs.stage("reading the training data", size);
     let t0 = Instant::now();
     let spec = ColumnSpec::of(params);
-    let (table, mut files) = data::load_csv(params.train_files(), &spec)?;
+    let (table, mut files) = data::load_csv_observed(params.train_files(), &spec, &|n| obs.advance(n))?;
     tracing::info!(
         rows = table.len(),
         files = files.len(),
@@ -267,7 +295,7 @@ pub fn fit_artifact_with(params: &Params, stage: &(dyn Fn(&'static str) + Sync))
             (tr, te, &table)
         }
     };
-    stage("fitting");
+    obs.stage("fitting", None);
     let t1 = Instant::now();
     let prep = Preprocessing::fit(params, &table, &train_rows)?;
     let train = TableDesign { prep: &prep, table: &table, rows: &train_rows };
@@ -282,7 +310,10 @@ pub fn fit_artifact_with(params: &Params, stage: &(dyn Fn(&'static str) + Sync))
     );
     let train_mean = train_rows.iter().map(|&i| table.target[i]).sum::<f64>() / train_rows.len().max(1) as f64;
     let (train_metrics, _) = fit.evaluate(&train, train_mean)?;
-    let (model_metrics, baseline) = fit.evaluate(&test, train_mean)?;
+    let (truth, predicted) = fit.predictions(&test)?;
+    let model_metrics = Metrics::compute(truth.view(), predicted.view());
+    let baseline = Metrics::compute(truth.view(), Array1::from_elem(truth.len(), train_mean).view());
+    let sd = crate::report::column_sd(&train)?;
     let created_at = chrono::Utc::now();
     let salt: String = files.iter().map(|f| f.sha256.as_str()).collect();
     let artifact = Artifact {
@@ -300,39 +331,50 @@ pub fn fit_artifact_with(params: &Params, stage: &(dyn Fn(&'static str) + Sync))
         training_data: TrainingData { files, train_rows: train_rows.len(), test_rows: test_rows.len() },
     };
     artifact.check("(new model)")?;
-    Ok(artifact)
+    let report = ReportData::new(&artifact, truth.as_slice().unwrap_or(&[]), predicted.as_slice().unwrap_or(&[]), &sd);
+    Ok(Fitted { artifact, report })
 }
 
-/// Fit (on a blocking thread), store the artifact, then announce it.
+/// Fit (on a blocking thread), store the report and the artifact, then announce it.
 pub async fn publish(params: &Params, store: &Store, bus: &Bus) -> Result<(TrainReport, Artifact)> {
     let p = params.clone();
     let progress = Progress::start();
-    let stage = progress.clone();
-    let mut artifact = tokio::task::spawn_blocking(move || fit_artifact_with(&p, &move |s| stage.stage(s)))
+    let obs = progress.clone();
+    let Fitted { mut artifact, mut report } = tokio::task::spawn_blocking(move || fit(&p, &obs))
         .await
         .map_err(|e| Error::Model(format!("training task failed: {e}")))??;
-    progress.stage("uploading the model");
     // Keys are unique by construction; on the astronomically unlikely clash, take a new version.
+    // The report goes first: an artifact in the store always has its report beside it.
     let mut attempts = 0;
-    let (bytes, key) = loop {
+    let (bytes, key, report_key) = loop {
         let bytes = artifact.encode()?;
         let key = artifact.key();
+        let report_key = crate::report::key_of(&key);
+        let svg = crate::report::render(&report);
+        let size = indicatif::HumanBytes((svg.len() + bytes.len()) as u64);
+        progress.stage(&format!("uploading the report and the model ({size})"), None);
         let t = Instant::now();
-        match store.put_if_absent(&key, &bytes).await {
+        let stored = match store.put_if_absent(&report_key, svg.as_bytes()).await {
+            Ok(()) => store.put_if_absent(&key, &bytes).await,
+            Err(e) => Err(e),
+        };
+        match stored {
             Ok(()) => {
-                tracing::info!(uri = %store.uri_of(&key), bytes = bytes.len(), elapsed_ms = t.elapsed().as_millis() as u64, "stored model");
-                break (bytes, key);
+                tracing::info!(uri = %store.uri_of(&key), bytes = bytes.len(), report_bytes = svg.len(),
+                    elapsed_ms = t.elapsed().as_millis() as u64, "stored model and report");
+                break (bytes, key, report_key);
             }
             Err(Error::AlreadyExists { .. }) if attempts < 3 => {
                 attempts += 1;
                 artifact.version = crate::artifact::new_version(artifact.created_at, key.as_bytes());
+                report.version = artifact.version.clone();
             }
             Err(e) => return Err(e),
         }
     };
     let uri = store.uri_of(&key);
     let ann = Announcement::of(&artifact, uri.clone(), &bytes);
-    progress.stage("announcing");
+    progress.stage("announcing", None);
     let announced_to = bus.announce(&ann).await?;
     progress.finish();
     tracing::info!(version = %artifact.version, to = %announced_to, "announced model");
@@ -340,6 +382,7 @@ pub async fn publish(params: &Params, store: &Store, bus: &Bus) -> Result<(Train
         model_name: artifact.model_name.clone(),
         version: artifact.version.clone(),
         uri,
+        report_uri: store.uri_of(&report_key),
         sha256: ann.sha256,
         kind: artifact.estimator.kind.clone(),
         metrics: artifact.metrics.clone(),
@@ -351,8 +394,9 @@ pub async fn publish(params: &Params, store: &Store, bus: &Bus) -> Result<(Train
     Ok((report, artifact))
 }
 
-/// A spinner naming the current step, on stderr only when it is a terminal (never in cron, CI
-/// or a pipe, where the log lines say the same).
+/// Progress on stderr only when it is a terminal (never in cron, CI or a pipe, where the log
+/// lines say the same): a byte bar while reading the training data, a spinner naming the step
+/// otherwise.
 #[derive(Clone)]
 struct Progress(Option<indicatif::ProgressBar>);
 
@@ -362,23 +406,46 @@ impl Progress {
             return Progress(None);
         }
         let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
+        bar.set_style(spinner_style());
         bar.enable_steady_tick(std::time::Duration::from_millis(100));
         Progress(Some(bar))
-    }
-
-    fn stage(&self, what: &'static str) {
-        if let Some(b) = &self.0 {
-            b.set_message(what);
-        }
     }
 
     fn finish(&self) {
         if let Some(b) = &self.0 {
             b.finish_and_clear();
+        }
+    }
+}
+
+fn spinner_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner())
+}
+
+impl Observer for Progress {
+    fn stage(&self, what: &str, total_bytes: Option<u64>) {
+        let Some(b) = &self.0 else { return };
+        match total_bytes {
+            Some(total) => {
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{msg} [{wide_bar}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
+                    )
+                    .map(|s| s.progress_chars("=> "))
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                b.set_length(total);
+                b.set_position(0);
+            }
+            None => b.set_style(spinner_style()),
+        }
+        b.set_message(what.to_string());
+    }
+
+    fn advance(&self, bytes: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(bytes);
         }
     }
 }
@@ -394,7 +461,7 @@ pub fn metrics_table(r: &TrainReport) -> String {
     s.push_str(&format!("{:<10} {:>9} {:>9} {:>9}\n", "", "R²", "RMSE", "MAE"));
     s.push_str(&row("model", &m.model));
     s.push_str(&row("baseline", &m.baseline));
-    s.push_str(&format!("stored at {}\n", r.uri));
+    s.push_str(&format!("stored at {}\nreport at {}\n", r.uri, r.report_uri));
     if let Some(p) = &r.promotion {
         let on_rows = |x: &Option<Scored>| {
             x.as_ref().and_then(|x| x.metrics).map_or_else(|| "-".to_string(), |m| format!("{:.4}", m.rmse))

@@ -193,7 +193,7 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(&full)
             .if_none_match("*")
-            .content_type("application/json")
+            .content_type(content_type(key))
             .body(ByteStream::from(bytes.to_vec()))
             .send()
             .await
@@ -279,6 +279,17 @@ impl S3Store {
             }
         }
         Ok(out)
+    }
+}
+
+/// The `Content-Type` of a key: SVG reports open in a browser straight from the bucket.
+fn content_type(key: &str) -> &'static str {
+    if key.ends_with(".svg") {
+        "image/svg+xml"
+    } else if key.ends_with(".json") {
+        "application/json"
+    } else {
+        "application/octet-stream"
     }
 }
 

@@ -8,6 +8,7 @@ mod cli;
 mod lifecycle;
 mod parity;
 mod reliability;
+mod report;
 mod sasl;
 mod services;
 mod store_contract;

@@ -1,0 +1,581 @@
+//! The training report: one self-contained SVG that a person looks at instead of reading JSON.
+//! Four panels: predicted against actual, residuals against predicted, the coefficients
+//! (standardised: the change in the target for one standard deviation of the feature, largest
+//! first) and the held-out metrics against the mean-of-target baseline.
+//!
+//! Pure: [`ReportData::new`] summarises a fit, [`render`] draws it. `train` stores the result
+//! beside the artifact as `<version>.report.svg`; `modelcast report` fetches it.
+//!
+//! No chart crate: the few that write SVG need a font stack to place text (plotters' `ttf` or
+//! `ab_glyph`), which is more compile time than the hundred lines of geometry below.
+
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::{Artifact, Evaluation};
+use crate::model::{ChunkFn, Design};
+
+/// Held-out points drawn at most (evenly strided over the held-out rows, so the picture does not
+/// depend on anything but the data); a million-row hold-out would make a 100 MB picture.
+pub const MAX_POINTS: usize = 2000;
+
+/// Coefficients drawn at most (the largest by magnitude; the rest are counted).
+pub const MAX_COEFFICIENTS: usize = 20;
+
+/// Store key of a model version's report: `<name>/<YYYY-MM-DD>/<version>.report.svg`, beside
+/// its artifact.
+pub fn key_of(artifact_key: &str) -> String {
+    format!("{}.report.svg", artifact_key.strip_suffix(".json").unwrap_or(artifact_key))
+}
+
+/// What the report shows, summarised from a fit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportData {
+    /// Model name.
+    pub model_name: String,
+    /// Version id.
+    pub version: String,
+    /// Estimator kind.
+    pub kind: String,
+    /// Target column.
+    pub target: String,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+    /// Rows fitted.
+    pub train_rows: usize,
+    /// Rows held out.
+    pub test_rows: usize,
+    /// `(actual, predicted)` of at most [`MAX_POINTS`] held-out rows.
+    pub points: Vec<(f64, f64)>,
+    /// `(feature, coefficient × the feature's standard deviation on the training rows)`, largest
+    /// magnitude first (ties by name).
+    pub coefficients: Vec<(String, f64)>,
+    /// Held-out and training metrics, and the baseline's.
+    pub metrics: Evaluation,
+}
+
+impl ReportData {
+    /// Summarise `artifact`, its held-out `truth` and `predicted` values (same order) and the
+    /// standard deviation of each design column on the training rows (see [`column_sd`]).
+    pub fn new(artifact: &Artifact, truth: &[f64], predicted: &[f64], sd: &[f64]) -> ReportData {
+        let n = truth.len().min(predicted.len());
+        let stride = n.div_ceil(MAX_POINTS).max(1);
+        let points = (0..n).step_by(stride).map(|i| (truth[i], predicted[i])).collect();
+        let fit = &artifact.estimator.fit;
+        let mut coefficients: Vec<(String, f64)> = artifact
+            .estimator
+            .feature_names
+            .iter()
+            .zip(&fit.coefficients)
+            .zip(sd.iter().chain(std::iter::repeat(&1.0)))
+            .map(|((name, c), s)| (name.clone(), c * s))
+            .collect();
+        coefficients.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then_with(|| a.0.cmp(&b.0)));
+        ReportData {
+            model_name: artifact.model_name.clone(),
+            version: artifact.version.clone(),
+            kind: artifact.estimator.kind.clone(),
+            target: artifact.input_schema.target.clone(),
+            created_at: artifact.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            train_rows: artifact.training_data.train_rows,
+            test_rows: artifact.training_data.test_rows,
+            points,
+            coefficients,
+            metrics: artifact.metrics.clone(),
+        }
+    }
+}
+
+/// Population standard deviation of every column of a design, in one pass (chunk statistics
+/// merged with Chan's formula, so a constant column gives exactly 0).
+pub fn column_sd(d: &dyn Design) -> crate::error::Result<Vec<f64>> {
+    let p = d.width();
+    let (mut n, mut mean, mut m2) = (0usize, vec![0.0; p], vec![0.0; p]);
+    let f: &mut ChunkFn<'_> = &mut |x, _y| {
+        let k = x.nrows();
+        if k == 0 {
+            return Ok(());
+        }
+        for (j, col) in x.columns().into_iter().enumerate() {
+            let cm = col.sum() / k as f64;
+            let cm2: f64 = col.iter().map(|v| (v - cm) * (v - cm)).sum();
+            let delta = cm - mean[j];
+            let total = (n + k) as f64;
+            mean[j] += delta * k as f64 / total;
+            m2[j] += cm2 + delta * delta * n as f64 * k as f64 / total;
+        }
+        n += k;
+        Ok(())
+    };
+    d.for_each_chunk(f)?;
+    Ok(m2.into_iter().map(|s| (s / n.max(1) as f64).sqrt()).collect())
+}
+
+const WIDTH: f64 = 1200.0;
+const HEIGHT: f64 = 960.0;
+const PANEL_W: f64 = 560.0;
+const PANEL_H: f64 = 400.0;
+const INK: &str = "#1f2933";
+const GRID: &str = "#e4e7eb";
+const MODEL: &str = "#1c64f2";
+const BASELINE: &str = "#9aa5b1";
+const NEGATIVE: &str = "#e02424";
+
+/// Draw the report as a standalone SVG document. Each panel is a `<g class="plot">` with an id
+/// (`predicted-vs-actual`, `residuals`, `coefficients`, `metrics`), a `rect.frame` for its
+/// plotting area and its data drawn as `.mark` elements inside that area.
+pub fn render(r: &ReportData) -> String {
+    let mut s = String::with_capacity(64 * 1024 + r.points.len() * 160);
+    let _ = write!(
+        s,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12" fill="{INK}">
+<title>{name} {version}: training report</title>
+<rect width="100%" height="100%" fill="#ffffff"/>
+<text x="40" y="38" font-size="20" font-weight="bold">{name} · {version}</text>
+<text x="40" y="62" font-size="13">{kind} on {train} rows, evaluated on {test} held-out rows · target {target} · created {created}</text>
+"##,
+        name = esc(&r.model_name),
+        version = esc(&r.version),
+        kind = esc(&r.kind),
+        train = r.train_rows,
+        test = r.test_rows,
+        target = esc(&r.target),
+        created = esc(&r.created_at),
+    );
+    predicted_vs_actual(&mut s, r, 40.0, 90.0);
+    residuals(&mut s, r, 620.0, 90.0);
+    coefficients(&mut s, r, 40.0, 530.0);
+    metrics(&mut s, r, 620.0, 530.0);
+    s.push_str("</svg>\n");
+    s
+}
+
+/// A plotting area with its data ranges.
+struct Frame {
+    x: f64,
+    y: f64,
+    w: f64,
+    h: f64,
+    xr: (f64, f64),
+    yr: (f64, f64),
+}
+
+impl Frame {
+    /// The plotting area of a panel at `(x, y)`, leaving room for the title and the axes.
+    fn of_panel(x: f64, y: f64, xr: (f64, f64), yr: (f64, f64)) -> Frame {
+        Frame { x: x + 60.0, y: y + 30.0, w: PANEL_W - 80.0, h: PANEL_H - 80.0, xr, yr }
+    }
+
+    fn px(&self, v: f64) -> f64 {
+        self.x + (v - self.xr.0) / (self.xr.1 - self.xr.0) * self.w
+    }
+
+    fn py(&self, v: f64) -> f64 {
+        self.y + self.h - (v - self.yr.0) / (self.yr.1 - self.yr.0) * self.h
+    }
+
+    /// Frame, grid lines at the ticks, tick labels and axis titles.
+    fn axes(&self, s: &mut String, xticks: &[f64], yticks: &[f64], xlabel: &str, ylabel: &str) {
+        let _ = writeln!(
+            s,
+            r#"<rect class="frame" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="{INK}"/>"#,
+            self.x, self.y, self.w, self.h
+        );
+        for &t in xticks {
+            let x = self.px(t);
+            let _ = writeln!(
+                s,
+                r#"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{GRID}"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                self.y,
+                self.y + self.h,
+                self.y + self.h + 16.0,
+                fmt_tick(t)
+            );
+        }
+        for &t in yticks {
+            let y = self.py(t);
+            let _ = writeln!(
+                s,
+                r#"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{GRID}"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+                self.x,
+                self.x + self.w,
+                self.x - 6.0,
+                y + 4.0,
+                fmt_tick(t)
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text><text transform="translate({:.1} {:.1}) rotate(-90)" text-anchor="middle">{}</text>"#,
+            self.x + self.w / 2.0,
+            self.y + self.h + 36.0,
+            esc(xlabel),
+            self.x - 44.0,
+            self.y + self.h / 2.0,
+            esc(ylabel)
+        );
+    }
+}
+
+fn open_panel(s: &mut String, id: &str, title: &str, x: f64, y: f64) {
+    let _ = writeln!(
+        s,
+        r#"<g class="plot" id="{id}"><text x="{:.1}" y="{:.1}" font-size="15" font-weight="bold">{}</text>"#,
+        x,
+        y + 14.0,
+        esc(title)
+    );
+}
+
+fn predicted_vs_actual(s: &mut String, r: &ReportData, x: f64, y: f64) {
+    open_panel(s, "predicted-vs-actual", "Predicted against actual (held out)", x, y);
+    let values = r.points.iter().flat_map(|&(a, p)| [a, p]);
+    let (lo, hi) = padded(range(values));
+    let ticks = nice_ticks(lo, hi, 6);
+    let (lo, hi) = (lo.min(ticks[0]), hi.max(ticks[ticks.len() - 1]));
+    let f = Frame::of_panel(x, y, (lo, hi), (lo, hi));
+    f.axes(s, &ticks, &ticks, &format!("actual {}", r.target), &format!("predicted {}", r.target));
+    let _ = writeln!(
+        s,
+        r#"<line class="ideal" x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{BASELINE}" stroke-dasharray="6 4"/>"#,
+        f.px(lo),
+        f.py(lo),
+        f.px(hi),
+        f.py(hi)
+    );
+    for &(a, p) in &r.points {
+        let _ = writeln!(
+            s,
+            r#"<circle class="mark" cx="{:.1}" cy="{:.1}" r="2.5" fill="{MODEL}" fill-opacity="0.35"/>"#,
+            f.px(a),
+            f.py(p)
+        );
+    }
+    note(s, &f, &shown(r));
+    s.push_str("</g>\n");
+}
+
+fn residuals(s: &mut String, r: &ReportData, x: f64, y: f64) {
+    open_panel(s, "residuals", "Residuals (actual − predicted) against predicted", x, y);
+    let (xlo, xhi) = padded(range(r.points.iter().map(|&(_, p)| p)));
+    let m = r.points.iter().map(|&(a, p)| (a - p).abs()).fold(0.0, f64::max).max(1e-12) * 1.05;
+    let (xt, yt) = (nice_ticks(xlo, xhi, 6), nice_ticks(-m, m, 6));
+    let xr = (xlo.min(xt[0]), xhi.max(xt[xt.len() - 1]));
+    let yr = (-m.max(-yt[0]).max(yt[yt.len() - 1]), m.max(-yt[0]).max(yt[yt.len() - 1]));
+    let f = Frame::of_panel(x, y, xr, yr);
+    f.axes(s, &xt, &yt, &format!("predicted {}", r.target), "residual");
+    let _ = writeln!(
+        s,
+        r#"<line class="zero" x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{BASELINE}" stroke-dasharray="6 4"/>"#,
+        f.x,
+        f.py(0.0),
+        f.x + f.w,
+        f.py(0.0)
+    );
+    for &(a, p) in &r.points {
+        let _ = writeln!(
+            s,
+            r#"<circle class="mark" cx="{:.1}" cy="{:.1}" r="2.5" fill="{MODEL}" fill-opacity="0.35"/>"#,
+            f.px(p),
+            f.py(a - p)
+        );
+    }
+    note(s, &f, &shown(r));
+    s.push_str("</g>\n");
+}
+
+fn coefficients(s: &mut String, r: &ReportData, x: f64, y: f64) {
+    open_panel(s, "coefficients", "Coefficients, standardised (largest first)", x, y);
+    let shown = &r.coefficients[..r.coefficients.len().min(MAX_COEFFICIENTS)];
+    let m = shown.iter().map(|c| c.1.abs()).fold(0.0, f64::max).max(1e-12) * 1.05;
+    let ticks = nice_ticks(-m, m, 5);
+    let m = m.max(-ticks[0]).max(ticks[ticks.len() - 1]);
+    // room on the left for the feature names
+    let f = Frame { x: x + 170.0, y: y + 30.0, w: PANEL_W - 190.0, h: PANEL_H - 80.0, xr: (-m, m), yr: (0.0, 1.0) };
+    f.axes(s, &ticks, &[], &format!("change in {} per standard deviation of the feature", r.target), "");
+    let band = f.h / shown.len().max(1) as f64;
+    for (i, (name, c)) in shown.iter().enumerate() {
+        let top = f.y + band * i as f64;
+        let (x0, x1) = (f.px(0.0_f64.min(*c)), f.px(0.0_f64.max(*c)));
+        let colour = if *c < 0.0 { NEGATIVE } else { MODEL };
+        let _ = writeln!(
+            s,
+            r#"<rect class="mark" x="{x0:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{colour}"><title>{} {}</title></rect><text x="{:.1}" y="{:.1}" text-anchor="end" font-size="11">{}</text>"#,
+            top + band * 0.15,
+            (x1 - x0).max(0.5),
+            band * 0.7,
+            esc(name),
+            fmt_value(*c),
+            f.x - 6.0,
+            top + band * 0.5 + 4.0,
+            esc(&truncate(name, 26))
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{INK}"/>"#,
+        f.px(0.0),
+        f.y,
+        f.px(0.0),
+        f.y + f.h
+    );
+    if r.coefficients.len() > shown.len() {
+        note(s, &f, &format!("{} of {} features shown", shown.len(), r.coefficients.len()));
+    }
+    s.push_str("</g>\n");
+}
+
+fn metrics(s: &mut String, r: &ReportData, x: f64, y: f64) {
+    open_panel(s, "metrics", "Held-out error against the baseline (lower is better)", x, y);
+    let (m, b) = (&r.metrics.model, &r.metrics.baseline);
+    let bars = [("RMSE", m.rmse, b.rmse), ("MAE", m.mae, b.mae)];
+    let top = bars.iter().map(|&(_, a, b)| a.max(b)).fold(0.0, f64::max).max(1e-12) * 1.05;
+    let ticks = nice_ticks(0.0, top, 5);
+    let top = top.max(ticks[ticks.len() - 1]);
+    let f = Frame { x: x + 110.0, y: y + 30.0, w: PANEL_W - 130.0, h: PANEL_H - 150.0, xr: (0.0, top), yr: (0.0, 1.0) };
+    f.axes(s, &ticks, &[], &format!("error in {} units", r.target), "");
+    let band = f.h / bars.len() as f64;
+    for (i, (name, model, baseline)) in bars.iter().enumerate() {
+        let y0 = f.y + band * i as f64;
+        for (j, (who, v, colour)) in [("model", model, MODEL), ("baseline", baseline, BASELINE)].iter().enumerate() {
+            let yb = y0 + band * (0.12 + 0.38 * j as f64);
+            let _ = writeln!(
+                s,
+                r#"<rect class="mark" x="{:.1}" y="{yb:.1}" width="{:.1}" height="{:.1}" fill="{colour}"><title>{name} {who} {}</title></rect><text x="{:.1}" y="{:.1}" font-size="11">{who} {}</text>"#,
+                f.x,
+                (f.px(**v) - f.x).max(0.5),
+                band * 0.34,
+                fmt_value(**v),
+                f.px(**v) + 4.0,
+                yb + band * 0.17 + 4.0,
+                fmt_value(**v)
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end" font-weight="bold">{name}</text>"#,
+            f.x - 8.0,
+            y0 + band * 0.5 + 4.0
+        );
+    }
+    let gain = if b.rmse > 0.0 { (1.0 - m.rmse / b.rmse) * 100.0 } else { 0.0 };
+    let lines = [
+        format!("R² held out {:.4} (baseline {:.4}); on the training rows {:.4}", m.r2, b.r2, r.metrics.train.r2),
+        format!("RMSE {:.4} against {:.4} for predicting the training mean: {gain:.1}% lower", m.rmse, b.rmse),
+        format!("{} held-out rows", m.rows),
+    ];
+    for (i, line) in lines.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" font-size="13">{}</text>"#,
+            x + 20.0,
+            f.y + f.h + 60.0 + 20.0 * i as f64,
+            esc(line)
+        );
+    }
+    s.push_str("</g>\n");
+}
+
+fn shown(r: &ReportData) -> String {
+    if r.points.len() < r.test_rows {
+        format!("{} of {} held-out rows", r.points.len(), r.test_rows)
+    } else {
+        format!("{} held-out rows", r.points.len())
+    }
+}
+
+fn note(s: &mut String, f: &Frame, text: &str) {
+    let _ = writeln!(
+        s,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="end" font-size="11" fill="#52606d">{}</text>"##,
+        f.x + f.w - 6.0,
+        f.y + 16.0,
+        esc(text)
+    );
+}
+
+/// The finite range of `values` (`(0, 1)` when there is none).
+fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) =
+        values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if lo > hi {
+        (0.0, 1.0)
+    } else {
+        (lo, hi)
+    }
+}
+
+/// A range widened by 5% on each side (and to a unit width when it is a single value).
+fn padded((lo, hi): (f64, f64)) -> (f64, f64) {
+    let w = hi - lo;
+    if w <= f64::EPSILON * hi.abs().max(1.0) {
+        (lo - 0.5, hi + 0.5)
+    } else {
+        (lo - w * 0.05, hi + w * 0.05)
+    }
+}
+
+/// About `n` round tick values covering `[lo, hi]`: steps of 1, 2 or 5 × 10^k.
+fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    let raw = (hi - lo).abs().max(f64::MIN_POSITIVE) / n.max(1) as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
+    let first = (lo / step).floor() as i64;
+    let last = (hi / step).ceil() as i64;
+    (first..=last).map(|k| k as f64 * step).collect()
+}
+
+fn fmt_tick(v: f64) -> String {
+    let v = if v.abs() < 1e-12 { 0.0 } else { v };
+    let s = format!("{v:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}
+
+fn fmt_value(v: f64) -> String {
+    if v != 0.0 && (v.abs() >= 1e5 || v.abs() < 1e-3) {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// Escape text for SVG (XML) content and attributes.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && c != '\t' && c != '\n' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Dense, Metrics};
+    use ndarray::array;
+
+    fn data(points: Vec<(f64, f64)>, coefficients: Vec<(String, f64)>) -> ReportData {
+        let m = |r2, rmse| Metrics { r2, rmse, mae: rmse * 0.8, rows: 10 };
+        ReportData {
+            model_name: "wine<&>".into(),
+            version: "v1".into(),
+            kind: "linear".into(),
+            target: "quality".into(),
+            created_at: "2026-12-02T00:00:00Z".into(),
+            train_rows: 40,
+            test_rows: points.len(),
+            points,
+            coefficients,
+            metrics: Evaluation { model: m(0.4, 0.6), baseline: m(0.0, 0.8), train: m(0.45, 0.58) },
+        }
+    }
+
+    fn wine() -> Artifact {
+        let params = crate::config::params::Params::load(std::path::Path::new("params/params.yaml")).unwrap();
+        crate::cmd::train::fit_artifact(&params).unwrap()
+    }
+
+    /// A design served in chunks of `rows` rows.
+    struct Chunked(ndarray::Array2<f64>, usize);
+
+    impl Design for Chunked {
+        fn rows(&self) -> usize {
+            self.0.nrows()
+        }
+        fn width(&self) -> usize {
+            self.0.ncols()
+        }
+        fn for_each_chunk(&self, f: &mut ChunkFn<'_>) -> crate::error::Result<()> {
+            let y = ndarray::Array1::zeros(self.1);
+            for c in self.0.axis_chunks_iter(ndarray::Axis(0), self.1) {
+                f(c, y.slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..c.nrows())))?;
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn column_sd_matches_the_two_pass_formula_across_chunks() {
+        let x = array![[1.0, 5.0], [2.0, 5.0], [4.0, 5.0], [7.0, 5.0], [1e3, 5.0]];
+        let y = array![0.0, 0.0, 0.0, 0.0, 0.0];
+        let one = column_sd(&Dense { x: x.view(), y: y.view() }).unwrap();
+        let sd = column_sd(&Chunked(x.clone(), 2)).unwrap();
+        assert!((sd[0] - one[0]).abs() < 1e-9, "{sd:?} {one:?}");
+        let col = [1.0f64, 2.0, 4.0, 7.0, 1e3];
+        let mean = col.iter().sum::<f64>() / 5.0;
+        let want = (col.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / 5.0).sqrt();
+        assert!((sd[0] - want).abs() < 1e-12, "{sd:?}");
+        assert_eq!(sd[1], 0.0);
+    }
+
+    #[test]
+    fn points_are_capped_and_evenly_strided() {
+        let truth: Vec<f64> = (0..10_000).map(f64::from).collect();
+        let a = wine();
+        let r = ReportData::new(&a, &truth, &truth, &[]);
+        assert!(r.points.len() <= MAX_POINTS && r.points.len() >= MAX_POINTS / 2, "{}", r.points.len());
+        assert_eq!(r.points[0], (0.0, 0.0));
+        assert_eq!(r.points[1].0 - r.points[0].0, 5.0, "every 5th row of 10 000");
+    }
+
+    #[test]
+    fn coefficients_are_scaled_by_the_sd_and_sorted_by_magnitude() {
+        let mut a = wine();
+        a.estimator.feature_names = vec!["a".into(), "b".into(), "c".into()];
+        a.estimator.fit.coefficients = vec![1.0, -3.0, 2.0];
+        let r = ReportData::new(&a, &[], &[], &[10.0, 1.0, 0.5]);
+        assert_eq!(r.coefficients, vec![("a".into(), 10.0), ("b".into(), -3.0), ("c".into(), 1.0)]);
+    }
+
+    #[test]
+    fn render_has_four_panels_every_point_and_escaped_text() {
+        let pts: Vec<(f64, f64)> = (0..50).map(|i| (f64::from(i % 7), 3.0 + f64::from(i % 5) * 0.5)).collect();
+        let svg = render(&data(pts, vec![("alcohol".into(), 0.3), ("sulphates=<1>".into(), -0.1)]));
+        for id in ["predicted-vs-actual", "residuals", "coefficients", "metrics"] {
+            assert!(svg.contains(&format!(r#"<g class="plot" id="{id}">"#)), "{id}");
+        }
+        // 50 points in each scatter, 2 coefficient bars, 4 metric bars
+        assert_eq!(svg.matches(r#"<circle class="mark""#).count(), 100);
+        assert_eq!(svg.matches(r#"<rect class="mark""#).count(), 6);
+        assert!(svg.contains("wine&lt;&amp;&gt;") && svg.contains("sulphates=&lt;1&gt;"));
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "non-finite coordinates");
+    }
+
+    #[test]
+    fn render_survives_empty_and_constant_data() {
+        for pts in [vec![], vec![(5.0, 5.0); 3]] {
+            let svg = render(&data(pts, vec![]));
+            assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+        }
+    }
+
+    #[test]
+    fn ticks_are_round_and_cover_the_range() {
+        let t = nice_ticks(2.7, 8.3, 6);
+        assert_eq!(t.first().copied(), Some(2.0));
+        assert_eq!(t.last().copied(), Some(9.0));
+        assert!(t.windows(2).all(|w| (w[1] - w[0] - 1.0).abs() < 1e-12), "{t:?}");
+        assert_eq!(fmt_tick(0.30000000000000004), "0.3");
+        assert_eq!(key_of("wine/2026-12-02/v1.json"), "wine/2026-12-02/v1.report.svg");
+    }
+}
