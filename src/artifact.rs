@@ -104,12 +104,46 @@ pub struct Evaluation {
     pub train: Metrics,
 }
 
+/// What a model learned from a topic: exactly which records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicData {
+    /// The topic.
+    pub topic: String,
+    /// Per partition, the offsets read: `[start_offset, end_offset)`, in the order read.
+    pub partitions: Vec<PartitionRange>,
+    /// Records read (rows trained on and held out, plus the rejected).
+    pub records: u64,
+    /// Malformed records skipped (counted, never silently).
+    pub rejected: u64,
+    /// The `--since` given (RFC 3339), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+}
+
+/// The offsets read from one partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionRange {
+    /// Partition id.
+    pub partition: i32,
+    /// First offset read.
+    pub start_offset: i64,
+    /// One past the last offset read (the high watermark when training started).
+    pub end_offset: i64,
+    /// Records read from it.
+    pub records: u64,
+}
+
 /// Where the training data came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainingData {
     /// Each file read, with its sha256 and row count.
     pub files: Vec<FileInfo>,
+    /// The topic read (`train --data kafka://TOPIC`), when the rows came from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<TopicData>,
     /// Rows used for fitting.
     pub train_rows: usize,
     /// Rows used for evaluation.

@@ -174,9 +174,18 @@ pub struct TrainArgs {
     /// Params file [default: params/params.yaml].
     #[arg(long, hide_env_values = true, env = "MODELCAST_PARAMS")]
     pub params: Option<PathBuf>,
-    /// Training CSV(s), replacing data.train from the params file.
+    /// Training CSV(s), replacing data.train from the params file; or one `kafka://TOPIC` of
+    /// labelled JSON records (needs --kafka-config), replacing both.
     #[arg(long)]
     pub data: Vec<PathBuf>,
+    /// With a topic: only records from this time on, as a duration back from now (24h, 7d, 90m)
+    /// or an RFC 3339 timestamp [default: the earliest offset].
+    #[arg(long, value_name = "DURATION|TIMESTAMP")]
+    pub since: Option<String>,
+    /// With a topic: the largest fraction of malformed records (skipped and counted) before the
+    /// run fails [default: 0.01].
+    #[arg(long, value_name = "FRACTION")]
+    pub max_rejected: Option<f64>,
     /// Explicit test CSV, replacing evaluation.test_data.
     #[arg(long)]
     pub test_data: Option<PathBuf>,

@@ -117,6 +117,107 @@ impl Table {
     }
 }
 
+/// Rows readable block by block, as many times as training needs (the statistics passes): an
+/// in-memory [`Table`] is one block; a spool of a topic is many, so its rows are never all in
+/// memory at once.
+pub trait Blocks {
+    /// Number of rows.
+    fn rows(&self) -> usize;
+    /// Call `f` with each block in row order: the index of its first row, and the block.
+    fn for_each_block(&self, f: &mut dyn FnMut(usize, &Table) -> Result<()>) -> Result<()>;
+}
+
+impl Blocks for Table {
+    fn rows(&self) -> usize {
+        self.len()
+    }
+
+    fn for_each_block(&self, f: &mut dyn FnMut(usize, &Table) -> Result<()>) -> Result<()> {
+        f(0, self)
+    }
+}
+
+/// The part of the sorted row list `rows` that falls in a block of `len` rows starting at `first`.
+pub fn rows_in_block(rows: &[usize], first: usize, len: usize) -> &[usize] {
+    let lo = rows.partition_point(|&r| r < first);
+    let hi = rows.partition_point(|&r| r < first + len);
+    &rows[lo..hi]
+}
+
+/// One training row decoded from a JSON object (a topic record): the values in [`ColumnSpec`]
+/// order, read by the same rules as a CSV cell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonRow {
+    /// Numeric features; `NaN` marks missing.
+    pub numeric: Vec<f64>,
+    /// Categorical features; `None` marks missing.
+    pub categorical: Vec<Option<String>>,
+    /// The target.
+    pub target: f64,
+}
+
+/// Decode a labelled record. Numbers are numbers or numeric strings; `null`, an absent field or a
+/// missing token is missing; a categorical number is its JSON text. The target must be present
+/// and numeric. Errors say which field and why (the reason a rejected record is counted under).
+pub fn parse_json_row(bytes: &[u8], spec: &ColumnSpec<'_>) -> std::result::Result<JsonRow, String> {
+    use serde_json::Value;
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let Value::Object(obj) = v else {
+        return Err("not a JSON object".into());
+    };
+    let number = |name: &str| -> std::result::Result<Option<f64>, String> {
+        match obj.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => {
+                n.as_f64().filter(|v| v.is_finite()).map(Some).ok_or_else(|| format!("{name:?}: {n} is not finite"))
+            }
+            Some(Value::String(s)) => parse_number(s, spec.missing_tokens).map_err(|m| format!("{name:?}: {m}")),
+            Some(other) => Err(format!("{name:?}: {other} is not a number")),
+        }
+    };
+    let numeric = spec
+        .numeric
+        .iter()
+        .map(|c| number(c).map(|v| v.unwrap_or(f64::NAN)))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let categorical = spec
+        .categorical
+        .iter()
+        .map(|c| match obj.get(c.as_str()) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if is_missing(s, spec.missing_tokens) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+            Some(other) => Err(format!("{c:?}: {other} is not a category")),
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let target = number(spec.target)?.ok_or_else(|| format!("target {:?} is missing", spec.target))?;
+    Ok(JsonRow { numeric, categorical, target })
+}
+
+impl Table {
+    /// An empty table with the columns of `spec`.
+    pub fn empty(spec: &ColumnSpec<'_>) -> Table {
+        Table {
+            numeric: vec![Vec::new(); spec.numeric.len()],
+            categorical: vec![CategoricalColumn::default(); spec.categorical.len()],
+            target: Vec::new(),
+        }
+    }
+
+    /// Append one row (values in spec order; `NaN` / `None` for missing).
+    pub fn push_row(&mut self, numeric: &[f64], categorical: &[Option<&str>], target: f64) {
+        for (col, v) in self.numeric.iter_mut().zip(numeric) {
+            col.push(*v);
+        }
+        for (col, v) in self.categorical.iter_mut().zip(categorical) {
+            col.push(*v);
+        }
+        self.target.push(target);
+    }
+}
+
 /// Facts about one loaded file, recorded in the artifact for provenance.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FileInfo {
@@ -279,6 +380,32 @@ impl RawRows {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Rows `keep` (sorted) of `blocks` as raw records under one header (the spec's columns, then the
+/// target), as a CSV of them would read: numbers in their shortest round-trip form, missing
+/// values as empty cells. For the promotion gate when the rows came from a topic.
+pub fn raw_rows_of(blocks: &dyn Blocks, keep: &[usize], spec: &ColumnSpec<'_>) -> Result<RawRows> {
+    let header: csv::StringRecord =
+        spec.numeric.iter().chain(spec.categorical).map(String::as_str).chain([spec.target]).collect();
+    let mut rows = Vec::with_capacity(keep.len());
+    blocks.for_each_block(&mut |first, t| {
+        for &i in rows_in_block(keep, first, t.len()) {
+            let r = i - first;
+            let mut rec = csv::StringRecord::new();
+            for col in &t.numeric {
+                let v = col[r];
+                rec.push_field(&if v.is_nan() { String::new() } else { v.to_string() });
+            }
+            for col in &t.categorical {
+                rec.push_field(col.get(r).unwrap_or(""));
+            }
+            rec.push_field(&t.target[r].to_string());
+            rows.push(rec);
+        }
+        Ok(())
+    })?;
+    Ok(RawRows { files: vec![(header, rows)] })
 }
 
 /// Read the data rows of `paths` (gzip by extension) as raw records, keeping those whose index

@@ -15,7 +15,7 @@ use ndarray::{Array2, ArrayView1, ArrayViewMut2};
 use serde::{Deserialize, Serialize};
 
 use crate::config::params::{CategoricalRule, NumericRule, Params, Scale};
-use crate::data::{Table, MISSING_CODE};
+use crate::data::{Blocks, Table, MISSING_CODE};
 use crate::error::{Error, Result};
 
 /// The category a missing categorical value becomes under the `category` rule.
@@ -64,63 +64,121 @@ pub struct Preprocessing {
 impl Preprocessing {
     /// Learn the preprocessing from the rows `rows` of `table` (the training rows).
     pub fn fit(params: &Params, table: &Table, rows: &[usize]) -> Result<Preprocessing> {
-        let mut numeric = Vec::with_capacity(params.numeric().len());
-        for (name, col) in params.numeric().iter().zip(&table.numeric) {
-            let rule = params.numeric_rule(name);
-            let present: Vec<f64> = rows.iter().map(|&i| col[i]).filter(|v| !v.is_nan()).collect();
-            if present.is_empty() && !matches!(rule, NumericRule::Constant(_)) {
+        Preprocessing::fit_blocks(params, table, rows)
+    }
+
+    /// Learn the preprocessing from the rows `rows` (sorted) of `blocks`, in streaming passes:
+    /// sums and counts (and, for the median rule, that column's training values), then the
+    /// standardisation's mean and spread. Every statistic is over the training rows only, summed
+    /// in row order, so a table and a spool of the same rows give the same numbers.
+    pub fn fit_blocks(params: &Params, blocks: &dyn Blocks, rows: &[usize]) -> Result<Preprocessing> {
+        debug_assert!(rows.windows(2).all(|w| w[0] < w[1]), "rows must be sorted");
+        let (k, c) = (params.numeric().len(), params.categorical().len());
+        let rules: Vec<NumericRule> = params.numeric().iter().map(|n| params.numeric_rule(n)).collect();
+        let (mut sum, mut count) = (vec![0.0f64; k], vec![0usize; k]);
+        let mut medians: Vec<Option<Vec<f64>>> =
+            rules.iter().map(|r| matches!(r, NumericRule::Median).then(Vec::new)).collect();
+        let mut seen: Vec<std::collections::BTreeSet<String>> = vec![Default::default(); c];
+        let mut has_missing = vec![false; c];
+        blocks.for_each_block(&mut |first, t| {
+            let local = crate::data::rows_in_block(rows, first, t.len());
+            for j in 0..k {
+                let col = &t.numeric[j];
+                for &i in local {
+                    let v = col[i - first];
+                    if !v.is_nan() {
+                        sum[j] += v;
+                        count[j] += 1;
+                        if let Some(m) = &mut medians[j] {
+                            m.push(v);
+                        }
+                    }
+                }
+            }
+            for (j, col) in t.categorical.iter().enumerate() {
+                let mut used = vec![false; col.values.len()];
+                for &i in local {
+                    match col.codes[i - first] {
+                        MISSING_CODE => has_missing[j] = true,
+                        code => used[code as usize] = true,
+                    }
+                }
+                for (v, _) in col.values.iter().zip(&used).filter(|(_, &u)| u) {
+                    if !seen[j].contains(v) {
+                        seen[j].insert(v.clone());
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        let n = rows.len();
+        let mut numeric = Vec::with_capacity(k);
+        for (j, name) in params.numeric().iter().enumerate() {
+            let rule = rules[j];
+            if count[j] == 0 && !matches!(rule, NumericRule::Constant(_)) {
                 return Err(Error::Model(format!("numeric column {name:?} has no values in the training rows")));
             }
             let impute = match rule {
-                NumericRule::Mean => Some(mean(&present)),
-                NumericRule::Median => Some(median(present.clone())),
+                NumericRule::Mean => Some(sum[j] / count[j] as f64),
+                NumericRule::Median => Some(median(medians[j].take().unwrap_or_default())),
                 NumericRule::Constant(v) => Some(v),
                 NumericRule::Reject => {
-                    if present.len() != rows.len() {
+                    if count[j] != n {
                         return Err(Error::Model(format!(
                             "numeric column {name:?} has {} missing values in the training rows and its rule is \
                              reject; choose mean, median or constant, or clean the data",
-                            rows.len() - present.len()
+                            n - count[j]
                         )));
                     }
                     None
                 }
             };
-            let (center, scale) = match params.scale() {
-                Scale::None => (0.0, 1.0),
-                Scale::Standardize => {
-                    let filled: Vec<f64> =
-                        col.iter().map(|&v| if v.is_nan() { impute.unwrap_or(v) } else { v }).collect();
-                    let m = mean(&filled);
-                    let var = filled.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / filled.len() as f64;
-                    let sd = var.sqrt();
-                    (m, if sd > f64::EPSILON * m.abs().max(1.0) { sd } else { 1.0 })
-                }
-            };
-            numeric.push(NumericFeature { name: name.clone(), missing: rule, impute, center, scale });
+            numeric.push(NumericFeature { name: name.clone(), missing: rule, impute, center: 0.0, scale: 1.0 });
         }
-        let mut categorical = Vec::with_capacity(params.categorical().len());
-        for (name, col) in params.categorical().iter().zip(&table.categorical) {
-            let rule = params.categorical_rule(name);
-            let mut seen = vec![false; col.values.len()];
-            let mut has_missing = false;
-            for &i in rows {
-                match col.codes[i] {
-                    MISSING_CODE => has_missing = true,
-                    c => seen[c as usize] = true,
+        if params.scale() == Scale::Standardize && n > 0 {
+            // mean, then the mean squared deviation, of the imputed training values
+            let filled = |f: &NumericFeature, v: f64| if v.is_nan() { f.impute.unwrap_or(v) } else { v };
+            let mut total = vec![0.0f64; k];
+            blocks.for_each_block(&mut |first, t| {
+                let local = crate::data::rows_in_block(rows, first, t.len());
+                for (j, f) in numeric.iter().enumerate() {
+                    for &i in local {
+                        total[j] += filled(f, t.numeric[j][i - first]);
+                    }
                 }
+                Ok(())
+            })?;
+            let means: Vec<f64> = total.iter().map(|s| s / n as f64).collect();
+            let mut squares = vec![0.0f64; k];
+            blocks.for_each_block(&mut |first, t| {
+                let local = crate::data::rows_in_block(rows, first, t.len());
+                for (j, f) in numeric.iter().enumerate() {
+                    for &i in local {
+                        let d = filled(f, t.numeric[j][i - first]) - means[j];
+                        squares[j] += d * d;
+                    }
+                }
+                Ok(())
+            })?;
+            for (j, f) in numeric.iter_mut().enumerate() {
+                let (m, sd) = (means[j], (squares[j] / n as f64).sqrt());
+                f.center = m;
+                f.scale = if sd > f64::EPSILON * m.abs().max(1.0) { sd } else { 1.0 };
             }
-            if has_missing && rule == CategoricalRule::Reject {
+        }
+        let mut categorical = Vec::with_capacity(c);
+        for (j, name) in params.categorical().iter().enumerate() {
+            let rule = params.categorical_rule(name);
+            if has_missing[j] && rule == CategoricalRule::Reject {
                 return Err(Error::Model(format!(
                     "categorical column {name:?} has missing values in the training rows and its rule is reject"
                 )));
             }
-            let mut categories: Vec<String> =
-                col.values.iter().zip(&seen).filter(|(_, &s)| s).map(|(v, _)| v.clone()).collect();
-            if has_missing && !categories.iter().any(|c| c == MISSING_CATEGORY) {
+            let mut categories: Vec<String> = std::mem::take(&mut seen[j]).into_iter().collect();
+            if has_missing[j] && !categories.iter().any(|c| c == MISSING_CATEGORY) {
                 categories.push(MISSING_CATEGORY.to_string());
+                categories.sort();
             }
-            categories.sort();
             categorical.push(CategoricalFeature { name: name.clone(), missing: rule, categories });
         }
         Ok(Preprocessing { missing_tokens: params.missing_tokens().to_vec(), numeric, categorical })
@@ -192,7 +250,7 @@ pub struct TableDesign<'a> {
 }
 
 /// Rows per chunk of a [`TableDesign`].
-const CHUNK_ROWS: usize = 4096;
+pub const CHUNK_ROWS: usize = 4096;
 
 impl crate::model::Design for TableDesign<'_> {
     fn rows(&self) -> usize {
@@ -213,6 +271,59 @@ impl crate::model::Design for TableDesign<'_> {
             y.clear();
             y.extend(rows.iter().map(|&i| self.table.target[i]));
             f(x.view(), ArrayView1::from(&y))?;
+        }
+        Ok(())
+    }
+}
+
+/// The design matrix of some rows (sorted) of any [`Blocks`] in chunks of [`CHUNK_ROWS`] rows,
+/// a chunk spanning blocks where it must: the same chunks as a [`TableDesign`] of the same rows,
+/// so a table and a spool give the same sums in the same order.
+pub struct BlockDesign<'a> {
+    /// The fitted preprocessing.
+    pub prep: &'a Preprocessing,
+    /// The rows' source.
+    pub blocks: &'a dyn Blocks,
+    /// Which rows, sorted.
+    pub rows: &'a [usize],
+}
+
+impl crate::model::Design for BlockDesign<'_> {
+    fn rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn width(&self) -> usize {
+        self.prep.width()
+    }
+
+    fn for_each_chunk(&self, f: &mut crate::model::ChunkFn<'_>) -> Result<()> {
+        let cap = CHUNK_ROWS.min(self.rows.len()).max(1);
+        let mut buf = Array2::<f64>::zeros((cap, self.width()));
+        let mut y = Vec::with_capacity(cap);
+        let mut local = Vec::with_capacity(cap);
+        self.blocks.for_each_block(&mut |first, t| {
+            let mut rest = crate::data::rows_in_block(self.rows, first, t.len());
+            while !rest.is_empty() {
+                let filled = y.len();
+                let take = (cap - filled).min(rest.len());
+                local.clear();
+                local.extend(rest[..take].iter().map(|&i| i - first));
+                let x = buf.slice_axis_mut(ndarray::Axis(0), ndarray::Slice::from(filled..filled + take));
+                self.prep.fill(t, &local, x)?;
+                y.extend(local.iter().map(|&i| t.target[i]));
+                rest = &rest[take..];
+                if y.len() == cap {
+                    f(buf.view(), ArrayView1::from(&y))?;
+                    buf.fill(0.0);
+                    y.clear();
+                }
+            }
+            Ok(())
+        })?;
+        if !y.is_empty() {
+            let x = buf.slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..y.len()));
+            f(x, ArrayView1::from(&y))?;
         }
         Ok(())
     }

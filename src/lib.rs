@@ -29,6 +29,7 @@ pub mod predict;
 pub mod record;
 pub mod report;
 pub mod settings;
+pub mod spool;
 pub mod store;
 
 pub use cmd::{run, Outcome};

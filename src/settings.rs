@@ -133,8 +133,59 @@ pub struct TrainSettings {
     pub promotion: Option<Promotion>,
     /// Why (recorded with the alias move).
     pub reason: Option<String>,
+    /// From a topic: only records from this time on.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// From a topic: the largest fraction of malformed records before the run fails.
+    pub max_rejected: f64,
     /// Store and bus.
     pub loc: Locations,
+}
+
+/// Default of `--max-rejected`: 1% of a topic's records may be malformed.
+pub const DEFAULT_MAX_REJECTED: f64 = 0.01;
+
+/// `--data` values: one `kafka://TOPIC`, or CSV paths.
+fn data_source(data: &[PathBuf]) -> Result<(Option<String>, Vec<PathBuf>)> {
+    let topics: Vec<&str> = data.iter().filter_map(|p| p.to_str()?.strip_prefix("kafka://")).collect();
+    match topics.as_slice() {
+        [] => Ok((None, data.to_vec())),
+        [t] if data.len() == 1 => Ok((Some(t.trim_end_matches('/').to_string()), Vec::new())),
+        _ => Err(usage("--data", "give one kafka://TOPIC, or CSV paths, not both or several topics")),
+    }
+}
+
+/// `--since`: a duration back from `now` (`90s`, `30m`, `24h`, `7d`) or an RFC 3339 timestamp.
+pub fn parse_since(
+    text: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> std::result::Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let d = parse_duration(text).ok_or_else(|| {
+        format!("{text:?} is neither a duration (90s, 30m, 24h, 7d) nor an RFC 3339 timestamp (2026-12-01T00:00:00Z)")
+    })?;
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d))
+        .ok_or_else(|| format!("{text:?} is too long ago"))
+}
+
+/// A duration written as a whole number and a unit: `ms`, `s`, `m`, `h` or `d`.
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit {
+        "ms" => return Some(std::time::Duration::from_millis(n)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(secs).map(std::time::Duration::from_secs)
 }
 
 /// `predict`.
@@ -170,15 +221,41 @@ impl Settings {
         Ok(match cli.command {
             Command::Train(a) => {
                 let path = a.params.clone().unwrap_or_else(|| DEFAULT_PARAMS.into());
-                let overrides =
-                    Overrides { train: a.data.clone(), name: a.name.clone(), test_data: a.test_data.clone() };
+                let (topic, files) = data_source(&a.data)?;
+                let overrides = Overrides { train: files, topic, name: a.name.clone(), test_data: a.test_data.clone() };
                 let params = ParamsFile::read(&path)?.with(&overrides).check(&path)?;
+                let since = match &a.since {
+                    Some(_) if params.topic().is_none() => {
+                        return Err(usage("--since", "only applies when training from a topic (--data kafka://TOPIC)"))
+                    }
+                    Some(text) => Some(parse_since(text, chrono::Utc::now()).map_err(|m| usage("--since", &m))?),
+                    None => None,
+                };
+                let max_rejected = match a.max_rejected {
+                    Some(_) if params.topic().is_none() => {
+                        return Err(usage(
+                            "--max-rejected",
+                            "only applies when training from a topic (--data kafka://TOPIC)",
+                        ))
+                    }
+                    Some(f) if !(0.0..=1.0).contains(&f) => return Err(usage("--max-rejected", "must be in [0, 1]")),
+                    Some(f) => f,
+                    None => DEFAULT_MAX_REJECTED,
+                };
+                if params.topic().is_some() && a.loc.kafka_config.is_none() {
+                    return Err(usage(
+                        "--data",
+                        "training from a topic needs --kafka-config (the brokers and credentials to read it with)",
+                    ));
+                }
                 let promotion = promotion(&a, params.promotion())?;
                 Settings::Train(Box::new(TrainSettings {
                     params,
                     json: a.json,
                     promotion,
                     reason: a.reason,
+                    since,
+                    max_rejected,
                     loc: locations(a.loc)?,
                 }))
             }

@@ -11,18 +11,20 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::aliases::AliasLog;
-use crate::artifact::{Artifact, Estimator, Evaluation, TrainingData};
+use crate::artifact::{Artifact, Estimator, Evaluation, TopicData, TrainingData};
+use crate::bus::kafka::Kafka;
 use crate::bus::{Announcement, Bus, MoveAction};
 use crate::cmd::promote::{new_move, Verified};
 use crate::cmd::{Edges, Outcome};
 use crate::config::params::{Params, Promotion, Split};
-use crate::data::{self, ColumnSpec, RawRows, Table};
+use crate::data::{self, Blocks, ColumnSpec, FileInfo, RawRows};
 use crate::error::{Error, Result};
-use crate::features::{Preprocessing, TableDesign};
+use crate::features::{BlockDesign, Preprocessing};
 use crate::lifecycle::{Decision, GateMetric};
 use crate::model::{self, Metrics};
 use crate::report::ReportData;
 use crate::settings::TrainSettings;
+use crate::spool::SpoolWriter;
 use crate::store::Store;
 use ndarray::Array1;
 
@@ -31,17 +33,24 @@ use ndarray::Array1;
 /// [`Outcome::PromotionRefused`] (exit 4); the model stays stored and announced.
 pub async fn run(s: TrainSettings) -> Result<Outcome> {
     let Edges { store, bus } = Edges::open(s.loc).await?;
-    // preflight, before fitting: the broker answers and accepts us, the train topic exists, the
-    // store takes writes (opening it checked the bucket and the credentials)
-    bus.check_topics(&[&bus.topics().train]).await?;
+    // preflight, before fitting: the broker answers and accepts us, the train topic (and the
+    // topic to train from) exists, the store takes writes (opening it checked the bucket and the
+    // credentials)
+    let train_topic = bus.topics().train;
+    match s.params.topic() {
+        Some(data) => bus.check_topics(&[&train_topic, data]).await?,
+        None => bus.check_topics(&[&train_topic]).await?,
+    }
     store.check_writable().await?;
     if s.promotion.is_some() {
         // and before fitting if the alias cannot be moved here
         AliasLog::of(&store, &bus).check_writable().await?;
     }
-    let (mut report, artifact) = publish(&s.params, &store, &bus).await?;
+    let read = ReadOptions { since: s.since, max_rejected: s.max_rejected, keep_held_out: s.promotion.is_some() };
+    let (mut report, artifact, held_out) = publish(&s.params, &read, &store, &bus).await?;
     if let Some(p) = &s.promotion {
-        report.promotion = Some(promote_new(&s.params, &artifact, &report, p, s.reason.clone(), &store, &bus).await?);
+        report.promotion =
+            Some(promote_new(&s.params, &artifact, &report, held_out, p, s.reason.clone(), &store, &bus).await?);
     }
     eprint!("{}", metrics_table(&report));
     let text = if s.json {
@@ -95,10 +104,12 @@ pub struct Scored {
 
 /// Gate the new model against the alias's current one on the new model's held-out rows, and move
 /// the alias when it passes (or when there is no gate).
+#[allow(clippy::too_many_arguments)]
 async fn promote_new(
     params: &Params,
     artifact: &Artifact,
     report: &TrainReport,
+    held_out: Option<RawRows>,
     p: &Promotion,
     reason: Option<String>,
     store: &Store,
@@ -123,7 +134,10 @@ async fn promote_new(
     let decision = match &p.gate {
         None => Decision { promote: true, reason: "promoted without a gate (--promote)".into() },
         Some(gate) => {
-            let rows = held_out_rows(params, artifact).await?;
+            let rows = match held_out {
+                Some(rows) => rows,
+                None => held_out_rows(params, artifact).await?,
+            };
             r.rows = rows.len();
             let target = params.target();
             let cand = crate::lifecycle::metrics_on_rows(&artifact.scorer()?, &rows, target)
@@ -251,55 +265,81 @@ pub struct Fitted {
     pub report: ReportData,
 }
 
+/// How much work a step has, when it is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Bytes (reading files).
+    Bytes(u64),
+    /// Records (reading a topic).
+    Records(u64),
+}
+
 /// Told about the long steps of training, for a progress bar.
 pub trait Observer: Sync {
-    /// A step starts; `total_bytes` when its size is known.
-    fn stage(&self, what: &str, total_bytes: Option<u64>);
-    /// `bytes` more of the current step are done.
-    fn advance(&self, bytes: u64);
+    /// A step starts; its size when known.
+    fn stage(&self, what: &str, total: Option<Work>);
+    /// `n` more bytes or records of the current step are done.
+    fn advance(&self, n: u64);
 }
 
 /// Nobody watching.
 impl Observer for () {
-    fn stage(&self, _: &str, _: Option<u64>) {}
+    fn stage(&self, _: &str, _: Option<Work>) {}
     fn advance(&self, _: u64) {}
 }
 
 /// [`fit_artifact`] with the report's data, telling `obs` about each long step.
 pub fn fit(params: &Params, obs: &dyn Observer) -> Result<Fitted> {
     let size = params.train_files().iter().map(|p| std::fs::metadata(p).map(|m| m.len()).ok()).sum::<Option<u64>>();
-    obs.stage("reading the training data", size);
+    obs.stage("reading the training data", size.map(Work::Bytes));
     let t0 = Instant::now();
     let spec = ColumnSpec::of(params);
-    let (table, mut files) = data::load_csv_observed(params.train_files(), &spec, &|n| obs.advance(n))?;
+    let (table, files) = data::load_csv_observed(params.train_files(), &spec, &|n| obs.advance(n))?;
     tracing::info!(
         rows = table.len(),
         files = files.len(),
         elapsed_ms = t0.elapsed().as_millis() as u64,
         "loaded training data"
     );
-    // Train and test rows: indices into the loaded table(s), never copies.
+    fit_rows(params, &table, files, None, obs)
+}
+
+/// Fit on rows already read (a CSV table, or a spool of a topic): the split, preprocessing,
+/// estimator and evaluation, in streaming passes over `rows`.
+pub fn fit_rows(
+    params: &Params,
+    rows: &dyn Blocks,
+    mut files: Vec<FileInfo>,
+    topic: Option<TopicData>,
+    obs: &dyn Observer,
+) -> Result<Fitted> {
+    let spec = ColumnSpec::of(params);
+    let n = rows.rows();
+    if n == 0 {
+        return Err(Error::Model("no training rows".into()));
+    }
+    // Train and test rows: indices into the rows, never copies.
     let test_table;
-    let (train_rows, test_rows, test_src): (Vec<usize>, Vec<usize>, &Table) = match params.split() {
+    let (train_rows, test_rows, test_src): (Vec<usize>, Vec<usize>, &dyn Blocks) = match params.split() {
         Split::File(path) => {
             let (t, info) = data::load_csv(&[path.to_path_buf()], &spec)?;
             files.extend(info);
             test_table = t;
-            ((0..table.len()).collect(), (0..test_table.len()).collect(), &test_table)
+            ((0..n).collect(), (0..test_table.len()).collect(), &test_table)
         }
         Split::Fraction { fraction, seed } => {
-            if table.len() < 3 {
-                return Err(Error::Model(format!("need at least 3 rows to hold some out, got {}", table.len())));
+            if n < 3 {
+                return Err(Error::Model(format!("need at least 3 rows to hold some out, got {n}")));
             }
-            let (tr, te) = data::split_indices(table.len(), fraction, seed);
-            (tr, te, &table)
+            let (tr, te) = data::split_indices(n, fraction, seed);
+            (tr, te, rows)
         }
     };
     obs.stage("fitting", None);
     let t1 = Instant::now();
-    let prep = Preprocessing::fit(params, &table, &train_rows)?;
-    let train = TableDesign { prep: &prep, table: &table, rows: &train_rows };
-    let test = TableDesign { prep: &prep, table: test_src, rows: &test_rows };
+    let prep = Preprocessing::fit_blocks(params, rows, &train_rows)?;
+    let train = BlockDesign { prep: &prep, blocks: rows, rows: &train_rows };
+    let test = BlockDesign { prep: &prep, blocks: test_src, rows: &test_rows };
     tracing::info!(kind = params.model().as_str(), rows = train_rows.len(), features = prep.width(), "fitting");
     let fit = model::fit(params.model(), &train)?;
     tracing::info!(
@@ -308,14 +348,25 @@ pub fn fit(params: &Params, obs: &dyn Observer) -> Result<Fitted> {
         elapsed_ms = t1.elapsed().as_millis() as u64,
         "fitted"
     );
-    let train_mean = train_rows.iter().map(|&i| table.target[i]).sum::<f64>() / train_rows.len().max(1) as f64;
+    let mut target_sum = 0.0;
+    rows.for_each_block(&mut |first, t| {
+        // one running sum in row order, however the rows are blocked
+        for &i in data::rows_in_block(&train_rows, first, t.len()) {
+            target_sum += t.target[i - first];
+        }
+        Ok(())
+    })?;
+    let train_mean = target_sum / train_rows.len().max(1) as f64;
     let (train_metrics, _) = fit.evaluate(&train, train_mean)?;
     let (truth, predicted) = fit.predictions(&test)?;
     let model_metrics = Metrics::compute(truth.view(), predicted.view());
     let baseline = Metrics::compute(truth.view(), Array1::from_elem(truth.len(), train_mean).view());
     let sd = crate::report::column_sd(&train)?;
     let created_at = chrono::Utc::now();
-    let salt: String = files.iter().map(|f| f.sha256.as_str()).collect();
+    let mut salt: String = files.iter().map(|f| f.sha256.as_str()).collect();
+    if let Some(t) = &topic {
+        salt.push_str(&serde_json::to_string(t).unwrap_or_default());
+    }
     let artifact = Artifact {
         schema_version: crate::artifact::SCHEMA_VERSION,
         format: crate::artifact::FORMAT.to_string(),
@@ -328,21 +379,46 @@ pub fn fit(params: &Params, obs: &dyn Observer) -> Result<Fitted> {
         estimator: Estimator { kind: params.model().as_str().to_string(), feature_names: prep.feature_names(), fit },
         preprocessing: prep,
         metrics: Evaluation { model: model_metrics, baseline, train: train_metrics },
-        training_data: TrainingData { files, train_rows: train_rows.len(), test_rows: test_rows.len() },
+        training_data: TrainingData { files, topic, train_rows: train_rows.len(), test_rows: test_rows.len() },
     };
     artifact.check("(new model)")?;
     let report = ReportData::new(&artifact, truth.as_slice().unwrap_or(&[]), predicted.as_slice().unwrap_or(&[]), &sd);
     Ok(Fitted { artifact, report })
 }
 
-/// Fit (on a blocking thread), store the report and the artifact, then announce it.
-pub async fn publish(params: &Params, store: &Store, bus: &Bus) -> Result<(TrainReport, Artifact)> {
+/// How `train` reads a topic (`data.topic`).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions {
+    /// Only records from this time on.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// The largest fraction of malformed records before the run fails.
+    pub max_rejected: f64,
+    /// Keep the held-out rows (raw) for the promotion gate.
+    pub keep_held_out: bool,
+}
+
+/// Fit (on a blocking thread), store the report and the artifact, then announce it. From a
+/// topic, also the held-out rows read raw when `read.keep_held_out` (for the gate).
+pub async fn publish(
+    params: &Params,
+    read: &ReadOptions,
+    store: &Store,
+    bus: &Bus,
+) -> Result<(TrainReport, Artifact, Option<RawRows>)> {
     let p = params.clone();
     let progress = Progress::start();
     let obs = progress.clone();
-    let Fitted { mut artifact, mut report } = tokio::task::spawn_blocking(move || fit(&p, &obs))
-        .await
-        .map_err(|e| Error::Model(format!("training task failed: {e}")))??;
+    let kafka = bus.as_kafka().cloned();
+    let read = *read;
+    let (Fitted { mut artifact, mut report }, held_out) = tokio::task::spawn_blocking(move || match p.topic() {
+        None => fit(&p, &obs).map(|f| (f, None)),
+        Some(_) => match kafka {
+            Some(k) => fit_from_topic(&k, &p, &read, &obs),
+            None => Err(Error::Usage("--data kafka://TOPIC: training from a topic needs --kafka-config".into())),
+        },
+    })
+    .await
+    .map_err(|e| Error::Model(format!("training task failed: {e}")))??;
     // Keys are unique by construction; on the astronomically unlikely clash, take a new version.
     // The report goes first: an artifact in the store always has its report beside it.
     let mut attempts = 0;
@@ -391,8 +467,94 @@ pub async fn publish(params: &Params, store: &Store, bus: &Bus) -> Result<(Train
         announced_to,
         promotion: None,
     };
-    Ok((report, artifact))
+    Ok((report, artifact, held_out))
 }
+
+/// Read `params.topic()` into a spool (malformed records counted, at most `max_rejected` of
+/// them) and fit on it; with `keep_held_out`, also the held-out rows, raw, for the gate.
+pub fn fit_from_topic(
+    kafka: &Kafka,
+    params: &Params,
+    read: &ReadOptions,
+    obs: &dyn Observer,
+) -> Result<(Fitted, Option<RawRows>)> {
+    let topic = params.topic().unwrap_or_default();
+    let spec = ColumnSpec::of(params);
+    let t0 = Instant::now();
+    let (consumer, mut ranges) = kafka.plan_range(topic, read.since)?;
+    let total: i64 = ranges.iter().map(|r| r.end_offset - r.start_offset).sum();
+    obs.stage(&format!("reading topic {topic}"), Some(Work::Records(total.max(0) as u64)));
+    let mut spool = SpoolWriter::new(&spec)?;
+    let mut rejected = 0u64;
+    kafka.read_range(topic, &consumer, &mut ranges, read.since, &mut |partition, offset, payload| {
+        obs.advance(1);
+        match data::parse_json_row(payload, &spec) {
+            Ok(row) => {
+                let cats: Vec<Option<&str>> = row.categorical.iter().map(|c| c.as_deref()).collect();
+                spool.push(&row.numeric, &cats, row.target)
+            }
+            Err(reason) => {
+                rejected += 1;
+                if rejected <= MAX_REJECT_WARNINGS {
+                    tracing::warn!(%topic, partition, offset, %reason, "skipped a malformed training record");
+                }
+                Ok(())
+            }
+        }
+    })?;
+    drop(consumer);
+    let records: u64 = ranges.iter().map(|r| r.records).sum();
+    tracing::info!(%topic, records, rejected, rows = spool.rows(), elapsed_ms = t0.elapsed().as_millis() as u64,
+        "read training records");
+    let source = format!("kafka://{topic}");
+    if rejected > 0 {
+        let share = rejected as f64 / records.max(1) as f64;
+        if share > read.max_rejected {
+            return Err(Error::Data {
+                source_name: source,
+                line: 0,
+                message: format!(
+                    "{rejected} of {records} records ({:.2}%) are malformed, above --max-rejected {}; the warnings \
+                     above name the first {}",
+                    share * 100.0,
+                    read.max_rejected,
+                    rejected.min(MAX_REJECT_WARNINGS)
+                ),
+            });
+        }
+        tracing::warn!(%topic, rejected, records, "trained without the malformed records (within --max-rejected)");
+    }
+    if spool.rows() == 0 {
+        return Err(Error::Data {
+            source_name: source,
+            line: 0,
+            message: match read.since {
+                Some(t) => format!("no training records since {}", t.to_rfc3339()),
+                None => "the topic has no training records".into(),
+            },
+        });
+    }
+    let spool = spool.finish()?;
+    let info = TopicData {
+        topic: topic.to_string(),
+        partitions: ranges,
+        records,
+        rejected,
+        since: read.since.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    };
+    let fitted = fit_rows(params, &spool, Vec::new(), Some(info), obs)?;
+    let held_out = match params.split() {
+        Split::Fraction { fraction, seed } if read.keep_held_out => {
+            let (_, test) = data::split_indices(spool.rows(), fraction, seed);
+            Some(data::raw_rows_of(&spool, &test, &spec)?)
+        }
+        _ => None,
+    };
+    Ok((fitted, held_out))
+}
+
+/// Malformed records named one by one in the log; the rest are counted.
+const MAX_REJECT_WARNINGS: u64 = 10;
 
 /// Progress on stderr only when it is a terminal (never in cron, CI or a pipe, where the log
 /// lines say the same): a byte bar while reading the training data, a spinner naming the step
@@ -424,19 +586,21 @@ fn spinner_style() -> indicatif::ProgressStyle {
 }
 
 impl Observer for Progress {
-    fn stage(&self, what: &str, total_bytes: Option<u64>) {
+    fn stage(&self, what: &str, total: Option<Work>) {
         let Some(b) = &self.0 else { return };
-        match total_bytes {
-            Some(total) => {
-                b.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{msg} [{wide_bar}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
-                    )
+        let bar = |template: &str, total: u64| {
+            b.set_style(
+                indicatif::ProgressStyle::with_template(template)
                     .map(|s| s.progress_chars("=> "))
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-                );
-                b.set_length(total);
-                b.set_position(0);
+            );
+            b.set_length(total);
+            b.set_position(0);
+        };
+        match total {
+            Some(Work::Bytes(n)) => bar("{msg} [{wide_bar}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)", n),
+            Some(Work::Records(n)) => {
+                bar("{msg} [{wide_bar}] {human_pos}/{human_len} records ({per_sec}, {eta} left)", n)
             }
             None => b.set_style(spinner_style()),
         }

@@ -126,7 +126,11 @@ impl PromotionSection {
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
     /// One CSV path or a list of paths sharing one header.
+    #[serde(default, skip_serializing_if = "OneOrMany::is_empty")]
     pub train: OneOrMany,
+    /// A Kafka topic of labelled JSON records to train from instead (`--data kafka://TOPIC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
     /// Field delimiter, one ASCII character (default `,`).
     #[serde(default = "default_delimiter")]
     pub delimiter: String,
@@ -145,7 +149,18 @@ pub enum OneOrMany {
     Many(Vec<PathBuf>),
 }
 
+impl Default for OneOrMany {
+    fn default() -> OneOrMany {
+        OneOrMany::Many(Vec::new())
+    }
+}
+
 impl OneOrMany {
+    /// Whether there is no path.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, OneOrMany::Many(v) if v.is_empty())
+    }
+
     /// The paths, in order.
     pub fn paths(&self) -> Vec<PathBuf> {
         match self {
@@ -546,8 +561,10 @@ impl TryFrom<ParamsFile> for Params {
 /// Command-line replacements of params values, applied before the check.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
-    /// Replace `data.train`.
+    /// Replace `data.train` (and drop `data.topic`).
     pub train: Vec<PathBuf>,
+    /// Replace `data.topic` (and drop `data.train`).
+    pub topic: Option<String>,
     /// Replace `name`.
     pub name: Option<String>,
     /// Replace `evaluation.test_data`.
@@ -565,6 +582,11 @@ impl ParamsFile {
     pub fn with(mut self, o: &Overrides) -> ParamsFile {
         if !o.train.is_empty() {
             self.data.train = OneOrMany::Many(o.train.clone());
+            self.data.topic = None;
+        }
+        if let Some(t) = &o.topic {
+            self.data.topic = Some(t.clone());
+            self.data.train = OneOrMany::default();
         }
         if let Some(n) = &o.name {
             self.name = n.clone();
@@ -587,8 +609,24 @@ impl ParamsFile {
             return err("data.delimiter", format!("{:?} must be exactly one ASCII character", self.data.delimiter));
         }
         let train = self.data.train.paths();
-        if train.is_empty() {
-            return err("data.train", "needs at least one CSV path".into());
+        match &self.data.topic {
+            None if train.is_empty() => {
+                return err("data.train", "needs at least one CSV path (or data.topic: a Kafka topic)".into())
+            }
+            Some(_) if !train.is_empty() => {
+                return err("data.topic", "give data.train (CSV files) or data.topic, not both".into())
+            }
+            Some(t)
+                if t.is_empty()
+                    || t.len() > 249
+                    || !t.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) =>
+            {
+                return err(
+                    "data.topic",
+                    format!("{t:?} is not a Kafka topic name (ASCII letters, digits, '.', '_', '-')"),
+                )
+            }
+            _ => {}
         }
         let f = &self.features;
         let all: Vec<&String> = f.numeric.iter().chain(&f.categorical).collect();
@@ -703,9 +741,14 @@ impl Params {
         &self.file.name
     }
 
-    /// Training CSV paths, in order.
+    /// Training CSV paths, in order (empty when training from a topic).
     pub fn train_files(&self) -> &[PathBuf] {
         &self.train
+    }
+
+    /// The Kafka topic to train from (`data.topic`), if not CSV files.
+    pub fn topic(&self) -> Option<&str> {
+        self.file.data.topic.as_deref()
     }
 
     /// The delimiter byte.

@@ -12,4 +12,5 @@ mod report;
 mod sasl;
 mod services;
 mod store_contract;
+mod topic_training;
 mod util;

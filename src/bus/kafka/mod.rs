@@ -7,6 +7,8 @@
 //!   only after the outputs of a batch were acknowledged (at-least-once).
 //! * [`follower`]: [`TopicFollower`], a broadcast reader of a topic (no group: every replica sees
 //!   every message) that first replays the topic's history: how replicas follow `train`.
+//! * [`reader`]: a topic read once, start to end offsets fixed when it starts, in (partition,
+//!   offset) order: training from a topic.
 //! * [`admin`]: topic checks and idempotent topic creation.
 //! * [`watch`]: librdkafka's connection errors (authentication, TLS, transport) turned into
 //!   messages that name the setting to fix, within seconds.
@@ -16,6 +18,7 @@ pub mod config;
 pub mod consumer;
 pub mod follower;
 pub mod producer;
+pub mod reader;
 pub mod watch;
 
 pub use consumer::{InputConsumer, InputRecord};

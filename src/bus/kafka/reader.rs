@@ -1,0 +1,127 @@
+//! Reading a topic once, start to end, for training: every partition in id order, each from its
+//! earliest offset (or the first at or after `since`) up to the high watermark taken before
+//! reading starts, so the rows are exactly the records that were there when training began, in
+//! (partition, offset) order. No group membership, no commits; the prefetch queue is bounded so
+//! memory does not grow with the topic.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::config::SetIfAbsent;
+use super::{bus_err, Kafka};
+use crate::artifact::PartitionRange;
+use crate::error::Result;
+
+/// A consumer of records read: partition, offset, value.
+pub type RecordFn<'f> = dyn FnMut(i32, i64, &[u8]) -> Result<()> + 'f;
+
+impl Kafka {
+    /// The offset ranges [`Kafka::read_range`] will read: per partition (in id order), the
+    /// earliest offset or the first at or after `since`, and the high watermark now.
+    pub fn plan_range(&self, topic: &str, since: Option<DateTime<Utc>>) -> Result<(BaseConsumer, Vec<PartitionRange>)> {
+        let group = format!("modelcast-read-{}", crate::artifact::new_version(Utc::now(), topic.as_bytes()));
+        let mut cc = super::config::follower(&self.cfg, &group);
+        cc.set_if_absent("queued.max.messages.kbytes", "8192");
+        let consumer: BaseConsumer = cc.create().map_err(|e| bus_err(topic, format!("cannot create consumer: {e}")))?;
+        let timeout = self.timeout();
+        let md = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| bus_err(topic, format!("metadata: {e}")))?;
+        let mut parts: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+        parts.sort_unstable();
+        let mut ranges = Vec::with_capacity(parts.len());
+        for p in parts {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p, timeout)
+                .map_err(|e| bus_err(topic, format!("watermarks of partition {p}: {e}")))?;
+            let start = match since {
+                None => low,
+                Some(t) => {
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition_offset(topic, p, Offset::Offset(t.timestamp_millis()))
+                        .map_err(|e| bus_err(topic, e.to_string()))?;
+                    let found = consumer
+                        .offsets_for_times(tpl, timeout)
+                        .map_err(|e| bus_err(topic, format!("offsets for {t} in partition {p}: {e}")))?;
+                    match found.find_partition(topic, p).map(|e| e.offset()) {
+                        Some(Offset::Offset(o)) => o.clamp(low, high),
+                        // no record at or after `since`
+                        _ => high,
+                    }
+                }
+            };
+            ranges.push(PartitionRange { partition: p, start_offset: start, end_offset: high, records: 0 });
+        }
+        Ok((consumer, ranges))
+    }
+
+    /// Read the planned ranges in order, handing each record's partition, offset and value to
+    /// `f`; fills in each range's record count. Records stamped before `since` are skipped (a
+    /// broker that cannot look offsets up by time is then still right) and the range starts at
+    /// the first record kept. Blocking: call it from a blocking task. Fails when a partition
+    /// stops delivering for `modelcast.timeout_ms`.
+    pub fn read_range(
+        &self,
+        topic: &str,
+        consumer: &BaseConsumer,
+        ranges: &mut [PartitionRange],
+        since: Option<DateTime<Utc>>,
+        f: &mut RecordFn<'_>,
+    ) -> Result<()> {
+        let since_ms = since.map(|t| t.timestamp_millis());
+        let stall = self.timeout();
+        for r in ranges.iter_mut().filter(|r| r.start_offset < r.end_offset) {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(topic, r.partition, Offset::Offset(r.start_offset))
+                .map_err(|e| bus_err(topic, e.to_string()))?;
+            consumer.assign(&tpl).map_err(|e| bus_err(topic, format!("assign partition {}: {e}", r.partition)))?;
+            let mut last = Instant::now();
+            let mut next = r.start_offset;
+            while next < r.end_offset {
+                match consumer.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) if m.partition() == r.partition && m.offset() >= next => {
+                        let early = since_ms.is_some_and(|t| m.timestamp().to_millis().is_some_and(|ts| ts < t));
+                        if early {
+                            r.start_offset = m.offset() + 1;
+                        } else if m.offset() < r.end_offset {
+                            f(r.partition, m.offset(), m.payload().unwrap_or_default())?;
+                            r.records += 1;
+                        }
+                        next = m.offset() + 1;
+                        last = Instant::now();
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(%topic, partition = r.partition, error = %e, "consumer error while reading")
+                    }
+                    None => {
+                        // offsets without records (compaction, transaction markers): the position
+                        // moves past them without a message
+                        if let Ok(pos) = consumer.position() {
+                            if let Some(Offset::Offset(o)) = pos.find_partition(topic, r.partition).map(|e| e.offset())
+                            {
+                                if o > next {
+                                    next = o;
+                                    last = Instant::now();
+                                }
+                            }
+                        }
+                    }
+                }
+                if last.elapsed() > stall {
+                    return Err(bus_err(
+                        topic,
+                        format!(
+                            "partition {} delivered nothing for {stall:?} at offset {next} (reading up to {})",
+                            r.partition, r.end_offset
+                        ),
+                    ));
+                }
+            }
+        }
+        consumer.unassign().map_err(|e| bus_err(topic, format!("unassign: {e}")))?;
+        Ok(())
+    }
+}
