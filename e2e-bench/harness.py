@@ -64,10 +64,11 @@ class Sizes:
     swap_gap: float  # seconds between retrainings
     train_rows: int  # rows of the synthetic training CSV
     runs: int  # repetitions of cold start (median) and of the wine train timing
+    topic_rows: tuple  # (small, large) labelled records of the train-from-topic scenario
 
 
-FULL = Sizes(200_000, 20_000, (5_000, 20_000), 10.0, 20_000, 10, 3.0, 1_000_000, 5)
-QUICK = Sizes(5_000, 1_000, (1_000, 3_000), 2.0, 2_000, 2, 1.0, 20_000, 3)
+FULL = Sizes(200_000, 20_000, (5_000, 20_000), 10.0, 20_000, 10, 3.0, 1_000_000, 5, (100_000, 1_000_000))
+QUICK = Sizes(5_000, 1_000, (1_000, 3_000), 2.0, 2_000, 2, 1.0, 20_000, 3, (5_000, 50_000))
 
 
 def wine_payloads() -> list:
@@ -422,6 +423,45 @@ def train(bed: Bed, sizes: Sizes, prep: dict) -> dict:
     }
 
 
+def topic_train(bed: Bed, sizes: Sizes, prep: dict) -> dict:
+    """`train --data kafka://TOPIC` on N and 10 N labelled wine records (3 partitions): peak RSS must
+    not grow with the topic. Also the CSV of the large topic's rows, for comparison."""
+    frame = pd.read_csv(WINE)
+    records = [json.dumps(r) for r in frame.to_dict("records")]
+    out = {}
+    for label, n in zip(("small", "large"), sizes.topic_rows, strict=True):
+        topic = bed.topic(f"labelled-{n}")
+        bed.create_topics([topic], 3)
+        p = bed.loader()
+        for i in range(n):
+            send(p, topic, str(i), records[i % len(records)])
+            if i % 10_000 == 0:
+                p.poll(0)
+        flush(p, f"loading {n} labelled records")
+        cfg = bed.kafka_config(f"topic-train-{n}", bed.topic("tt-in"), bed.topic("tt-out"))
+        store = bed.work / f"topic-train-store-{n}"
+        subprocess.run(["rm", "-rf", str(store)], check=True)
+        cmd = [bed.modelcast, "train", "--json", "--store", f"file://{store}", "--kafka-config", cfg, "--data", f"kafka://{topic}"]
+        m = measure(bed, f"topic-train-{n}", cmd)
+        doc = json.loads(m["stdout"])
+        out[label] = {k: m[k] for k in ("wall_s", "cpu_s", "peak_mb")} | {
+            "records": n,
+            "rows": doc["train_rows"] + doc["test_rows"],
+            "r2": doc["metrics"]["model"]["r2"],
+        }
+    # the large topic's rows as a CSV (rows in partition order do not matter for memory)
+    n = sizes.topic_rows[1]
+    csv = bed.out / f"wine-x{n}.csv"
+    if not csv.exists():
+        pd.concat([frame] * (n // len(frame) + 1)).head(n).to_csv(csv, index=False)
+    store = bed.work / "topic-train-store-csv"
+    subprocess.run(["rm", "-rf", str(store)], check=True)
+    m = measure(bed, "topic-train-csv", [bed.modelcast, "train", "--json", "--store", f"file://{store}", "--data", csv])
+    out["csv_large"] = {k: m[k] for k in ("wall_s", "cpu_s", "peak_mb")}
+    out["peak_ratio_large_small"] = out["large"]["peak_mb"] / out["small"]["peak_mb"]
+    return out
+
+
 def cold_start(bed: Bed, sizes: Sizes, prep: dict) -> dict:
     cmds = {
         "modelcast": [bed.modelcast, "predict", "--input", prep["one_row"], "--store", f"file://{bed.models}"],
@@ -487,6 +527,7 @@ SCENARIOS = {
     "latency": latency,
     "hot_swap": hot_swap,
     "train": train,
+    "topic_train": topic_train,
     "cold_start": cold_start,
 }
 

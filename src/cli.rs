@@ -80,6 +80,9 @@ pub enum Command {
         after_help = "Examples:\n  modelcast history wine-quality\n  modelcast history wine-quality --alias champion --json"
     )]
     History(HistoryArgs),
+    /// Live accuracy per model version: join predictions with the labels topic by key.
+    #[command(after_help = EVALUATE_EXAMPLES)]
+    Evaluate(EvaluateArgs),
     /// Fetch a model version's training report (SVG): predicted against actual, residuals,
     /// standardised coefficients, held-out error against the baseline.
     #[command(
@@ -109,6 +112,18 @@ pub enum Command {
     )]
     Man,
 }
+
+const EVALUATE_EXAMPLES: &str = "\
+Examples:
+  modelcast evaluate --kafka-config kafka_config.yaml --horizon 24h          # once: JSON on stdout
+  modelcast evaluate --serve --kafka-config kafka_config.yaml --metrics-addr 127.0.0.1:9899
+  modelcast evaluate --kafka-config kafka_config.yaml --label-field quality --key-field id
+
+Reads modelcast.topics.app_messages (and .shadow if it exists) and .labels from now − horizon on.
+A label is a JSON object with the record's key and its true value: {\"key\": \"r-17\", \"label\": 6}.
+Labels must be keyed like the predictions, on a topic with the same partition count (checked).
+Each prediction waits up to the horizon for its label (and a label for its prediction);
+unlabelled predictions are counted as expired per version.";
 
 const PROMOTE_EXAMPLES: &str = "\
 Examples:
@@ -373,6 +388,39 @@ pub struct ModelsArgs {
     /// Store and bus.
     #[command(flatten)]
     pub loc: Locations,
+}
+
+/// `modelcast evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Kafka config (brokers, topic names) [default: kafka_config.yaml].
+    #[arg(long, hide_env_values = true, env = "MODELCAST_KAFKA_CONFIG")]
+    pub kafka_config: Option<PathBuf>,
+    /// Keep running: publish on modelcast.topics.model_metrics and update /metrics every --interval.
+    #[arg(long)]
+    pub serve: bool,
+    /// How far back to read, and how long a prediction waits for its label [default: 24h].
+    #[arg(long, value_name = "DURATION")]
+    pub horizon: Option<String>,
+    /// Most predictions and labels waiting at once; the oldest beyond it are dropped and counted
+    /// [default: 1000000].
+    #[arg(long, value_name = "N")]
+    pub max_pending: Option<usize>,
+    /// How often to publish (and the window's bucket) [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub interval: Option<String>,
+    /// Sliding window of the windowed metrics [default: 1h].
+    #[arg(long, value_name = "DURATION")]
+    pub window: Option<String>,
+    /// Field of a label record holding the key [default: key].
+    #[arg(long, value_name = "FIELD")]
+    pub key_field: Option<String>,
+    /// Field of a label record holding the true value [default: label].
+    #[arg(long, value_name = "FIELD")]
+    pub label_field: Option<String>,
+    /// Serve /healthz and /metrics here (with --serve).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// `modelcast report`.

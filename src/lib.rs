@@ -24,6 +24,7 @@ pub mod features;
 #[cfg(test)]
 mod fuzz;
 pub mod lifecycle;
+pub mod live;
 pub mod model;
 pub mod predict;
 pub mod record;

@@ -63,6 +63,8 @@ pub enum Settings {
         /// JSON lines on stdout.
         json: bool,
     },
+    /// `evaluate`.
+    Evaluate(Box<crate::cmd::evaluate::EvaluateSettings>),
     /// `report`.
     Report {
         /// Store and bus.
@@ -143,6 +145,40 @@ pub struct TrainSettings {
 
 /// Default of `--max-rejected`: 1% of a topic's records may be malformed.
 pub const DEFAULT_MAX_REJECTED: f64 = 0.01;
+
+fn evaluate(a: cli::EvaluateArgs) -> Result<crate::cmd::evaluate::EvaluateSettings> {
+    let duration = |flag: &str, v: &Option<String>, default: &str| -> Result<std::time::Duration> {
+        let text = v.as_deref().unwrap_or(default);
+        parse_duration(text)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| usage(flag, &format!("{text:?} is not a duration (90s, 30m, 24h, 7d)")))
+    };
+    let horizon = duration("--horizon", &a.horizon, "24h")?;
+    let interval = duration("--interval", &a.interval, "10s")?;
+    let window = duration("--window", &a.window, "1h")?;
+    if window < interval {
+        return Err(usage("--window", "must be at least --interval"));
+    }
+    if a.metrics_addr.is_some() && !a.serve {
+        return Err(usage("--metrics-addr", "only applies with --serve"));
+    }
+    let max_pending = a.max_pending.unwrap_or(1_000_000);
+    if max_pending == 0 {
+        return Err(usage("--max-pending", "must be at least 1"));
+    }
+    let path = a.kafka_config.unwrap_or_else(|| DEFAULT_KAFKA_CONFIG.into());
+    Ok(crate::cmd::evaluate::EvaluateSettings {
+        kafka: KafkaConfig::load(&path)?,
+        horizon,
+        max_pending,
+        interval,
+        window,
+        key_field: a.key_field.unwrap_or_else(|| "key".into()),
+        label_field: a.label_field.unwrap_or_else(|| "label".into()),
+        serve: a.serve,
+        metrics_addr: a.metrics_addr,
+    })
+}
 
 /// `--data` values: one `kafka://TOPIC`, or CSV paths.
 fn data_source(data: &[PathBuf]) -> Result<(Option<String>, Vec<PathBuf>)> {
@@ -282,6 +318,7 @@ impl Settings {
                 }
                 Settings::History { loc: locations(a.loc)?, name: a.model_name, alias: a.alias, json: a.json }
             }
+            Command::Evaluate(a) => Settings::Evaluate(Box::new(evaluate(a)?)),
             Command::Report(a) => Settings::Report {
                 loc: locations(a.loc)?,
                 name: a.model_name,

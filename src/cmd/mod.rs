@@ -4,6 +4,7 @@
 pub mod check;
 pub mod config;
 pub mod docs;
+pub mod evaluate;
 pub mod history;
 pub mod models;
 pub mod predict;
@@ -39,6 +40,7 @@ pub async fn run(settings: Settings) -> Result<Outcome> {
         Settings::History { loc, name, alias, json } => history::show(loc, &name, alias.as_deref(), json).await,
         Settings::Config { params_path, loc } => config::show(&params_path, &loc),
         Settings::Check { loc } => check::run(loc).await,
+        Settings::Evaluate(s) => evaluate::run(*s).await,
         Settings::Report { loc, name, version, output } => {
             report::fetch(loc, &name, version.as_deref(), output.as_deref()).await
         }

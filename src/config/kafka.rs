@@ -31,6 +31,12 @@ pub struct Topics {
     /// Shadow predictions, `predict --serve --shadow ALIAS` (default `app_messages_shadow`).
     #[serde(default = "d_shadow")]
     pub shadow: String,
+    /// True values of scored records, keyed like the predictions (default `labels`).
+    #[serde(default = "d_labels")]
+    pub labels: String,
+    /// Live accuracy per model version, published by `evaluate --serve` (default `model_metrics`).
+    #[serde(default = "d_model_metrics")]
+    pub model_metrics: String,
 }
 
 fn d_train() -> String {
@@ -48,10 +54,24 @@ fn d_dead() -> String {
 fn d_shadow() -> String {
     "app_messages_shadow".into()
 }
+fn d_labels() -> String {
+    "labels".into()
+}
+fn d_model_metrics() -> String {
+    "model_metrics".into()
+}
 
 impl Default for Topics {
     fn default() -> Self {
-        Topics { train: d_train(), app_messages: d_app(), input: d_input(), dead_letter: d_dead(), shadow: d_shadow() }
+        Topics {
+            train: d_train(),
+            app_messages: d_app(),
+            input: d_input(),
+            dead_letter: d_dead(),
+            shadow: d_shadow(),
+            labels: d_labels(),
+            model_metrics: d_model_metrics(),
+        }
     }
 }
 

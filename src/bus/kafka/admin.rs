@@ -95,7 +95,16 @@ impl Kafka {
         let n = partitions.unwrap_or(self.cfg.modelcast.partitions);
         let repl = self.cfg.modelcast.replication_factor;
         // The train topic keeps every announcement (history is how replicas find the newest model).
-        let specs = [(&t.train, 1), (&t.input, n), (&t.app_messages, n), (&t.dead_letter, n), (&t.shadow, n)];
+        // Labels are joined with predictions by key: co-partitioned with app_messages (same count).
+        let specs = [
+            (&t.train, 1),
+            (&t.input, n),
+            (&t.app_messages, n),
+            (&t.dead_letter, n),
+            (&t.shadow, n),
+            (&t.labels, n),
+            (&t.model_metrics, 1),
+        ];
         let new: Vec<NewTopic> =
             specs.iter().map(|(name, p)| NewTopic::new(name.as_str(), *p, TopicReplication::Fixed(repl))).collect();
         let opts = AdminOptions::new().operation_timeout(Some(self.timeout())).request_timeout(Some(self.timeout()));

@@ -90,14 +90,19 @@ impl Kafka {
     pub async fn publish_train(&self, key: &str, payload: &[u8], what: &str) -> Result<String> {
         let topic = self.cfg.modelcast.topics.train.clone();
         self.check_topics(&[&topic]).await?;
-        let rec = FutureRecord::to(&topic).key(key.as_bytes()).payload(payload);
+        self.publish_to(&topic, key, payload, what).await
+    }
+
+    /// Publish one message on `topic` and wait for its acknowledgement.
+    pub async fn publish_to(&self, topic: &str, key: &str, payload: &[u8], what: &str) -> Result<String> {
+        let rec = FutureRecord::to(topic).key(key.as_bytes()).payload(payload);
         match tokio::time::timeout(self.timeout(), self.producer.send(rec, self.timeout())).await {
             Ok(Ok(d)) => Ok(format!("kafka topic {topic} partition {} offset {}", d.partition, d.offset)),
-            Ok(Err((e, _))) => Err(bus_err(&topic, format!("{what} not acknowledged: {e}"))),
+            Ok(Err((e, _))) => Err(bus_err(topic, format!("{what} not acknowledged: {e}"))),
             Err(_) => {
                 self.producer.purge(PurgeConfig::default().queue().inflight());
                 Err(bus_err(
-                    &topic,
+                    topic,
                     format!("{what} not acknowledged within {:?}; nothing was published", self.timeout()),
                 ))
             }
