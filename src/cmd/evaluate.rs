@@ -164,7 +164,9 @@ pub async fn run(s: EvaluateSettings) -> Result<Outcome> {
                     undecodable += 1;
                 }
             });
-            let clock = chrono::Utc::now().timestamp_millis().max(newest);
+            // while re-reading the horizon, topics arrive out of step: only the wall clock then
+            let wall = chrono::Utc::now().timestamp_millis();
+            let clock = if reader.caught_up() { wall.max(newest) } else { wall };
             if !serve && reader.caught_up() {
                 joiner.expire(clock);
                 return Ok(snapshot(&joiner, undecodable));

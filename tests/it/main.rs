@@ -5,6 +5,7 @@
 
 mod bus_contract;
 mod cli;
+mod closed_loop;
 mod lifecycle;
 mod parity;
 mod reliability;

@@ -103,7 +103,7 @@ impl SaslBed {
             "bootstrap.servers: {}\nsecurity.protocol: SASL_SSL\nsasl.mechanisms: {mechanism}\n\
              sasl.username: {}\nsasl.password: ${{SASL_PASSWORD}}\nssl.ca.location: {}\n\
              modelcast:\n  topics: {{train: {id}-train, app_messages: {id}-app, input: {id}-in, dead_letter: {id}-dead, \
-             shadow: {id}-shadow}}\n  group_id: {id}-group\n  partitions: 2\n",
+             shadow: {id}-shadow, labels: {id}-labels, model_metrics: {id}-metrics}}\n  group_id: {id}-group\n  partitions: 2\n",
             self.bootstrap, self.user, self.ca
         )
     }
@@ -158,7 +158,7 @@ impl Bed {
             &path,
             format!(
                 "bootstrap.servers: {}\nmodelcast:\n  topics: {{train: {id}-train, app_messages: {id}-app, input: {id}-in, \
-                 dead_letter: {id}-dead, shadow: {id}-shadow}}\n  partitions: 1\n  timeout_ms: 60000\n",
+                 dead_letter: {id}-dead, shadow: {id}-shadow, labels: {id}-labels, model_metrics: {id}-metrics}}\n  partitions: 1\n  timeout_ms: 60000\n",
                 self.bootstrap
             ),
         )
@@ -174,6 +174,8 @@ pub struct Topics {
     pub input: String,
     pub dead: String,
     pub shadow: String,
+    pub labels: String,
+    pub metrics: String,
 }
 
 /// A sandbox wired to the test bed with its own topics, bucket prefix and Kafka config
@@ -197,6 +199,8 @@ impl Wired {
             input: format!("{id}-in"),
             dead: format!("{id}-dead"),
             shadow: format!("{id}-shadow"),
+            labels: format!("{id}-labels"),
+            metrics: format!("{id}-metrics"),
         };
         // timeout_ms bounds the binary's Kafka requests (metadata, history, deliveries): a
         // failing bound, generous for a loaded machine.
@@ -204,9 +208,10 @@ impl Wired {
             "kafka.yaml",
             &format!(
                 "bootstrap.servers: ${{TEST_BOOTSTRAP}}\ncompression.type: lz4\n\
-                 modelcast:\n  topics: {{train: {}, app_messages: {}, input: {}, dead_letter: {}, shadow: {}}}\n  \
+                 modelcast:\n  topics: {{train: {}, app_messages: {}, input: {}, dead_letter: {}, shadow: {}, \
+                 labels: {}, model_metrics: {}}}\n  \
                  group_id: {id}-group\n  partitions: {partitions}\n  timeout_ms: 60000\n",
-                topics.train, topics.app, topics.input, topics.dead, topics.shadow
+                topics.train, topics.app, topics.input, topics.dead, topics.shadow, topics.labels, topics.metrics
             ),
         );
         let g = &bed.garage;

@@ -1,0 +1,186 @@
+//! The closed loop on the test bed: `evaluate --serve` joins the service's predictions with a
+//! labels topic, per model version across a hot swap, with exact metrics, exact expiry counts,
+//! the same counts after a `kill -9` and restart, and a mis-partitioned labels topic refused.
+
+use std::collections::BTreeMap;
+
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde_json::Value;
+
+use crate::util::bed::{bed, Replica, Wired};
+use crate::util::fixtures::wine_records;
+use crate::util::kafka::{produce, producer, read_all, read_topic};
+use crate::util::{wait_for, PATIENCE};
+
+/// Labels of keys `k{i}`: none for every 20th (5% never arrive), a value from the key otherwise.
+fn label_of(i: usize) -> Option<f64> {
+    (i % 20 != 7).then_some(4.0 + (i % 5) as f64 * 0.5)
+}
+
+fn label_record(i: usize) -> (String, Vec<u8>) {
+    let key = format!("k{i}");
+    let body = serde_json::json!({"key": key, "label": label_of(i).unwrap()});
+    (key, serde_json::to_vec(&body).unwrap())
+}
+
+/// Produce one record with an explicit timestamp.
+fn produce_at(p: &BaseProducer, topic: &str, key: &str, value: &[u8], ts: i64) {
+    p.send(BaseRecord::to(topic).key(key).payload(value).timestamp(ts)).map_err(|(e, _)| e).unwrap();
+    p.flush(PATIENCE).unwrap();
+}
+
+/// The newest `model_metrics` message published after `after_ms` that satisfies `ok`.
+fn wait_metrics(w: &Wired, after_ms: i64, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    wait_for(what, PATIENCE, || {
+        let msgs = read_all(&w.bootstrap, &w.topics.metrics);
+        let last = msgs.iter().map(|r| r.json()).rfind(|m| m["at_ms"].as_i64() > Some(after_ms));
+        match last {
+            Some(m) if ok(&m) => Ok(m),
+            Some(m) => Err(format!("latest: {}", m["counts"])),
+            None => Err("no model_metrics message yet".into()),
+        }
+    })
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * b.abs().max(1e-12)
+}
+
+#[test]
+fn evaluate_joins_labels_per_version_across_a_hot_swap_and_survives_kill_9() {
+    let Some(bed) = bed() else { return };
+    let w = Wired::new(&bed, "loop", 3);
+    let evaluate = |w: &Wired| {
+        Replica::start(w.command(&[
+            "evaluate",
+            "--serve",
+            "--kafka-config",
+            "kafka.yaml",
+            "--horizon",
+            "1h",
+            "--interval",
+            "1s",
+        ]))
+    };
+    let mut eval = evaluate(&w);
+    eval.wait_ready(PATIENCE);
+    w.train(&[]).assert_ok();
+    let mut svc = w.serve(&[]);
+    svc.wait_ready(PATIENCE);
+    let p = producer(&w.bootstrap);
+    let n = 20_000;
+    let inputs = wine_records(n);
+    produce(&p, &w.topics.input, &inputs[..n / 2]);
+    // labels that arrive before their prediction: keys of the second half
+    let early: Vec<usize> = (15_000..15_500).filter(|&i| label_of(i).is_some()).collect();
+    produce(&p, &w.topics.labels, &early.iter().map(|&i| label_record(i)).collect::<Vec<_>>());
+    w.train(&[]).assert_ok(); // the hot swap
+    produce(&p, &w.topics.input, &inputs[n / 2..]);
+    let preds = read_topic(&w.bootstrap, &w.topics.app, n, PATIENCE);
+    let (status, log) = svc.stop();
+    assert!(status.success(), "{log}");
+    let by_key: BTreeMap<String, (String, f64)> = preds
+        .iter()
+        .map(|r| {
+            let v = r.json();
+            (
+                v["key"].as_str().unwrap().to_string(),
+                (v["model_version"].as_str().unwrap().to_string(), v["prediction"].as_f64().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(by_key.len(), n);
+    // the rest of the labels, shuffled
+    let mut late: Vec<usize> = (0..n).filter(|i| label_of(*i).is_some() && !early.contains(i)).collect();
+    let mut state = 12345u64;
+    for i in (1..late.len()).rev() {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        late.swap(i, (state >> 33) as usize % (i + 1));
+    }
+    produce(&p, &w.topics.labels, &late.iter().map(|&i| label_record(i)).collect::<Vec<_>>());
+
+    // expected, computed here from the predictions read back and the labels sent
+    let mut pairs: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut unlabelled: BTreeMap<String, u64> = BTreeMap::new();
+    for i in 0..n {
+        let (version, pred) = &by_key[&format!("k{i}")];
+        match label_of(i) {
+            Some(y) => pairs.entry(version.clone()).or_default().push((*pred, y)),
+            None => *unlabelled.entry(version.clone()).or_default() += 1,
+        }
+    }
+    assert_eq!(pairs.len(), 2, "two versions served");
+    let labelled = (n - n / 20) as u64;
+
+    let joined = |m: &Value| m["counts"]["joined"].as_u64() == Some(labelled);
+    wait_metrics(&w, 0, "every label joined", joined);
+    // a label stamped two hours ahead moves the clock past the horizon: the unlabelled expire
+    let tick = chrono::Utc::now().timestamp_millis() + 2 * 3_600_000;
+    produce_at(&p, &w.topics.labels, "tick", br#"{"key":"tick","label":0}"#, tick);
+    let expired = |m: &Value| {
+        m["versions"].as_array().unwrap().iter().map(|v| v["expired"].as_u64().unwrap()).sum::<u64>() == n as u64 / 20
+    };
+    let before = wait_metrics(&w, 0, "the unlabelled predictions expired", |m| joined(m) && expired(m));
+
+    let check = |m: &Value| {
+        assert_eq!(m["schema_version"], 1);
+        assert_eq!(m["counts"]["joined"].as_u64(), Some(labelled), "{}", m["counts"]);
+        assert_eq!(m["counts"]["duplicates"].as_u64(), Some(0), "{}", m["counts"]);
+        assert_eq!(m["pending_predictions"].as_u64(), Some(0));
+        for (version, list) in &pairs {
+            let got =
+                m["versions"].as_array().unwrap().iter().find(|v| v["model_version"] == version.as_str()).unwrap();
+            assert_eq!(got["stream"], "served");
+            assert_eq!(got["expired"].as_u64(), Some(unlabelled[version]), "{got}");
+            let s = &got["since_start"];
+            let k = list.len() as f64;
+            let rmse = (list.iter().map(|(p, y)| (p - y) * (p - y)).sum::<f64>() / k).sqrt();
+            let mae = list.iter().map(|(p, y)| (p - y).abs()).sum::<f64>() / k;
+            let bias = list.iter().map(|(p, y)| p - y).sum::<f64>() / k;
+            let mean = list.iter().map(|(_, y)| y).sum::<f64>() / k;
+            let sst: f64 = list.iter().map(|(_, y)| (y - mean) * (y - mean)).sum();
+            let r2 = 1.0 - list.iter().map(|(p, y)| (p - y) * (p - y)).sum::<f64>() / sst;
+            assert_eq!(s["count"].as_u64(), Some(list.len() as u64), "{got}");
+            assert!(close(s["rmse"].as_f64().unwrap(), rmse), "rmse {s} vs {rmse}");
+            assert!(close(s["mae"].as_f64().unwrap(), mae), "mae {s} vs {mae}");
+            assert!(close(s["bias"].as_f64().unwrap(), bias), "bias {s} vs {bias}");
+            assert!((s["r2"].as_f64().unwrap() - r2).abs() < 1e-9, "r2 {s} vs {r2}");
+        }
+    };
+    check(&before);
+    let text = eval.metrics();
+    assert!(text.contains("modelcast_live_rmse{") && text.contains("window=\"since_start\""), "{text}");
+
+    // kill -9 and restart: the state is rebuilt from the horizon, nothing counted twice
+    let killed_at = chrono::Utc::now().timestamp_millis();
+    eval.kill();
+    let mut eval = evaluate(&w);
+    eval.wait_ready(PATIENCE);
+    let after = wait_metrics(&w, killed_at, "the restarted evaluator caught up", |m| joined(m) && expired(m));
+    check(&after);
+    // the sliding window depends on when the joins happened; everything else is the same
+    for (b, a) in before["versions"].as_array().unwrap().iter().zip(after["versions"].as_array().unwrap()) {
+        assert_eq!(a["since_start"], b["since_start"], "same since-start metrics after the restart");
+        assert_eq!(a["expired"], b["expired"]);
+    }
+    let (status, _) = eval.stop();
+    assert!(status.success());
+    // a batch run says the same on stdout
+    let once = w.command(&["evaluate", "--kafka-config", "kafka.yaml", "--horizon", "1h"]).assert_ok().stdout_doc();
+    check(&once);
+}
+
+#[test]
+fn a_labels_topic_with_another_partition_count_is_refused_naming_both_topics() {
+    let Some(bed) = bed() else { return };
+    let w = Wired::new(&bed, "misp", 3);
+    let yaml = std::fs::read_to_string(w.sb.path().join("kafka.yaml")).unwrap();
+    let other = format!("{}-one", w.topics.labels);
+    let mis = yaml
+        .replace(&format!("labels: {}", w.topics.labels), &format!("labels: {other}"))
+        .replace("partitions: 3", "partitions: 1");
+    w.sb.write("mis.yaml", &mis);
+    w.command(&["topics", "create", "--kafka-config", "mis.yaml"]).assert_ok();
+    let e = w.command(&["evaluate", "--kafka-config", "mis.yaml"]).assert_exit_code(1).stderr();
+    assert!(e.contains(&format!("{other} has 1 partitions")) && e.contains(&format!("{} has 3", w.topics.app)), "{e}");
+}
