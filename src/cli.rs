@@ -258,6 +258,14 @@ pub struct PromoteArgs {
     /// Version id (as printed by `train` and `models`).
     #[arg(value_name = "VERSION")]
     pub model_version: String,
+    /// Only if VERSION, shadowing the alias's current version, had a lower RMSE on the same live
+    /// labels (the newest message of modelcast.topics.model_metrics, from `evaluate --serve`);
+    /// exit 4 otherwise. Needs --kafka-config.
+    #[arg(long)]
+    pub if_better_live: bool,
+    /// With --if-better-live: the fewest shared labels to decide on [default: 100].
+    #[arg(long, value_name = "N", requires = "if_better_live")]
+    pub min_labels: Option<u64>,
     /// Alias, reason, output, store and bus.
     #[command(flatten)]
     pub common: MoveArgs,

@@ -122,6 +122,8 @@ pub struct MoveSettings {
     pub reason: Option<String>,
     /// JSON on stdout.
     pub json: bool,
+    /// `promote --if-better-live`: the fewest shared live labels to decide on.
+    pub live_gate: Option<u64>,
 }
 
 /// `train`.
@@ -309,7 +311,16 @@ impl Settings {
                 Settings::Models { loc: locations(a.loc)?, name: a.model.or(a.model_name), json: a.json }
             }
             Command::Promote(a) => {
-                Settings::Move(move_settings(a.model_name, Some(a.model_version), MoveAction::Promote, a.common)?)
+                if a.if_better_live && a.common.loc.kafka_config.is_none() {
+                    return Err(usage(
+                        "--if-better-live",
+                        "needs --kafka-config (live metrics are read from modelcast.topics.model_metrics)",
+                    ));
+                }
+                let live = a.if_better_live.then_some(a.min_labels.unwrap_or(100));
+                let mut s = move_settings(a.model_name, Some(a.model_version), MoveAction::Promote, a.common)?;
+                s.live_gate = live;
+                Settings::Move(s)
             }
             Command::Rollback(a) => Settings::Move(move_settings(a.model_name, a.to, MoveAction::Rollback, a.common)?),
             Command::History(a) => {
@@ -345,6 +356,7 @@ fn move_settings(name: String, version: Option<String>, action: MoveAction, m: c
         action,
         reason: m.reason,
         json: m.json,
+        live_gate: None,
     })
 }
 

@@ -208,6 +208,21 @@ pub async fn run(s: EvaluateSettings) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
+/// The newest message of the `model_metrics` topic, if any.
+pub async fn latest(kafka: &Kafka) -> Result<Option<ModelMetrics>> {
+    let topic = kafka.config().modelcast.topics.model_metrics.clone();
+    let mut follower = kafka.follow(&topic).await?;
+    let timeout = Duration::from_millis(kafka.config().modelcast.timeout_ms);
+    let history = tokio::task::spawn_blocking(move || follower.history(timeout))
+        .await
+        .map_err(|e| Error::Model(format!("reading {topic} failed: {e}")))??;
+    Ok(history
+        .iter()
+        .filter_map(|b| serde_json::from_slice::<ModelMetrics>(b).ok())
+        .filter(|m| m.schema_version == MODEL_METRICS_SCHEMA_VERSION)
+        .max_by_key(|m| m.at_ms))
+}
+
 fn warn_undecodable(topic: &str, reason: &str, so_far: u64) {
     if so_far < 10 {
         tracing::warn!(%topic, %reason, "skipped a record that is not a prediction or a label");

@@ -44,10 +44,27 @@ pub async fn run(s: MoveSettings) -> Result<Outcome> {
         return Ok(Outcome::Done);
     }
     let target = verify(&store, &history.announcements, &book, &s.name, &version).await?;
-    let reason = s.reason.clone().unwrap_or_else(|| match s.action {
-        MoveAction::Promote => "promoted by hand".to_string(),
-        MoveAction::Rollback => format!("rolled back from {}", current.as_deref().unwrap_or("nothing")),
-    });
+    let mut verdict = None;
+    if let Some(min_labels) = s.live_gate {
+        let kafka = bus.as_kafka().ok_or_else(|| Error::Usage("--if-better-live needs --kafka-config".into()))?;
+        let latest = crate::cmd::evaluate::latest(kafka).await?;
+        let decision = live_decision(latest.as_ref(), &s.name, current.as_deref(), &version, min_labels);
+        if !decision.promote {
+            tracing::warn!(model = %s.name, alias = %s.alias, %version, reason = %decision.reason, "promotion refused");
+            print(&false, None, &format!("NOT promoted to {}: {}", s.alias, decision.reason))?;
+            return Ok(Outcome::PromotionRefused);
+        }
+        verdict = Some(decision.reason);
+    }
+    let reason = match (s.reason.clone(), verdict) {
+        (Some(r), Some(v)) => format!("{r} ({v})"),
+        (None, Some(v)) => v,
+        (Some(r), None) => r,
+        (None, None) => match s.action {
+            MoveAction::Promote => "promoted by hand".to_string(),
+            MoveAction::Rollback => format!("rolled back from {}", current.as_deref().unwrap_or("nothing")),
+        },
+    };
     let mv = new_move(&target, &s.alias, current, s.action, reason);
     let (entry, to) = publish(&log, mv).await?;
     let text = format!(
@@ -59,6 +76,48 @@ pub async fn run(s: MoveSettings) -> Result<Outcome> {
     );
     print(&s.json, Some(&entry), &text)?;
     Ok(Outcome::Done)
+}
+
+/// The live gate: the challenger must have shadowed the current version and had a lower RMSE on
+/// at least `min_labels` labels both were scored on.
+pub fn live_decision(
+    latest: Option<&crate::cmd::evaluate::ModelMetrics>,
+    name: &str,
+    current: Option<&str>,
+    challenger: &str,
+    min_labels: u64,
+) -> crate::lifecycle::Decision {
+    let refuse = |reason: String| crate::lifecycle::Decision { promote: false, reason };
+    let Some(current) = current else {
+        return refuse(
+            "the alias is not set, so there is no live champion to compare with; promote without --if-better-live"
+                .into(),
+        );
+    };
+    let Some(m) = latest else {
+        return refuse("no live metrics yet: run `modelcast evaluate --serve` while the challenger shadows".into());
+    };
+    let pair =
+        m.snapshot.pairs.iter().find(|p| p.model_name == name && p.champion == current && p.challenger == challenger);
+    match pair {
+        None => refuse(format!(
+            "no shared live labels of {challenger} (shadow) and {current} (served) yet: serve with --shadow and run evaluate"
+        )),
+        Some(p) if p.shared_labels < min_labels => {
+            refuse(format!("only {} shared live labels, fewer than --min-labels {min_labels}", p.shared_labels))
+        }
+        Some(p) if p.challenger_rmse < p.champion_rmse => crate::lifecycle::Decision {
+            promote: true,
+            reason: format!(
+                "live RMSE {:.4} < {:.4} of {current} on {} shared labels",
+                p.challenger_rmse, p.champion_rmse, p.shared_labels
+            ),
+        },
+        Some(p) => refuse(format!(
+            "live RMSE {:.4} is not lower than {:.4} of {current} on {} shared labels",
+            p.challenger_rmse, p.champion_rmse, p.shared_labels
+        )),
+    }
 }
 
 fn print(json: &bool, entry: Option<&Entry>, text: &str) -> Result<()> {
@@ -197,4 +256,50 @@ fn hostname() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod live_gate_tests {
+    use super::*;
+    use crate::cmd::evaluate::ModelMetrics;
+    use crate::live::{Counts, PairMetrics, Snapshot};
+
+    fn metrics(shared: u64, champion_rmse: f64, challenger_rmse: f64) -> ModelMetrics {
+        ModelMetrics {
+            schema_version: 1,
+            kind: "model_metrics".into(),
+            at_ms: 0,
+            horizon_s: 3600,
+            window_s: 3600,
+            undecodable: 0,
+            snapshot: Snapshot {
+                versions: vec![],
+                pairs: vec![PairMetrics {
+                    model_name: "m".into(),
+                    champion: "v1".into(),
+                    challenger: "v2".into(),
+                    shared_labels: shared,
+                    champion_rmse,
+                    challenger_rmse,
+                    champion_mae: 0.0,
+                    challenger_mae: 0.0,
+                }],
+                counts: Counts::default(),
+                pending_predictions: 0,
+                pending_labels: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn the_live_gate_needs_enough_shared_labels_and_a_strictly_lower_rmse() {
+        let d = |m: &ModelMetrics, current: Option<&str>, v: &str| live_decision(Some(m), "m", current, v, 100);
+        assert!(d(&metrics(150, 0.7, 0.6), Some("v1"), "v2").promote);
+        let few = d(&metrics(99, 0.7, 0.6), Some("v1"), "v2");
+        assert!(!few.promote && few.reason.contains("only 99 shared"), "{}", few.reason);
+        assert!(!d(&metrics(150, 0.6, 0.6), Some("v1"), "v2").promote, "equal is not better");
+        assert!(!d(&metrics(150, 0.7, 0.6), Some("v0"), "v2").promote, "compared with another champion");
+        assert!(!d(&metrics(150, 0.7, 0.6), None, "v2").promote);
+        assert!(!live_decision(None, "m", Some("v1"), "v2", 1).promote);
+    }
 }

@@ -184,3 +184,86 @@ fn a_labels_topic_with_another_partition_count_is_refused_naming_both_topics() {
     let e = w.command(&["evaluate", "--kafka-config", "mis.yaml"]).assert_exit_code(1).stderr();
     assert!(e.contains(&format!("{other} has 1 partitions")) && e.contains(&format!("{} has 3", w.topics.app)), "{e}");
 }
+
+#[test]
+fn shadow_gets_a_verdict_promote_if_better_live_needs_enough_shared_labels() {
+    let Some(bed) = bed() else { return };
+    let w = Wired::new(&bed, "verdict", 2);
+    // the champion sees two columns, the challenger all of them: the challenger is better
+    w.sb.write(
+        "params/weak.yaml",
+        "name: wine-quality\ndata: {train: data/winequality-red.csv}\ntarget: quality\n\
+         features: {numeric: [pH, density]}\nmodel: {kind: ridge, alpha: 1.0}\n",
+    );
+    let weak = w.train(&["--params", "params/weak.yaml", "--promote", "champion", "--json"]).assert_ok().stdout_doc();
+    let strong = w.train(&["--promote", "challenger", "--json"]).assert_ok().stdout_doc();
+    let (v1, v2) = (weak["version"].as_str().unwrap(), strong["version"].as_str().unwrap());
+    let mut eval =
+        Replica::start(w.command(&["evaluate", "--serve", "--kafka-config", "kafka.yaml", "--interval", "1s"]));
+    eval.wait_ready(PATIENCE);
+    let mut svc = w.serve(&["--alias", "champion", "--shadow", "challenger"]);
+    svc.wait_ready(PATIENCE);
+    let mut rdr = csv::Reader::from_path(crate::util::repo().join("data/winequality-red.csv")).unwrap();
+    let header: Vec<String> = rdr.headers().unwrap().iter().map(str::to_string).collect();
+    let (mut inputs, mut labels) = (Vec::new(), Vec::new());
+    for (i, r) in rdr.records().enumerate() {
+        let r = r.unwrap();
+        let mut obj = serde_json::Map::new();
+        for (h, v) in header.iter().zip(r.iter()) {
+            obj.insert(h.clone(), Value::from(v.parse::<f64>().unwrap()));
+        }
+        let quality = obj.remove("quality").unwrap();
+        let key = format!("w{i}");
+        inputs.push((key.clone(), serde_json::to_vec(&obj).unwrap()));
+        labels.push((key.clone(), serde_json::to_vec(&serde_json::json!({"key": key, "label": quality})).unwrap()));
+    }
+    let p = producer(&w.bootstrap);
+    produce(&p, &w.topics.input, &inputs);
+    read_topic(&w.bootstrap, &w.topics.shadow, inputs.len(), PATIENCE);
+    produce(&p, &w.topics.labels, &labels);
+    let m = wait_metrics(&w, 0, "champion and challenger on shared labels", |m| {
+        m["pairs"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["shared_labels"].as_u64() == Some(inputs.len() as u64)))
+    });
+    let pair = &m["pairs"][0];
+    assert_eq!((pair["champion"].as_str(), pair["challenger"].as_str()), (Some(v1), Some(v2)), "{pair}");
+    assert!(pair["challenger_rmse"].as_f64() < pair["champion_rmse"].as_f64(), "{pair}");
+    let _ = svc.stop();
+    let _ = eval.stop();
+
+    let promote = |extra: &[&str]| {
+        let mut c = w.command(&[
+            "promote",
+            "wine-quality",
+            v2,
+            "--kafka-config",
+            "kafka.yaml",
+            "--store",
+            &w.store,
+            "--if-better-live",
+        ]);
+        c.args(extra);
+        c
+    };
+    let refused = promote(&["--min-labels", "100000"]).assert_exit_code(4).stdout();
+    assert!(refused.contains(&format!("only {} shared live labels", inputs.len())), "{refused}");
+    let ok = promote(&["--min-labels", "1000"]).assert_ok().stdout();
+    assert!(ok.contains(&format!("champion of wine-quality -> {v2} (was {v1})")), "{ok}");
+    let history = w
+        .command(&[
+            "history",
+            "wine-quality",
+            "--alias",
+            "champion",
+            "--json",
+            "--kafka-config",
+            "kafka.yaml",
+            "--store",
+            &w.store,
+        ])
+        .assert_ok()
+        .stdout_json();
+    let reason = history.last().unwrap()["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("live RMSE") && reason.contains("shared labels"), "{reason}");
+}
