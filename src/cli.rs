@@ -118,6 +118,7 @@ Examples:
   modelcast evaluate --kafka-config kafka_config.yaml --horizon 24h          # once: JSON on stdout
   modelcast evaluate --serve --kafka-config kafka_config.yaml --metrics-addr 127.0.0.1:9899
   modelcast evaluate --kafka-config kafka_config.yaml --label-field quality --key-field id
+  modelcast evaluate     # the embedded default: models/_bus/app_messages.jsonl and labels.jsonl
 
 Reads modelcast.topics.app_messages (and .shadow if it exists) and .labels from now − horizon on.
 A label is a JSON object with the record's key and its true value: {\"key\": \"r-17\", \"label\": 6}.
@@ -401,9 +402,13 @@ pub struct ModelsArgs {
 /// `modelcast evaluate`.
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
-    /// Kafka config (brokers, topic names) [default: kafka_config.yaml].
+    /// Kafka config (brokers, topic names). Without it, the local logs of a file store:
+    /// `_bus/app_messages.jsonl` (with `--sink bus`) and `_bus/labels.jsonl`.
     #[arg(long, hide_env_values = true, env = "MODELCAST_KAFKA_CONFIG")]
     pub kafka_config: Option<PathBuf>,
+    /// Without --kafka-config: the file store whose logs to read [default: file://models].
+    #[arg(long, hide_env_values = true, env = "MODELCAST_STORE")]
+    pub store: Option<String>,
     /// Keep running: publish on modelcast.topics.model_metrics and update /metrics every --interval.
     #[arg(long)]
     pub serve: bool,

@@ -168,9 +168,19 @@ fn evaluate(a: cli::EvaluateArgs) -> Result<crate::cmd::evaluate::EvaluateSettin
     if max_pending == 0 {
         return Err(usage("--max-pending", "must be at least 1"));
     }
-    let path = a.kafka_config.unwrap_or_else(|| DEFAULT_KAFKA_CONFIG.into());
+    let kafka = a.kafka_config.as_deref().map(KafkaConfig::load).transpose()?;
+    let store = a.store.unwrap_or_else(|| DEFAULT_STORE.into());
+    let local = match (&kafka, store.strip_prefix("file://")) {
+        (Some(_), _) => None,
+        (None, _) if a.serve => return Err(usage("--serve", "evaluate --serve needs --kafka-config")),
+        (None, Some(path)) => Some(crate::bus::local_dir(Some(std::path::Path::new(path)))),
+        (None, None) => {
+            return Err(usage("--store", "without --kafka-config, evaluate reads the local logs of a file:// store"))
+        }
+    };
     Ok(crate::cmd::evaluate::EvaluateSettings {
-        kafka: KafkaConfig::load(&path)?,
+        kafka,
+        local,
         horizon,
         max_pending,
         interval,

@@ -27,8 +27,10 @@ use crate::live::{JoinConfig, Joiner, Snapshot, Stream, VersionId};
 /// `evaluate`, validated.
 #[derive(Debug)]
 pub struct EvaluateSettings {
-    /// Brokers and topic names.
-    pub kafka: KafkaConfig,
+    /// Brokers and topic names (`None`: the local logs in `local`).
+    pub kafka: Option<KafkaConfig>,
+    /// The local bus directory (`<file store>/_bus`) when there is no Kafka config.
+    pub local: Option<std::path::PathBuf>,
     /// How far back to read, and how long each side waits for the other.
     pub horizon: Duration,
     /// Most predictions and labels waiting at once.
@@ -73,8 +75,13 @@ pub const MODEL_METRICS_SCHEMA_VERSION: u32 = 1;
 
 /// Run `evaluate`.
 pub async fn run(s: EvaluateSettings) -> Result<Outcome> {
-    let t = s.kafka.modelcast.topics.clone();
-    let kafka = Arc::new(Kafka::connect(s.kafka.clone())?);
+    let cfg = match (&s.kafka, &s.local) {
+        (Some(cfg), _) => cfg.clone(),
+        (None, Some(dir)) => return run_local(&s, dir),
+        (None, None) => return Err(Error::Usage("evaluate needs --kafka-config or a file:// --store".into())),
+    };
+    let t = cfg.modelcast.topics.clone();
+    let kafka = Arc::new(Kafka::connect(cfg)?);
     let found = kafka.check_topics(&[&t.app_messages, &t.labels]).await?;
     check_copartitioned(&found, &t.app_messages, &t.labels)?;
     let mut topics = vec![t.app_messages.clone(), t.labels.clone()];
@@ -205,6 +212,70 @@ pub async fn run(s: EvaluateSettings) -> Result<Outcome> {
             serde_json::to_string_pretty(&last).map_err(|e| Error::Encode { what: "model_metrics", source: e })?;
         let _ = writeln!(std::io::stdout().lock(), "{text}");
     }
+    Ok(Outcome::Done)
+}
+
+/// `evaluate` on the embedded default: the local prediction log (`--sink bus`; a line's
+/// `shadow_prediction` counts as the shadow stream) and `labels.jsonl` beside it, read once.
+/// Predictions are stamped when they were made; a label has no time of its own here, so it
+/// counts as arriving now and only predictions older than the horizon expire.
+fn run_local(s: &EvaluateSettings, dir: &std::path::Path) -> Result<Outcome> {
+    let lines = |name: &str| -> Result<Vec<String>> {
+        let path = dir.join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(path = %path.display(), "no such log yet");
+                Ok(Vec::new())
+            }
+            Err(e) => Err(Error::io("read", path, e)),
+        }
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut joiner = Joiner::new(JoinConfig {
+        horizon_ms: s.horizon.as_millis() as i64,
+        max_pending: s.max_pending,
+        bucket_ms: s.interval.as_millis().max(1) as i64,
+        window_buckets: (s.window.as_millis() / s.interval.as_millis().max(1)).max(1) as usize,
+    });
+    let mut undecodable = 0u64;
+    for line in lines("app_messages.jsonl")? {
+        match serde_json::from_str::<Prediction>(&line) {
+            Ok(p) => {
+                let served = VersionId { model_name: p.model_name.clone(), model_version: p.model_version.clone() };
+                joiner.prediction(&p.key, Stream::Served, served, p.prediction, p.predicted_at_ms, now);
+                if let (Some(x), Some(v)) = (p.shadow_prediction, p.shadow_version) {
+                    let shadow = VersionId { model_name: p.model_name, model_version: v };
+                    joiner.prediction(&p.key, Stream::Shadow, shadow, x, p.predicted_at_ms, now);
+                }
+            }
+            Err(e) => {
+                warn_undecodable("app_messages.jsonl", &e.to_string(), undecodable);
+                undecodable += 1;
+            }
+        }
+    }
+    for line in lines("labels.jsonl")? {
+        match decode_label(line.as_bytes(), &s.key_field, &s.label_field) {
+            Ok((key, value)) => joiner.label(&key, value, now, now),
+            Err(reason) => {
+                warn_undecodable("labels.jsonl", &reason, undecodable);
+                undecodable += 1;
+            }
+        }
+    }
+    joiner.expire(now);
+    let m = ModelMetrics {
+        schema_version: MODEL_METRICS_SCHEMA_VERSION,
+        kind: "model_metrics".into(),
+        at_ms: now,
+        horizon_s: s.horizon.as_secs(),
+        window_s: s.window.as_secs(),
+        undecodable,
+        snapshot: joiner.snapshot(),
+    };
+    let text = serde_json::to_string_pretty(&m).map_err(|e| Error::Encode { what: "model_metrics", source: e })?;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
     Ok(Outcome::Done)
 }
 

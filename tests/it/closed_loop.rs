@@ -74,7 +74,10 @@ fn evaluate_joins_labels_per_version_across_a_hot_swap_and_survives_kill_9() {
     // labels that arrive before their prediction: keys of the second half
     let early: Vec<usize> = (15_000..15_500).filter(|&i| label_of(i).is_some()).collect();
     produce(&p, &w.topics.labels, &early.iter().map(|&i| label_record(i)).collect::<Vec<_>>());
-    w.train(&[]).assert_ok(); // the hot swap
+    // the hot swap, once the first half is scored: the second half is scored by the new version
+    read_topic(&w.bootstrap, &w.topics.app, n / 2, PATIENCE);
+    w.train(&[]).assert_ok();
+    svc.log().wait_event("model_swapped", PATIENCE);
     produce(&p, &w.topics.input, &inputs[n / 2..]);
     let preds = read_topic(&w.bootstrap, &w.topics.app, n, PATIENCE);
     let (status, log) = svc.stop();
@@ -271,4 +274,32 @@ fn shadow_gets_a_verdict_promote_if_better_live_needs_enough_shared_labels() {
         .stdout_json();
     let reason = history.last().unwrap()["reason"].as_str().unwrap().to_string();
     assert!(reason.contains("live RMSE") && reason.contains("shared labels"), "{reason}");
+}
+
+#[test]
+fn evaluate_on_the_embedded_default_joins_the_local_prediction_log_with_labels_jsonl() {
+    let sb = crate::util::Sandbox::new();
+    sb.command(&["train"]).assert_ok();
+    sb.command(&["predict", "--input", "data/winequality-red.csv", "--sink", "bus"]).assert_ok();
+    let preds = sb.log_lines("app_messages");
+    assert_eq!(preds.len(), 1599);
+    let mut rdr = csv::Reader::from_path(sb.path().join("data/winequality-red.csv")).unwrap();
+    let quality: Vec<f64> = rdr.records().map(|r| r.unwrap()[11].parse().unwrap()).collect();
+    // labels for all but every 10th prediction, matched by the prediction's key (the line)
+    let (mut labels, mut pairs) = (String::new(), Vec::new());
+    for (i, p) in preds.iter().enumerate().filter(|(i, _)| i % 10 != 3) {
+        let key = p["key"].as_str().unwrap();
+        labels.push_str(&format!("{{\"key\":\"{key}\",\"label\":{}}}\n", quality[i]));
+        pairs.push((p["prediction"].as_f64().unwrap(), quality[i]));
+    }
+    sb.write("models/_bus/labels.jsonl", &labels);
+    let m = sb.command(&["evaluate"]).assert_ok().stdout_doc();
+    assert_eq!(m["counts"]["joined"].as_u64(), Some(pairs.len() as u64), "{}", m["counts"]);
+    assert_eq!(m["pending_predictions"].as_u64(), Some(160), "the unlabelled tenth waits");
+    let s = &m["versions"][0]["since_start"];
+    let rmse = (pairs.iter().map(|(p, y)| (p - y) * (p - y)).sum::<f64>() / pairs.len() as f64).sqrt();
+    assert!(close(s["rmse"].as_f64().unwrap(), rmse), "{s} vs {rmse}");
+    // --serve needs Kafka
+    let e = sb.command(&["evaluate", "--serve"]).assert_exit_code(2).stderr();
+    assert!(e.contains("--serve") && e.contains("--kafka-config"), "{e}");
 }
