@@ -6,6 +6,7 @@
 #   train --data kafka://… --promote-if-better champion → the service swaps to the new champion.
 #
 # Usage: examples/closed-loop.sh        (builds modelcast, starts and stops its own test bed)
+#        MODELCAST_BIN=path/to/modelcast examples/closed-loop.sh   (skip the build)
 #
 # Records are produced with the test bed's own `tansu cat produce` (no Python, no kcat). The
 # wine rows play the traffic: the first 800 (with their quality) are the history the first model
@@ -16,8 +17,12 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*" >&2; }
 
-cargo build --release --locked --bin modelcast >&2
-MC=$PWD/target/release/modelcast
+if [[ -n ${MODELCAST_BIN:-} ]]; then
+	MC=$(realpath "$MODELCAST_BIN")
+else
+	cargo build --release --locked --bin modelcast >&2
+	MC=$PWD/target/release/modelcast
+fi
 MODELCAST_S3S_FS=0 MODELCAST_SASL=0 MODELCAST_CHROMIUM=0 scripts/services.sh install
 BED=$(mktemp -d "${TMPDIR:-/tmp}/modelcast-loop.XXXXXX")
 WORK=$BED/work
@@ -70,7 +75,13 @@ with open("data/winequality-red.csv") as f:
         print(json.dumps({"key": key, "value": value}))
 PY
 }
-produce() { "$TANSU" cat produce --broker "$BROKER" "$1" -; }
+# one record per call: tansu 0.6.0 stores a multi-record batch from `cat produce` as one offset
+produce() {
+	local line
+	while IFS= read -r line; do
+		printf '%s\n' "$line" | "$TANSU" cat produce --broker "$BROKER" "$1" - >/dev/null
+	done
+}
 
 log "1. the history: 800 labelled rows on loop-labelled; the first model trains from the topic"
 rows 0 800 labelled | produce loop-labelled
