@@ -82,22 +82,66 @@ impl LinearFit {
         x.dot(&ArrayView1::from(&self.coefficients)) + self.intercept
     }
 
-    /// The targets and this model's predictions of every row of a design, in order.
-    pub fn predictions(&self, d: &dyn Design) -> Result<(Array1<f64>, Array1<f64>)> {
-        let (mut truth, mut pred) = (Vec::with_capacity(d.rows()), Vec::with_capacity(d.rows()));
+    /// Call `f` with each row's target and this model's prediction, in order (streaming: nothing
+    /// is kept).
+    pub fn for_each_prediction(&self, d: &dyn Design, f: &mut dyn FnMut(f64, f64)) -> Result<()> {
         d.for_each_chunk(&mut |x, y| {
-            truth.extend(y.iter().copied());
-            pred.extend(self.predict(x));
+            for (t, p) in y.iter().zip(self.predict(x)) {
+                f(*t, p);
+            }
             Ok(())
-        })?;
-        Ok((Array1::from(truth), Array1::from(pred)))
+        })
     }
 
-    /// Metrics of this model on a design, and of a constant `baseline` prediction.
+    /// Metrics of this model on a design, and of a constant `baseline` prediction, in one
+    /// streaming pass.
     pub fn evaluate(&self, d: &dyn Design, baseline: f64) -> Result<(Metrics, Metrics)> {
-        let (truth, pred) = self.predictions(d)?;
-        let base = Array1::from_elem(truth.len(), baseline);
-        Ok((Metrics::compute(truth.view(), pred.view()), Metrics::compute(truth.view(), base.view())))
+        let (mut model, mut base) = (MetricsAcc::default(), MetricsAcc::default());
+        self.for_each_prediction(d, &mut |t, p| {
+            model.add(t, p);
+            base.add(t, baseline);
+        })?;
+        Ok((model.finish(), base.finish()))
+    }
+}
+
+/// [`Metrics`] accumulated one (truth, prediction) pair at a time, in constant memory: the
+/// squared and absolute errors, and the truth's moments shifted by its first value (so R² stays
+/// accurate for targets far from zero).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricsAcc {
+    n: usize,
+    sse: f64,
+    sae: f64,
+    shift: Option<f64>,
+    sy: f64,
+    syy: f64,
+}
+
+impl MetricsAcc {
+    /// Add one pair.
+    pub fn add(&mut self, truth: f64, pred: f64) {
+        let e = truth - pred;
+        self.n += 1;
+        self.sse += e * e;
+        self.sae += e.abs();
+        let k = *self.shift.get_or_insert(truth);
+        self.sy += truth - k;
+        self.syy += (truth - k) * (truth - k);
+    }
+
+    /// The metrics of the pairs added (R² as [`Metrics::compute`] defines it).
+    pub fn finish(&self) -> Metrics {
+        let n = self.n.max(1) as f64;
+        let ss_tot = (self.syy - self.sy * self.sy / n).max(0.0);
+        let r2 = if ss_tot > 0.0 {
+            1.0 - self.sse / ss_tot
+        } else if self.sse == 0.0 {
+            1.0
+        } else {
+            0.0
+        };
+        Metrics { r2, rmse: (self.sse / n).sqrt(), mae: self.sae / n, rows: self.n }
     }
 }
 
@@ -396,6 +440,15 @@ mod tests {
     #[test]
     fn metrics_match_hand_computation() {
         let m = Metrics::compute(array![1.0, 2.0, 3.0].view(), array![1.0, 2.0, 4.0].view());
+        let mut acc = MetricsAcc::default();
+        for (t, p) in [(1.0, 1.0), (2.0, 2.0), (3.0, 4.0)] {
+            acc.add(t, p);
+        }
+        let a = acc.finish();
+        assert_eq!(a.rows, m.rows);
+        assert_abs_diff_eq!(a.r2, m.r2, epsilon = 1e-12);
+        assert_abs_diff_eq!(a.rmse, m.rmse, epsilon = 1e-12);
+        assert_abs_diff_eq!(a.mae, m.mae, epsilon = 1e-12);
         assert_abs_diff_eq!(m.r2, 0.5, epsilon = 1e-12);
         assert_abs_diff_eq!(m.rmse, (1.0f64 / 3.0).sqrt(), epsilon = 1e-12);
         assert_abs_diff_eq!(m.mae, 1.0 / 3.0, epsilon = 1e-12);

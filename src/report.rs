@@ -55,13 +55,16 @@ pub struct ReportData {
     pub metrics: Evaluation,
 }
 
+/// Every how many held-out rows a point is drawn: at most [`MAX_POINTS`] points of `n` rows.
+pub fn stride(n: usize) -> usize {
+    n.div_ceil(MAX_POINTS).max(1)
+}
+
 impl ReportData {
-    /// Summarise `artifact`, its held-out `truth` and `predicted` values (same order) and the
-    /// standard deviation of each design column on the training rows (see [`column_sd`]).
-    pub fn new(artifact: &Artifact, truth: &[f64], predicted: &[f64], sd: &[f64]) -> ReportData {
-        let n = truth.len().min(predicted.len());
-        let stride = n.div_ceil(MAX_POINTS).max(1);
-        let points = (0..n).step_by(stride).map(|i| (truth[i], predicted[i])).collect();
+    /// Summarise `artifact`, its held-out `(actual, predicted)` points (every [`stride`]-th
+    /// held-out row) and the standard deviation of each design column on the training rows (see
+    /// [`column_sd`]).
+    pub fn new(artifact: &Artifact, points: Vec<(f64, f64)>, sd: &[f64]) -> ReportData {
         let fit = &artifact.estimator.fit;
         let mut coefficients: Vec<(String, f64)> = artifact
             .estimator
@@ -530,12 +533,15 @@ mod tests {
 
     #[test]
     fn points_are_capped_and_evenly_strided() {
-        let truth: Vec<f64> = (0..10_000).map(f64::from).collect();
+        for n in [0, 1, 320, 2000, 2001, 10_000, 1_000_000] {
+            let s = stride(n);
+            let drawn = n.div_ceil(s);
+            assert!(drawn <= MAX_POINTS && (n < MAX_POINTS || drawn > MAX_POINTS / 2), "{n}: {drawn}");
+        }
+        assert_eq!(stride(10_000), 5);
         let a = wine();
-        let r = ReportData::new(&a, &truth, &truth, &[]);
-        assert!(r.points.len() <= MAX_POINTS && r.points.len() >= MAX_POINTS / 2, "{}", r.points.len());
-        assert_eq!(r.points[0], (0.0, 0.0));
-        assert_eq!(r.points[1].0 - r.points[0].0, 5.0, "every 5th row of 10 000");
+        let r = ReportData::new(&a, vec![(5.0, 5.5)], &[]);
+        assert_eq!(r.points, vec![(5.0, 5.5)]);
     }
 
     #[test]
@@ -543,7 +549,7 @@ mod tests {
         let mut a = wine();
         a.estimator.feature_names = vec!["a".into(), "b".into(), "c".into()];
         a.estimator.fit.coefficients = vec![1.0, -3.0, 2.0];
-        let r = ReportData::new(&a, &[], &[], &[10.0, 1.0, 0.5]);
+        let r = ReportData::new(&a, vec![], &[10.0, 1.0, 0.5]);
         assert_eq!(r.coefficients, vec![("a".into(), 10.0), ("b".into(), -3.0), ("c".into(), 1.0)]);
     }
 

@@ -21,12 +21,11 @@ use crate::data::{self, Blocks, ColumnSpec, FileInfo, RawRows};
 use crate::error::{Error, Result};
 use crate::features::{BlockDesign, Preprocessing};
 use crate::lifecycle::{Decision, GateMetric};
-use crate::model::{self, Metrics};
+use crate::model::{self, Metrics, MetricsAcc};
 use crate::report::ReportData;
 use crate::settings::TrainSettings;
 use crate::spool::SpoolWriter;
 use crate::store::Store;
-use ndarray::Array1;
 
 /// Run `train`: fit, store, announce, (with a promotion) gate and move the alias, print the URI
 /// (or the JSON report) on stdout and the metrics table on stderr. A refused promotion is
@@ -358,9 +357,20 @@ pub fn fit_rows(
     })?;
     let train_mean = target_sum / train_rows.len().max(1) as f64;
     let (train_metrics, _) = fit.evaluate(&train, train_mean)?;
-    let (truth, predicted) = fit.predictions(&test)?;
-    let model_metrics = Metrics::compute(truth.view(), predicted.view());
-    let baseline = Metrics::compute(truth.view(), Array1::from_elem(truth.len(), train_mean).view());
+    // held out: metrics and the report's points in one streaming pass
+    let stride = crate::report::stride(test_rows.len());
+    let (mut model_acc, mut base_acc) = (MetricsAcc::default(), MetricsAcc::default());
+    let mut points = Vec::with_capacity(test_rows.len().div_ceil(stride));
+    let mut i = 0usize;
+    fit.for_each_prediction(&test, &mut |t, p| {
+        model_acc.add(t, p);
+        base_acc.add(t, train_mean);
+        if i.is_multiple_of(stride) {
+            points.push((t, p));
+        }
+        i += 1;
+    })?;
+    let (model_metrics, baseline) = (model_acc.finish(), base_acc.finish());
     let sd = crate::report::column_sd(&train)?;
     let created_at = chrono::Utc::now();
     let mut salt: String = files.iter().map(|f| f.sha256.as_str()).collect();
@@ -382,7 +392,7 @@ pub fn fit_rows(
         training_data: TrainingData { files, topic, train_rows: train_rows.len(), test_rows: test_rows.len() },
     };
     artifact.check("(new model)")?;
-    let report = ReportData::new(&artifact, truth.as_slice().unwrap_or(&[]), predicted.as_slice().unwrap_or(&[]), &sd);
+    let report = ReportData::new(&artifact, points, &sd);
     Ok(Fitted { artifact, report })
 }
 
