@@ -159,7 +159,10 @@ fn evaluate_joins_labels_per_version_across_a_hot_swap_and_survives_kill_9() {
     eval.kill();
     let mut eval = evaluate(&w);
     eval.wait_ready(PATIENCE);
-    let after = wait_metrics(&w, killed_at, "the restarted evaluator caught up", |m| joined(m) && expired(m));
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_metrics(&w, killed_at, "the restarted evaluator caught up", |m| joined(m) && expired(m))
+    }));
+    let after = waited.unwrap_or_else(|_| panic!("the restarted evaluator's log:\n{}", eval.log().so_far()));
     check(&after);
     // the sliding window depends on when the joins happened; everything else is the same
     // (the joins happen in another order, so the sums agree to rounding, the counts exactly)

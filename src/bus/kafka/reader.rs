@@ -192,8 +192,19 @@ impl MultiReader {
         }
     }
 
-    /// Whether every partition was read up to its high watermark at start.
+    /// Whether every partition was read up to its high watermark at start: its next record, or
+    /// the consumer's position (which moves past offsets without records: compaction,
+    /// transaction markers), is there.
     pub fn caught_up(&self) -> bool {
-        self.ends.iter().all(|(k, end)| self.next.get(k).is_some_and(|n| n >= end))
+        let behind: Vec<&(String, i32)> =
+            self.ends.iter().filter(|(k, end)| self.next.get(*k).is_none_or(|n| n < *end)).map(|(k, _)| k).collect();
+        if behind.is_empty() {
+            return true;
+        }
+        let Ok(pos) = self.consumer.position() else { return false };
+        behind.iter().all(|(topic, p)| {
+            let at = pos.find_partition(topic, *p).map(|e| e.offset());
+            matches!(at, Some(Offset::Offset(o)) if o >= self.ends[&(topic.clone(), *p)])
+        })
     }
 }
