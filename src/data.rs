@@ -464,15 +464,27 @@ pub fn read_rows(paths: &[impl AsRef<Path>], delimiter: u8, keep: Option<&[usize
 /// The permutation is a Fisher–Yates shuffle driven by SplitMix64, so a seed gives the same
 /// split on every platform and every modelcast version.
 pub fn split_indices(n: usize, test_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
-    if let Ok(n32) = u32::try_from(n) {
+    let test: Vec<usize> = match u32::try_from(n) {
         // the same shuffle on a permutation half the size (it is the split's peak memory)
-        let (train, test) = split_generic::<u32>((0..n32).collect(), test_fraction, seed);
-        return (train.into_iter().map(|i| i as usize).collect(), test.into_iter().map(|i| i as usize).collect());
+        Ok(n32) => {
+            split_generic::<u32>((0..n32).collect(), test_fraction, seed).into_iter().map(|i| i as usize).collect()
+        }
+        Err(_) => split_generic::<usize>((0..n).collect(), test_fraction, seed),
+    };
+    // the training rows: the complement of the sorted test rows, built after the permutation is gone
+    let mut train = Vec::with_capacity(n - test.len());
+    let mut t = test.iter().peekable();
+    for i in 0..n {
+        if t.peek() == Some(&&i) {
+            t.next();
+        } else {
+            train.push(i);
+        }
     }
-    split_generic::<usize>((0..n).collect(), test_fraction, seed)
+    (train, test)
 }
 
-fn split_generic<T: Copy + Ord>(mut idx: Vec<T>, test_fraction: f64, seed: u64) -> (Vec<T>, Vec<T>) {
+fn split_generic<T: Copy + Ord>(mut idx: Vec<T>, test_fraction: f64, seed: u64) -> Vec<T> {
     let n = idx.len();
     let mut state = seed;
     let mut next = || {
@@ -487,11 +499,11 @@ fn split_generic<T: Copy + Ord>(mut idx: Vec<T>, test_fraction: f64, seed: u64) 
         idx.swap(i, j);
     }
     let n_test = ((n as f64) * test_fraction).round().clamp(1.0, (n.saturating_sub(1)) as f64) as usize;
-    let mut test = idx[..n_test].to_vec();
-    let mut train = idx[n_test..].to_vec();
-    test.sort_unstable();
-    train.sort_unstable();
-    (train, test)
+    // the held-out rows: the first n_test of the permutation, sorted
+    idx.truncate(n_test);
+    idx.shrink_to_fit();
+    idx.sort_unstable();
+    idx
 }
 
 #[cfg(test)]
