@@ -49,6 +49,18 @@ pub struct EvaluateSettings {
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
+impl EvaluateSettings {
+    /// The joiner's settings: the horizon, the bound, and the window in buckets of one interval.
+    fn join_config(&self) -> JoinConfig {
+        JoinConfig {
+            horizon_ms: self.horizon.as_millis() as i64,
+            max_pending: self.max_pending,
+            bucket_ms: self.interval.as_millis().max(1) as i64,
+            window_buckets: (self.window.as_millis() / self.interval.as_millis().max(1)).max(1) as usize,
+        }
+    }
+}
+
 /// What `evaluate` publishes (the `model_metrics` topic; stdout in batch mode).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelMetrics {
@@ -111,12 +123,7 @@ pub async fn run(s: EvaluateSettings) -> Result<Outcome> {
     let since = chrono::Utc::now() - chrono::Duration::from_std(s.horizon).unwrap_or(chrono::Duration::zero());
     let reader_kafka = kafka.clone();
     let names = (t.app_messages.clone(), t.shadow.clone(), t.labels.clone());
-    let cfg = JoinConfig {
-        horizon_ms: s.horizon.as_millis() as i64,
-        max_pending: s.max_pending,
-        bucket_ms: s.interval.as_millis().max(1) as i64,
-        window_buckets: (s.window.as_millis() / s.interval.as_millis().max(1)).max(1) as usize,
-    };
+    let cfg = s.join_config();
     let (key_field, label_field, serve, interval) = (s.key_field.clone(), s.label_field.clone(), s.serve, s.interval);
     let (horizon_s, window_s) = (s.horizon.as_secs(), s.window.as_secs());
     let loop_stop = stop.clone();
@@ -232,12 +239,7 @@ fn run_local(s: &EvaluateSettings, dir: &std::path::Path) -> Result<Outcome> {
         }
     };
     let now = chrono::Utc::now().timestamp_millis();
-    let mut joiner = Joiner::new(JoinConfig {
-        horizon_ms: s.horizon.as_millis() as i64,
-        max_pending: s.max_pending,
-        bucket_ms: s.interval.as_millis().max(1) as i64,
-        window_buckets: (s.window.as_millis() / s.interval.as_millis().max(1)).max(1) as usize,
-    });
+    let mut joiner = Joiner::new(s.join_config());
     let mut undecodable = 0u64;
     for line in lines("app_messages.jsonl")? {
         match serde_json::from_str::<Prediction>(&line) {

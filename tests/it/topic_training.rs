@@ -2,8 +2,6 @@
 //! (partition, offset) order, offset ranges in the artifact, `--since`, malformed records counted
 //! and bounded by `--max-rejected`.
 
-use std::time::Duration;
-
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::{Map, Value};
 
@@ -27,16 +25,7 @@ fn wine_rows() -> (Vec<String>, Vec<Map<String, Value>>) {
 /// Produce `(partition, timestamp_ms, value)` records in order and wait for all of them.
 fn produce_to(p: &BaseProducer, topic: &str, records: &[(i32, i64, Vec<u8>)]) {
     for (partition, ts, v) in records {
-        let mut rec = BaseRecord::<(), [u8]>::to(topic).partition(*partition).timestamp(*ts).payload(v.as_slice());
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    p.poll(Duration::from_millis(5));
-                    rec = r;
-                }
-            }
-        }
+        kafka::send(p, BaseRecord::<(), [u8]>::to(topic).partition(*partition).timestamp(*ts).payload(v.as_slice()));
     }
     p.flush(PATIENCE).unwrap();
 }

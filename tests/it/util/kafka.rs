@@ -44,17 +44,21 @@ pub fn produce(p: &BaseProducer, topic: &str, records: &[(String, Vec<u8>)]) {
 /// Hand `records` to the producer (waiting only while its queue is full), without a flush.
 pub fn enqueue(p: &BaseProducer, topic: &str, records: &[(String, Vec<u8>)]) {
     for (k, v) in records {
-        let mut rec = BaseRecord::to(topic).key(k.as_bytes()).payload(v.as_slice());
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    p.poll(Duration::from_millis(5));
-                    rec = r;
-                }
+        send(p, BaseRecord::to(topic).key(k.as_bytes()).payload(v.as_slice()));
+        p.poll(Duration::ZERO);
+    }
+}
+
+/// Hand one record to the producer, waiting while its queue is full.
+pub fn send<K: rdkafka::message::ToBytes + ?Sized>(p: &BaseProducer, mut rec: BaseRecord<'_, K, [u8]>) {
+    loop {
+        match p.send(rec) {
+            Ok(()) => return,
+            Err((_, r)) => {
+                p.poll(Duration::from_millis(5));
+                rec = r;
             }
         }
-        p.poll(Duration::ZERO);
     }
 }
 
