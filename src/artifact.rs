@@ -12,10 +12,22 @@ use crate::config::params::Params;
 use crate::data::FileInfo;
 use crate::error::{Error, Result};
 use crate::features::{Preprocessing, Scorer};
-use crate::model::{LinearFit, Metrics};
+use crate::model::{Fit, Metrics};
 
-/// The artifact format version this build writes and reads.
+/// The artifact format version of linear models (unchanged since the first release, so older
+/// predictors keep reading them).
 pub const SCHEMA_VERSION: u32 = 1;
+/// The artifact format version of tree ensembles (`estimator.trees`); readers of version 1
+/// refuse them with "upgrade modelcast" instead of misreading them.
+pub const SCHEMA_VERSION_TREES: u32 = 2;
+
+/// The schema version an artifact with this estimator is written with.
+pub fn schema_version_of(fit: &Fit) -> u32 {
+    match fit {
+        Fit::Linear(_) => SCHEMA_VERSION,
+        Fit::Trees(_) => SCHEMA_VERSION_TREES,
+    }
+}
 /// The `format` field of every artifact.
 pub const FORMAT: &str = "modelcast.model";
 
@@ -81,15 +93,15 @@ impl InputSchema {
 
 /// The fitted estimator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// no deny_unknown_fields here: serde does not support it with `flatten`; the fit refuses unknown fields
 pub struct Estimator {
     /// `linear`, `ridge`, `lasso` or `elastic_net`.
     pub kind: String,
     /// Design-matrix column names (numeric, then `column=category`).
     pub feature_names: Vec<String>,
-    /// The fit: coefficients, intercept, rank.
+    /// The fit: coefficients, intercept, rank (linear kinds), or `trees`.
     #[serde(flatten)]
-    pub fit: LinearFit,
+    pub fit: Fit,
 }
 
 /// Held-out metrics of the model and of the mean-of-target baseline.
@@ -217,7 +229,7 @@ impl Artifact {
             return Err(Error::artifact(uri, format!("format is {:?}, expected {FORMAT:?}", probe.format)));
         }
         match probe.schema_version.as_ref().and_then(|v| v.as_u64()) {
-            Some(v) if v == SCHEMA_VERSION as u64 => {}
+            Some(v) if (SCHEMA_VERSION as u64..=SCHEMA_VERSION_TREES as u64).contains(&v) => {}
             other => {
                 return Err(Error::artifact(
                     uri,
@@ -241,27 +253,40 @@ impl Artifact {
             return bad("input_schema does not match preprocessing".into());
         }
         let width = self.preprocessing.width();
-        if self.estimator.fit.coefficients.len() != width || self.estimator.feature_names.len() != width {
+        if self.estimator.feature_names.len() != width {
+            return bad(format!("{} feature names for {width} design columns", self.estimator.feature_names.len()));
+        }
+        if self.schema_version != schema_version_of(&self.estimator.fit) {
             return bad(format!(
-                "{} coefficients / {} feature names for {width} design columns",
-                self.estimator.fit.coefficients.len(),
-                self.estimator.feature_names.len()
+                "schema_version {} does not match its estimator ({} is written with {})",
+                self.schema_version,
+                self.estimator.kind,
+                schema_version_of(&self.estimator.fit)
             ));
         }
-        let finite = self.estimator.fit.coefficients.iter().all(|c| c.is_finite())
-            && self.estimator.fit.intercept.is_finite()
-            && self.preprocessing.numeric.iter().all(|f| {
-                f.center.is_finite() && f.scale.is_finite() && f.scale != 0.0 && f.impute.is_none_or(f64::is_finite)
-            });
+        match &self.estimator.fit {
+            Fit::Linear(fit) => {
+                if fit.coefficients.len() != width {
+                    return bad(format!("{} coefficients for {width} design columns", fit.coefficients.len()));
+                }
+                if !(fit.coefficients.iter().all(|c| c.is_finite()) && fit.intercept.is_finite()) {
+                    return bad("non-finite coefficient or intercept".into());
+                }
+            }
+            Fit::Trees(t) => t.trees.check(width).map_err(|e| Error::artifact(uri, format!("trees: {e}")))?,
+        }
+        let finite = self.preprocessing.numeric.iter().all(|f| {
+            f.center.is_finite() && f.scale.is_finite() && f.scale != 0.0 && f.impute.is_none_or(f64::is_finite)
+        });
         if !finite {
-            return bad("non-finite coefficient, intercept or preprocessing value".into());
+            return bad("non-finite preprocessing value".into());
         }
         Ok(())
     }
 
     /// The fast record → prediction function of this model.
     pub fn scorer(&self) -> Result<Scorer> {
-        Scorer::new(&self.preprocessing, &self.estimator.fit.coefficients, self.estimator.fit.intercept)
+        Scorer::of(&self.preprocessing, &self.estimator.fit)
     }
 
     /// Store key: `<name>/<YYYY-MM-DD>/<version>.json`.

@@ -89,6 +89,10 @@ pub enum Command {
         after_help = "Examples:\n  modelcast report wine-quality                  # newest version, written to ./wine-quality-<version>.report.svg\n  modelcast report wine-quality champion -o champion.svg\n  modelcast report wine-quality 20261121T101500123Z-1a2b3c4d -o - | rsvg-convert > report.png\n\nVERSION is a version id or an alias (champion); without it, the newest version."
     )]
     Report(ReportArgs),
+    /// Export a model version as ONNX or PMML: the whole pipeline (imputation, scaling, one-hot,
+    /// the estimator) for onnxruntime, tract, JPMML, pypmml or Flink.
+    #[command(after_help = EXPORT_EXAMPLES)]
+    Export(ExportArgs),
     /// Preflight: brokers, credentials, topics, store and a model, as a checklist (exit 0 only
     /// if all pass).
     #[command(
@@ -451,6 +455,34 @@ pub struct ReportArgs {
     #[command(flatten)]
     pub loc: Locations,
 }
+
+/// `modelcast export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Model name.
+    pub model_name: String,
+    /// Version id or alias [default: the newest version].
+    #[arg(value_name = "VERSION")]
+    pub model_version: Option<String>,
+    /// `onnx` or `pmml`.
+    #[arg(short, long, value_name = "FORMAT")]
+    pub format: String,
+    /// Where to write (`-` for stdout) [default: ./MODEL-VERSION.onnx or .pmml].
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<String>,
+    /// Store and bus (the bus holds the aliases).
+    #[command(flatten)]
+    pub loc: Locations,
+}
+
+const EXPORT_EXAMPLES: &str = "Examples:
+  modelcast export wine-quality --format onnx -o wine.onnx
+  modelcast export wine-quality champion --format pmml -o champion.pmml
+  modelcast export wine-quality --format onnx -o - | python3 score.py
+
+ONNX: inputs `numeric` (float32 [N, k], NaN = missing) and `categorical` (string [N, c]), output
+`prediction` (float32 [N, 1]); column order as in `modelcast models MODEL --json`. PMML 4.4: one
+field per input column. See README.md, \"Exporting models\".";
 
 /// `modelcast check`.
 #[derive(Debug, Args)]

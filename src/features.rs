@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::params::{CategoricalRule, NumericRule, Params, Scale};
 use crate::data::{Blocks, Table, MISSING_CODE};
 use crate::error::{Error, Result};
+use crate::model::Fit;
+use crate::trees::Ensemble;
 
 /// The category a missing categorical value becomes under the `category` rule.
 pub const MISSING_CATEGORY: &str = "missing";
@@ -135,7 +137,8 @@ impl Preprocessing {
             };
             numeric.push(NumericFeature { name: name.clone(), missing: rule, impute, center: 0.0, scale: 1.0 });
         }
-        if params.scale() == Scale::Standardize && n > 0 {
+        // trees split on the imputed values themselves: a monotone rescaling changes nothing
+        if params.scale() == Scale::Standardize && !params.model().kind().is_trees() && n > 0 {
             // mean, then the mean squared deviation, of the imputed training values
             let filled = |f: &NumericFeature, v: f64| if v.is_nan() { f.impute.unwrap_or(v) } else { v };
             let mut total = vec![0.0f64; k];
@@ -371,16 +374,43 @@ pub type Reject = String;
 struct NumSlot {
     impute: Option<f64>,
     center: f64,
+    scale: f64,
     weight: f64,
 }
 
 struct CatSlot {
-    weights: HashMap<String, f64>,
-    missing: Option<f64>,
+    /// Category → its position in the vocabulary.
+    index: HashMap<String, u32>,
+    /// Linear: one weight per category.
+    weights: Vec<f64>,
+    /// The `missing` category's position, if it has one.
+    missing: Option<u32>,
     reject_missing: bool,
+    /// First design column of this block.
+    offset: usize,
 }
 
-/// Preprocessing and coefficients folded into one record → prediction function.
+/// One prepared cell: numeric slot `j` with its imputed value, or a categorical slot with the
+/// category's position (`None`: unseen or missing without a `missing` category, all zeros).
+enum Prepared<'a> {
+    Num(&'a NumSlot, usize, f64),
+    Cat(&'a CatSlot, Option<u32>),
+}
+
+/// What turns the prepared cells into a prediction.
+enum Head {
+    /// Coefficients folded into the slots; this is the intercept.
+    Linear(f64),
+    /// The ensemble reads the design row.
+    Trees(Ensemble),
+}
+
+thread_local! {
+    /// The design row of the record being scored by a tree ensemble (reused: no allocation per record).
+    static ROW: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Preprocessing and the estimator folded into one record → prediction function.
 ///
 /// Inputs are addressed by slot: numeric columns first, then categorical ones, in the
 /// order of [`Scorer::input_columns`].
@@ -388,7 +418,8 @@ pub struct Scorer {
     columns: Vec<String>,
     numeric: Vec<NumSlot>,
     categorical: Vec<CatSlot>,
-    intercept: f64,
+    head: Head,
+    width: usize,
     missing_tokens: Vec<String>,
 }
 
@@ -402,19 +433,43 @@ impl Scorer {
                 prep.width()
             )));
         }
+        Ok(Scorer::build(prep, coefficients, Head::Linear(intercept)))
+    }
+
+    /// Fold `prep` and a tree ensemble into a scorer.
+    pub fn trees(prep: &Preprocessing, ensemble: &Ensemble) -> Result<Scorer> {
+        ensemble.check(prep.width()).map_err(Error::Model)?;
+        Ok(Scorer::build(prep, &vec![0.0; prep.width()], Head::Trees(ensemble.clone())))
+    }
+
+    /// A scorer for a fitted estimator.
+    pub fn of(prep: &Preprocessing, fit: &Fit) -> Result<Scorer> {
+        match fit {
+            Fit::Linear(l) => Scorer::new(prep, &l.coefficients, l.intercept),
+            Fit::Trees(t) => Scorer::trees(prep, &t.trees),
+        }
+    }
+
+    fn build(prep: &Preprocessing, coefficients: &[f64], head: Head) -> Scorer {
         let numeric = prep
             .numeric
             .iter()
             .zip(coefficients)
-            .map(|(f, &w)| NumSlot { impute: f.impute, center: f.center, weight: w / f.scale })
+            .map(|(f, &w)| NumSlot { impute: f.impute, center: f.center, scale: f.scale, weight: w / f.scale })
             .collect();
         let mut offset = prep.numeric.len();
         let mut categorical = Vec::new();
         for f in &prep.categorical {
-            let ws = &coefficients[offset..offset + f.categories.len()];
-            let weights: HashMap<String, f64> = f.categories.iter().cloned().zip(ws.iter().copied()).collect();
-            let missing = weights.get(MISSING_CATEGORY).copied();
-            categorical.push(CatSlot { weights, missing, reject_missing: f.missing == CategoricalRule::Reject });
+            let weights = coefficients[offset..offset + f.categories.len()].to_vec();
+            let index: HashMap<String, u32> = f.categories.iter().cloned().zip(0u32..).collect();
+            let missing = index.get(MISSING_CATEGORY).copied();
+            categorical.push(CatSlot {
+                index,
+                weights,
+                missing,
+                reject_missing: f.missing == CategoricalRule::Reject,
+                offset,
+            });
             offset += f.categories.len();
         }
         let columns = prep
@@ -423,7 +478,7 @@ impl Scorer {
             .map(|f| f.name.clone())
             .chain(prep.categorical.iter().map(|f| f.name.clone()))
             .collect();
-        Ok(Scorer { columns, numeric, categorical, intercept, missing_tokens: prep.missing_tokens.clone() })
+        Scorer { columns, numeric, categorical, head, width: prep.width(), missing_tokens: prep.missing_tokens.clone() }
     }
 
     /// The input column names, in slot order.
@@ -442,7 +497,32 @@ impl Scorer {
 
     /// Score one record given as cells in slot order (`cells.len()` must equal the column count).
     pub fn score(&self, cells: &[Cell<'_>]) -> std::result::Result<f64, Reject> {
-        let mut y = self.intercept;
+        match &self.head {
+            Head::Linear(intercept) => {
+                let mut y = *intercept;
+                self.prepare(cells, |p| match p {
+                    Prepared::Num(slot, _, v) => y += (v - slot.center) * slot.weight,
+                    Prepared::Cat(slot, c) => y += c.map_or(0.0, |c| slot.weights[c as usize]),
+                })?;
+                Ok(y)
+            }
+            Head::Trees(e) => ROW.with(|row| {
+                let mut row = row.borrow_mut();
+                row.clear();
+                row.resize(self.width, 0.0);
+                self.prepare(cells, |p| match p {
+                    Prepared::Num(slot, j, v) => row[j] = (v - slot.center) / slot.scale,
+                    Prepared::Cat(slot, Some(c)) => row[slot.offset + c as usize] = 1.0,
+                    Prepared::Cat(_, None) => {}
+                })?;
+                Ok(e.predict(&row))
+            }),
+        }
+    }
+
+    /// Check and prepare each cell, in slot order, handing each to `out`.
+    #[inline]
+    fn prepare(&self, cells: &[Cell<'_>], mut out: impl FnMut(Prepared<'_>)) -> std::result::Result<(), Reject> {
         let (num_cells, cat_cells) = cells.split_at(self.numeric.len());
         for (j, (slot, cell)) in self.numeric.iter().zip(num_cells).enumerate() {
             let v = match cell {
@@ -462,7 +542,7 @@ impl Scorer {
                     .impute
                     .ok_or_else(|| format!("column {:?} is missing and its rule is reject", self.columns[j]))?,
             };
-            y += (v - slot.center) * slot.weight;
+            out(Prepared::Num(slot, j, v));
         }
         for (j, (slot, cell)) in self.categorical.iter().zip(cat_cells).enumerate() {
             let name = &self.columns[self.numeric.len() + j];
@@ -475,14 +555,14 @@ impl Scorer {
                 Cell::Invalid(t) => return Err(format!("column {name:?}: expected a category, got {t}")),
             };
             match text {
-                Some(t) => y += slot.weights.get(t.as_ref()).copied().unwrap_or(0.0),
+                Some(t) => out(Prepared::Cat(slot, slot.index.get(t.as_ref()).copied())),
                 None if slot.reject_missing => {
                     return Err(format!("column {name:?} is missing and its rule is reject"))
                 }
-                None => y += slot.missing.unwrap_or(0.0),
+                None => out(Prepared::Cat(slot, slot.missing)),
             }
         }
-        Ok(y)
+        Ok(())
     }
 }
 

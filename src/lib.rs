@@ -20,6 +20,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod features;
 #[cfg(test)]
 mod fuzz;
@@ -32,5 +33,6 @@ pub mod report;
 pub mod settings;
 pub mod spool;
 pub mod store;
+pub mod trees;
 
 pub use cmd::{run, Outcome};

@@ -6,6 +6,8 @@
 //! | `ridge`       | same, with `alpha` on the diagonal (exact)                        | `Ridge(alpha)`                |
 //! | `lasso`       | linfa-elasticnet coordinate descent                               | `Lasso(alpha)`                |
 //! | `elastic_net` | linfa-elasticnet coordinate descent                               | `ElasticNet(alpha, l1_ratio)` |
+//! | `random_forest` | bagged histogram trees ([`crate::trees`])                       | `RandomForestRegressor`       |
+//! | `gradient_boosting` | best-first histogram trees on residuals ([`crate::trees`])  | `HistGradientBoostingRegressor` |
 //!
 //! Ridge minimises `||y - Xw - b||² + alpha·||w||²`; lasso and elastic net minimise
 //! `1/(2n)·||y - Xw - b||² + alpha·l1_ratio·||w||₁ + alpha·(1 - l1_ratio)/2·||w||²`.
@@ -18,13 +20,15 @@
 //! scikit-learn in `tests/it/parity.rs`). A rank-deficient design gets the minimum-norm solution
 //! in the original coordinates, as scikit-learn's `lstsq` does.
 
-use linfa::prelude::*;
+use linfa::traits::Fit as _;
+use linfa::Dataset;
 use linfa_linalg::eigh::EighInto;
 use ndarray::{linalg::general_mat_mul, Array1, Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::config::params::Model;
 use crate::error::{Error, Result};
+use crate::trees::Ensemble;
 
 /// Relative eigenvalue cut-off below which a direction of the scaled Gram matrix counts as null.
 const RANK_TOLERANCE: f64 = 1e-10;
@@ -59,6 +63,85 @@ impl Design for Dense<'_> {
     }
     fn for_each_chunk(&self, f: &mut ChunkFn<'_>) -> Result<()> {
         f(self.x, self.y)
+    }
+}
+
+/// A fitted estimator: a line (linear kinds) or a tree ensemble. In the artifact its fields sit
+/// beside `kind` in `estimator` (`coefficients`, `intercept`, … or `trees`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Fit {
+    /// Coefficients and intercept.
+    Linear(LinearFit),
+    /// Trees.
+    Trees(TreeFit),
+}
+
+/// A fitted tree ensemble as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TreeFit {
+    /// The ensemble.
+    pub trees: Ensemble,
+}
+
+impl Fit {
+    /// The prediction for one design row.
+    pub fn predict_row(&self, x: &[f64]) -> f64 {
+        match self {
+            Fit::Linear(l) => l.intercept + l.coefficients.iter().zip(x).map(|(c, v)| c * v).sum::<f64>(),
+            Fit::Trees(t) => t.trees.predict(x),
+        }
+    }
+
+    /// The linear fit, if this is one.
+    pub fn linear(&self) -> Option<&LinearFit> {
+        match self {
+            Fit::Linear(l) => Some(l),
+            Fit::Trees(_) => None,
+        }
+    }
+
+    /// The tree ensemble, if this is one.
+    pub fn ensemble(&self) -> Option<&Ensemble> {
+        match self {
+            Fit::Linear(_) => None,
+            Fit::Trees(t) => Some(&t.trees),
+        }
+    }
+
+    /// Call `f` with each row's target and this model's prediction, in order (streaming).
+    pub fn for_each_prediction(&self, d: &dyn Design, f: &mut dyn FnMut(f64, f64)) -> Result<()> {
+        match self {
+            Fit::Linear(l) => l.for_each_prediction(d, f),
+            Fit::Trees(t) => d.for_each_chunk(&mut |x, y| {
+                let mut row = Vec::with_capacity(x.ncols());
+                for (xr, t_) in x.rows().into_iter().zip(y) {
+                    row.clear();
+                    row.extend(xr.iter().copied());
+                    f(*t_, t.trees.predict(&row));
+                }
+                Ok(())
+            }),
+        }
+    }
+
+    /// Metrics of this model on a design, and of a constant `baseline` prediction.
+    pub fn evaluate(&self, d: &dyn Design, baseline: f64) -> Result<(Metrics, Metrics)> {
+        let (mut model, mut base) = (MetricsAcc::default(), MetricsAcc::default());
+        self.for_each_prediction(d, &mut |t, p| {
+            model.add(t, p);
+            base.add(t, baseline);
+        })?;
+        Ok((model.finish(), base.finish()))
+    }
+
+    /// A one-line summary for logs: rank and iterations, or trees and nodes.
+    pub fn summary(&self) -> String {
+        match self {
+            Fit::Linear(l) => format!("rank {} iterations {}", l.rank, l.iterations),
+            Fit::Trees(t) => format!("{} trees, {} nodes", t.trees.trees.len(), t.trees.nodes()),
+        }
     }
 }
 
@@ -176,7 +259,43 @@ fn gram(d: &dyn Design) -> Result<Gram> {
 }
 
 /// Fit `model` on a design.
-pub fn fit(model: &Model, d: &dyn Design) -> Result<LinearFit> {
+pub fn fit(model: &Model, d: &dyn Design) -> Result<Fit> {
+    match model {
+        Model::RandomForest(p) => {
+            let (x, y) = materialise(d)?;
+            Ok(Fit::Trees(TreeFit { trees: crate::trees::fit_forest(x.view(), y.view(), p)? }))
+        }
+        Model::GradientBoosting(p) => {
+            let (x, y) = materialise(d)?;
+            Ok(Fit::Trees(TreeFit { trees: crate::trees::fit_boosting(x.view(), y.view(), p)? }))
+        }
+        _ => fit_linear(model, d).map(Fit::Linear),
+    }
+}
+
+/// The whole design in memory (trees and coordinate descent need it).
+fn materialise(d: &dyn Design) -> Result<(Array2<f64>, Array1<f64>)> {
+    let mut x = Array2::<f64>::zeros((d.rows(), d.width()));
+    let mut y = Array1::<f64>::zeros(d.rows());
+    let mut at = 0;
+    d.for_each_chunk(&mut |c, t| {
+        let end = at + c.nrows();
+        if end > x.nrows() {
+            return Err(Error::Model("the design has more rows than it said".into()));
+        }
+        x.slice_axis_mut(Axis(0), ndarray::Slice::from(at..end)).assign(&c);
+        y.slice_axis_mut(Axis(0), ndarray::Slice::from(at..end)).assign(&t);
+        at = end;
+        Ok(())
+    })?;
+    if at != x.nrows() {
+        return Err(Error::Model(format!("the design has {at} rows, not {}", x.nrows())));
+    }
+    Ok((x, y))
+}
+
+/// Fit a linear `model` (linear, ridge, lasso, elastic net) on a design.
+pub fn fit_linear(model: &Model, d: &dyn Design) -> Result<LinearFit> {
     if d.rows() < 2 {
         return Err(Error::Model(format!("need at least 2 training rows, got {}", d.rows())));
     }
@@ -201,6 +320,9 @@ pub fn fit(model: &Model, d: &dyn Design) -> Result<LinearFit> {
         }
         Model::ElasticNet { alpha, l1_ratio, max_iterations, tolerance } => {
             coordinate_descent(alpha, l1_ratio, max_iterations, tolerance, d)?
+        }
+        Model::RandomForest(_) | Model::GradientBoosting(_) => {
+            return Err(Error::Model(format!("{} is not a linear model", model.as_str())))
         }
     };
     if coef.iter().any(|c| !c.is_finite()) {
@@ -266,17 +388,7 @@ type Solved = (Array1<f64>, usize, u32, Array1<f64>, f64);
 
 /// Lasso / elastic net with linfa-elasticnet on the centred, materialised design.
 fn coordinate_descent(alpha: f64, l1: f64, max_it: u32, tolerance: f64, d: &dyn Design) -> Result<Solved> {
-    let mut parts = Vec::new();
-    let mut ys = Vec::with_capacity(d.rows());
-    d.for_each_chunk(&mut |x, y| {
-        parts.push(x.to_owned());
-        ys.extend(y.iter().copied());
-        Ok(())
-    })?;
-    let views: Vec<ArrayView2<'_, f64>> = parts.iter().map(|a| a.view()).collect();
-    let x = ndarray::concatenate(Axis(0), &views).map_err(|e| Error::Model(e.to_string()))?;
-    drop(parts);
-    let y = Array1::from(ys);
+    let (x, y) = materialise(d)?;
     let x_mean = x.mean_axis(Axis(0)).ok_or_else(|| Error::Model("empty design matrix".into()))?;
     let y_mean = y.mean().unwrap_or(0.0);
     let xc = x - &x_mean;
@@ -350,11 +462,12 @@ mod tests {
             ModelKind::Ridge => Model::Ridge { alpha },
             ModelKind::Lasso => Model::Lasso { alpha, max_iterations, tolerance },
             ModelKind::ElasticNet => Model::ElasticNet { alpha, l1_ratio: 0.5, max_iterations, tolerance },
+            other => panic!("{other:?} is not linear"),
         }
     }
 
     fn fit_dense(p: &Model, x: &Array2<f64>, y: &Array1<f64>) -> LinearFit {
-        fit(p, &Dense { x: x.view(), y: y.view() }).unwrap()
+        fit_linear(p, &Dense { x: x.view(), y: y.view() }).unwrap()
     }
 
     #[test]
@@ -422,7 +535,7 @@ mod tests {
         let x = array![[0.0, 1.0], [1.0, 0.5], [2.0, 3.0], [3.0, 1.0], [4.0, 4.5]];
         let y = array![1.0, 2.0, 2.5, 4.0, 6.0];
         let a = fit_dense(&params(ModelKind::Ridge, Some(0.3)), &x, &y);
-        let b = fit(&params(ModelKind::Ridge, Some(0.3)), &Chunked(x, y)).unwrap();
+        let b = fit_linear(&params(ModelKind::Ridge, Some(0.3)), &Chunked(x, y)).unwrap();
         for (p, q) in a.coefficients.iter().zip(&b.coefficients) {
             assert_abs_diff_eq!(p, q, epsilon = 1e-12);
         }

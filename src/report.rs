@@ -14,7 +14,7 @@ use std::fmt::Write;
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::{Artifact, Evaluation};
-use crate::model::{ChunkFn, Design};
+use crate::model::{ChunkFn, Design, Fit};
 
 /// Held-out points drawn at most (evenly strided over the held-out rows, so the picture does not
 /// depend on anything but the data); a million-row hold-out would make a 100 MB picture.
@@ -48,8 +48,8 @@ pub struct ReportData {
     pub test_rows: usize,
     /// `(actual, predicted)` of at most [`MAX_POINTS`] held-out rows.
     pub points: Vec<(f64, f64)>,
-    /// `(feature, coefficient × the feature's standard deviation on the training rows)`, largest
-    /// magnitude first (ties by name).
+    /// `(feature, coefficient × the feature's standard deviation on the training rows)`, or for
+    /// trees `(feature, importance)`, largest magnitude first (ties by name).
     pub coefficients: Vec<(String, f64)>,
     /// Held-out and training metrics, and the baseline's.
     pub metrics: Evaluation,
@@ -65,15 +65,16 @@ impl ReportData {
     /// held-out row) and the standard deviation of each design column on the training rows (see
     /// [`column_sd`]).
     pub fn new(artifact: &Artifact, points: Vec<(f64, f64)>, sd: &[f64]) -> ReportData {
-        let fit = &artifact.estimator.fit;
-        let mut coefficients: Vec<(String, f64)> = artifact
-            .estimator
-            .feature_names
-            .iter()
-            .zip(&fit.coefficients)
-            .zip(sd.iter().chain(std::iter::repeat(&1.0)))
-            .map(|((name, c), s)| (name.clone(), c * s))
-            .collect();
+        let names = &artifact.estimator.feature_names;
+        let mut coefficients: Vec<(String, f64)> = match &artifact.estimator.fit {
+            Fit::Linear(fit) => names
+                .iter()
+                .zip(&fit.coefficients)
+                .zip(sd.iter().chain(std::iter::repeat(&1.0)))
+                .map(|((name, c), s)| (name.clone(), c * s))
+                .collect(),
+            Fit::Trees(t) => names.iter().cloned().zip(t.trees.importances.iter().copied()).collect(),
+        };
         coefficients.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then_with(|| a.0.cmp(&b.0)));
         ReportData {
             model_name: artifact.model_name.clone(),
@@ -289,14 +290,21 @@ fn residuals(s: &mut String, r: &ReportData, x: f64, y: f64) {
 }
 
 fn coefficients(s: &mut String, r: &ReportData, x: f64, y: f64) {
-    open_panel(s, "coefficients", "Coefficients, standardised (largest first)", x, y);
+    let trees = matches!(r.kind.as_str(), "random_forest" | "gradient_boosting");
+    let title = if trees { "Feature importance (largest first)" } else { "Coefficients, standardised (largest first)" };
+    open_panel(s, "coefficients", title, x, y);
     let shown = &r.coefficients[..r.coefficients.len().min(MAX_COEFFICIENTS)];
     let m = shown.iter().map(|c| c.1.abs()).fold(0.0, f64::max).max(1e-12) * 1.05;
     let ticks = nice_ticks(-m, m, 5);
     let m = m.max(-ticks[0]).max(ticks[ticks.len() - 1]);
     // room on the left for the feature names
     let f = Frame { x: x + 170.0, y: y + 30.0, w: PANEL_W - 190.0, h: PANEL_H - 80.0, xr: (-m, m), yr: (0.0, 1.0) };
-    f.axes(s, &ticks, &[], &format!("change in {} per standard deviation of the feature", r.target), "");
+    let axis = if trees {
+        "share of the squared-error reduction".to_string()
+    } else {
+        format!("change in {} per standard deviation of the feature", r.target)
+    };
+    f.axes(s, &ticks, &[], &axis, "");
     let band = f.h / shown.len().max(1) as f64;
     for (i, (name, c)) in shown.iter().enumerate() {
         let top = f.y + band * i as f64;
@@ -548,7 +556,8 @@ mod tests {
     fn coefficients_are_scaled_by_the_sd_and_sorted_by_magnitude() {
         let mut a = wine();
         a.estimator.feature_names = vec!["a".into(), "b".into(), "c".into()];
-        a.estimator.fit.coefficients = vec![1.0, -3.0, 2.0];
+        let Fit::Linear(fit) = &mut a.estimator.fit else { panic!("linear") };
+        fit.coefficients = vec![1.0, -3.0, 2.0];
         let r = ReportData::new(&a, vec![], &[10.0, 1.0, 0.5]);
         assert_eq!(r.coefficients, vec![("a".into(), 10.0), ("b".into(), -3.0), ("c".into(), 1.0)]);
     }

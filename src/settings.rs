@@ -76,6 +76,19 @@ pub enum Settings {
         /// Output file, `-` for stdout; `./MODEL-VERSION.report.svg` when absent.
         output: Option<String>,
     },
+    /// `export`.
+    Export {
+        /// Store and bus.
+        loc: Locations,
+        /// The model.
+        name: String,
+        /// A version id or an alias; the newest version when absent.
+        version: Option<String>,
+        /// ONNX or PMML.
+        format: crate::export::Format,
+        /// Output file, `-` for stdout; `./MODEL-VERSION.EXT` when absent.
+        output: Option<String>,
+    },
     /// `completions`.
     Completions(cli::Shell),
     /// `man`.
@@ -344,6 +357,13 @@ impl Settings {
                 loc: locations(a.loc)?,
                 name: a.model_name,
                 version: a.model_version,
+                output: a.output,
+            },
+            Command::Export(a) => Settings::Export {
+                loc: locations(a.loc)?,
+                name: a.model_name,
+                version: a.model_version,
+                format: crate::export::Format::parse(&a.format).map_err(|e| usage("--format", &e.to_string()))?,
                 output: a.output,
             },
             Command::Completions { shell } => Settings::Completions(shell),

@@ -5,6 +5,7 @@ pub mod check;
 pub mod config;
 pub mod docs;
 pub mod evaluate;
+pub mod export;
 pub mod history;
 pub mod models;
 pub mod predict;
@@ -43,6 +44,9 @@ pub async fn run(settings: Settings) -> Result<Outcome> {
         Settings::Evaluate(s) => evaluate::run(*s).await,
         Settings::Report { loc, name, version, output } => {
             report::fetch(loc, &name, version.as_deref(), output.as_deref()).await
+        }
+        Settings::Export { loc, name, version, format, output } => {
+            export::run(loc, &name, version.as_deref(), format, output.as_deref()).await
         }
         Settings::Completions(shell) => docs::completions(shell),
         Settings::Man => docs::man(),

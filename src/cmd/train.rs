@@ -341,12 +341,7 @@ pub fn fit_rows(
     let test = BlockDesign { prep: &prep, blocks: test_src, rows: &test_rows };
     tracing::info!(kind = params.model().as_str(), rows = train_rows.len(), features = prep.width(), "fitting");
     let fit = model::fit(params.model(), &train)?;
-    tracing::info!(
-        rank = fit.rank,
-        iterations = fit.iterations,
-        elapsed_ms = t1.elapsed().as_millis() as u64,
-        "fitted"
-    );
+    tracing::info!(fit = %fit.summary(), elapsed_ms = t1.elapsed().as_millis() as u64, "fitted");
     let mut target_sum = 0.0;
     rows.for_each_block(&mut |first, t| {
         // one running sum in row order, however the rows are blocked
@@ -378,7 +373,7 @@ pub fn fit_rows(
         salt.push_str(&serde_json::to_string(t).unwrap_or_default());
     }
     let artifact = Artifact {
-        schema_version: crate::artifact::SCHEMA_VERSION,
+        schema_version: crate::artifact::schema_version_of(&fit),
         format: crate::artifact::FORMAT.to_string(),
         model_name: params.name().to_string(),
         version: crate::artifact::new_version(created_at, salt.as_bytes()),

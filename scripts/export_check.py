@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Score rows with modelcast's exported models in other runtimes (the export parity test).
+
+    export_check.py --artifact MODEL.json --input ROWS.csv [--onnx M.onnx] [--pmml M.pmml]
+
+Reads the column lists and missing-value tokens from the artifact, feeds every row of the CSV to
+onnxruntime (float32 tensors `numeric`, `categorical`) and to pypmml (one field per column, float64)
+and prints one JSON object: {"onnxruntime": [...], "pypmml": [...]}, a prediction per row (null
+where the runtime gives none). The comparison with `modelcast predict` is the test's job.
+
+Environment: the test venv (scripts/services.sh installs it: onnxruntime, pypmml, numpy; pypmml
+needs a Java runtime).
+"""
+import argparse
+import csv
+import json
+import math
+
+
+def load_rows(path, numeric, categorical, tokens):
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    num, cat = [], []
+    for r in rows:
+        num.append([float("nan") if r[c].strip() in tokens else float(r[c]) for c in numeric])
+        cat.append([r[c].strip() for c in categorical])
+    return num, cat
+
+
+def run_onnx(path, num, cat, n_num, n_cat):
+    import numpy as np
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    feeds = {}
+    if n_num:
+        feeds["numeric"] = np.array(num, dtype=np.float32).reshape(len(num), n_num)
+    if n_cat:
+        feeds["categorical"] = np.array(cat, dtype=object).reshape(len(cat), n_cat)
+    (out,) = sess.run(["prediction"], feeds)
+    return [None if math.isnan(v) else float(v) for v in out.reshape(-1)]
+
+
+def run_pmml(path, num, cat, numeric, categorical):
+    from pypmml import Model
+
+    model = Model.fromFile(path)
+    preds = []
+    for nr, cr in zip(num, cat):
+        rec = {c: (None if math.isnan(v) else v) for c, v in zip(numeric, nr)}
+        rec.update(dict(zip(categorical, cr)))
+        out = model.predict(rec)
+        v = dict(out).get("prediction")
+        preds.append(None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v))
+    return preds
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--artifact", required=True)
+    ap.add_argument("--input", required=True)
+    ap.add_argument("--onnx")
+    ap.add_argument("--pmml")
+    args = ap.parse_args()
+    with open(args.artifact) as f:
+        art = json.load(f)
+    prep = art["preprocessing"]
+    numeric = [c["name"] for c in prep["numeric"]]
+    categorical = [c["name"] for c in prep["categorical"]]
+    tokens = set(prep["missing_tokens"])
+    num, cat = load_rows(args.input, numeric, categorical, tokens)
+    out = {"rows": len(num)}
+    if args.onnx:
+        out["onnxruntime"] = run_onnx(args.onnx, num, cat, len(numeric), len(categorical))
+    if args.pmml:
+        out["pypmml"] = run_pmml(args.pmml, num, cat, numeric, categorical)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

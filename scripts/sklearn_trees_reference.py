@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Reference held-out R² of scikit-learn's tree ensembles on the red wine data, for modelcast's
+tree parity test (tests/it/parity.rs reads the output; Python is not needed to run the test).
+
+Re-run (from the repository root, same venv as scripts/sklearn_reference.py):
+    python3 -m venv .venv && .venv/bin/pip install -r scripts/requirements-reference.txt \
+        && .venv/bin/python scripts/sklearn_trees_reference.py
+
+The split is modelcast's documented one (README, "evaluation"): a SplitMix64-seeded
+Fisher-Yates shuffle of the row indices (seed 42), the first round(0.2·n) are held out.
+Numeric missing values would be mean-imputed; the wine data has none. Trees see raw values.
+
+For each model the script fits with several random_state values and records each R² and their
+mean: a forest's R² moves with its seed by about 0.01, so the test compares against the mean.
+"""
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+
+ROOT = Path(__file__).resolve().parent.parent
+WINE = "data/winequality-red.csv"
+TARGET = "quality"
+MASK = (1 << 64) - 1
+
+# name, estimator factory (random_state -> estimator), the same hyperparameters in modelcast's
+# params (`model:` section)
+CASES = [
+    ("wine_random_forest",
+     lambda s: RandomForestRegressor(n_estimators=100, min_samples_leaf=1, max_features=1.0,
+                                     bootstrap=True, random_state=s, n_jobs=1),
+     {"kind": "random_forest", "n_estimators": 100, "min_samples_leaf": 1, "max_features": 1.0}),
+    ("wine_random_forest_shallow",
+     lambda s: RandomForestRegressor(n_estimators=50, max_depth=6, min_samples_leaf=5,
+                                     max_features=0.5, random_state=s, n_jobs=1),
+     {"kind": "random_forest", "n_estimators": 50, "max_depth": 6, "min_samples_leaf": 5,
+      "max_features": 0.5}),
+    ("wine_gradient_boosting",
+     lambda s: HistGradientBoostingRegressor(max_iter=100, learning_rate=0.1, max_leaf_nodes=31,
+                                             min_samples_leaf=20, l2_regularization=0.0,
+                                             max_bins=255, early_stopping=False, random_state=s),
+     {"kind": "gradient_boosting", "max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 31,
+      "min_samples_leaf": 20}),
+    ("wine_gradient_boosting_slow",
+     lambda s: HistGradientBoostingRegressor(max_iter=300, learning_rate=0.03, max_depth=5,
+                                             min_samples_leaf=10, l2_regularization=1.0,
+                                             early_stopping=False, random_state=s),
+     {"kind": "gradient_boosting", "max_iter": 300, "learning_rate": 0.03, "max_depth": 5,
+      "min_samples_leaf": 10, "l2_regularization": 1.0}),
+]
+SEEDS = [0, 1, 2, 3, 4]
+
+
+def splitmix(state):
+    state = (state + 0x9E3779B97F4A7C15) & MASK
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+    return state, z ^ (z >> 31)
+
+
+def split(n, fraction=0.2, seed=42):
+    """modelcast's data::split_indices: (train rows, test rows), both sorted."""
+    idx = list(range(n))
+    state = seed
+    for i in range(n - 1, 0, -1):
+        state, r = splitmix(state)
+        j = r % (i + 1)
+        idx[i], idx[j] = idx[j], idx[i]
+    n_test = int(min(max(round(n * fraction), 1), n - 1))
+    test = sorted(idx[:n_test])
+    test_set = set(test)
+    return [i for i in range(n) if i not in test_set], test
+
+
+def r2(y, p):
+    return float(1.0 - ((y - p) ** 2).sum() / ((y - y.mean()) ** 2).sum())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "tests/fixtures/sklearn_trees.json"))
+    args = ap.parse_args()
+    df = pd.read_csv(ROOT / WINE)
+    X = df.drop(columns=[TARGET]).to_numpy(dtype=float)
+    y = df[TARGET].to_numpy(dtype=float)
+    train, test = split(len(df))
+    cases = []
+    for name, make, params in CASES:
+        scores = []
+        for s in SEEDS:
+            est = make(s).fit(X[train], y[train])
+            scores.append(r2(y[test], est.predict(X[test])))
+        cases.append({"name": name, "model": params, "seeds": SEEDS, "r2": scores,
+                      "r2_mean": float(np.mean(scores)), "test_rows": len(test)})
+        print(f"{name:28s} r2 mean {np.mean(scores):.4f} "
+              f"(min {min(scores):.4f}, max {max(scores):.4f}) on {len(test)} held-out rows")
+    doc = {"generated_by": "scripts/sklearn_trees_reference.py",
+           "sklearn_version": sklearn.__version__, "numpy_version": np.__version__,
+           "data": WINE, "target": TARGET, "split": {"test_fraction": 0.2, "seed": 42},
+           "cases": cases}
+    with open(args.out, "w") as f:
+        json.dump(doc, f, indent=1, allow_nan=False)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()

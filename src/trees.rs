@@ -1,0 +1,682 @@
+//! Tree ensembles: random forests and histogram gradient boosting. Pure: no I/O.
+//!
+//! Both grow binary regression trees on a *binned* design (at most `max_bins` bins per feature,
+//! as scikit-learn's `HistGradientBoostingRegressor` and LightGBM do): the split search walks
+//! per-node histograms instead of sorting, so a node costs O(rows × features).
+//!
+//! * `random_forest`: each tree on a bootstrap sample (the bootstrap counts are row weights, as
+//!   scikit-learn passes them), grown until leaves are pure, too small (`min_samples_leaf`) or at
+//!   `max_depth`; the forest averages its trees. Trees are grown in parallel; each has its own
+//!   seed derived from `seed` and its index, so the forest does not depend on scheduling.
+//! * `gradient_boosting`: squared error, starting from the training mean; each round fits one
+//!   tree to the residuals, best-first up to `max_leaf_nodes` leaves, leaf value
+//!   `learning_rate · Σr / (n + l2_regularization)`.
+//!
+//! A split sends `x <= threshold` left. Thresholds lie between two training values and are
+//! chosen to be exactly representable in `f32`, so a float32 runtime (ONNX) takes the same branch
+//! as this float64 code for every value that is not within half a float32 step of a threshold.
+//! The fitted trees are plain arrays ([`Tree`]), stored as JSON in the model artifact.
+
+use ndarray::{ArrayView1, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+use crate::config::params::{Boosting, Forest};
+use crate::error::{Error, Result};
+
+/// Rows sampled (evenly, deterministically) to find the bin thresholds of a feature.
+const BIN_SAMPLE: usize = 200_000;
+
+/// How an ensemble combines its trees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    /// `base + mean(trees)` (random forest).
+    Average,
+    /// `base + sum(trees)` (boosting; leaf values already include the learning rate).
+    Sum,
+}
+
+/// One regression tree as parallel arrays indexed by node; node 0 is the root and every child
+/// comes after its parent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tree {
+    /// Design column tested at each node (0 at leaves).
+    pub feature: Vec<u32>,
+    /// `x[feature] <= threshold` goes left (0 at leaves).
+    pub threshold: Vec<f64>,
+    /// Left child; 0 marks a leaf.
+    pub left: Vec<u32>,
+    /// Right child; 0 at leaves.
+    pub right: Vec<u32>,
+    /// The node's prediction (used at leaves).
+    pub value: Vec<f64>,
+}
+
+impl Tree {
+    /// The leaf value for one design row.
+    #[inline]
+    pub fn predict(&self, x: &[f64]) -> f64 {
+        let mut i = 0usize;
+        loop {
+            let l = self.left[i] as usize;
+            if l == 0 {
+                return self.value[i];
+            }
+            i = if x[self.feature[i] as usize] <= self.threshold[i] { l } else { self.right[i] as usize };
+        }
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.value.len()
+    }
+
+    /// True for a tree without nodes (never produced by fitting; refused by [`Ensemble::check`]).
+    pub fn is_empty(&self) -> bool {
+        self.value.is_empty()
+    }
+
+    /// Whether node `i` is a leaf.
+    pub fn is_leaf(&self, i: usize) -> bool {
+        self.left[i] == 0
+    }
+
+    fn check(&self, width: usize) -> std::result::Result<(), String> {
+        let n = self.value.len();
+        if n == 0
+            || [self.feature.len(), self.threshold.len(), self.left.len(), self.right.len()].iter().any(|&l| l != n)
+        {
+            return Err(format!("a tree's node arrays differ in length or are empty ({n} values)"));
+        }
+        for i in 0..n {
+            if !self.value[i].is_finite() {
+                return Err(format!("node {i}: non-finite value"));
+            }
+            if self.left[i] == 0 {
+                continue;
+            }
+            let (l, r) = (self.left[i] as usize, self.right[i] as usize);
+            // children after their parent: prediction always terminates
+            if l <= i || r <= i || l >= n || r >= n {
+                return Err(format!("node {i}: children {l}, {r} out of order or range"));
+            }
+            if self.feature[i] as usize >= width || !self.threshold[i].is_finite() {
+                return Err(format!("node {i}: feature {} of {width} or threshold not finite", self.feature[i]));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A fitted tree ensemble.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ensemble {
+    /// How trees combine.
+    pub combine: Combine,
+    /// Added to the combined trees (boosting: the training mean; forest: 0).
+    pub base: f64,
+    /// Each design column's share of the total squared-error reduction (sums to 1, or all 0).
+    pub importances: Vec<f64>,
+    /// The trees.
+    pub trees: Vec<Tree>,
+}
+
+impl Ensemble {
+    /// The prediction for one design row.
+    #[inline]
+    pub fn predict(&self, x: &[f64]) -> f64 {
+        let s: f64 = self.trees.iter().map(|t| t.predict(x)).sum();
+        match self.combine {
+            Combine::Average => self.base + s / self.trees.len() as f64,
+            Combine::Sum => self.base + s,
+        }
+    }
+
+    /// Structural check against a design of `width` columns.
+    pub fn check(&self, width: usize) -> std::result::Result<(), String> {
+        if self.trees.is_empty() {
+            return Err("the ensemble has no trees".into());
+        }
+        if self.importances.len() != width || !self.base.is_finite() {
+            return Err(format!(
+                "{} importances for {width} design columns, or a non-finite base",
+                self.importances.len()
+            ));
+        }
+        self.trees.iter().enumerate().try_for_each(|(k, t)| t.check(width).map_err(|e| format!("tree {k}: {e}")))
+    }
+
+    /// Total number of nodes.
+    pub fn nodes(&self) -> usize {
+        self.trees.iter().map(Tree::len).sum()
+    }
+}
+
+/// SplitMix64: the project's seeded generator (also behind the held-out split).
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64, stream: u64) -> Rng {
+        let mut r = Rng(seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        r.next();
+        r
+    }
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// A threshold `t` with `a <= t < b` that is exactly an `f32`, near the midpoint; `None` when
+/// `a` and `b` cannot be told apart in `f32`.
+fn f32_threshold(a: f64, b: f64) -> Option<f64> {
+    let m = ((a + b) / 2.0) as f32;
+    let ok = |t: f32| (t as f64) >= a && (t as f64) < b;
+    [m, m.next_down(), m.next_up(), a as f32, (a as f32).next_up()].into_iter().find(|&t| ok(t)).map(f64::from)
+}
+
+/// The design binned per feature: `bins[f * n + i]` is row `i`'s bin in feature `f`; bin `b`
+/// holds the values `thresholds[f][b-1] < x <= thresholds[f][b]`.
+struct Binned {
+    n: usize,
+    bins: Vec<u16>,
+    thresholds: Vec<Vec<f64>>,
+}
+
+impl Binned {
+    fn new(x: ArrayView2<'_, f64>, max_bins: u32) -> Binned {
+        let (n, p) = x.dim();
+        let max_bins = max_bins.clamp(2, 65535) as usize;
+        let step = n.div_ceil(BIN_SAMPLE).max(1);
+        let mut bins = vec![0u16; n * p];
+        let mut thresholds = Vec::with_capacity(p);
+        for f in 0..p {
+            let col = x.column(f);
+            let mut sample: Vec<f64> = col.iter().step_by(step).copied().collect();
+            sample.sort_by(f64::total_cmp);
+            let mut distinct = sample.clone();
+            distinct.dedup();
+            let cuts: Vec<(f64, f64)> = if distinct.len() <= max_bins {
+                distinct.windows(2).map(|w| (w[0], w[1])).collect()
+            } else {
+                (1..max_bins)
+                    .map(|k| {
+                        let i = (k * sample.len() / max_bins).max(1);
+                        (sample[i - 1], sample[i])
+                    })
+                    .filter(|(a, b)| a < b)
+                    .collect()
+            };
+            let mut t: Vec<f64> = cuts.into_iter().filter_map(|(a, b)| f32_threshold(a, b)).collect();
+            t.dedup();
+            for (i, v) in col.iter().enumerate() {
+                bins[f * n + i] = t.partition_point(|c| *c < *v) as u16;
+            }
+            thresholds.push(t);
+        }
+        Binned { n, bins, thresholds }
+    }
+
+    fn features(&self) -> usize {
+        self.thresholds.len()
+    }
+
+    fn col(&self, f: usize) -> &[u16] {
+        &self.bins[f * self.n..(f + 1) * self.n]
+    }
+}
+
+/// Per-bin sums: rows, weight, weighted target.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sums {
+    rows: u32,
+    w: f64,
+    s: f64,
+}
+
+impl Sums {
+    fn score(&self, l2: f64) -> f64 {
+        if self.w + l2 > 0.0 {
+            self.s * self.s / (self.w + l2)
+        } else {
+            0.0
+        }
+    }
+    fn minus(&self, o: &Sums) -> Sums {
+        Sums { rows: self.rows - o.rows, w: self.w - o.w, s: self.s - o.s }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    gain: f64,
+    feature: usize,
+    bin: u16,
+    left: Sums,
+}
+
+/// What a tree is grown with.
+struct Grow<'a> {
+    data: &'a Binned,
+    /// Per-row weight (bootstrap count, or 1) and weighted target (`w · g`).
+    w: &'a [f64],
+    ws: &'a [f64],
+    min_leaf: u32,
+    max_depth: Option<u32>,
+    max_leaves: Option<u32>,
+    l2: f64,
+    /// Features tried per split (all when equal to the feature count).
+    try_features: usize,
+}
+
+struct Open {
+    node: usize,
+    start: usize,
+    end: usize,
+    depth: u32,
+    total: Sums,
+    split: Option<Split>,
+}
+
+/// A grown tree, the leaves' row ranges (into the row list returned) and the gain per feature.
+struct Grown {
+    tree: Tree,
+    leaves: Vec<(usize, usize, usize)>,
+    rows: Vec<u32>,
+    gains: Vec<f64>,
+}
+
+impl Grow<'_> {
+    fn best_split(&self, rows: &[u32], total: &Sums, rng: &mut Rng) -> Option<Split> {
+        if total.rows < 2 * self.min_leaf || total.rows < 2 {
+            return None;
+        }
+        let p = self.data.features();
+        let mut feats: Vec<usize> = (0..p).collect();
+        if self.try_features < p {
+            for k in 0..self.try_features {
+                let j = k + rng.below(p - k);
+                feats.swap(k, j);
+            }
+            feats.truncate(self.try_features);
+            feats.sort_unstable();
+        }
+        let parent = total.score(self.l2);
+        let mut best: Option<Split> = None;
+        let mut hist: Vec<Sums> = Vec::new();
+        for &f in &feats {
+            let nb = self.data.thresholds[f].len() + 1;
+            if nb < 2 {
+                continue;
+            }
+            hist.clear();
+            hist.resize(nb, Sums::default());
+            let col = self.data.col(f);
+            for &r in rows {
+                let r = r as usize;
+                let h = &mut hist[col[r] as usize];
+                h.rows += 1;
+                h.w += self.w[r];
+                h.s += self.ws[r];
+            }
+            let mut left = Sums::default();
+            for (b, h) in hist[..nb - 1].iter().enumerate() {
+                left.rows += h.rows;
+                left.w += h.w;
+                left.s += h.s;
+                let right = total.minus(&left);
+                if left.rows < self.min_leaf || right.rows < self.min_leaf {
+                    continue;
+                }
+                if right.rows == 0 || left.w <= 0.0 || right.w <= 0.0 {
+                    continue;
+                }
+                let gain = left.score(self.l2) + right.score(self.l2) - parent;
+                if best.is_none_or(|s| gain > s.gain) {
+                    best = Some(Split { gain, feature: f, bin: b as u16, left });
+                }
+            }
+        }
+        // no split for a (numerically) pure node
+        best.filter(|s| s.gain > parent.abs() * 1e-12 + 1e-300)
+    }
+
+    /// Grow one tree on `rows` (rows with weight > 0). `leaf` turns a node's sums into its value.
+    fn grow(&self, mut rows: Vec<u32>, rng: &mut Rng, leaf: &dyn Fn(&Sums) -> f64) -> Grown {
+        let mut tree = Tree { feature: vec![], threshold: vec![], left: vec![], right: vec![], value: vec![] };
+        let mut gains = vec![0.0; self.data.features()];
+        let push = |tree: &mut Tree, sums: &Sums| {
+            tree.feature.push(0);
+            tree.threshold.push(0.0);
+            tree.left.push(0);
+            tree.right.push(0);
+            tree.value.push(leaf(sums));
+            tree.value.len() - 1
+        };
+        let mut total = Sums::default();
+        for &r in &rows {
+            total.rows += 1;
+            total.w += self.w[r as usize];
+            total.s += self.ws[r as usize];
+        }
+        let root = push(&mut tree, &total);
+        let can_split = |depth: u32| self.max_depth.is_none_or(|d| depth < d);
+        let split = if can_split(0) { self.best_split(&rows, &total, rng) } else { None };
+        let mut open = vec![Open { node: root, start: 0, end: rows.len(), depth: 0, total, split }];
+        let mut leaves = Vec::new();
+        let mut n_leaves = 1u32;
+        loop {
+            // best-first: the open node with the largest gain (first on ties)
+            let pick = open.iter().enumerate().filter_map(|(k, o)| o.split.map(|s| (k, s.gain))).fold(
+                None,
+                |b: Option<(usize, f64)>, (k, g)| if b.is_none_or(|(_, bg)| g > bg) { Some((k, g)) } else { b },
+            );
+            let Some((k, _)) = pick else { break };
+            if self.max_leaves.is_some_and(|m| n_leaves >= m) {
+                break;
+            }
+            let o = open.swap_remove(k);
+            let s = o.split.expect("picked nodes have a split");
+            let col = self.data.col(s.feature);
+            // partition the node's rows: bin <= s.bin first
+            let slice = &mut rows[o.start..o.end];
+            let mut i = 0;
+            for j in 0..slice.len() {
+                if col[slice[j] as usize] <= s.bin {
+                    slice.swap(i, j);
+                    i += 1;
+                }
+            }
+            let mid = o.start + i;
+            let right_sums = o.total.minus(&s.left);
+            let l = push(&mut tree, &s.left);
+            let r = push(&mut tree, &right_sums);
+            tree.feature[o.node] = s.feature as u32;
+            tree.threshold[o.node] = self.data.thresholds[s.feature][s.bin as usize];
+            tree.left[o.node] = l as u32;
+            tree.right[o.node] = r as u32;
+            gains[s.feature] += s.gain;
+            n_leaves += 1;
+            let depth = o.depth + 1;
+            for (node, start, end, sums) in [(l, o.start, mid, s.left), (r, mid, o.end, right_sums)] {
+                let split = if can_split(depth) { self.best_split(&rows[start..end], &sums, rng) } else { None };
+                open.push(Open { node, start, end, depth, total: sums, split });
+            }
+        }
+        leaves.extend(open.iter().map(|o| (o.node, o.start, o.end)));
+        Grown { tree, leaves, rows, gains }
+    }
+}
+
+fn check_data(x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>) -> Result<()> {
+    if x.nrows() < 2 || x.nrows() != y.len() {
+        return Err(Error::Model(format!("need at least 2 training rows, got {}", x.nrows())));
+    }
+    if x.iter().chain(y.iter()).any(|v| !v.is_finite()) {
+        return Err(Error::Model("trees need finite inputs and targets".into()));
+    }
+    if x.nrows() > u32::MAX as usize {
+        return Err(Error::Model("trees take at most 2^32 - 1 training rows".into()));
+    }
+    Ok(())
+}
+
+fn normalise(gains: Vec<f64>) -> Vec<f64> {
+    let total: f64 = gains.iter().sum();
+    if total > 0.0 {
+        gains.into_iter().map(|g| g / total).collect()
+    } else {
+        vec![0.0; gains.len()]
+    }
+}
+
+/// Fit a random forest on a design `x` (rows × columns) and target `y`.
+pub fn fit_forest(x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>, p: &Forest) -> Result<Ensemble> {
+    check_data(x, y)?;
+    let data = Binned::new(x, p.max_bins);
+    let n = x.nrows();
+    let features = data.features();
+    let try_features = ((p.max_features * features as f64).floor() as usize).clamp(1, features.max(1));
+    let trees = p.n_estimators as usize;
+    let workers = std::thread::available_parallelism().map_or(1, |c| c.get()).min(trees).max(1);
+    let one = |t: usize| -> (Tree, Vec<f64>) {
+        let mut rng = Rng::new(p.seed, t as u64 + 1);
+        let mut w = vec![0.0; n];
+        if p.bootstrap {
+            for _ in 0..n {
+                w[rng.below(n)] += 1.0;
+            }
+        } else {
+            w.fill(1.0);
+        }
+        // centre the target on this sample's mean: the split scores stay well conditioned
+        let wsum: f64 = w.iter().sum();
+        let mean = w.iter().zip(y).map(|(w, y)| w * y).sum::<f64>() / wsum;
+        let ws: Vec<f64> = w.iter().zip(y).map(|(w, y)| w * (y - mean)).collect();
+        let rows: Vec<u32> = (0..n as u32).filter(|&i| w[i as usize] > 0.0).collect();
+        let g = Grow {
+            data: &data,
+            w: &w,
+            ws: &ws,
+            min_leaf: p.min_samples_leaf,
+            max_depth: p.max_depth,
+            max_leaves: None,
+            l2: 0.0,
+            try_features,
+        };
+        let grown = g.grow(rows, &mut rng, &|s: &Sums| mean + s.s / s.w);
+        (grown.tree, grown.gains)
+    };
+    let mut out: Vec<Option<(Tree, Vec<f64>)>> = vec![None; trees];
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|k| {
+                let one = &one;
+                scope.spawn(move || (k..trees).step_by(workers).map(|t| (t, one(t))).collect::<Vec<_>>())
+            })
+            .collect();
+        for h in handles {
+            // a panic in a worker is a bug; re-raise it here
+            for (t, r) in h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)) {
+                out[t] = Some(r);
+            }
+        }
+    });
+    let mut gains = vec![0.0; features];
+    let mut fitted = Vec::with_capacity(trees);
+    for (tree, g) in out.into_iter().flatten() {
+        gains.iter_mut().zip(g).for_each(|(a, b)| *a += b);
+        fitted.push(tree);
+    }
+    Ok(Ensemble { combine: Combine::Average, base: 0.0, importances: normalise(gains), trees: fitted })
+}
+
+/// Fit histogram gradient boosting (squared error) on a design `x` and target `y`.
+pub fn fit_boosting(x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>, p: &Boosting) -> Result<Ensemble> {
+    check_data(x, y)?;
+    let data = Binned::new(x, p.max_bins);
+    let n = x.nrows();
+    let base = y.sum() / n as f64;
+    let mut pred = vec![base; n];
+    let w = vec![1.0; n];
+    let mut ws = vec![0.0; n];
+    let mut gains = vec![0.0; data.features()];
+    let mut trees = Vec::with_capacity(p.max_iter as usize);
+    let mut rng = Rng::new(p.seed, 0);
+    let (lr, l2) = (p.learning_rate, p.l2_regularization);
+    for _ in 0..p.max_iter {
+        for i in 0..n {
+            ws[i] = y[i] - pred[i];
+        }
+        let g = Grow {
+            data: &data,
+            w: &w,
+            ws: &ws,
+            min_leaf: p.min_samples_leaf,
+            max_depth: p.max_depth,
+            max_leaves: Some(p.max_leaf_nodes),
+            l2,
+            try_features: data.features(),
+        };
+        let grown = g.grow((0..n as u32).collect(), &mut rng, &|s: &Sums| lr * s.s / (s.w + l2));
+        for &(node, start, end) in &grown.leaves {
+            let v = grown.tree.value[node];
+            for &r in &grown.rows[start..end] {
+                pred[r as usize] += v;
+            }
+        }
+        gains.iter_mut().zip(&grown.gains).for_each(|(a, b)| *a += b);
+        let single_leaf = grown.tree.len() == 1;
+        trees.push(grown.tree);
+        if single_leaf {
+            // nothing left to fit: every later round would be the same empty tree
+            break;
+        }
+    }
+    Ok(Ensemble { combine: Combine::Sum, base, importances: normalise(gains), trees })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{array, Array1, Array2};
+
+    fn forest(n_estimators: u32) -> Forest {
+        Forest {
+            n_estimators,
+            max_depth: None,
+            min_samples_leaf: 1,
+            max_features: 1.0,
+            bootstrap: false,
+            max_bins: 255,
+            seed: 0,
+        }
+    }
+
+    fn boosting(max_iter: u32) -> Boosting {
+        Boosting {
+            max_iter,
+            learning_rate: 0.1,
+            max_leaf_nodes: 31,
+            max_depth: None,
+            min_samples_leaf: 1,
+            l2_regularization: 0.0,
+            max_bins: 255,
+            seed: 0,
+        }
+    }
+
+    #[test]
+    fn a_step_function_is_learned_exactly_by_one_tree() {
+        let x = array![[1.0], [2.0], [3.0], [4.0]];
+        let y = array![10.0, 10.0, 20.0, 20.0];
+        let e = fit_forest(x.view(), y.view(), &forest(1)).unwrap();
+        let t = &e.trees[0];
+        assert_eq!(t.len(), 3, "{t:?}");
+        assert_eq!(t.feature[0], 0);
+        // the threshold lies between 2 and 3 and is an f32
+        assert!(t.threshold[0] >= 2.0 && t.threshold[0] < 3.0 && (t.threshold[0] as f32) as f64 == t.threshold[0]);
+        for (xi, yi) in [(1.0, 10.0), (2.0, 10.0), (2.4, 10.0), (3.0, 20.0), (9.0, 20.0)] {
+            assert_eq!(e.predict(&[xi]), yi, "x={xi}");
+        }
+        assert_eq!(e.importances, vec![1.0]);
+        e.check(1).unwrap();
+    }
+
+    #[test]
+    fn min_samples_leaf_and_max_depth_bound_the_tree() {
+        let x = Array2::from_shape_fn((40, 1), |(i, _)| i as f64);
+        let y = Array1::from_shape_fn(40, |i| (i * i) as f64);
+        let mut p = forest(1);
+        p.min_samples_leaf = 10;
+        let t = &fit_forest(x.view(), y.view(), &p).unwrap().trees[0];
+        let mut per_leaf = std::collections::BTreeMap::new();
+        for i in 0..40 {
+            *per_leaf.entry(t.predict(&[i as f64]).to_bits()).or_insert(0) += 1;
+        }
+        assert!(per_leaf.len() >= 2 && per_leaf.values().all(|&n| n >= 10), "{per_leaf:?}");
+        p.min_samples_leaf = 1;
+        p.max_depth = Some(2);
+        let t = &fit_forest(x.view(), y.view(), &p).unwrap().trees[0];
+        assert_eq!(t.len(), 7, "a full tree of depth 2");
+    }
+
+    #[test]
+    fn boosting_converges_on_the_training_rows_and_sums_its_trees() {
+        let x = Array2::from_shape_fn((50, 2), |(i, j)| ((i * (j + 3)) % 17) as f64);
+        let y = Array1::from_shape_fn(50, |i| ((i * 3) % 17) as f64 * 2.0 + ((i * 4) % 17) as f64);
+        let e = fit_boosting(x.view(), y.view(), &boosting(200)).unwrap();
+        assert_eq!(e.combine, Combine::Sum);
+        assert!((e.base - y.mean().unwrap()).abs() < 1e-12);
+        let sse: f64 = (0..50).map(|i| (e.predict(x.row(i).as_slice().unwrap()) - y[i]).powi(2)).sum();
+        let sst: f64 = y.iter().map(|v| (v - e.base).powi(2)).sum();
+        assert!(sse < 1e-3 * sst, "sse {sse} of {sst}");
+        // max_leaf_nodes bounds every tree
+        let mut p = boosting(5);
+        p.max_leaf_nodes = 3;
+        let e = fit_boosting(x.view(), y.view(), &p).unwrap();
+        assert!(e.trees.iter().all(|t| (0..t.len()).filter(|&i| t.is_leaf(i)).count() <= 3));
+    }
+
+    #[test]
+    fn forests_are_deterministic_for_a_seed_and_differ_between_seeds() {
+        let x = Array2::from_shape_fn((200, 3), |(i, j)| ((i * 7 + j * 13) % 29) as f64 / 3.0);
+        let y = Array1::from_shape_fn(200, |i| ((i * 11) % 23) as f64);
+        let mut p = forest(8);
+        p.bootstrap = true;
+        p.max_features = 0.5;
+        let a = fit_forest(x.view(), y.view(), &p).unwrap();
+        assert_eq!(a, fit_forest(x.view(), y.view(), &p).unwrap());
+        p.seed = 1;
+        assert_ne!(a, fit_forest(x.view(), y.view(), &p).unwrap());
+        // the average of its trees
+        let row = [1.0, 2.0, 3.0];
+        let mean = a.trees.iter().map(|t| t.predict(&row)).sum::<f64>() / 8.0;
+        assert!((a.predict(&row) - mean).abs() < 1e-12);
+    }
+
+    #[test]
+    fn many_distinct_values_are_binned_into_max_bins() {
+        let x = Array2::from_shape_fn((1000, 1), |(i, _)| i as f64 * 0.001);
+        let b = Binned::new(x.view(), 16);
+        assert_eq!(b.thresholds[0].len(), 15);
+        assert!(b.col(0).iter().all(|&v| v < 16));
+        assert!(b.col(0).windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn f32_thresholds_separate_their_neighbours() {
+        assert_eq!(f32_threshold(1.0, 2.0), Some(1.5));
+        let (a, b) = (0.1f64, 0.1f64 + 1e-12);
+        assert_eq!(f32_threshold(a, b), None, "indistinguishable in f32");
+        let t = f32_threshold(0.99, 0.995).unwrap();
+        assert!((0.99..0.995).contains(&t) && (t as f32) as f64 == t);
+    }
+
+    #[test]
+    fn corrupt_trees_are_refused() {
+        let mut t = Tree {
+            feature: vec![0, 0, 0],
+            threshold: vec![1.0, 0.0, 0.0],
+            left: vec![1, 0, 0],
+            right: vec![2, 0, 0],
+            value: vec![0.0, 1.0, 2.0],
+        };
+        let e =
+            |t: &Tree| Ensemble { combine: Combine::Sum, base: 0.0, importances: vec![1.0], trees: vec![t.clone()] };
+        e(&t).check(1).unwrap();
+        assert!(e(&t).check(0).is_err(), "feature out of range");
+        t.left[0] = 0;
+        t.left[1] = 1;
+        assert!(e(&t).check(1).unwrap_err().contains("out of order"), "a loop");
+    }
+}
