@@ -66,7 +66,7 @@ fn bench(c: &mut Criterion) {
                 let prep = Preprocessing::fit(&params, t, &rows).expect("prep");
                 let design = TableDesign { prep: &prep, table: t, rows: &rows };
                 let fit = modelcast::model::fit(params.model(), &design).expect("fit");
-                black_box(fit.intercept)
+                black_box(fit.predict_row(&[0.0; 11]))
             })
         });
     }

@@ -18,6 +18,9 @@
 #   MODELCAST_SERVICES_RUST_LOG RUST_LOG for the servers (default: unset)
 #   MODELCAST_SASL=0            do not start the SASL_SSL broker
 #   MODELCAST_CHROMIUM=0        do not install Chromium (the report test skips)
+#   MODELCAST_EXPORT_CHECKS=0   do not install the export checkers (onnxruntime and
+#                               pypmml in a venv, a Java runtime, tract-check); the
+#                               export parity test skips
 #
 # Besides the plain broker, the test bed runs a second tansu that requires
 # SASL (SCRAM-SHA-256/512 users) behind a TLS terminator (socat, with a
@@ -38,6 +41,10 @@ READY_TIMEOUT="${MODELCAST_SERVICES_TIMEOUT:-60}"
 WITH_S3S_FS="${MODELCAST_S3S_FS:-1}"
 WITH_SASL="${MODELCAST_SASL:-1}"
 WITH_CHROMIUM="${MODELCAST_CHROMIUM:-1}"
+WITH_EXPORT_CHECKS="${MODELCAST_EXPORT_CHECKS:-1}"
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly EXPORT_VENV_REQ="$REPO_ROOT/scripts/requirements-export.txt"
+readonly TRACT_CHECK="$REPO_ROOT/tools/tract-check"
 
 log() { printf 'services: %s\n' "$*" >&2; }
 die() {
@@ -136,6 +143,54 @@ apt_install() {
 	fi
 }
 
+# hash_of FILE...: a short digest of files (cache keys).
+hash_of() {
+	cat "$@" | sha256sum | cut -c1-16
+}
+
+export_venv() { printf '%s/export-venv-%s' "$MODELCAST_CACHE" "$(hash_of "$EXPORT_VENV_REQ")"; }
+tract_check_root() {
+	printf '%s/tract-check-%s' "$MODELCAST_CACHE" \
+		"$(hash_of "$TRACT_CHECK/Cargo.toml" "$TRACT_CHECK/Cargo.lock" "$TRACT_CHECK/src/main.rs")"
+}
+
+# The export parity test's checkers: onnxruntime and pypmml (pinned, in a venv
+# keyed by its requirements file), a Java runtime for pypmml, and tract-check
+# (tract-onnx, built once per version of tools/tract-check).
+install_export_checks() {
+	local lock_fd venv root
+	exec {lock_fd}>"$MODELCAST_CACHE/.export-checks.lock"
+	flock "$lock_fd"
+	apt_install java openjdk-17-jre-headless "pypmml (the PMML export parity test)"
+	venv=$(export_venv)
+	if [[ ! -x $venv/bin/python ]]; then
+		log "export checkers: making $venv (onnxruntime, pypmml)"
+		local python=python3
+		command -v python3.11 >/dev/null && python=python3.11
+		if "$python" -m venv "$venv.tmp" &&
+			"$venv.tmp/bin/python" -m pip install --quiet --disable-pip-version-check -r "$EXPORT_VENV_REQ"; then
+			mv "$venv.tmp" "$venv"
+		else
+			rm -rf "$venv.tmp"
+			log "warning: could not make the export venv; the export parity test will skip"
+		fi
+	fi
+	root=$(tract_check_root)
+	if [[ ! -x $root/bin/tract-check ]]; then
+		log "export checkers: building tract-check (tract-onnx; a few minutes, once)..."
+		local start=$SECONDS
+		if cargo install --quiet --locked --root "$root" --target-dir "$MODELCAST_CACHE/build/tract-check" \
+			--path "$TRACT_CHECK"; then
+			log "tract-check: installed in $((SECONDS - start)) s"
+		else
+			log "warning: could not build tract-check; the export test skips tract"
+		fi
+		rm -rf "$MODELCAST_CACHE/build/tract-check"
+		rmdir "$MODELCAST_CACHE/build" 2>/dev/null || true
+	fi
+	exec {lock_fd}>&-
+}
+
 cmd_install() {
 	command -v cargo >/dev/null || die "cargo is needed to install the servers"
 	command -v flock >/dev/null || die "flock (util-linux) is needed to install the servers"
@@ -153,6 +208,9 @@ cmd_install() {
 	# headless Chromium renders the training report in its test
 	if [[ $WITH_CHROMIUM != 0 ]]; then
 		apt_install chromium chromium "the training report's rendering test"
+	fi
+	if [[ $WITH_EXPORT_CHECKS != 0 ]]; then
+		install_export_checks
 	fi
 	if [[ $WITH_S3S_FS == 0 ]]; then
 		log "s3s-fs: skipped (MODELCAST_S3S_FS=0)"
@@ -434,6 +492,15 @@ cmd_start() {
 			printf 'export MODELCAST_CHROMIUM=0\n'
 		elif command -v chromium >/dev/null; then
 			printf 'export %s=%q\n' MODELCAST_TEST_CHROMIUM "$(command -v chromium)"
+		fi
+		if [[ $WITH_EXPORT_CHECKS == 0 ]]; then
+			printf 'export MODELCAST_EXPORT_CHECKS=0\n'
+		else
+			local venv tract
+			venv=$(export_venv)
+			tract="$(tract_check_root)/bin/tract-check"
+			[[ -x $venv/bin/python ]] && printf 'export %s=%q\n' MODELCAST_TEST_EXPORT_PYTHON "$venv/bin/python"
+			[[ -x $tract ]] && printf 'export %s=%q\n' MODELCAST_TEST_TRACT "$tract"
 		fi
 	} >"$dir/env.sh"
 	log "test bed up: source $dir/env.sh"

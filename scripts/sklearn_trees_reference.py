@@ -10,8 +10,12 @@ The split is modelcast's documented one (README, "evaluation"): a SplitMix64-see
 Fisher-Yates shuffle of the row indices (seed 42), the first round(0.2·n) are held out.
 Numeric missing values would be mean-imputed; the wine data has none. Trees see raw values.
 
-For each model the script fits with several random_state values and records each R² and their
-mean: a forest's R² moves with its seed by about 0.01, so the test compares against the mean.
+A single tree-ensemble fit is sensitive to small changes of its data: leaving out 1% of the
+training rows moves HistGradientBoostingRegressor's held-out R² here between 0.38 and 0.42 (and a
+forest's moves with its seed). So for each model the script records (a) the fit on the exact
+training split (for each random_state in SEEDS) and (b) the reference the test uses, `r2_reference`:
+the mean over JITTER fits, each on a seeded 99% subsample of the training rows with random_state k,
+with its standard deviation.
 """
 import argparse
 import json
@@ -53,6 +57,7 @@ CASES = [
       "min_samples_leaf": 10, "l2_regularization": 1.0}),
 ]
 SEEDS = [0, 1, 2, 3, 4]
+JITTER = 20
 
 
 def splitmix(state):
@@ -90,15 +95,23 @@ def main():
     y = df[TARGET].to_numpy(dtype=float)
     train, test = split(len(df))
     cases = []
+    train = np.array(train)
     for name, make, params in CASES:
         scores = []
         for s in SEEDS:
             est = make(s).fit(X[train], y[train])
             scores.append(r2(y[test], est.predict(X[test])))
-        cases.append({"name": name, "model": params, "seeds": SEEDS, "r2": scores,
-                      "r2_mean": float(np.mean(scores)), "test_rows": len(test)})
-        print(f"{name:28s} r2 mean {np.mean(scores):.4f} "
-              f"(min {min(scores):.4f}, max {max(scores):.4f}) on {len(test)} held-out rows")
+        rng = np.random.default_rng(2026)
+        jitter = []
+        for k in range(JITTER):
+            rows = np.sort(rng.choice(train, int(0.99 * len(train)), replace=False))
+            est = make(k).fit(X[rows], y[rows])
+            jitter.append(r2(y[test], est.predict(X[test])))
+        cases.append({"name": name, "model": params, "seeds": SEEDS, "r2_split": scores,
+                      "r2_reference": float(np.mean(jitter)), "r2_reference_sd": float(np.std(jitter)),
+                      "jitter_fits": JITTER, "test_rows": len(test)})
+        print(f"{name:28s} split r2 {np.mean(scores):.4f} (seeds {min(scores):.4f}..{max(scores):.4f}); "
+              f"reference {np.mean(jitter):.4f} ± {np.std(jitter):.4f} over {JITTER} 99% subsamples")
     doc = {"generated_by": "scripts/sklearn_trees_reference.py",
            "sklearn_version": sklearn.__version__, "numpy_version": np.__version__,
            "data": WINE, "target": TARGET, "split": {"test_fraction": 0.2, "seed": 42},

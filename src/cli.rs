@@ -215,6 +215,10 @@ pub struct TrainArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also write the model as ONNX and/or PMML beside the artifact (`onnx`, `pmml` or
+    /// `onnx,pmml`); the announcement carries their keys and sha256.
+    #[arg(long, value_name = "FORMATS", env = "MODELCAST_EXPORT")]
+    pub export: Option<String>,
     /// Move this alias to the new model (no gate).
     #[arg(long, value_name = "ALIAS", conflicts_with = "promote_if_better")]
     pub promote: Option<String>,

@@ -154,6 +154,8 @@ pub struct TrainSettings {
     pub since: Option<chrono::DateTime<chrono::Utc>>,
     /// From a topic: the largest fraction of malformed records before the run fails.
     pub max_rejected: f64,
+    /// Exports written beside the artifact (`--export onnx,pmml`).
+    pub exports: Vec<crate::export::Format>,
     /// Store and bus.
     pub loc: Locations,
 }
@@ -317,6 +319,12 @@ impl Settings {
                     reason: a.reason,
                     since,
                     max_rejected,
+                    exports: match &a.export {
+                        Some(list) => {
+                            crate::export::Format::parse_list(list).map_err(|e| usage("--export", &e.to_string()))?
+                        }
+                        None => vec![],
+                    },
                     loc: locations(a.loc)?,
                 }))
             }

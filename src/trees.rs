@@ -12,9 +12,11 @@
 //!   tree to the residuals, best-first up to `max_leaf_nodes` leaves, leaf value
 //!   `learning_rate · Σr / (n + l2_regularization)`.
 //!
-//! A split sends `x <= threshold` left. Thresholds lie between two training values and are
-//! chosen to be exactly representable in `f32`, so a float32 runtime (ONNX) takes the same branch
-//! as this float64 code for every value that is not within half a float32 step of a threshold.
+//! A split sends a row left when its value *rounded to float32* is `<= threshold`, and every
+//! threshold is a float32 value between two training values (near their midpoint). So a float32
+//! runtime (ONNX `TreeEnsembleRegressor`) takes exactly the branches modelcast takes; the PMML
+//! export writes each threshold as the float64 midpoint between it and the next float32 (see
+//! [`pmml_threshold`]), where a float64 evaluator's `<` decides the same way.
 //! The fitted trees are plain arrays ([`Tree`]), stored as JSON in the model artifact.
 
 use ndarray::{ArrayView1, ArrayView2};
@@ -63,7 +65,7 @@ impl Tree {
             if l == 0 {
                 return self.value[i];
             }
-            i = if x[self.feature[i] as usize] <= self.threshold[i] { l } else { self.right[i] as usize };
+            i = if goes_left(x[self.feature[i] as usize], self.threshold[i]) { l } else { self.right[i] as usize };
         }
     }
 
@@ -176,12 +178,28 @@ impl Rng {
     }
 }
 
-/// A threshold `t` with `a <= t < b` that is exactly an `f32`, near the midpoint; `None` when
-/// `a` and `b` cannot be told apart in `f32`.
+/// The split rule: `x` rounded to float32 is at most the (float32) threshold.
+#[inline]
+pub fn goes_left(x: f64, threshold: f64) -> bool {
+    (x as f32) as f64 <= threshold
+}
+
+/// The same rule for a float64 evaluator without the rounding (PMML): `x < pmml_threshold(t)`
+/// exactly when `goes_left(x, t)`, except for `x` exactly halfway between two float32 values.
+pub fn pmml_threshold(t: f64) -> f64 {
+    let t32 = t as f32;
+    (t32 as f64 + t32.next_up() as f64) / 2.0
+}
+
+/// A float32 threshold `t` with `f32(a) <= t < f32(b)`, nearest the midpoint of `a` and `b`;
+/// `None` when `a` and `b` are the same float32.
 fn f32_threshold(a: f64, b: f64) -> Option<f64> {
+    let (lo, hi) = (a as f32, b as f32);
+    if lo >= hi {
+        return None;
+    }
     let m = ((a + b) / 2.0) as f32;
-    let ok = |t: f32| (t as f64) >= a && (t as f64) < b;
-    [m, m.next_down(), m.next_up(), a as f32, (a as f32).next_up()].into_iter().find(|&t| ok(t)).map(f64::from)
+    Some(f64::from(m.clamp(lo, hi.next_down())))
 }
 
 /// The design binned per feature: `bins[f * n + i]` is row `i`'s bin in feature `f`; bin `b`
@@ -219,7 +237,9 @@ impl Binned {
             let mut t: Vec<f64> = cuts.into_iter().filter_map(|(a, b)| f32_threshold(a, b)).collect();
             t.dedup();
             for (i, v) in col.iter().enumerate() {
-                bins[f * n + i] = t.partition_point(|c| *c < *v) as u16;
+                // the first threshold the value goes left of (`goes_left`)
+                let v = (*v as f32) as f64;
+                bins[f * n + i] = t.partition_point(|c| *c < v) as u16;
             }
             thresholds.push(t);
         }
@@ -658,8 +678,14 @@ mod tests {
         assert_eq!(f32_threshold(1.0, 2.0), Some(1.5));
         let (a, b) = (0.1f64, 0.1f64 + 1e-12);
         assert_eq!(f32_threshold(a, b), None, "indistinguishable in f32");
-        let t = f32_threshold(0.99, 0.995).unwrap();
-        assert!((0.99..0.995).contains(&t) && (t as f32) as f64 == t);
+        let t = f32_threshold(0.9966, 0.9968).unwrap();
+        assert!((t as f32) as f64 == t);
+        assert!(goes_left(0.9966, t) && !goes_left(0.9968, t));
+        // a value on the decimal midpoint goes the same way here, in float32 and in PMML's float64
+        for x in [0.9967, t, f64::from((t as f32).next_up()), 0.99669999, 0.99670001] {
+            assert_eq!(goes_left(x, t), (x as f32) <= t as f32, "{x}");
+            assert_eq!(goes_left(x, t), x < pmml_threshold(t), "{x}");
+        }
     }
 
     #[test]

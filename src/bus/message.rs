@@ -49,6 +49,25 @@ pub struct Announcement {
     pub input_schema_digest: String,
     /// modelcast version that trained the model.
     pub tool_version: String,
+    /// The model exported for other runtimes (`train --export`), stored beside the artifact.
+    /// Absent when none was asked for (older readers ignore it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exports: Vec<ExportRef>,
+}
+
+/// One stored export of a model (ONNX, PMML).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportRef {
+    /// `onnx` or `pmml`.
+    pub format: crate::export::Format,
+    /// Store key (`<name>/<date>/<version>.onnx`).
+    pub key: String,
+    /// Full URI (informational).
+    pub uri: String,
+    /// Hex sha256 of the file.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
 }
 
 impl Announcement {
@@ -67,6 +86,7 @@ impl Announcement {
             metrics: HeadlineMetrics { r2: m.r2, rmse: m.rmse, mae: m.mae },
             input_schema_digest: artifact.input_schema.digest(),
             tool_version: artifact.tool_version.clone(),
+            exports: vec![],
         }
     }
 
@@ -434,6 +454,7 @@ mod tests {
             metrics: HeadlineMetrics { r2: 0.5, rmse: 1.0, mae: 0.8 },
             input_schema_digest: "sha256:x".into(),
             tool_version: "0.1.0".into(),
+            exports: vec![],
         }
     }
 

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use message::{
-    now_ms, AliasMove, Announcement, DeadLetter, HeadlineMetrics, ModelRef, MoveAction, Origin, Outgoing, OutputTopics,
-    Prediction, Scored, Skipped, TrainMessage, ALIAS_MOVED, MESSAGE_SCHEMA_VERSION,
+    now_ms, AliasMove, Announcement, DeadLetter, ExportRef, HeadlineMetrics, ModelRef, MoveAction, Origin, Outgoing,
+    OutputTopics, Prediction, Scored, Skipped, TrainMessage, ALIAS_MOVED, MESSAGE_SCHEMA_VERSION,
 };
 
 use crate::config::kafka::{KafkaConfig, Topics};

@@ -13,12 +13,13 @@ use serde::Serialize;
 use crate::aliases::AliasLog;
 use crate::artifact::{Artifact, Estimator, Evaluation, TopicData, TrainingData};
 use crate::bus::kafka::Kafka;
-use crate::bus::{Announcement, Bus, MoveAction};
+use crate::bus::{Announcement, Bus, ExportRef, MoveAction};
 use crate::cmd::promote::{new_move, Verified};
 use crate::cmd::{Edges, Outcome};
 use crate::config::params::{Params, Promotion, Split};
 use crate::data::{self, Blocks, ColumnSpec, FileInfo, RawRows};
 use crate::error::{Error, Result};
+use crate::export::Format;
 use crate::features::{BlockDesign, Preprocessing};
 use crate::lifecycle::{Decision, GateMetric};
 use crate::model::{self, Metrics, MetricsAcc};
@@ -46,7 +47,7 @@ pub async fn run(s: TrainSettings) -> Result<Outcome> {
         AliasLog::of(&store, &bus).check_writable().await?;
     }
     let read = ReadOptions { since: s.since, max_rejected: s.max_rejected, keep_held_out: s.promotion.is_some() };
-    let (mut report, artifact, held_out) = publish(&s.params, &read, &store, &bus).await?;
+    let (mut report, artifact, held_out) = publish(&s.params, &read, &s.exports, &store, &bus).await?;
     if let Some(p) = &s.promotion {
         report.promotion =
             Some(promote_new(&s.params, &artifact, &report, held_out, p, s.reason.clone(), &store, &bus).await?);
@@ -243,6 +244,9 @@ pub struct TrainReport {
     pub train_rows: usize,
     /// Rows held out.
     pub test_rows: usize,
+    /// ONNX / PMML exports stored beside the artifact (`--export`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exports: Vec<ExportRef>,
     /// Where the announcement went.
     pub announced_to: String,
     /// The promotion (with `--promote`, `--promote-if-better` or a `promotion:` block).
@@ -407,6 +411,7 @@ pub struct ReadOptions {
 pub async fn publish(
     params: &Params,
     read: &ReadOptions,
+    exports: &[Format],
     store: &Store,
     bus: &Bus,
 ) -> Result<(TrainReport, Artifact, Option<RawRows>)> {
@@ -425,25 +430,45 @@ pub async fn publish(
     .await
     .map_err(|e| Error::Model(format!("training task failed: {e}")))??;
     // Keys are unique by construction; on the astronomically unlikely clash, take a new version.
-    // The report goes first: an artifact in the store always has its report beside it.
+    // The report and the exports go first: an artifact in the store always has them beside it,
+    // and nothing is announced unless all were stored.
     let mut attempts = 0;
-    let (bytes, key, report_key) = loop {
+    let (bytes, key, report_key, export_refs) = loop {
         let bytes = artifact.encode()?;
         let key = artifact.key();
         let report_key = crate::report::key_of(&key);
         let svg = crate::report::render(&report);
-        let size = indicatif::HumanBytes((svg.len() + bytes.len()) as u64);
-        progress.stage(&format!("uploading the report and the model ({size})"), None);
+        let files: Vec<(Format, String, Vec<u8>)> = exports
+            .iter()
+            .map(|&f| Ok((f, f.key_of(&key), crate::export::export(&artifact, f)?)))
+            .collect::<Result<_>>()?;
+        let total = svg.len() + bytes.len() + files.iter().map(|f| f.2.len()).sum::<usize>();
+        let what = if files.is_empty() { "the report and the model" } else { "the report, exports and the model" };
+        progress.stage(&format!("uploading {what} ({})", indicatif::HumanBytes(total as u64)), None);
         let t = Instant::now();
-        let stored = match store.put_if_absent(&report_key, svg.as_bytes()).await {
-            Ok(()) => store.put_if_absent(&key, &bytes).await,
-            Err(e) => Err(e),
-        };
+        let stored = async {
+            store.put_if_absent(&report_key, svg.as_bytes()).await?;
+            for (_, k, b) in &files {
+                store.put_if_absent(k, b).await?;
+            }
+            store.put_if_absent(&key, &bytes).await
+        }
+        .await;
         match stored {
             Ok(()) => {
                 tracing::info!(uri = %store.uri_of(&key), bytes = bytes.len(), report_bytes = svg.len(),
-                    elapsed_ms = t.elapsed().as_millis() as u64, "stored model and report");
-                break (bytes, key, report_key);
+                    exports = files.len(), elapsed_ms = t.elapsed().as_millis() as u64, "stored model and report");
+                let refs = files
+                    .iter()
+                    .map(|(f, k, b)| ExportRef {
+                        format: *f,
+                        key: k.clone(),
+                        uri: store.uri_of(k),
+                        sha256: crate::artifact::sha256_hex(b),
+                        size: b.len() as u64,
+                    })
+                    .collect::<Vec<_>>();
+                break (bytes, key, report_key, refs);
             }
             Err(Error::AlreadyExists { .. }) if attempts < 3 => {
                 attempts += 1;
@@ -454,7 +479,8 @@ pub async fn publish(
         }
     };
     let uri = store.uri_of(&key);
-    let ann = Announcement::of(&artifact, uri.clone(), &bytes);
+    let mut ann = Announcement::of(&artifact, uri.clone(), &bytes);
+    ann.exports = export_refs;
     progress.stage("announcing", None);
     let announced_to = bus.announce(&ann).await?;
     progress.finish();
@@ -469,6 +495,7 @@ pub async fn publish(
         metrics: artifact.metrics.clone(),
         train_rows: artifact.training_data.train_rows,
         test_rows: artifact.training_data.test_rows,
+        exports: ann.exports.clone(),
         announced_to,
         promotion: None,
     };
@@ -631,6 +658,9 @@ pub fn metrics_table(r: &TrainReport) -> String {
     s.push_str(&row("model", &m.model));
     s.push_str(&row("baseline", &m.baseline));
     s.push_str(&format!("stored at {}\nreport at {}\n", r.uri, r.report_uri));
+    for e in &r.exports {
+        s.push_str(&format!("{} at {}\n", e.format.as_str(), e.uri));
+    }
     if let Some(p) = &r.promotion {
         let on_rows = |x: &Option<Scored>| {
             x.as_ref().and_then(|x| x.metrics).map_or_else(|| "-".to_string(), |m| format!("{:.4}", m.rmse))

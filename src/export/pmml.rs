@@ -205,12 +205,13 @@ fn tree_nodes(s: &mut String, t: &Tree, names: &[String], i: usize, pred: Option
             let _ = writeln!(s, "{pad}  <True/>");
         }
         Some((parent, left)) => {
-            let op = if left { "lessOrEqual" } else { "greaterThan" };
+            // float64 `<` at the midpoint to the next float32 = modelcast's float32 `<=`
+            let op = if left { "lessThan" } else { "greaterOrEqual" };
             let _ = writeln!(
                 s,
                 "{pad}  <SimplePredicate field=\"{}\" operator=\"{op}\" value=\"{}\"/>",
                 esc(&names[t.feature[parent] as usize]),
-                num(t.threshold[parent])
+                num(crate::trees::pmml_threshold(t.threshold[parent]))
             );
         }
     }

@@ -288,6 +288,8 @@ fn content_type(key: &str) -> &'static str {
         "image/svg+xml"
     } else if key.ends_with(".json") {
         "application/json"
+    } else if key.ends_with(".pmml") {
+        "application/xml"
     } else {
         "application/octet-stream"
     }

@@ -22,6 +22,7 @@ fn announcement(version: &str) -> Announcement {
         metrics: HeadlineMetrics { r2: 0.5, rmse: 1.0, mae: 0.8 },
         input_schema_digest: "sha256:x".into(),
         tool_version: "0.1.0".into(),
+        exports: vec![],
     }
 }
 

@@ -6,6 +6,7 @@
 mod bus_contract;
 mod cli;
 mod closed_loop;
+mod export;
 mod lifecycle;
 mod parity;
 mod reliability;

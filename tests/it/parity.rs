@@ -8,7 +8,7 @@
 use modelcast::config::params::Params;
 use modelcast::data::{load_csv, ColumnSpec};
 use modelcast::features::{Cell, Preprocessing, TableDesign};
-use modelcast::model::{fit, Metrics};
+use modelcast::model::{fit_linear, Metrics};
 use ndarray::Array1;
 use serde_json::Value;
 
@@ -65,7 +65,7 @@ fn matches_scikit_learn_on_every_reference_case() {
         let y = Array1::from(table.target.clone());
         // the chunked design the CLI uses (4096-row chunks)
         let design = TableDesign { prep: &prep, table: &table, rows: &rows };
-        let f = fit(params.model(), &design).unwrap();
+        let f = fit_linear(params.model(), &design).unwrap();
         assert_eq!(f.rank as u64, case["rank"].as_u64().unwrap(), "{name}: rank");
         let coef: Vec<f64> = case["coef"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         let kind = params.model().as_str();
@@ -101,4 +101,33 @@ fn matches_scikit_learn_on_every_reference_case() {
         let want = case["predict_unseen"].as_f64().unwrap();
         assert!(rel_close(got, want, 1e-4, y_scale * 1e-3), "{name}: unseen record {got} vs {want}");
     }
+}
+
+/// Tree ensembles against scikit-learn's `RandomForestRegressor` / `HistGradientBoostingRegressor`
+/// with the same hyperparameters on the red wine split (`scripts/sklearn_trees_reference.py`,
+/// committed in `tests/fixtures/sklearn_trees.json`): held-out R² within 0.02 of the reference.
+#[test]
+fn tree_ensembles_match_scikit_learn_held_out_r2() {
+    let text = std::fs::read_to_string(repo().join("tests/fixtures/sklearn_trees.json")).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let cases = doc["cases"].as_array().unwrap();
+    assert!(cases.len() >= 4);
+    let sb = crate::util::Sandbox::new();
+    let mut kinds = std::collections::BTreeSet::new();
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let model = serde_json::to_string(&case["model"]).unwrap();
+        let base = std::fs::read_to_string(sb.path().join("params/params.yaml")).unwrap();
+        let (head, _) = base.split_once("\nmodel:").unwrap();
+        let yaml = format!("{head}\nmodel: {model}\n");
+        let params = sb.write(&format!("{name}.yaml"), &yaml);
+        let out = sb.command(&["train", "--params", params.to_str().unwrap(), "--json"]).assert_ok().stdout_doc();
+        let ours = out["metrics"]["model"]["r2"].as_f64().unwrap();
+        let theirs = case["r2_reference"].as_f64().unwrap();
+        assert_eq!(out["test_rows"].as_u64(), case["test_rows"].as_u64(), "{name}: the same split");
+        assert!((ours - theirs).abs() <= 0.02, "{name}: modelcast R² {ours:.4} vs scikit-learn {theirs:.4}");
+        eprintln!("{name}: modelcast {ours:.4}, scikit-learn {theirs:.4}");
+        kinds.insert(case["model"]["kind"].as_str().unwrap().to_string());
+    }
+    assert_eq!(kinds.len(), 2, "both tree kinds are covered: {kinds:?}");
 }

@@ -130,6 +130,64 @@ fn serve_scores_a_stream_exactly_once_across_a_hot_swap() {
     assert_eq!((swaps[0]["from"].as_str(), swaps[0]["to"].as_str()), (Some(v1.as_str()), Some(v2.as_str())));
 }
 
+/// Linear → random forest → linear while records flow: two swaps, each record scored once, per
+/// partition v1 then v2 then v3, and the forest's predictions are the forest's (they differ from
+/// either line's).
+#[test]
+fn serve_swaps_linear_to_forest_to_linear_under_load_losing_nothing() {
+    let Some(bed) = bed() else { return };
+    let w = Wired::new(&bed, "trees", 3);
+    let base = std::fs::read_to_string(w.sb.path().join("params/params.yaml")).unwrap();
+    let (head, _) = base.split_once("\nmodel:").unwrap();
+    w.sb.write("params/forest.yaml", &format!("{head}\nmodel: {{kind: random_forest, n_estimators: 40, seed: 3}}\n"));
+    w.train(&[]).assert_ok();
+    let mut svc = w.serve(&[]);
+    svc.wait_ready(PATIENCE);
+    let p = producer(&w.bootstrap);
+    let n = 30_000;
+    let records = wine_records(n);
+    produce(&p, &w.topics.input, &records[..n / 3]);
+    w.train(&["--params", "params/forest.yaml"]).assert_ok();
+    produce(&p, &w.topics.input, &records[n / 3..2 * n / 3]);
+    w.train(&[]).assert_ok();
+    produce(&p, &w.topics.input, &records[2 * n / 3..]);
+    let anns = read_topic(&w.bootstrap, &w.topics.train, 3, PATIENCE);
+    let v: Vec<String> = anns.iter().map(|a| a.json()["version"].as_str().unwrap().to_string()).collect();
+    let preds = read_topic(&w.bootstrap, &w.topics.app, n, PATIENCE);
+    let (status, log) = svc.stop();
+    assert!(status.success(), "graceful stop exits 0: {status:?}\n{log}");
+    let mut seen = BTreeSet::new();
+    let mut per_partition: BTreeMap<i32, Vec<(i64, usize)>> = BTreeMap::new();
+    let mut by_version: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    for rec in &preds {
+        let m = rec.json();
+        assert!(seen.insert(m["key"].as_str().unwrap().to_string()), "scored twice: {}", m["key"]);
+        let k = v.iter().position(|x| m["model_version"].as_str() == Some(x)).expect("a known version");
+        by_version.entry(k).or_default().push(m["prediction"].as_f64().unwrap());
+        per_partition
+            .entry(m["partition"].as_i64().unwrap() as i32)
+            .or_default()
+            .push((m["offset"].as_i64().unwrap(), k));
+    }
+    assert_eq!(seen.len(), n, "every record scored once");
+    for (part, mut list) in per_partition {
+        list.sort();
+        let order: Vec<usize> = list.iter().map(|(_, k)| *k).collect();
+        assert!(order.windows(2).all(|w| w[0] <= w[1]), "partition {part}: v1, then the forest, then v3");
+    }
+    assert!(by_version.contains_key(&1), "the forest scored records");
+    let swaps = events(&log, "model_swapped");
+    let pairs: Vec<(Option<&str>, Option<&str>)> =
+        swaps.iter().map(|s| (s["from"].as_str(), s["to"].as_str())).collect();
+    assert_eq!(
+        pairs,
+        vec![(Some(v[0].as_str()), Some(v[1].as_str())), (Some(v[1].as_str()), Some(v[2].as_str()))],
+        "{log}"
+    );
+    let forest = w.command(&["models", "--store", &w.store, "--json"]).assert_ok().stdout_json();
+    assert!(forest.iter().any(|m| m["kind"] == "random_forest"), "{forest:?}");
+}
+
 #[test]
 fn bad_records_go_to_the_dead_letter_topic_and_bad_models_are_refused() {
     let Some(bed) = bed() else { return };

@@ -1,0 +1,240 @@
+//! Export parity: a model exported with `train --export onnx,pmml` (and `modelcast export`)
+//! scores like `modelcast predict` in onnxruntime (float32, within 1e-5), tract (the portable
+//! graph of linear kinds, float32, within 1e-5) and pypmml (float64, within 1e-9), relative to
+//! max(|prediction|, 1), for every kind, on the red wine held-out rows and on a categorical
+//! fixture with missing values, `N.V.` tokens and unseen categories.
+//!
+//! The checkers come from the test bed (`scripts/services.sh install`: a cached venv with
+//! onnxruntime and pypmml, a Java runtime, `tract-check`). Without them the test is skipped with a
+//! note; with `MODELCAST_REQUIRE_SERVICES=1` that is a failure unless the bed was told not to
+//! install them (`MODELCAST_EXPORT_CHECKS=0`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::util::{repo, Sandbox};
+
+struct Checkers {
+    python: PathBuf,
+    tract: Option<PathBuf>,
+}
+
+fn checkers() -> Option<Checkers> {
+    let file = |k: &str| std::env::var_os(k).map(PathBuf::from).filter(|p| p.is_file());
+    let python = file("MODELCAST_TEST_EXPORT_PYTHON");
+    let tract = file("MODELCAST_TEST_TRACT");
+    let required = std::env::var("MODELCAST_REQUIRE_SERVICES").as_deref() == Ok("1")
+        && std::env::var("MODELCAST_EXPORT_CHECKS").as_deref() != Ok("0");
+    if required {
+        assert!(
+            python.is_some() && tract.is_some(),
+            "MODELCAST_REQUIRE_SERVICES=1 but the export checkers are missing \
+             (MODELCAST_TEST_EXPORT_PYTHON, MODELCAST_TEST_TRACT; scripts/services.sh install makes them, \
+             MODELCAST_EXPORT_CHECKS=0 skips them)"
+        );
+    }
+    match python {
+        Some(python) => Some(Checkers { python, tract }),
+        None => {
+            eprintln!("skipped: no export checkers (run scripts/test.sh, or scripts/services.sh install)");
+            None
+        }
+    }
+}
+
+/// A case: data, columns, tokens, the model section, and the rows to score.
+struct Case {
+    name: &'static str,
+    yaml: String,
+    score_csv: String,
+    numeric: Vec<String>,
+    categorical: Vec<String>,
+    linear: bool,
+}
+
+const WINE_NUM: [&str; 11] = [
+    "fixed acidity",
+    "volatile acidity",
+    "citric acid",
+    "residual sugar",
+    "chlorides",
+    "free sulfur dioxide",
+    "total sulfur dioxide",
+    "density",
+    "pH",
+    "sulphates",
+    "alcohol",
+];
+
+fn wine_case(name: &'static str, model: &str, linear: bool) -> Case {
+    let text = std::fs::read_to_string(repo().join("data/winequality-red.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (_, test) = modelcast::data::split_indices(lines.len() - 1, 0.2, 42);
+    let mut score_csv = format!("{}\n", lines[0]);
+    for i in test {
+        score_csv.push_str(lines[i + 1]);
+        score_csv.push('\n');
+    }
+    let yaml = format!(
+        "name: {name}\ndata: {{train: {}}}\ntarget: quality\nfeatures: {{numeric: {}}}\nmodel: {model}\n",
+        repo().join("data/winequality-red.csv").display(),
+        serde_json::to_string(&WINE_NUM).unwrap()
+    );
+    Case {
+        name,
+        yaml,
+        score_csv,
+        numeric: WINE_NUM.iter().map(|s| s.to_string()).collect(),
+        categorical: vec![],
+        linear,
+    }
+}
+
+fn mixed_case(name: &'static str, model: &str, linear: bool) -> Case {
+    let text = std::fs::read_to_string(repo().join("tests/fixtures/mixed.csv")).unwrap();
+    let mut score_csv: String = text.lines().take(61).map(|l| format!("{l}\n")).collect();
+    // tokens, gaps and categories never seen in training
+    for row in [
+        "900,0.5,N.V.,-0.3,purple,M,0",
+        "901,N.V.,1.2,0.4,N.V.,XXL,0",
+        "902,-1.5,,2.0,,S,0",
+        "903,0.1,0.2,0.3,red,N.V.,0",
+        "904,,,,blue,,0",
+        "905,2.5,-2.5,1.0,orange,tiny,0",
+    ] {
+        score_csv.push_str(row);
+        score_csv.push('\n');
+    }
+    let yaml = format!(
+        "name: {name}\ndata: {{train: {}, missing_tokens: ['', 'NA', 'N.V.']}}\ntarget: y\n\
+         features: {{numeric: [x1, x2, x3], categorical: [color, size]}}\nmissing: {{numeric: median}}\nmodel: {model}\n",
+        repo().join("tests/fixtures/mixed.csv").display()
+    );
+    Case {
+        name,
+        yaml,
+        score_csv,
+        numeric: vec!["x1".into(), "x2".into(), "x3".into()],
+        categorical: vec!["color".into(), "size".into()],
+        linear,
+    }
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        wine_case("wine-ridge", "{kind: ridge, alpha: 1.0}", true),
+        wine_case("wine-forest", "{kind: random_forest, n_estimators: 30, seed: 7}", false),
+        wine_case("wine-boosting", "{kind: gradient_boosting}", false),
+        mixed_case("mixed-linear", "{kind: linear}", true),
+        mixed_case("mixed-forest", "{kind: random_forest, n_estimators: 20, min_samples_leaf: 2}", false),
+        mixed_case("mixed-boosting", "{kind: gradient_boosting, max_iter: 50, min_samples_leaf: 5}", false),
+    ]
+}
+
+/// `modelcast predict`'s predictions by input line.
+fn modelcast_predictions(sb: &Sandbox, version: &str, input: &Path) -> BTreeMap<u64, f64> {
+    let run = sb.command(&["predict", "--input", input.to_str().unwrap(), "--model", version]).assert_ok();
+    run.stdout_json().iter().map(|p| (p["line"].as_u64().unwrap(), p["prediction"].as_f64().unwrap())).collect()
+}
+
+fn close(what: &str, case: &str, want: &BTreeMap<u64, f64>, got: &[Value], tol: f64) -> f64 {
+    assert_eq!(got.len(), want.len(), "{case} {what}: one prediction per row");
+    let mut worst = 0.0f64;
+    for ((line, w), g) in want.iter().zip(got) {
+        let g = g.as_f64().unwrap_or_else(|| panic!("{case} {what}: no prediction for line {line}: {g}"));
+        let err = (w - g).abs() / w.abs().max(1.0);
+        assert!(err <= tol, "{case} {what}: line {line}: modelcast {w}, {what} {g} ({err:e} > {tol:e})");
+        worst = worst.max(err);
+    }
+    worst
+}
+
+/// The tract-check input: the score CSV's columns as numbers (tokens → null) and strings.
+fn tract_input(case: &Case, tokens: &[&str]) -> Value {
+    let mut lines = case.score_csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (mut num, mut cat) = (vec![], vec![]);
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        num.push(
+            case.numeric
+                .iter()
+                .map(|c| {
+                    let v = cells[col(c)].trim();
+                    if tokens.contains(&v) {
+                        Value::Null
+                    } else {
+                        json!(v.parse::<f64>().unwrap())
+                    }
+                })
+                .collect::<Vec<_>>(),
+        );
+        cat.push(case.categorical.iter().map(|c| json!(cells[col(c)].trim())).collect::<Vec<_>>());
+    }
+    json!({"numeric": num, "categorical": cat})
+}
+
+#[test]
+fn exports_score_like_modelcast_in_onnxruntime_tract_and_pypmml() {
+    let Some(ck) = checkers() else { return };
+    let sb = Sandbox::new();
+    let mut summary = vec![];
+    for case in cases() {
+        let params = sb.write(&format!("{}.yaml", case.name), &case.yaml);
+        let out = sb
+            .command(&["train", "--params", params.to_str().unwrap(), "--export", "onnx,pmml", "--json"])
+            .assert_ok()
+            .stdout_doc();
+        let version = out["version"].as_str().unwrap().to_string();
+        let artifact = PathBuf::from(out["uri"].as_str().unwrap().trim_start_matches("file://"));
+        let artifact = if artifact.is_absolute() { artifact } else { sb.path().join(artifact) };
+        // the exports are stored beside the artifact and announced with their sha256
+        let exports = out["exports"].as_array().unwrap();
+        assert_eq!(exports.len(), 2, "{}: {out}", case.name);
+        let announced = sb.log_lines("train");
+        let ann = announced.iter().find(|a| a["version"] == version.as_str()).unwrap();
+        assert_eq!(&ann["exports"], &out["exports"], "{}: the announcement carries the exports", case.name);
+        let mut files = BTreeMap::new();
+        for e in exports {
+            let path = artifact.with_extension(e["format"].as_str().unwrap());
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(e["sha256"].as_str().unwrap(), modelcast::artifact::sha256_hex(&bytes), "{}", path.display());
+            assert_eq!(e["key"].as_str().unwrap().rsplit('/').next(), path.file_name().unwrap().to_str());
+            files.insert(e["format"].as_str().unwrap().to_string(), (path, bytes));
+        }
+        // `modelcast export` writes the same bytes
+        for (format, (_, bytes)) in &files {
+            let dest = sb.path().join(format!("{}.{format}", case.name));
+            sb.command(&["export", case.name, &version, "--format", format, "-o", dest.to_str().unwrap()]).assert_ok();
+            assert_eq!(&std::fs::read(&dest).unwrap(), bytes, "{} {format}: export = train --export", case.name);
+        }
+        let input = sb.write(&format!("{}-score.csv", case.name), &case.score_csv);
+        let want = modelcast_predictions(&sb, &version, &input);
+        assert_eq!(want.len(), case.score_csv.lines().count() - 1, "{}: modelcast scores every row", case.name);
+        let py = Command::new(&ck.python)
+            .arg(repo().join("scripts/export_check.py"))
+            .args(["--artifact", artifact.to_str().unwrap(), "--input", input.to_str().unwrap()])
+            .args(["--onnx", files["onnx"].0.to_str().unwrap(), "--pmml", files["pmml"].0.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(py.status.success(), "{}: export_check.py: {}", case.name, String::from_utf8_lossy(&py.stderr));
+        let got: Value = serde_json::from_slice(&py.stdout).unwrap();
+        let ort = close("onnxruntime", case.name, &want, got["onnxruntime"].as_array().unwrap(), 1e-5);
+        let pmml = close("pypmml", case.name, &want, got["pypmml"].as_array().unwrap(), 1e-9);
+        let mut tract = None;
+        if let (true, Some(t)) = (case.linear, &ck.tract) {
+            let tin =
+                sb.write(&format!("{}-tract.json", case.name), &tract_input(&case, &["", "NA", "N.V."]).to_string());
+            let o = Command::new(t).args([files["onnx"].0.as_os_str(), tin.as_os_str()]).output().unwrap();
+            assert!(o.status.success(), "{}: tract-check: {}", case.name, String::from_utf8_lossy(&o.stderr));
+            let preds: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+            tract = Some(close("tract", case.name, &want, &preds, 1e-5));
+        }
+        summary.push(format!("{}: onnxruntime {ort:.1e}, pypmml {pmml:.1e}, tract {tract:?}", case.name));
+    }
+    eprintln!("worst relative differences:\n  {}", summary.join("\n  "));
+}
