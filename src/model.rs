@@ -261,19 +261,13 @@ fn gram(d: &dyn Design) -> Result<Gram> {
 /// Fit `model` on a design.
 pub fn fit(model: &Model, d: &dyn Design) -> Result<Fit> {
     match model {
-        Model::RandomForest(p) => {
-            let (x, y) = materialise(d)?;
-            Ok(Fit::Trees(TreeFit { trees: crate::trees::fit_forest(x.view(), y.view(), p)? }))
-        }
-        Model::GradientBoosting(p) => {
-            let (x, y) = materialise(d)?;
-            Ok(Fit::Trees(TreeFit { trees: crate::trees::fit_boosting(x.view(), y.view(), p)? }))
-        }
+        Model::RandomForest(p) => Ok(Fit::Trees(TreeFit { trees: crate::trees::fit_forest(d, p)? })),
+        Model::GradientBoosting(p) => Ok(Fit::Trees(TreeFit { trees: crate::trees::fit_boosting(d, p)? })),
         _ => fit_linear(model, d).map(Fit::Linear),
     }
 }
 
-/// The whole design in memory (trees and coordinate descent need it).
+/// The whole design in memory (coordinate descent needs it).
 fn materialise(d: &dyn Design) -> Result<(Array2<f64>, Array1<f64>)> {
     let mut x = Array2::<f64>::zeros((d.rows(), d.width()));
     let mut y = Array1::<f64>::zeros(d.rows());

@@ -19,11 +19,11 @@
 //! [`pmml_threshold`]), where a float64 evaluator's `<` decides the same way.
 //! The fitted trees are plain arrays ([`Tree`]), stored as JSON in the model artifact.
 
-use ndarray::{ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::config::params::{Boosting, Forest};
 use crate::error::{Error, Result};
+use crate::model::Design;
 
 /// Rows sampled (evenly, deterministically) to find the bin thresholds of a feature.
 const BIN_SAMPLE: usize = 200_000;
@@ -203,47 +203,69 @@ fn f32_threshold(a: f64, b: f64) -> Option<f64> {
 }
 
 /// The design binned per feature: `bins[f * n + i]` is row `i`'s bin in feature `f`; bin `b`
-/// holds the values `thresholds[f][b-1] < x <= thresholds[f][b]`.
-struct Binned {
+/// holds the values that go left of `thresholds[f][b]` but not of `thresholds[f][b-1]`.
+pub struct Binned {
     n: usize,
     bins: Vec<u16>,
     thresholds: Vec<Vec<f64>>,
+    /// Start of each feature's bins in a flat histogram (`features + 1` entries).
+    offsets: Vec<usize>,
 }
 
 impl Binned {
-    fn new(x: ArrayView2<'_, f64>, max_bins: u32) -> Binned {
-        let (n, p) = x.dim();
+    /// Bin a design in two streaming passes (a sample of every `n / 200,000`-th row for the
+    /// thresholds, then the bins): the float64 design is never held whole. Returns the targets too.
+    pub fn from_design(d: &dyn Design, max_bins: u32) -> Result<(Binned, Vec<f64>)> {
+        let (n, p) = (d.rows(), d.width());
+        if n < 2 {
+            return Err(Error::Model(format!("need at least 2 training rows, got {n}")));
+        }
+        if n > u32::MAX as usize {
+            return Err(Error::Model("trees take at most 2^32 - 1 training rows".into()));
+        }
         let max_bins = max_bins.clamp(2, 65535) as usize;
         let step = n.div_ceil(BIN_SAMPLE).max(1);
-        let mut bins = vec![0u16; n * p];
-        let mut thresholds = Vec::with_capacity(p);
-        for f in 0..p {
-            let col = x.column(f);
-            let mut sample: Vec<f64> = col.iter().step_by(step).copied().collect();
-            sample.sort_by(f64::total_cmp);
-            let mut distinct = sample.clone();
-            distinct.dedup();
-            let cuts: Vec<(f64, f64)> = if distinct.len() <= max_bins {
-                distinct.windows(2).map(|w| (w[0], w[1])).collect()
-            } else {
-                (1..max_bins)
-                    .map(|k| {
-                        let i = (k * sample.len() / max_bins).max(1);
-                        (sample[i - 1], sample[i])
-                    })
-                    .filter(|(a, b)| a < b)
-                    .collect()
-            };
-            let mut t: Vec<f64> = cuts.into_iter().filter_map(|(a, b)| f32_threshold(a, b)).collect();
-            t.dedup();
-            for (i, v) in col.iter().enumerate() {
-                // the first threshold the value goes left of (`goes_left`)
-                let v = (*v as f32) as f64;
-                bins[f * n + i] = t.partition_point(|c| *c < v) as u16;
+        let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(n / step + 1); p];
+        let mut y = Vec::with_capacity(n);
+        let mut at = 0usize;
+        d.for_each_chunk(&mut |x, t| {
+            for (r, row) in x.rows().into_iter().enumerate() {
+                if (at + r).is_multiple_of(step) {
+                    for (f, v) in row.iter().enumerate() {
+                        samples[f].push(*v);
+                    }
+                }
             }
-            thresholds.push(t);
+            y.extend(t.iter().copied());
+            at += x.nrows();
+            Ok(())
+        })?;
+        if y.iter().chain(samples.iter().flatten()).any(|v| !v.is_finite()) {
+            return Err(Error::Model("trees need finite inputs and targets".into()));
         }
-        Binned { n, bins, thresholds }
+        let thresholds: Vec<Vec<f64>> = samples.into_iter().map(|s| thresholds_of(s, max_bins)).collect();
+        let mut bins = vec![0u16; n * p];
+        let mut at = 0usize;
+        d.for_each_chunk(&mut |x, _| {
+            for (f, col) in x.columns().into_iter().enumerate() {
+                let t = &thresholds[f];
+                for (r, v) in col.iter().enumerate() {
+                    if !v.is_finite() {
+                        return Err(Error::Model("trees need finite inputs and targets".into()));
+                    }
+                    // the first threshold the value goes left of (`goes_left`)
+                    let v = (*v as f32) as f64;
+                    bins[f * n + at + r] = t.partition_point(|c| *c < v) as u16;
+                }
+            }
+            at += x.nrows();
+            Ok(())
+        })?;
+        let mut offsets = vec![0usize];
+        for t in &thresholds {
+            offsets.push(offsets[offsets.len() - 1] + t.len() + 1);
+        }
+        Ok((Binned { n, bins, thresholds, offsets }, y))
     }
 
     fn features(&self) -> usize {
@@ -253,6 +275,32 @@ impl Binned {
     fn col(&self, f: usize) -> &[u16] {
         &self.bins[f * self.n..(f + 1) * self.n]
     }
+
+    fn total_bins(&self) -> usize {
+        self.offsets[self.features()]
+    }
+}
+
+/// Split candidates of one feature from its (sorted) sample: midpoints of consecutive distinct
+/// values, or of `max_bins` quantiles when there are more distinct values than bins.
+fn thresholds_of(mut sample: Vec<f64>, max_bins: usize) -> Vec<f64> {
+    sample.sort_by(f64::total_cmp);
+    let mut distinct = sample.clone();
+    distinct.dedup();
+    let cuts: Vec<(f64, f64)> = if distinct.len() <= max_bins {
+        distinct.windows(2).map(|w| (w[0], w[1])).collect()
+    } else {
+        (1..max_bins)
+            .map(|k| {
+                let i = (k * sample.len() / max_bins).max(1);
+                (sample[i - 1], sample[i])
+            })
+            .filter(|(a, b)| a < b)
+            .collect()
+    };
+    let mut t: Vec<f64> = cuts.into_iter().filter_map(|(a, b)| f32_threshold(a, b)).collect();
+    t.dedup();
+    t
 }
 
 /// Per-bin sums: rows, weight, weighted target.
@@ -284,6 +332,9 @@ struct Split {
     left: Sums,
 }
 
+/// Rows × features above which a boosting histogram is built on all cores.
+const PARALLEL_WORK: usize = 1 << 18;
+
 /// What a tree is grown with.
 struct Grow<'a> {
     data: &'a Binned,
@@ -292,19 +343,24 @@ struct Grow<'a> {
     ws: &'a [f64],
     min_leaf: u32,
     max_depth: Option<u32>,
+    /// Best-first up to this many leaves; `None`: depth-first until nothing splits.
     max_leaves: Option<u32>,
     l2: f64,
     /// Features tried per split (all when equal to the feature count).
     try_features: usize,
+    /// Build large histograms on several threads (boosting; a forest is parallel across trees).
+    threads: usize,
 }
 
+/// A node that may still split: its rows, histogram and best split.
 struct Open {
     node: usize,
     start: usize,
     end: usize,
     depth: u32,
     total: Sums,
-    split: Option<Split>,
+    hist: Vec<Sums>,
+    split: Split,
 }
 
 /// A grown tree, the leaves' row ranges (into the row list returned) and the gain per feature.
@@ -316,7 +372,52 @@ struct Grown {
 }
 
 impl Grow<'_> {
-    fn best_split(&self, rows: &[u32], total: &Sums, rng: &mut Rng) -> Option<Split> {
+    /// The histogram of `rows` over every feature.
+    fn histogram(&self, rows: &[u32]) -> Vec<Sums> {
+        let mut hist = vec![Sums::default(); self.data.total_bins()];
+        let p = self.data.features();
+        let fill = |f0: usize, part: &mut [Sums]| {
+            let base = self.data.offsets[f0];
+            for f in f0..p {
+                let (lo, hi) = (self.data.offsets[f] - base, self.data.offsets[f + 1] - base);
+                if hi > part.len() {
+                    break;
+                }
+                let h = &mut part[lo..hi];
+                let col = self.data.col(f);
+                for &r in rows {
+                    let r = r as usize;
+                    let e = &mut h[col[r] as usize];
+                    e.rows += 1;
+                    e.w += self.w[r];
+                    e.s += self.ws[r];
+                }
+            }
+        };
+        if self.threads > 1 && rows.len() * p >= PARALLEL_WORK && p > 1 {
+            // features split into contiguous groups, one per thread: disjoint parts of `hist`
+            let per = p.div_ceil(self.threads);
+            std::thread::scope(|scope| {
+                let mut rest: &mut [Sums] = &mut hist;
+                let mut f0 = 0;
+                while f0 < p {
+                    let f1 = (f0 + per).min(p);
+                    let len = self.data.offsets[f1] - self.data.offsets[f0];
+                    let (part, tail) = std::mem::take(&mut rest).split_at_mut(len);
+                    rest = tail;
+                    let fill = &fill;
+                    scope.spawn(move || fill(f0, part));
+                    f0 = f1;
+                }
+            });
+        } else {
+            fill(0, &mut hist);
+        }
+        hist
+    }
+
+    /// The best split of a node from its histogram.
+    fn best_split(&self, hist: &[Sums], total: &Sums, rng: &mut Rng) -> Option<Split> {
         if total.rows < 2 * self.min_leaf || total.rows < 2 {
             return None;
         }
@@ -332,27 +433,13 @@ impl Grow<'_> {
         }
         let parent = total.score(self.l2);
         let mut best: Option<Split> = None;
-        let mut hist: Vec<Sums> = Vec::new();
         for &f in &feats {
-            let nb = self.data.thresholds[f].len() + 1;
-            if nb < 2 {
-                continue;
-            }
-            hist.clear();
-            hist.resize(nb, Sums::default());
-            let col = self.data.col(f);
-            for &r in rows {
-                let r = r as usize;
-                let h = &mut hist[col[r] as usize];
-                h.rows += 1;
-                h.w += self.w[r];
-                h.s += self.ws[r];
-            }
+            let h = &hist[self.data.offsets[f]..self.data.offsets[f + 1]];
             let mut left = Sums::default();
-            for (b, h) in hist[..nb - 1].iter().enumerate() {
-                left.rows += h.rows;
-                left.w += h.w;
-                left.s += h.s;
+            for (b, e) in h[..h.len() - 1].iter().enumerate() {
+                left.rows += e.rows;
+                left.w += e.w;
+                left.s += e.s;
                 let right = total.minus(&left);
                 if left.rows < self.min_leaf || right.rows < self.min_leaf {
                     continue;
@@ -370,7 +457,8 @@ impl Grow<'_> {
         best.filter(|s| s.gain > parent.abs() * 1e-12 + 1e-300)
     }
 
-    /// Grow one tree on `rows` (rows with weight > 0). `leaf` turns a node's sums into its value.
+    /// Grow one tree on `rows` (rows with weight > 0, ascending). `leaf` turns a node's sums
+    /// into its value.
     fn grow(&self, mut rows: Vec<u32>, rng: &mut Rng, leaf: &dyn Fn(&Sums) -> f64) -> Grown {
         let mut tree = Tree { feature: vec![], threshold: vec![], left: vec![], right: vec![], value: vec![] };
         let mut gains = vec![0.0; self.data.features()];
@@ -390,33 +478,60 @@ impl Grow<'_> {
         }
         let root = push(&mut tree, &total);
         let can_split = |depth: u32| self.max_depth.is_none_or(|d| depth < d);
-        let split = if can_split(0) { self.best_split(&rows, &total, rng) } else { None };
-        let mut open = vec![Open { node: root, start: 0, end: rows.len(), depth: 0, total, split }];
+        let mut open: Vec<Open> = Vec::new();
         let mut leaves = Vec::new();
+        // a node that can split waits in `open` with its histogram; any other is a leaf now
+        let admit =
+            |open: &mut Vec<Open>,
+             leaves: &mut Vec<(usize, usize, usize)>,
+             rng: &mut Rng,
+             (node, start, end, depth, total, hist): (usize, usize, usize, u32, Sums, Option<Vec<Sums>>)| {
+                if let Some(hist) = hist.filter(|_| can_split(depth) && total.rows >= 2 * self.min_leaf.max(1)) {
+                    if let Some(split) = self.best_split(&hist, &total, rng) {
+                        open.push(Open { node, start, end, depth, total, hist, split });
+                        return;
+                    }
+                }
+                leaves.push((node, start, end));
+            };
+        let root_hist = can_split(0).then(|| self.histogram(&rows));
+        admit(&mut open, &mut leaves, rng, (root, 0, rows.len(), 0, total, root_hist));
         let mut n_leaves = 1u32;
+        let mut scratch: Vec<u32> = Vec::new();
         loop {
-            // best-first: the open node with the largest gain (first on ties)
-            let pick = open.iter().enumerate().filter_map(|(k, o)| o.split.map(|s| (k, s.gain))).fold(
-                None,
-                |b: Option<(usize, f64)>, (k, g)| if b.is_none_or(|(_, bg)| g > bg) { Some((k, g)) } else { b },
-            );
-            let Some((k, _)) = pick else { break };
             if self.max_leaves.is_some_and(|m| n_leaves >= m) {
                 break;
             }
+            let k = match self.max_leaves {
+                // best-first: the largest gain (first on ties)
+                Some(_) => match open.iter().enumerate().fold(None, |b: Option<(usize, f64)>, (k, o)| match b {
+                    Some((_, g)) if o.split.gain <= g => b,
+                    _ => Some((k, o.split.gain)),
+                }) {
+                    Some((k, _)) => k,
+                    None => break,
+                },
+                // depth-first: the newest
+                None if open.is_empty() => break,
+                None => open.len() - 1,
+            };
             let o = open.swap_remove(k);
-            let s = o.split.expect("picked nodes have a split");
+            let s = o.split;
             let col = self.data.col(s.feature);
-            // partition the node's rows: bin <= s.bin first
-            let slice = &mut rows[o.start..o.end];
-            let mut i = 0;
-            for j in 0..slice.len() {
-                if col[slice[j] as usize] <= s.bin {
-                    slice.swap(i, j);
+            // stable partition (rows stay ascending: the histogram loops read columns in order)
+            scratch.clear();
+            let mut i = o.start;
+            for j in o.start..o.end {
+                let r = rows[j];
+                if col[r as usize] <= s.bin {
+                    rows[i] = r;
                     i += 1;
+                } else {
+                    scratch.push(r);
                 }
             }
-            let mid = o.start + i;
+            rows[i..o.end].copy_from_slice(&scratch);
+            let mid = i;
             let right_sums = o.total.minus(&s.left);
             let l = push(&mut tree, &s.left);
             let r = push(&mut tree, &right_sums);
@@ -427,27 +542,31 @@ impl Grow<'_> {
             gains[s.feature] += s.gain;
             n_leaves += 1;
             let depth = o.depth + 1;
-            for (node, start, end, sums) in [(l, o.start, mid, s.left), (r, mid, o.end, right_sums)] {
-                let split = if can_split(depth) { self.best_split(&rows[start..end], &sums, rng) } else { None };
-                open.push(Open { node, start, end, depth, total: sums, split });
+            // the smaller child's histogram is built; the larger one's is the parent's minus it
+            let (small, large) = if mid - o.start <= o.end - mid {
+                ((l, o.start, mid, s.left), (r, mid, o.end, right_sums))
+            } else {
+                ((r, mid, o.end, right_sums), (l, o.start, mid, s.left))
+            };
+            let splittable = |t: &Sums| can_split(depth) && t.rows >= 2 * self.min_leaf.max(1);
+            let (small_hist, large_hist) = if splittable(&small.3) || splittable(&large.3) {
+                let sh = self.histogram(&rows[small.1..small.2]);
+                let mut lh = o.hist;
+                lh.iter_mut().zip(&sh).for_each(|(a, b)| *a = a.minus(b));
+                (Some(sh), Some(lh))
+            } else {
+                (None, None)
+            };
+            // children in node order (left first), whatever their sizes
+            let mut kids = [(small, small_hist), (large, large_hist)];
+            kids.sort_by_key(|k| k.0 .0);
+            for ((node, start, end, sums), hist) in kids {
+                admit(&mut open, &mut leaves, rng, (node, start, end, depth, sums, hist));
             }
         }
         leaves.extend(open.iter().map(|o| (o.node, o.start, o.end)));
         Grown { tree, leaves, rows, gains }
     }
-}
-
-fn check_data(x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>) -> Result<()> {
-    if x.nrows() < 2 || x.nrows() != y.len() {
-        return Err(Error::Model(format!("need at least 2 training rows, got {}", x.nrows())));
-    }
-    if x.iter().chain(y.iter()).any(|v| !v.is_finite()) {
-        return Err(Error::Model("trees need finite inputs and targets".into()));
-    }
-    if x.nrows() > u32::MAX as usize {
-        return Err(Error::Model("trees take at most 2^32 - 1 training rows".into()));
-    }
-    Ok(())
 }
 
 fn normalise(gains: Vec<f64>) -> Vec<f64> {
@@ -459,15 +578,18 @@ fn normalise(gains: Vec<f64>) -> Vec<f64> {
     }
 }
 
-/// Fit a random forest on a design `x` (rows × columns) and target `y`.
-pub fn fit_forest(x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>, p: &Forest) -> Result<Ensemble> {
-    check_data(x, y)?;
-    let data = Binned::new(x, p.max_bins);
-    let n = x.nrows();
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |c| c.get())
+}
+
+/// Fit a random forest on a design.
+pub fn fit_forest(d: &dyn Design, p: &Forest) -> Result<Ensemble> {
+    let (data, y) = Binned::from_design(d, p.max_bins)?;
+    let n = data.n;
     let features = data.features();
     let try_features = ((p.max_features * features as f64).floor() as usize).clamp(1, features.max(1));
     let trees = p.n_estimators as usize;
-    let workers = std::thread::available_parallelism().map_or(1, |c| c.get()).min(trees).max(1);
+    let workers = cores().min(trees).max(1);
     let one = |t: usize| -> (Tree, Vec<f64>) {
         let mut rng = Rng::new(p.seed, t as u64 + 1);
         let mut w = vec![0.0; n];
@@ -480,8 +602,8 @@ pub fn fit_forest(x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>, p: &Forest) ->
         }
         // centre the target on this sample's mean: the split scores stay well conditioned
         let wsum: f64 = w.iter().sum();
-        let mean = w.iter().zip(y).map(|(w, y)| w * y).sum::<f64>() / wsum;
-        let ws: Vec<f64> = w.iter().zip(y).map(|(w, y)| w * (y - mean)).collect();
+        let mean = w.iter().zip(&y).map(|(w, y)| w * y).sum::<f64>() / wsum;
+        let ws: Vec<f64> = w.iter().zip(&y).map(|(w, y)| w * (y - mean)).collect();
         let rows: Vec<u32> = (0..n as u32).filter(|&i| w[i as usize] > 0.0).collect();
         let g = Grow {
             data: &data,
@@ -492,6 +614,7 @@ pub fn fit_forest(x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>, p: &Forest) ->
             max_leaves: None,
             l2: 0.0,
             try_features,
+            threads: 1,
         };
         let grown = g.grow(rows, &mut rng, &|s: &Sums| mean + s.s / s.w);
         (grown.tree, grown.gains)
@@ -520,12 +643,11 @@ pub fn fit_forest(x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>, p: &Forest) ->
     Ok(Ensemble { combine: Combine::Average, base: 0.0, importances: normalise(gains), trees: fitted })
 }
 
-/// Fit histogram gradient boosting (squared error) on a design `x` and target `y`.
-pub fn fit_boosting(x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>, p: &Boosting) -> Result<Ensemble> {
-    check_data(x, y)?;
-    let data = Binned::new(x, p.max_bins);
-    let n = x.nrows();
-    let base = y.sum() / n as f64;
+/// Fit histogram gradient boosting (squared error) on a design.
+pub fn fit_boosting(d: &dyn Design, p: &Boosting) -> Result<Ensemble> {
+    let (data, y) = Binned::from_design(d, p.max_bins)?;
+    let n = data.n;
+    let base = y.iter().sum::<f64>() / n as f64;
     let mut pred = vec![base; n];
     let w = vec![1.0; n];
     let mut ws = vec![0.0; n];
@@ -546,6 +668,7 @@ pub fn fit_boosting(x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>, p: &Boosting
             max_leaves: Some(p.max_leaf_nodes),
             l2,
             try_features: data.features(),
+            threads: cores(),
         };
         let grown = g.grow((0..n as u32).collect(), &mut rng, &|s: &Sums| lr * s.s / (s.w + l2));
         for &(node, start, end) in &grown.leaves {
@@ -568,7 +691,16 @@ pub fn fit_boosting(x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>, p: &Boosting
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Dense;
     use ndarray::{array, Array1, Array2};
+
+    fn fit_forest_x(x: &Array2<f64>, y: &Array1<f64>, p: &Forest) -> Ensemble {
+        fit_forest(&Dense { x: x.view(), y: y.view() }, p).unwrap()
+    }
+
+    fn fit_boosting_x(x: &Array2<f64>, y: &Array1<f64>, p: &Boosting) -> Ensemble {
+        fit_boosting(&Dense { x: x.view(), y: y.view() }, p).unwrap()
+    }
 
     fn forest(n_estimators: u32) -> Forest {
         Forest {
@@ -599,7 +731,7 @@ mod tests {
     fn a_step_function_is_learned_exactly_by_one_tree() {
         let x = array![[1.0], [2.0], [3.0], [4.0]];
         let y = array![10.0, 10.0, 20.0, 20.0];
-        let e = fit_forest(x.view(), y.view(), &forest(1)).unwrap();
+        let e = fit_forest_x(&x, &y, &forest(1));
         let t = &e.trees[0];
         assert_eq!(t.len(), 3, "{t:?}");
         assert_eq!(t.feature[0], 0);
@@ -618,7 +750,7 @@ mod tests {
         let y = Array1::from_shape_fn(40, |i| (i * i) as f64);
         let mut p = forest(1);
         p.min_samples_leaf = 10;
-        let t = &fit_forest(x.view(), y.view(), &p).unwrap().trees[0];
+        let t = &fit_forest_x(&x, &y, &p).trees[0];
         let mut per_leaf = std::collections::BTreeMap::new();
         for i in 0..40 {
             *per_leaf.entry(t.predict(&[i as f64]).to_bits()).or_insert(0) += 1;
@@ -626,7 +758,7 @@ mod tests {
         assert!(per_leaf.len() >= 2 && per_leaf.values().all(|&n| n >= 10), "{per_leaf:?}");
         p.min_samples_leaf = 1;
         p.max_depth = Some(2);
-        let t = &fit_forest(x.view(), y.view(), &p).unwrap().trees[0];
+        let t = &fit_forest_x(&x, &y, &p).trees[0];
         assert_eq!(t.len(), 7, "a full tree of depth 2");
     }
 
@@ -634,7 +766,7 @@ mod tests {
     fn boosting_converges_on_the_training_rows_and_sums_its_trees() {
         let x = Array2::from_shape_fn((50, 2), |(i, j)| ((i * (j + 3)) % 17) as f64);
         let y = Array1::from_shape_fn(50, |i| ((i * 3) % 17) as f64 * 2.0 + ((i * 4) % 17) as f64);
-        let e = fit_boosting(x.view(), y.view(), &boosting(200)).unwrap();
+        let e = fit_boosting_x(&x, &y, &boosting(200));
         assert_eq!(e.combine, Combine::Sum);
         assert!((e.base - y.mean().unwrap()).abs() < 1e-12);
         let sse: f64 = (0..50).map(|i| (e.predict(x.row(i).as_slice().unwrap()) - y[i]).powi(2)).sum();
@@ -643,7 +775,7 @@ mod tests {
         // max_leaf_nodes bounds every tree
         let mut p = boosting(5);
         p.max_leaf_nodes = 3;
-        let e = fit_boosting(x.view(), y.view(), &p).unwrap();
+        let e = fit_boosting_x(&x, &y, &p);
         assert!(e.trees.iter().all(|t| (0..t.len()).filter(|&i| t.is_leaf(i)).count() <= 3));
     }
 
@@ -654,10 +786,10 @@ mod tests {
         let mut p = forest(8);
         p.bootstrap = true;
         p.max_features = 0.5;
-        let a = fit_forest(x.view(), y.view(), &p).unwrap();
-        assert_eq!(a, fit_forest(x.view(), y.view(), &p).unwrap());
+        let a = fit_forest_x(&x, &y, &p);
+        assert_eq!(a, fit_forest_x(&x, &y, &p));
         p.seed = 1;
-        assert_ne!(a, fit_forest(x.view(), y.view(), &p).unwrap());
+        assert_ne!(a, fit_forest_x(&x, &y, &p));
         // the average of its trees
         let row = [1.0, 2.0, 3.0];
         let mean = a.trees.iter().map(|t| t.predict(&row)).sum::<f64>() / 8.0;
@@ -667,7 +799,8 @@ mod tests {
     #[test]
     fn many_distinct_values_are_binned_into_max_bins() {
         let x = Array2::from_shape_fn((1000, 1), |(i, _)| i as f64 * 0.001);
-        let b = Binned::new(x.view(), 16);
+        let y = Array1::zeros(1000);
+        let (b, _) = Binned::from_design(&Dense { x: x.view(), y: y.view() }, 16).unwrap();
         assert_eq!(b.thresholds[0].len(), 15);
         assert!(b.col(0).iter().all(|&v| v < 16));
         assert!(b.col(0).windows(2).all(|w| w[0] <= w[1]));
