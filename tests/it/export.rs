@@ -155,7 +155,7 @@ fn close(what: &str, case: &str, want: &BTreeMap<u64, f64>, got: &[Value], tol: 
 /// The tract-check input: the score CSV's columns as numbers (tokens → null) and strings.
 fn tract_input(case: &Case, tokens: &[&str]) -> Value {
     let mut lines = case.score_csv.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let header: Vec<&str> = lines.next().unwrap().split(',').map(|h| h.trim_matches('"')).collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
     let (mut num, mut cat) = (vec![], vec![]);
     for line in lines {

@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let plan = model.into_optimized()?.into_runnable()?;
     let out = plan.run(inputs)?;
     let preds: Vec<Option<f64>> = out[0]
-        .to_array_view::<f32>()?
+        .to_plain_array_view::<f32>()?
         .iter()
         .map(|&v| if v.is_nan() { None } else { Some(v as f64) })
         .collect();
