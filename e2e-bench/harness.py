@@ -423,6 +423,44 @@ def train(bed: Bed, sizes: Sizes, prep: dict) -> dict:
     }
 
 
+# the tree kinds on the training benchmark's CSV, with the same hyperparameters on both sides
+TREE_MODELS = {
+    "gradient_boosting": {"kind": "gradient_boosting", "max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 31},
+    "random_forest": {"kind": "random_forest", "n_estimators": 20, "max_depth": 10, "min_samples_leaf": 5},
+}
+
+
+def train_trees(bed: Bed, sizes: Sizes, prep: dict) -> dict:
+    """`train` with random_forest and gradient_boosting on the training CSV against scikit-learn's
+    RandomForestRegressor (n_jobs=-1) / HistGradientBoostingRegressor with the same hyperparameters:
+    wall, CPU, peak RSS and held-out R²."""
+    csv, params, numeric, categorical = make_training_csv(bed, sizes.train_rows)
+    out = {"rows": sizes.train_rows}
+    for kind, spec in TREE_MODELS.items():
+        text = params.read_text()
+        head, _ = text.split("model:\n", 1)
+        _, tail = text.split("evaluation:\n", 1)
+        tree_params = bed.work / f"train-{kind}.yaml"
+        tree_params.write_text(f"{head}model: {json.dumps(spec)}\nevaluation:\n{tail}")
+        store = bed.work / f"train-store-{kind}"
+        subprocess.run(["rm", "-rf", str(store)], check=True)
+        mc = measure(bed, f"train-{kind}-modelcast", [bed.modelcast, "train", "--params", tree_params, "--store", f"file://{store}", "--json"])
+        sk = measure(
+            bed,
+            f"train-{kind}-sklearn",
+            [sys.executable, PEERS / "sklearn_train.py", csv, "y", ",".join(numeric), ",".join(categorical),
+             bed.work / f"synthetic-{kind}.pkl", json.dumps(spec)],
+        )
+        out[kind] = {
+            "hyperparameters": spec,
+            "modelcast": {k: mc[k] for k in ("wall_s", "cpu_s", "peak_mb")} | {"r2": json.loads(mc["stdout"])["metrics"]["model"]["r2"]},
+            "sklearn": {k: sk[k] for k in ("wall_s", "cpu_s", "peak_mb")} | {"r2": json.loads(sk["stdout"])["r2"]},
+        }
+        out[kind]["wall_ratio"] = sk["wall_s"] / mc["wall_s"]
+        out[kind]["peak_ratio"] = sk["peak_mb"] / mc["peak_mb"]
+    return out
+
+
 def topic_train(bed: Bed, sizes: Sizes, prep: dict) -> dict:
     """`train --data kafka://TOPIC` on N and 10 N labelled wine records (3 partitions): peak RSS must
     not grow with the topic. Also the CSV of the large topic's rows, for comparison."""
@@ -528,6 +566,7 @@ SCENARIOS = {
     "hot_swap": hot_swap,
     "train": train,
     "topic_train": topic_train,
+    "train_trees": train_trees,
     "cold_start": cold_start,
 }
 

@@ -4,8 +4,13 @@ read_csv, train_test_split(test_size=0.2), ColumnTransformer[numeric: SimpleImpu
 StandardScaler | categorical: SimpleImputer(constant "missing") + OneHotEncoder(ignore)],
 Ridge(alpha=1.0), R² on the held-out part, pickle the fitted pipeline. Prints a JSON report.
 
-    python sklearn_train.py CSV TARGET NUMERIC_COLS CATEGORICAL_COLS OUT.pkl
+    python sklearn_train.py CSV TARGET NUMERIC_COLS CATEGORICAL_COLS OUT.pkl [MODEL_JSON]
     (column lists comma-separated; either may be empty)
+
+MODEL_JSON (default: ridge) is modelcast's `model:` section as JSON: {"kind": "random_forest",
+"n_estimators": 20, "max_depth": 10} becomes RandomForestRegressor(n_estimators=20, max_depth=10,
+n_jobs=-1); {"kind": "gradient_boosting", ...} HistGradientBoostingRegressor(early_stopping=False,
+...), the same hyperparameters by the same names. Trees get a dense one-hot block (as modelcast's).
 """
 
 import json
@@ -21,7 +26,23 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 
-def build(numeric: list[str], categorical: list[str]) -> Pipeline:
+def estimator(spec: dict):
+    kind = spec.pop("kind", "ridge")
+    spec.pop("seed", None)
+    if kind == "random_forest":
+        from sklearn.ensemble import RandomForestRegressor
+
+        return RandomForestRegressor(n_jobs=-1, random_state=0, **spec)
+    if kind == "gradient_boosting":
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        return HistGradientBoostingRegressor(early_stopping=False, random_state=0, **spec)
+    return Ridge(alpha=spec.get("alpha", 1.0))
+
+
+def build(numeric: list[str], categorical: list[str], spec: dict | None = None) -> Pipeline:
+    spec = dict(spec or {"kind": "ridge", "alpha": 1.0})
+    dense = spec.get("kind") in ("random_forest", "gradient_boosting")
     parts = []
     if numeric:
         parts.append(("num", make_pipeline(SimpleImputer(strategy="mean"), StandardScaler()), numeric))
@@ -31,16 +52,18 @@ def build(numeric: list[str], categorical: list[str]) -> Pipeline:
                 "cat",
                 make_pipeline(
                     SimpleImputer(strategy="constant", fill_value="missing"),
-                    OneHotEncoder(handle_unknown="ignore"),
+                    OneHotEncoder(handle_unknown="ignore", sparse_output=not dense),
                 ),
                 categorical,
             )
         )
-    return Pipeline([("prep", ColumnTransformer(parts)), ("ridge", Ridge(alpha=1.0))])
+    prep = ColumnTransformer(parts, sparse_threshold=0.0 if dense else 0.3)
+    return Pipeline([("prep", prep), ("model", estimator(spec))])
 
 
 def main() -> int:
     csv, target, numeric, categorical, out = sys.argv[1:6]
+    spec = json.loads(sys.argv[6]) if len(sys.argv) > 6 else None
     numeric_cols = [c for c in numeric.split(",") if c]
     categorical_cols = [c for c in categorical.split(",") if c]
     dtypes = {c: "string" for c in categorical_cols}
@@ -50,7 +73,7 @@ def main() -> int:
     for c in categorical_cols:
         x[c] = x[c].astype(object).where(x[c].notna(), float("nan"))
     x_train, x_test, y_train, y_test = train_test_split(x, frame[target], test_size=0.2, random_state=42)
-    model = build(numeric_cols, categorical_cols).fit(x_train, y_train)
+    model = build(numeric_cols, categorical_cols, spec).fit(x_train, y_train)
     r2 = model.score(x_test, y_test)
     with open(out, "wb") as f:
         pickle.dump(model, f)

@@ -1097,12 +1097,44 @@ mod tests {
             ("{kind: elastic_net, alpha: 1, l1_ratio: 2}", "model.l1_ratio"),
             ("{kind: linear, alpha: 1}", "model.alpha"),
             ("{kind: ridge, alpha: 1, l1_ratio: 0.5}", "model.l1_ratio"),
+            ("{kind: ridge, alpha: 1, tolerance: 0.1}", "model.tolerance"),
+            ("{kind: random_forest, n_estimators: 0}", "model.n_estimators"),
+            ("{kind: random_forest, max_features: 1.5}", "model.max_features"),
+            ("{kind: random_forest, learning_rate: 0.1}", "model.learning_rate"),
+            ("{kind: random_forest, alpha: 1}", "model.alpha"),
+            ("{kind: gradient_boosting, learning_rate: 0}", "model.learning_rate"),
+            ("{kind: gradient_boosting, max_leaf_nodes: 1}", "model.max_leaf_nodes"),
+            ("{kind: gradient_boosting, max_depth: 0}", "model.max_depth"),
+            ("{kind: gradient_boosting, max_bins: 1}", "model.max_bins"),
+            ("{kind: gradient_boosting, l2_regularization: -1}", "model.l2_regularization"),
+            ("{kind: gradient_boosting, n_estimators: 10}", "model.n_estimators"),
         ] {
             let e = parse(&format!("{BASE}model: {model}\n")).unwrap_err();
             assert!(matches!(&e, Error::Config { key: k, .. } if k == key), "{model}: {e}");
         }
         let e = parse(&format!("{BASE}model: {{kind: forest}}\n")).unwrap_err();
         assert!(e.to_string().contains("forest"), "{e}");
+    }
+
+    #[test]
+    fn tree_kinds_resolve_scikit_learn_defaults_and_round_trip() {
+        let p = parse(&format!("{BASE}model: {{kind: gradient_boosting}}\n")).unwrap();
+        let Model::GradientBoosting(b) = *p.model() else { panic!("{:?}", p.model()) };
+        assert_eq!(
+            (b.max_iter, b.learning_rate, b.max_leaf_nodes, b.max_depth, b.min_samples_leaf, b.max_bins),
+            (100, 0.1, 31, None, 20, 255)
+        );
+        let p = parse(&format!("{BASE}model: {{kind: random_forest, max_depth: 6, seed: 9}}\n")).unwrap();
+        let Model::RandomForest(f) = *p.model() else { panic!("{:?}", p.model()) };
+        assert_eq!(
+            (f.n_estimators, f.max_depth, f.min_samples_leaf, f.max_features, f.bootstrap, f.seed),
+            (100, Some(6), 1, 1.0, true, 9)
+        );
+        // the artifact stores the resolved section; reading it back gives the same model
+        for m in [Model::RandomForest(f), Model::GradientBoosting(b)] {
+            let section = ModelSection::from(m);
+            assert_eq!(check_model(&section, Path::new("a")).unwrap(), m);
+        }
     }
 
     #[test]

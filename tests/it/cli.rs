@@ -452,3 +452,29 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
         .and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
         .ok_or(())
 }
+
+/// The shipped wine params with `kind: gradient_boosting` (and the ridge-only `alpha` removed)
+/// train a boosted model out of the box; with `alpha` left in, the error names the key and file.
+#[test]
+fn shipped_params_train_gradient_boosting_and_name_a_key_the_kind_does_not_read() {
+    let sb = Sandbox::new();
+    let shipped = std::fs::read_to_string(sb.path().join("params/params.yaml")).unwrap();
+    let kind_line = shipped.lines().find(|l| l.trim_start().starts_with("kind: ridge")).unwrap();
+    let boosted = shipped.replace(kind_line, "  kind: gradient_boosting");
+    sb.write("params/with-alpha.yaml", &boosted);
+    let e = sb.command(&["train", "--params", "params/with-alpha.yaml"]).assert_exit_code(2).stderr();
+    assert!(e.contains("model.alpha") && e.contains("with-alpha.yaml") && e.contains("gradient_boosting"), "{e}");
+    let alpha_line = boosted.lines().find(|l| l.trim_start().starts_with("alpha:")).unwrap();
+    sb.write("params/boosted.yaml", &boosted.replace(alpha_line, ""));
+    let out = sb.command(&["train", "--params", "params/boosted.yaml", "--json"]).assert_ok().stdout_doc();
+    assert_eq!(out["kind"], "gradient_boosting");
+    let r2 = out["metrics"]["model"]["r2"].as_f64().unwrap();
+    assert!(r2 > 0.38, "boosting beats the line's ~0.35 on the held-out wine rows: {r2}");
+    // the stored artifact is schema_version 2 with plain JSON trees, and predict uses it
+    let art: Value = serde_json::from_slice(&std::fs::read(&sb.artifacts("wine-quality")[0]).unwrap()).unwrap();
+    assert_eq!(art["schema_version"], 2);
+    assert_eq!(art["estimator"]["trees"]["trees"].as_array().unwrap().len(), 100);
+    let preds = sb.command(&["predict", "--input", "data/winequality-red.csv"]).assert_ok().stdout_json();
+    assert_eq!(preds.len(), 1599);
+    assert!(preds.iter().all(|p| p["model_version"] == out["version"]));
+}
