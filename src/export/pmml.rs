@@ -138,14 +138,13 @@ pub fn export(a: &Artifact) -> Result<Vec<u8>> {
     }
     s.push_str("  </TransformationDictionary>\n");
     let names = design_fields(prep);
-    let output = format!(
-        "    <Output>\n      <OutputField name=\"prediction\" optype=\"continuous\" dataType=\"double\" feature=\"predictedValue\"/>\n    </Output>\n"
-    );
+    let output = "    <Output>\n      <OutputField name=\"prediction\" optype=\"continuous\" dataType=\"double\" \
+                  feature=\"predictedValue\"/>\n    </Output>\n";
     match &a.estimator.fit {
         Fit::Linear(l) => {
             let _ = writeln!(s, "  <RegressionModel functionName=\"regression\" modelName=\"{}\">", esc(&a.model_name));
             mining_schema(&mut s, prep, Some(target), "    ");
-            s.push_str(&output);
+            s.push_str(output);
             let _ = writeln!(s, "    <RegressionTable intercept=\"{}\">", num(l.intercept));
             for (n, c) in names.iter().zip(&l.coefficients) {
                 let _ = writeln!(
@@ -157,7 +156,7 @@ pub fn export(a: &Artifact) -> Result<Vec<u8>> {
             }
             s.push_str("    </RegressionTable>\n  </RegressionModel>\n");
         }
-        Fit::Trees(t) => mining_model(&mut s, a, &t.trees, &names, &output),
+        Fit::Trees(t) => mining_model(&mut s, a, &t.trees, &names, output),
     }
     s.push_str("</PMML>\n");
     Ok(s.into_bytes())
