@@ -1,6 +1,7 @@
 //! The per-record hot path of `predict`: JSON record → cells → prediction → JSON message,
 //! exactly what the service does for each Kafka record (minus the broker), for the wine model
-//! and a model with categorical columns, in batches of 1, 64 and 1024.
+//! and a model with categorical columns, in batches of 1, 64 and 1024; and the wine record through
+//! a random forest (100 trees) and gradient boosting (100 trees of 31 leaves) at batch 1024.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -71,6 +72,14 @@ fn bench(c: &mut Criterion) {
     )
     .expect("write");
     let mixed = model(mixed_params.to_str().expect("utf8"));
+    let shipped = std::fs::read_to_string("params/params.yaml").expect("params");
+    let (head, _) = shipped.split_once("\nmodel:").expect("a model section");
+    let tree = |kind: &str| {
+        let path = dir.join(format!("{kind}.yaml"));
+        std::fs::write(&path, format!("{head}\nmodel: {{kind: {kind}}}\n")).expect("write");
+        model(path.to_str().expect("utf8"))
+    };
+    let (forest, boosting) = (tree("random_forest"), tree("gradient_boosting"));
     let mut g = c.benchmark_group("hot_path");
     for (name, m, records) in [("wine", &wine, wine_records(1024)), ("categorical", &mixed, mixed_records(1024))] {
         for batch in [1usize, 64, 1024] {
@@ -84,6 +93,17 @@ fn bench(c: &mut Criterion) {
                 })
             });
         }
+    }
+    let records = wine_records(1024);
+    for (name, m) in [("wine_random_forest", &forest), ("wine_gradient_boosting", &boosting)] {
+        let mut out = Vec::with_capacity(1024);
+        g.throughput(Throughput::Elements(1024));
+        g.bench_with_input(BenchmarkId::new(name, 1024), &&records[..], |b, s| {
+            b.iter(|| {
+                score_batch(m, s, &mut out);
+                black_box(out.len())
+            })
+        });
     }
     g.finish();
 }

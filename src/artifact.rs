@@ -234,7 +234,7 @@ impl Artifact {
                 return Err(Error::artifact(
                     uri,
                     format!(
-                        "unsupported schema_version {}; this modelcast reads {SCHEMA_VERSION} (upgrade modelcast)",
+                        "unsupported schema_version {}; this modelcast reads {SCHEMA_VERSION} and {SCHEMA_VERSION_TREES} (upgrade modelcast)",
                         other.map_or_else(|| format!("{:?}", probe.schema_version), |v| v.to_string())
                     ),
                 ))
@@ -343,5 +343,34 @@ mod tests {
         assert!(e.contains("unsupported schema_version 99"), "{e}");
         let e = Artifact::decode("u", br#"{"format":"pickle","schema_version":1}"#).unwrap_err().to_string();
         assert!(e.contains("format"), "{e}");
+    }
+
+    #[test]
+    fn tree_artifacts_are_version_2_and_a_version_must_match_its_estimator() {
+        use crate::model::TreeFit;
+        use crate::trees::{Combine, Ensemble, Tree};
+        let tree = Tree { feature: vec![0], threshold: vec![0.0], left: vec![0], right: vec![0], value: vec![5.0] };
+        let fit = Fit::Trees(TreeFit {
+            trees: Ensemble { combine: Combine::Sum, base: 0.5, importances: vec![0.0], trees: vec![tree] },
+        });
+        assert_eq!(schema_version_of(&fit), 2);
+        // a linear estimator's JSON is unchanged: the fields sit beside `kind`
+        let linear =
+            Fit::Linear(crate::model::LinearFit { coefficients: vec![1.0], intercept: 2.0, rank: 1, iterations: 0 });
+        let v = serde_json::to_value(Estimator { kind: "linear".into(), feature_names: vec!["a".into()], fit: linear })
+            .unwrap();
+        assert_eq!(v["coefficients"], serde_json::json!([1.0]));
+        let back: Estimator = serde_json::from_value(v).unwrap();
+        assert_eq!(schema_version_of(&back.fit), 1);
+        let v =
+            serde_json::to_value(Estimator { kind: "gradient_boosting".into(), feature_names: vec!["a".into()], fit })
+                .unwrap();
+        assert_eq!(v["trees"]["trees"][0]["value"], serde_json::json!([5.0]));
+        let back: Estimator = serde_json::from_value(v.clone()).unwrap();
+        assert!(matches!(back.fit, Fit::Trees(_)));
+        // unknown fields are still refused
+        let mut bad = v;
+        bad["trees"]["extra"] = serde_json::json!(1);
+        assert!(serde_json::from_value::<Estimator>(bad).is_err());
     }
 }

@@ -471,7 +471,8 @@ fn shipped_params_train_gradient_boosting_and_name_a_key_the_kind_does_not_read(
     let r2 = out["metrics"]["model"]["r2"].as_f64().unwrap();
     assert!(r2 > 0.38, "boosting beats the line's ~0.35 on the held-out wine rows: {r2}");
     // the stored artifact is schema_version 2 with plain JSON trees, and predict uses it
-    let art: serde_json::Value = serde_json::from_slice(&std::fs::read(&sb.artifacts("wine-quality")[0]).unwrap()).unwrap();
+    let art: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&sb.artifacts("wine-quality")[0]).unwrap()).unwrap();
     assert_eq!(art["schema_version"], 2);
     assert_eq!(art["estimator"]["trees"]["trees"].as_array().unwrap().len(), 100);
     let preds = sb.command(&["predict", "--input", "data/winequality-red.csv"]).assert_ok().stdout_json();
