@@ -202,7 +202,8 @@ fn f32_threshold(a: f64, b: f64) -> Option<f64> {
     Some(f64::from(m.clamp(lo, hi.next_down())))
 }
 
-/// The design binned per feature: `bins[f * n + i]` is row `i`'s bin in feature `f`; bin `b`
+/// The design binned per feature, row-major: `bins[i * p + f]` is row `i`'s bin in feature `f`
+/// (a row's bins are adjacent, so a histogram pass reads each row once); bin `b`
 /// holds the values that go left of `thresholds[f][b]` but not of `thresholds[f][b-1]`.
 pub struct Binned {
     n: usize,
@@ -247,15 +248,15 @@ impl Binned {
         let mut bins = vec![0u16; n * p];
         let mut at = 0usize;
         d.for_each_chunk(&mut |x, _| {
-            for (f, col) in x.columns().into_iter().enumerate() {
-                let t = &thresholds[f];
-                for (r, v) in col.iter().enumerate() {
+            for (r, row) in x.rows().into_iter().enumerate() {
+                let out = &mut bins[(at + r) * p..(at + r + 1) * p];
+                for ((b, v), t) in out.iter_mut().zip(row.iter()).zip(&thresholds) {
                     if !v.is_finite() {
                         return Err(Error::Model("trees need finite inputs and targets".into()));
                     }
                     // the first threshold the value goes left of (`goes_left`)
                     let v = (*v as f32) as f64;
-                    bins[f * n + at + r] = t.partition_point(|c| *c < v) as u16;
+                    *b = t.partition_point(|c| *c < v) as u16;
                 }
             }
             at += x.nrows();
@@ -272,8 +273,9 @@ impl Binned {
         self.thresholds.len()
     }
 
-    fn col(&self, f: usize) -> &[u16] {
-        &self.bins[f * self.n..(f + 1) * self.n]
+    #[inline]
+    fn bin(&self, row: usize, f: usize) -> u16 {
+        self.bins[row * self.features() + f]
     }
 
     fn total_bins(&self) -> usize {
@@ -350,6 +352,8 @@ struct Grow<'a> {
     try_features: usize,
     /// Build large histograms on several threads (boosting; a forest is parallel across trees).
     threads: usize,
+    /// Every weight is 1 (boosting): the histogram counts rows and skips the weights.
+    unit_weights: bool,
 }
 
 /// A node that may still split: its rows, histogram and best split.
@@ -376,22 +380,32 @@ impl Grow<'_> {
     fn histogram(&self, rows: &[u32]) -> Vec<Sums> {
         let mut hist = vec![Sums::default(); self.data.total_bins()];
         let p = self.data.features();
-        let fill = |f0: usize, part: &mut [Sums]| {
+        // features f0..f1 into `part` (their bins), one pass over the rows
+        let fill = |f0: usize, f1: usize, part: &mut [Sums]| {
             let base = self.data.offsets[f0];
-            for f in f0..p {
-                let (lo, hi) = (self.data.offsets[f] - base, self.data.offsets[f + 1] - base);
-                if hi > part.len() {
-                    break;
+            let at: Vec<usize> = (f0..f1).map(|f| self.data.offsets[f] - base).collect();
+            let bins = &self.data.bins;
+            for &r in rows {
+                let r = r as usize;
+                let (w, ws) = (self.w[r], self.ws[r]);
+                let row = &bins[r * p + f0..r * p + f1];
+                if self.unit_weights {
+                    for (b, &o) in row.iter().zip(&at) {
+                        let e = &mut part[o + *b as usize];
+                        e.rows += 1;
+                        e.s += ws;
+                    }
+                } else {
+                    for (b, &o) in row.iter().zip(&at) {
+                        let e = &mut part[o + *b as usize];
+                        e.rows += 1;
+                        e.w += w;
+                        e.s += ws;
+                    }
                 }
-                let h = &mut part[lo..hi];
-                let col = self.data.col(f);
-                for &r in rows {
-                    let r = r as usize;
-                    let e = &mut h[col[r] as usize];
-                    e.rows += 1;
-                    e.w += self.w[r];
-                    e.s += self.ws[r];
-                }
+            }
+            if self.unit_weights {
+                part.iter_mut().for_each(|e| e.w = e.rows as f64);
             }
         };
         if self.threads > 1 && rows.len() * p >= PARALLEL_WORK && p > 1 {
@@ -406,12 +420,12 @@ impl Grow<'_> {
                     let (part, tail) = std::mem::take(&mut rest).split_at_mut(len);
                     rest = tail;
                     let fill = &fill;
-                    scope.spawn(move || fill(f0, part));
+                    scope.spawn(move || fill(f0, f1, part));
                     f0 = f1;
                 }
             });
         } else {
-            fill(0, &mut hist);
+            fill(0, p, &mut hist);
         }
         hist
     }
@@ -517,13 +531,12 @@ impl Grow<'_> {
             };
             let o = open.swap_remove(k);
             let s = o.split;
-            let col = self.data.col(s.feature);
-            // stable partition (rows stay ascending: the histogram loops read columns in order)
+            // stable partition (rows stay ascending: the histogram passes read memory in order)
             scratch.clear();
             let mut i = o.start;
             for j in o.start..o.end {
                 let r = rows[j];
-                if col[r as usize] <= s.bin {
+                if self.data.bin(r as usize, s.feature) <= s.bin {
                     rows[i] = r;
                     i += 1;
                 } else {
@@ -615,6 +628,7 @@ pub fn fit_forest(d: &dyn Design, p: &Forest) -> Result<Ensemble> {
             l2: 0.0,
             try_features,
             threads: 1,
+            unit_weights: false,
         };
         let grown = g.grow(rows, &mut rng, &|s: &Sums| mean + s.s / s.w);
         (grown.tree, grown.gains)
@@ -669,6 +683,7 @@ pub fn fit_boosting(d: &dyn Design, p: &Boosting) -> Result<Ensemble> {
             l2,
             try_features: data.features(),
             threads: cores(),
+            unit_weights: true,
         };
         let grown = g.grow((0..n as u32).collect(), &mut rng, &|s: &Sums| lr * s.s / (s.w + l2));
         for &(node, start, end) in &grown.leaves {
@@ -802,8 +817,9 @@ mod tests {
         let y = Array1::zeros(1000);
         let (b, _) = Binned::from_design(&Dense { x: x.view(), y: y.view() }, 16).unwrap();
         assert_eq!(b.thresholds[0].len(), 15);
-        assert!(b.col(0).iter().all(|&v| v < 16));
-        assert!(b.col(0).windows(2).all(|w| w[0] <= w[1]));
+        let col: Vec<u16> = (0..1000).map(|i| b.bin(i, 0)).collect();
+        assert!(col.iter().all(|&v| v < 16));
+        assert!(col.windows(2).all(|w| w[0] <= w[1]));
     }
 
     #[test]
