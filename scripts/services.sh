@@ -165,11 +165,12 @@ install_export_checks() {
 	venv=$(export_venv)
 	if [[ ! -x $venv/bin/python ]]; then
 		log "export checkers: making $venv (onnxruntime, pypmml)"
-		local python=python3
+		local python=python3 start=$SECONDS
 		command -v python3.11 >/dev/null && python=python3.11
 		if "$python" -m venv "$venv.tmp" &&
 			"$venv.tmp/bin/python" -m pip install --quiet --disable-pip-version-check -r "$EXPORT_VENV_REQ"; then
 			mv "$venv.tmp" "$venv"
+			log "export venv: made in $((SECONDS - start)) s"
 		else
 			rm -rf "$venv.tmp"
 			log "warning: could not make the export venv; the export parity test will skip"
