@@ -402,6 +402,19 @@ def train(bed: Bed, sizes: Sizes, prep: dict) -> dict:
             bed.work / "synthetic-sklearn.pkl",
         ],
     )
+    pl = measure(
+        bed,
+        "train-polars",
+        [
+            sys.executable,
+            PEERS / "polars_train.py",
+            csv,
+            "y",
+            ",".join(numeric),
+            ",".join(categorical),
+            bed.work / "synthetic-polars.pkl",
+        ],
+    )
     wine = [
         measure(
             bed,
@@ -416,8 +429,11 @@ def train(bed: Bed, sizes: Sizes, prep: dict) -> dict:
         "modelcast": {k: mc[k] for k in ("wall_s", "cpu_s", "peak_mb")}
         | {"r2": json.loads(mc["stdout"])["metrics"]["model"]["r2"]},
         "sklearn": {k: sk[k] for k in ("wall_s", "cpu_s", "peak_mb")} | {"r2": json.loads(sk["stdout"])["r2"]},
+        "polars": {k: pl[k] for k in ("wall_s", "cpu_s", "peak_mb")} | {"r2": json.loads(pl["stdout"])["r2"]},
         "wall_ratio": sk["wall_s"] / mc["wall_s"],
         "peak_ratio": sk["peak_mb"] / mc["peak_mb"],
+        "polars_wall_ratio": pl["wall_s"] / mc["wall_s"],
+        "polars_peak_ratio": pl["peak_mb"] / mc["peak_mb"],
         "wine_full_train_s_median": float(np.median([w["wall_s"] for w in wine])),
         "wine_full_train_peak_mb": max(w["peak_mb"] for w in wine),
     }

@@ -163,10 +163,22 @@ measured from each alias move, and the rollback column is the moves back to the 
 """
 
 
+def polars_ratios(r: dict) -> str:
+    if "polars_wall_ratio" not in r:
+        return ""
+    return (f"; polars + scikit-learn / modelcast: **{r['polars_wall_ratio']:.1f}×** the wall time, "
+            f"**{r['polars_peak_ratio']:.1f}×** the peak memory")
+
+
 def train(r: dict) -> str:
     rows = [
         [n, num(r[k]["wall_s"], 2), num(r[k]["cpu_s"], 2), num(r[k]["peak_mb"], 0), f"{r[k]['r2']:.4f}"]
-        for n, k in (("`modelcast train`", "modelcast"), ("pandas + scikit-learn", "sklearn"))
+        for n, k in (
+            ("`modelcast train`", "modelcast"),
+            ("pandas + scikit-learn", "sklearn"),
+            ("polars + scikit-learn", "polars"),
+        )
+        if k in r
     ]
     return f"""## Training
 
@@ -177,7 +189,7 @@ the child process (getrusage of a fresh wrapper).
 
 {table(["", "wall s", "CPU s", "peak RSS MB", "held-out R²"], rows)}
 
-scikit-learn / modelcast: **{r["wall_ratio"]:.1f}×** the wall time, **{r["peak_ratio"]:.1f}×** the peak memory.
+scikit-learn / modelcast: **{r["wall_ratio"]:.1f}×** the wall time, **{r["peak_ratio"]:.1f}×** the peak memory{polars_ratios(r)}.
 Full `modelcast train` of the wine model (1,599 rows) including the local store write and the
 Kafka announcement (acknowledged): median {num(1000 * r["wine_full_train_s_median"], 1)} ms, peak RSS {num(r["wine_full_train_peak_mb"], 1)} MB.
 """
