@@ -175,17 +175,6 @@ impl LinearFit {
             Ok(())
         })
     }
-
-    /// Metrics of this model on a design, and of a constant `baseline` prediction, in one
-    /// streaming pass.
-    pub fn evaluate(&self, d: &dyn Design, baseline: f64) -> Result<(Metrics, Metrics)> {
-        let (mut model, mut base) = (MetricsAcc::default(), MetricsAcc::default());
-        self.for_each_prediction(d, &mut |t, p| {
-            model.add(t, p);
-            base.add(t, baseline);
-        })?;
-        Ok((model.finish(), base.finish()))
-    }
 }
 
 /// [`Metrics`] accumulated one (truth, prediction) pair at a time, in constant memory: the

@@ -462,8 +462,9 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-/// Escape text for SVG (XML) content and attributes.
-fn esc(s: &str) -> String {
+/// Escape text for XML (SVG, PMML) content and attributes; control characters XML 1.0 cannot
+/// carry become spaces.
+pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -18,23 +18,8 @@ use crate::config::params::{CategoricalRule, NumericRule};
 use crate::error::Result;
 use crate::features::{Preprocessing, MISSING_CATEGORY};
 use crate::model::Fit;
+use crate::report::esc;
 use crate::trees::{Combine, Ensemble, Tree};
-
-/// XML attribute/text escaping.
-fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
 
 /// A double in its shortest round-trip form.
 fn num(v: f64) -> String {
