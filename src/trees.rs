@@ -22,6 +22,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::params::{Boosting, Forest};
+use crate::data::SplitMix64;
 use crate::error::{Error, Result};
 use crate::model::Design;
 
@@ -156,25 +157,18 @@ impl Ensemble {
     }
 }
 
-/// SplitMix64: the project's seeded generator (also behind the held-out split).
+/// The project's SplitMix64 (as the held-out split), one stream per tree.
 #[derive(Debug, Clone)]
-struct Rng(u64);
+struct Rng(SplitMix64);
 
 impl Rng {
     fn new(seed: u64, stream: u64) -> Rng {
-        let mut r = Rng(seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03));
-        r.next();
-        r
-    }
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        let mut r = SplitMix64::new(seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        r.next_u64();
+        Rng(r)
     }
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.0.next_u64() % n as u64) as usize
     }
 }
 
