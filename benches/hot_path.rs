@@ -2,14 +2,19 @@
 //! exactly what the service does for each Kafka record (minus the broker), for the wine model
 //! and a model with categorical columns, in batches of 1, 64 and 1024; and the wine record through
 //! a random forest (100 trees) and gradient boosting (100 trees of 31 leaves) at batch 1024.
+//!
+//! Also: the split of a wine record's cost into decode / score / encode, a same-run baseline (the
+//! JSON parse alone, skipping every value: what any consumer of the record pays), and the
+//! allocations per record in the steady state (counted by `allocation-counter`).
 
 use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use modelcast::bus::{Origin, Outgoing, OutputTopics};
+use modelcast::bus::{OriginRef, Outbox, OutputTopics, PredictionRef};
 use modelcast::config::params::Params;
-use modelcast::predict::{score_json, Scored, Served};
+use modelcast::features::Cell;
+use modelcast::predict::{score_into, Incoming, Scratch, Served, Verdict};
 
 fn model(params: &str) -> Served {
     let params = Params::load(Path::new(params)).expect("params");
@@ -50,14 +55,30 @@ fn mixed_records(n: usize) -> Vec<Vec<u8>> {
 const TOPICS: OutputTopics<'static> =
     OutputTopics { app_messages: "app_messages", dead_letter: "dead_letter", dead_letter_max_bytes: 900_000 };
 
-fn score_batch(m: &Served, batch: &[Vec<u8>], out: &mut Vec<Outgoing<'static>>) {
+/// Score a batch as the service does: one prediction time per batch, messages into a reused outbox.
+fn score_batch<'a, 't>(m: &Served, batch: &'a [Vec<u8>], scratch: &mut Scratch<'a>, out: &mut Outbox<'t>) {
     out.clear();
+    let now = modelcast::bus::now_ms();
     for (i, r) in batch.iter().enumerate() {
-        let origin = Origin::Kafka { topic: "features".into(), partition: 0, offset: i as i64 };
-        let scored = score_json(m, r, origin, String::new(), Some(1));
-        assert!(matches!(scored, Scored::Ok(_)));
-        out.push(Outgoing::of(scored, &TOPICS).expect("encode"));
+        let rec = Incoming {
+            bytes: r,
+            origin: OriginRef::Kafka { topic: "features", partition: 0, offset: i as i64 },
+            transport_key: None,
+            timestamp_ms: Some(1),
+        };
+        let msg = out.next(TOPICS.app_messages);
+        let v = score_into(m, &rec, now, scratch, msg, TOPICS.app_messages, &TOPICS).expect("encode");
+        assert!(matches!(v, Verdict::Scored(_)));
     }
+}
+
+/// Allocations per record once the buffers have grown (after a warm-up batch).
+fn allocations_per_record(m: &Served, records: &[Vec<u8>]) -> f64 {
+    let mut scratch = Scratch::default();
+    let mut out = Outbox::default();
+    score_batch(m, records, &mut scratch, &mut out);
+    let counted = allocation_counter::measure(|| score_batch(m, records, &mut scratch, &mut out));
+    counted.count_total as f64 / records.len() as f64
 }
 
 fn bench(c: &mut Criterion) {
@@ -80,15 +101,27 @@ fn bench(c: &mut Criterion) {
         model(path.to_str().expect("utf8"))
     };
     let (forest, boosting) = (tree("random_forest"), tree("gradient_boosting"));
+    for (name, m, records) in [
+        ("wine", &wine, wine_records(1024)),
+        ("categorical", &mixed, mixed_records(1024)),
+        ("wine_random_forest", &forest, wine_records(1024)),
+        ("wine_gradient_boosting", &boosting, wine_records(1024)),
+    ] {
+        eprintln!(
+            "hot_path/{name}: {} allocations per record in the steady state",
+            allocations_per_record(m, &records)
+        );
+    }
     let mut g = c.benchmark_group("hot_path");
     for (name, m, records) in [("wine", &wine, wine_records(1024)), ("categorical", &mixed, mixed_records(1024))] {
         for batch in [1usize, 64, 1024] {
             let slice = &records[..batch];
-            let mut out = Vec::with_capacity(batch);
+            let mut scratch = Scratch::default();
+            let mut out = Outbox::default();
             g.throughput(Throughput::Elements(batch as u64));
             g.bench_with_input(BenchmarkId::new(name, batch), &slice, |b, s| {
                 b.iter(|| {
-                    score_batch(m, s, &mut out);
+                    score_batch(m, s, &mut scratch, &mut out);
                     black_box(out.len())
                 })
             });
@@ -96,15 +129,66 @@ fn bench(c: &mut Criterion) {
     }
     let records = wine_records(1024);
     for (name, m) in [("wine_random_forest", &forest), ("wine_gradient_boosting", &boosting)] {
-        let mut out = Vec::with_capacity(1024);
+        let mut scratch = Scratch::default();
+        let mut out = Outbox::default();
         g.throughput(Throughput::Elements(1024));
         g.bench_with_input(BenchmarkId::new(name, 1024), &&records[..], |b, s| {
             b.iter(|| {
-                score_batch(m, s, &mut out);
+                score_batch(m, s, &mut scratch, &mut out);
                 black_box(out.len())
             })
         });
     }
+    g.finish();
+
+    // Where a wine record's time goes, and the same-run baseline.
+    let mut g = c.benchmark_group("hot_path_split");
+    g.throughput(Throughput::Elements(records.len() as u64));
+    g.bench_function("baseline_parse_only", |b| {
+        b.iter(|| {
+            for r in &records {
+                black_box(serde_json::from_slice::<serde::de::IgnoredAny>(r).expect("json"));
+            }
+        })
+    });
+    let mut cells: Vec<Cell<'_>> = Vec::new();
+    g.bench_function("decode", |b| {
+        b.iter(|| {
+            for r in &records {
+                black_box(wine.decoder.json_into(r, &mut cells).expect("decode"));
+            }
+        })
+    });
+    let decoded: Vec<Vec<Cell<'_>>> = records.iter().map(|r| wine.decoder.json(r).expect("decode").cells).collect();
+    g.bench_function("score", |b| {
+        b.iter(|| {
+            for c in &decoded {
+                black_box(wine.scorer.score(c).expect("score"));
+            }
+        })
+    });
+    let mut msg = modelcast::bus::Outgoing::empty("app_messages");
+    let now = modelcast::bus::now_ms();
+    g.bench_function("encode", |b| {
+        b.iter(|| {
+            for i in 0..records.len() {
+                let p = PredictionRef {
+                    schema_version: 1,
+                    key: "k123",
+                    prediction: 5.25 + i as f64 * 1e-3,
+                    model_name: &wine.name,
+                    model_version: &wine.version,
+                    origin: OriginRef::Kafka { topic: "features", partition: 0, offset: i as i64 },
+                    input_timestamp_ms: Some(1),
+                    predicted_at_ms: now,
+                    shadow_prediction: None,
+                    shadow_version: None,
+                };
+                msg.set_prediction(&p, "app_messages").expect("encode");
+                black_box(msg.payload.len());
+            }
+        })
+    });
     g.finish();
 }
 

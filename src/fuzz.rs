@@ -86,6 +86,82 @@ fn fuzz_record_decoder_json() {
     });
 }
 
+/// The record scanner accepts nothing serde_json refuses and decodes what it accepts exactly as
+/// serde_json does (cells compared by their Debug form, so -0.0 and 0.0 differ).
+fn scanner_agrees_with_serde(text: &[u8]) -> Result<(), TestCaseError> {
+    let d = decoder();
+    let mut fast = vec![crate::features::Cell::Missing; 3];
+    let mut slow = Vec::new();
+    let serde = d.json_serde(text, &mut slow);
+    if let Some(key) = d.scan(text, &mut fast) {
+        let want =
+            serde.map_err(|e| TestCaseError::fail(format!("the scanner accepted what serde_json refuses: {e}")))?;
+        prop_assert_eq!(key, want);
+        prop_assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
+    }
+    Ok(())
+}
+
+#[test]
+fn fuzz_record_scanner_agrees_with_serde_json() {
+    let number = "-?(0|[0-9]{0,4})(\\.[0-9]{0,3})?([eE][+-]?[0-9]{0,3})?";
+    let field = prop_oneof![
+        Just("alcohol".to_string()),
+        Just("pH".to_string()),
+        Just("color".to_string()),
+        Just("key".to_string()),
+        "[a-z\"\\\\ ]{0,4}".prop_map(|s| s),
+    ];
+    let value = prop_oneof![
+        number.prop_map(|n| n),
+        "[a-z\"\\\\\u{1}é ]{0,5}".prop_map(|s| format!("\"{s}\"")),
+        Just("null".to_string()),
+        Just("true".to_string()),
+        Just("[1]".to_string()),
+    ];
+    let record = prop::collection::vec((field, value, "[ \t\n]{0,2}"), 0..5).prop_map(|fields| {
+        let body: Vec<String> = fields.iter().map(|(k, v, w)| format!("{w}\"{k}\"{w}:{w}{v}{w}")).collect();
+        format!("{{{}}}", body.join(","))
+    });
+    fuzz(
+        "record scanner vs serde_json",
+        (record, json_value(), any::<prop::sample::Index>(), any::<u8>()),
+        |(r, v, at, byte)| {
+            scanner_agrees_with_serde(r.as_bytes())?;
+            let compact = serde_json::to_vec(&v).unwrap();
+            scanner_agrees_with_serde(&compact)?;
+            scanner_agrees_with_serde(serde_json::to_string_pretty(&v).unwrap().as_bytes())?;
+            // one byte of a record changed
+            let mut bent = r.into_bytes();
+            if !bent.is_empty() {
+                let i = at.index(bent.len());
+                bent[i] = byte;
+            }
+            scanner_agrees_with_serde(&bent)
+        },
+    );
+}
+
+#[test]
+fn fuzz_record_numbers_are_what_the_standard_parser_makes_of_them() {
+    let decimal = "-?[1-9][0-9]{0,17}(\\.[0-9]{1,8})?([eE][+-]?[0-9]{1,2})?";
+    fuzz("record numbers vs str::parse", (decimal, any::<f64>()), |(text, f)| {
+        for t in [text, format!("{f}"), format!("{f:e}"), format!("{f:.3}")] {
+            let want: f64 = t.parse().unwrap();
+            match crate::record::number(t.as_bytes(), 0) {
+                Some((crate::features::Cell::Num(v), end)) => {
+                    prop_assert_eq!(end, t.len(), "{}", t);
+                    prop_assert_eq!(v.to_bits(), want.to_bits(), "{}", t);
+                }
+                // out of range (or "inf"/"NaN", which are not JSON numbers)
+                None => prop_assert!(!want.is_finite() || t.contains(['i', 'N']), "{}", t),
+                Some(other) => prop_assert!(false, "{t}: {other:?}"),
+            }
+        }
+        Ok(())
+    });
+}
+
 #[test]
 fn fuzz_announcement_decoder() {
     fuzz("announcement decoder", (bytes(512), json_value()), |(b, v)| {

@@ -4,6 +4,12 @@
 //! JSON is decoded in one pass without building a map: keys are matched against the model's
 //! column index as they stream by, strings are borrowed from the input when possible, and
 //! fields the model does not use are skipped.
+//!
+//! Two decoders give the same result: a scanner for the flat records a service sees (string
+//! keys and values without escapes, numbers, `null`, booleans), which parses numbers with the
+//! standard library's correctly rounded parser, and serde_json for everything else (escapes,
+//! nested values, every malformed input). The scanner hands a record it does not fully
+//! understand to serde_json, so every error message comes from one place.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -20,6 +26,8 @@ pub struct Decoder {
     index: HashMap<String, usize>,
     width: usize,
     key_field: String,
+    /// The key field names a column too (the column wins).
+    key_is_column: bool,
 }
 
 /// A decoded record: its cells and its key (if it had one).
@@ -34,16 +42,50 @@ pub struct Decoded<'a> {
 impl Decoder {
     /// A decoder for `columns` (slot order); `key_field` names the field that carries the record key.
     pub fn new(columns: &[String], key_field: &str) -> Decoder {
-        let index = columns.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect();
-        Decoder { columns: columns.to_vec(), index, width: columns.len(), key_field: key_field.to_string() }
+        let index: HashMap<String, usize> = columns.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect();
+        let key_is_column = index.contains_key(key_field);
+        Decoder {
+            columns: columns.to_vec(),
+            index,
+            width: columns.len(),
+            key_field: key_field.to_string(),
+            key_is_column,
+        }
     }
 
     /// Decode one JSON object.
     pub fn json<'a>(&self, bytes: &'a [u8]) -> Result<Decoded<'a>, String> {
+        let mut cells = Vec::with_capacity(self.width);
+        let key = self.json_into(bytes, &mut cells)?;
+        Ok(Decoded { cells, key: key.map(Cow::into_owned) })
+    }
+
+    /// Decode one JSON object into `cells` (cleared first; reused from record to record, so the
+    /// hot path allocates nothing) and return its key field, borrowed from `bytes` when it is a
+    /// string without escapes.
+    pub fn json_into<'a>(&self, bytes: &'a [u8], cells: &mut Vec<Cell<'a>>) -> Result<Option<Cow<'a, str>>, String> {
+        cells.clear();
+        cells.resize(self.width, Cell::Missing);
+        if let Some(key) = self.scan(bytes, cells) {
+            return Ok(key);
+        }
+        self.json_serde(bytes, cells)
+    }
+
+    /// [`Decoder::json_into`] by serde_json alone (what the scanner falls back to).
+    pub(crate) fn json_serde<'a>(
+        &self,
+        bytes: &'a [u8],
+        cells: &mut Vec<Cell<'a>>,
+    ) -> Result<Option<Cow<'a, str>>, String> {
+        cells.clear();
+        cells.resize(self.width, Cell::Missing);
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let out = de.deserialize_map(RecordVisitor { dec: self }).map_err(|e| format!("malformed JSON record: {e}"))?;
+        let key = de
+            .deserialize_map(RecordVisitor { dec: self, cells })
+            .map_err(|e| format!("malformed JSON record: {e}"))?;
         de.end().map_err(|e| format!("malformed JSON record: {e}"))?;
-        Ok(out)
+        Ok(key)
     }
 
     /// Slot → CSV column mapping for a CSV header; also the key column, if any.
@@ -61,6 +103,218 @@ impl Decoder {
         }
         CsvLayout { slots, key }
     }
+}
+
+impl Decoder {
+    /// The field a name is: the slot expected `next` (records usually list their fields in the
+    /// model's order, so one comparison beats hashing the name), another slot, the key or none.
+    fn field(&self, name: &str, next: usize) -> Field {
+        if self.columns.get(next).is_some_and(|c| c == name) {
+            return Field::Slot(next);
+        }
+        match self.index.get(name) {
+            Some(&i) => Field::Slot(i),
+            None if name == self.key_field => Field::Key,
+            None => Field::Other,
+        }
+    }
+
+    /// [`Decoder::field`] of a name as it stands in the record (no escapes, no control
+    /// characters): the expected column and the key are compared as bytes, anything else is
+    /// checked to be UTF-8 first (`None` if it is not).
+    fn field_raw(&self, name: &[u8], next: usize) -> Option<Field> {
+        if self.columns.get(next).is_some_and(|c| c.as_bytes() == name) {
+            return Some(Field::Slot(next));
+        }
+        if name == self.key_field.as_bytes() && !self.key_is_column {
+            return Some(Field::Key);
+        }
+        Some(self.field(std::str::from_utf8(name).ok()?, next))
+    }
+
+    /// The fast path: a flat JSON object whose strings have no escapes. `None` when the record
+    /// is anything else (escapes, nested values, a number out of range, malformed input):
+    /// serde_json then decodes it, or says what is wrong with it.
+    pub(crate) fn scan<'a>(&self, b: &'a [u8], cells: &mut [Cell<'a>]) -> Option<Option<Cow<'a, str>>> {
+        let mut i = ws(b, 0);
+        if b.get(i) != Some(&b'{') {
+            return None;
+        }
+        i = ws(b, i + 1);
+        let mut key = None;
+        let mut next = 0;
+        if b.get(i) == Some(&b'}') {
+            i += 1;
+        } else {
+            loop {
+                let (name, j) = raw_string(b, i)?;
+                i = ws(b, j);
+                if b.get(i) != Some(&b':') {
+                    return None;
+                }
+                i = ws(b, i + 1);
+                let (value, j) = value(b, i)?;
+                i = ws(b, j);
+                match self.field_raw(name, next)? {
+                    Field::Slot(s) => {
+                        cells[s] = value;
+                        next = s + 1;
+                    }
+                    Field::Key => match value {
+                        Cell::Text(Cow::Borrowed(k)) => key = Some(Cow::Borrowed(k)),
+                        Cell::Missing => key = None,
+                        // numbers and booleans become text as serde_json's decoder makes them
+                        _ => return None,
+                    },
+                    Field::Other => {}
+                }
+                match b.get(i) {
+                    Some(b',') => i = ws(b, i + 1),
+                    Some(b'}') => {
+                        i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        (ws(b, i) == b.len()).then_some(key)
+    }
+}
+
+/// The index of the first non-whitespace byte at or after `i`.
+fn ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// Bytes that end the fast path's view of a string: the closing quote, an escape, or a control
+/// character (invalid in JSON).
+const STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// The bytes of a string without escapes or control characters starting at `b[i] == '"'`, and
+/// the index after its closing quote (not yet checked to be UTF-8).
+fn raw_string(b: &[u8], i: usize) -> Option<(&[u8], usize)> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let start = i + 1;
+    let mut end = start;
+    while !STOP[usize::from(*b.get(end)?)] {
+        end += 1;
+    }
+    (b[end] == b'"').then_some((&b[start..end], end + 1))
+}
+
+/// A scalar value at `b[i]` (string, number, `null`, boolean) as a cell, and the index after it.
+fn value(b: &[u8], i: usize) -> Option<(Cell<'_>, usize)> {
+    match *b.get(i)? {
+        b'"' => {
+            let (s, j) = raw_string(b, i)?;
+            Some((Cell::Text(Cow::Borrowed(std::str::from_utf8(s).ok()?)), j))
+        }
+        b'n' => b[i..].starts_with(b"null").then_some((Cell::Missing, i + 4)),
+        b't' => b[i..].starts_with(b"true").then_some((Cell::Invalid("a boolean"), i + 4)),
+        b'f' => b[i..].starts_with(b"false").then_some((Cell::Invalid("a boolean"), i + 5)),
+        b'-' | b'0'..=b'9' => number(b, i),
+        _ => None,
+    }
+}
+
+/// A number by JSON's grammar at `b[i]`, correctly rounded (as serde_json's `float_roundtrip`);
+/// `None` when it is out of range.
+///
+/// Decimals with at most 15 significant digits and a small exponent (every feature value a
+/// service sees in practice) take Clinger's fast path: the digits as an exact integer times or
+/// divided by an exact power of ten is one correctly rounded operation. Anything else goes to the
+/// standard library's parser.
+pub(crate) fn number(b: &[u8], i: usize) -> Option<(Cell<'_>, usize)> {
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+        1e20, 1e21, 1e22,
+    ];
+    // digits from `j`: (index after them, their value while it fits, how many)
+    let digits = |mut j: usize, mut m: u64, mut n: usize| {
+        let start = j;
+        while let Some(d) = b.get(j).filter(|c| c.is_ascii_digit()) {
+            m = m.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+            n += 1;
+            j += 1;
+        }
+        (j > start).then_some((j, m, n))
+    };
+    let mut j = i;
+    let negative = b[j] == b'-';
+    if negative {
+        j += 1;
+    }
+    // no leading zeros: "0" or [1-9][0-9]*
+    let (mut m, mut n) = (0u64, 0usize);
+    match b.get(j) {
+        Some(b'0') => j += 1,
+        Some(b'1'..=b'9') => (j, m, n) = digits(j, 0, 0)?,
+        _ => return None,
+    }
+    let mut exp: i64 = 0;
+    if b.get(j) == Some(&b'.') {
+        let after_point = j + 1;
+        (j, m, n) = digits(after_point, m, n)?;
+        exp -= (j - after_point) as i64;
+    }
+    if matches!(b.get(j), Some(b'e' | b'E')) {
+        j += 1;
+        let minus = match b.get(j) {
+            Some(b'-') => {
+                j += 1;
+                true
+            }
+            Some(b'+') => {
+                j += 1;
+                false
+            }
+            _ => false,
+        };
+        let start = j;
+        let mut e: i64 = 0;
+        while let Some(d) = b.get(j).filter(|c| c.is_ascii_digit()) {
+            e = e.saturating_mul(10).saturating_add(i64::from(d - b'0'));
+            j += 1;
+        }
+        if j == start {
+            return None;
+        }
+        exp = exp.saturating_add(if minus { -e } else { e });
+    }
+    // at most 15 digits: m < 2^53 is exact (leading zeros of "0.00123" count as digits but add
+    // nothing to m, which only sends more numbers to the slow path)
+    let v = if n <= 15 && (-22..=22).contains(&exp) {
+        let m = m as f64;
+        let v = if exp < 0 { m / POW10[exp.unsigned_abs() as usize] } else { m * POW10[exp as usize] };
+        if negative {
+            -v
+        } else {
+            v
+        }
+    } else {
+        // the slice is ASCII by construction
+        std::str::from_utf8(&b[i..j]).ok()?.parse().ok()?
+    };
+    if !v.is_finite() {
+        return None;
+    }
+    Some((Cell::Num(v), j))
 }
 
 /// Where each slot is in a CSV row.
@@ -91,8 +345,9 @@ impl CsvLayout {
     }
 }
 
-struct RecordVisitor<'d> {
+struct RecordVisitor<'d, 'c, 'a> {
     dec: &'d Decoder,
+    cells: &'c mut Vec<Cell<'a>>,
 }
 
 enum Field {
@@ -118,14 +373,7 @@ impl Visitor<'_> for FieldSeed<'_> {
         f.write_str("a field name")
     }
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Field, E> {
-        if self.0.columns.get(self.1).is_some_and(|c| c == v) {
-            return Ok(Field::Slot(self.1));
-        }
-        Ok(match self.0.index.get(v) {
-            Some(&i) => Field::Slot(i),
-            None if v == self.0.key_field => Field::Key,
-            None => Field::Other,
-        })
+        Ok(self.0.field(v, self.1))
     }
 }
 
@@ -182,33 +430,36 @@ impl<'de> Visitor<'de> for CellVisitor {
 struct KeyVisitor;
 
 impl<'de> Visitor<'de> for KeyVisitor {
-    type Value = Option<String>;
+    type Value = Option<Cow<'de, str>>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a string or number key")
     }
-    fn visit_str<E>(self, v: &str) -> Result<Option<String>, E> {
-        Ok(Some(v.to_string()))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(v)))
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Option<String>, E> {
-        Ok(Some(v.to_string()))
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_string())))
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Option<String>, E> {
-        Ok(Some(v.to_string()))
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_string())))
     }
-    fn visit_f64<E>(self, v: f64) -> Result<Option<String>, E> {
-        Ok(Some(v.to_string()))
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_string())))
     }
-    fn visit_unit<E>(self) -> Result<Option<String>, E> {
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_string())))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(None)
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Option<String>, E> {
-        Ok(Some(v.to_string()))
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_string())))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<String>, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(None)
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(None)
     }
@@ -217,25 +468,24 @@ impl<'de> Visitor<'de> for KeyVisitor {
 struct KeySeed;
 
 impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Option<String>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+    type Value = Option<Cow<'de, str>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(KeyVisitor)
     }
 }
 
-impl<'de> Visitor<'de> for RecordVisitor<'_> {
-    type Value = Decoded<'de>;
+impl<'de> Visitor<'de> for RecordVisitor<'_, '_, 'de> {
+    type Value = Option<Cow<'de, str>>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object of feature values")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Decoded<'de>, A::Error> {
-        let mut cells = vec![Cell::Missing; self.dec.width];
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut key = None;
         let mut next = 0;
         while let Some(field) = map.next_key_seed(FieldSeed(self.dec, next))? {
             match field {
                 Field::Slot(i) => {
-                    cells[i] = map.next_value_seed(CellSeed)?;
+                    self.cells[i] = map.next_value_seed(CellSeed)?;
                     next = i + 1;
                 }
                 Field::Key => key = map.next_value_seed(KeySeed)?,
@@ -244,7 +494,7 @@ impl<'de> Visitor<'de> for RecordVisitor<'_> {
                 }
             }
         }
-        Ok(Decoded { cells, key })
+        Ok(key)
     }
 }
 
@@ -290,6 +540,35 @@ mod tests {
         for bad in [&b"{\"a\": 1"[..], b"[1,2]", b"\xff\xfe", b"{\"a\": NaN}", b"{} trailing", b""] {
             assert!(d.json(bad).unwrap_err().contains("malformed JSON"), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_scanner_takes_flat_records_and_leaves_the_rest_to_serde_json() {
+        let d = dec();
+        let mut cells = vec![Cell::Missing; 2];
+        let flat = br#" { "a" : -1.25e1, "x": true, "c":"red", "key":"k1", "y": null } "#;
+        assert_eq!(d.scan(flat, &mut cells), Some(Some(Cow::Borrowed("k1"))));
+        assert_eq!(cells, vec![Cell::Num(-12.5), Cell::Text("red".into())]);
+        // "-0" is -0.0, as serde_json reads it
+        assert_eq!(d.scan(br#"{"a": -0}"#, &mut cells), Some(None));
+        assert!(matches!(cells[0], Cell::Num(v) if v == 0.0 && v.is_sign_negative()));
+        // escapes, nested values, numeric keys, out-of-range and malformed numbers: serde_json's
+        for other in [
+            &br#"{"c": "re\"d"}"#[..],
+            br#"{"a": [1]}"#,
+            br#"{"key": 42}"#,
+            br#"{"a": 1e400}"#,
+            br#"{"a": 01}"#,
+            br#"{"a": 1.}"#,
+            br#"{"a": 1,}"#,
+            b"{\"c\": \"\x01\"}",
+        ] {
+            assert_eq!(d.scan(other, &mut cells), None, "{}", String::from_utf8_lossy(other));
+        }
+        let mut v = Vec::new();
+        assert_eq!(d.json_into(br#"{"key": 42, "c": "re\"d"}"#, &mut v).unwrap().as_deref(), Some("42"));
+        assert_eq!(v[1], Cell::Text("re\"d".into()));
+        assert!(d.json_into(br#"{"a": 1e400}"#, &mut v).unwrap_err().contains("out of range"));
     }
 
     #[test]

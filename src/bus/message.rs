@@ -293,9 +293,63 @@ pub enum Origin {
 impl fmt::Display for Origin {
     /// `file:line` or `topic/partition/offset`: the `modelcast.source` header of a dead letter.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_ref().fmt(f)
+    }
+}
+
+impl Origin {
+    /// The borrowed form (what the messages serialize).
+    pub fn as_ref(&self) -> OriginRef<'_> {
         match self {
-            Origin::Line { source, line } => write!(f, "{source}:{line}"),
-            Origin::Kafka { topic, partition, offset } => write!(f, "{topic}/{partition}/{offset}"),
+            Origin::Line { source, line } => OriginRef::Line { source, line: *line },
+            Origin::Kafka { topic, partition, offset } => {
+                OriginRef::Kafka { topic, partition: *partition, offset: *offset }
+            }
+        }
+    }
+}
+
+/// [`Origin`], borrowed: how the hot path names a record's origin without copying its topic.
+/// Serializes exactly as [`Origin`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum OriginRef<'a> {
+    /// A line of a file or stdin.
+    Line {
+        /// File name, or `-` for stdin.
+        source: &'a str,
+        /// 1-based line number.
+        line: u64,
+    },
+    /// A Kafka record.
+    Kafka {
+        /// Input topic.
+        topic: &'a str,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+    },
+}
+
+impl OriginRef<'_> {
+    /// The owned form.
+    pub fn to_owned(&self) -> Origin {
+        match *self {
+            OriginRef::Line { source, line } => Origin::Line { source: source.to_string(), line },
+            OriginRef::Kafka { topic, partition, offset } => {
+                Origin::Kafka { topic: topic.to_string(), partition, offset }
+            }
+        }
+    }
+}
+
+impl fmt::Display for OriginRef<'_> {
+    /// `file:line` or `topic/partition/offset`: the `modelcast.source` header of a dead letter.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OriginRef::Line { source, line } => write!(f, "{source}:{line}"),
+            OriginRef::Kafka { topic, partition, offset } => write!(f, "{topic}/{partition}/{offset}"),
         }
     }
 }
@@ -328,6 +382,117 @@ pub struct Prediction {
     /// The shadow model's version (file/stdin mode with `--shadow`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow_version: Option<String>,
+}
+
+impl Prediction {
+    /// The borrowed form (what is serialized).
+    pub fn as_ref(&self) -> PredictionRef<'_> {
+        PredictionRef {
+            schema_version: self.schema_version,
+            key: &self.key,
+            prediction: self.prediction,
+            model_name: &self.model_name,
+            model_version: &self.model_version,
+            origin: self.origin.as_ref(),
+            input_timestamp_ms: self.input_timestamp_ms,
+            predicted_at_ms: self.predicted_at_ms,
+            shadow_prediction: self.shadow_prediction,
+            shadow_version: self.shadow_version.as_deref(),
+        }
+    }
+}
+
+/// [`Prediction`], borrowed: the hot path builds one per record without copying a string, and
+/// every prediction message is written from this form by [`PredictionRef::write_json`], which
+/// writes exactly what this type's derived `Serialize` writes (a test holds them together).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PredictionRef<'a> {
+    /// Message format version.
+    pub schema_version: u32,
+    /// The record's key.
+    pub key: &'a str,
+    /// The predicted value.
+    pub prediction: f64,
+    /// Model name.
+    pub model_name: &'a str,
+    /// Version of the model that produced it.
+    pub model_version: &'a str,
+    /// Where the record came from.
+    #[serde(flatten)]
+    pub origin: OriginRef<'a>,
+    /// When the input record was produced, if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_timestamp_ms: Option<i64>,
+    /// When the prediction was made (ms since epoch).
+    pub predicted_at_ms: i64,
+    /// The shadow model's prediction, when it scored the record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_prediction: Option<f64>,
+    /// The shadow model's version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_version: Option<&'a str>,
+}
+
+impl PredictionRef<'_> {
+    /// Append this prediction's JSON to `out`: the bytes serde_json writes for it, written field
+    /// by field (strings escaped by serde_json, numbers by ryu and itoa as serde_json does).
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        fn str(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
+            serde_json::to_writer(out, s)
+        }
+        fn int(out: &mut Vec<u8>, v: impl itoa::Integer) {
+            out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+        }
+        fn float(out: &mut Vec<u8>, v: f64) {
+            if v.is_finite() {
+                out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+            } else {
+                out.extend_from_slice(b"null");
+            }
+        }
+        out.extend_from_slice(b"{\"schema_version\":");
+        int(out, self.schema_version);
+        out.extend_from_slice(b",\"key\":");
+        str(out, self.key)?;
+        out.extend_from_slice(b",\"prediction\":");
+        float(out, self.prediction);
+        out.extend_from_slice(b",\"model_name\":");
+        str(out, self.model_name)?;
+        out.extend_from_slice(b",\"model_version\":");
+        str(out, self.model_version)?;
+        match self.origin {
+            OriginRef::Line { source, line } => {
+                out.extend_from_slice(b",\"source\":");
+                str(out, source)?;
+                out.extend_from_slice(b",\"line\":");
+                int(out, line);
+            }
+            OriginRef::Kafka { topic, partition, offset } => {
+                out.extend_from_slice(b",\"topic\":");
+                str(out, topic)?;
+                out.extend_from_slice(b",\"partition\":");
+                int(out, partition);
+                out.extend_from_slice(b",\"offset\":");
+                int(out, offset);
+            }
+        }
+        if let Some(ts) = self.input_timestamp_ms {
+            out.extend_from_slice(b",\"input_timestamp_ms\":");
+            int(out, ts);
+        }
+        out.extend_from_slice(b",\"predicted_at_ms\":");
+        int(out, self.predicted_at_ms);
+        if let Some(v) = self.shadow_prediction {
+            out.extend_from_slice(b",\"shadow_prediction\":");
+            float(out, v);
+        }
+        if let Some(v) = self.shadow_version {
+            out.extend_from_slice(b",\"shadow_version\":");
+            str(out, v)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
 }
 
 /// A record that could not be scored: a line of the local `dead_letter` log. On Kafka the
@@ -394,38 +559,113 @@ impl<'t> Outgoing<'t> {
     /// record key, with headers `modelcast.reason`, `modelcast.source` and, when cut,
     /// `modelcast.truncated`.
     pub fn of(scored: Scored, topics: &OutputTopics<'t>) -> Result<Outgoing<'t>> {
+        let mut m = Outgoing::empty(topics.app_messages);
         match scored {
-            Scored::Ok(p) => {
-                let mut payload = Vec::with_capacity(384);
-                serde_json::to_writer(&mut payload, &p).map_err(|e| Error::Encode { what: "prediction", source: e })?;
-                Ok(Outgoing { topic: topics.app_messages, key: p.key.into_bytes(), payload, headers: Vec::new() })
-            }
+            Scored::Ok(p) => m.set_prediction(&p.as_ref(), topics.app_messages)?,
             Scored::Rejected(d) => {
-                let max = topics.dead_letter_max_bytes;
-                let mut headers = vec![
-                    ("modelcast.reason", d.reason.into_bytes()),
-                    ("modelcast.source", d.origin.to_string().into_bytes()),
-                ];
-                let mut payload = d.raw;
-                if payload.len() > max {
-                    headers
-                        .push(("modelcast.truncated", format!("{max} of {} bytes kept", payload.len()).into_bytes()));
-                    payload.truncate(max);
-                }
-                Ok(Outgoing { topic: topics.dead_letter, key: d.key.into_bytes(), payload, headers })
+                m.set_dead_letter(&d.key, &d.reason, &d.origin.as_ref(), &d.raw, topics);
             }
+        }
+        Ok(m)
+    }
+
+    /// A message with nothing in it yet (for [`Outgoing::set_prediction`] and friends).
+    pub fn empty(topic: &'t str) -> Outgoing<'t> {
+        Outgoing { topic, key: Vec::new(), payload: Vec::new(), headers: Vec::new() }
+    }
+
+    /// Make this message `p`'s JSON on `topic`, keyed by the record key, reusing its buffers
+    /// (the hot path: no allocation once they are large enough).
+    pub fn set_prediction(&mut self, p: &PredictionRef<'_>, topic: &'t str) -> Result<()> {
+        self.topic = topic;
+        self.key.clear();
+        self.key.extend_from_slice(p.key.as_bytes());
+        self.headers.clear();
+        self.payload.clear();
+        p.write_json(&mut self.payload).map_err(|e| Error::Encode { what: "prediction", source: e })
+    }
+
+    /// Make this message a dead letter: the original bytes on the dead-letter topic (cut to
+    /// `dead_letter_max_bytes`), keyed by the record key, with headers `modelcast.reason`,
+    /// `modelcast.source` and, when cut, `modelcast.truncated`.
+    pub fn set_dead_letter(
+        &mut self,
+        key: &str,
+        reason: &str,
+        origin: &OriginRef<'_>,
+        raw: &[u8],
+        topics: &OutputTopics<'t>,
+    ) {
+        let max = topics.dead_letter_max_bytes;
+        self.topic = topics.dead_letter;
+        self.key.clear();
+        self.key.extend_from_slice(key.as_bytes());
+        self.headers.clear();
+        self.headers.push(("modelcast.reason", reason.as_bytes().to_vec()));
+        self.headers.push(("modelcast.source", origin.to_string().into_bytes()));
+        self.payload.clear();
+        if raw.len() > max {
+            self.headers.push(("modelcast.truncated", format!("{max} of {} bytes kept", raw.len()).into_bytes()));
+            self.payload.extend_from_slice(&raw[..max]);
+        } else {
+            self.payload.extend_from_slice(raw);
         }
     }
 
     /// A shadow model's prediction: its JSON on the shadow topic, keyed by the record key.
     pub fn shadow(p: &Prediction, topic: &'t str) -> Result<Outgoing<'t>> {
-        let payload = serde_json::to_vec(p).map_err(|e| Error::Encode { what: "shadow prediction", source: e })?;
-        Ok(Outgoing { topic, key: p.key.clone().into_bytes(), payload, headers: Vec::new() })
+        let mut m = Outgoing::empty(topic);
+        m.set_prediction(&p.as_ref(), topic)?;
+        Ok(m)
     }
 
     /// Whether this is a prediction (not a dead letter).
     pub fn is_prediction(&self, topics: &OutputTopics<'_>) -> bool {
         self.topic == topics.app_messages && self.headers.is_empty()
+    }
+}
+
+/// A batch's messages, kept from batch to batch: once its buffers have grown to the batch's
+/// size, filling it again allocates nothing (the service's hot path).
+#[derive(Debug, Default)]
+pub struct Outbox<'t> {
+    msgs: Vec<Outgoing<'t>>,
+    len: usize,
+}
+
+impl<'t> Outbox<'t> {
+    /// Empty it (the buffers stay).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// The next message to fill, with the buffers of an earlier batch's message when there is one.
+    pub fn next(&mut self, topic: &'t str) -> &mut Outgoing<'t> {
+        if self.len == self.msgs.len() {
+            self.msgs.push(Outgoing::empty(topic));
+        }
+        self.len += 1;
+        &mut self.msgs[self.len - 1]
+    }
+
+    /// Take back the message [`Outbox::next`] handed out last.
+    pub fn pop(&mut self) {
+        self.len = self.len.saturating_sub(1);
+    }
+
+    /// The messages of this batch.
+    pub fn messages(&self) -> &[Outgoing<'t>] {
+        &self.msgs[..self.len]
+    }
+
+    /// How many messages this batch has.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether this batch has none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 
@@ -530,6 +770,37 @@ mod tests {
             assert!(v.get(k).is_some(), "{k}");
         }
         assert_eq!(serde_json::from_value::<Prediction>(v).unwrap(), p);
+    }
+
+    #[test]
+    fn the_hand_written_prediction_json_is_what_serde_writes() {
+        let keys = ["k", "", "quote\" back\\slash \u{1} é 🦀", "42"];
+        let values = [5.5, -0.0, 1e-300, 123456789.125, f64::NAN, f64::INFINITY, 0.1 + 0.2];
+        let origins = [
+            OriginRef::Kafka { topic: "in\"put", partition: -1, offset: i64::MAX },
+            OriginRef::Line { source: "-", line: 0 },
+        ];
+        for (i, key) in keys.iter().enumerate() {
+            for (j, &prediction) in values.iter().enumerate() {
+                for origin in origins {
+                    let p = PredictionRef {
+                        schema_version: 1,
+                        key,
+                        prediction,
+                        model_name: "wine\n",
+                        model_version: "20261202T000000Z-abc",
+                        origin,
+                        input_timestamp_ms: (i % 2 == 0).then_some(-5),
+                        predicted_at_ms: 1_764_000_000_000,
+                        shadow_prediction: (j % 2 == 0).then_some(prediction / 3.0),
+                        shadow_version: (j % 3 == 0).then_some("v\t2"),
+                    };
+                    let mut hand = Vec::new();
+                    p.write_json(&mut hand).unwrap();
+                    assert_eq!(String::from_utf8(hand).unwrap(), serde_json::to_string(&p).unwrap());
+                }
+            }
+        }
     }
 
     const TOPICS: OutputTopics<'static> =

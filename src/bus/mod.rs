@@ -18,8 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use message::{
-    now_ms, AliasMove, Announcement, DeadLetter, ExportRef, HeadlineMetrics, ModelRef, MoveAction, Origin, Outgoing,
-    OutputTopics, Prediction, Scored, Skipped, TrainMessage, ALIAS_MOVED, MESSAGE_SCHEMA_VERSION,
+    now_ms, AliasMove, Announcement, DeadLetter, ExportRef, HeadlineMetrics, ModelRef, MoveAction, Origin, OriginRef,
+    Outbox, Outgoing, OutputTopics, Prediction, PredictionRef, Scored, Skipped, TrainMessage, ALIAS_MOVED,
+    MESSAGE_SCHEMA_VERSION,
 };
 
 use crate::config::kafka::{KafkaConfig, Topics};

@@ -22,9 +22,14 @@ pub mod serve;
 pub use crate::bus::Scored;
 
 use crate::artifact::Artifact;
-use crate::bus::{DeadLetter, ModelRef, Origin, Prediction, MESSAGE_SCHEMA_VERSION};
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use crate::bus::{
+    DeadLetter, ModelRef, Origin, OriginRef, Outgoing, OutputTopics, Prediction, PredictionRef, MESSAGE_SCHEMA_VERSION,
+};
 use crate::error::{Error, Result};
-use crate::features::Scorer;
+use crate::features::{Cell, Scorer};
 use crate::record::{CsvLayout, Decoder};
 use crate::store::Store;
 
@@ -129,6 +134,104 @@ pub fn score_json(model: &Served, bytes: &[u8], origin: Origin, fallback_key: St
             finish(model, model.scorer.score(&d.cells), key, origin, ts, || bytes.to_vec())
         }
         Err(reason) => Scored::Rejected(dead(model, fallback_key, reason, origin, bytes)),
+    }
+}
+
+/// A JSON record for the hot path ([`score_into`]): its bytes and where it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    /// The record.
+    pub bytes: &'a [u8],
+    /// Where it came from.
+    pub origin: OriginRef<'a>,
+    /// The transport's key (the Kafka key): the record's key when it has no key field.
+    pub transport_key: Option<&'a [u8]>,
+    /// When it was produced (Kafka timestamp), if known.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// What [`score_into`] made of a record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// A prediction (its message is on the prediction topic).
+    Scored(f64),
+    /// Rejected, for this reason (its message is a dead letter).
+    Rejected(String),
+}
+
+/// Buffers the hot path reuses from record to record: the decoded cells (borrowing the batch's
+/// records) and the fallback key.
+#[derive(Debug, Default)]
+pub struct Scratch<'a> {
+    cells: Vec<Cell<'a>>,
+    key: String,
+}
+
+/// The service's hot path: score one JSON record and write its message into `msg` (reused):
+/// a prediction on `topic`, or a dead letter on `topics.dead_letter`. The record's key is its
+/// key field, else the transport key, else `partition:offset` (Kafka) or the line number.
+///
+/// Once `scratch` and `msg` have grown, a scored record allocates nothing: cells and key are
+/// borrowed from the record, the prediction is serialized straight into `msg`'s buffer, and
+/// `now_ms` (the prediction time) is read once per batch by the caller.
+pub fn score_into<'a, 't>(
+    model: &Served,
+    rec: &Incoming<'a>,
+    now_ms: i64,
+    scratch: &mut Scratch<'a>,
+    msg: &mut Outgoing<'t>,
+    topic: &'t str,
+    topics: &OutputTopics<'t>,
+) -> crate::error::Result<Verdict> {
+    let Scratch { cells, key: keybuf } = scratch;
+    let outcome = model.decoder.json_into(rec.bytes, cells);
+    let field_key = match &outcome {
+        Ok(k) => k.as_ref(),
+        Err(_) => None,
+    };
+    let key: &str = match (field_key, rec.transport_key) {
+        (Some(k), _) => k,
+        (None, Some(k)) => match String::from_utf8_lossy(k) {
+            Cow::Borrowed(k) => k,
+            Cow::Owned(k) => {
+                *keybuf = k;
+                keybuf
+            }
+        },
+        (None, None) => {
+            keybuf.clear();
+            let _ = match rec.origin {
+                OriginRef::Kafka { partition, offset, .. } => write!(keybuf, "{partition}:{offset}"),
+                OriginRef::Line { line, .. } => write!(keybuf, "{line}"),
+            };
+            keybuf
+        }
+    };
+    let score = match &outcome {
+        Ok(_) => model.scorer.score(cells),
+        Err(reason) => Err(reason.clone()),
+    };
+    match score {
+        Ok(prediction) => {
+            let p = PredictionRef {
+                schema_version: MESSAGE_SCHEMA_VERSION,
+                key,
+                prediction,
+                model_name: &model.name,
+                model_version: &model.version,
+                origin: rec.origin,
+                input_timestamp_ms: rec.timestamp_ms,
+                predicted_at_ms: now_ms,
+                shadow_prediction: None,
+                shadow_version: None,
+            };
+            msg.set_prediction(&p, topic)?;
+            Ok(Verdict::Scored(prediction))
+        }
+        Err(reason) => {
+            msg.set_dead_letter(key, &reason, &rec.origin, rec.bytes, topics);
+            Ok(Verdict::Rejected(reason))
+        }
     }
 }
 

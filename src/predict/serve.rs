@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use crate::aliases::Updates;
 use crate::bus::kafka::Kafka;
-use crate::bus::{Origin, Outgoing, OutputTopics};
+use crate::bus::{OriginRef, Outbox, OutputTopics};
 use crate::error::{Error, Result};
 use crate::events::{metrics, Event, ModelServing, RecordRejected, ShadowSwapped};
 use crate::predict::models::{ModelChoice, Started, Swapper};
-use crate::predict::{score_json, Counts, Scored};
+use crate::predict::{score_into, Counts, Incoming, Scratch, Verdict};
 use crate::store::Store;
 
 /// Records scored with one model between two looks at the train topic.
@@ -75,6 +75,10 @@ pub async fn run(
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut stdout = std::io::stdout();
+    // Kept from batch to batch (their buffers are reused).
+    let mut batch = Vec::with_capacity(BATCH);
+    let (mut out, mut shadow_out) = (Outbox::default(), Outbox::default());
+    let mut stamps = Vec::with_capacity(BATCH);
     loop {
         // Only the wait for a batch's first record races the other branches (it is cancel-safe);
         // the rest of the batch is taken without waiting, so no record is ever dropped mid-batch.
@@ -89,7 +93,7 @@ pub async fn run(
             _ = &mut ctrl_c => break,
             _ = term.recv() => break,
         };
-        let mut batch = Vec::with_capacity(BATCH);
+        batch.clear();
         match first {
             Ok(r) => batch.push(r),
             Err(e) => {
@@ -98,63 +102,68 @@ pub async fn run(
             }
         }
         consumer.fill(&mut batch, BATCH).await;
-        // Score the whole batch with one model.
-        let mut out = Vec::with_capacity(batch.len());
-        let mut shadow_out = Vec::new();
-        let mut stamps = Vec::with_capacity(batch.len());
+        // Score the whole batch with one model, into the reused outboxes: once they have grown,
+        // a scored record allocates nothing.
+        out.clear();
+        shadow_out.clear();
+        stamps.clear();
+        let mut scratch = Scratch::default();
+        let now = crate::bus::now_ms();
         let (mut ok, mut bad) = (0u64, 0u64);
         for r in &batch {
-            // key: the record's key field, else the Kafka key, else partition:offset
-            let fallback = match r.key() {
-                Some(k) => String::from_utf8_lossy(k).into_owned(),
-                None => format!("{}:{}", r.partition(), r.offset()),
+            let rec = Incoming {
+                bytes: r.payload(),
+                origin: OriginRef::Kafka { topic: r.topic(), partition: r.partition(), offset: r.offset() },
+                transport_key: r.key(),
+                timestamp_ms: r.timestamp_ms(),
             };
-            let origin = Origin::Kafka { topic: r.topic().to_string(), partition: r.partition(), offset: r.offset() };
-            let ts = r.timestamp_ms();
-            let payload = r.payload();
-            let scored = if payload.len() > cfg.max_record_bytes {
+            let msg = out.next(topics.app_messages);
+            let verdict = if rec.bytes.len() > cfg.max_record_bytes {
                 let reason =
-                    format!("record of {} bytes exceeds max_record_bytes {}", payload.len(), cfg.max_record_bytes);
-                Scored::Rejected(crate::predict::dead(&model, fallback, reason, origin, payload))
-            } else if let Some(s) = &shadow {
-                let scored = score_json(&model, payload, origin.clone(), fallback.clone(), ts);
-                if let Scored::Ok(p) = &scored {
-                    // the shadow model scores what the serving one scored; its outcome never
-                    // changes the serving output
-                    match score_json(s, payload, origin, fallback, ts) {
-                        Scored::Ok(sp) => {
-                            m.shadow_scored.inc();
-                            m.shadow_abs_diff.observe((p.prediction - sp.prediction).abs());
-                            shadow_out.push(Outgoing::shadow(&sp, shadow_topic)?);
+                    format!("record of {} bytes exceeds max_record_bytes {}", rec.bytes.len(), cfg.max_record_bytes);
+                let key = match rec.transport_key {
+                    Some(k) => String::from_utf8_lossy(k).into_owned(),
+                    None => format!("{}:{}", r.partition(), r.offset()),
+                };
+                msg.set_dead_letter(&key, &reason, &rec.origin, rec.bytes, &topics);
+                Verdict::Rejected(reason)
+            } else {
+                score_into(&model, &rec, now, &mut scratch, msg, topics.app_messages, &topics)?
+            };
+            match verdict {
+                Verdict::Scored(p) => {
+                    ok += 1;
+                    stamps.push(rec.timestamp_ms);
+                    if opts.stdout {
+                        let _ = stdout.write_all(&[&msg.payload[..], b"\n"].concat());
+                    }
+                    if let Some(s) = &shadow {
+                        // the shadow model scores what the serving one scored; its outcome never
+                        // changes the serving output
+                        let smsg = shadow_out.next(shadow_topic);
+                        match score_into(s, &rec, now, &mut scratch, smsg, shadow_topic, &topics)? {
+                            Verdict::Scored(sp) => {
+                                m.shadow_scored.inc();
+                                m.shadow_abs_diff.observe((p - sp).abs());
+                            }
+                            Verdict::Rejected(_) => {
+                                shadow_out.pop();
+                                m.shadow_rejected.inc();
+                            }
                         }
-                        Scored::Rejected(_) => m.shadow_rejected.inc(),
                     }
                 }
-                scored
-            } else {
-                score_json(&model, payload, origin, fallback, ts)
-            };
-            match &scored {
-                Scored::Ok(_) => {
-                    ok += 1;
-                    stamps.push(ts);
-                }
-                Scored::Rejected(d) => {
+                Verdict::Rejected(reason) => {
                     bad += 1;
-                    RecordRejected { key: &d.key, reason: &d.reason }.emit();
+                    RecordRejected { key: &String::from_utf8_lossy(&msg.key), reason: &reason }.emit();
                 }
             }
-            let msg = Outgoing::of(scored, &topics)?;
-            if opts.stdout && msg.is_prediction(&topics) {
-                let _ = stdout.write_all(&[&msg.payload[..], b"\n"].concat());
-            }
-            out.push(msg);
         }
         m.records_in.inc_by(batch.len() as u64);
         // At-least-once: offsets are stored only after every output was acknowledged. A delivery
         // failure ends the process without storing them; a restart re-reads the batch.
-        let shadow_sent = if shadow_out.is_empty() { None } else { Some(kafka.send_all(shadow_out)) };
-        kafka.send_all(out)?.wait().await?;
+        let shadow_sent = if shadow_out.is_empty() { None } else { Some(kafka.send_all(shadow_out.messages())) };
+        kafka.send_all(out.messages())?.wait().await?;
         // Shadow outputs are best effort: a failure is counted and logged, and never holds back
         // the serving model's offsets.
         let shadow_failed = match shadow_sent {
@@ -168,11 +177,13 @@ pub async fn run(
         }
         let now = crate::bus::now_ms();
         let latency = m.latency.local();
-        for ts in stamps.into_iter().flatten() {
+        for ts in stamps.iter().flatten() {
             latency.observe((now - ts).max(0) as f64 / 1000.0);
         }
         latency.flush();
         consumer.store_offsets(&batch)?;
+        // release the records (librdkafka's buffers) before waiting for the next batch
+        batch.clear();
         m.predictions_out.inc_by(ok);
         counts.scored += ok;
         counts.rejected += bad;

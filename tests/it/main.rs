@@ -7,6 +7,7 @@ mod bus_contract;
 mod cli;
 mod closed_loop;
 mod export;
+mod hot_path;
 mod lifecycle;
 mod parity;
 mod reliability;

@@ -110,7 +110,7 @@ impl Kafka {
     }
 
     /// Enqueue messages (waiting while librdkafka's queue is full); returns their delivery reports.
-    pub fn send_all(&self, msgs: Vec<Outgoing<'_>>) -> Result<Deliveries> {
+    pub fn send_all(&self, msgs: &[Outgoing<'_>]) -> Result<Deliveries> {
         let mut futures = Vec::with_capacity(msgs.len());
         for m in msgs {
             let mut rec = FutureRecord::to(m.topic).payload(&m.payload);
@@ -143,7 +143,7 @@ impl Kafka {
 
     /// Send and wait for every acknowledgement.
     pub async fn produce(&self, msgs: Vec<Outgoing<'_>>) -> Result<()> {
-        self.send_all(msgs)?.wait().await
+        self.send_all(&msgs)?.wait().await
     }
 
     /// Flush everything queued.

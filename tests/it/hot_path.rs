@@ -1,0 +1,112 @@
+//! The service's hot path (`predict::score_into`): the same messages as the allocating path
+//! every other mode uses, and no allocation per record once its buffers have grown.
+
+use std::path::Path;
+
+use modelcast::bus::{Origin, OriginRef, Outbox, Outgoing, OutputTopics, Prediction};
+use modelcast::config::params::Params;
+use modelcast::predict::{score_into, score_json, Incoming, Scratch, Served, Verdict};
+
+const TOPICS: OutputTopics<'static> =
+    OutputTopics { app_messages: "app_messages", dead_letter: "dead_letter", dead_letter_max_bytes: 900_000 };
+
+fn wine() -> Served {
+    let params = Params::load(Path::new("params/params.yaml")).expect("params");
+    let artifact = modelcast::cmd::train::fit_artifact(&params).expect("fit");
+    Served::from_artifact(&artifact, "key").expect("served")
+}
+
+fn records() -> Vec<Vec<u8>> {
+    (0..256)
+        .map(|i| match i % 8 {
+            // a record without a key field (the transport key or partition:offset is its key)
+            0 => format!(r#"{{"alcohol": {}, "pH": 3.3, "density": 0.99}}"#, 9 + i % 5).into_bytes(),
+            // an escape sends it down serde_json's path
+            1 => format!(r#"{{"key": "k\"{i}", "alcohol": 10.5}}"#).into_bytes(),
+            // rejected: not a number
+            2 => format!(r#"{{"key": "bad{i}", "alcohol": "strong"}}"#).into_bytes(),
+            _ => format!(
+                r#"{{"key":"k{i}","fixed acidity":7.4,"volatile acidity":0.7,"citric acid":0,"residual sugar":1.9,"chlorides":0.076,"free sulfur dioxide":11,"total sulfur dioxide":34,"density":0.9978,"pH":3.51,"sulphates":0.56,"alcohol":{}}}"#,
+                9.0 + i as f64 * 0.01
+            )
+            .into_bytes(),
+        })
+        .collect()
+}
+
+fn score_all<'a, 't>(
+    m: &Served,
+    records: &'a [Vec<u8>],
+    scratch: &mut Scratch<'a>,
+    out: &mut Outbox<'t>,
+) -> Vec<Verdict> {
+    out.clear();
+    let mut verdicts = Vec::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        let rec = Incoming {
+            bytes: r,
+            origin: OriginRef::Kafka { topic: "features", partition: 2, offset: i as i64 },
+            transport_key: (i % 16 == 0).then_some(&b"tk"[..]),
+            timestamp_ms: Some(7),
+        };
+        let msg = out.next(TOPICS.app_messages);
+        verdicts.push(score_into(m, &rec, 1_000, scratch, msg, TOPICS.app_messages, &TOPICS).expect("encode"));
+    }
+    verdicts
+}
+
+#[test]
+fn the_hot_path_writes_what_the_allocating_path_writes() {
+    let m = wine();
+    let records = records();
+    let (mut scratch, mut out) = (Scratch::default(), Outbox::default());
+    let verdicts = score_all(&m, &records, &mut scratch, &mut out);
+    assert_eq!(out.len(), records.len());
+    let mut rejected = 0;
+    for (i, (msg, verdict)) in out.messages().iter().zip(&verdicts).enumerate() {
+        let fallback = if i % 16 == 0 { "tk".to_string() } else { format!("2:{i}") };
+        let origin = Origin::Kafka { topic: "features".into(), partition: 2, offset: i as i64 };
+        let mut want = Outgoing::of(score_json(&m, &records[i], origin, fallback, Some(7)), &TOPICS).expect("encode");
+        if let Verdict::Scored(p) = verdict {
+            // the allocating path stamps its own time; the hot path the batch's
+            let mut pred: Prediction = serde_json::from_slice(&want.payload).expect("prediction");
+            assert_eq!(pred.prediction, *p);
+            pred.predicted_at_ms = 1_000;
+            want.payload = serde_json::to_vec(&pred).expect("json");
+        } else {
+            rejected += 1;
+        }
+        assert_eq!(msg, &want, "record {i}");
+    }
+    assert_eq!(rejected, records.len() / 8, "the non-numbers, and only them, are dead letters");
+}
+
+#[test]
+fn the_hot_path_allocates_nothing_per_scored_record_once_its_buffers_have_grown() {
+    let m = wine();
+    // the records every service sees: keyed, flat, scored
+    let records: Vec<Vec<u8>> = records().into_iter().enumerate().filter(|(i, _)| i % 8 > 2).map(|(_, r)| r).collect();
+    let (mut scratch, mut out) = (Scratch::default(), Outbox::default());
+    let mut verdicts = score_all(&m, &records, &mut scratch, &mut out);
+    let counted = allocation_counter::measure(|| {
+        out.clear();
+        for (i, r) in records.iter().enumerate() {
+            let rec = Incoming {
+                bytes: r,
+                origin: OriginRef::Kafka { topic: "features", partition: 0, offset: i as i64 },
+                transport_key: None,
+                timestamp_ms: None,
+            };
+            let msg = out.next(TOPICS.app_messages);
+            verdicts[i] = score_into(&m, &rec, 2_000, &mut scratch, msg, TOPICS.app_messages, &TOPICS).expect("encode");
+        }
+    });
+    assert!(verdicts.iter().all(|v| matches!(v, Verdict::Scored(_))));
+    assert_eq!(counted.count_total, 0, "allocations while scoring {} records", records.len());
+    // and the measurement is live: the first batch, with no grown buffers, did allocate
+    let fresh = allocation_counter::measure(|| {
+        let (mut scratch, mut out) = (Scratch::default(), Outbox::default());
+        score_all(&m, &records, &mut scratch, &mut out);
+    });
+    assert!(fresh.count_total > 0);
+}
