@@ -1,20 +1,45 @@
-//! Benchmark baseline: consume a topic and produce the same bytes to another, with the same
-//! client library, batching and at-least-once offset handling as `modelcast predict --serve`,
-//! but no model. Its throughput is the physical limit of the broker for this workload.
+//! Benchmark baseline: consume a topic and produce the same bytes to another with the same client
+//! library and the same at-least-once rule as `modelcast predict --serve` (offsets stored only
+//! after every output of a batch was acknowledged), but no model, and the leanest loop
+//! librdkafka allows: one thread, a `BaseConsumer` polled directly, a `BaseProducer` polled by
+//! the same thread, delivery reports counted by a callback (no future, no channel, no timer).
+//! Its throughput is the broker's limit for this workload and its CPU the floor for the client.
 //!
 //! ```sh
 //! cargo run --release --example passthrough -- 127.0.0.1:9092 features app_messages my-group
 //! ```
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Counts delivery reports: outstanding and failed.
+#[derive(Default)]
+struct Acks {
+    pending: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl ClientContext for Acks {}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if result.is_err() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.pending.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (bootstrap, input, output, group, fetch_wait) = match args.as_slice() {
         [b, i, o, g] => (b, i, o, g, "500"),
@@ -24,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(2);
         }
     };
-    let consumer: StreamConsumer = ClientConfig::new()
+    let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .set("enable.auto.offset.store", "false")
@@ -33,41 +58,69 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .set("fetch.wait.max.ms", fetch_wait)
         .create()?;
     consumer.subscribe(&[input])?;
-    let producer: FutureProducer = ClientConfig::new()
+    let producer: BaseProducer<Acks> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
-        .create()?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        .create_with_context(Acks::default())?;
+    // SIGTERM/SIGINT end the loop between batches (a thread that only waits for the signal)
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        });
+        flag.store(true, Ordering::Relaxed);
+    });
     eprintln!("passthrough ready");
-    loop {
-        let first = tokio::select! {
-            m = consumer.recv() => m?,
-            _ = term.recv() => break,
-        };
-        let mut batch = vec![first];
+    let acks = producer.context();
+    let mut batch = Vec::with_capacity(1024);
+    while !stop.load(Ordering::Relaxed) {
+        let Some(first) = consumer.poll(Duration::from_millis(100)) else { continue };
+        batch.push(first?);
         while batch.len() < 1024 {
-            match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
-                Ok(Ok(m)) => batch.push(m),
-                _ => break,
+            match consumer.poll(Duration::ZERO) {
+                Some(m) => batch.push(m?),
+                None => break,
             }
         }
-        let mut deliveries = Vec::with_capacity(batch.len());
         for m in &batch {
-            let mut rec = FutureRecord::to(output).payload(m.payload().unwrap_or_default());
+            let mut rec = BaseRecord::to(output).payload(m.payload().unwrap_or_default());
             if let Some(k) = m.key() {
                 rec = rec.key(k);
             }
-            deliveries.push(producer.send_result(rec).map_err(|(e, _)| e)?);
+            acks.pending.fetch_add(1, Ordering::Relaxed);
+            loop {
+                match producer.send(rec) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        producer.poll(Duration::from_millis(10));
+                        rec = r;
+                    }
+                    Err((e, _)) => return Err(e.into()),
+                }
+            }
         }
-        for d in deliveries {
-            d.await?.map_err(|(e, _)| e)?;
+        // serve the delivery callbacks until the batch is acknowledged
+        while acks.pending.load(Ordering::Relaxed) > 0 {
+            producer.poll(Duration::from_millis(100));
+        }
+        if acks.failed.load(Ordering::Relaxed) > 0 {
+            return Err("a delivery failed; offsets not stored".into());
         }
         for m in &batch {
             consumer.store_offset(m.topic(), m.partition(), m.offset())?;
         }
+        batch.clear();
     }
+    producer.flush(Duration::from_secs(10))?;
     consumer.commit_consumer_state(CommitMode::Sync)?;
     Ok(())
 }

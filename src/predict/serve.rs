@@ -101,7 +101,7 @@ pub async fn run(
                 continue;
             }
         }
-        consumer.fill(&mut batch, BATCH).await;
+        consumer.fill(&mut batch, BATCH);
         // Score the whole batch with one model, into the reused outboxes: once they have grown,
         // a scored record allocates nothing.
         out.clear();
