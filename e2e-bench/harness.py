@@ -51,6 +51,8 @@ TARGET = "quality"
 # fetch.wait.max.ms (librdkafka default 500 ms) late; latency and hot swap are also measured with
 # modelcast's consumers set to this (in its kafka_config.yaml).
 FAST_FETCH_MS = 10
+# idle cost: CPU a contender spends with nothing to do, measured after its work for this long
+IDLE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,13 @@ def throughput(bed: Bed, sizes: Sizes, prep: dict) -> dict:
         first = wait_for(bed, out_topic, target, 120 + target / 500, proc, "processing the pre-loaded records")
         secs = time.monotonic() - proc.t0
         cpu, peak = proc.cpu_s(), proc.peak_mb()
+        # then idle: what a replica waiting for records costs
+        idle = None
+        if name in ("modelcast", "passthrough"):
+            time.sleep(1.0)
+            c0, t0 = proc.cpu_s(), time.monotonic()
+            time.sleep(IDLE_S)
+            idle = (proc.cpu_s() - c0) / (time.monotonic() - t0) * 60
         proc.stop()
         rows[name] = {
             "records": target,
@@ -152,6 +161,7 @@ def throughput(bed: Bed, sizes: Sizes, prep: dict) -> dict:
             "cpu_s_per_100k": cpu / target * 1e5,
             "peak_mb": peak,
             "peak_mb_per_100k": peak / target * 1e5,
+            "idle_cpu_s_per_min": idle,
         }
         print(f"bench: throughput {name}: {target / secs:,.0f} records/s", file=sys.stderr)
     mc = rows["modelcast"]
@@ -163,6 +173,7 @@ def throughput(bed: Bed, sizes: Sizes, prep: dict) -> dict:
         }
         for other in ("passthrough", "seed", "batched")
     }
+    ratios["passthrough"]["idle_cpu"] = mc["idle_cpu_s_per_min"] / max(rows["passthrough"]["idle_cpu_s_per_min"], 1e-9)
     sh = rows["modelcast_shadow"]
     shadow = {
         "throughput": sh["records_per_s"] / mc["records_per_s"],
@@ -532,6 +543,55 @@ def cold_start(bed: Bed, sizes: Sizes, prep: dict) -> dict:
     return out
 
 
+def first_growth(bed: Bed, topic: str, before: int, proc: Proc, timeout: float) -> float:
+    """Seconds from PROC's start until TOPIC holds more than BEFORE records (polled every 20 ms)."""
+    deadline = time.monotonic() + timeout
+    while bed.count(topic) <= before:
+        proc.check_alive("waiting for its first prediction")
+        if time.monotonic() > deadline:
+            raise BenchError(f"{proc.name}: no prediction within {timeout:.0f} s; last lines of {proc.log}:\n{proc.tail()}")
+        time.sleep(0.02)
+    return time.monotonic() - proc.t0
+
+
+def recovery(bed: Bed, sizes: Sizes, prep: dict) -> dict:
+    """`predict --serve` start → first acknowledged prediction (the first record in the output
+    topic), fresh and after `kill -9` + immediate restart, with `--instance-id` (static
+    membership) and without (dynamic), 200k records queued so there is always work."""
+    in_topic = bed.topic("rc-in")
+    bed.create_topics([in_topic])
+    payloads, p = wine_payloads(), producer(bed, linger_ms=50)
+    for i in range(sizes.n):
+        send(p, in_topic, f"k{i}", payloads[i % len(payloads)])
+    flush(p, "pre-load")
+    out = {}
+    restarts = sizes.swaps
+    for mode, flags, rounds in (("static", ["--instance-id", "bench-replica-1"], restarts), ("dynamic", [], 3)):
+        out_topic = bed.topic(f"rc-out-{mode}")
+        cmd, _ = contender(bed, prep, "modelcast", f"rc-{mode}", in_topic, out_topic)
+        cmd = [*cmd, *flags]
+        proc = Proc(bed, f"recovery-{mode}-0", cmd)
+        fresh = first_growth(bed, out_topic, 0, proc, 180)
+        times = []
+        for i in range(rounds):
+            time.sleep(0.5)
+            proc.p.kill()
+            proc.p.wait()
+            before = bed.count(out_topic)
+            proc = Proc(bed, f"recovery-{mode}-{i + 1}", cmd)
+            times.append(first_growth(bed, out_topic, before, proc, 180))
+            print(f"bench: recovery {mode} restart {i + 1}: {times[-1]:.2f} s", file=sys.stderr)
+        proc.stop()
+        out[mode] = {
+            "fresh_s": fresh,
+            "restarts": len(times),
+            "restart_s": times,
+            "restart_p50_s": float(np.median(times)),
+            "restart_max_s": max(times),
+        }
+    return out
+
+
 # ------------------------------------------------------------------------------ main
 
 
@@ -584,6 +644,7 @@ SCENARIOS = {
     "topic_train": topic_train,
     "train_trees": train_trees,
     "cold_start": cold_start,
+    "recovery": recovery,
 }
 
 

@@ -87,8 +87,42 @@ seed predictor processes only the first {env["sizes"]["n_seed"]:,} records: its 
 
 {table(["ratio", "throughput", "CPU s per 100k", "peak RSS"], ratios)}
 
-CPU is utime + stime of the process (/proc/PID/stat), peak RSS is VmHWM, both read just before
-SIGTERM. Peak RSS does not grow with the record count, so its ratio compares absolute peaks.
+CPU is utime + stime of the process (/proc/PID/stat) from its start (start-up, group join and
+model load included), peak RSS is VmHWM, both read when the last output arrived. Peak RSS does
+not grow with the record count, so its ratio compares absolute peaks.
+{idle_line(r)}"""
+
+
+def idle_line(r: dict) -> str:
+    c = r["contenders"]
+    if c.get("modelcast", {}).get("idle_cpu_s_per_min") is None or "idle_cpu" not in r["modelcast_over"]["passthrough"]:
+        return ""
+    mc, pt = c["modelcast"]["idle_cpu_s_per_min"], c["passthrough"]["idle_cpu_s_per_min"]
+    return (
+        f"\nIdle (no records, measured for 10 s after the work): modelcast {mc:.3f} CPU-s per minute, "
+        f"the passthrough {pt:.3f}: **{r['modelcast_over']['passthrough']['idle_cpu']:.2f}×**.\n"
+    )
+
+
+def recovery(r: dict) -> str:
+    rows = [
+        [
+            {"static": "`--instance-id` (static member)", "dynamic": "no instance id (dynamic member)"}[mode],
+            num(m["fresh_s"], 2),
+            str(m["restarts"]),
+            f"**{num(m['restart_p50_s'], 2)}**",
+            num(m["restart_max_s"], 2),
+            ", ".join(num(t, 1) for t in m["restart_s"]),
+        ]
+        for mode, m in r.items()
+    ]
+    return f"""## Recovery time
+
+`predict --serve` start → its first acknowledged prediction (the first new record in its output
+topic, polled every 20 ms), with records queued: once fresh (new group), then after each
+`kill -9` and immediate restart.
+
+{table(["membership", "fresh start s", "restarts", "restart p50 s", "restart max s", "each restart s"], rows)}
 """
 
 
@@ -309,6 +343,7 @@ def write(results: dict, out: Path) -> str:
         ("topic_train", topic_train),
         ("train_trees", train_trees),
         ("cold_start", cold_start),
+        ("recovery", recovery),
     ):
         if key in results:
             parts.append(render(results[key]))

@@ -438,7 +438,16 @@ impl PredictionRef<'_> {
     /// by field (strings escaped by serde_json, numbers by ryu and itoa as serde_json does).
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         fn str(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
-            serde_json::to_writer(out, s)
+            // serde_json escapes exactly these bytes; a string without them is copied as is
+            if s.bytes().all(|c| c >= 0x20 && c != b'"' && c != b'\\') {
+                out.reserve(s.len() + 2);
+                out.push(b'"');
+                out.extend_from_slice(s.as_bytes());
+                out.push(b'"');
+                Ok(())
+            } else {
+                serde_json::to_writer(out, s)
+            }
         }
         fn int(out: &mut Vec<u8>, v: impl itoa::Integer) {
             out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());

@@ -15,8 +15,7 @@ pub async fn run(s: PredictSettings) -> Result<Outcome> {
     match s.mode {
         PredictMode::Serve(opts) => {
             let kafka = bus.as_kafka().cloned().ok_or_else(|| Error::Usage("--serve needs --kafka-config".into()))?;
-            let updates = Updates::open(&store, &bus).await?;
-            let counts = serve::run(&store, kafka, updates, &s.choice, &opts).await?;
+            let counts = serve::run(&store, &bus, kafka, &s.choice, &opts).await?;
             RunFinished {
                 scored: counts.scored,
                 rejected: counts.rejected,

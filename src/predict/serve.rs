@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::aliases::Updates;
 use crate::bus::kafka::Kafka;
-use crate::bus::{OriginRef, Outbox, OutputTopics};
+use crate::bus::{Bus, OriginRef, Outbox, OutputTopics};
 use crate::error::{Error, Result};
 use crate::events::{metrics, Event, ModelServing, RecordRejected, ShadowSwapped};
 use crate::predict::models::{ModelChoice, Started, Swapper};
@@ -18,6 +18,9 @@ use crate::store::Store;
 
 /// Records scored with one model between two looks at the train topic.
 const BATCH: usize = 1024;
+
+/// How often the service looks at the train topic's follower.
+const FOLLOW_TICK: Duration = Duration::from_millis(100);
 
 /// Options of the service.
 #[derive(Debug, Clone)]
@@ -33,13 +36,17 @@ pub struct ServeOptions {
 }
 
 /// Run the service until SIGINT/SIGTERM.
+///
+/// Start-up joins the input topic's group first, so the group join (the slowest step on most
+/// brokers) overlaps the train topic's history read and the model download.
 pub async fn run(
     store: &Store,
+    bus: &Bus,
     kafka: Arc<Kafka>,
-    updates: Updates,
     choice: &ModelChoice,
     opts: &ServeOptions,
 ) -> Result<Counts> {
+    let started = std::time::Instant::now();
     let cfg = kafka.config().modelcast.clone();
     let topics = OutputTopics {
         app_messages: &cfg.topics.app_messages,
@@ -51,11 +58,15 @@ pub async fn run(
     if choice.shadow.is_some() {
         needed.push(shadow_topic);
     }
+    let train_topic = cfg.topics.train.clone();
+    needed.push(&train_topic);
     kafka.check_topics(&needed).await?;
     let consumer = Arc::new(kafka.input_consumer(&opts.input_topic, opts.instance_id.as_deref())?);
+    let t0 = std::time::Instant::now();
     if let Some(addr) = opts.metrics_addr {
         super::http::serve(addr, consumer.clone()).await?;
     }
+    let updates = Updates::open(store, bus).await?;
     let Started { mut swapper, model, shadow } = Swapper::start(store, updates, choice, true).await?;
     let mut model = Arc::new(model);
     let mut shadow = shadow.map(Arc::new);
@@ -63,12 +74,18 @@ pub async fn run(
     if let Some(s) = &shadow {
         ShadowSwapped { model: &s.name, from: "", to: &s.version }.emit();
     }
-    tracing::info!(topic = %opts.input_topic, "consuming");
+    tracing::info!(
+        topic = %opts.input_topic,
+        since_start_ms = started.elapsed().as_millis() as u64,
+        model_ms = t0.elapsed().as_millis() as u64,
+        "consuming"
+    );
     let m = metrics();
     let mut counts = Counts::default();
-    // How often the train follower is polled (a non-blocking read of its queue): part of every
-    // hot swap's delay, and nearly free.
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    // How often the train follower is read (a non-blocking read of its queue): adds up to this
+    // much to a hot swap's delay (beside the follower's own 100 ms fetch wait), and every wakeup
+    // costs an idle replica CPU (at 20 ms it was most of its idle cost).
+    let mut tick = tokio::time::interval(FOLLOW_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::io("install SIGTERM handler", "-", e))?;
@@ -182,6 +199,13 @@ pub async fn run(
         }
         latency.flush();
         consumer.store_offsets(&batch)?;
+        if counts.scored + counts.rejected == 0 {
+            tracing::info!(
+                records = batch.len(),
+                since_start_ms = started.elapsed().as_millis() as u64,
+                "first batch acknowledged"
+            );
+        }
         // release the records (librdkafka's buffers) before waiting for the next batch
         batch.clear();
         m.predictions_out.inc_by(ok);

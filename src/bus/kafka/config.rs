@@ -26,8 +26,15 @@ pub fn producer(cfg: &KafkaConfig) -> ClientConfig {
     cc
 }
 
+/// The input consumer's default `session.timeout.ms`.
+pub const SESSION_TIMEOUT_MS: u32 = 10_000;
+
 /// The input consumer: group `modelcast.group_id`, offsets stored by modelcast after the outputs
 /// were acknowledged and committed every 200 ms; with `instance_id`, a static member (KIP-345).
+///
+/// A session times out after 10 s (librdkafka's default is 45 s): how long the partitions of a
+/// replica that died without leaving (`kill -9`, a lost node) wait before the group hands them to
+/// the others, and how long a static member may take to restart and take them back itself.
 pub fn input_consumer(cfg: &KafkaConfig, instance_id: Option<&str>) -> ClientConfig {
     let mut cc = base(cfg);
     if let Some(id) = instance_id {
@@ -38,6 +45,7 @@ pub fn input_consumer(cfg: &KafkaConfig, instance_id: Option<&str>) -> ClientCon
         .set_if_absent("enable.auto.commit", "true")
         .set_if_absent("auto.commit.interval.ms", "200")
         .set_if_absent("auto.offset.reset", "earliest")
+        .set_if_absent("session.timeout.ms", SESSION_TIMEOUT_MS.to_string())
         // bound the prefetch queue (default 64 MiB): memory stays flat under any backlog
         .set_if_absent("queued.max.messages.kbytes", "16384");
     cc
