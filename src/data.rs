@@ -762,10 +762,13 @@ fn parse_chunk(bytes: &[u8], pos: &Positions, spec: &ColumnSpec<'_>) -> Chunk {
     let mut table = Table::empty(spec);
     let mut rdr =
         csv::ReaderBuilder::new().delimiter(spec.delimiter).has_headers(false).flexible(true).from_reader(bytes);
-    let mut rec = csv::ByteRecord::new();
+    let mut rec = csv::StringRecord::new();
+    // a cell that reads as a finite number is not a missing token unless some token reads as
+    // one (`NaN` does not): then the tokens need not be compared first
+    let plain_numbers = !spec.missing_tokens.iter().any(|t| t.trim().parse::<f64>().is_ok_and(f64::is_finite));
     loop {
         let line = rdr.position().line();
-        match rdr.read_byte_record(&mut rec) {
+        match rdr.read_record(&mut rec) {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => return Err((line, format!("malformed CSV row: {e}"))),
@@ -776,20 +779,20 @@ fn parse_chunk(bytes: &[u8], pos: &Positions, spec: &ColumnSpec<'_>) -> Chunk {
                 format!("malformed CSV row: found record with {} fields, but the header has {}", rec.len(), pos.fields),
             ));
         }
-        let cell = |i: usize| {
-            std::str::from_utf8(rec.get(i).unwrap_or(b""))
-                .map_err(|_| (line, format!("malformed CSV row: field {} is not valid UTF-8", i + 1)))
+        let cell = |i: usize| rec.get(i).unwrap_or("");
+        let number = |text: &str| match text.parse::<f64>() {
+            Ok(v) if plain_numbers && v.is_finite() => Ok(Some(v)),
+            _ => parse_number(text, spec.missing_tokens),
         };
         for (j, &i) in pos.numeric.iter().enumerate() {
-            let v = parse_number(cell(i)?, spec.missing_tokens)
-                .map_err(|m| (line, format!("column {:?}: {m}", spec.numeric[j])))?;
+            let v = number(cell(i)).map_err(|m| (line, format!("column {:?}: {m}", spec.numeric[j])))?;
             table.numeric[j].push(v.unwrap_or(f64::NAN));
         }
         for (j, &i) in pos.categorical.iter().enumerate() {
-            let c = cell(i)?;
+            let c = cell(i);
             table.categorical[j].push(if is_missing(c, spec.missing_tokens) { None } else { Some(c.trim()) });
         }
-        let y = parse_number(cell(pos.target)?, spec.missing_tokens)
+        let y = number(cell(pos.target))
             .map_err(|m| (line, format!("target {:?}: {m}", spec.target)))?
             .ok_or_else(|| (line, format!("target {:?} is missing; every training row needs one", spec.target)))?;
         table.target.push(y);
@@ -982,6 +985,17 @@ mod tests {
     }
 
     #[test]
+    fn a_numeric_missing_token_is_missing_and_nan_text_is_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "d.csv", "a,y\n-999,1\n5,2\nNaN,3\n");
+        let (num, cat) = (vec!["a".to_string()], vec![]);
+        let tok = vec!["-999".to_string(), "NaN".to_string()];
+        let (t, _) = load_csv(&[&p], &spec(&num, &cat, &tok)).unwrap();
+        assert!(t.numeric[0][0].is_nan() && t.numeric[0][2].is_nan());
+        assert_eq!(t.numeric[0][1], 5.0);
+    }
+
+    #[test]
     fn errors_name_file_line_and_column() {
         let dir = tempfile::tempdir().unwrap();
         let (num, cat, tok) = (vec!["a".to_string()], vec![], default_missing_tokens());
@@ -1026,7 +1040,9 @@ mod tests {
     }
 
     /// A table's contents, comparable (NaN, a missing value, is not equal to itself).
-    fn bits(t: &Table) -> (Vec<Vec<u64>>, Vec<(Vec<String>, Vec<u32>)>, Vec<u64>) {
+    type Bits = (Vec<Vec<u64>>, Vec<(Vec<String>, Vec<u32>)>, Vec<u64>);
+
+    fn bits(t: &Table) -> Bits {
         (
             t.numeric.iter().map(|c| c.iter().map(|v| v.to_bits()).collect()).collect(),
             t.categorical.iter().map(|c| (c.values.clone(), c.codes.clone())).collect(),

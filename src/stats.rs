@@ -27,6 +27,13 @@ fn segments(first: usize, len: usize) -> Result<impl Iterator<Item = (usize, Ran
     Ok((0..len).step_by(SEGMENT_ROWS).map(move |s| (first + s, s..(s + SEGMENT_ROWS).min(len))))
 }
 
+/// A segment's work: (the block's first row, the segment's first row, the block, the selected
+/// rows as indices into the block) → a partial result.
+type SegmentFn<'f, T> = dyn Fn(usize, usize, &Table, &[usize]) -> Result<T> + Sync + 'f;
+
+/// A linear model's metrics, its baseline's, and the report's points.
+pub type Evaluated = (MetricsAcc, MetricsAcc, Vec<(f64, f64)>);
+
 /// Call `f` with each segment of `blocks`: the block's first row, the segment's first row, the
 /// block and the segment's selected rows (indices into the block), in parallel; the partials
 /// come back to `reduce` in segment order.
@@ -34,7 +41,7 @@ fn each_segment<T: Send>(
     blocks: &dyn Blocks,
     rows: Rows<'_>,
     threads: usize,
-    f: &(dyn Fn(usize, usize, &Table, &[usize]) -> Result<T> + Sync),
+    f: &SegmentFn<'_, T>,
     reduce: &mut dyn FnMut(T) -> Result<()>,
 ) -> Result<()> {
     map_blocks(
@@ -326,8 +333,7 @@ pub fn exact_medians(
                 Ok(())
             },
         )?;
-        let mut q = 0;
-        for s in sel.iter_mut().filter(|s| s.value.is_none()) {
+        for (q, s) in sel.iter_mut().filter(|s| s.value.is_none()).enumerate() {
             if s.candidates > COLLECT {
                 let mut below = 0usize;
                 for (digit, &count) in hist[q].iter().enumerate() {
@@ -349,7 +355,6 @@ pub fn exact_medians(
                 })?;
                 s.value = Some(value);
             }
-            q += 1;
         }
     }
     let value = |s: &Select| s.value.unwrap_or(f64::NAN);
@@ -430,28 +435,22 @@ fn segment_gram(prep: &Preprocessing, t: &Table, local: &[usize], first: usize, 
     let yc_sum: f64 = yc.iter().sum();
     // the rows' design columns in the one-hot blocks
     let cats = category_columns(prep, t);
-    let hot: Vec<Vec<usize>> = local
-        .iter()
-        .map(|&i| {
-            cats.iter()
-                .zip(&t.categorical)
-                .filter_map(|((lookup, missing), col)| match col.codes[i] {
-                    MISSING_CODE => *missing,
-                    code => lookup[code as usize],
-                })
-                .collect()
-        })
-        .collect();
+    let mut hot: Vec<usize> = Vec::with_capacity(cats.len());
     let mut count = vec![0.0f64; p];
     let mut zsum_in = Array2::<f64>::zeros((p, k)); // Σ of centred numeric values over rows hot in a column
     let mut ysum_in = vec![0.0f64; p];
     let mut joint = Array2::<f64>::zeros((p, p));
-    for (r, cols) in hot.iter().enumerate() {
-        for &q in cols {
+    for (r, &i) in local.iter().enumerate() {
+        hot.clear();
+        hot.extend(cats.iter().zip(&t.categorical).filter_map(|((lookup, missing), col)| match col.codes[i] {
+            MISSING_CODE => *missing,
+            code => lookup[code as usize],
+        }));
+        for &q in &hot {
             count[q] += 1.0;
             zsum_in.row_mut(q).scaled_add(1.0, &z.row(r));
             ysum_in[q] += yc[r];
-            for &q2 in cols {
+            for &q2 in &hot {
                 joint[[q, q2]] += 1.0;
             }
         }
@@ -498,7 +497,7 @@ pub fn linear_metrics(
     baseline: f64,
     stride: usize,
     threads: usize,
-) -> Result<(MetricsAcc, MetricsAcc, Vec<(f64, f64)>)> {
+) -> Result<Evaluated> {
     let (mut model, mut base, mut points) = (MetricsAcc::default(), MetricsAcc::default(), Vec::new());
     each_segment(
         blocks,
@@ -507,8 +506,7 @@ pub fn linear_metrics(
         &|first, start, t, local| {
             let (mut m, mut b, mut pts) = (MetricsAcc::default(), MetricsAcc::default(), Vec::new());
             let cats = category_columns(prep, t);
-            let mut ordinal = rows.rank(start);
-            for &i in local {
+            for (ordinal, &i) in (rows.rank(start)..).zip(local) {
                 let mut pred = fit.intercept;
                 for (j, (f, col)) in prep.numeric.iter().zip(&t.numeric).enumerate() {
                     pred += fit.coefficients[j] * design_value(f, col[i], first + i)?;
@@ -528,11 +526,10 @@ pub fn linear_metrics(
                 if ordinal.is_multiple_of(stride) {
                     pts.push((truth, pred));
                 }
-                ordinal += 1;
             }
             Ok((m, b, pts))
         },
-        &mut |(m, b, pts): (MetricsAcc, MetricsAcc, Vec<(f64, f64)>)| {
+        &mut |(m, b, pts): Evaluated| {
             model.merge(&m);
             base.merge(&b);
             points.extend(pts);
