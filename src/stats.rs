@@ -13,7 +13,7 @@ use std::ops::Range;
 use ndarray::{linalg::general_mat_mul, Array1, Array2};
 
 use crate::config::params::{CategoricalRule, NumericRule, Params, Scale};
-use crate::data::{map_blocks, Blocks, Rows, Table, MISSING_CODE, SEGMENT_ROWS};
+use crate::data::{map_blocks, Blocks, Mask, Rows, Table, MISSING_CODE, SEGMENT_ROWS};
 use crate::error::{Error, Result};
 use crate::features::{CategoricalFeature, NumericFeature, Preprocessing, MISSING_CATEGORY};
 use crate::model::{Gram, LinearFit, MetricsAcc};
@@ -370,7 +370,10 @@ pub fn exact_medians(
 
 /// For each categorical column of a block: block code → design column, and the missing
 /// value's design column.
-fn category_columns(prep: &Preprocessing, t: &Table) -> Vec<(Vec<Option<usize>>, Option<usize>)> {
+/// A categorical column's design columns: per block code, and for the missing value.
+type CategoryColumns = (Vec<Option<usize>>, Option<usize>);
+
+fn category_columns(prep: &Preprocessing, t: &Table) -> Vec<CategoryColumns> {
     let mut offset = prep.numeric.len();
     let mut out = Vec::with_capacity(prep.categorical.len());
     for (f, col) in prep.categorical.iter().zip(&t.categorical) {
@@ -486,6 +489,31 @@ fn segment_gram(prep: &Preprocessing, t: &Table, local: &[usize], first: usize, 
     Ok(out)
 }
 
+/// A linear model's prediction for row `i` of a block (row `first + i` of the data).
+fn predict(
+    prep: &Preprocessing,
+    fit: &LinearFit,
+    cats: &[CategoryColumns],
+    t: &Table,
+    i: usize,
+    first: usize,
+) -> Result<f64> {
+    let mut pred = fit.intercept;
+    for (j, (f, col)) in prep.numeric.iter().zip(&t.numeric).enumerate() {
+        pred += fit.coefficients[j] * design_value(f, col[i], first + i)?;
+    }
+    for ((lookup, missing), col) in cats.iter().zip(&t.categorical) {
+        let q = match col.codes[i] {
+            MISSING_CODE => *missing,
+            code => lookup[code as usize],
+        };
+        if let Some(q) = q {
+            pred += fit.coefficients[q];
+        }
+    }
+    Ok(pred)
+}
+
 /// A linear model's metrics on the selected rows (truth against prediction, and against the
 /// constant `baseline`), with every `stride`-th row's (truth, prediction) pair in row order (the
 /// report's points), in one parallel pass over the raw rows.
@@ -507,19 +535,7 @@ pub fn linear_metrics(
             let (mut m, mut b, mut pts) = (MetricsAcc::default(), MetricsAcc::default(), Vec::new());
             let cats = category_columns(prep, t);
             for (ordinal, &i) in (rows.rank(start)..).zip(local) {
-                let mut pred = fit.intercept;
-                for (j, (f, col)) in prep.numeric.iter().zip(&t.numeric).enumerate() {
-                    pred += fit.coefficients[j] * design_value(f, col[i], first + i)?;
-                }
-                for ((lookup, missing), col) in cats.iter().zip(&t.categorical) {
-                    let q = match col.codes[i] {
-                        MISSING_CODE => *missing,
-                        code => lookup[code as usize],
-                    };
-                    if let Some(q) = q {
-                        pred += fit.coefficients[q];
-                    }
-                }
+                let pred = predict(prep, fit, &cats, t, i, first)?;
                 let truth = t.target[i];
                 m.add(truth, pred);
                 b.add(truth, baseline);
@@ -537,6 +553,57 @@ pub fn linear_metrics(
         },
     )?;
     Ok((model, base, points))
+}
+
+/// [`linear_metrics`] of the training rows (those not in `held_out`, without points) and of the
+/// held-out rows, in one pass: the same numbers as two calls.
+pub fn linear_metrics_split(
+    prep: &Preprocessing,
+    fit: &LinearFit,
+    blocks: &dyn Blocks,
+    held_out: &Mask,
+    baseline: f64,
+    stride: usize,
+    threads: usize,
+) -> Result<(Evaluated, Evaluated)> {
+    let mut train: Evaluated = Default::default();
+    let mut test: Evaluated = Default::default();
+    let test_rows = Rows::In(held_out);
+    each_segment(
+        blocks,
+        Rows::All(held_out.universe()),
+        threads,
+        &|first, start, t, local| {
+            let (mut tr, mut te): (Evaluated, Evaluated) = Default::default();
+            let cats = category_columns(prep, t);
+            let mut ordinal = test_rows.rank(start);
+            for &i in local {
+                let pred = predict(prep, fit, &cats, t, i, first)?;
+                let truth = t.target[i];
+                if held_out.contains(first + i) {
+                    te.0.add(truth, pred);
+                    te.1.add(truth, baseline);
+                    if ordinal.is_multiple_of(stride) {
+                        te.2.push((truth, pred));
+                    }
+                    ordinal += 1;
+                } else {
+                    tr.0.add(truth, pred);
+                    tr.1.add(truth, baseline);
+                }
+            }
+            Ok((tr, te))
+        },
+        &mut |(tr, te): (Evaluated, Evaluated)| {
+            for (acc, part) in [(&mut train, tr), (&mut test, te)] {
+                acc.0.merge(&part.0);
+                acc.1.merge(&part.1);
+                acc.2.extend(part.2);
+            }
+            Ok(())
+        },
+    )?;
+    Ok((train, test))
 }
 
 /// The mean target of the selected rows (segment sums added in order).
@@ -614,6 +681,23 @@ mod tests {
                 assert_eq!((prep, g, fit, m.0.finish(), m.1.finish(), m.2), reference, "{threads} threads");
             }
         }
+    }
+
+    #[test]
+    fn one_pass_split_metrics_equal_two_passes() {
+        let p = params("model: {kind: ridge, alpha: 1.0}\n");
+        let n = SEGMENT_ROWS * 2 + 99;
+        let (_, spool) = data(&p, n);
+        let mask = held_out(n, 0.25, 7);
+        let prep = fit_preprocessing(&p, &spool, Rows::NotIn(&mask), 2).unwrap();
+        let fit = crate::model::fit_gram(p.model(), &gram(&prep, &spool, Rows::NotIn(&mask), 2).unwrap()).unwrap();
+        let (tr, te) = linear_metrics_split(&prep, &fit, &spool, &mask, 1.5, 13, 2).unwrap();
+        let two = (
+            linear_metrics(&prep, &fit, &spool, Rows::NotIn(&mask), 1.5, usize::MAX, 2).unwrap(),
+            linear_metrics(&prep, &fit, &spool, Rows::In(&mask), 1.5, 13, 2).unwrap(),
+        );
+        assert_eq!((tr.0.finish(), tr.1.finish()), (two.0 .0.finish(), two.0 .1.finish()));
+        assert_eq!((te.0.finish(), te.1.finish(), te.2), (two.1 .0.finish(), two.1 .1.finish(), two.1 .2));
     }
 
     #[test]

@@ -354,29 +354,39 @@ pub fn fit_rows(
             (Rows::NotIn(&mask), Rows::In(&mask), rows)
         }
     };
+    let held = match train_rows {
+        Rows::NotIn(mask) => Some(mask),
+        _ => None,
+    };
     obs.stage("fitting", None);
     let t1 = Instant::now();
     let prep = Preprocessing::fit_blocks(params, rows, train_rows)?;
     let train = BlockDesign { prep: &prep, blocks: rows, rows: train_rows };
     let test = BlockDesign { prep: &prep, blocks: test_src, rows: test_rows };
     tracing::info!(kind = params.model().as_str(), rows = train_rows.len(), features = prep.width(), "fitting");
-    let (fit, gram_sd) = match params.model() {
+    let (fit, gram) = match params.model() {
         m @ (Model::Linear | Model::Ridge { .. }) => {
             let gm = crate::stats::gram(&prep, rows, train_rows, threads)?;
-            (Fit::Linear(model::fit_gram(m, &gm)?), Some(gm.column_sd()))
+            (Fit::Linear(model::fit_gram(m, &gm)?), Some(gm))
         }
         m => (model::fit(m, &train)?, None),
     };
     tracing::info!(fit = %fit.summary(), elapsed_ms = t1.elapsed().as_millis() as u64, "fitted");
-    let train_mean = crate::stats::target_mean(rows, train_rows, threads)?;
+    let train_mean = match &gram {
+        Some(gm) => gm.y_mean,
+        None => crate::stats::target_mean(rows, train_rows, threads)?,
+    };
     // held out: metrics and the report's points in one streaming pass
     let stride = crate::report::stride(test_rows.len());
     let (train_metrics, model_metrics, baseline, points) = match fit.linear() {
         Some(l) => {
-            let (train_acc, _, _) =
-                crate::stats::linear_metrics(&prep, l, rows, train_rows, train_mean, usize::MAX, threads)?;
-            let (model_acc, base_acc, points) =
-                crate::stats::linear_metrics(&prep, l, test_src, test_rows, train_mean, stride, threads)?;
+            let ((train_acc, _, _), (model_acc, base_acc, points)) = match held {
+                Some(mask) => crate::stats::linear_metrics_split(&prep, l, rows, mask, train_mean, stride, threads)?,
+                None => (
+                    crate::stats::linear_metrics(&prep, l, rows, train_rows, train_mean, usize::MAX, threads)?,
+                    crate::stats::linear_metrics(&prep, l, test_src, test_rows, train_mean, stride, threads)?,
+                ),
+            };
             (train_acc.finish(), model_acc.finish(), base_acc.finish(), points)
         }
         None => {
@@ -395,8 +405,8 @@ pub fn fit_rows(
             (train_metrics, model_acc.finish(), base_acc.finish(), points)
         }
     };
-    let sd = match gram_sd {
-        Some(sd) => sd,
+    let sd = match &gram {
+        Some(gm) => gm.column_sd(),
         None => crate::report::column_sd(&train)?,
     };
     let created_at = chrono::Utc::now();
