@@ -1,12 +1,15 @@
 //! Training cost on synthetic data: 10k, 100k and 1M rows × (20 numeric + 3 categorical)
-//! columns, preprocessing + ridge fit (the CSV reader is measured separately on 100k rows).
+//! columns, preprocessing + ridge fit: through the chunked design (`train_ridge`) and as `train`
+//! runs it, from the raw rows on one thread and on every core (`train_ridge_streaming`).
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use modelcast::config::params::Params;
-use modelcast::data::{CategoricalColumn, Table};
+use modelcast::data::{Blocks, CategoricalColumn, ColumnSpec, Rows, Table};
 use modelcast::features::{Preprocessing, TableDesign};
+use modelcast::spool::SpoolWriter;
+use modelcast::stats;
 
 const LEVELS: [usize; 3] = [5, 20, 50];
 
@@ -69,6 +72,29 @@ fn bench(c: &mut Criterion) {
                 black_box(fit.predict_row(&[0.0; 11]))
             })
         });
+    }
+    g.finish();
+    // what `train` runs: preprocessing and the Gram matrix straight from the raw rows, in
+    // segments merged in order, on one thread and on every core
+    let mut g = c.benchmark_group("train_ridge_streaming");
+    g.sample_size(10);
+    for rows in [100_000usize, 1_000_000] {
+        // the rows in a spool, as `train` holds them (blocks the threads share out)
+        let mut w = SpoolWriter::new(&ColumnSpec::of(&params)).expect("spool");
+        w.push_table(&table(rows)).expect("spool");
+        let spool = w.finish().expect("spool");
+        g.throughput(Throughput::Elements(rows as u64));
+        for threads in [1, modelcast::data::default_threads()] {
+            g.bench_with_input(BenchmarkId::new(format!("{threads}-threads"), rows), &spool, |b, s| {
+                b.iter(|| {
+                    let all = Rows::All(s.rows());
+                    let prep = stats::fit_preprocessing(&params, s, all, threads).expect("prep");
+                    let gram = stats::gram(&prep, s, all, threads).expect("gram");
+                    let fit = modelcast::model::fit_gram(params.model(), &gram).expect("fit");
+                    black_box(fit.intercept)
+                })
+            });
+        }
     }
     g.finish();
 }

@@ -6,8 +6,8 @@ Re-run (from the repository root, same venv as scripts/sklearn_reference.py):
     python3 -m venv .venv && .venv/bin/pip install -r scripts/requirements-reference.txt \
         && .venv/bin/python scripts/sklearn_trees_reference.py
 
-The split is modelcast's documented one (README, "evaluation"): a SplitMix64-seeded
-Fisher-Yates shuffle of the row indices (seed 42), the first round(0.2·n) are held out.
+The split is modelcast's documented one (README, "evaluation"): SplitMix64-seeded selection
+sampling (seed 42) holds out exactly round(0.2·n) rows.
 Numeric missing values would be mean-imputed; the wine data has none. Trees see raw values.
 
 A single tree-ensemble fit is sensitive to small changes of its data: leaving out 1% of the
@@ -69,15 +69,20 @@ def splitmix(state):
 
 
 def split(n, fraction=0.2, seed=42):
-    """modelcast's data::split_indices: (train rows, test rows), both sorted."""
-    idx = list(range(n))
-    state = seed
-    for i in range(n - 1, 0, -1):
+    """modelcast's data::held_out / split_indices: (train rows, test rows), both sorted.
+
+    Selection sampling (Knuth's Algorithm S): row i is held out when the next SplitMix64 output
+    modulo the rows left (n - i) is below the rows still to choose; exactly round(n * fraction).
+    """
+    n_test = int(min(max(round(n * fraction), 1), max(n - 1, 1)))
+    state, need, test = seed, n_test, []
+    for i in range(n):
+        if need == 0:
+            break
         state, r = splitmix(state)
-        j = r % (i + 1)
-        idx[i], idx[j] = idx[j], idx[i]
-    n_test = int(min(max(round(n * fraction), 1), n - 1))
-    test = sorted(idx[:n_test])
+        if r % (n - i) < need:
+            test.append(i)
+            need -= 1
     test_set = set(test)
     return [i for i in range(n) if i not in test_set], test
 

@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use ndarray::{Array2, ArrayView1, ArrayViewMut2};
 use serde::{Deserialize, Serialize};
 
-use crate::config::params::{CategoricalRule, NumericRule, Params, Scale};
-use crate::data::{Blocks, Table, MISSING_CODE};
+use crate::config::params::{CategoricalRule, NumericRule, Params};
+use crate::data::{Blocks, Rows, Table, MISSING_CODE};
 use crate::error::{Error, Result};
 use crate::model::Fit;
 use crate::trees::Ensemble;
@@ -64,127 +64,20 @@ pub struct Preprocessing {
 }
 
 impl Preprocessing {
-    /// Learn the preprocessing from the rows `rows` of `table` (the training rows).
+    /// Learn the preprocessing from the rows `rows` (sorted) of `table` (the training rows).
     pub fn fit(params: &Params, table: &Table, rows: &[usize]) -> Result<Preprocessing> {
-        Preprocessing::fit_blocks(params, table, rows)
+        Preprocessing::fit_blocks(params, table, Rows::List(rows))
     }
 
-    /// Learn the preprocessing from the rows `rows` (sorted) of `blocks`, in streaming passes:
-    /// sums and counts (and, for the median rule, that column's training values), then the
-    /// standardisation's mean and spread. Every statistic is over the training rows only, summed
-    /// in row order, so a table and a spool of the same rows give the same numbers.
-    pub fn fit_blocks(params: &Params, blocks: &dyn Blocks, rows: &[usize]) -> Result<Preprocessing> {
-        debug_assert!(rows.windows(2).all(|w| w[0] < w[1]), "rows must be sorted");
-        let (k, c) = (params.numeric().len(), params.categorical().len());
-        let rules: Vec<NumericRule> = params.numeric().iter().map(|n| params.numeric_rule(n)).collect();
-        let (mut sum, mut count) = (vec![0.0f64; k], vec![0usize; k]);
-        let mut medians: Vec<Option<Vec<f64>>> =
-            rules.iter().map(|r| matches!(r, NumericRule::Median).then(Vec::new)).collect();
-        let mut seen: Vec<std::collections::BTreeSet<String>> = vec![Default::default(); c];
-        let mut has_missing = vec![false; c];
-        blocks.for_each_block(&mut |first, t| {
-            let local = crate::data::rows_in_block(rows, first, t.len());
-            for j in 0..k {
-                let col = &t.numeric[j];
-                for &i in local {
-                    let v = col[i - first];
-                    if !v.is_nan() {
-                        sum[j] += v;
-                        count[j] += 1;
-                        if let Some(m) = &mut medians[j] {
-                            m.push(v);
-                        }
-                    }
-                }
-            }
-            for (j, col) in t.categorical.iter().enumerate() {
-                let mut used = vec![false; col.values.len()];
-                for &i in local {
-                    match col.codes[i - first] {
-                        MISSING_CODE => has_missing[j] = true,
-                        code => used[code as usize] = true,
-                    }
-                }
-                for (v, _) in col.values.iter().zip(&used).filter(|(_, &u)| u) {
-                    if !seen[j].contains(v) {
-                        seen[j].insert(v.clone());
-                    }
-                }
-            }
-            Ok(())
-        })?;
-        let n = rows.len();
-        let mut numeric = Vec::with_capacity(k);
-        for (j, name) in params.numeric().iter().enumerate() {
-            let rule = rules[j];
-            if count[j] == 0 && !matches!(rule, NumericRule::Constant(_)) {
-                return Err(Error::Model(format!("numeric column {name:?} has no values in the training rows")));
-            }
-            let impute = match rule {
-                NumericRule::Mean => Some(sum[j] / count[j] as f64),
-                NumericRule::Median => Some(median(medians[j].take().unwrap_or_default())),
-                NumericRule::Constant(v) => Some(v),
-                NumericRule::Reject => {
-                    if count[j] != n {
-                        return Err(Error::Model(format!(
-                            "numeric column {name:?} has {} missing values in the training rows and its rule is \
-                             reject; choose mean, median or constant, or clean the data",
-                            n - count[j]
-                        )));
-                    }
-                    None
-                }
-            };
-            numeric.push(NumericFeature { name: name.clone(), missing: rule, impute, center: 0.0, scale: 1.0 });
-        }
-        // trees split on the imputed values themselves: a monotone rescaling changes nothing
-        if params.scale() == Scale::Standardize && !params.model().kind().is_trees() && n > 0 {
-            // mean, then the mean squared deviation, of the imputed training values
-            let filled = |f: &NumericFeature, v: f64| if v.is_nan() { f.impute.unwrap_or(v) } else { v };
-            let mut total = vec![0.0f64; k];
-            blocks.for_each_block(&mut |first, t| {
-                let local = crate::data::rows_in_block(rows, first, t.len());
-                for (j, f) in numeric.iter().enumerate() {
-                    for &i in local {
-                        total[j] += filled(f, t.numeric[j][i - first]);
-                    }
-                }
-                Ok(())
-            })?;
-            let means: Vec<f64> = total.iter().map(|s| s / n as f64).collect();
-            let mut squares = vec![0.0f64; k];
-            blocks.for_each_block(&mut |first, t| {
-                let local = crate::data::rows_in_block(rows, first, t.len());
-                for (j, f) in numeric.iter().enumerate() {
-                    for &i in local {
-                        let d = filled(f, t.numeric[j][i - first]) - means[j];
-                        squares[j] += d * d;
-                    }
-                }
-                Ok(())
-            })?;
-            for (j, f) in numeric.iter_mut().enumerate() {
-                let (m, sd) = (means[j], (squares[j] / n as f64).sqrt());
-                f.center = m;
-                f.scale = if sd > f64::EPSILON * m.abs().max(1.0) { sd } else { 1.0 };
-            }
-        }
-        let mut categorical = Vec::with_capacity(c);
-        for (j, name) in params.categorical().iter().enumerate() {
-            let rule = params.categorical_rule(name);
-            if has_missing[j] && rule == CategoricalRule::Reject {
-                return Err(Error::Model(format!(
-                    "categorical column {name:?} has missing values in the training rows and its rule is reject"
-                )));
-            }
-            let mut categories: Vec<String> = std::mem::take(&mut seen[j]).into_iter().collect();
-            if has_missing[j] && !categories.iter().any(|c| c == MISSING_CATEGORY) {
-                categories.push(MISSING_CATEGORY.to_string());
-                categories.sort();
-            }
-            categorical.push(CategoricalFeature { name: name.clone(), missing: rule, categories });
-        }
-        Ok(Preprocessing { missing_tokens: params.missing_tokens().to_vec(), numeric, categorical })
+    /// Learn the preprocessing from the rows `rows` of `blocks`, in streaming passes
+    /// ([`crate::stats::fit_preprocessing`]): counts, means and spreads in one pass (the
+    /// standardisation's mean and spread are those of the imputed column, found from the values
+    /// seen and the number imputed), then, for the median rule, a few passes that find the exact
+    /// median without holding the column. Every statistic is over the training rows only, formed
+    /// per segment of rows and merged in row order, so a table and a spool of the same rows, and
+    /// any number of threads, give the same numbers.
+    pub fn fit_blocks(params: &Params, blocks: &dyn Blocks, rows: Rows<'_>) -> Result<Preprocessing> {
+        crate::stats::fit_preprocessing(params, blocks, rows, crate::data::default_threads())
     }
 
     /// Width of the design matrix.
@@ -279,16 +172,17 @@ impl crate::model::Design for TableDesign<'_> {
     }
 }
 
-/// The design matrix of some rows (sorted) of any [`Blocks`] in chunks of [`CHUNK_ROWS`] rows,
-/// a chunk spanning blocks where it must: the same chunks as a [`TableDesign`] of the same rows,
-/// so a table and a spool give the same sums in the same order.
+/// The design matrix of some rows of any [`Blocks`] in chunks of [`CHUNK_ROWS`] rows, a chunk
+/// spanning blocks where it must: the same chunks as a [`TableDesign`] of the same rows. Its
+/// [`Gram`](crate::model::Gram) statistics come straight from the raw rows
+/// ([`crate::stats::gram`]), in parallel, without building the design.
 pub struct BlockDesign<'a> {
     /// The fitted preprocessing.
     pub prep: &'a Preprocessing,
     /// The rows' source.
     pub blocks: &'a dyn Blocks,
-    /// Which rows, sorted.
-    pub rows: &'a [usize],
+    /// Which rows.
+    pub rows: Rows<'a>,
 }
 
 impl crate::model::Design for BlockDesign<'_> {
@@ -300,21 +194,24 @@ impl crate::model::Design for BlockDesign<'_> {
         self.prep.width()
     }
 
+    fn gram(&self) -> Option<Result<crate::model::Gram>> {
+        Some(crate::stats::gram(self.prep, self.blocks, self.rows, crate::data::default_threads()))
+    }
+
     fn for_each_chunk(&self, f: &mut crate::model::ChunkFn<'_>) -> Result<()> {
         let cap = CHUNK_ROWS.min(self.rows.len()).max(1);
         let mut buf = Array2::<f64>::zeros((cap, self.width()));
         let mut y = Vec::with_capacity(cap);
-        let mut local = Vec::with_capacity(cap);
+        let mut selected = Vec::new();
         self.blocks.for_each_block(&mut |first, t| {
-            let mut rest = crate::data::rows_in_block(self.rows, first, t.len());
+            self.rows.local(first, t.len(), &mut selected);
+            let mut rest = selected.as_slice();
             while !rest.is_empty() {
                 let filled = y.len();
                 let take = (cap - filled).min(rest.len());
-                local.clear();
-                local.extend(rest[..take].iter().map(|&i| i - first));
                 let x = buf.slice_axis_mut(ndarray::Axis(0), ndarray::Slice::from(filled..filled + take));
-                self.prep.fill(t, &local, x)?;
-                y.extend(local.iter().map(|&i| t.target[i]));
+                self.prep.fill(t, &rest[..take], x)?;
+                y.extend(rest[..take].iter().map(|&i| t.target[i]));
                 rest = &rest[take..];
                 if y.len() == cap {
                     f(buf.view(), ArrayView1::from(&y))?;

@@ -32,6 +32,7 @@ pub mod record;
 pub mod report;
 pub mod settings;
 pub mod spool;
+pub mod stats;
 pub mod store;
 pub mod trees;
 

@@ -44,6 +44,11 @@ pub trait Design {
     fn width(&self) -> usize;
     /// Call `f` with consecutive row chunks of the design matrix and the matching targets.
     fn for_each_chunk(&self, f: &mut ChunkFn<'_>) -> Result<()>;
+    /// The design's [`Gram`] statistics, when it can compute them faster than from its chunks
+    /// (`None`: accumulate them from [`Design::for_each_chunk`]).
+    fn gram(&self) -> Option<Result<Gram>> {
+        None
+    }
 }
 
 /// An in-memory design matrix.
@@ -202,6 +207,22 @@ impl MetricsAcc {
         self.syy += (truth - k) * (truth - k);
     }
 
+    /// Add the pairs another accumulator saw (after this one's).
+    pub fn merge(&mut self, o: &MetricsAcc) {
+        let Some(k2) = o.shift else { return };
+        let Some(k1) = self.shift else {
+            *self = *o;
+            return;
+        };
+        // the other's sums, shifted by this one's first truth instead of its own
+        let (d, n2) = (k2 - k1, o.n as f64);
+        self.syy += o.syy + 2.0 * d * o.sy + n2 * d * d;
+        self.sy += o.sy + n2 * d;
+        self.n += o.n;
+        self.sse += o.sse;
+        self.sae += o.sae;
+    }
+
     /// The metrics of the pairs added (R² as [`Metrics::compute`] defines it).
     pub fn finish(&self) -> Metrics {
         let n = self.n.max(1) as f64;
@@ -217,12 +238,50 @@ impl MetricsAcc {
     }
 }
 
-/// Centred sufficient statistics of a design: column means, target mean, `XcᵀXc`, `Xcᵀyc`.
-struct Gram {
-    x_mean: Array1<f64>,
-    y_mean: f64,
-    g: Array2<f64>,
-    b: Array1<f64>,
+/// Centred sufficient statistics of a design: rows, column means, target mean, `XcᵀXc`, `Xcᵀyc`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gram {
+    /// Rows.
+    pub n: usize,
+    /// Column means.
+    pub x_mean: Array1<f64>,
+    /// Target mean.
+    pub y_mean: f64,
+    /// The centred Gram matrix `XcᵀXc` (p × p).
+    pub g: Array2<f64>,
+    /// The centred cross products `Xcᵀyc`.
+    pub b: Array1<f64>,
+}
+
+impl Gram {
+    /// Add the statistics of more rows (Chan's parallel update: the two groups' centred sums
+    /// plus the outer product of the difference of their means).
+    pub fn merge(&mut self, o: &Gram) {
+        if o.n == 0 {
+            return;
+        }
+        if self.n == 0 {
+            *self = o.clone();
+            return;
+        }
+        let (na, nb) = (self.n as f64, o.n as f64);
+        let w = na * nb / (na + nb);
+        let dx = &o.x_mean - &self.x_mean;
+        let dy = o.y_mean - self.y_mean;
+        self.g += &o.g;
+        let col = dx.view().insert_axis(Axis(1));
+        general_mat_mul(w, &col, &col.t(), 1.0, &mut self.g);
+        self.b += &o.b;
+        self.b.scaled_add(w * dy, &dx);
+        self.x_mean.scaled_add(nb / (na + nb), &dx);
+        self.y_mean += dy * nb / (na + nb);
+        self.n += o.n;
+    }
+
+    /// Population standard deviation of every column.
+    pub fn column_sd(&self) -> Vec<f64> {
+        self.g.diag().iter().map(|v| (v.max(0.0) / self.n.max(1) as f64).sqrt()).collect()
+    }
 }
 
 fn gram(d: &dyn Design) -> Result<Gram> {
@@ -244,7 +303,7 @@ fn gram(d: &dyn Design) -> Result<Gram> {
         b += &xc.t().dot(&(&y - y_mean));
         Ok(())
     })?;
-    Ok(Gram { x_mean, y_mean, g, b })
+    Ok(Gram { n, x_mean, y_mean, g, b })
 }
 
 /// Fit `model` on a design.
@@ -284,19 +343,11 @@ pub fn fit_linear(model: &Model, d: &dyn Design) -> Result<LinearFit> {
     }
     let (coef, rank, iterations, x_mean, y_mean) = match *model {
         Model::Linear | Model::Ridge { .. } => {
-            let gm = gram(d)?;
-            let alpha = if let Model::Ridge { alpha } = *model { alpha } else { 0.0 };
-            let (w, rank) = solve_normal(&gm, alpha)?;
-            if rank < d.width() && *model == Model::Linear {
-                tracing::warn!(
-                    rank,
-                    columns = d.width(),
-                    "design matrix is rank-deficient (collinear columns, or one-hot blocks with an intercept); \
-                     using the minimum-norm least-squares solution, as scikit-learn's LinearRegression does. \
-                     Consider kind: ridge for stable coefficients"
-                );
-            }
-            (w, rank, 0, gm.x_mean, gm.y_mean)
+            let gm = match d.gram() {
+                Some(g) => g?,
+                None => gram(d)?,
+            };
+            return fit_gram(model, &gm);
         }
         Model::Lasso { alpha, max_iterations, tolerance } => {
             coordinate_descent(alpha, 1.0, max_iterations, tolerance, d)?
@@ -308,6 +359,41 @@ pub fn fit_linear(model: &Model, d: &dyn Design) -> Result<LinearFit> {
             return Err(Error::Model(format!("{} is not a linear model", model.as_str())))
         }
     };
+    finish_linear(model, coef, rank, iterations, &x_mean, y_mean)
+}
+
+/// Fit OLS or ridge (`model`) from a design's [`Gram`] statistics.
+pub fn fit_gram(model: &Model, gm: &Gram) -> Result<LinearFit> {
+    if gm.n < 2 {
+        return Err(Error::Model(format!("need at least 2 training rows, got {}", gm.n)));
+    }
+    let alpha = match *model {
+        Model::Ridge { alpha } => alpha,
+        Model::Linear => 0.0,
+        _ => return Err(Error::Model(format!("{} is not solved from the Gram matrix", model.as_str()))),
+    };
+    let (w, rank) = solve_normal(gm, alpha)?;
+    let width = gm.g.nrows();
+    if rank < width && *model == Model::Linear {
+        tracing::warn!(
+            rank,
+            columns = width,
+            "design matrix is rank-deficient (collinear columns, or one-hot blocks with an intercept); \
+             using the minimum-norm least-squares solution, as scikit-learn's LinearRegression does. \
+             Consider kind: ridge for stable coefficients"
+        );
+    }
+    finish_linear(model, w, rank, 0, &gm.x_mean, gm.y_mean)
+}
+
+fn finish_linear(
+    model: &Model,
+    coef: Array1<f64>,
+    rank: usize,
+    iterations: u32,
+    x_mean: &Array1<f64>,
+    y_mean: f64,
+) -> Result<LinearFit> {
     if coef.iter().any(|c| !c.is_finite()) {
         return Err(Error::Model(format!(
             "{} produced non-finite coefficients; check for constant or duplicate columns, or use ridge",
@@ -376,7 +462,8 @@ fn coordinate_descent(alpha: f64, l1: f64, max_it: u32, tolerance: f64, d: &dyn 
     let y_mean = y.mean().unwrap_or(0.0);
     let xc = x - &x_mean;
     let rank = {
-        let gm = Gram { x_mean: x_mean.clone(), y_mean, g: xc.t().dot(&xc), b: Array1::zeros(xc.ncols()) };
+        let gm =
+            Gram { n: xc.nrows(), x_mean: x_mean.clone(), y_mean, g: xc.t().dot(&xc), b: Array1::zeros(xc.ncols()) };
         solve_normal(&gm, 0.0)?.1
     };
     let fitted = linfa_elasticnet::ElasticNet::params()

@@ -1,28 +1,38 @@
 //! A spool: training rows written once to an anonymous temporary file and read back block by
-//! block for every statistics pass, so training from a topic holds one block in memory however
-//! long the topic is (the disk holds the rest: about 8 bytes per numeric value).
+//! block for every statistics pass, so training holds a few blocks in memory however many rows
+//! there are (the disk holds the rest: about 8 bytes per numeric value). Training from a CSV
+//! file or from a topic both go through one.
 //!
-//! Format (private, never leaves the process): per row, each numeric value as f64
-//! little-endian, each categorical value as a u32 length (`u32::MAX` = missing) and its UTF-8
-//! bytes, then the target as f64.
+//! Format (private, never leaves the process): blocks of [`BLOCK_ROWS`] rows (the last may be
+//! shorter), each column-wise: every numeric column as f64 little-endian, the target likewise,
+//! then per categorical column the block's dictionary (a u32 count, then each value as a u32
+//! length and its UTF-8 bytes) and one u32 code per row (`u32::MAX` = missing). An in-memory
+//! index of block offsets lets threads read blocks independently.
 
+use std::borrow::Cow;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Write};
 
-use crate::data::{Blocks, ColumnSpec, Table};
+use crate::data::{Blocks, CategoricalColumn, ColumnSpec, Table, SEGMENT_ROWS};
 use crate::error::{Error, Result};
 
-/// Rows per block read back (about 1.5 MB for the wine columns).
-pub const BLOCK_ROWS: usize = 16_384;
+/// Rows per block (about 3 MB for 20 numeric and 3 categorical columns).
+pub const BLOCK_ROWS: usize = SEGMENT_ROWS;
 
-const MISSING_LEN: u32 = u32::MAX;
+fn spool_path() -> std::path::PathBuf {
+    std::env::temp_dir().join("(spool)")
+}
 
 /// Writes rows; [`SpoolWriter::finish`] makes the readable [`Spool`].
 pub struct SpoolWriter {
     out: BufWriter<File>,
     rows: usize,
-    numeric: usize,
-    categorical: usize,
+    pending: Table,
+    empty: Table,
+    /// Byte offset and row count of each block written.
+    index: Vec<(u64, usize)>,
+    offset: u64,
+    bytes: Vec<u8>,
 }
 
 impl SpoolWriter {
@@ -32,33 +42,68 @@ impl SpoolWriter {
         Ok(SpoolWriter {
             out: BufWriter::with_capacity(1 << 16, file),
             rows: 0,
-            numeric: spec.numeric.len(),
-            categorical: spec.categorical.len(),
+            pending: Table::empty(spec),
+            empty: Table::empty(spec),
+            index: Vec::new(),
+            offset: 0,
+            bytes: Vec::new(),
         })
     }
 
     /// Append one row (values in spec order; `NaN` / `None` for missing).
     pub fn push(&mut self, numeric: &[f64], categorical: &[Option<&str>], target: f64) -> Result<()> {
-        debug_assert_eq!((numeric.len(), categorical.len()), (self.numeric, self.categorical));
-        let io = |e| Error::io("write", std::env::temp_dir().join("(spool)"), e);
-        for v in numeric {
-            self.out.write_all(&v.to_le_bytes()).map_err(io)?;
+        debug_assert_eq!(
+            (numeric.len(), categorical.len()),
+            (self.pending.numeric.len(), self.pending.categorical.len())
+        );
+        if let Some(s) = categorical.iter().flatten().find(|s| u32::try_from(s.len()).is_err()) {
+            return Err(Error::Model(format!("a categorical value of {} bytes is too long", s.len())));
         }
-        for c in categorical {
-            match c {
-                None => self.out.write_all(&MISSING_LEN.to_le_bytes()).map_err(io)?,
-                Some(s) => {
-                    let len = u32::try_from(s.len())
-                        .ok()
-                        .filter(|&l| l != MISSING_LEN)
-                        .ok_or_else(|| Error::Model(format!("a categorical value of {} bytes is too long", s.len())))?;
-                    self.out.write_all(&len.to_le_bytes()).map_err(io)?;
-                    self.out.write_all(s.as_bytes()).map_err(io)?;
-                }
+        self.pending.push_row(numeric, categorical, target);
+        self.rows += 1;
+        if self.pending.len() == BLOCK_ROWS {
+            self.flush_block()?;
+        }
+        Ok(())
+    }
+
+    /// Append every row of `table` (a table with the spec's columns).
+    pub fn push_table(&mut self, table: &Table) -> Result<()> {
+        let mut at = 0;
+        while at < table.len() {
+            let take = (BLOCK_ROWS - self.pending.len()).min(table.len() - at);
+            self.pending.append_range(table, at..at + take);
+            self.rows += take;
+            at += take;
+            if self.pending.len() == BLOCK_ROWS {
+                self.flush_block()?;
             }
         }
-        self.out.write_all(&target.to_le_bytes()).map_err(io)?;
-        self.rows += 1;
+        Ok(())
+    }
+
+    fn flush_block(&mut self) -> Result<()> {
+        let t = std::mem::replace(&mut self.pending, self.empty.clone());
+        let b = &mut self.bytes;
+        b.clear();
+        for col in t.numeric.iter().chain([&t.target]) {
+            for v in col {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        for col in &t.categorical {
+            b.extend_from_slice(&(col.values.len() as u32).to_le_bytes());
+            for v in &col.values {
+                b.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                b.extend_from_slice(v.as_bytes());
+            }
+            for c in &col.codes {
+                b.extend_from_slice(&c.to_le_bytes());
+            }
+        }
+        self.out.write_all(b).map_err(|e| Error::io("write", spool_path(), e))?;
+        self.index.push((self.offset, t.len()));
+        self.offset += b.len() as u64;
         Ok(())
     }
 
@@ -68,21 +113,94 @@ impl SpoolWriter {
     }
 
     /// Flush and make the rows readable.
-    pub fn finish(self) -> Result<Spool> {
-        let file = self
-            .out
-            .into_inner()
-            .map_err(|e| Error::io("flush", std::env::temp_dir().join("(spool)"), e.into_error()))?;
-        Ok(Spool { file, rows: self.rows, numeric: self.numeric, categorical: self.categorical })
+    pub fn finish(mut self) -> Result<Spool> {
+        if !self.pending.is_empty() {
+            self.flush_block()?;
+        }
+        let file = self.out.into_inner().map_err(|e| Error::io("flush", spool_path(), e.into_error()))?;
+        let mut index = self.index;
+        index.push((self.offset, 0));
+        Ok(Spool { file, rows: self.rows, index, empty: self.empty })
     }
 }
 
-/// Spooled rows, readable block by block any number of times.
+/// Spooled rows, readable block by block any number of times, from any thread.
 pub struct Spool {
     file: File,
     rows: usize,
-    numeric: usize,
-    categorical: usize,
+    /// Offset and rows of each block, then the end offset.
+    index: Vec<(u64, usize)>,
+    empty: Table,
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        match std::os::windows::fs::FileExt::seek_read(file, buf, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads little-endian values off a block's bytes.
+struct Cursor<'a>(&'a [u8]);
+
+impl Cursor<'_> {
+    fn take(&mut self, n: usize) -> std::io::Result<&[u8]> {
+        if self.0.len() < n {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn u32(&mut self) -> std::io::Result<u32> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn f64s(&mut self, n: usize, out: &mut Vec<f64>) -> std::io::Result<()> {
+        let b = self.take(8 * n)?;
+        out.extend(b.chunks_exact(8).map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])));
+        Ok(())
+    }
+}
+
+impl Spool {
+    fn decode(&self, bytes: &[u8], n: usize) -> std::io::Result<Table> {
+        let mut t = self.empty.clone();
+        let mut c = Cursor(bytes);
+        for col in t.numeric.iter_mut().chain([&mut t.target]) {
+            col.reserve_exact(n);
+            c.f64s(n, col)?;
+        }
+        for col in t.categorical.iter_mut() {
+            let count = c.u32()? as usize;
+            let mut values = Vec::with_capacity(count);
+            for _ in 0..count {
+                let len = c.u32()? as usize;
+                let text = std::str::from_utf8(c.take(len)?)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                values.push(text.to_string());
+            }
+            let codes = c.take(4 * n)?.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            *col = CategoricalColumn::from_parts(values, codes);
+        }
+        Ok(t)
+    }
 }
 
 impl Blocks for Spool {
@@ -90,52 +208,17 @@ impl Blocks for Spool {
         self.rows
     }
 
-    fn for_each_block(&self, f: &mut dyn FnMut(usize, &Table) -> Result<()>) -> Result<()> {
-        let io = |e| Error::io("read", std::env::temp_dir().join("(spool)"), e);
-        let mut file = self.file.try_clone().map_err(io)?;
-        file.seek(SeekFrom::Start(0)).map_err(io)?;
-        let mut r = BufReader::with_capacity(1 << 16, file);
-        let mut first = 0;
-        let (mut numeric, mut categorical) = (vec![0.0; self.numeric], Vec::with_capacity(self.categorical));
-        let mut text: Vec<String> = vec![String::new(); self.categorical];
-        let mut buf8 = [0u8; 8];
-        let mut buf4 = [0u8; 4];
-        while first < self.rows {
-            let n = BLOCK_ROWS.min(self.rows - first);
-            let mut t = Table {
-                numeric: vec![Vec::with_capacity(n); self.numeric],
-                categorical: vec![Default::default(); self.categorical],
-                target: Vec::with_capacity(n),
-            };
-            for _ in 0..n {
-                for v in numeric.iter_mut() {
-                    r.read_exact(&mut buf8).map_err(io)?;
-                    *v = f64::from_le_bytes(buf8);
-                }
-                categorical.clear();
-                for s in text.iter_mut() {
-                    r.read_exact(&mut buf4).map_err(io)?;
-                    let len = u32::from_le_bytes(buf4);
-                    if len == MISSING_LEN {
-                        categorical.push(false);
-                        continue;
-                    }
-                    let mut bytes = std::mem::take(s).into_bytes();
-                    bytes.resize(len as usize, 0);
-                    r.read_exact(&mut bytes).map_err(io)?;
-                    *s = String::from_utf8(bytes)
-                        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-                    categorical.push(true);
-                }
-                r.read_exact(&mut buf8).map_err(io)?;
-                let cats: Vec<Option<&str>> =
-                    text.iter().zip(&categorical).map(|(s, &present)| present.then_some(s.as_str())).collect();
-                t.push_row(&numeric, &cats, f64::from_le_bytes(buf8));
-            }
-            f(first, &t)?;
-            first += n;
-        }
-        Ok(())
+    fn block_count(&self) -> usize {
+        self.index.len() - 1
+    }
+
+    fn block(&self, i: usize) -> Result<(usize, Cow<'_, Table>)> {
+        let io = |e| Error::io("read", spool_path(), e);
+        let ((offset, n), (end, _)) = (self.index[i], self.index[i + 1]);
+        let mut bytes = vec![0u8; (end - offset) as usize];
+        read_at(&self.file, &mut bytes, offset).map_err(io)?;
+        let t = self.decode(&bytes, n).map_err(io)?;
+        Ok((i * BLOCK_ROWS, Cow::Owned(t)))
     }
 }
 

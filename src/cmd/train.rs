@@ -16,13 +16,13 @@ use crate::bus::kafka::Kafka;
 use crate::bus::{Announcement, Bus, ExportRef, MoveAction};
 use crate::cmd::promote::{new_move, Verified};
 use crate::cmd::{Edges, Outcome};
-use crate::config::params::{Params, Promotion, Split};
-use crate::data::{self, Blocks, ColumnSpec, FileInfo, RawRows};
+use crate::config::params::{Model, Params, Promotion, Split};
+use crate::data::{self, Blocks, ColumnSpec, FileInfo, RawRows, Rows};
 use crate::error::{Error, Result};
 use crate::export::Format;
 use crate::features::{BlockDesign, Preprocessing};
 use crate::lifecycle::{Decision, GateMetric};
-use crate::model::{self, Metrics, MetricsAcc};
+use crate::model::{self, Fit, Metrics, MetricsAcc};
 use crate::report::ReportData;
 use crate::settings::TrainSettings;
 use crate::spool::SpoolWriter;
@@ -292,23 +292,37 @@ impl Observer for () {
 }
 
 /// [`fit_artifact`] with the report's data, telling `obs` about each long step.
+///
+/// The CSV files are parsed in parallel straight into a [`crate::spool::Spool`] on disk, and
+/// every statistics pass reads it back block by block: memory does not grow with the rows
+/// (except for lasso, elastic net and the tree kinds, which hold the design matrix).
 pub fn fit(params: &Params, obs: &dyn Observer) -> Result<Fitted> {
     let size = params.train_files().iter().map(|p| std::fs::metadata(p).map(|m| m.len()).ok()).sum::<Option<u64>>();
     obs.stage("reading the training data", size.map(Work::Bytes));
     let t0 = Instant::now();
     let spec = ColumnSpec::of(params);
-    let (table, files) = data::load_csv_observed(params.train_files(), &spec, &|n| obs.advance(n))?;
+    let mut spool = SpoolWriter::new(&spec)?;
+    let files = data::read_csv(params.train_files(), &spec, &|n| obs.advance(n), data::default_threads(), &mut |t| {
+        spool.push_table(&t)
+    })?;
+    if spool.rows() == 0 {
+        let names: Vec<String> = params.train_files().iter().map(|p| p.display().to_string()).collect();
+        return Err(Error::Data { source_name: names.join(","), line: 0, message: "no data rows".into() });
+    }
+    let spool = spool.finish()?;
     tracing::info!(
-        rows = table.len(),
+        rows = spool.rows(),
         files = files.len(),
         elapsed_ms = t0.elapsed().as_millis() as u64,
         "loaded training data"
     );
-    fit_rows(params, &table, files, None, obs)
+    fit_rows(params, &spool, files, None, obs)
 }
 
-/// Fit on rows already read (a CSV table, or a spool of a topic): the split, preprocessing,
-/// estimator and evaluation, in streaming passes over `rows`.
+/// Fit on rows already read (a CSV table, or a spool of a file or a topic): the split,
+/// preprocessing, estimator and evaluation, in streaming passes over `rows` (parallel for OLS
+/// and ridge, whose statistics are merged in a fixed order: the result does not depend on the
+/// number of threads).
 pub fn fit_rows(
     params: &Params,
     rows: &dyn Blocks,
@@ -317,60 +331,84 @@ pub fn fit_rows(
     obs: &dyn Observer,
 ) -> Result<Fitted> {
     let spec = ColumnSpec::of(params);
+    let threads = data::default_threads();
     let n = rows.rows();
     if n == 0 {
         return Err(Error::Model("no training rows".into()));
     }
-    // Train and test rows: indices into the rows, never copies.
+    // Train and test rows: a selection of the rows (the held-out split is a bitset), never copies.
     let test_table;
-    let (train_rows, test_rows, test_src): (Vec<usize>, Vec<usize>, &dyn Blocks) = match params.split() {
+    let mask;
+    let (train_rows, test_rows, test_src): (Rows<'_>, Rows<'_>, &dyn Blocks) = match params.split() {
         Split::File(path) => {
             let (t, info) = data::load_csv(&[path.to_path_buf()], &spec)?;
             files.extend(info);
             test_table = t;
-            ((0..n).collect(), (0..test_table.len()).collect(), &test_table)
+            (Rows::All(n), Rows::All(test_table.len()), &test_table)
         }
         Split::Fraction { fraction, seed } => {
             if n < 3 {
                 return Err(Error::Model(format!("need at least 3 rows to hold some out, got {n}")));
             }
-            let (tr, te) = data::split_indices(n, fraction, seed);
-            (tr, te, rows)
+            mask = data::held_out(n, fraction, seed);
+            (Rows::NotIn(&mask), Rows::In(&mask), rows)
         }
+    };
+    let held = match train_rows {
+        Rows::NotIn(mask) => Some(mask),
+        _ => None,
     };
     obs.stage("fitting", None);
     let t1 = Instant::now();
-    let prep = Preprocessing::fit_blocks(params, rows, &train_rows)?;
-    let train = BlockDesign { prep: &prep, blocks: rows, rows: &train_rows };
-    let test = BlockDesign { prep: &prep, blocks: test_src, rows: &test_rows };
+    let prep = Preprocessing::fit_blocks(params, rows, train_rows)?;
+    let train = BlockDesign { prep: &prep, blocks: rows, rows: train_rows };
+    let test = BlockDesign { prep: &prep, blocks: test_src, rows: test_rows };
     tracing::info!(kind = params.model().as_str(), rows = train_rows.len(), features = prep.width(), "fitting");
-    let fit = model::fit(params.model(), &train)?;
-    tracing::info!(fit = %fit.summary(), elapsed_ms = t1.elapsed().as_millis() as u64, "fitted");
-    let mut target_sum = 0.0;
-    rows.for_each_block(&mut |first, t| {
-        // one running sum in row order, however the rows are blocked
-        for &i in data::rows_in_block(&train_rows, first, t.len()) {
-            target_sum += t.target[i - first];
+    let (fit, gram) = match params.model() {
+        m @ (Model::Linear | Model::Ridge { .. }) => {
+            let gm = crate::stats::gram(&prep, rows, train_rows, threads)?;
+            (Fit::Linear(model::fit_gram(m, &gm)?), Some(gm))
         }
-        Ok(())
-    })?;
-    let train_mean = target_sum / train_rows.len().max(1) as f64;
-    let (train_metrics, _) = fit.evaluate(&train, train_mean)?;
+        m => (model::fit(m, &train)?, None),
+    };
+    tracing::info!(fit = %fit.summary(), elapsed_ms = t1.elapsed().as_millis() as u64, "fitted");
+    let train_mean = match &gram {
+        Some(gm) => gm.y_mean,
+        None => crate::stats::target_mean(rows, train_rows, threads)?,
+    };
     // held out: metrics and the report's points in one streaming pass
     let stride = crate::report::stride(test_rows.len());
-    let (mut model_acc, mut base_acc) = (MetricsAcc::default(), MetricsAcc::default());
-    let mut points = Vec::with_capacity(test_rows.len().div_ceil(stride));
-    let mut i = 0usize;
-    fit.for_each_prediction(&test, &mut |t, p| {
-        model_acc.add(t, p);
-        base_acc.add(t, train_mean);
-        if i.is_multiple_of(stride) {
-            points.push((t, p));
+    let (train_metrics, model_metrics, baseline, points) = match fit.linear() {
+        Some(l) => {
+            let ((train_acc, _, _), (model_acc, base_acc, points)) = match held {
+                Some(mask) => crate::stats::linear_metrics_split(&prep, l, rows, mask, train_mean, stride, threads)?,
+                None => (
+                    crate::stats::linear_metrics(&prep, l, rows, train_rows, train_mean, usize::MAX, threads)?,
+                    crate::stats::linear_metrics(&prep, l, test_src, test_rows, train_mean, stride, threads)?,
+                ),
+            };
+            (train_acc.finish(), model_acc.finish(), base_acc.finish(), points)
         }
-        i += 1;
-    })?;
-    let (model_metrics, baseline) = (model_acc.finish(), base_acc.finish());
-    let sd = crate::report::column_sd(&train)?;
+        None => {
+            let (train_metrics, _) = fit.evaluate(&train, train_mean)?;
+            let (mut model_acc, mut base_acc) = (MetricsAcc::default(), MetricsAcc::default());
+            let mut points = Vec::with_capacity(test_rows.len().div_ceil(stride));
+            let mut i = 0usize;
+            fit.for_each_prediction(&test, &mut |t, p| {
+                model_acc.add(t, p);
+                base_acc.add(t, train_mean);
+                if i.is_multiple_of(stride) {
+                    points.push((t, p));
+                }
+                i += 1;
+            })?;
+            (train_metrics, model_acc.finish(), base_acc.finish(), points)
+        }
+    };
+    let sd = match &gram {
+        Some(gm) => gm.column_sd(),
+        None => crate::report::column_sd(&train)?,
+    };
     let created_at = chrono::Utc::now();
     let mut salt: String = files.iter().map(|f| f.sha256.as_str()).collect();
     if let Some(t) = &topic {
