@@ -1,16 +1,18 @@
 //! Benchmark baseline: consume a topic and produce the same bytes to another with the same client
 //! library and the same at-least-once rule as `modelcast predict --serve` (offsets stored only
 //! after every output of a batch was acknowledged), but no model, and the leanest loop
-//! librdkafka allows: one thread, a `BaseConsumer` polled directly, a `BaseProducer` polled by
-//! the same thread, delivery reports counted by a callback (no future, no channel, no timer).
-//! Its throughput is the broker's limit for this workload and its CPU the floor for the client.
+//! librdkafka allows: no async runtime, a `BaseConsumer` polled directly, a `BaseProducer` whose
+//! delivery reports a second thread serves (a poll returns only at its timeout, so the loop
+//! cannot poll it itself without waiting or spinning), counted by a callback that wakes the loop
+//! when a batch is acknowledged (no future, no channel, no timer). Its throughput is the broker's
+//! limit for this workload and its CPU the floor for the client.
 //!
 //! ```sh
 //! cargo run --release --example passthrough -- 127.0.0.1:9092 features app_messages my-group
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
@@ -20,10 +22,11 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
-/// Counts delivery reports: outstanding and failed.
+/// Counts delivery reports: outstanding (the loop waits for zero) and failed.
 #[derive(Default)]
 struct Acks {
-    pending: AtomicU64,
+    pending: Mutex<u64>,
+    acked: Condvar,
     failed: AtomicU64,
 }
 
@@ -35,7 +38,11 @@ impl ProducerContext for Acks {
         if result.is_err() {
             self.failed.fetch_add(1, Ordering::Relaxed);
         }
-        self.pending.fetch_sub(1, Ordering::Relaxed);
+        let mut pending = self.pending.lock().expect("lock");
+        *pending -= 1;
+        if *pending == 0 {
+            self.acked.notify_one();
+        }
     }
 }
 
@@ -58,12 +65,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .set("fetch.wait.max.ms", fetch_wait)
         .create()?;
     consumer.subscribe(&[input])?;
-    let producer: BaseProducer<Acks> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .create_with_context(Acks::default())?;
+    let producer: Arc<BaseProducer<Acks>> = Arc::new(
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .create_with_context(Acks::default())?,
+    );
+    let served = producer.clone();
+    std::thread::spawn(move || loop {
+        served.poll(Duration::from_secs(1));
+    });
     // SIGTERM/SIGINT end the loop between batches (a thread that only waits for the signal)
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -96,22 +109,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if let Some(k) = m.key() {
                 rec = rec.key(k);
             }
-            acks.pending.fetch_add(1, Ordering::Relaxed);
+            *acks.pending.lock().expect("lock") += 1;
             loop {
                 match producer.send(rec) {
                     Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                        producer.poll(Duration::from_millis(10));
+                        std::thread::sleep(Duration::from_millis(5));
                         rec = r;
                     }
                     Err((e, _)) => return Err(e.into()),
                 }
             }
         }
-        // serve the delivery callbacks until the batch is acknowledged
-        while acks.pending.load(Ordering::Relaxed) > 0 {
-            producer.poll(Duration::from_millis(100));
+        // wait until the batch is acknowledged
+        let mut pending = acks.pending.lock().expect("lock");
+        while *pending > 0 {
+            pending = acks.acked.wait(pending).expect("lock");
         }
+        drop(pending);
         if acks.failed.load(Ordering::Relaxed) > 0 {
             return Err("a delivery failed; offsets not stored".into());
         }
