@@ -621,13 +621,6 @@ impl<'t> Outgoing<'t> {
         }
     }
 
-    /// A shadow model's prediction: its JSON on the shadow topic, keyed by the record key.
-    pub fn shadow(p: &Prediction, topic: &'t str) -> Result<Outgoing<'t>> {
-        let mut m = Outgoing::empty(topic);
-        m.set_prediction(&p.as_ref(), topic)?;
-        Ok(m)
-    }
-
     /// Whether this is a prediction (not a dead letter).
     pub fn is_prediction(&self, topics: &OutputTopics<'_>) -> bool {
         self.topic == topics.app_messages && self.headers.is_empty()

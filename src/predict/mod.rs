@@ -150,6 +150,28 @@ pub struct Incoming<'a> {
     pub timestamp_ms: Option<i64>,
 }
 
+impl Incoming<'_> {
+    /// The key of a record without a key field: the transport key, else `partition:offset`
+    /// (Kafka) or the line number; written into `buf` only when it is not borrowed.
+    pub fn fallback_key<'b>(&'b self, buf: &'b mut String) -> &'b str {
+        match self.transport_key.map(String::from_utf8_lossy) {
+            Some(Cow::Borrowed(k)) => k,
+            Some(Cow::Owned(k)) => {
+                *buf = k;
+                buf
+            }
+            None => {
+                buf.clear();
+                let _ = match self.origin {
+                    OriginRef::Kafka { partition, offset, .. } => write!(buf, "{partition}:{offset}"),
+                    OriginRef::Line { line, .. } => write!(buf, "{line}"),
+                };
+                buf
+            }
+        }
+    }
+}
+
 /// What [`score_into`] made of a record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
@@ -189,23 +211,9 @@ pub fn score_into<'a, 't>(
         Ok(k) => k.as_ref(),
         Err(_) => None,
     };
-    let key: &str = match (field_key, rec.transport_key) {
-        (Some(k), _) => k,
-        (None, Some(k)) => match String::from_utf8_lossy(k) {
-            Cow::Borrowed(k) => k,
-            Cow::Owned(k) => {
-                *keybuf = k;
-                keybuf
-            }
-        },
-        (None, None) => {
-            keybuf.clear();
-            let _ = match rec.origin {
-                OriginRef::Kafka { partition, offset, .. } => write!(keybuf, "{partition}:{offset}"),
-                OriginRef::Line { line, .. } => write!(keybuf, "{line}"),
-            };
-            keybuf
-        }
+    let key: &str = match field_key {
+        Some(k) => k,
+        None => rec.fallback_key(keybuf),
     };
     let score = match &outcome {
         Ok(_) => model.scorer.score(cells),

@@ -58,8 +58,7 @@ pub async fn run(
     if choice.shadow.is_some() {
         needed.push(shadow_topic);
     }
-    let train_topic = cfg.topics.train.clone();
-    needed.push(&train_topic);
+    // (the train topic is checked when its follower opens)
     kafka.check_topics(&needed).await?;
     let consumer = Arc::new(kafka.input_consumer(&opts.input_topic, opts.instance_id.as_deref())?);
     let t0 = std::time::Instant::now();
@@ -138,11 +137,8 @@ pub async fn run(
             let verdict = if rec.bytes.len() > cfg.max_record_bytes {
                 let reason =
                     format!("record of {} bytes exceeds max_record_bytes {}", rec.bytes.len(), cfg.max_record_bytes);
-                let key = match rec.transport_key {
-                    Some(k) => String::from_utf8_lossy(k).into_owned(),
-                    None => format!("{}:{}", r.partition(), r.offset()),
-                };
-                msg.set_dead_letter(&key, &reason, &rec.origin, rec.bytes, &topics);
+                let mut buf = String::new();
+                msg.set_dead_letter(rec.fallback_key(&mut buf), &reason, &rec.origin, rec.bytes, &topics);
                 Verdict::Rejected(reason)
             } else {
                 score_into(&model, &rec, now, &mut scratch, msg, topics.app_messages, &topics)?
