@@ -129,15 +129,21 @@ def contender(bed: Bed, prep: dict, name: str, tag: str, in_topic: str, out_topi
 # ------------------------------------------------------------------------------ a. throughput
 
 
-def throughput(bed: Bed, sizes: Sizes, prep: dict) -> dict:
-    in_topic = bed.topic("tp-in")
-    bed.create_topics([in_topic])
+def preload(bed: Bed, name: str, n: int) -> str:
+    """A new 3-partition topic holding N keyed JSON wine records; returns its name."""
+    topic = bed.topic(name)
+    bed.create_topics([topic])
     payloads, p = wine_payloads(), producer(bed, linger_ms=50)
-    for i in range(sizes.n):
-        send(p, in_topic, f"k{i}", payloads[i % len(payloads)])
+    for i in range(n):
+        send(p, topic, f"k{i}", payloads[i % len(payloads)])
     flush(p, "pre-load")
-    if (n := bed.count(in_topic)) != sizes.n:
-        raise BenchError(f"pre-loaded {n} records into {in_topic}, expected {sizes.n}")
+    if (got := bed.count(topic)) != n:
+        raise BenchError(f"pre-loaded {got} records into {topic}, expected {n}")
+    return topic
+
+
+def throughput(bed: Bed, sizes: Sizes, prep: dict) -> dict:
+    in_topic = preload(bed, "tp-in", sizes.n)
     rows = {}
     for name in ("modelcast", "modelcast_shadow", "passthrough", "batched", "seed"):
         target = sizes.n_seed if name == "seed" else sizes.n
@@ -562,12 +568,18 @@ def recovery(bed: Bed, sizes: Sizes, prep: dict) -> dict:
     topic), fresh and after each restart, with records queued so there is always work: with
     `--instance-id` (static membership) after `kill -9`; without (dynamic) after SIGTERM (the
     member leaves the group) and once after `kill -9` (its partitions wait for its session)."""
-    in_topic = bed.topic("rc-in")
-    bed.create_topics([in_topic])
+    in_topic = preload(bed, "rc-in", sizes.n)
     payloads, p = wine_payloads(), producer(bed, linger_ms=50)
-    for i in range(sizes.n):
-        send(p, in_topic, f"k{i}", payloads[i % len(payloads)])
-    flush(p, "pre-load")
+    topped = 0
+
+    def top_up() -> None:
+        """More records before each restart, so the restarted service always has work."""
+        nonlocal topped
+        for i in range(5_000):
+            send(p, in_topic, f"top{topped}-{i}", payloads[i % len(payloads)])
+        flush(p, "top-up")
+        topped += 1
+
     out = {}
     cases = (
         ("static", ["--instance-id", "bench-replica-1"], ["kill"] * sizes.swaps),
@@ -587,6 +599,7 @@ def recovery(bed: Bed, sizes: Sizes, prep: dict) -> dict:
                 proc.p.wait()
             else:
                 proc.stop()
+            top_up()
             before = bed.count(out_topic)
             proc = Proc(bed, f"recovery-{mode}-{i + 1}", cmd)
             t = first_growth(bed, out_topic, before, proc, RECOVERY_CAP_S)
