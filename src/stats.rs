@@ -665,20 +665,17 @@ mod tests {
         let (table, spool) = data(&p, n);
         let mask = held_out(n, 0.2, 42);
         let train = Rows::NotIn(&mask);
-        let reference = {
-            let prep = fit_preprocessing(&p, &table, train, 1).unwrap();
-            let g = gram(&prep, &table, train, 1).unwrap();
+        let run = |blocks: &dyn Blocks, threads: usize| {
+            let prep = fit_preprocessing(&p, blocks, train, threads).unwrap();
+            let g = gram(&prep, blocks, train, threads).unwrap();
             let fit = crate::model::fit_gram(p.model(), &g).unwrap();
-            let m = linear_metrics(&prep, &fit, &table, Rows::In(&mask), 0.5, 7, 1).unwrap();
+            let m = linear_metrics(&prep, &fit, blocks, Rows::In(&mask), 0.5, 7, threads).unwrap();
             (prep, g, fit, m.0.finish(), m.1.finish(), m.2)
         };
+        let reference = run(&table, 1);
         for threads in [1, 2, 3, 8] {
             for blocks in [&table as &dyn Blocks, &spool] {
-                let prep = fit_preprocessing(&p, blocks, train, threads).unwrap();
-                let g = gram(&prep, blocks, train, threads).unwrap();
-                let fit = crate::model::fit_gram(p.model(), &g).unwrap();
-                let m = linear_metrics(&prep, &fit, blocks, Rows::In(&mask), 0.5, 7, threads).unwrap();
-                assert_eq!((prep, g, fit, m.0.finish(), m.1.finish(), m.2), reference, "{threads} threads");
+                assert_eq!(run(blocks, threads), reference, "{threads} threads");
             }
         }
     }
