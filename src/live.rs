@@ -13,7 +13,8 @@
 //! Statistics are sums (count, error, squared error, absolute error, and the label's shifted
 //! moments for R²), kept since start and in time buckets of one `interval` for a sliding window.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -156,8 +157,12 @@ pub struct Joiner {
     cfg: JoinConfig,
     waiting: HashMap<(String, Stream), Waiting>,
     labels: HashMap<String, Label>,
-    /// Arrival order of waiting entries, for expiry and eviction: (at, key, stream or None for a label).
-    order: VecDeque<(i64, String, Option<Stream>)>,
+    /// Waiting entries oldest first by their time (not their arrival: topics read out of step
+    /// deliver them out of time order), for expiry and eviction: (at, arrival, key, stream or
+    /// None for a label).
+    order: BinaryHeap<Reverse<(i64, u64, String, Option<Stream>)>>,
+    /// Entries pushed so far: ties on time leave in arrival order.
+    arrivals: u64,
     since_start: PerVersion,
     expired: BTreeMap<(VersionId, Stream), u64>,
     buckets: VecDeque<(i64, PerVersion)>,
@@ -180,7 +185,8 @@ impl Joiner {
             cfg,
             waiting: HashMap::new(),
             labels: HashMap::new(),
-            order: VecDeque::new(),
+            order: BinaryHeap::new(),
+            arrivals: 0,
             since_start: BTreeMap::new(),
             expired: BTreeMap::new(),
             buckets: VecDeque::new(),
@@ -213,7 +219,7 @@ impl Joiner {
             // the newer prediction of a key and stream replaces the older one
             self.counts.duplicates += 1;
         } else {
-            self.order.push_back((at_ms, key.to_string(), Some(stream)));
+            self.push(at_ms, key, Some(stream));
             self.bound();
         }
     }
@@ -226,7 +232,7 @@ impl Joiner {
         }
         self.counts.labels += 1;
         self.labels.insert(key.to_string(), Label { value, joined: [None, None] });
-        self.order.push_back((at_ms, key.to_string(), None));
+        self.push(at_ms, key, None);
         for stream in [Stream::Served, Stream::Shadow] {
             if let Some(w) = self.waiting.remove(&(key.to_string(), stream)) {
                 self.join(key, stream, w.version, w.prediction, value, now_ms);
@@ -259,7 +265,7 @@ impl Joiner {
     /// version), and window buckets that left the window.
     pub fn expire(&mut self, now_ms: i64) {
         let limit = now_ms - self.cfg.horizon_ms;
-        while self.order.front().is_some_and(|(at, _, _)| *at < limit) {
+        while self.order.peek().is_some_and(|Reverse((at, ..))| *at < limit) {
             self.drop_oldest(false);
         }
         let first = now_ms
@@ -270,6 +276,11 @@ impl Joiner {
         }
     }
 
+    fn push(&mut self, at_ms: i64, key: &str, stream: Option<Stream>) {
+        self.arrivals += 1;
+        self.order.push(Reverse((at_ms, self.arrivals, key.to_string(), stream)));
+    }
+
     fn bound(&mut self) {
         while self.waiting.len() + self.labels.len() > self.cfg.max_pending && !self.order.is_empty() {
             self.drop_oldest(true);
@@ -277,7 +288,7 @@ impl Joiner {
     }
 
     fn drop_oldest(&mut self, evicted: bool) {
-        let Some((at, key, stream)) = self.order.pop_front() else { return };
+        let Some(Reverse((at, _, key, stream))) = self.order.pop() else { return };
         match stream {
             Some(s) => {
                 // only if this entry is still the one waiting (not joined, not replaced)
@@ -493,6 +504,28 @@ mod tests {
         j.prediction("c", Stream::Served, v("1"), 1.0, 2, 2);
         let s = j.snapshot();
         assert_eq!((s.counts.evicted, s.versions[0].expired, s.pending_predictions), (1, 1, 2));
+    }
+
+    #[test]
+    fn expiry_goes_by_time_when_topics_deliver_out_of_time_order() {
+        // a restarted evaluator reads the labels topic ahead of the predictions: a label
+        // stamped late arrives before predictions made earlier, which must still expire
+        let mut j = joiner(100, 1000);
+        j.label("tick", 0.0, 500, 500);
+        j.prediction("a", Stream::Served, v("1"), 1.0, 10, 10);
+        j.prediction("b", Stream::Served, v("1"), 1.0, 20, 20);
+        j.label("later", 0.0, 450, 450);
+        j.expire(500); // the limit is 400: a and b are past, both labels are not
+        let s = j.snapshot();
+        assert_eq!((s.pending_predictions, s.versions[0].expired), (0, 2));
+        assert_eq!(s.pending_labels, 2);
+        // and the bound evicts the oldest by time, not the first to arrive
+        let mut j = joiner(1_000_000, 2);
+        j.label("tick", 0.0, 500, 500);
+        j.prediction("a", Stream::Served, v("1"), 1.0, 10, 10);
+        j.prediction("b", Stream::Served, v("1"), 1.0, 20, 20);
+        let s = j.snapshot();
+        assert_eq!((s.counts.evicted, s.versions[0].expired, s.pending_labels), (1, 1, 1));
     }
 
     #[test]
