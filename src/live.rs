@@ -151,6 +151,10 @@ pub struct Counts {
 /// Sums per version and stream.
 type PerVersion = BTreeMap<(VersionId, Stream), Sums>;
 
+/// A waiting label or prediction in the expiry order: (at, arrival, key, its stream or None for
+/// a label).
+type Entry = (i64, u64, String, Option<Stream>);
+
 /// The join state and the statistics.
 #[derive(Debug)]
 pub struct Joiner {
@@ -158,9 +162,8 @@ pub struct Joiner {
     waiting: HashMap<(String, Stream), Waiting>,
     labels: HashMap<String, Label>,
     /// Waiting entries oldest first by their time (not their arrival: topics read out of step
-    /// deliver them out of time order), for expiry and eviction: (at, arrival, key, stream or
-    /// None for a label).
-    order: BinaryHeap<Reverse<(i64, u64, String, Option<Stream>)>>,
+    /// deliver them out of time order), for expiry and eviction.
+    order: BinaryHeap<Reverse<Entry>>,
     /// Entries pushed so far: ties on time leave in arrival order.
     arrivals: u64,
     since_start: PerVersion,
