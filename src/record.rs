@@ -28,6 +28,16 @@ pub struct Decoder {
     key_field: String,
     /// The key field names a column too (the column wins).
     key_is_column: bool,
+    /// Per slot, its name as it stands in a record (`"name"`), when the name needs no escape:
+    /// the scanner's first guess at each field is one comparison against this.
+    quoted: Vec<Option<Vec<u8>>>,
+    /// The key field's name likewise (when it is not a column).
+    quoted_key: Option<Vec<u8>>,
+}
+
+/// `"name"` as JSON writes it, when that needs no escape.
+fn quoted(name: &str) -> Option<Vec<u8>> {
+    (!name.bytes().any(|c| STOP[usize::from(c)])).then(|| [&b"\""[..], name.as_bytes(), b"\""].concat())
 }
 
 /// A decoded record: its cells and its key (if it had one).
@@ -50,6 +60,8 @@ impl Decoder {
             width: columns.len(),
             key_field: key_field.to_string(),
             key_is_column,
+            quoted: columns.iter().map(|c| quoted(c)).collect(),
+            quoted_key: if key_is_column { None } else { quoted(key_field) },
         }
     }
 
@@ -132,6 +144,22 @@ impl Decoder {
         Some(self.field(std::str::from_utf8(name).ok()?, next))
     }
 
+    /// The field at `b[i]` when it is the slot expected `next` or the key, named without
+    /// escapes (what a producer writes), and the index after its name. A string ends at its
+    /// first unescaped quote, so `"name"` followed by anything is exactly that name.
+    fn expected(&self, b: &[u8], i: usize, next: usize) -> Option<(Field, usize)> {
+        let rest = b.get(i..)?;
+        if let Some(Some(q)) = self.quoted.get(next) {
+            if rest.starts_with(q) {
+                return Some((Field::Slot(next), i + q.len()));
+            }
+        }
+        match &self.quoted_key {
+            Some(q) if rest.starts_with(q) => Some((Field::Key, i + q.len())),
+            _ => None,
+        }
+    }
+
     /// The fast path: a flat JSON object whose strings have no escapes. `None` when the record
     /// is anything else (escapes, nested values, a number out of range, malformed input):
     /// serde_json then decodes it, or says what is wrong with it.
@@ -147,7 +175,13 @@ impl Decoder {
             i += 1;
         } else {
             loop {
-                let (name, j) = raw_string(b, i)?;
+                let (field, j) = match self.expected(b, i, next) {
+                    Some(found) => found,
+                    None => {
+                        let (name, j) = raw_string(b, i)?;
+                        (self.field_raw(name, next)?, j)
+                    }
+                };
                 i = ws(b, j);
                 if b.get(i) != Some(&b':') {
                     return None;
@@ -155,7 +189,7 @@ impl Decoder {
                 i = ws(b, i + 1);
                 let (value, j) = value(b, i)?;
                 i = ws(b, j);
-                match self.field_raw(name, next)? {
+                match field {
                     Field::Slot(s) => {
                         cells[s] = value;
                         next = s + 1;
@@ -300,7 +334,8 @@ pub(crate) fn number(b: &[u8], i: usize) -> Option<(Cell<'_>, usize)> {
     // at most 15 digits: m < 2^53 is exact (leading zeros of "0.00123" count as digits but add
     // nothing to m, which only sends more numbers to the slow path)
     let v = if n <= 15 && (-22..=22).contains(&exp) {
-        let m = m as f64;
+        // m < 2^53: exact, and a signed conversion is one instruction where an unsigned one is several
+        let m = m as i64 as f64;
         let v = if exp < 0 { m / POW10[exp.unsigned_abs() as usize] } else { m * POW10[exp as usize] };
         if negative {
             -v
