@@ -435,7 +435,7 @@ pub struct PredictionRef<'a> {
 
 impl PredictionRef<'_> {
     /// Append this prediction's JSON to `out`: the bytes serde_json writes for it, written field
-    /// by field (strings escaped by serde_json, numbers by ryu and itoa as serde_json does).
+    /// by field (strings escaped by serde_json, numbers by zmij and itoa as serde_json does).
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         fn str(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
             // serde_json escapes exactly these bytes; a string without them is copied as is
@@ -454,7 +454,7 @@ impl PredictionRef<'_> {
         }
         fn float(out: &mut Vec<u8>, v: f64) {
             if v.is_finite() {
-                out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+                out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
             } else {
                 out.extend_from_slice(b"null");
             }
@@ -770,7 +770,22 @@ mod tests {
     #[test]
     fn the_hand_written_prediction_json_is_what_serde_writes() {
         let keys = ["k", "", "quote\" back\\slash \u{1} é 🦀", "42"];
-        let values = [5.5, -0.0, 1e-300, 123456789.125, f64::NAN, f64::INFINITY, 0.1 + 0.2];
+        let values = [
+            5.5,
+            -0.0,
+            1e-300,
+            123456789.125,
+            f64::NAN,
+            f64::INFINITY,
+            0.1 + 0.2,
+            1e15,
+            1e16,
+            1.5e-7,
+            1.2e21,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+        ];
         let origins = [
             OriginRef::Kafka { topic: "in\"put", partition: -1, offset: i64::MAX },
             OriginRef::Line { source: "-", line: 0 },
@@ -795,6 +810,30 @@ mod tests {
                     assert_eq!(String::from_utf8(hand).unwrap(), serde_json::to_string(&p).unwrap());
                 }
             }
+        }
+        // and any bit pattern as the prediction
+        let mut state = 0u64;
+        for _ in 0..20_000 {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            let prediction = f64::from_bits(z ^ (z >> 31));
+            let p = PredictionRef {
+                schema_version: 1,
+                key: "k",
+                prediction,
+                model_name: "m",
+                model_version: "v",
+                origin: origins[0],
+                input_timestamp_ms: None,
+                predicted_at_ms: 0,
+                shadow_prediction: None,
+                shadow_version: None,
+            };
+            let mut hand = Vec::new();
+            p.write_json(&mut hand).unwrap();
+            assert_eq!(String::from_utf8(hand).unwrap(), serde_json::to_string(&p).unwrap(), "{prediction:e}");
         }
     }
 
