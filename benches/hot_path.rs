@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use modelcast::bus::{OriginRef, Outgoing, OutputTopics, PredictionRef};
+use modelcast::bus::{OriginRef, Outbox, OutputTopics, PredictionRef};
 use modelcast::config::params::Params;
 use modelcast::features::Cell;
 use modelcast::predict::{score_into, Incoming, Scratch, Served, Verdict};
@@ -55,12 +55,10 @@ fn mixed_records(n: usize) -> Vec<Vec<u8>> {
 const TOPICS: OutputTopics<'static> =
     OutputTopics { app_messages: "app_messages", dead_letter: "dead_letter", dead_letter_max_bytes: 900_000 };
 
-/// Score a batch as the service does: one prediction time per batch, each record into one reused
-/// message that is handed on at once (the service gives it to librdkafka, which copies it; here
-/// its length is summed).
-fn score_batch<'a, 't>(m: &Served, batch: &'a [Vec<u8>], scratch: &mut Scratch<'a>, msg: &mut Outgoing<'t>) -> usize {
+/// Score a batch as the service does: one prediction time per batch, messages into a reused outbox.
+fn score_batch<'a, 't>(m: &Served, batch: &'a [Vec<u8>], scratch: &mut Scratch<'a>, out: &mut Outbox<'t>) {
+    out.clear();
     let now = modelcast::bus::now_ms();
-    let mut bytes = 0;
     for (i, r) in batch.iter().enumerate() {
         let rec = Incoming {
             bytes: r,
@@ -68,21 +66,18 @@ fn score_batch<'a, 't>(m: &Served, batch: &'a [Vec<u8>], scratch: &mut Scratch<'
             transport_key: None,
             timestamp_ms: Some(1),
         };
+        let msg = out.next(TOPICS.app_messages);
         let v = score_into(m, &rec, now, scratch, msg, TOPICS.app_messages, &TOPICS).expect("encode");
         assert!(matches!(v, Verdict::Scored(_)));
-        bytes += black_box(&msg.payload).len();
     }
-    bytes
 }
 
 /// Allocations per record once the buffers have grown (after a warm-up batch).
 fn allocations_per_record(m: &Served, records: &[Vec<u8>]) -> f64 {
     let mut scratch = Scratch::default();
-    let mut msg = Outgoing::empty(TOPICS.app_messages);
-    score_batch(m, records, &mut scratch, &mut msg);
-    let counted = allocation_counter::measure(|| {
-        score_batch(m, records, &mut scratch, &mut msg);
-    });
+    let mut out = Outbox::default();
+    score_batch(m, records, &mut scratch, &mut out);
+    let counted = allocation_counter::measure(|| score_batch(m, records, &mut scratch, &mut out));
     counted.count_total as f64 / records.len() as f64
 }
 
@@ -122,20 +117,26 @@ fn bench(c: &mut Criterion) {
         for batch in [1usize, 64, 1024] {
             let slice = &records[..batch];
             let mut scratch = Scratch::default();
-            let mut msg = Outgoing::empty(TOPICS.app_messages);
+            let mut out = Outbox::default();
             g.throughput(Throughput::Elements(batch as u64));
             g.bench_with_input(BenchmarkId::new(name, batch), &slice, |b, s| {
-                b.iter(|| score_batch(m, s, &mut scratch, &mut msg))
+                b.iter(|| {
+                    score_batch(m, s, &mut scratch, &mut out);
+                    black_box(out.len())
+                })
             });
         }
     }
     let records = wine_records(1024);
     for (name, m) in [("wine_random_forest", &forest), ("wine_gradient_boosting", &boosting)] {
         let mut scratch = Scratch::default();
-        let mut msg = Outgoing::empty(TOPICS.app_messages);
+        let mut out = Outbox::default();
         g.throughput(Throughput::Elements(1024));
         g.bench_with_input(BenchmarkId::new(name, 1024), &&records[..], |b, s| {
-            b.iter(|| score_batch(m, s, &mut scratch, &mut msg))
+            b.iter(|| {
+                score_batch(m, s, &mut scratch, &mut out);
+                black_box(out.len())
+            })
         });
     }
     g.finish();

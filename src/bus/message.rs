@@ -646,6 +646,50 @@ impl<'t> Outgoing<'t> {
     }
 }
 
+/// A batch's messages, kept from batch to batch: once its buffers have grown to the batch's
+/// size, filling it again allocates nothing (the service's hot path).
+#[derive(Debug, Default)]
+pub struct Outbox<'t> {
+    msgs: Vec<Outgoing<'t>>,
+    len: usize,
+}
+
+impl<'t> Outbox<'t> {
+    /// Empty it (the buffers stay).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// The next message to fill, with the buffers of an earlier batch's message when there is one.
+    pub fn next(&mut self, topic: &'t str) -> &mut Outgoing<'t> {
+        if self.len == self.msgs.len() {
+            self.msgs.push(Outgoing::empty(topic));
+        }
+        self.len += 1;
+        &mut self.msgs[self.len - 1]
+    }
+
+    /// Take back the message [`Outbox::next`] handed out last.
+    pub fn pop(&mut self) {
+        self.len = self.len.saturating_sub(1);
+    }
+
+    /// The messages of this batch.
+    pub fn messages(&self) -> &[Outgoing<'t>] {
+        &self.msgs[..self.len]
+    }
+
+    /// How many messages this batch has.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether this batch has none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     // SystemTime, not chrono: this runs once per prediction

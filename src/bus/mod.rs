@@ -19,7 +19,7 @@ use std::time::Duration;
 
 pub use message::{
     now_ms, AliasMove, Announcement, DeadLetter, ExportRef, HeadlineMetrics, ModelRef, MoveAction, Origin, OriginRef,
-    Outgoing, OutputTopics, Prediction, PredictionRef, Scored, Skipped, TrainMessage, ALIAS_MOVED,
+    Outbox, Outgoing, OutputTopics, Prediction, PredictionRef, Scored, Skipped, TrainMessage, ALIAS_MOVED,
     MESSAGE_SCHEMA_VERSION,
 };
 

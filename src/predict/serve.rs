@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::aliases::Updates;
 use crate::bus::kafka::Kafka;
-use crate::bus::{Bus, OriginRef, Outgoing, OutputTopics};
+use crate::bus::{Bus, OriginRef, Outbox, OutputTopics};
 use crate::error::{Error, Result};
 use crate::events::{metrics, Event, ModelServing, RecordRejected, ShadowSwapped};
 use crate::predict::models::{ModelChoice, Started, Swapper};
@@ -93,7 +93,7 @@ pub async fn run(
     let mut stdout = std::io::stdout();
     // Kept from batch to batch (their buffers are reused).
     let mut batch = Vec::with_capacity(BATCH);
-    let (mut msg, mut smsg) = (Outgoing::empty(topics.app_messages), Outgoing::empty(shadow_topic));
+    let (mut out, mut shadow_out) = (Outbox::default(), Outbox::default());
     let mut stamps = Vec::with_capacity(BATCH);
     loop {
         // Only the wait for a batch's first record races the other branches (it is cancel-safe);
@@ -118,12 +118,12 @@ pub async fn run(
             }
         }
         consumer.fill(&mut batch, BATCH);
-        // Score the whole batch with one model, each record into a reused message that is sent
-        // at once (librdkafka copies it): once the buffers have grown, a scored record allocates
-        // nothing, and the memory touched stays the same whatever the batch size.
-        let sending = kafka.batch();
-        let shadow_sending = kafka.batch();
-        let mut shadow_unsent: (u64, Option<String>) = (0, None);
+        // Score the whole batch with one model, into the reused outboxes (once they have grown, a
+        // scored record allocates nothing), then enqueue it in one go: enqueueing each message as
+        // it was encoded cost 2.6x the CPU per record in the throughput bench (0.76 against 0.29
+        // CPU-s per 100k records).
+        out.clear();
+        shadow_out.clear();
         stamps.clear();
         let mut scratch = Scratch::default();
         let now = crate::bus::now_ms();
@@ -135,6 +135,7 @@ pub async fn run(
                 transport_key: r.key(),
                 timestamp_ms: r.timestamp_ms(),
             };
+            let msg = out.next(topics.app_messages);
             let verdict = if rec.bytes.len() > cfg.max_record_bytes {
                 let reason =
                     format!("record of {} bytes exceeds max_record_bytes {}", rec.bytes.len(), cfg.max_record_bytes);
@@ -142,9 +143,8 @@ pub async fn run(
                 msg.set_dead_letter(rec.fallback_key(&mut buf), &reason, &rec.origin, rec.bytes, &topics);
                 Verdict::Rejected(reason)
             } else {
-                score_into(&model, &rec, now, &mut scratch, &mut msg, topics.app_messages, &topics)?
+                score_into(&model, &rec, now, &mut scratch, msg, topics.app_messages, &topics)?
             };
-            sending.send(&msg)?;
             match verdict {
                 Verdict::Scored(p) => {
                     ok += 1;
@@ -155,16 +155,16 @@ pub async fn run(
                     if let Some(s) = &shadow {
                         // the shadow model scores what the serving one scored; its outcome never
                         // changes the serving output
-                        match score_into(s, &rec, now, &mut scratch, &mut smsg, shadow_topic, &topics)? {
+                        let smsg = shadow_out.next(shadow_topic);
+                        match score_into(s, &rec, now, &mut scratch, smsg, shadow_topic, &topics)? {
                             Verdict::Scored(sp) => {
                                 m.shadow_scored.inc();
                                 m.shadow_abs_diff.observe((p - sp).abs());
-                                if let Err(e) = shadow_sending.send(&smsg) {
-                                    shadow_unsent.0 += 1;
-                                    shadow_unsent.1.get_or_insert_with(|| e.to_string());
-                                }
                             }
-                            Verdict::Rejected(_) => m.shadow_rejected.inc(),
+                            Verdict::Rejected(_) => {
+                                shadow_out.pop();
+                                m.shadow_rejected.inc();
+                            }
                         }
                     }
                 }
@@ -177,11 +177,16 @@ pub async fn run(
         m.records_in.inc_by(batch.len() as u64);
         // At-least-once: offsets are stored only after every output was acknowledged. A delivery
         // failure ends the process without storing them; a restart re-reads the batch.
-        sending.sent().wait().await?;
+        let shadow_sent = if shadow_out.is_empty() { None } else { Some(kafka.send_all(shadow_out.messages())) };
+        kafka.send_all(out.messages())?.wait().await?;
         // Shadow outputs are best effort: a failure is counted and logged, and never holds back
         // the serving model's offsets.
-        let (failed, reason) = shadow_sending.sent().settle().await;
-        if let (n @ 1.., Some(reason)) = (failed + shadow_unsent.0, reason.or(shadow_unsent.1)) {
+        let shadow_failed = match shadow_sent {
+            None => (0, None),
+            Some(Ok(d)) => d.settle().await,
+            Some(Err(e)) => (1, Some(e.to_string())),
+        };
+        if let (n @ 1.., Some(reason)) = shadow_failed {
             m.shadow_delivery_failures.inc_by(n);
             tracing::warn!(failed = n, %reason, "shadow predictions not delivered; the serving output is unaffected");
         }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use modelcast::bus::{Origin, OriginRef, Outgoing, OutputTopics, Prediction};
+use modelcast::bus::{Origin, OriginRef, Outbox, Outgoing, OutputTopics, Prediction};
 use modelcast::config::params::Params;
 use modelcast::predict::{score_into, score_json, Incoming, Scratch, Served, Verdict};
 
@@ -34,15 +34,14 @@ fn records() -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Score `records` as the service does, each into the one reused `msg`, handed to `sent` as
-/// soon as it is written (the service sends it to librdkafka, which copies it).
 fn score_all<'a, 't>(
     m: &Served,
     records: &'a [Vec<u8>],
     scratch: &mut Scratch<'a>,
-    msg: &mut Outgoing<'t>,
-    mut sent: impl FnMut(usize, &Outgoing<'t>, Verdict),
-) {
+    out: &mut Outbox<'t>,
+) -> Vec<Verdict> {
+    out.clear();
+    let mut verdicts = Vec::with_capacity(records.len());
     for (i, r) in records.iter().enumerate() {
         let rec = Incoming {
             bytes: r,
@@ -50,34 +49,35 @@ fn score_all<'a, 't>(
             transport_key: (i % 16 == 0).then_some(&b"tk"[..]),
             timestamp_ms: Some(7),
         };
-        let verdict = score_into(m, &rec, 1_000, scratch, msg, TOPICS.app_messages, &TOPICS).expect("encode");
-        sent(i, msg, verdict);
+        let msg = out.next(TOPICS.app_messages);
+        verdicts.push(score_into(m, &rec, 1_000, scratch, msg, TOPICS.app_messages, &TOPICS).expect("encode"));
     }
+    verdicts
 }
 
 #[test]
 fn the_hot_path_writes_what_the_allocating_path_writes() {
     let m = wine();
     let records = records();
-    let (mut scratch, mut msg) = (Scratch::default(), Outgoing::empty(TOPICS.app_messages));
-    let (mut seen, mut rejected) = (0, 0);
-    score_all(&m, &records, &mut scratch, &mut msg, |i, msg, verdict| {
-        seen += 1;
+    let (mut scratch, mut out) = (Scratch::default(), Outbox::default());
+    let verdicts = score_all(&m, &records, &mut scratch, &mut out);
+    assert_eq!(out.len(), records.len());
+    let mut rejected = 0;
+    for (i, (msg, verdict)) in out.messages().iter().zip(&verdicts).enumerate() {
         let fallback = if i % 16 == 0 { "tk".to_string() } else { format!("2:{i}") };
         let origin = Origin::Kafka { topic: "features".into(), partition: 2, offset: i as i64 };
         let mut want = Outgoing::of(score_json(&m, &records[i], origin, fallback, Some(7)), &TOPICS).expect("encode");
         if let Verdict::Scored(p) = verdict {
             // the allocating path stamps its own time; the hot path the batch's
             let mut pred: Prediction = serde_json::from_slice(&want.payload).expect("prediction");
-            assert_eq!(pred.prediction, p);
+            assert_eq!(pred.prediction, *p);
             pred.predicted_at_ms = 1_000;
             want.payload = serde_json::to_vec(&pred).expect("json");
         } else {
             rejected += 1;
         }
         assert_eq!(msg, &want, "record {i}");
-    });
-    assert_eq!(seen, records.len());
+    }
     assert_eq!(rejected, records.len() / 8, "the non-numbers, and only them, are dead letters");
 }
 
@@ -86,11 +86,10 @@ fn the_hot_path_allocates_nothing_per_scored_record_once_its_buffers_have_grown(
     let m = wine();
     // the records every service sees: keyed, flat, scored
     let records: Vec<Vec<u8>> = records().into_iter().enumerate().filter(|(i, _)| i % 8 > 2).map(|(_, r)| r).collect();
-    let (mut scratch, mut msg) = (Scratch::default(), Outgoing::empty(TOPICS.app_messages));
-    let mut verdicts = Vec::with_capacity(records.len());
-    score_all(&m, &records, &mut scratch, &mut msg, |_, _, v| verdicts.push(v));
-    let mut bytes = 0;
+    let (mut scratch, mut out) = (Scratch::default(), Outbox::default());
+    let mut verdicts = score_all(&m, &records, &mut scratch, &mut out);
     let counted = allocation_counter::measure(|| {
+        out.clear();
         for (i, r) in records.iter().enumerate() {
             let rec = Incoming {
                 bytes: r,
@@ -98,18 +97,16 @@ fn the_hot_path_allocates_nothing_per_scored_record_once_its_buffers_have_grown(
                 transport_key: None,
                 timestamp_ms: None,
             };
-            verdicts[i] =
-                score_into(&m, &rec, 2_000, &mut scratch, &mut msg, TOPICS.app_messages, &TOPICS).expect("encode");
-            bytes += msg.payload.len();
+            let msg = out.next(TOPICS.app_messages);
+            verdicts[i] = score_into(&m, &rec, 2_000, &mut scratch, msg, TOPICS.app_messages, &TOPICS).expect("encode");
         }
     });
     assert!(verdicts.iter().all(|v| matches!(v, Verdict::Scored(_))));
-    assert!(bytes > 100 * records.len(), "every record got its message");
     assert_eq!(counted.count_total, 0, "allocations while scoring {} records", records.len());
     // and the measurement is live: the first batch, with no grown buffers, did allocate
     let fresh = allocation_counter::measure(|| {
-        let (mut scratch, mut msg) = (Scratch::default(), Outgoing::empty(TOPICS.app_messages));
-        score_all(&m, &records, &mut scratch, &mut msg, |_, _, _| {});
+        let (mut scratch, mut out) = (Scratch::default(), Outbox::default());
+        score_all(&m, &records, &mut scratch, &mut out);
     });
     assert!(fresh.count_total > 0);
 }

@@ -23,7 +23,7 @@ pub mod watch;
 
 pub use consumer::{InputConsumer, InputRecord};
 pub use follower::TopicFollower;
-pub use producer::{Batch, Deliveries, Kafka};
+pub use producer::{Deliveries, Kafka};
 
 use crate::error::Error;
 

@@ -100,50 +100,6 @@ impl Ticket {
     }
 }
 
-/// Messages sent one by one that count as one batch: every one carries the batch's [`Ticket`].
-pub struct Batch<'k> {
-    kafka: &'k Kafka,
-    ticket: Arc<Ticket>,
-}
-
-impl Batch<'_> {
-    /// Enqueue one message (waiting while librdkafka's queue is full).
-    pub fn send(&self, m: &Outgoing<'_>) -> Result<()> {
-        let mut rec = BaseRecord::with_opaque_to(m.topic, self.ticket.clone()).payload(&m.payload);
-        if !m.headers.is_empty() {
-            let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
-            for (k, v) in &m.headers {
-                headers = headers.insert(Header { key: k, value: Some(v.as_slice()) });
-            }
-            rec = rec.headers(headers);
-        }
-        if !m.key.is_empty() {
-            rec = rec.key(&m.key);
-        }
-        // counted before it is sent: its report may arrive before `send` returns
-        self.ticket.pending.fetch_add(1, Ordering::AcqRel);
-        loop {
-            match self.kafka.producer.send(rec) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    // the background thread is draining the queue
-                    std::thread::sleep(Duration::from_millis(5));
-                    rec = r;
-                }
-                Err((e, _)) => {
-                    self.ticket.pending.fetch_sub(1, Ordering::AcqRel);
-                    return Err(bus_err(m.topic, format!("cannot enqueue: {e}")));
-                }
-            }
-        }
-    }
-
-    /// The delivery reports of everything sent so far.
-    pub fn sent(self) -> Deliveries {
-        Deliveries(self.ticket)
-    }
-}
-
 /// Delivery reports of a batch of outputs; [`Deliveries::wait`] before storing input offsets.
 #[must_use = "await the deliveries before storing offsets"]
 pub struct Deliveries(Arc<Ticket>);
@@ -241,17 +197,36 @@ impl Kafka {
     }
 
     fn send_with(&self, msgs: &[Outgoing<'_>], ticket: Arc<Ticket>) -> Result<Deliveries> {
-        let batch = Batch { kafka: self, ticket };
         for m in msgs {
-            batch.send(m)?;
+            let mut rec = BaseRecord::with_opaque_to(m.topic, ticket.clone()).payload(&m.payload);
+            if !m.headers.is_empty() {
+                let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
+                for (k, v) in &m.headers {
+                    headers = headers.insert(Header { key: k, value: Some(v.as_slice()) });
+                }
+                rec = rec.headers(headers);
+            }
+            if !m.key.is_empty() {
+                rec = rec.key(&m.key);
+            }
+            // counted before it is sent: its report may arrive before `send` returns
+            ticket.pending.fetch_add(1, Ordering::AcqRel);
+            loop {
+                match self.producer.send(rec) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        // the background thread is draining the queue
+                        std::thread::sleep(Duration::from_millis(5));
+                        rec = r;
+                    }
+                    Err((e, _)) => {
+                        ticket.pending.fetch_sub(1, Ordering::AcqRel);
+                        return Err(bus_err(m.topic, format!("cannot enqueue: {e}")));
+                    }
+                }
+            }
         }
-        Ok(batch.sent())
-    }
-
-    /// A batch to send message by message, each as soon as it is encoded (librdkafka copies
-    /// it, so one reused buffer is enough); its delivery reports are counted as one.
-    pub fn batch(&self) -> Batch<'_> {
-        Batch { kafka: self, ticket: Arc::new(Ticket::default()) }
+        Ok(Deliveries(ticket))
     }
 
     /// Send and wait for every acknowledgement.
