@@ -104,12 +104,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 None => break,
             }
         }
+        // counted before any is sent: a report may arrive before `send` returns
+        *acks.pending.lock().expect("lock") += batch.len() as u64;
         for m in &batch {
             let mut rec = BaseRecord::to(output).payload(m.payload().unwrap_or_default());
             if let Some(k) = m.key() {
                 rec = rec.key(k);
             }
-            *acks.pending.lock().expect("lock") += 1;
             loop {
                 match producer.send(rec) {
                     Ok(()) => break,
@@ -130,8 +131,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if acks.failed.load(Ordering::Relaxed) > 0 {
             return Err("a delivery failed; offsets not stored".into());
         }
+        // a partition's records come in offset order: storing its last one stores them all
+        let mut last: Vec<(&str, i32, i64)> = Vec::new();
         for m in &batch {
-            consumer.store_offset(m.topic(), m.partition(), m.offset())?;
+            match last.iter_mut().find(|(t, p, _)| *p == m.partition() && *t == m.topic()) {
+                Some(entry) => entry.2 = entry.2.max(m.offset()),
+                None => last.push((m.topic(), m.partition(), m.offset())),
+            }
+        }
+        for (topic, partition, offset) in last {
+            consumer.store_offset(topic, partition, offset)?;
         }
         batch.clear();
     }

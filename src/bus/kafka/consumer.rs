@@ -2,8 +2,8 @@
 //! in the background) only by [`InputConsumer::store_offsets`], which the service calls after
 //! every output of a batch was acknowledged; records are handed out borrowed, never copied.
 
+use futures_core::Stream;
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -72,22 +72,31 @@ impl InputConsumer {
     /// ends the batch (the future is cancel-safe). No timer and no clock read per record.
     pub fn fill<'c>(&'c self, batch: &mut Vec<InputRecord<'c>>, max: usize) {
         let mut cx = Context::from_waker(Waker::noop());
+        // one stream for the whole batch: each `recv()` would register and unregister a waker
+        let mut stream = self.consumer.stream();
         while batch.len() < max {
-            let recv = std::pin::pin!(self.consumer.recv());
-            match recv.poll(&mut cx) {
-                Poll::Ready(Ok(m)) => batch.push(InputRecord(m)),
-                Poll::Ready(Err(e)) => tracing::warn!(error = %e, "consumer error; continuing"),
-                Poll::Pending => break,
+            match std::pin::Pin::new(&mut stream).poll_next(&mut cx) {
+                Poll::Ready(Some(Ok(m))) => batch.push(InputRecord(m)),
+                Poll::Ready(Some(Err(e))) => tracing::warn!(error = %e, "consumer error; continuing"),
+                Poll::Ready(None) | Poll::Pending => break,
             }
         }
     }
 
     /// Mark the records as processed: their offsets are committed with the next commit.
     pub fn store_offsets(&self, batch: &[InputRecord<'_>]) -> Result<()> {
+        // a partition's records come in offset order: storing its last one stores them all
+        let mut last: Vec<(&str, i32, i64)> = Vec::new();
         for m in batch {
+            match last.iter_mut().find(|(t, p, _)| *p == m.partition() && *t == m.topic()) {
+                Some(entry) => entry.2 = entry.2.max(m.offset()),
+                None => last.push((m.topic(), m.partition(), m.offset())),
+            }
+        }
+        for (topic, partition, offset) in last {
             self.consumer
-                .store_offset(m.topic(), m.partition(), m.offset())
-                .map_err(|e| bus_err(m.topic(), format!("store offset: {e}")))?;
+                .store_offset(topic, partition, offset)
+                .map_err(|e| bus_err(topic, format!("store offset: {e}")))?;
         }
         Ok(())
     }
