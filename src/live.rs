@@ -219,12 +219,12 @@ impl Joiner {
         }
         let w = Waiting { version, prediction, at_ms };
         if self.waiting.insert((key.to_string(), stream), w).is_some() {
-            // the newer prediction of a key and stream replaces the older one
+            // the newer prediction of a key and stream replaces the older one (whose expiry
+            // entry no longer matches and is skipped); it expires by its own time
             self.counts.duplicates += 1;
-        } else {
-            self.push(at_ms, key, Some(stream));
-            self.bound();
         }
+        self.push(at_ms, key, Some(stream));
+        self.bound();
     }
 
     /// A label of `key` that arrived at `at_ms`; `now_ms` is the join time.
@@ -507,6 +507,20 @@ mod tests {
         j.prediction("c", Stream::Served, v("1"), 1.0, 2, 2);
         let s = j.snapshot();
         assert_eq!((s.counts.evicted, s.versions[0].expired, s.pending_predictions), (1, 1, 2));
+    }
+
+    #[test]
+    fn a_prediction_made_again_expires_by_its_own_time() {
+        // an at-least-once redelivery: the same key scored again, later
+        let mut j = joiner(100, 1000);
+        j.prediction("a", Stream::Served, v("1"), 1.0, 10, 10);
+        j.prediction("a", Stream::Served, v("1"), 1.0, 50, 50);
+        j.expire(120); // the first is past the horizon, the one waiting is not
+        let s = j.snapshot();
+        assert_eq!((s.pending_predictions, s.counts.duplicates), (1, 1));
+        j.expire(200);
+        let s = j.snapshot();
+        assert_eq!((s.pending_predictions, s.versions[0].expired), (0, 1));
     }
 
     #[test]
