@@ -271,9 +271,9 @@ mod tests {
         let mut table = Table::empty(&spec);
         let mut w = SpoolWriter::new(&spec).unwrap();
         // more rows than a block and than a design chunk, so both boundaries are crossed
-        let mut state = 7u64;
+        let mut rng = crate::data::SplitMix64::new(7);
         for i in 0..(BLOCK_ROWS * 2 + 1234) {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let state = rng.next_u64();
             let u = (state >> 11) as f64 / (1u64 << 53) as f64;
             let a = if i % 11 == 0 { f64::NAN } else { u * 10.0 };
             let b = (i % 97) as f64 - 40.0;

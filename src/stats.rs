@@ -643,9 +643,9 @@ mod tests {
         let spec = ColumnSpec::of(params);
         let mut table = Table::empty(&spec);
         let mut w = SpoolWriter::new(&spec).unwrap();
-        let mut state = 11u64;
+        let mut rng = crate::data::SplitMix64::new(11);
         for i in 0..n {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let state = rng.next_u64();
             let u = (state >> 11) as f64 / (1u64 << 53) as f64;
             let a = if i % 13 == 0 { f64::NAN } else { 1000.0 + u * 10.0 };
             let b = ((i * 7919) % 101) as f64 - 40.0;

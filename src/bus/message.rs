@@ -856,13 +856,9 @@ mod tests {
             }
         }
         // and any bit pattern as the prediction
-        let mut state = 0u64;
+        let mut bits = crate::data::SplitMix64::new(0);
         for _ in 0..20_000 {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            let prediction = f64::from_bits(z ^ (z >> 31));
+            let prediction = f64::from_bits(bits.next_u64());
             let p = PredictionRef {
                 schema_version: 1,
                 key: "k",
