@@ -74,8 +74,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .create_with_context(Acks::default())?,
     );
     let served = producer.clone();
+    // a second and 50 µs, as modelcast's reports thread: rdkafka rounds a poll's wait down to
+    // whole milliseconds and spins for the rest, and 1 s flat spun about 1 ms a second
     std::thread::spawn(move || loop {
-        served.poll(Duration::from_secs(1));
+        served.poll(Duration::from_micros(1_000_050));
     });
     // SIGTERM/SIGINT end the loop between batches (a thread that only waits for the signal)
     let stop = Arc::new(AtomicBool::new(false));
@@ -96,7 +98,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let acks = producer.context();
     let mut batch = Vec::with_capacity(1024);
     while !stop.load(Ordering::Relaxed) {
-        let Some(first) = consumer.poll(Duration::from_millis(100)) else { continue };
+        // a 1 s wait (a consumer poll of whole seconds does not spin): an idle passthrough wakes
+        // once a second, and SIGTERM ends it within a second
+        let Some(first) = consumer.poll(Duration::from_secs(1)) else { continue };
         batch.push(first?);
         while batch.len() < 1024 {
             match consumer.poll(Duration::ZERO) {

@@ -206,6 +206,15 @@ impl Updates {
         Ok(c)
     }
 
+    /// Wait until [`Updates::poll`] may have something: a message on the train topic, or, when
+    /// the store's alias log is followed too, the next look ([`crate::bus::LOCAL_LOOK`]).
+    pub async fn changed(&mut self) {
+        match self.store_log {
+            Some(_) => tokio::time::sleep(crate::bus::LOCAL_LOOK).await,
+            None => self.feed.changed().await,
+        }
+    }
+
     /// What arrived since the last call.
     pub async fn poll(&mut self, store: &Store) -> Result<Changes> {
         let mut c = split(self.feed.poll().await?);

@@ -196,7 +196,19 @@ impl Follower {
             Follower::Kafka(f, _) => Ok(f.poll()),
         }
     }
+
+    /// Wait until [`Follower::poll`] may have something: a Kafka follower wakes when a message
+    /// arrives; a local log is looked at every [`LOCAL_LOOK`]. Cancel-safe.
+    pub async fn changed(&mut self) {
+        match self {
+            Follower::Local(..) => tokio::time::sleep(LOCAL_LOOK).await,
+            Follower::Kafka(f, _) => f.arrived().await,
+        }
+    }
 }
+
+/// How often a follower of a local log looks for new lines (a file has no wakeup to wait on).
+pub const LOCAL_LOOK: Duration = Duration::from_millis(100);
 
 /// The messages of the train topic, decoded and checked: announcements and alias moves.
 pub struct TrainFeed(Follower);
@@ -210,6 +222,11 @@ impl TrainFeed {
     /// Valid messages since the last call; invalid ones are emitted as events and skipped.
     pub async fn poll(&mut self) -> Result<Vec<TrainMessage>> {
         Ok(self.0.poll().await?.iter().filter_map(|b| decode_or_skip(b)).collect())
+    }
+
+    /// Wait until [`TrainFeed::poll`] may have something (see [`Follower::changed`]).
+    pub async fn changed(&mut self) {
+        self.0.changed().await
     }
 }
 

@@ -113,6 +113,19 @@ impl Swapper {
         Ok(Started { swapper, model: first, shadow })
     }
 
+    /// Wait until [`Swapper::poll`] may have something to do: an announcement or alias move
+    /// arrived (see [`Updates::changed`]) or a model fetch's retry is due. Cancel-safe.
+    pub async fn changed(&mut self) {
+        let due = [&self.main, &self.shadow].iter().filter_map(|t| t.pending.as_ref().map(|p| p.next)).min();
+        match due {
+            Some(at) => tokio::select! {
+                _ = self.updates.changed() => {}
+                _ = tokio::time::sleep_until(at.into()) => {}
+            },
+            None => self.updates.changed().await,
+        }
+    }
+
     /// Check for announcements and alias moves (and due retries); when a new model loads and may
     /// replace `current`, swap it in (emitting [`ModelSwapped`]) and return true. The shadow
     /// model is swapped the same way, silently to the caller.

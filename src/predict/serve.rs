@@ -5,7 +5,6 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::aliases::Updates;
 use crate::bus::kafka::Kafka;
@@ -18,9 +17,6 @@ use crate::store::Store;
 
 /// Records scored with one model between two looks at the train topic.
 const BATCH: usize = 1024;
-
-/// How often the service looks at the train topic's follower.
-const FOLLOW_TICK: Duration = Duration::from_millis(100);
 
 /// Options of the service.
 #[derive(Debug, Clone)]
@@ -81,11 +77,6 @@ pub async fn run(
     );
     let m = metrics();
     let mut counts = Counts::default();
-    // How often the train follower is read (a non-blocking read of its queue): adds up to this
-    // much to a hot swap's delay (beside the follower's own 100 ms fetch wait), and every wakeup
-    // costs an idle replica CPU (at 20 ms it was most of its idle cost).
-    let mut tick = tokio::time::interval(FOLLOW_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::io("install SIGTERM handler", "-", e))?;
     let ctrl_c = tokio::signal::ctrl_c();
@@ -100,7 +91,9 @@ pub async fn run(
         // the rest of the batch is taken without waiting, so no record is ever dropped mid-batch.
         let first = tokio::select! {
             r = consumer.recv() => r,
-            _ = tick.tick(), if choice.version.is_none() => {
+            // woken by the train follower when a message arrives (no polling: an idle replica
+            // sleeps until a record, an announcement or a signal)
+            _ = swapper.changed(), if choice.version.is_none() => {
                 if swapper.poll(store, &mut model, &mut shadow).await {
                     counts.swaps += 1;
                 }
