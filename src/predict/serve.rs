@@ -124,7 +124,7 @@ pub async fn run(
         for r in &batch {
             let rec = Incoming {
                 bytes: r.payload(),
-                origin: OriginRef::Kafka { topic: r.topic(), partition: r.partition(), offset: r.offset() },
+                origin: OriginRef::Kafka { topic: consumer.topic(), partition: r.partition(), offset: r.offset() },
                 transport_key: r.key(),
                 timestamp_ms: r.timestamp_ms(),
             };

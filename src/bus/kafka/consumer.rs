@@ -14,19 +14,17 @@ use rdkafka::message::{BorrowedMessage, Message};
 use super::{bus_err, Kafka};
 use crate::error::Result;
 
-/// The input topic's consumer (a group member, static with an instance id).
+/// The input topic's consumer (a group member, static with an instance id) of one topic,
+/// subscribed by name (not a pattern): every record's topic is [`InputConsumer::topic`].
 pub struct InputConsumer {
     consumer: StreamConsumer,
+    topic: String,
 }
 
 /// One input record, borrowed from the consumer's buffer.
 pub struct InputRecord<'c>(BorrowedMessage<'c>);
 
 impl InputRecord<'_> {
-    /// Topic.
-    pub fn topic(&self) -> &str {
-        self.0.topic()
-    }
     /// Partition.
     pub fn partition(&self) -> i32 {
         self.0.partition()
@@ -56,11 +54,17 @@ impl Kafka {
             .create()
             .map_err(|e| bus_err(topic, format!("cannot create consumer: {e}")))?;
         c.subscribe(&[topic]).map_err(|e| bus_err(topic, format!("subscribe: {e}")))?;
-        Ok(InputConsumer { consumer: c })
+        Ok(InputConsumer { consumer: c, topic: topic.to_string() })
     }
 }
 
 impl InputConsumer {
+    /// The topic, the same for every record: asking a record for it reads its name from
+    /// librdkafka each time (a C string, measured and checked as UTF-8).
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
     /// The next record (waits). Cancel-safe: dropping the future loses nothing.
     pub async fn recv(&self) -> std::result::Result<InputRecord<'_>, String> {
         self.consumer.recv().await.map(InputRecord).map_err(|e| e.to_string())
@@ -86,14 +90,15 @@ impl InputConsumer {
     /// Mark the records as processed: their offsets are committed with the next commit.
     pub fn store_offsets(&self, batch: &[InputRecord<'_>]) -> Result<()> {
         // a partition's records come in offset order: storing its last one stores them all
-        let mut last: Vec<(&str, i32, i64)> = Vec::new();
+        let mut last: Vec<(i32, i64)> = Vec::new();
         for m in batch {
-            match last.iter_mut().find(|(t, p, _)| *p == m.partition() && *t == m.topic()) {
-                Some(entry) => entry.2 = entry.2.max(m.offset()),
-                None => last.push((m.topic(), m.partition(), m.offset())),
+            match last.iter_mut().find(|(p, _)| *p == m.partition()) {
+                Some(entry) => entry.1 = entry.1.max(m.offset()),
+                None => last.push((m.partition(), m.offset())),
             }
         }
-        for (topic, partition, offset) in last {
+        let topic = self.topic.as_str();
+        for (partition, offset) in last {
             self.consumer
                 .store_offset(topic, partition, offset)
                 .map_err(|e| bus_err(topic, format!("store offset: {e}")))?;
