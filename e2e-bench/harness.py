@@ -19,6 +19,7 @@ import os
 import pickle
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -69,10 +70,11 @@ class Sizes:
     train_rows: int  # rows of the synthetic training CSV
     runs: int  # repetitions of cold start (median) and of the wine train timing
     topic_rows: tuple  # (small, large) labelled records of the train-from-topic scenario
+    pairs: int  # alternating modelcast / passthrough throughput runs (medians and ratios over them)
 
 
-FULL = Sizes(200_000, 20_000, (5_000, 20_000), 10.0, 20_000, 10, 3.0, 1_000_000, 5, (100_000, 1_000_000))
-QUICK = Sizes(5_000, 1_000, (1_000, 3_000), 2.0, 2_000, 2, 1.0, 20_000, 3, (5_000, 50_000))
+FULL = Sizes(200_000, 20_000, (5_000, 20_000), 10.0, 20_000, 10, 3.0, 1_000_000, 5, (100_000, 1_000_000), 5)
+QUICK = Sizes(5_000, 1_000, (1_000, 3_000), 2.0, 2_000, 2, 1.0, 20_000, 3, (5_000, 50_000), 1)
 
 
 def wine_payloads() -> list:
@@ -144,11 +146,11 @@ def preload(bed: Bed, name: str, n: int) -> str:
 
 def throughput(bed: Bed, sizes: Sizes, prep: dict) -> dict:
     in_topic = preload(bed, "tp-in", sizes.n)
-    rows = {}
-    for name in ("modelcast", "modelcast_shadow", "passthrough", "batched", "seed"):
+
+    def run(name: str, tag: str) -> dict:
         target = sizes.n_seed if name == "seed" else sizes.n
-        out_topic = bed.topic(f"tp-out-{name}")
-        proc = Proc(bed, f"throughput-{name}", contender(bed, prep, name, "tp", in_topic, out_topic)[0])
+        out_topic = bed.topic(f"tp-out-{name}{tag}")
+        proc = Proc(bed, f"throughput-{name}{tag}", contender(bed, prep, name, "tp" + tag, in_topic, out_topic)[0])
         first = wait_for(bed, out_topic, target, 120 + target / 500, proc, "processing the pre-loaded records")
         secs = time.monotonic() - proc.t0
         cpu, peak = proc.cpu_s(), proc.peak_mb()
@@ -156,11 +158,14 @@ def throughput(bed: Bed, sizes: Sizes, prep: dict) -> dict:
         idle = None
         if name in ("modelcast", "passthrough"):
             time.sleep(1.0)
-            c0, t0 = proc.cpu_s(), time.monotonic()
+            # per-thread run time in ns: /proc/PID/stat counts 10 ms ticks, and an idle replica
+            # spends a few of them in 10 s
+            c0, t0 = proc.cpu_ns_threads(), time.monotonic()
             time.sleep(IDLE_S)
-            idle = (proc.cpu_s() - c0) / (time.monotonic() - t0) * 60
+            idle = (proc.cpu_ns_threads() - c0) / 1e9 / (time.monotonic() - t0) * 60
         proc.stop()
-        rows[name] = {
+        print(f"bench: throughput {name}{tag}: {target / secs:,.0f} records/s, {cpu:.2f} CPU-s", file=sys.stderr)
+        return {
             "records": target,
             "seconds": secs,
             "first_output_s": first,
@@ -171,7 +176,24 @@ def throughput(bed: Bed, sizes: Sizes, prep: dict) -> dict:
             "peak_mb_per_100k": peak / target * 1e5,
             "idle_cpu_s_per_min": idle,
         }
-        print(f"bench: throughput {name}: {target / secs:,.0f} records/s", file=sys.stderr)
+
+    # modelcast and the passthrough alternate, each with its own fresh group: one run of each
+    # differs by 10-20% from the next on this VM, so their rows are per-metric medians over the
+    # pairs and each pair's ratio is kept
+    runs = {"modelcast": [], "passthrough": []}
+    for i in range(sizes.pairs):
+        for name in runs:
+            runs[name].append(run(name, f"-{i}" if i else ""))
+    rows = {name: median_row(rs) for name, rs in runs.items()}
+    for name in ("modelcast_shadow", "batched", "seed"):
+        rows[name] = run(name, "")
+    pairs = [
+        {
+            "cpu_s_per_100k": mc["cpu_s_per_100k"] / pt["cpu_s_per_100k"],
+            "throughput": mc["records_per_s"] / pt["records_per_s"],
+        }
+        for mc, pt in zip(runs["modelcast"], runs["passthrough"])
+    ]
     mc = rows["modelcast"]
     ratios = {
         other: {
@@ -182,13 +204,32 @@ def throughput(bed: Bed, sizes: Sizes, prep: dict) -> dict:
         for other in ("passthrough", "seed", "batched")
     }
     ratios["passthrough"]["idle_cpu"] = mc["idle_cpu_s_per_min"] / max(rows["passthrough"]["idle_cpu_s_per_min"], 1e-9)
+    if len(pairs) > 1:
+        # the broker slows as its store grows during the scenario: a pair (back to back) is
+        # the fair comparison, so the ratios against the passthrough are the pairs' medians
+        for k in ("throughput", "cpu_s_per_100k"):
+            ratios["passthrough"][k] = statistics.median(p[k] for p in pairs)
+        ratios["passthrough"]["idle_cpu"] = statistics.median(
+            a["idle_cpu_s_per_min"] / max(b["idle_cpu_s_per_min"], 1e-9)
+            for a, b in zip(runs["modelcast"], runs["passthrough"])
+        )
     sh = rows["modelcast_shadow"]
     shadow = {
         "throughput": sh["records_per_s"] / mc["records_per_s"],
         "cpu_s_per_100k": sh["cpu_s_per_100k"] / mc["cpu_s_per_100k"],
         "peak_mb": sh["peak_mb"] / mc["peak_mb"],
     }
-    return {"contenders": rows, "modelcast_over": ratios, "shadow_over_plain": shadow}
+    return {"contenders": rows, "modelcast_over": ratios, "shadow_over_plain": shadow, "pairs": pairs, "runs": runs}
+
+
+def median_row(rows: list) -> dict:
+    """Per-metric medians of several runs of one contender (None where a run has none)."""
+    out = {}
+    for k in rows[0]:
+        vals = [r[k] for r in rows if r[k] is not None]
+        out[k] = statistics.median(vals) if vals else None
+    out["runs"] = len(rows)
+    return out
 
 
 # ------------------------------------------------------------------------------ b. latency
