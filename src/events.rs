@@ -236,6 +236,20 @@ impl Event for ModelRefused<'_> {
     }
 }
 
+/// The service started without a model to serve and waits for one to be announced (or for its
+/// alias to be set).
+pub struct WaitingForModel<'a> {
+    /// Why there is none yet.
+    pub reason: &'a str,
+}
+
+impl Event for WaitingForModel<'_> {
+    const NAME: &'static str = "waiting_for_model";
+    fn emit(self) {
+        tracing::warn!(event = Self::NAME, reason = %self.reason, "no model yet; waiting");
+    }
+}
+
 /// A message on the train topic was not a valid announcement.
 pub struct AnnouncementRefused<'a> {
     /// Why.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::aliases::Updates;
 use crate::bus::{AliasMove, Announcement, ModelRef};
 use crate::error::{Error, Result};
-use crate::events::{Event, ModelFetchRetry, ModelRefused, ModelSwapped, ShadowSwapped};
+use crate::events::{Event, ModelFetchRetry, ModelRefused, ModelSwapped, ShadowSwapped, WaitingForModel};
 use crate::lifecycle::AliasBook;
 use crate::predict::{check_replacement, load_key, load_ref, Served};
 use crate::store::Store;
@@ -87,7 +87,7 @@ impl Swapper {
         let mut book = AliasBook::of(history.moves);
         let first = match initial_model(store, &history.announcements, &book, choice).await {
             Err(Error::NotFound(msg)) if wait => {
-                tracing::warn!(%msg, "no model yet; waiting");
+                WaitingForModel { reason: &msg }.emit();
                 wait_for_model(store, &mut updates, &mut book, choice).await?
             }
             other => other?,
@@ -336,7 +336,7 @@ async fn wait_for_model(
         .map_err(|e| Error::io("install SIGTERM handler", "-", e))?;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = updates.changed() => {}
             _ = tokio::signal::ctrl_c() => return Err(Error::NotFound("interrupted before any model was announced".into())),
             _ = term.recv() => return Err(Error::NotFound("stopped before any model was announced".into())),
         }

@@ -134,6 +134,27 @@ fn serve_scores_a_stream_exactly_once_across_a_hot_swap() {
 /// partition v1 then v2 then v3, and the forest's predictions are the forest's (they differ from
 /// either line's).
 #[test]
+fn serve_started_before_any_model_waits_and_serves_the_first_announced_one() {
+    let Some(bed) = bed() else { return };
+    let w = Wired::new(&bed, "first", 1);
+    let mut svc = w.serve(&[]);
+    svc.log().wait_event("waiting_for_model", PATIENCE);
+    assert!(!svc.ready(), "/healthz is 503 while there is no model");
+    w.train(&[]).assert_ok();
+    let version = read_topic(&w.bootstrap, &w.topics.train, 1, PATIENCE)[0].json()["version"].clone();
+    let serving = svc.log().wait_event("model_serving", PATIENCE);
+    assert_eq!(serving["version"], version, "serves the announced version");
+    svc.wait_ready(PATIENCE);
+    produce(&producer(&w.bootstrap), &w.topics.input, &wine_records(100));
+    let preds = read_topic(&w.bootstrap, &w.topics.app, 100, PATIENCE);
+    assert!(preds.iter().all(|r| r.json()["model_version"] == version), "every record scored by it");
+    let (status, log) = svc.stop();
+    assert!(status.success(), "{log}");
+    assert_eq!(events(&log, "model_serving").len(), 1, "{log}");
+    assert_eq!(events(&log, "model_swapped").len(), 0, "the first model is not a swap: {log}");
+}
+
+#[test]
 fn serve_swaps_linear_to_forest_to_linear_under_load_losing_nothing() {
     let Some(bed) = bed() else { return };
     let w = Wired::new(&bed, "trees", 3);
