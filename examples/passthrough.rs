@@ -135,16 +135,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if acks.failed.load(Ordering::Relaxed) > 0 {
             return Err("a delivery failed; offsets not stored".into());
         }
-        // a partition's records come in offset order: storing its last one stores them all
-        let mut last: Vec<(&str, i32, i64)> = Vec::new();
+        // a partition's records come in offset order: storing its last one stores them all (one
+        // topic, subscribed by name, so no record is asked for its topic, as in modelcast)
+        let mut last: Vec<(i32, i64)> = Vec::new();
         for m in &batch {
-            match last.iter_mut().find(|(t, p, _)| *p == m.partition() && *t == m.topic()) {
-                Some(entry) => entry.2 = entry.2.max(m.offset()),
-                None => last.push((m.topic(), m.partition(), m.offset())),
+            match last.iter_mut().find(|(p, _)| *p == m.partition()) {
+                Some(entry) => entry.1 = entry.1.max(m.offset()),
+                None => last.push((m.partition(), m.offset())),
             }
         }
-        for (topic, partition, offset) in last {
-            consumer.store_offset(topic, partition, offset)?;
+        for (partition, offset) in last {
+            consumer.store_offset(input, partition, offset)?;
         }
         batch.clear();
     }
