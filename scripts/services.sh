@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Test bed for modelcast's integration tests: a real Kafka-protocol broker
-# (tansu) and real S3 servers (garage, and s3s-fs when installed), all on
-# 127.0.0.1 with ports picked at start, so several test beds can run at once.
+# Test bed for modelcast's integration tests: a real Apache Kafka broker (4.4.0,
+# KRaft, jars from Maven Central) and real S3 servers (garage and s3s-fs), all
+# on 127.0.0.1 with ports picked at start, so several test beds can run at once.
 #
 # Usage:
-#   scripts/services.sh install       build the pinned servers into the cache
+#   scripts/services.sh install       fetch and build the pinned servers into the cache
 #   scripts/services.sh start DIR     start them with data, logs and env.sh in DIR
 #   scripts/services.sh stop DIR      stop the servers started in DIR
 #   scripts/services.sh run CMD...    install, start in a temporary dir, run CMD
@@ -14,21 +14,25 @@
 #   MODELCAST_CACHE             where servers are installed
 #                               (default: ${XDG_CACHE_HOME:-$HOME/.cache}/modelcast)
 #   MODELCAST_S3S_FS=0          neither install nor start s3s-fs
+#   MODELCAST_GARAGE=0          neither install nor start garage (env.sh then has
+#                               no MODELCAST_TEST_S3_*: the S3 tests skip or fail)
+#   MODELCAST_JAVA              the java that runs Kafka, 17 or newer
+#                               (default: java on PATH)
 #   MODELCAST_SERVICES_TIMEOUT  seconds to wait for each server (default: 60)
 #   MODELCAST_SERVICES_RUST_LOG RUST_LOG for the servers (default: unset)
-#   MODELCAST_SASL=0            do not start the SASL_SSL broker
 #   MODELCAST_CHROMIUM=0        do not install Chromium (the report test skips)
 #   MODELCAST_EXPORT_CHECKS=0   do not install the export checkers (onnxruntime and
 #                               pypmml in a venv, a Java runtime, tract-check); the
 #                               export parity test skips
 #
-# Besides the plain broker, the test bed runs a second tansu that requires
-# SASL (SCRAM-SHA-256/512 users) behind a TLS terminator (socat, with a
-# CA and a broker certificate for localhost made here by openssl): the
-# Confluent Cloud shape, SASL_SSL, on localhost.
+# The broker is one JVM (broker and controller, node 1) with a PLAINTEXT
+# listener and a SASL_SSL one on Kafka's own TLS (a CA and a certificate for
+# localhost made here by openssl; PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 for
+# one user): the Confluent Cloud shape, on localhost. Install needs java (17+),
+# mvn and, for garage and s3s-fs, cargo.
 set -euo pipefail
 
-readonly TANSU_VERSION=0.6.0
+readonly KAFKA_VERSION=4.4.0
 readonly GARAGE_VERSION=2.5.0
 readonly S3S_FS_VERSION=0.14.1
 
@@ -39,12 +43,18 @@ readonly S3S_REGION=us-east-1
 MODELCAST_CACHE="${MODELCAST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelcast}"
 READY_TIMEOUT="${MODELCAST_SERVICES_TIMEOUT:-60}"
 WITH_S3S_FS="${MODELCAST_S3S_FS:-1}"
-WITH_SASL="${MODELCAST_SASL:-1}"
+WITH_GARAGE="${MODELCAST_GARAGE:-1}"
 WITH_CHROMIUM="${MODELCAST_CHROMIUM:-1}"
 WITH_EXPORT_CHECKS="${MODELCAST_EXPORT_CHECKS:-1}"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly EXPORT_VENV_REQ="$REPO_ROOT/scripts/requirements-export.txt"
 readonly TRACT_CHECK="$REPO_ROOT/tools/tract-check"
+readonly KAFKA_POM="$REPO_ROOT/scripts/kafka/pom.xml"
+readonly KAFKA_LOG4J="$REPO_ROOT/scripts/kafka/log4j2.properties"
+# The broker's JVM: a bounded heap, the serial collector (one small broker on a
+# 2-core machine), no hsperfdata file in /tmp.
+readonly KAFKA_JVM_OPTS=(-Xms128m -Xmx512m -XX:+UseSerialGC -XX:-UsePerfData
+	-XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true)
 
 log() { printf 'services: %s\n' "$*" >&2; }
 die() {
@@ -128,6 +138,65 @@ install_one() {
 	return "$status"
 }
 
+# kafka_root: where install_kafka puts Kafka (libs/ holds the jars).
+kafka_root() { printf '%s/kafka-%s' "$MODELCAST_CACHE" "$KAFKA_VERSION"; }
+
+# kafka_java: the path of the java that runs Kafka; fails unless it is 17 or newer.
+kafka_java() {
+	local java version
+	java=$(command -v "${MODELCAST_JAVA:-java}") || {
+		log "java is missing: Kafka $KAFKA_VERSION needs Java 17 or newer (apt-get install openjdk-17-jre-headless)"
+		return 1
+	}
+	version=$("$java" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java\.specification\.version = //p')
+	if [[ ! $version =~ ^[0-9]+$ ]] || ((version < 17)); then
+		log "$java is Java ${version:-of unknown version}: Kafka $KAFKA_VERSION needs 17 or newer (MODELCAST_JAVA)"
+		return 1
+	fi
+	printf '%s' "$java"
+}
+
+# install_kafka: the jars of scripts/kafka/pom.xml (Kafka and its runtime
+# dependencies, pinned, from Maven Central) into $(kafka_root)/libs, unless they
+# are there for this pom (its digest is kept in $(kafka_root)/pom.sha256). mvn
+# resolves them into a temporary directory, with a Maven repository of its own
+# that is deleted afterwards, which is then renamed into place; a lock keeps
+# two installs from racing, as in install_one.
+install_kafka() {
+	local root stamp lock_fd status=0
+	root=$(kafka_root)
+	stamp=$(hash_of "$KAFKA_POM")
+	exec {lock_fd}>"$MODELCAST_CACHE/.kafka-$KAFKA_VERSION.lock"
+	if ! flock -n "$lock_fd"; then
+		log "kafka $KAFKA_VERSION: waiting for another install to finish..."
+		flock "$lock_fd"
+	fi
+	if [[ -e $root/pom.sha256 && $(<"$root/pom.sha256") == "$stamp" ]]; then
+		log "kafka $KAFKA_VERSION: installed at $root/libs"
+	else
+		log "kafka $KAFKA_VERSION: fetching the broker's jars from Maven Central..."
+		local tmp start=$SECONDS
+		tmp=$(mktemp -d "$MODELCAST_CACHE/.kafka-$KAFKA_VERSION.XXXXXX")
+		if mvn -B -q -Dstyle.color=never -f "$KAFKA_POM" -Dmaven.repo.local="$tmp/m2" \
+			dependency:copy-dependencies -DoutputDirectory="$tmp/kafka/libs" >"$tmp/mvn.log" 2>&1 &&
+			[[ -e $tmp/kafka/libs/kafka_2.13-$KAFKA_VERSION.jar ]]; then
+			printf '%s\n' "$stamp" >"$tmp/kafka/pom.sha256"
+			# an install for an older pom, if any, goes (a running broker keeps
+			# the jars it opened)
+			rm -rf "$root"
+			mv "$tmp/kafka" "$root"
+			log "kafka $KAFKA_VERSION: installed in $((SECONDS - start)) s ($(du -sh "$root/libs" | cut -f1) of jars)"
+		else
+			status=1
+			log "kafka $KAFKA_VERSION: mvn failed; the end of its output:"
+			tail -n 30 "$tmp/mvn.log" >&2 || true
+		fi
+		rm -rf "$tmp"
+	fi
+	exec {lock_fd}>&-
+	return "$status"
+}
+
 # apt_install COMMAND PACKAGE WHY: install a Debian package when COMMAND is
 # missing (as root), else say in one line how to.
 apt_install() {
@@ -193,18 +262,24 @@ install_export_checks() {
 }
 
 cmd_install() {
-	command -v cargo >/dev/null || die "cargo is needed to install the servers"
 	command -v flock >/dev/null || die "flock (util-linux) is needed to install the servers"
+	if [[ $WITH_GARAGE != 0 || $WITH_S3S_FS != 0 ]]; then
+		command -v cargo >/dev/null || die "cargo is needed to install the S3 servers"
+	fi
 	mkdir -p "$MODELCAST_CACHE"
-	# Without dynostore,libsql tansu has no durable storage engine and its
-	# default broker discards what is produced to it.
-	install_one tansu "$TANSU_VERSION" --features dynostore,libsql ||
-		die "could not install tansu $TANSU_VERSION"
-	install_one garage "$GARAGE_VERSION" ||
-		die "could not install garage $GARAGE_VERSION"
-	# socat terminates TLS in front of tansu (whose own TLS cannot be enabled in 0.6.0)
-	if [[ $WITH_SASL != 0 ]]; then
-		apt_install socat socat "the SASL_SSL tests"
+	# Kafka: jars from Maven Central, run by a Java 17+ (openssl makes the test
+	# certificate of its SASL_SSL listener at start)
+	[[ -n ${MODELCAST_JAVA:-} ]] || apt_install java openjdk-17-jre-headless "the Kafka broker"
+	apt_install mvn maven "installing the Kafka broker"
+	apt_install openssl openssl "the Kafka broker's SASL_SSL listener"
+	kafka_java >/dev/null || die "no Java 17 or newer to run Kafka $KAFKA_VERSION"
+	command -v mvn >/dev/null || die "mvn (Maven) is needed to install Kafka $KAFKA_VERSION"
+	install_kafka || die "could not install Kafka $KAFKA_VERSION"
+	if [[ $WITH_GARAGE == 0 ]]; then
+		log "garage: skipped (MODELCAST_GARAGE=0)"
+	else
+		install_one garage "$GARAGE_VERSION" ||
+			die "could not install garage $GARAGE_VERSION"
 	fi
 	# headless Chromium renders the training report in its test
 	if [[ $WITH_CHROMIUM != 0 ]]; then
@@ -215,8 +290,9 @@ cmd_install() {
 	fi
 	if [[ $WITH_S3S_FS == 0 ]]; then
 		log "s3s-fs: skipped (MODELCAST_S3S_FS=0)"
-	elif ! install_one s3s-fs "$S3S_FS_VERSION" --features binary; then
-		log "warning: could not install s3s-fs $S3S_FS_VERSION; test beds will run without it"
+	else
+		install_one s3s-fs "$S3S_FS_VERSION" --features binary ||
+			die "could not install s3s-fs $S3S_FS_VERSION (MODELCAST_S3S_FS=0 goes without it)"
 	fi
 }
 
@@ -264,23 +340,6 @@ spawn() {
 	printf '%s %s\n' "$SPAWNED_PID" "$name" >"$dir/$name.pid"
 }
 
-start_tansu() {
-	local dir=$1 port=$2
-	local bin
-	bin=$(bin_path tansu "$TANSU_VERSION")
-	mkdir -p "$dir/tansu"
-	# The sqlite path is relative to the working directory. tansu also reads
-	# a .env file and these variables; keep the caller's out of its way.
-	spawn "$dir" tansu "$dir/tansu" \
-		env -u OTEL_EXPORTER_OTLP_ENDPOINT -u SCHEMA_REGISTRY -u CLUSTER_ID \
-		"$bin" broker \
-		--listener-url "tcp://127.0.0.1:$port" \
-		--advertised-listener-url "tcp://127.0.0.1:$port" \
-		--storage-engine sqlite://tansu.db
-	TANSU_PID=$SPAWNED_PID
-	wait_ready "$dir" tansu "$TANSU_PID" port_open "$port"
-}
-
 # make_tls DIR: a test CA and a certificate for localhost / 127.0.0.1 signed by
 # it, in DIR/tls (ca.pem, broker.pem, broker.key); valid for 2 days.
 make_tls() {
@@ -301,39 +360,112 @@ make_tls() {
 	)
 }
 
-# start_sasl_kafka DIR PLAIN_PORT TLS_PORT: a tansu that requires SASL, with
-# the users of secrets.sh, listening on PLAIN_PORT, behind socat's TLS on
-# TLS_PORT (advertised as localhost:TLS_PORT, the name in the certificate).
-start_sasl_kafka() {
-	local dir=$1 port=$2 tls_port=$3
-	local bin
-	bin=$(bin_path tansu "$TANSU_VERSION")
-	mkdir -p "$dir/tansu-sasl"
+# kafka_cluster_id: a random Kafka cluster id (16 bytes, URL-safe base64, unpadded).
+kafka_cluster_id() { head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='; }
+
+# kafka_ready PORT SASL_PORT: the broker answers a Metadata request on PORT with
+# itself in it (it has joined its own KRaft quorum and is unfenced), and
+# SASL_PORT accepts TCP. Kafka binds its listeners a few seconds before it
+# serves them, so an open port alone says little; the request, queued until
+# then, is answered as soon as the broker serves.
+kafka_ready() {
+	port_open "$1" && port_open "$2" || return 1
+	python3 - "$1" <<'EOF'
+import socket, struct, sys
+client = b"modelcast-services"
+# Metadata v4 (the oldest Kafka 4 serves): header v1, no topics, no auto-creation
+req = struct.pack(">hhih", 3, 4, 7, len(client)) + client + struct.pack(">ib", 0, 0)
+try:
+    with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(req)) + req)
+        buf = b""
+        while len(buf) < 4 or len(buf) < 4 + struct.unpack(">i", buf[:4])[0]:
+            chunk = s.recv(65536)
+            if not chunk:
+                sys.exit(1)
+            buf += chunk
+except OSError:
+    sys.exit(1)
+# correlation id, throttle time, number of brokers
+correlation, _, brokers = struct.unpack(">iii", buf[4:16])
+sys.exit(0 if correlation == 7 and brokers >= 1 else 1)
+EOF
+}
+
+# start_kafka DIR PORT SASL_PORT CONTROLLER_PORT: Apache Kafka in KRaft mode,
+# one JVM as broker and controller (node 1, a static quorum of itself on
+# CONTROLLER_PORT), data in DIR/kafka/data, log in DIR/kafka.log. Listeners, all
+# on 127.0.0.1: PLAINTEXT on PORT (also the inter-broker listener), SASL_SSL on
+# SASL_PORT with Kafka's own TLS and the certificate of make_tls, advertised as
+# localhost:SASL_PORT (the name in the certificate), where SASL_USER with
+# SASL_PASSWORD logs in with PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, and the
+# controller's (plaintext) on CONTROLLER_PORT.
+# The storage is formatted (with the SCRAM credentials) on the first start in
+# DIR; later starts keep data and users and only rewrite server.properties.
+# The broker runs as `java ... kafka.Kafka DIR/kafka/server.properties` in
+# DIR/kafka, so the same command line starts it again on the same ports and data.
+start_kafka() {
+	local dir=$1 port=$2 sasl_port=$3 controller_port=$4
+	local kdir=$dir/kafka java libs
+	java=$(kafka_java) || die "cannot run Kafka"
+	libs="$(kafka_root)/libs"
+	mkdir -p "$kdir"
 	make_tls "$dir"
-	local args=(broker --listener-url "tcp://127.0.0.1:$port"
-		--advertised-listener-url "tcp://localhost:$tls_port" --storage-engine sqlite://tansu.db)
-	# users are created while the broker runs without --authentication, then it
-	# restarts with it (they live in its sqlite storage)
-	spawn "$dir" tansu-sasl "$dir/tansu-sasl" \
-		env -u OTEL_EXPORTER_OTLP_ENDPOINT -u SCHEMA_REGISTRY -u CLUSTER_ID "$bin" "${args[@]}"
-	wait_ready "$dir" tansu-sasl "$SPAWNED_PID" port_open "$port"
-	local mech
-	for mech in scram512 scram256; do
-		"$bin" user create --broker "tcp://127.0.0.1:$port" --mechanism "$mech" \
-			"$SASL_USER" "$SASL_PASSWORD" >>"$dir/tansu-sasl.log" 2>&1 ||
-			die "could not create the SASL user ($mech); see $dir/tansu-sasl.log"
-	done
-	kill -TERM "$SPAWNED_PID"
-	wait "$SPAWNED_PID" 2>/dev/null || true
-	spawn "$dir" tansu-sasl "$dir/tansu-sasl" \
-		env -u OTEL_EXPORTER_OTLP_ENDPOINT -u SCHEMA_REGISTRY -u CLUSTER_ID "$bin" "${args[@]}" --authentication
-	SASL_PID=$SPAWNED_PID
-	wait_ready "$dir" tansu-sasl "$SASL_PID" port_open "$port"
-	spawn "$dir" socat "$dir" socat \
-		"openssl-listen:$tls_port,bind=127.0.0.1,reuseaddr,fork,cert=$dir/tls/broker.pem,key=$dir/tls/broker.key,verify=0" \
-		"tcp:127.0.0.1:$port"
-	SOCAT_PID=$SPAWNED_PID
-	wait_ready "$dir" socat "$SOCAT_PID" port_open "$tls_port"
+	(
+		umask 077
+		# Kafka's PEM key store: the private key (PKCS#8, the only unencrypted
+		# form Kafka reads) followed by the certificate
+		openssl pkcs8 -topk8 -nocrypt -in "$dir/tls/broker.key" -out "$kdir/broker-keystore.pem"
+		cat "$dir/tls/broker.pem" >>"$kdir/broker-keystore.pem"
+		cp "$KAFKA_LOG4J" "$kdir/log4j2.properties"
+		cat >"$kdir/server.properties" <<EOF
+# modelcast test bed (scripts/services.sh start $dir)
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$controller_port
+controller.listener.names=CONTROLLER
+listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sasl_port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://localhost:$sasl_port
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$kdir/data
+
+auto.create.topics.enable=false
+num.partitions=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+# the tests produce records of 4 MB and more (Kafka's default limit is 1 MB)
+message.max.bytes=20971520
+
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SASL_USER="$SASL_PASSWORD";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$kdir/broker-keystore.pem
+EOF
+	)
+	# The JVM ignores the caller's options: the broker starts the same for all.
+	local jvm=(env -u JAVA_TOOL_OPTIONS -u JDK_JAVA_OPTIONS -u _JAVA_OPTIONS "$java"
+		"${KAFKA_JVM_OPTS[@]}" "-Dlog4j2.configurationFile=$kdir/log4j2.properties" -cp "$libs/*")
+	if [[ ! -e $kdir/data/meta.properties ]]; then
+		local start
+		start=$(now_ms)
+		(cd "$kdir" && "${jvm[@]}" -Xms32m -XX:TieredStopAtLevel=1 kafka.tools.StorageTool format \
+			--config "$kdir/server.properties" --cluster-id "$(kafka_cluster_id)" \
+			--add-scram "SCRAM-SHA-256=[name=$SASL_USER,password=$SASL_PASSWORD]" \
+			--add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$SASL_PASSWORD]") \
+			</dev/null >>"$dir/kafka.log" 2>&1 ||
+			die "could not format Kafka's storage in $kdir/data; see $dir/kafka.log"
+		log "kafka storage formatted in $(($(now_ms) - start)) ms"
+	fi
+	spawn "$dir" kafka "$kdir" "${jvm[@]}" kafka.Kafka "$kdir/server.properties"
+	KAFKA_PID=$SPAWNED_PID
+	wait_ready "$dir" kafka "$KAFKA_PID" kafka_ready "$port" "$sasl_port"
 }
 
 start_garage() {
@@ -421,15 +553,17 @@ cmd_start() {
 	local dir
 	dir=$(cd "$1" && pwd)
 	command -v python3 >/dev/null || die "python3 is needed to pick free ports"
-	command -v curl >/dev/null || die "curl is needed to check that garage is ready"
-
-	local tansu garage
-	tansu=$(bin_path tansu "$TANSU_VERSION")
-	garage=$(bin_path garage "$GARAGE_VERSION")
-	[[ -x $tansu && -x $garage ]] || die "servers not installed: run $0 install"
-	local with_s3s=0
-	if [[ $WITH_S3S_FS != 0 && -x $(bin_path s3s-fs "$S3S_FS_VERSION") ]]; then
-		with_s3s=1
+	command -v openssl >/dev/null || die "openssl is needed for the SASL_SSL listener's certificate"
+	[[ -e $(kafka_root)/libs/kafka_2.13-$KAFKA_VERSION.jar ]] ||
+		die "Kafka $KAFKA_VERSION not installed: run $0 install"
+	if [[ $WITH_GARAGE != 0 ]]; then
+		command -v curl >/dev/null || die "curl is needed to check that garage is ready"
+		[[ -x $(bin_path garage "$GARAGE_VERSION") ]] ||
+			die "garage $GARAGE_VERSION not installed: run $0 install (or MODELCAST_GARAGE=0)"
+	fi
+	if [[ $WITH_S3S_FS != 0 ]]; then
+		[[ -x $(bin_path s3s-fs "$S3S_FS_VERSION") ]] ||
+			die "s3s-fs $S3S_FS_VERSION not installed: run $0 install (or MODELCAST_S3S_FS=0)"
 	fi
 
 	local pid
@@ -440,40 +574,40 @@ cmd_start() {
 
 	# Ports are picked just before each server starts, to leave little time
 	# for anything else to take them.
-	local kafka_port s3_port rpc_port admin_port s3s_port=""
-	kafka_port=$(free_ports 1)
-	start_tansu "$dir" "$kafka_port"
-	read -r s3_port rpc_port admin_port <<<"$(free_ports 3)"
-	start_garage "$dir" "$s3_port" "$rpc_port" "$admin_port"
-	if ((with_s3s)); then
+	local kafka_port sasl_port controller_port s3_port rpc_port admin_port s3s_port
+	read -r kafka_port sasl_port controller_port <<<"$(free_ports 3)"
+	start_kafka "$dir" "$kafka_port" "$sasl_port" "$controller_port"
+	if [[ $WITH_GARAGE != 0 ]]; then
+		read -r s3_port rpc_port admin_port <<<"$(free_ports 3)"
+		start_garage "$dir" "$s3_port" "$rpc_port" "$admin_port"
+	fi
+	if [[ $WITH_S3S_FS != 0 ]]; then
 		s3s_port=$(free_ports 1)
 		start_s3s_fs "$dir" "$s3s_port"
-	fi
-	local with_sasl=0 sasl_port tls_port
-	if [[ $WITH_SASL != 0 ]]; then
-		if command -v socat >/dev/null && command -v openssl >/dev/null; then
-			with_sasl=1
-			read -r sasl_port tls_port <<<"$(free_ports 2)"
-			start_sasl_kafka "$dir" "$sasl_port" "$tls_port"
-		else
-			log "warning: no SASL_SSL broker (needs socat and openssl: apt-get install socat openssl)"
-		fi
 	fi
 
 	{
 		printf '# modelcast test bed in %s, written by %s\n' "$dir" "$0"
 		printf 'export %s=%q\n' \
 			MODELCAST_TEST_SERVICES_DIR "$dir" \
+			MODELCAST_TEST_BROKER "kafka-$KAFKA_VERSION" \
 			MODELCAST_TEST_BOOTSTRAP "127.0.0.1:$kafka_port" \
-			MODELCAST_TEST_TANSU_PID "$TANSU_PID" \
-			MODELCAST_TEST_S3_ENDPOINT "http://127.0.0.1:$s3_port" \
-			MODELCAST_TEST_S3_BUCKET "$S3_BUCKET" \
-			MODELCAST_TEST_S3_ACCESS_KEY "$GARAGE_ACCESS_KEY" \
-			MODELCAST_TEST_S3_SECRET_KEY "$GARAGE_SECRET_KEY" \
-			MODELCAST_TEST_S3_REGION "$GARAGE_REGION" \
-			MODELCAST_TEST_GARAGE_ADMIN "http://127.0.0.1:$admin_port" \
-			MODELCAST_TEST_GARAGE_PID "$GARAGE_PID"
-		if ((with_s3s)); then
+			MODELCAST_TEST_KAFKA_PID "$KAFKA_PID" \
+			MODELCAST_TEST_SASL_BOOTSTRAP "localhost:$sasl_port" \
+			MODELCAST_TEST_SASL_CA "$dir/tls/ca.pem" \
+			MODELCAST_TEST_SASL_USER "$SASL_USER" \
+			MODELCAST_TEST_SASL_PASSWORD "$SASL_PASSWORD"
+		if [[ $WITH_GARAGE != 0 ]]; then
+			printf 'export %s=%q\n' \
+				MODELCAST_TEST_S3_ENDPOINT "http://127.0.0.1:$s3_port" \
+				MODELCAST_TEST_S3_BUCKET "$S3_BUCKET" \
+				MODELCAST_TEST_S3_ACCESS_KEY "$GARAGE_ACCESS_KEY" \
+				MODELCAST_TEST_S3_SECRET_KEY "$GARAGE_SECRET_KEY" \
+				MODELCAST_TEST_S3_REGION "$GARAGE_REGION" \
+				MODELCAST_TEST_GARAGE_ADMIN "http://127.0.0.1:$admin_port" \
+				MODELCAST_TEST_GARAGE_PID "$GARAGE_PID"
+		fi
+		if [[ $WITH_S3S_FS != 0 ]]; then
 			printf 'export %s=%q\n' \
 				MODELCAST_TEST_S3S_ENDPOINT "http://127.0.0.1:$s3s_port" \
 				MODELCAST_TEST_S3S_BUCKET "$S3_BUCKET" \
@@ -481,13 +615,6 @@ cmd_start() {
 				MODELCAST_TEST_S3S_SECRET_KEY "$S3S_SECRET_KEY" \
 				MODELCAST_TEST_S3S_REGION "$S3S_REGION" \
 				MODELCAST_TEST_S3S_PID "$S3S_PID"
-		fi
-		if ((with_sasl)); then
-			printf 'export %s=%q\n' \
-				MODELCAST_TEST_SASL_BOOTSTRAP "localhost:$tls_port" \
-				MODELCAST_TEST_SASL_CA "$dir/tls/ca.pem" \
-				MODELCAST_TEST_SASL_USER "$SASL_USER" \
-				MODELCAST_TEST_SASL_PASSWORD "$SASL_PASSWORD"
 		fi
 		if [[ $WITH_CHROMIUM == 0 ]]; then
 			printf 'export MODELCAST_CHROMIUM=0\n'
@@ -510,7 +637,9 @@ cmd_start() {
 # ---------------------------------------------------------------- stop
 
 # recorded_pids DIR: pids in DIR/*.pid that still run the server recorded
-# with them (a pid file left by a crash may name a recycled pid).
+# with them (a pid file left by a crash may name a recycled pid). A pid file
+# holds "PID NAME"; NAME is the process name, except for kafka: a JVM, named
+# java, with the argument kafka.Kafka.
 recorded_pids() {
 	local pidfile pid name comm
 	for pidfile in "$1"/*.pid; do
@@ -518,10 +647,13 @@ recorded_pids() {
 		read -r pid name <"$pidfile" || true
 		[[ $pid =~ ^[0-9]+$ ]] || continue
 		comm=$(cat "/proc/$pid/comm" 2>/dev/null) || continue
-		# tansu-sasl is a second tansu: its process is named tansu
-		if [[ $comm == "$name" || $name == "$comm"-* ]] && alive "$pid"; then
-			printf '%s\n' "$pid"
+		if [[ $name == kafka ]]; then
+			[[ $comm == java ]] || continue
+			grep -qzx 'kafka\.Kafka' "/proc/$pid/cmdline" 2>/dev/null || continue
+		elif [[ $comm != "$name" ]]; then
+			continue
 		fi
+		if alive "$pid"; then printf '%s\n' "$pid"; fi
 	done
 }
 
