@@ -704,7 +704,7 @@ def environment(bed: Bed, sizes: Sizes, quick: bool) -> dict:
         "numpy": np.__version__,
         "confluent-kafka": confluent_kafka.__version__,
         "librdkafka": confluent_kafka.libversion()[0],
-        "broker": "tansu 0.6.0 (sqlite storage), loopback",
+        "broker": os.environ.get("MODELCAST_TEST_BROKER", "unknown") + ", loopback",
     }
 
 

@@ -79,7 +79,7 @@ MODELCAST_S3S_FS=0 scripts/services.sh start "$BED"
 # shellcheck source=/dev/null
 source "$BED/env.sh"
 
-log "running e2e-bench/harness.py against tansu at $MODELCAST_TEST_BOOTSTRAP"
+log "running e2e-bench/harness.py against $MODELCAST_TEST_BROKER at $MODELCAST_TEST_BOOTSTRAP"
 status=0
 "$VENV/bin/python" e2e-bench/harness.py "$@" &
 HARNESS_PID=$!

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: format and lint checks, then every unit and
-# integration test against real loopback services (tansu = Kafka protocol, garage and s3s-fs =
+# integration test against real loopback services (Apache Kafka 4.4.0, garage and s3s-fs =
 # S3), which scripts/services.sh installs once into ~/.cache/modelcast and starts/stops around
 # the run. `.ci/run` calls exactly this. A failing run ends with the names and output of the
 # failed tests (after the test bed's log tails), so the bottom of a red CI log says why.
@@ -38,7 +38,7 @@ failed_tests() {
 	fi
 }
 
-step "tests (with tansu + garage + s3s-fs on 127.0.0.1)"
+step "tests (with Kafka + garage + s3s-fs on 127.0.0.1)"
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
 	scripts/services.sh run cargo nextest run --locked --no-fail-fast --test-threads 2 \
