@@ -11,14 +11,14 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use modelcast::bus::{OriginRef, Outbox, OutputTopics, PredictionRef};
-use modelcast::config::params::Params;
 use modelcast::features::Cell;
+use modelcast::messages::{OriginRef, Outbox, OutputTopics, PredictionRef};
+use modelcast::params::Params;
 use modelcast::predict::{score_into, Incoming, Scratch, Served, Verdict};
 
 fn model(params: &str) -> Served {
     let params = Params::load(Path::new(params)).expect("params");
-    let artifact = modelcast::cmd::train::fit_artifact(&params).expect("fit");
+    let artifact = modelcast::train::fit_artifact(&params).expect("fit");
     Served::from_artifact(&artifact, "key").expect("served")
 }
 
@@ -85,7 +85,7 @@ const TOPICS: OutputTopics<'static> =
 /// Score a batch as the service does: one prediction time per batch, messages into a reused outbox.
 fn score_batch<'a, 't>(m: &Served, batch: &'a [Vec<u8>], scratch: &mut Scratch<'a>, out: &mut Outbox<'t>) {
     out.clear();
-    let now = modelcast::bus::now_ms();
+    let now = modelcast::util::time::now_ms();
     for (i, r) in batch.iter().enumerate() {
         let rec = Incoming {
             bytes: r,
@@ -206,8 +206,8 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
-    let mut msg = modelcast::bus::Outgoing::empty("app_messages");
-    let now = modelcast::bus::now_ms();
+    let mut msg = modelcast::messages::Outgoing::empty("app_messages");
+    let now = modelcast::util::time::now_ms();
     g.bench_function("encode", |b| {
         b.iter(|| {
             for i in 0..records.len() {

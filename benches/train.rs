@@ -5,10 +5,10 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use modelcast::config::params::Params;
+use modelcast::data::spool::SpoolWriter;
 use modelcast::data::{Blocks, CategoricalColumn, ColumnSpec, Rows, Table};
 use modelcast::features::{Preprocessing, TableDesign};
-use modelcast::spool::SpoolWriter;
+use modelcast::params::Params;
 use modelcast::stats;
 
 const LEVELS: [usize; 3] = [5, 20, 50];
@@ -84,7 +84,7 @@ fn bench(c: &mut Criterion) {
         w.push_table(&table(rows)).expect("spool");
         let spool = w.finish().expect("spool");
         g.throughput(Throughput::Elements(rows as u64));
-        for threads in [1, modelcast::data::default_threads()] {
+        for threads in [1, modelcast::util::threads::default_threads()] {
             g.bench_with_input(BenchmarkId::new(format!("{threads}-threads"), rows), &spool, |b, s| {
                 b.iter(|| {
                     let all = Rows::All(s.rows());

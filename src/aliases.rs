@@ -12,9 +12,11 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use crate::bus::{AliasMove, Announcement, Bus, TrainFeed, TrainMessage};
+use crate::bus::{Bus, TrainFeed};
+
 use crate::error::{Error, Result};
 use crate::lifecycle::{AliasBook, Entry};
+use crate::messages::{AliasMove, Announcement, TrainMessage};
 use crate::store::s3::Atomicity;
 use crate::store::Store;
 

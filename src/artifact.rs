@@ -8,11 +8,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::params::Params;
 use crate::data::FileInfo;
 use crate::error::{Error, Result};
 use crate::features::{Preprocessing, Scorer};
 use crate::model::{Fit, Metrics};
+use crate::params::Params;
+use crate::util::hash::sha256_hex;
 
 /// The artifact format version of linear models (unchanged since the first release, so older
 /// predictors keep reading them).
@@ -30,16 +31,6 @@ pub fn schema_version_of(fit: &Fit) -> u32 {
 }
 /// The `format` field of every artifact.
 pub const FORMAT: &str = "modelcast.model";
-
-/// Hex-encoded sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut s = String::with_capacity(64);
-    for b in digest.iter() {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
 
 /// One input column of the model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -92,6 +92,17 @@ pub enum Error {
         /// What failed and how to fix it.
         message: String,
     },
+    /// A background task (a blocking fit, a read) panicked or was cancelled.
+    #[error("{what} task failed: {message}")]
+    Task {
+        /// What the task was doing.
+        what: &'static str,
+        /// The join error.
+        message: String,
+    },
+    /// Registering or serving the Prometheus metrics failed.
+    #[error("metrics: {0}")]
+    Metrics(String),
     /// Serializing a value failed (should not happen for our own types).
     #[error("encode {what}: {source}")]
     Encode {

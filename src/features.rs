@@ -14,10 +14,10 @@ use std::collections::HashMap;
 use ndarray::{Array2, ArrayView1, ArrayViewMut2};
 use serde::{Deserialize, Serialize};
 
-use crate::config::params::{CategoricalRule, NumericRule, Params};
-use crate::data::{Blocks, Rows, Table, MISSING_CODE};
+use crate::data::{Table, MISSING_CODE};
 use crate::error::{Error, Result};
 use crate::model::Fit;
+use crate::params::{CategoricalRule, NumericRule};
 use crate::trees::Ensemble;
 
 /// The category a missing categorical value becomes under the `category` rule.
@@ -64,22 +64,6 @@ pub struct Preprocessing {
 }
 
 impl Preprocessing {
-    /// Learn the preprocessing from the rows `rows` (sorted) of `table` (the training rows).
-    pub fn fit(params: &Params, table: &Table, rows: &[usize]) -> Result<Preprocessing> {
-        Preprocessing::fit_blocks(params, table, Rows::List(rows))
-    }
-
-    /// Learn the preprocessing from the rows `rows` of `blocks`, in streaming passes
-    /// ([`crate::stats::fit_preprocessing`]): counts, means and spreads in one pass (the
-    /// standardisation's mean and spread are those of the imputed column, found from the values
-    /// seen and the number imputed), then, for the median rule, a few passes that find the exact
-    /// median without holding the column. Every statistic is over the training rows only, formed
-    /// per segment of rows and merged in row order, so a table and a spool of the same rows, and
-    /// any number of threads, give the same numbers.
-    pub fn fit_blocks(params: &Params, blocks: &dyn Blocks, rows: Rows<'_>) -> Result<Preprocessing> {
-        crate::stats::fit_preprocessing(params, blocks, rows, crate::data::default_threads())
-    }
-
     /// Width of the design matrix.
     pub fn width(&self) -> usize {
         self.numeric.len() + self.categorical.iter().map(|c| c.categories.len()).sum::<usize>()
@@ -148,7 +132,7 @@ pub struct TableDesign<'a> {
 /// Rows per chunk of a [`TableDesign`].
 pub const CHUNK_ROWS: usize = 4096;
 
-impl crate::model::Design for TableDesign<'_> {
+impl crate::design::Design for TableDesign<'_> {
     fn rows(&self) -> usize {
         self.rows.len()
     }
@@ -157,7 +141,7 @@ impl crate::model::Design for TableDesign<'_> {
         self.prep.width()
     }
 
-    fn for_each_chunk(&self, f: &mut crate::model::ChunkFn<'_>) -> Result<()> {
+    fn for_each_chunk(&self, f: &mut crate::design::ChunkFn<'_>) -> Result<()> {
         let mut buf = Array2::<f64>::zeros((CHUNK_ROWS.min(self.rows.len()).max(1), self.width()));
         let mut y = Vec::with_capacity(CHUNK_ROWS);
         for rows in self.rows.chunks(CHUNK_ROWS) {
@@ -167,63 +151,6 @@ impl crate::model::Design for TableDesign<'_> {
             y.clear();
             y.extend(rows.iter().map(|&i| self.table.target[i]));
             f(x.view(), ArrayView1::from(&y))?;
-        }
-        Ok(())
-    }
-}
-
-/// The design matrix of some rows of any [`Blocks`] in chunks of [`CHUNK_ROWS`] rows, a chunk
-/// spanning blocks where it must: the same chunks as a [`TableDesign`] of the same rows. Its
-/// [`Gram`](crate::model::Gram) statistics come straight from the raw rows
-/// ([`crate::stats::gram`]), in parallel, without building the design.
-pub struct BlockDesign<'a> {
-    /// The fitted preprocessing.
-    pub prep: &'a Preprocessing,
-    /// The rows' source.
-    pub blocks: &'a dyn Blocks,
-    /// Which rows.
-    pub rows: Rows<'a>,
-}
-
-impl crate::model::Design for BlockDesign<'_> {
-    fn rows(&self) -> usize {
-        self.rows.len()
-    }
-
-    fn width(&self) -> usize {
-        self.prep.width()
-    }
-
-    fn gram(&self) -> Option<Result<crate::model::Gram>> {
-        Some(crate::stats::gram(self.prep, self.blocks, self.rows, crate::data::default_threads()))
-    }
-
-    fn for_each_chunk(&self, f: &mut crate::model::ChunkFn<'_>) -> Result<()> {
-        let cap = CHUNK_ROWS.min(self.rows.len()).max(1);
-        let mut buf = Array2::<f64>::zeros((cap, self.width()));
-        let mut y = Vec::with_capacity(cap);
-        let mut selected = Vec::new();
-        self.blocks.for_each_block(&mut |first, t| {
-            self.rows.local(first, t.len(), &mut selected);
-            let mut rest = selected.as_slice();
-            while !rest.is_empty() {
-                let filled = y.len();
-                let take = (cap - filled).min(rest.len());
-                let x = buf.slice_axis_mut(ndarray::Axis(0), ndarray::Slice::from(filled..filled + take));
-                self.prep.fill(t, &rest[..take], x)?;
-                y.extend(rest[..take].iter().map(|&i| t.target[i]));
-                rest = &rest[take..];
-                if y.len() == cap {
-                    f(buf.view(), ArrayView1::from(&y))?;
-                    buf.fill(0.0);
-                    y.clear();
-                }
-            }
-            Ok(())
-        })?;
-        if !y.is_empty() {
-            let x = buf.slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..y.len()));
-            f(x, ArrayView1::from(&y))?;
         }
         Ok(())
     }
@@ -388,10 +315,6 @@ impl Scorer {
         &self.missing_tokens
     }
 
-    fn is_token(&self, s: &str) -> bool {
-        crate::data::is_missing(s, &self.missing_tokens)
-    }
-
     /// Score one record given as cells in slot order (`cells.len()` must equal the column count).
     pub fn score(&self, cells: &[Cell<'_>]) -> std::result::Result<f64, Reject> {
         match &self.head {
@@ -422,20 +345,10 @@ impl Scorer {
     fn prepare(&self, cells: &[Cell<'_>], mut out: impl FnMut(Prepared<'_>)) -> std::result::Result<(), Reject> {
         let (num_cells, cat_cells) = cells.split_at(self.numeric.len());
         for (j, (slot, cell)) in self.numeric.iter().zip(num_cells).enumerate() {
-            let v = match cell {
-                Cell::Num(v) => Some(*v),
-                Cell::Missing => None,
-                Cell::Text(s) if self.is_token(s) => None,
-                Cell::Text(s) => match s.trim().parse::<f64>() {
-                    Ok(v) => Some(v),
-                    Err(_) => return Err(format!("column {:?}: {s:?} is not a number", self.columns[j])),
-                },
-                Cell::Invalid(t) => return Err(format!("column {:?}: expected a number, got {t}", self.columns[j])),
-            };
-            let v = match v {
-                Some(v) if v.is_finite() => v,
-                Some(v) => return Err(format!("column {:?}: {v} is not a finite number", self.columns[j])),
-                None => slot
+            let v = match numeric_value(cell, &self.missing_tokens) {
+                Ok(Some(v)) => v,
+                Err(why) => return Err(format!("column {:?}: {why}", self.columns[j])),
+                Ok(None) => slot
                     .impute
                     .ok_or_else(|| format!("column {:?} is missing and its rule is reject", self.columns[j]))?,
             };
@@ -443,14 +356,7 @@ impl Scorer {
         }
         for (j, (slot, cell)) in self.categorical.iter().zip(cat_cells).enumerate() {
             let name = &self.columns[self.numeric.len() + j];
-            let text: Option<Cow<'_, str>> = match cell {
-                Cell::Missing => None,
-                Cell::Text(s) if self.is_token(s) => None,
-                Cell::Text(s) => Some(Cow::Borrowed(s.trim())),
-                Cell::Num(v) if v.fract() == 0.0 && v.abs() < 1e15 => Some(Cow::Owned(format!("{}", *v as i64))),
-                Cell::Num(v) => Some(Cow::Owned(format!("{v}"))),
-                Cell::Invalid(t) => return Err(format!("column {name:?}: expected a category, got {t}")),
-            };
+            let text = category_text(cell, &self.missing_tokens).map_err(|why| format!("column {name:?}: {why}"))?;
             match text {
                 Some(t) => out(Prepared::Cat(slot, slot.index.get(t.as_ref()).copied())),
                 None if slot.reject_missing => {
@@ -463,18 +369,54 @@ impl Scorer {
     }
 }
 
+/// A numeric column's value in a serving cell, by the rules training applies to a CSV or JSON
+/// cell (`data::cells`): `Ok(None)` is missing (absent, `null`, a missing token); text must
+/// parse as a finite number. The reason of an error names no column (the caller adds it).
+#[inline]
+pub fn numeric_value(cell: &Cell<'_>, missing_tokens: &[String]) -> std::result::Result<Option<f64>, String> {
+    let v = match cell {
+        Cell::Num(v) => *v,
+        Cell::Missing => return Ok(None),
+        Cell::Text(s) if crate::data::is_missing(s, missing_tokens) => return Ok(None),
+        Cell::Text(s) => s.trim().parse::<f64>().map_err(|_| format!("{s:?} is not a number"))?,
+        Cell::Invalid(t) => return Err(format!("expected a number, got {t}")),
+    };
+    if v.is_finite() {
+        Ok(Some(v))
+    } else {
+        Err(format!("{v} is not a finite number"))
+    }
+}
+
+/// A categorical column's category in a serving cell, by the rules training applies: `Ok(None)`
+/// is missing; text is trimmed; a number is its text (integers without a fraction).
+#[inline]
+pub fn category_text<'c>(
+    cell: &'c Cell<'_>,
+    missing_tokens: &[String],
+) -> std::result::Result<Option<Cow<'c, str>>, String> {
+    Ok(match cell {
+        Cell::Missing => None,
+        Cell::Text(s) if crate::data::is_missing(s, missing_tokens) => None,
+        Cell::Text(s) => Some(Cow::Borrowed(s.trim())),
+        Cell::Num(v) => Some(Cow::Owned(crate::data::cells::number_category(*v))),
+        Cell::Invalid(t) => return Err(format!("expected a category, got {t}")),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::data::{load_csv, ColumnSpec};
+    use crate::params::Params;
 
     fn params(scale: &str, extra: &str) -> Params {
         let text = format!(
             "name: t\ndata: {{train: x.csv}}\ntarget: y\nfeatures: {{numeric: [a], categorical: [c]}}\n\
              model: {{kind: linear}}\nscale: {scale}\n{extra}"
         );
-        let p: crate::config::params::ParamsFile =
-            crate::config::parse_yaml(std::path::Path::new("t.yaml"), &text).unwrap();
+        let p: crate::params::ParamsFile =
+            crate::util::yaml::parse_yaml(std::path::Path::new("t.yaml"), &text).unwrap();
         p.check(std::path::Path::new("t.yaml")).unwrap()
     }
 

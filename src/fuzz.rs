@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use crate::artifact::Artifact;
-use crate::bus::Announcement;
+use crate::messages::Announcement;
 use crate::record::Decoder;
 
 fn json_value() -> impl Strategy<Value = Value> {
@@ -194,7 +194,7 @@ fn fuzz_params_and_kafka_config() {
     let path = std::env::temp_dir().join(format!("modelcast-fuzz-{}.yaml", std::process::id()));
     fuzz("params and Kafka config loaders", (".{0,300}", json_value()), |(text, v)| {
         for doc in [text, serde_yaml::to_string(&v).unwrap_or_default()] {
-            if let Ok(p) = crate::config::parse_yaml::<crate::config::params::ParamsFile>(&path, &doc) {
+            if let Ok(p) = crate::util::yaml::parse_yaml::<crate::params::ParamsFile>(&path, &doc) {
                 let _ = p.check(&path);
             }
             std::fs::write(&path, &doc).unwrap();
@@ -219,4 +219,161 @@ fn fuzz_regression_a_non_scalar_key_field_is_ignored_not_an_error() {
     let r = decoder().json(br#"{"key": [], "alcohol": 1}"#).unwrap();
     assert_eq!(r.key, None);
     assert!(decoder().json(br#"{"key": {"a": 1}}"#).is_ok());
+}
+
+/// One field of a generated record: how a producer might send a value.
+#[derive(Debug, Clone)]
+enum Field {
+    Absent,
+    Null,
+    /// A JSON number (finite).
+    Number(f64),
+    /// A JSON integer.
+    Integer(i64),
+    /// A JSON string (a numeric text with spaces, a missing token, a word, "inf", ...).
+    Text(String),
+    Bool(bool),
+}
+
+fn field() -> impl Strategy<Value = Field> {
+    prop_oneof![
+        Just(Field::Absent),
+        Just(Field::Null),
+        prop_oneof![
+            any::<f64>().prop_filter("finite", |v| v.is_finite()),
+            -1e6f64..1e6,
+            (-50i32..50).prop_map(|i| f64::from(i) / 4.0)
+        ]
+        .prop_map(Field::Number),
+        any::<i64>().prop_map(Field::Integer),
+        prop_oneof![
+            Just(String::new()),
+            Just("NA".to_string()),
+            Just(" N/A ".to_string()),
+            Just("NaN".to_string()),
+            Just("null".to_string()),
+            Just("inf".to_string()),
+            Just("-Infinity".to_string()),
+            (-1e9f64..1e9).prop_map(|v| format!(" {v} ")),
+            (-1000i32..1000).prop_map(|v| v.to_string()),
+            "[a-z][a-z0-9 _-]{0,8}",
+            "[0-9]{1,3}\\.[0-9]{0,3}",
+        ]
+        .prop_map(Field::Text),
+        any::<bool>().prop_map(Field::Bool),
+    ]
+}
+
+impl Field {
+    fn json(&self) -> Option<Value> {
+        match self {
+            Field::Absent => None,
+            Field::Null => Some(Value::Null),
+            Field::Number(v) => serde_json::Number::from_f64(*v).map(Value::Number),
+            Field::Integer(i) => Some(Value::Number((*i).into())),
+            Field::Text(s) => Some(Value::String(s.clone())),
+            Field::Bool(b) => Some(Value::Bool(*b)),
+        }
+    }
+
+    /// The same value as a CSV cell, when a CSV can say it (a CSV has no types: only text, and
+    /// an empty cell for null or absent; a JSON float in a categorical column has no CSV twin).
+    fn csv(&self, categorical: bool) -> Option<String> {
+        match self {
+            Field::Absent | Field::Null => Some(String::new()),
+            Field::Number(v) if !categorical => Some(serde_json::Number::from_f64(*v)?.to_string()),
+            Field::Number(_) => None,
+            // JSON numbers are doubles (RFC 8259's interoperable range): an integer category
+            // beyond 2^53 is the nearest double in JSON, exact text in a CSV
+            Field::Integer(i) if categorical && i.unsigned_abs() > 1 << 53 => None,
+            Field::Integer(i) => Some(i.to_string()),
+            Field::Text(s) => Some(s.clone()),
+            Field::Bool(_) => None,
+        }
+    }
+}
+
+/// The three readers of a record hold to one set of cell rules: training from a topic
+/// (`data::parse_json_row`), training from a CSV (`data::read_csv`) and serving
+/// (`record::Decoder` + `features::{numeric_value, category_text}`, what the scorer applies). On
+/// the same input they agree on whether each value is usable and on what it is.
+#[test]
+fn training_and_serving_read_the_same_cells() {
+    use crate::data::{load_csv, parse_json_row, ColumnSpec};
+    use crate::features::{category_text, numeric_value};
+    let numeric = vec!["n1".to_string(), "n2".to_string()];
+    let categorical = vec!["c1".to_string()];
+    let tokens = crate::params::default_missing_tokens();
+    let spec = ColumnSpec {
+        numeric: &numeric,
+        categorical: &categorical,
+        target: "y",
+        delimiter: b',',
+        missing_tokens: &tokens,
+    };
+    let columns: Vec<String> = numeric.iter().chain(&categorical).cloned().collect();
+    let serving = Decoder::new(&columns, "key");
+    let dir = tempfile::tempdir().unwrap();
+    fuzz("training and serving cells", (field(), field(), field(), -1e3f64..1e3), |(n1, n2, c1, y)| {
+        let mut obj = serde_json::Map::new();
+        for (name, f) in [("n1", &n1), ("n2", &n2), ("c1", &c1)] {
+            if let Some(v) = f.json() {
+                obj.insert(name.to_string(), v);
+            }
+        }
+        obj.insert("y".into(), serde_json::json!(y));
+        let bytes = serde_json::to_vec(&Value::Object(obj)).unwrap();
+        // training from a topic
+        let trained = parse_json_row(&bytes, &spec);
+        // serving
+        let decoded = serving.json(&bytes).map_err(|e| TestCaseError::fail(format!("serving refused {e}")))?;
+        let served_num: Vec<Result<Option<f64>, String>> =
+            decoded.cells[..2].iter().map(|c| numeric_value(c, &tokens)).collect();
+        let served_cat = category_text(&decoded.cells[2], &tokens).map(|c| c.map(|c| c.into_owned()));
+        let served_ok = served_num.iter().all(Result::is_ok) && served_cat.is_ok();
+        prop_assert_eq!(
+            trained.is_ok(),
+            served_ok,
+            "{} -> {:?} / {:?} {:?}",
+            String::from_utf8_lossy(&bytes),
+            trained,
+            served_num,
+            served_cat
+        );
+        // training from a CSV of the same values, where a CSV can say them
+        let csv_twin = match (n1.csv(false), n2.csv(false), c1.csv(true)) {
+            (Some(a), Some(b), Some(c)) => {
+                let path = dir.path().join("row.csv");
+                let mut w = csv::Writer::from_path(&path).unwrap();
+                w.write_record(["n1", "n2", "c1", "y"]).unwrap();
+                w.write_record([a, b, c, serde_json::json!(y).to_string()]).unwrap();
+                w.flush().unwrap();
+                drop(w);
+                Some(load_csv(&[&path], &spec).map(|(t, _)| t))
+            }
+            _ => None,
+        };
+        if let Some(t) = &csv_twin {
+            prop_assert_eq!(
+                t.is_ok(),
+                trained.is_ok(),
+                "CSV {:?} vs JSON {:?}",
+                t.as_ref().err().map(|e| e.to_string()),
+                trained
+            );
+        }
+        let Ok(row) = trained else { return Ok(()) };
+        for (t, s) in row.numeric.iter().zip(&served_num) {
+            let s = s.clone().unwrap().unwrap_or(f64::NAN);
+            prop_assert!(t.to_bits() == s.to_bits() || (t.is_nan() && s.is_nan()), "{t} vs {s}");
+        }
+        prop_assert_eq!(&row.categorical[0], &served_cat.unwrap());
+        let Some(Ok(table)) = csv_twin else { return Ok(()) };
+        for (j, t) in row.numeric.iter().enumerate() {
+            let c = table.numeric[j][0];
+            prop_assert!(t.to_bits() == c.to_bits() || (t.is_nan() && c.is_nan()), "column {j}: {t} vs CSV {c}");
+        }
+        prop_assert_eq!(row.categorical[0].as_deref(), table.categorical[0].get(0));
+        Ok(())
+    });
 }

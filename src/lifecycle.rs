@@ -11,26 +11,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::bus::{AliasMove, MoveAction};
-use crate::error::{Error, Result};
+use crate::messages::{AliasMove, MoveAction};
 use crate::model::Metrics;
-
-/// The alias `--promote`, `promote` and `rollback` use when none is given.
-pub const DEFAULT_ALIAS: &str = "champion";
-
-/// Check an alias name: `[a-z][a-z0-9_-]*`, at most 64 characters.
-pub fn check_alias(name: &str) -> Result<()> {
-    let ok = (1..=64).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Usage(format!(
-            "alias {name:?}: use a lowercase letter then lowercase letters, digits, '_' or '-' (e.g. champion)"
-        )))
-    }
-}
+use crate::params::promotion::{Gate, GateMetric, MinImprovement};
 
 /// One move as read from the log, and whether it applied.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -185,29 +168,7 @@ pub fn actor(env: impl Fn(&str) -> Option<String>, host: &str) -> String {
     format!("{user}@{host}")
 }
 
-/// The metric the gate compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GateMetric {
-    /// Root mean squared error (lower is better).
-    Rmse,
-    /// Mean absolute error (lower is better).
-    Mae,
-    /// R² (higher is better).
-    R2,
-}
-
 impl GateMetric {
-    /// Parse `rmse`, `mae` or `r2`.
-    pub fn parse(s: &str) -> std::result::Result<GateMetric, String> {
-        match s {
-            "rmse" => Ok(GateMetric::Rmse),
-            "mae" => Ok(GateMetric::Mae),
-            "r2" => Ok(GateMetric::R2),
-            other => Err(format!("{other:?}: expected rmse, mae or r2")),
-        }
-    }
-
     /// The metric's value in `m`.
     pub fn of(self, m: &Metrics) -> f64 {
         match self {
@@ -218,69 +179,11 @@ impl GateMetric {
     }
 
     /// How much better `new` is than `old` (positive = better), absolute.
-    fn gain(self, new: f64, old: f64) -> f64 {
+    pub(crate) fn gain(self, new: f64, old: f64) -> f64 {
         match self {
             GateMetric::R2 => new - old,
             GateMetric::Rmse | GateMetric::Mae => old - new,
         }
-    }
-
-    /// The name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GateMetric::Rmse => "rmse",
-            GateMetric::Mae => "mae",
-            GateMetric::R2 => "r2",
-        }
-    }
-}
-
-/// The improvement a candidate needs over the current model.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum MinImprovement {
-    /// In the metric's units (`0.01`).
-    Absolute(f64),
-    /// A fraction of the current model's value (`2%` is 0.02).
-    Relative(f64),
-}
-
-impl MinImprovement {
-    /// Parse `0.01` (absolute) or `2%` (relative); negative values are refused.
-    pub fn parse(s: &str) -> std::result::Result<MinImprovement, String> {
-        let s = s.trim();
-        let (num, rel) = match s.strip_suffix('%') {
-            Some(n) => (n.trim(), true),
-            None => (s, false),
-        };
-        let v: f64 = num.parse().map_err(|_| format!("{s:?}: expected a number (0.01) or a percentage (2%)"))?;
-        if !(v.is_finite() && v >= 0.0) {
-            return Err(format!("{s:?}: must be zero or more"));
-        }
-        Ok(if rel { MinImprovement::Relative(v / 100.0) } else { MinImprovement::Absolute(v) })
-    }
-}
-
-impl std::fmt::Display for MinImprovement {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            MinImprovement::Absolute(v) => write!(f, "{v}"),
-            MinImprovement::Relative(v) => write!(f, "{}%", v * 100.0),
-        }
-    }
-}
-
-/// The promotion gate: which metric, and how much better a candidate must be.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Gate {
-    /// Compared metric.
-    pub metric: GateMetric,
-    /// Required improvement over the current model (a candidate must also be strictly better).
-    pub min_improvement: MinImprovement,
-}
-
-impl Default for Gate {
-    fn default() -> Gate {
-        Gate { metric: GateMetric::Rmse, min_improvement: MinImprovement::Absolute(0.0) }
     }
 }
 
@@ -374,10 +277,53 @@ pub fn metrics_on_rows(
     Ok(Metrics::compute(ndarray::ArrayView1::from(&truth), ndarray::ArrayView1::from(&pred)))
 }
 
+/// The live gate: the challenger must have shadowed the current version and had a lower RMSE on
+/// at least `min_labels` labels both were scored on.
+pub fn live_decision(
+    latest: Option<&crate::messages::ModelMetrics>,
+    name: &str,
+    current: Option<&str>,
+    challenger: &str,
+    min_labels: u64,
+) -> crate::lifecycle::Decision {
+    let refuse = |reason: String| crate::lifecycle::Decision { promote: false, reason };
+    let Some(current) = current else {
+        return refuse(
+            "the alias is not set, so there is no live champion to compare with; promote without --if-better-live"
+                .into(),
+        );
+    };
+    let Some(m) = latest else {
+        return refuse("no live metrics yet: run `modelcast evaluate --serve` while the challenger shadows".into());
+    };
+    let pair =
+        m.snapshot.pairs.iter().find(|p| p.model_name == name && p.champion == current && p.challenger == challenger);
+    match pair {
+        None => refuse(format!(
+            "no shared live labels of {challenger} (shadow) and {current} (served) yet: serve with --shadow and run evaluate"
+        )),
+        Some(p) if p.shared_labels < min_labels => {
+            refuse(format!("only {} shared live labels, fewer than --min-labels {min_labels}", p.shared_labels))
+        }
+        Some(p) if p.challenger_rmse < p.champion_rmse => crate::lifecycle::Decision {
+            promote: true,
+            reason: format!(
+                "live RMSE {:.4} < {:.4} of {current} on {} shared labels",
+                p.challenger_rmse, p.champion_rmse, p.shared_labels
+            ),
+        },
+        Some(p) => refuse(format!(
+            "live RMSE {:.4} is not lower than {:.4} of {current} on {} shared labels",
+            p.challenger_rmse, p.champion_rmse, p.shared_labels
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::ALIAS_MOVED;
+    use crate::messages::ALIAS_MOVED;
+    use crate::params::check_alias;
 
     fn mv(id: &str, version: &str, previous: Option<&str>, action: MoveAction) -> AliasMove {
         AliasMove {

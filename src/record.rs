@@ -645,7 +645,7 @@ mod tests {
 
     #[test]
     fn leading_digits_counts_and_reads_every_run_length_before_any_byte() {
-        let mut rng = crate::data::SplitMix64::new(7);
+        let mut rng = crate::util::rng::SplitMix64::new(7);
         for k in 0..=8usize {
             for stop in 0..=255u8 {
                 let mut w = [0u8; 8];

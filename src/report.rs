@@ -14,7 +14,9 @@ use std::fmt::Write;
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::{Artifact, Evaluation};
-use crate::model::{ChunkFn, Design, Fit};
+use crate::design::{ChunkFn, Design};
+use crate::model::Fit;
+use crate::util::escape::esc;
 
 /// Held-out points drawn at most (evenly strided over the held-out rows, so the picture does not
 /// depend on anything but the data); a million-row hold-out would make a 100 MB picture.
@@ -462,28 +464,11 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-/// Escape text for XML (SVG, PMML) content and attributes; control characters XML 1.0 cannot
-/// carry become spaces.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\t' && c != '\n' => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Dense, Metrics};
+    use crate::design::Dense;
+    use crate::model::Metrics;
     use ndarray::array;
 
     fn data(points: Vec<(f64, f64)>, coefficients: Vec<(String, f64)>) -> ReportData {
@@ -503,8 +488,8 @@ mod tests {
     }
 
     fn wine() -> Artifact {
-        let params = crate::config::params::Params::load(std::path::Path::new("params/params.yaml")).unwrap();
-        crate::cmd::train::fit_artifact(&params).unwrap()
+        let params = crate::params::Params::load(std::path::Path::new("params/params.yaml")).unwrap();
+        crate::train::fit_artifact(&params).unwrap()
     }
 
     /// A design served in chunks of `rows` rows.

@@ -7,12 +7,12 @@
 
 use std::path::PathBuf;
 
-use crate::bus::MoveAction;
 use crate::cli::{self, Cli, Command, InputFormat, SinkKind, TopicsAction};
 use crate::config::kafka::KafkaConfig;
-use crate::config::params::{Overrides, Params, ParamsFile, Promotion};
 use crate::error::{Error, Result};
-use crate::lifecycle::{check_alias, Gate, GateMetric, MinImprovement, DEFAULT_ALIAS};
+use crate::messages::MoveAction;
+use crate::params::{check_alias, Gate, GateMetric, MinImprovement, DEFAULT_ALIAS};
+use crate::params::{Overrides, Params, ParamsFile, Promotion};
 use crate::predict::input::{Format, Source};
 use crate::predict::models::ModelChoice;
 use crate::predict::serve::ServeOptions;
@@ -64,7 +64,7 @@ pub enum Settings {
         json: bool,
     },
     /// `evaluate`.
-    Evaluate(Box<crate::cmd::evaluate::EvaluateSettings>),
+    Evaluate(Box<crate::evaluate::EvaluateSettings>),
     /// `report`.
     Report {
         /// Store and bus.
@@ -130,7 +130,7 @@ pub struct MoveSettings {
     /// `promote`: this version. `rollback`: `--to` (else the alias's previous version).
     pub version: Option<String>,
     /// Promote or roll back.
-    pub action: crate::bus::MoveAction,
+    pub action: crate::messages::MoveAction,
     /// Why.
     pub reason: Option<String>,
     /// JSON on stdout.
@@ -163,7 +163,7 @@ pub struct TrainSettings {
 /// Default of `--max-rejected`: 1% of a topic's records may be malformed.
 pub const DEFAULT_MAX_REJECTED: f64 = 0.01;
 
-fn evaluate(a: cli::EvaluateArgs) -> Result<crate::cmd::evaluate::EvaluateSettings> {
+fn evaluate(a: cli::EvaluateArgs) -> Result<crate::evaluate::EvaluateSettings> {
     let duration = |flag: &str, v: &Option<String>, default: &str| -> Result<std::time::Duration> {
         let text = v.as_deref().unwrap_or(default);
         parse_duration(text)
@@ -193,7 +193,7 @@ fn evaluate(a: cli::EvaluateArgs) -> Result<crate::cmd::evaluate::EvaluateSettin
             return Err(usage("--store", "without --kafka-config, evaluate reads the local logs of a file:// store"))
         }
     };
-    Ok(crate::cmd::evaluate::EvaluateSettings {
+    Ok(crate::evaluate::EvaluateSettings {
         kafka,
         local,
         horizon,

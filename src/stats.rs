@@ -6,17 +6,22 @@
 //! `k·SEGMENT_ROWS..` of the whole data, whatever the blocking) and merges them in segment
 //! order, so each number is the same for any number of threads, any block size and any CSV
 //! chunking. Memory is a few blocks per thread: nothing grows with the number of rows.
+//!
+//! About 700 lines of code, one job: every statistics pass over the training rows (moments,
+//! categories, medians, the Gram matrix, metrics) shares the segment-merge machinery here.
 
 use std::collections::BTreeSet;
 use std::ops::Range;
 
 use ndarray::{linalg::general_mat_mul, Array1, Array2};
 
-use crate::config::params::{CategoricalRule, NumericRule, Params, Scale};
 use crate::data::{map_blocks, Blocks, Mask, Rows, Table, MISSING_CODE, SEGMENT_ROWS};
+use crate::design::Gram;
 use crate::error::{Error, Result};
-use crate::features::{CategoricalFeature, NumericFeature, Preprocessing, MISSING_CATEGORY};
-use crate::model::{Gram, LinearFit, MetricsAcc};
+use crate::features::{CategoricalFeature, NumericFeature, Preprocessing, CHUNK_ROWS, MISSING_CATEGORY};
+use crate::model::{LinearFit, MetricsAcc};
+use crate::params::{CategoricalRule, NumericRule, Params, Scale};
+use ndarray::ArrayView1;
 
 /// The segments of a block of `len` rows starting at row `first`: each segment's first row and
 /// its rows within the block.
@@ -622,28 +627,103 @@ pub fn target_mean(blocks: &dyn Blocks, rows: Rows<'_>, threads: usize) -> Resul
     Ok(sum / rows.len().max(1) as f64)
 }
 
+impl Preprocessing {
+    /// Learn the preprocessing from the rows `rows` (sorted) of `table` (the training rows).
+    pub fn fit(params: &Params, table: &Table, rows: &[usize]) -> Result<Preprocessing> {
+        Preprocessing::fit_blocks(params, table, Rows::List(rows))
+    }
+
+    /// Learn the preprocessing from the rows `rows` of `blocks`, in streaming passes
+    /// ([`crate::stats::fit_preprocessing`]): counts, means and spreads in one pass (the
+    /// standardisation's mean and spread are those of the imputed column, found from the values
+    /// seen and the number imputed), then, for the median rule, a few passes that find the exact
+    /// median without holding the column. Every statistic is over the training rows only, formed
+    /// per segment of rows and merged in row order, so a table and a spool of the same rows, and
+    /// any number of threads, give the same numbers.
+    pub fn fit_blocks(params: &Params, blocks: &dyn Blocks, rows: Rows<'_>) -> Result<Preprocessing> {
+        crate::stats::fit_preprocessing(params, blocks, rows, crate::util::threads::default_threads())
+    }
+}
+
+/// The design matrix of some rows of any [`Blocks`] in chunks of [`CHUNK_ROWS`] rows, a chunk
+/// spanning blocks where it must: the same chunks as a [`TableDesign`] of the same rows. Its
+/// [`Gram`](crate::design::Gram) statistics come straight from the raw rows
+/// ([`crate::stats::gram`]), in parallel, without building the design.
+pub struct BlockDesign<'a> {
+    /// The fitted preprocessing.
+    pub prep: &'a Preprocessing,
+    /// The rows' source.
+    pub blocks: &'a dyn Blocks,
+    /// Which rows.
+    pub rows: Rows<'a>,
+}
+
+impl crate::design::Design for BlockDesign<'_> {
+    fn rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn width(&self) -> usize {
+        self.prep.width()
+    }
+
+    fn gram(&self) -> Option<Result<crate::design::Gram>> {
+        Some(crate::stats::gram(self.prep, self.blocks, self.rows, crate::util::threads::default_threads()))
+    }
+
+    fn for_each_chunk(&self, f: &mut crate::design::ChunkFn<'_>) -> Result<()> {
+        let cap = CHUNK_ROWS.min(self.rows.len()).max(1);
+        let mut buf = Array2::<f64>::zeros((cap, self.width()));
+        let mut y = Vec::with_capacity(cap);
+        let mut selected = Vec::new();
+        self.blocks.for_each_block(&mut |first, t| {
+            self.rows.local(first, t.len(), &mut selected);
+            let mut rest = selected.as_slice();
+            while !rest.is_empty() {
+                let filled = y.len();
+                let take = (cap - filled).min(rest.len());
+                let x = buf.slice_axis_mut(ndarray::Axis(0), ndarray::Slice::from(filled..filled + take));
+                self.prep.fill(t, &rest[..take], x)?;
+                y.extend(rest[..take].iter().map(|&i| t.target[i]));
+                rest = &rest[take..];
+                if y.len() == cap {
+                    f(buf.view(), ArrayView1::from(&y))?;
+                    buf.fill(0.0);
+                    y.clear();
+                }
+            }
+            Ok(())
+        })?;
+        if !y.is_empty() {
+            let x = buf.slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..y.len()));
+            f(x, ArrayView1::from(&y))?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::params::ParamsFile;
+    use crate::data::spool::SpoolWriter;
     use crate::data::{held_out, ColumnSpec};
     use crate::features::{median, TableDesign};
-    use crate::spool::SpoolWriter;
+    use crate::params::ParamsFile;
 
     fn params(extra: &str) -> Params {
         let yaml = format!(
             "name: m\ndata: {{train: unused.csv}}\ntarget: y\nfeatures: {{numeric: [a, b], categorical: [c, d]}}\n{extra}"
         );
         let path = std::path::Path::new("p.yaml");
-        crate::config::parse_yaml::<ParamsFile>(path, &yaml).unwrap().check(path).unwrap()
+        crate::util::yaml::parse_yaml::<ParamsFile>(path, &yaml).unwrap().check(path).unwrap()
     }
 
     /// A table of `n` pseudo-random rows and a spool of the same rows.
-    fn data(params: &Params, n: usize) -> (Table, crate::spool::Spool) {
+    fn data(params: &Params, n: usize) -> (Table, crate::data::spool::Spool) {
         let spec = ColumnSpec::of(params);
         let mut table = Table::empty(&spec);
         let mut w = SpoolWriter::new(&spec).unwrap();
-        let mut rng = crate::data::SplitMix64::new(11);
+        let mut rng = crate::util::rng::SplitMix64::new(11);
         for i in 0..n {
             let state = rng.next_u64();
             let u = (state >> 11) as f64 / (1u64 << 53) as f64;
@@ -710,7 +790,7 @@ mod tests {
         let mut dense = Array2::<f64>::zeros((rows.len(), prep.width()));
         let mut y = Vec::new();
         let mut at = 0;
-        crate::model::Design::for_each_chunk(&d, &mut |c, t| {
+        crate::design::Design::for_each_chunk(&d, &mut |c, t| {
             dense.slice_axis_mut(ndarray::Axis(0), ndarray::Slice::from(at..at + c.nrows())).assign(&c);
             y.extend(t.iter().copied());
             at += c.nrows();

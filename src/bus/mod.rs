@@ -1,7 +1,5 @@
-//! Messages between modelcast processes, and the channels that carry them.
+//! The channels that carry modelcast's messages ([`crate::messages`]).
 //!
-//! * [`message`]: the message types (pure): announcements, predictions, dead letters, and
-//!   [`Outgoing::of`], the one way a scored record becomes a message.
 //! * [`Bus`]: the channel, chosen by configuration as [`crate::store::Store`] is by URL: the
 //!   local logs of the embedded default ([`local`], `<store>/_bus/<topic>.jsonl`) or Kafka
 //!   ([`kafka`], with `--kafka-config`). Announcing, following a topic and producing go through it.
@@ -11,25 +9,20 @@
 
 pub mod kafka;
 pub mod local;
-pub mod message;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use message::{
-    now_ms, AliasMove, Announcement, DeadLetter, ExportRef, HeadlineMetrics, ModelRef, MoveAction, Origin, OriginRef,
-    Outbox, Outgoing, OutputTopics, Prediction, PredictionRef, Scored, Skipped, TrainMessage, ALIAS_MOVED,
-    MESSAGE_SCHEMA_VERSION,
-};
-
 use crate::config::kafka::{KafkaConfig, Topics};
 use crate::error::Result;
 use crate::events::{AnnouncementRefused, Event, MessageSkipped};
+use crate::messages::{AliasMove, Announcement, Outgoing, Skipped, TrainMessage};
 use kafka::{Kafka, TopicFollower};
 use local::LocalLog;
 
 /// The message channel of a command.
+#[derive(Clone)]
 pub enum Bus {
     /// Append-only JSON-lines logs, one per topic, in a directory (`<store>/_bus`).
     Local(PathBuf),
@@ -88,11 +81,61 @@ impl Bus {
         }
     }
 
-    /// Fail fast when a topic does not exist or the broker is unreachable (local logs always exist).
-    pub async fn check_topics(&self, topics: &[&str]) -> Result<()> {
+    /// The records of `topic` from `since` up to its end now, for training (Kafka only; blocking:
+    /// call it from a blocking task).
+    pub fn training_records(
+        &self,
+        topic: &str,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<kafka::reader::TopicRecords> {
         match self {
-            Bus::Local(_) => Ok(()),
-            Bus::Kafka(k) => k.check_topics(topics).await.map(drop),
+            Bus::Kafka(k) => kafka::reader::TopicRecords::plan(k.clone(), topic, since),
+            Bus::Local(_) => Err(crate::error::Error::Usage(format!(
+                "--data kafka://{topic}: training from a topic needs --kafka-config"
+            ))),
+        }
+    }
+
+    /// Fail fast when a topic does not exist or the broker is unreachable (local logs always
+    /// exist); returns each Kafka topic with its partition count (nothing for local logs).
+    pub async fn check_topics(&self, topics: &[&str]) -> Result<Vec<(String, usize)>> {
+        match self {
+            Bus::Local(_) => Ok(Vec::new()),
+            Bus::Kafka(k) => k.check_topics(topics).await,
+        }
+    }
+
+    /// Create the configured topics (Kafka; existing ones are kept): each with whether it was
+    /// created. Local logs need no creating.
+    pub async fn create_topics(&self, partitions: Option<i32>) -> Result<Vec<(String, bool)>> {
+        match self {
+            Bus::Local(_) => Ok(Vec::new()),
+            Bus::Kafka(k) => k.create_topics(partitions).await,
+        }
+    }
+
+    /// Read `topics` from the first record at or after `since` on, and keep reading (Kafka only;
+    /// the local logs are read whole by their callers).
+    pub fn read_since(
+        &self,
+        topics: &[&str],
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<kafka::reader::MultiReader> {
+        match self {
+            Bus::Kafka(k) => k.read_since(topics, since),
+            Bus::Local(_) => Err(crate::error::Error::Usage("reading topics from a time needs --kafka-config".into())),
+        }
+    }
+
+    /// Publish one message on `topic` and wait until it is durable; returns where it went.
+    pub async fn publish_to(&self, topic: &str, key: &str, payload: Vec<u8>, what: &str) -> Result<String> {
+        match self {
+            Bus::Local(dir) => {
+                let log = LocalLog::new(dir, topic);
+                log.append(&[payload])?;
+                Ok(format!("local log {}", log.path().display()))
+            }
+            Bus::Kafka(k) => k.publish_to(topic, key, &payload, what).await,
         }
     }
 

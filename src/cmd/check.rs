@@ -31,7 +31,7 @@ pub async fn run(loc: Locations) -> Result<Outcome> {
         };
         let servers = props.get("bootstrap.servers").cloned().unwrap_or_default();
         let topics = cfg.modelcast.topics.clone();
-        match crate::bus::kafka::Kafka::connect(cfg) {
+        match crate::bus::Bus::kafka(cfg) {
             Err(e) => push(false, "brokers", e.to_string()),
             Ok(k) => match k.check_topics(&[]).await {
                 Err(e) => push(false, "brokers", e.to_string()),

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use crate::cmd::Outcome;
-use crate::config::params::Params;
 use crate::error::{Error, Result};
+use crate::params::Params;
 use crate::settings::Locations;
 
 /// Print the store, the params (when the file exists) and the Kafka config (redacted).

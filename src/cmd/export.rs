@@ -1,11 +1,12 @@
 //! `modelcast export`: a stored model version as ONNX or PMML, for runtimes outside modelcast.
 
 use crate::artifact::Artifact;
-use crate::cmd::report::{artifact_key, write_output};
+use crate::cmd::write_output;
 use crate::cmd::{Edges, Outcome};
 use crate::error::Result;
 use crate::export::Format;
 use crate::settings::Locations;
+use crate::versions::artifact_key;
 
 /// Export `name` at `version` (a version id, an alias, or the newest) as `format` to `output`
 /// (`-`: stdout; default `./NAME-VERSION.EXT`, whose path goes to stdout).

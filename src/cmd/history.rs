@@ -32,8 +32,8 @@ pub async fn show(loc: Locations, name: &str, alias: Option<&str>, json: bool) -
             let m = &e.mv;
             let applied = if e.applied { "yes" } else { "CONFLICT" };
             let action = match m.action {
-                crate::bus::MoveAction::Promote => "promote",
-                crate::bus::MoveAction::Rollback => "rollback",
+                crate::messages::MoveAction::Promote => "promote",
+                crate::messages::MoveAction::Rollback => "rollback",
             };
             format!(
                 "{:<24} {:<12} {:<31} {:<31} {:<9} {:<8} {:<28} {}",

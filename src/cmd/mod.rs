@@ -15,7 +15,9 @@ pub mod topics;
 pub mod train;
 
 use crate::bus::{self, Bus};
-use crate::error::Result;
+use std::io::Write;
+
+use crate::error::{Error, Result};
 use crate::settings::{Locations, Settings};
 use crate::store::Store;
 
@@ -71,4 +73,21 @@ impl Edges {
         };
         Ok(Edges { store, bus })
     }
+}
+
+/// Write `bytes` to `output`: `-` is stdout; a path (default `default()`) is written and its
+/// name printed on stdout.
+pub fn write_output(output: Option<&str>, bytes: &[u8], default: impl FnOnce() -> String) -> Result<()> {
+    match output {
+        Some("-") => {
+            // a closed pipe (`| head`) is not an error
+            let _ = std::io::stdout().lock().write_all(bytes);
+        }
+        out => {
+            let path = std::path::PathBuf::from(out.map_or_else(default, str::to_string));
+            std::fs::write(&path, bytes).map_err(|e| Error::io("write", &path, e))?;
+            let _ = writeln!(std::io::stdout().lock(), "{}", path.display());
+        }
+    }
+    Ok(())
 }

@@ -7,17 +7,13 @@
 
 use std::io::Write;
 
-use serde::Serialize;
-
 use crate::aliases::{AliasLog, Updates};
-use crate::artifact::{sha256_hex, Artifact};
-use crate::bus::{AliasMove, Announcement, ModelRef, MoveAction, ALIAS_MOVED, MESSAGE_SCHEMA_VERSION};
 use crate::cmd::{Edges, Outcome};
 use crate::error::{Error, Result};
-use crate::lifecycle::{AliasBook, Entry};
-use crate::predict::{fetch_verified, Served};
+use crate::lifecycle::{live_decision, AliasBook, Entry};
+use crate::messages::MoveAction;
 use crate::settings::MoveSettings;
-use crate::store::Store;
+use crate::versions::{new_move, publish, verify};
 
 /// Run `promote` or `rollback`.
 pub async fn run(s: MoveSettings) -> Result<Outcome> {
@@ -46,8 +42,10 @@ pub async fn run(s: MoveSettings) -> Result<Outcome> {
     let target = verify(&store, &history.announcements, &book, &s.name, &version).await?;
     let mut verdict = None;
     if let Some(min_labels) = s.live_gate {
-        let kafka = bus.as_kafka().ok_or_else(|| Error::Usage("--if-better-live needs --kafka-config".into()))?;
-        let latest = crate::cmd::evaluate::latest(kafka).await?;
+        if bus.as_kafka().is_none() {
+            return Err(Error::Usage("--if-better-live needs --kafka-config".into()));
+        }
+        let latest = crate::evaluate::latest(&bus).await?;
         let decision = live_decision(latest.as_ref(), &s.name, current.as_deref(), &version, min_labels);
         if !decision.promote {
             tracing::warn!(model = %s.name, alias = %s.alias, %version, reason = %decision.reason, "promotion refused");
@@ -78,48 +76,6 @@ pub async fn run(s: MoveSettings) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-/// The live gate: the challenger must have shadowed the current version and had a lower RMSE on
-/// at least `min_labels` labels both were scored on.
-pub fn live_decision(
-    latest: Option<&crate::cmd::evaluate::ModelMetrics>,
-    name: &str,
-    current: Option<&str>,
-    challenger: &str,
-    min_labels: u64,
-) -> crate::lifecycle::Decision {
-    let refuse = |reason: String| crate::lifecycle::Decision { promote: false, reason };
-    let Some(current) = current else {
-        return refuse(
-            "the alias is not set, so there is no live champion to compare with; promote without --if-better-live"
-                .into(),
-        );
-    };
-    let Some(m) = latest else {
-        return refuse("no live metrics yet: run `modelcast evaluate --serve` while the challenger shadows".into());
-    };
-    let pair =
-        m.snapshot.pairs.iter().find(|p| p.model_name == name && p.champion == current && p.challenger == challenger);
-    match pair {
-        None => refuse(format!(
-            "no shared live labels of {challenger} (shadow) and {current} (served) yet: serve with --shadow and run evaluate"
-        )),
-        Some(p) if p.shared_labels < min_labels => {
-            refuse(format!("only {} shared live labels, fewer than --min-labels {min_labels}", p.shared_labels))
-        }
-        Some(p) if p.challenger_rmse < p.champion_rmse => crate::lifecycle::Decision {
-            promote: true,
-            reason: format!(
-                "live RMSE {:.4} < {:.4} of {current} on {} shared labels",
-                p.challenger_rmse, p.champion_rmse, p.shared_labels
-            ),
-        },
-        Some(p) => refuse(format!(
-            "live RMSE {:.4} is not lower than {:.4} of {current} on {} shared labels",
-            p.challenger_rmse, p.champion_rmse, p.shared_labels
-        )),
-    }
-}
-
 fn print(json: &bool, entry: Option<&Entry>, text: &str) -> Result<()> {
     let out = match (json, entry) {
         (true, Some(e)) => serde_json::to_string(e).map_err(|e| Error::Encode { what: "alias move", source: e })?,
@@ -129,140 +85,11 @@ fn print(json: &bool, entry: Option<&Entry>, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// Append a move and insist it applied: a move that lost a race is [`Error::Conflict`].
-pub async fn publish(log: &AliasLog<'_>, mv: AliasMove) -> Result<(Entry, String)> {
-    let (entry, to) = log.append(mv).await?;
-    if !entry.applied {
-        return Err(Error::Conflict(format!(
-            "{} of {} -> {} did not apply: {}",
-            entry.mv.alias,
-            entry.mv.model_name,
-            entry.mv.version,
-            entry.conflict.as_deref().unwrap_or("a concurrent move won")
-        )));
-    }
-    tracing::info!(model = %entry.mv.model_name, alias = %entry.mv.alias, version = %entry.mv.version,
-        previous = ?entry.mv.previous_version, to = %to, "alias moved");
-    Ok((entry, to))
-}
-
-/// A verified version: what a move records of it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Verified {
-    /// Model name.
-    pub model_name: String,
-    /// Version id.
-    pub version: String,
-    /// Store key.
-    pub key: String,
-    /// sha256 of the artifact bytes.
-    pub sha256: String,
-    /// Input-schema digest.
-    pub input_schema_digest: String,
-}
-
-impl Verified {
-    /// Of an artifact stored as `bytes` under `key`.
-    pub fn of(a: &Artifact, key: String, bytes: &[u8]) -> Verified {
-        Verified {
-            model_name: a.model_name.clone(),
-            version: a.version.clone(),
-            key,
-            sha256: sha256_hex(bytes),
-            input_schema_digest: a.input_schema.digest(),
-        }
-    }
-}
-
-/// Find `version` of `name` and check it as a predictor would: against its announcement (or an
-/// earlier alias move to it); a version known to neither is checked for format, name and schema
-/// and its current sha256 is pinned (with a warning).
-pub async fn verify(
-    store: &Store,
-    announcements: &[Announcement],
-    book: &AliasBook,
-    name: &str,
-    version: &str,
-) -> Result<Verified> {
-    let announced = announcements.iter().rev().find(|a| a.model_name == name && a.version == version).cloned();
-    let moved = book.history(name, None).filter(|e| e.mv.version == version).map(|e| e.mv.clone()).last();
-    let reference: Option<(String, String, String)> = announced
-        .map(|a| (a.key, a.sha256, a.input_schema_digest))
-        .or_else(|| moved.map(|m| (m.key, m.sha256, m.input_schema_digest)));
-    let refuse = |why: String| Error::artifact(format!("{name} {version}"), format!("{why}; nothing was published"));
-    match reference {
-        Some((key, sha256, digest)) => {
-            let r = ModelRef { model_name: name, version, key: &key, sha256: &sha256, input_schema_digest: &digest };
-            let a = fetch_verified(store, r).await.map_err(|e| refuse(e.to_string()))?;
-            Served::from_artifact(&a, "key").map_err(|e| refuse(e.to_string()))?;
-            Ok(Verified { model_name: name.into(), version: version.into(), key, sha256, input_schema_digest: digest })
-        }
-        None => {
-            let key = store
-                .list(&format!("{name}/"))
-                .await?
-                .into_iter()
-                .find(|k| k.ends_with(&format!("/{version}.json")))
-                .ok_or_else(|| {
-                    Error::NotFound(format!(
-                        "model {name} version {version} is not in {} (see `modelcast models {name}`); nothing was published",
-                        store.uri()
-                    ))
-                })?;
-            let bytes = store.get(&key).await?;
-            let a = Artifact::decode(&store.uri_of(&key), &bytes).map_err(|e| refuse(e.to_string()))?;
-            if a.model_name != name || a.version != version {
-                return Err(refuse(format!("the artifact at {key} is {} {}", a.model_name, a.version)));
-            }
-            Served::from_artifact(&a, "key").map_err(|e| refuse(e.to_string()))?;
-            tracing::warn!(%key, "this version was never announced here; pinning the sha256 of the stored object");
-            Ok(Verified::of(&a, key, &bytes))
-        }
-    }
-}
-
-/// A new move of `alias` to `target`, by this process's actor.
-pub fn new_move(
-    target: &Verified,
-    alias: &str,
-    previous: Option<String>,
-    action: MoveAction,
-    reason: String,
-) -> AliasMove {
-    let at = chrono::Utc::now();
-    let salt = format!("{}/{alias}/{}/{}", target.model_name, target.version, std::process::id());
-    AliasMove {
-        schema_version: MESSAGE_SCHEMA_VERSION,
-        kind: ALIAS_MOVED.to_string(),
-        id: crate::artifact::new_version(at, salt.as_bytes()),
-        model_name: target.model_name.clone(),
-        alias: alias.to_string(),
-        version: target.version.clone(),
-        key: target.key.clone(),
-        sha256: target.sha256.clone(),
-        input_schema_digest: target.input_schema_digest.clone(),
-        previous_version: previous,
-        action,
-        reason,
-        actor: crate::lifecycle::actor(|k| std::env::var(k).ok(), &hostname()),
-        at,
-    }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
-}
-
 #[cfg(test)]
 mod live_gate_tests {
     use super::*;
-    use crate::cmd::evaluate::ModelMetrics;
     use crate::live::{Counts, PairMetrics, Snapshot};
+    use crate::messages::ModelMetrics;
 
     fn metrics(shared: u64, champion_rmse: f64, challenger_rmse: f64) -> ModelMetrics {
         ModelMetrics {

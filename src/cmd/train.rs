@@ -1,5 +1,5 @@
-//! `modelcast train`: load → fit → evaluate → put → announce. A thin orchestration of the pure
-//! core (data, features, model, artifact) and the edges (store, bus).
+//! `modelcast train`: load → fit → evaluate → put → announce → gate. An orchestration of the
+//! training pipeline ([`crate::train`]) and the edges (store, bus, the alias log).
 //!
 //! Invariant: the announcement is published only after the artifact is fully written; if the
 //! upload fails, nothing is announced. An alias moves only after the announcement, and with a
@@ -11,22 +11,20 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::aliases::AliasLog;
-use crate::artifact::{Artifact, Estimator, Evaluation, TopicData, TrainingData};
-use crate::bus::kafka::Kafka;
-use crate::bus::{Announcement, Bus, ExportRef, MoveAction};
-use crate::cmd::promote::{new_move, Verified};
+use crate::artifact::{Artifact, Evaluation};
+use crate::bus::Bus;
 use crate::cmd::{Edges, Outcome};
-use crate::config::params::{Model, Params, Promotion, Split};
-use crate::data::{self, Blocks, ColumnSpec, FileInfo, RawRows, Rows};
+use crate::data::{self, RawRows};
 use crate::error::{Error, Result};
 use crate::export::Format;
-use crate::features::{BlockDesign, Preprocessing};
-use crate::lifecycle::{Decision, GateMetric};
-use crate::model::{self, Fit, Metrics, MetricsAcc};
-use crate::report::ReportData;
+use crate::lifecycle::Decision;
+use crate::messages::{Announcement, ExportRef, MoveAction};
+use crate::model::Metrics;
+use crate::params::{GateMetric, Params, Promotion, Split};
 use crate::settings::TrainSettings;
-use crate::spool::SpoolWriter;
 use crate::store::Store;
+use crate::train::{self, Fitted, Observer, ReadOptions, Work};
+use crate::versions::{new_move, Verified};
 
 /// Run `train`: fit, store, announce, (with a promotion) gate and move the alias, print the URI
 /// (or the JSON report) on stdout and the metrics table on stderr. A refused promotion is
@@ -40,7 +38,7 @@ pub async fn run(s: TrainSettings) -> Result<Outcome> {
     match s.params.topic() {
         Some(data) => bus.check_topics(&[&train_topic, data]).await?,
         None => bus.check_topics(&[&train_topic]).await?,
-    }
+    };
     store.check_writable().await?;
     if s.promotion.is_some() {
         // and before fitting if the alias cannot be moved here
@@ -168,7 +166,8 @@ async fn promote_new(
                 Err((v, e)) => Decision {
                     promote: false,
                     reason: format!(
-                        "the current {} ({v}) cannot be evaluated on the new model's held-out rows ({e});                          not promoting (compare by hand and use `modelcast promote`)",
+                        "the current {} ({v}) cannot be evaluated on the new model's held-out rows ({e}); \
+                         not promoting (compare by hand and use `modelcast promote`)",
                         p.alias
                     ),
                 },
@@ -193,7 +192,7 @@ async fn promote_new(
         None => decision.reason,
     };
     let mv = new_move(&target, &p.alias, current.map(|m| m.version), MoveAction::Promote, why);
-    let (_, to) = crate::cmd::promote::publish(&log, mv).await?;
+    let (_, to) = crate::versions::publish(&log, mv).await?;
     r.promoted = true;
     r.moved_to = Some(to);
     Ok(r)
@@ -212,7 +211,7 @@ async fn held_out_rows(params: &Params, artifact: &Artifact) -> Result<RawRows> 
         }
     })
     .await
-    .map_err(|e| Error::Model(format!("reading held-out rows failed: {e}")))??;
+    .map_err(|e| Error::Task { what: "reading held-out rows", message: e.to_string() })??;
     if rows.len() != test_rows {
         return Err(Error::Model(format!(
             "read {} held-out rows for the gate but the model held out {test_rows}: did the training data change \
@@ -254,196 +253,6 @@ pub struct TrainReport {
     pub promotion: Option<PromotionReport>,
 }
 
-/// Everything up to (not including) the store: a fitted, evaluated artifact. Pure CPU work.
-pub fn fit_artifact(params: &Params) -> Result<Artifact> {
-    fit(params, &()).map(|f| f.artifact)
-}
-
-/// A fitted, evaluated model and what its report shows.
-#[derive(Debug, Clone)]
-pub struct Fitted {
-    /// The artifact, ready to store.
-    pub artifact: Artifact,
-    /// The training report's data (held-out points, standardised coefficients).
-    pub report: ReportData,
-}
-
-/// How much work a step has, when it is known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Work {
-    /// Bytes (reading files).
-    Bytes(u64),
-    /// Records (reading a topic).
-    Records(u64),
-}
-
-/// Told about the long steps of training, for a progress bar.
-pub trait Observer: Sync {
-    /// A step starts; its size when known.
-    fn stage(&self, what: &str, total: Option<Work>);
-    /// `n` more bytes or records of the current step are done.
-    fn advance(&self, n: u64);
-}
-
-/// Nobody watching.
-impl Observer for () {
-    fn stage(&self, _: &str, _: Option<Work>) {}
-    fn advance(&self, _: u64) {}
-}
-
-/// [`fit_artifact`] with the report's data, telling `obs` about each long step.
-///
-/// The CSV files are parsed in parallel straight into a [`crate::spool::Spool`] on disk, and
-/// every statistics pass reads it back block by block: memory does not grow with the rows
-/// (except for lasso, elastic net and the tree kinds, which hold the design matrix).
-pub fn fit(params: &Params, obs: &dyn Observer) -> Result<Fitted> {
-    let size = params.train_files().iter().map(|p| std::fs::metadata(p).map(|m| m.len()).ok()).sum::<Option<u64>>();
-    obs.stage("reading the training data", size.map(Work::Bytes));
-    let t0 = Instant::now();
-    let spec = ColumnSpec::of(params);
-    let mut spool = SpoolWriter::new(&spec)?;
-    let files = data::read_csv(params.train_files(), &spec, &|n| obs.advance(n), data::default_threads(), &mut |t| {
-        spool.push_table(&t)
-    })?;
-    if spool.rows() == 0 {
-        let names: Vec<String> = params.train_files().iter().map(|p| p.display().to_string()).collect();
-        return Err(Error::Data { source_name: names.join(","), line: 0, message: "no data rows".into() });
-    }
-    let spool = spool.finish()?;
-    tracing::info!(
-        rows = spool.rows(),
-        files = files.len(),
-        elapsed_ms = t0.elapsed().as_millis() as u64,
-        "loaded training data"
-    );
-    fit_rows(params, &spool, files, None, obs)
-}
-
-/// Fit on rows already read (a CSV table, or a spool of a file or a topic): the split,
-/// preprocessing, estimator and evaluation, in streaming passes over `rows` (parallel for OLS
-/// and ridge, whose statistics are merged in a fixed order: the result does not depend on the
-/// number of threads).
-pub fn fit_rows(
-    params: &Params,
-    rows: &dyn Blocks,
-    mut files: Vec<FileInfo>,
-    topic: Option<TopicData>,
-    obs: &dyn Observer,
-) -> Result<Fitted> {
-    let spec = ColumnSpec::of(params);
-    let threads = data::default_threads();
-    let n = rows.rows();
-    if n == 0 {
-        return Err(Error::Model("no training rows".into()));
-    }
-    // Train and test rows: a selection of the rows (the held-out split is a bitset), never copies.
-    let test_table;
-    let mask;
-    let (train_rows, test_rows, test_src): (Rows<'_>, Rows<'_>, &dyn Blocks) = match params.split() {
-        Split::File(path) => {
-            let (t, info) = data::load_csv(&[path.to_path_buf()], &spec)?;
-            files.extend(info);
-            test_table = t;
-            (Rows::All(n), Rows::All(test_table.len()), &test_table)
-        }
-        Split::Fraction { fraction, seed } => {
-            if n < 3 {
-                return Err(Error::Model(format!("need at least 3 rows to hold some out, got {n}")));
-            }
-            mask = data::held_out(n, fraction, seed);
-            (Rows::NotIn(&mask), Rows::In(&mask), rows)
-        }
-    };
-    let held = match train_rows {
-        Rows::NotIn(mask) => Some(mask),
-        _ => None,
-    };
-    obs.stage("fitting", None);
-    let t1 = Instant::now();
-    let prep = Preprocessing::fit_blocks(params, rows, train_rows)?;
-    let train = BlockDesign { prep: &prep, blocks: rows, rows: train_rows };
-    let test = BlockDesign { prep: &prep, blocks: test_src, rows: test_rows };
-    tracing::info!(kind = params.model().as_str(), rows = train_rows.len(), features = prep.width(), "fitting");
-    let (fit, gram) = match params.model() {
-        m @ (Model::Linear | Model::Ridge { .. }) => {
-            let gm = crate::stats::gram(&prep, rows, train_rows, threads)?;
-            (Fit::Linear(model::fit_gram(m, &gm)?), Some(gm))
-        }
-        m => (model::fit(m, &train)?, None),
-    };
-    tracing::info!(fit = %fit.summary(), elapsed_ms = t1.elapsed().as_millis() as u64, "fitted");
-    let train_mean = match &gram {
-        Some(gm) => gm.y_mean,
-        None => crate::stats::target_mean(rows, train_rows, threads)?,
-    };
-    // held out: metrics and the report's points in one streaming pass
-    let stride = crate::report::stride(test_rows.len());
-    let (train_metrics, model_metrics, baseline, points) = match fit.linear() {
-        Some(l) => {
-            let ((train_acc, _, _), (model_acc, base_acc, points)) = match held {
-                Some(mask) => crate::stats::linear_metrics_split(&prep, l, rows, mask, train_mean, stride, threads)?,
-                None => (
-                    crate::stats::linear_metrics(&prep, l, rows, train_rows, train_mean, usize::MAX, threads)?,
-                    crate::stats::linear_metrics(&prep, l, test_src, test_rows, train_mean, stride, threads)?,
-                ),
-            };
-            (train_acc.finish(), model_acc.finish(), base_acc.finish(), points)
-        }
-        None => {
-            let (train_metrics, _) = fit.evaluate(&train, train_mean)?;
-            let (mut model_acc, mut base_acc) = (MetricsAcc::default(), MetricsAcc::default());
-            let mut points = Vec::with_capacity(test_rows.len().div_ceil(stride));
-            let mut i = 0usize;
-            fit.for_each_prediction(&test, &mut |t, p| {
-                model_acc.add(t, p);
-                base_acc.add(t, train_mean);
-                if i.is_multiple_of(stride) {
-                    points.push((t, p));
-                }
-                i += 1;
-            })?;
-            (train_metrics, model_acc.finish(), base_acc.finish(), points)
-        }
-    };
-    let sd = match &gram {
-        Some(gm) => gm.column_sd(),
-        None => crate::report::column_sd(&train)?,
-    };
-    let created_at = chrono::Utc::now();
-    let mut salt: String = files.iter().map(|f| f.sha256.as_str()).collect();
-    if let Some(t) = &topic {
-        salt.push_str(&serde_json::to_string(t).unwrap_or_default());
-    }
-    let artifact = Artifact {
-        schema_version: crate::artifact::schema_version_of(&fit),
-        format: crate::artifact::FORMAT.to_string(),
-        model_name: params.name().to_string(),
-        version: crate::artifact::new_version(created_at, salt.as_bytes()),
-        created_at,
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        params: params.clone(),
-        input_schema: Artifact::schema_of(&prep, params.target()),
-        estimator: Estimator { kind: params.model().as_str().to_string(), feature_names: prep.feature_names(), fit },
-        preprocessing: prep,
-        metrics: Evaluation { model: model_metrics, baseline, train: train_metrics },
-        training_data: TrainingData { files, topic, train_rows: train_rows.len(), test_rows: test_rows.len() },
-    };
-    artifact.check("(new model)")?;
-    let report = ReportData::new(&artifact, points, &sd);
-    Ok(Fitted { artifact, report })
-}
-
-/// How `train` reads a topic (`data.topic`).
-#[derive(Debug, Clone, Copy)]
-pub struct ReadOptions {
-    /// Only records from this time on.
-    pub since: Option<chrono::DateTime<chrono::Utc>>,
-    /// The largest fraction of malformed records before the run fails.
-    pub max_rejected: f64,
-    /// Keep the held-out rows (raw) for the promotion gate.
-    pub keep_held_out: bool,
-}
-
 /// Fit (on a blocking thread), store the report and the artifact, then announce it. From a
 /// topic, also the held-out rows read raw when `read.keep_held_out` (for the gate).
 pub async fn publish(
@@ -456,17 +265,14 @@ pub async fn publish(
     let p = params.clone();
     let progress = Progress::start();
     let obs = progress.clone();
-    let kafka = bus.as_kafka().cloned();
+    let bus2 = bus.clone();
     let read = *read;
     let (Fitted { mut artifact, mut report }, held_out) = tokio::task::spawn_blocking(move || match p.topic() {
-        None => fit(&p, &obs).map(|f| (f, None)),
-        Some(_) => match kafka {
-            Some(k) => fit_from_topic(&k, &p, &read, &obs),
-            None => Err(Error::Usage("--data kafka://TOPIC: training from a topic needs --kafka-config".into())),
-        },
+        None => train::fit(&p, &obs).map(|f| (f, None)),
+        Some(topic) => train::fit_from_records(&mut bus2.training_records(topic, read.since)?, &p, &read, &obs),
     })
     .await
-    .map_err(|e| Error::Model(format!("training task failed: {e}")))??;
+    .map_err(|e| Error::Task { what: "training", message: e.to_string() })??;
     // Keys are unique by construction; on the astronomically unlikely clash, take a new version.
     // The report and the exports go first: an artifact in the store always has them beside it,
     // and nothing is announced unless all were stored.
@@ -502,7 +308,7 @@ pub async fn publish(
                         format: *f,
                         key: k.clone(),
                         uri: store.uri_of(k),
-                        sha256: crate::artifact::sha256_hex(b),
+                        sha256: crate::util::hash::sha256_hex(b),
                         size: b.len() as u64,
                     })
                     .collect::<Vec<_>>();
@@ -539,92 +345,6 @@ pub async fn publish(
     };
     Ok((report, artifact, held_out))
 }
-
-/// Read `params.topic()` into a spool (malformed records counted, at most `max_rejected` of
-/// them) and fit on it; with `keep_held_out`, also the held-out rows, raw, for the gate.
-pub fn fit_from_topic(
-    kafka: &Kafka,
-    params: &Params,
-    read: &ReadOptions,
-    obs: &dyn Observer,
-) -> Result<(Fitted, Option<RawRows>)> {
-    let topic = params.topic().unwrap_or_default();
-    let spec = ColumnSpec::of(params);
-    let t0 = Instant::now();
-    let (consumer, mut ranges) = kafka.plan_range(topic, read.since)?;
-    let total: i64 = ranges.iter().map(|r| r.end_offset - r.start_offset).sum();
-    obs.stage(&format!("reading topic {topic}"), Some(Work::Records(total.max(0) as u64)));
-    let mut spool = SpoolWriter::new(&spec)?;
-    let mut rejected = 0u64;
-    kafka.read_range(topic, &consumer, &mut ranges, read.since, &mut |partition, offset, payload| {
-        obs.advance(1);
-        match data::parse_json_row(payload, &spec) {
-            Ok(row) => {
-                let cats: Vec<Option<&str>> = row.categorical.iter().map(|c| c.as_deref()).collect();
-                spool.push(&row.numeric, &cats, row.target)
-            }
-            Err(reason) => {
-                rejected += 1;
-                if rejected <= MAX_REJECT_WARNINGS {
-                    tracing::warn!(%topic, partition, offset, %reason, "skipped a malformed training record");
-                }
-                Ok(())
-            }
-        }
-    })?;
-    drop(consumer);
-    let records: u64 = ranges.iter().map(|r| r.records).sum();
-    tracing::info!(%topic, records, rejected, rows = spool.rows(), elapsed_ms = t0.elapsed().as_millis() as u64,
-        "read training records");
-    let source = format!("kafka://{topic}");
-    if rejected > 0 {
-        let share = rejected as f64 / records.max(1) as f64;
-        if share > read.max_rejected {
-            return Err(Error::Data {
-                source_name: source,
-                line: 0,
-                message: format!(
-                    "{rejected} of {records} records ({:.2}%) are malformed, above --max-rejected {}; the warnings \
-                     above name the first {}",
-                    share * 100.0,
-                    read.max_rejected,
-                    rejected.min(MAX_REJECT_WARNINGS)
-                ),
-            });
-        }
-        tracing::warn!(%topic, rejected, records, "trained without the malformed records (within --max-rejected)");
-    }
-    if spool.rows() == 0 {
-        return Err(Error::Data {
-            source_name: source,
-            line: 0,
-            message: match read.since {
-                Some(t) => format!("no training records since {}", t.to_rfc3339()),
-                None => "the topic has no training records".into(),
-            },
-        });
-    }
-    let spool = spool.finish()?;
-    let info = TopicData {
-        topic: topic.to_string(),
-        partitions: ranges,
-        records,
-        rejected,
-        since: read.since.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-    };
-    let fitted = fit_rows(params, &spool, Vec::new(), Some(info), obs)?;
-    let held_out = match params.split() {
-        Split::Fraction { fraction, seed } if read.keep_held_out => {
-            let (_, test) = data::split_indices(spool.rows(), fraction, seed);
-            Some(data::raw_rows_of(&spool, &test, &spec)?)
-        }
-        _ => None,
-    };
-    Ok((fitted, held_out))
-}
-
-/// Malformed records named one by one in the log; the rest are counted.
-const MAX_REJECT_WARNINGS: u64 = 10;
 
 /// Progress on stderr only when it is a terminal (never in cron, CI or a pipe, where the log
 /// lines say the same): a byte bar while reading the training data, a spinner naming the step

@@ -204,14 +204,14 @@ impl KafkaConfig {
 
     /// Load a config file, expanding `${VAR}` with `env`.
     pub fn load_with(path: &Path, env: EnvLookup<'_>) -> Result<KafkaConfig> {
-        let text = super::read_config_file(path)?;
-        let raw: BTreeMap<String, serde_yaml::Value> = super::parse_yaml(path, &text)?;
+        let text = crate::util::yaml::read_config_file(path)?;
+        let raw: BTreeMap<String, serde_yaml::Value> = crate::util::yaml::parse_yaml(path, &text)?;
         let mut properties = BTreeMap::new();
         let mut modelcast = ModelcastKafka::default();
         for (k, v) in raw {
             if k == "modelcast" {
                 let text = serde_yaml::to_string(&v).unwrap_or_default();
-                modelcast = super::parse_yaml::<ModelcastKafka>(path, &text).map_err(|e| match e {
+                modelcast = crate::util::yaml::parse_yaml::<ModelcastKafka>(path, &text).map_err(|e| match e {
                     Error::Config { path, key, message } => {
                         Error::Config { path, key: format!("modelcast.{key}"), message }
                     }

@@ -22,9 +22,6 @@ pub enum Format {
 }
 
 impl Format {
-    /// Every format.
-    pub const ALL: [Format; 2] = [Format::Onnx, Format::Pmml];
-
     /// The name used on the command line and in messages (`onnx`, `pmml`).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -19,10 +19,10 @@
 use prost::Message;
 
 use crate::artifact::Artifact;
-use crate::config::params::CategoricalRule;
 use crate::error::{Error, Result};
 use crate::features::MISSING_CATEGORY;
 use crate::model::Fit;
+use crate::params::CategoricalRule;
 use crate::trees::Combine;
 
 /// IR version 8 goes with opset 17.

@@ -14,12 +14,12 @@
 use std::fmt::Write;
 
 use crate::artifact::Artifact;
-use crate::config::params::{CategoricalRule, NumericRule};
 use crate::error::Result;
 use crate::features::{Preprocessing, MISSING_CATEGORY};
 use crate::model::Fit;
-use crate::report::esc;
+use crate::params::{CategoricalRule, NumericRule};
 use crate::trees::{Combine, Ensemble, Tree};
+use crate::util::escape::esc;
 
 /// A double in its shortest round-trip form.
 fn num(v: f64) -> String {

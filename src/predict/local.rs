@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::aliases::Updates;
-use crate::bus::Origin;
 use crate::error::{Error, Result};
 use crate::events::{metrics, Event, ModelServing, ShadowSwapped};
+use crate::messages::Origin;
 use crate::predict::input::{self, Item, Source};
 use crate::predict::models::{ModelChoice, Started, Swapper};
 use crate::predict::output::Outputs;

@@ -19,17 +19,17 @@ pub mod models;
 pub mod output;
 pub mod serve;
 
-pub use crate::bus::Scored;
+pub use crate::messages::Scored;
 
 use crate::artifact::Artifact;
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use crate::bus::{
-    DeadLetter, ModelRef, Origin, OriginRef, Outgoing, OutputTopics, Prediction, PredictionRef, MESSAGE_SCHEMA_VERSION,
-};
 use crate::error::{Error, Result};
 use crate::features::{Cell, Scorer};
+use crate::messages::{
+    DeadLetter, ModelRef, Origin, OriginRef, Outgoing, OutputTopics, Prediction, PredictionRef, MESSAGE_SCHEMA_VERSION,
+};
 use crate::record::{CsvLayout, Decoder};
 use crate::store::Store;
 
@@ -274,7 +274,7 @@ fn finish(
             model_version: model.version.clone(),
             origin,
             input_timestamp_ms: ts,
-            predicted_at_ms: crate::bus::now_ms(),
+            predicted_at_ms: crate::util::time::now_ms(),
             shadow_prediction: None,
             shadow_version: None,
         }),

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::aliases::Updates;
-use crate::bus::{AliasMove, Announcement, ModelRef};
 use crate::error::{Error, Result};
 use crate::events::{Event, ModelFetchRetry, ModelRefused, ModelSwapped, ShadowSwapped, WaitingForModel};
 use crate::lifecycle::AliasBook;
+use crate::messages::{AliasMove, Announcement, ModelRef};
 use crate::predict::{check_replacement, load_key, load_ref, Served};
 use crate::store::Store;
 
@@ -269,8 +269,7 @@ async fn initial_model(
         if let Some(a) = history.iter().rev().filter(named).find(|a| &a.version == v) {
             return load_ref(store, a.model_ref(), &choice.key_field).await;
         }
-        let prefix = choice.name.as_ref().map(|n| format!("{n}/")).unwrap_or_default();
-        let key = store.list(&prefix).await?.into_iter().find(|k| k.ends_with(&format!("/{v}.json")));
+        let key = store.key_of_version(choice.name.as_deref(), v).await?;
         let key = key.ok_or_else(|| Error::NotFound(format!("model version {v} is not in {}", store.uri())))?;
         tracing::warn!(%key, "version not found in announcements; loading from the store without a sha256 check");
         return load_key(store, &key, &choice.key_field).await;

@@ -4,10 +4,12 @@
 
 use std::io::Write;
 
-use crate::bus::{Bus, Outgoing, OutputTopics, Scored};
+use crate::bus::Bus;
+
 use crate::config::kafka::Topics;
 use crate::error::{Error, Result};
 use crate::events::{metrics, Event, RecordRejected};
+use crate::messages::{Outgoing, OutputTopics, Scored};
 
 /// The outputs of a batch or follow run.
 pub struct Outputs {

@@ -7,12 +7,13 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crate::aliases::Updates;
-use crate::bus::kafka::Kafka;
-use crate::bus::{Bus, OriginRef, Outbox, OutputTopics};
+use crate::bus::kafka::{InputConsumer, InputRecord, Kafka};
+use crate::bus::Bus;
 use crate::error::{Error, Result};
 use crate::events::{metrics, Event, ModelServing, RecordRejected, ShadowSwapped};
+use crate::messages::{OriginRef, Outbox, OutputTopics};
 use crate::predict::models::{ModelChoice, Started, Swapper};
-use crate::predict::{score_into, Counts, Incoming, Scratch, Verdict};
+use crate::predict::{score_into, Counts, Incoming, Scratch, Served, Verdict};
 use crate::store::Store;
 
 /// Records scored with one model between two looks at the train topic.
@@ -32,6 +33,10 @@ pub struct ServeOptions {
 }
 
 /// Run the service until SIGINT/SIGTERM.
+///
+/// The start-up and the loop stay in one function (about 110 lines): the loop's branches share
+/// the consumer, the swapper and the reused buffers the start-up made; scoring and delivering a
+/// batch are [`score_batch`] and [`deliver_batch`].
 ///
 /// Start-up joins the input topic's group first, so the group join (the slowest step on most
 /// brokers) overlaps the train topic's history read and the model download.
@@ -115,81 +120,21 @@ pub async fn run(
         // scored record allocates nothing), then enqueue it in one go: enqueueing each message as
         // it was encoded cost 2.6x the CPU per record in the throughput bench (0.76 against 0.29
         // CPU-s per 100k records).
-        out.clear();
-        shadow_out.clear();
-        stamps.clear();
-        let mut scratch = Scratch::default();
-        let now = crate::bus::now_ms();
-        let (mut ok, mut bad) = (0u64, 0u64);
-        for r in &batch {
-            let rec = Incoming {
-                bytes: r.payload(),
-                origin: OriginRef::Kafka { topic: consumer.topic(), partition: r.partition(), offset: r.offset() },
-                transport_key: r.key(),
-                timestamp_ms: r.timestamp_ms(),
-            };
-            let msg = out.next(topics.app_messages);
-            let verdict = if rec.bytes.len() > cfg.max_record_bytes {
-                let reason =
-                    format!("record of {} bytes exceeds max_record_bytes {}", rec.bytes.len(), cfg.max_record_bytes);
-                let mut buf = String::new();
-                msg.set_dead_letter(rec.fallback_key(&mut buf), &reason, &rec.origin, rec.bytes, &topics);
-                Verdict::Rejected(reason)
-            } else {
-                score_into(&model, &rec, now, &mut scratch, msg, topics.app_messages, &topics)?
-            };
-            match verdict {
-                Verdict::Scored(p) => {
-                    ok += 1;
-                    stamps.push(rec.timestamp_ms);
-                    if opts.stdout {
-                        let _ = stdout.write_all(&[&msg.payload[..], b"\n"].concat());
-                    }
-                    if let Some(s) = &shadow {
-                        // the shadow model scores what the serving one scored; its outcome never
-                        // changes the serving output
-                        let smsg = shadow_out.next(shadow_topic);
-                        match score_into(s, &rec, now, &mut scratch, smsg, shadow_topic, &topics)? {
-                            Verdict::Scored(sp) => {
-                                m.shadow_scored.inc();
-                                m.shadow_abs_diff.observe((p - sp).abs());
-                            }
-                            Verdict::Rejected(_) => {
-                                shadow_out.pop();
-                                m.shadow_rejected.inc();
-                            }
-                        }
-                    }
-                }
-                Verdict::Rejected(reason) => {
-                    bad += 1;
-                    RecordRejected { key: &String::from_utf8_lossy(&msg.key), reason: &reason }.emit();
-                }
-            }
-        }
+        let lanes = Lanes { topics: &topics, shadow_topic, max_record_bytes: cfg.max_record_bytes };
+        let print = if opts.stdout { Some(&mut stdout) } else { None };
+        let (ok, bad) = score_batch(
+            &batch,
+            consumer.topic(),
+            &model,
+            shadow.as_deref(),
+            &lanes,
+            &mut out,
+            &mut shadow_out,
+            &mut stamps,
+            print,
+        )?;
         m.records_in.inc_by(batch.len() as u64);
-        // At-least-once: offsets are stored only after every output was acknowledged. A delivery
-        // failure ends the process without storing them; a restart re-reads the batch.
-        let shadow_sent = if shadow_out.is_empty() { None } else { Some(kafka.send_all(shadow_out.messages())) };
-        kafka.send_all(out.messages())?.wait().await?;
-        // Shadow outputs are best effort: a failure is counted and logged, and never holds back
-        // the serving model's offsets.
-        let shadow_failed = match shadow_sent {
-            None => (0, None),
-            Some(Ok(d)) => d.settle().await,
-            Some(Err(e)) => (1, Some(e.to_string())),
-        };
-        if let (n @ 1.., Some(reason)) = shadow_failed {
-            m.shadow_delivery_failures.inc_by(n);
-            tracing::warn!(failed = n, %reason, "shadow predictions not delivered; the serving output is unaffected");
-        }
-        let now = crate::bus::now_ms();
-        let latency = m.latency.local();
-        for ts in stamps.iter().flatten() {
-            latency.observe((now - ts).max(0) as f64 / 1000.0);
-        }
-        latency.flush();
-        consumer.store_offsets(&batch)?;
+        deliver_batch(&kafka, &consumer, &batch, &out, &shadow_out, &stamps).await?;
         if counts.scored + counts.rejected == 0 {
             tracing::info!(
                 records = batch.len(),
@@ -207,4 +152,116 @@ pub async fn run(
     kafka.flush()?;
     consumer.commit_final();
     Ok(counts)
+}
+
+/// Where a batch's outputs go: the prediction and dead-letter topics, the shadow topic, and the
+/// largest record scored.
+struct Lanes<'t> {
+    topics: &'t OutputTopics<'t>,
+    shadow_topic: &'t str,
+    max_record_bytes: usize,
+}
+
+/// Score `batch` with `model` into `out` (and with `shadow`, what it scored, into `shadow_out`),
+/// stamping each prediction's record time into `stamps`; returns (scored, rejected).
+#[allow(clippy::too_many_arguments)] // the hot path's reused buffers, passed in, not allocated
+fn score_batch<'t>(
+    batch: &[InputRecord<'_>],
+    input_topic: &str,
+    model: &Served,
+    shadow: Option<&Served>,
+    lanes: &Lanes<'t>,
+    out: &mut Outbox<'t>,
+    shadow_out: &mut Outbox<'t>,
+    stamps: &mut Vec<Option<i64>>,
+    mut print: Option<&mut std::io::Stdout>,
+) -> Result<(u64, u64)> {
+    let m = metrics();
+    let topics = lanes.topics;
+    out.clear();
+    shadow_out.clear();
+    stamps.clear();
+    let mut scratch = Scratch::default();
+    let now = crate::util::time::now_ms();
+    let (mut ok, mut bad) = (0u64, 0u64);
+    for r in batch {
+        let rec = Incoming {
+            bytes: r.payload(),
+            origin: OriginRef::Kafka { topic: input_topic, partition: r.partition(), offset: r.offset() },
+            transport_key: r.key(),
+            timestamp_ms: r.timestamp_ms(),
+        };
+        let msg = out.next(topics.app_messages);
+        let verdict = if rec.bytes.len() > lanes.max_record_bytes {
+            let reason =
+                format!("record of {} bytes exceeds max_record_bytes {}", rec.bytes.len(), lanes.max_record_bytes);
+            let mut buf = String::new();
+            msg.set_dead_letter(rec.fallback_key(&mut buf), &reason, &rec.origin, rec.bytes, topics);
+            Verdict::Rejected(reason)
+        } else {
+            score_into(model, &rec, now, &mut scratch, msg, topics.app_messages, topics)?
+        };
+        match verdict {
+            Verdict::Scored(p) => {
+                ok += 1;
+                stamps.push(rec.timestamp_ms);
+                if let Some(w) = print.as_deref_mut() {
+                    let _ = w.write_all(&[&msg.payload[..], b"\n"].concat());
+                }
+                if let Some(s) = shadow {
+                    // the shadow model scores what the serving one scored; its outcome never
+                    // changes the serving output
+                    let smsg = shadow_out.next(lanes.shadow_topic);
+                    match score_into(s, &rec, now, &mut scratch, smsg, lanes.shadow_topic, topics)? {
+                        Verdict::Scored(sp) => {
+                            m.shadow_scored.inc();
+                            m.shadow_abs_diff.observe((p - sp).abs());
+                        }
+                        Verdict::Rejected(_) => {
+                            shadow_out.pop();
+                            m.shadow_rejected.inc();
+                        }
+                    }
+                }
+            }
+            Verdict::Rejected(reason) => {
+                bad += 1;
+                RecordRejected { key: &String::from_utf8_lossy(&msg.key), reason: &reason }.emit();
+            }
+        }
+    }
+    Ok((ok, bad))
+}
+
+/// Send a scored batch and store its offsets once every serving output was acknowledged
+/// (at-least-once: a delivery failure ends the process without storing them, and a restart
+/// re-reads the batch). Shadow outputs are best effort: a failure is counted and logged, and
+/// never holds back the serving model's offsets.
+async fn deliver_batch(
+    kafka: &Kafka,
+    consumer: &InputConsumer,
+    batch: &[InputRecord<'_>],
+    out: &Outbox<'_>,
+    shadow_out: &Outbox<'_>,
+    stamps: &[Option<i64>],
+) -> Result<()> {
+    let m = metrics();
+    let shadow_sent = if shadow_out.is_empty() { None } else { Some(kafka.send_all(shadow_out.messages())) };
+    kafka.send_all(out.messages())?.wait().await?;
+    let shadow_failed = match shadow_sent {
+        None => (0, None),
+        Some(Ok(d)) => d.settle().await,
+        Some(Err(e)) => (1, Some(e.to_string())),
+    };
+    if let (n @ 1.., Some(reason)) = shadow_failed {
+        m.shadow_delivery_failures.inc_by(n);
+        tracing::warn!(failed = n, %reason, "shadow predictions not delivered; the serving output is unaffected");
+    }
+    let now = crate::util::time::now_ms();
+    let latency = m.latency.local();
+    for ts in stamps.iter().flatten() {
+        latency.observe((now - ts).max(0) as f64 / 1000.0);
+    }
+    latency.flush();
+    consumer.store_offsets(batch)
 }

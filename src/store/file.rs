@@ -28,7 +28,7 @@ impl FileStore {
     }
 
     fn path_of(&self, key: &str) -> Result<PathBuf> {
-        super::check_key(key)?;
+        crate::util::ids::check_key(key)?;
         Ok(self.root.join(key))
     }
 

@@ -11,8 +11,8 @@ pub mod s3;
 
 pub use file::FileStore;
 
-use crate::artifact::sha256_hex;
 use crate::error::{Error, Result};
+use crate::util::hash::sha256_hex;
 
 /// Settings for opening a store (only S3 uses them).
 #[derive(Debug, Clone, Default)]
@@ -164,22 +164,16 @@ impl Store {
         Ok(keys)
     }
 
+    /// The artifact key of `version` (`NAME/DATE/VERSION.json`) of model `name` (`None`: of any
+    /// model), if stored. The one place a version id becomes a key.
+    pub async fn key_of_version(&self, name: Option<&str>, version: &str) -> Result<Option<String>> {
+        let file = format!("/{version}.json");
+        let prefix = name.map(|n| format!("{n}/")).unwrap_or_default();
+        Ok(self.list(&prefix).await?.into_iter().find(|k| k.ends_with(&file)))
+    }
+
     /// The newest artifact key of model `name` (keys sort by creation time), if any.
     pub async fn latest(&self, name: &str) -> Result<Option<String>> {
         Ok(self.list(&format!("{name}/")).await?.into_iter().rfind(|k| k.ends_with(".json")))
-    }
-}
-
-/// Check a key is safe to use as a relative path: no `..`, no absolute paths, no empty segments.
-pub(crate) fn check_key(key: &str) -> Result<()> {
-    let ok = !key.is_empty()
-        && !key.starts_with('/')
-        && key.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
-        && !key.contains('\\')
-        && !key.contains('\0');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Usage(format!("invalid store key {key:?}")))
     }
 }

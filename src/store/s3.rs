@@ -136,7 +136,7 @@ impl S3Store {
     }
 
     fn full_key(&self, key: &str) -> Result<String> {
-        super::check_key(key)?;
+        crate::util::ids::check_key(key)?;
         Ok(if self.prefix.is_empty() { key.to_string() } else { format!("{}/{key}", self.prefix) })
     }
 

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use modelcast::bus::{Announcement, Bus, HeadlineMetrics, Outgoing, TrainFeed, TrainMessage, MESSAGE_SCHEMA_VERSION};
+use modelcast::bus::{Bus, TrainFeed};
+
+use modelcast::messages::{Announcement, HeadlineMetrics, Outgoing, TrainMessage, MESSAGE_SCHEMA_VERSION};
 
 use crate::util::bed::bed;
 use crate::util::fixtures::alias_move;

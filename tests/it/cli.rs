@@ -44,7 +44,7 @@ fn fresh_clone_train_then_predict() {
 }
 
 fn sha256_file(p: &std::path::Path) -> String {
-    modelcast::artifact::sha256_hex(&std::fs::read(p).unwrap())
+    modelcast::util::hash::sha256_hex(&std::fs::read(p).unwrap())
 }
 
 #[test]
@@ -325,7 +325,7 @@ fn tampered_or_unknown_artifacts_are_refused() {
     assert!(e.contains("sha256 mismatch"), "{e}");
     // Announced sha256 matching the (future-format) artifact: refused for its schema_version.
     let mut ann = anns[0].clone();
-    ann["sha256"] = modelcast::artifact::sha256_hex(text.as_bytes()).into();
+    ann["sha256"] = modelcast::util::hash::sha256_hex(text.as_bytes()).into();
     sb.append_line("models/_bus/train.jsonl", &ann.to_string());
     let e = sb.command(&["predict", "--input", "data/winequality-red.csv"]).assert_exit_code(1).stderr();
     assert!(e.contains("unsupported schema_version 99"), "{e}");
@@ -398,7 +398,7 @@ fn concurrent_trainers_never_overwrite_each_other() {
         let key = a["key"].as_str().unwrap();
         let bytes = std::fs::read(sb.path().join("models").join(key)).unwrap();
         assert_eq!(
-            modelcast::artifact::sha256_hex(&bytes),
+            modelcast::util::hash::sha256_hex(&bytes),
             a["sha256"].as_str().unwrap(),
             "announcement matches its artifact"
         );

@@ -202,7 +202,7 @@ fn exports_score_like_modelcast_in_onnxruntime_tract_and_pypmml() {
         for e in exports {
             let path = artifact.with_extension(e["format"].as_str().unwrap());
             let bytes = std::fs::read(&path).unwrap();
-            assert_eq!(e["sha256"].as_str().unwrap(), modelcast::artifact::sha256_hex(&bytes), "{}", path.display());
+            assert_eq!(e["sha256"].as_str().unwrap(), modelcast::util::hash::sha256_hex(&bytes), "{}", path.display());
             assert_eq!(e["key"].as_str().unwrap().rsplit('/').next(), path.file_name().unwrap().to_str());
             files.insert(e["format"].as_str().unwrap().to_string(), (path, bytes));
         }

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use modelcast::bus::{Origin, OriginRef, Outbox, Outgoing, OutputTopics, Prediction};
-use modelcast::config::params::Params;
+use modelcast::messages::{Origin, OriginRef, Outbox, Outgoing, OutputTopics, Prediction};
+use modelcast::params::Params;
 use modelcast::predict::{score_into, score_json, Incoming, Scratch, Served, Verdict};
 
 const TOPICS: OutputTopics<'static> =
@@ -12,7 +12,7 @@ const TOPICS: OutputTopics<'static> =
 
 fn wine() -> Served {
     let params = Params::load(Path::new("params/params.yaml")).expect("params");
-    let artifact = modelcast::cmd::train::fit_artifact(&params).expect("fit");
+    let artifact = modelcast::train::fit_artifact(&params).expect("fit");
     Served::from_artifact(&artifact, "key").expect("served")
 }
 

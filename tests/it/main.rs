@@ -8,6 +8,7 @@ mod cli;
 mod closed_loop;
 mod export;
 mod hot_path;
+mod layers;
 mod lifecycle;
 mod parity;
 mod reliability;

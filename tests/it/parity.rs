@@ -5,10 +5,10 @@
 //! rank-deficient design both sides give the minimum-norm solution, compared the same way);
 //! penalised models' predictions within 1e-4 relative and R² within 0.002.
 
-use modelcast::config::params::Params;
 use modelcast::data::{load_csv, ColumnSpec};
 use modelcast::features::{Cell, Preprocessing, TableDesign};
 use modelcast::model::{fit_linear, Metrics};
+use modelcast::params::Params;
 use ndarray::Array1;
 use serde_json::Value;
 

@@ -30,7 +30,7 @@ fn train_uploads_to_s3_and_announces_on_kafka() {
     // the artifact is in the bucket and its sha256 matches the announcement
     let store = bed.garage.open_blocking(&w.store);
     let bytes = store.get(ann["key"].as_str().unwrap());
-    assert_eq!(modelcast::artifact::sha256_hex(&bytes), ann["sha256"].as_str().unwrap());
+    assert_eq!(modelcast::util::hash::sha256_hex(&bytes), ann["sha256"].as_str().unwrap());
     assert_eq!(bytes.len() as u64, ann["size"].as_u64().unwrap());
     // batch predict from S3 + Kafka history, writing to app_messages
     w.command(&[

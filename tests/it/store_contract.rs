@@ -26,7 +26,7 @@ pub async fn contract(store: &Store, prefix: &str, atomicity: Atomicity) {
     assert_eq!(store.latest(&format!("{prefix}/m")).await.unwrap(), Some(k2.clone()));
     assert_eq!(store.latest(&format!("{prefix}/none")).await.unwrap(), None);
     // verified get
-    let sha = modelcast::artifact::sha256_hex(b"two");
+    let sha = modelcast::util::hash::sha256_hex(b"two");
     assert_eq!(store.get_verified(&k2, &sha).await.unwrap(), b"two");
     let bad = store.get_verified(&k2, &"0".repeat(64)).await.unwrap_err().to_string();
     assert!(bad.contains("sha256 mismatch"), "{bad}");

@@ -21,10 +21,10 @@ use tokio::sync::Notify;
 
 use super::bus_err;
 use super::watch::Watch;
-use crate::bus::message::Outgoing;
 use crate::config::kafka::KafkaConfig;
 use crate::error::Result;
 use crate::events::{DeliveryFailed, Event};
+use crate::messages::Outgoing;
 
 /// How long the reports thread's poll waits: a second and 50 µs. rdkafka 0.39's producer poll
 /// waits in whole milliseconds, rounding the time left down, and then spins with 0 ms waits for

@@ -15,9 +15,8 @@ use super::config::SetIfAbsent;
 use super::{bus_err, Kafka};
 use crate::artifact::PartitionRange;
 use crate::error::Result;
-
-/// A consumer of records read: partition, offset, value.
-pub type RecordFn<'f> = dyn FnMut(i32, i64, &[u8]) -> Result<()> + 'f;
+use crate::train::topic::RecordFn;
+use crate::train::RecordSource;
 
 impl Kafka {
     /// The offset ranges [`Kafka::read_range`] will read: per partition (in id order), the
@@ -206,5 +205,34 @@ impl MultiReader {
             let at = pos.find_partition(topic, *p).map(|e| e.offset());
             matches!(at, Some(Offset::Offset(o)) if o >= self.ends[&(topic.clone(), *p)])
         })
+    }
+}
+
+/// A topic's records from `since` up to the end it had when planned: what `train` reads from
+/// `data.topic` (a [`RecordSource`] for the training pipeline).
+pub struct TopicRecords {
+    kafka: std::sync::Arc<Kafka>,
+    topic: String,
+    since: Option<DateTime<Utc>>,
+    consumer: BaseConsumer,
+    ranges: Vec<PartitionRange>,
+}
+
+impl TopicRecords {
+    /// Plan the read of `topic` (blocking: metadata and watermarks).
+    pub fn plan(kafka: std::sync::Arc<Kafka>, topic: &str, since: Option<DateTime<Utc>>) -> Result<TopicRecords> {
+        let (consumer, ranges) = kafka.plan_range(topic, since)?;
+        Ok(TopicRecords { kafka, topic: topic.to_string(), since, consumer, ranges })
+    }
+}
+
+impl RecordSource for TopicRecords {
+    fn total(&self) -> u64 {
+        self.ranges.iter().map(|r| (r.end_offset - r.start_offset).max(0) as u64).sum()
+    }
+
+    fn read(&mut self, each: &mut RecordFn<'_>) -> Result<Vec<PartitionRange>> {
+        self.kafka.read_range(&self.topic, &self.consumer, &mut self.ranges, self.since, each)?;
+        Ok(self.ranges.clone())
     }
 }

@@ -28,10 +28,10 @@ pub fn wine_records(n: usize) -> Vec<(String, Vec<u8>)> {
 }
 
 /// An alias move of `champion` of model `m` to `version` (the artifact need not exist).
-pub fn alias_move(id: &str, version: &str, previous: Option<&str>) -> modelcast::bus::AliasMove {
-    modelcast::bus::AliasMove {
-        schema_version: modelcast::bus::MESSAGE_SCHEMA_VERSION,
-        kind: modelcast::bus::ALIAS_MOVED.into(),
+pub fn alias_move(id: &str, version: &str, previous: Option<&str>) -> modelcast::messages::AliasMove {
+    modelcast::messages::AliasMove {
+        schema_version: modelcast::messages::MESSAGE_SCHEMA_VERSION,
+        kind: modelcast::messages::ALIAS_MOVED.into(),
         id: id.into(),
         model_name: "m".into(),
         alias: "champion".into(),
@@ -40,7 +40,7 @@ pub fn alias_move(id: &str, version: &str, previous: Option<&str>) -> modelcast:
         sha256: "ab".repeat(32),
         input_schema_digest: "sha256:x".into(),
         previous_version: previous.map(str::to_string),
-        action: modelcast::bus::MoveAction::Promote,
+        action: modelcast::messages::MoveAction::Promote,
         reason: "test".into(),
         actor: "tester@host".into(),
         at: chrono::Utc::now(),

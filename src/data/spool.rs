@@ -225,7 +225,7 @@ impl Blocks for Spool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::params::ParamsFile;
+    use crate::params::ParamsFile;
 
     #[test]
     fn rows_come_back_in_order_in_blocks_with_missing_values() {
@@ -266,12 +266,12 @@ mod tests {
         let yaml = "name: m\ndata: {train: unused.csv}\ntarget: y\nfeatures: {numeric: [a, b], categorical: [c]}\n\
                     missing: {numeric: median}\nmodel: {kind: ridge, alpha: 0.5}\n";
         let path = std::path::Path::new("p.yaml");
-        let params = crate::config::parse_yaml::<ParamsFile>(path, yaml).unwrap().check(path).unwrap();
+        let params = crate::util::yaml::parse_yaml::<ParamsFile>(path, yaml).unwrap().check(path).unwrap();
         let spec = ColumnSpec::of(&params);
         let mut table = Table::empty(&spec);
         let mut w = SpoolWriter::new(&spec).unwrap();
         // more rows than a block and than a design chunk, so both boundaries are crossed
-        let mut rng = crate::data::SplitMix64::new(7);
+        let mut rng = crate::util::rng::SplitMix64::new(7);
         for i in 0..(BLOCK_ROWS * 2 + 1234) {
             let state = rng.next_u64();
             let u = (state >> 11) as f64 / (1u64 << 53) as f64;
@@ -288,8 +288,8 @@ mod tests {
             w.push(&[a, b], &[c], y).unwrap();
         }
         let spool = w.finish().unwrap();
-        let from_table = crate::cmd::train::fit_rows(&params, &table, vec![], None, &()).unwrap().artifact;
-        let from_spool = crate::cmd::train::fit_rows(&params, &spool, vec![], None, &()).unwrap().artifact;
+        let from_table = crate::train::fit_rows(&params, &table, vec![], None, &()).unwrap().artifact;
+        let from_spool = crate::train::fit_rows(&params, &spool, vec![], None, &()).unwrap().artifact;
         assert_eq!(from_table.estimator.fit, from_spool.estimator.fit);
         assert_eq!(from_table.preprocessing, from_spool.preprocessing);
         assert_eq!(from_table.metrics, from_spool.metrics);

@@ -1,0 +1,264 @@
+//! What scoring produces: a prediction (on `app_messages`) or a dead letter (the rejected
+//! record with its reason), and where the record came from.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::util::escape::needs_escape;
+
+/// Where a scored record came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Origin {
+    /// A line of a file or stdin.
+    Line {
+        /// File name, or `-` for stdin.
+        source: String,
+        /// 1-based line number.
+        line: u64,
+    },
+    /// A Kafka record.
+    Kafka {
+        /// Input topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+    },
+}
+
+impl fmt::Display for Origin {
+    /// `file:line` or `topic/partition/offset`: the `modelcast.source` header of a dead letter.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_ref().fmt(f)
+    }
+}
+
+impl Origin {
+    /// The borrowed form (what the messages serialize).
+    pub fn as_ref(&self) -> OriginRef<'_> {
+        match self {
+            Origin::Line { source, line } => OriginRef::Line { source, line: *line },
+            Origin::Kafka { topic, partition, offset } => {
+                OriginRef::Kafka { topic, partition: *partition, offset: *offset }
+            }
+        }
+    }
+}
+
+/// [`Origin`], borrowed: how the hot path names a record's origin without copying its topic.
+/// Serializes exactly as [`Origin`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum OriginRef<'a> {
+    /// A line of a file or stdin.
+    Line {
+        /// File name, or `-` for stdin.
+        source: &'a str,
+        /// 1-based line number.
+        line: u64,
+    },
+    /// A Kafka record.
+    Kafka {
+        /// Input topic.
+        topic: &'a str,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+    },
+}
+
+impl fmt::Display for OriginRef<'_> {
+    /// `file:line` or `topic/partition/offset`: the `modelcast.source` header of a dead letter.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OriginRef::Line { source, line } => write!(f, "{source}:{line}"),
+            OriginRef::Kafka { topic, partition, offset } => write!(f, "{topic}/{partition}/{offset}"),
+        }
+    }
+}
+
+/// One prediction: a line on stdout, a line of the local `app_messages` log, or the value of an
+/// `app_messages` Kafka record (key = input key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// Message format version.
+    pub schema_version: u32,
+    /// The record's key: its `key` field (JSON), the Kafka key, or the row number.
+    pub key: String,
+    /// The predicted value.
+    pub prediction: f64,
+    /// Model name.
+    pub model_name: String,
+    /// Version of the model that produced it.
+    pub model_version: String,
+    /// Where the record came from.
+    #[serde(flatten)]
+    pub origin: Origin,
+    /// When the input record was produced (Kafka timestamp, ms since epoch), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_timestamp_ms: Option<i64>,
+    /// When the prediction was made (ms since epoch).
+    pub predicted_at_ms: i64,
+    /// The shadow model's prediction (file/stdin mode with `--shadow`), when it scored the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_prediction: Option<f64>,
+    /// The shadow model's version (file/stdin mode with `--shadow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_version: Option<String>,
+}
+
+impl Prediction {
+    /// The borrowed form (what is serialized).
+    pub fn as_ref(&self) -> PredictionRef<'_> {
+        PredictionRef {
+            schema_version: self.schema_version,
+            key: &self.key,
+            prediction: self.prediction,
+            model_name: &self.model_name,
+            model_version: &self.model_version,
+            origin: self.origin.as_ref(),
+            input_timestamp_ms: self.input_timestamp_ms,
+            predicted_at_ms: self.predicted_at_ms,
+            shadow_prediction: self.shadow_prediction,
+            shadow_version: self.shadow_version.as_deref(),
+        }
+    }
+}
+
+/// [`Prediction`], borrowed: the hot path builds one per record without copying a string, and
+/// every prediction message is written from this form by [`PredictionRef::write_json`], which
+/// writes exactly what this type's derived `Serialize` writes (a test holds them together).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PredictionRef<'a> {
+    /// Message format version.
+    pub schema_version: u32,
+    /// The record's key.
+    pub key: &'a str,
+    /// The predicted value.
+    pub prediction: f64,
+    /// Model name.
+    pub model_name: &'a str,
+    /// Version of the model that produced it.
+    pub model_version: &'a str,
+    /// Where the record came from.
+    #[serde(flatten)]
+    pub origin: OriginRef<'a>,
+    /// When the input record was produced, if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_timestamp_ms: Option<i64>,
+    /// When the prediction was made (ms since epoch).
+    pub predicted_at_ms: i64,
+    /// The shadow model's prediction, when it scored the record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_prediction: Option<f64>,
+    /// The shadow model's version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_version: Option<&'a str>,
+}
+
+impl PredictionRef<'_> {
+    /// Append this prediction's JSON to `out`: the bytes serde_json writes for it, written field
+    /// by field (strings escaped by serde_json, numbers by zmij and itoa as serde_json does).
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        fn str(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
+            // serde_json escapes exactly these bytes; a string without them is copied as is
+            if !needs_escape(s.as_bytes()) {
+                out.reserve(s.len() + 2);
+                out.push(b'"');
+                out.extend_from_slice(s.as_bytes());
+                out.push(b'"');
+                Ok(())
+            } else {
+                serde_json::to_writer(out, s)
+            }
+        }
+        fn int(out: &mut Vec<u8>, v: impl itoa::Integer) {
+            out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+        }
+        fn float(out: &mut Vec<u8>, v: f64) {
+            if v.is_finite() {
+                out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
+            } else {
+                out.extend_from_slice(b"null");
+            }
+        }
+        out.extend_from_slice(b"{\"schema_version\":");
+        int(out, self.schema_version);
+        out.extend_from_slice(b",\"key\":");
+        str(out, self.key)?;
+        out.extend_from_slice(b",\"prediction\":");
+        float(out, self.prediction);
+        out.extend_from_slice(b",\"model_name\":");
+        str(out, self.model_name)?;
+        out.extend_from_slice(b",\"model_version\":");
+        str(out, self.model_version)?;
+        match self.origin {
+            OriginRef::Line { source, line } => {
+                out.extend_from_slice(b",\"source\":");
+                str(out, source)?;
+                out.extend_from_slice(b",\"line\":");
+                int(out, line);
+            }
+            OriginRef::Kafka { topic, partition, offset } => {
+                out.extend_from_slice(b",\"topic\":");
+                str(out, topic)?;
+                out.extend_from_slice(b",\"partition\":");
+                int(out, partition);
+                out.extend_from_slice(b",\"offset\":");
+                int(out, offset);
+            }
+        }
+        if let Some(ts) = self.input_timestamp_ms {
+            out.extend_from_slice(b",\"input_timestamp_ms\":");
+            int(out, ts);
+        }
+        out.extend_from_slice(b",\"predicted_at_ms\":");
+        int(out, self.predicted_at_ms);
+        if let Some(v) = self.shadow_prediction {
+            out.extend_from_slice(b",\"shadow_prediction\":");
+            float(out, v);
+        }
+        if let Some(v) = self.shadow_version {
+            out.extend_from_slice(b",\"shadow_version\":");
+            str(out, v)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+/// A record that could not be scored: a line of the local `dead_letter` log. On Kafka the
+/// original bytes are the record value and the reason is a header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Message format version.
+    pub schema_version: u32,
+    /// The record's key, if one could be read.
+    pub key: String,
+    /// Why it was rejected.
+    pub reason: String,
+    /// Where it came from.
+    #[serde(flatten)]
+    pub origin: Origin,
+    /// The original record (lossy UTF-8).
+    pub record: String,
+    /// The model that rejected it, if one was loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_version: Option<String>,
+    /// The original bytes (the Kafka dead-letter value); not part of the JSON form.
+    #[serde(skip)]
+    pub raw: Vec<u8>,
+}
+
+/// The outcome of scoring one raw record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scored {
+    /// A prediction.
+    Ok(Prediction),
+    /// A rejected record.
+    Rejected(DeadLetter),
+}

@@ -1,0 +1,179 @@
+//! The promotion policy: which alias `train` moves, and the gate a new model must pass
+//! ([`Gate`]: the metric and the improvement required). Alias names are checked here, once.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The `promotion` section as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromotionSection {
+    /// The alias to move (default `champion`).
+    #[serde(default = "default_alias")]
+    pub alias: String,
+    /// Move it only if the new model is better (default true); false moves it after every train.
+    #[serde(default = "default_true")]
+    pub if_better: bool,
+    /// `rmse` (default), `mae` or `r2`.
+    #[serde(default = "default_metric")]
+    pub metric: String,
+    /// Required improvement: a number (absolute) or a percentage string such as `"2%"` (default 0).
+    #[serde(default)]
+    pub min_improvement: Option<NumberOrText>,
+}
+
+/// A number, or text such as `"2%"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NumberOrText {
+    /// A number.
+    Number(f64),
+    /// Text.
+    Text(String),
+}
+
+impl std::fmt::Display for NumberOrText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NumberOrText::Number(n) => write!(f, "{n}"),
+            NumberOrText::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+fn default_alias() -> String {
+    crate::params::DEFAULT_ALIAS.to_string()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_metric() -> String {
+    "rmse".to_string()
+}
+
+/// A checked promotion rule: the alias, and the gate (`None`: promote unconditionally).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Promotion {
+    /// The alias to move.
+    pub alias: String,
+    /// The gate, or `None` to promote every trained model.
+    pub gate: Option<Gate>,
+}
+
+impl PromotionSection {
+    /// Check the section; errors name `path` and the key.
+    pub fn check(&self, path: &Path) -> Result<Promotion> {
+        crate::params::check_alias(&self.alias).map_err(|e| Error::config(path, "promotion.alias", e.to_string()))?;
+        let metric = GateMetric::parse(&self.metric).map_err(|m| Error::config(path, "promotion.metric", m))?;
+        let min_improvement = match &self.min_improvement {
+            None => MinImprovement::Absolute(0.0),
+            Some(v) => MinImprovement::parse(&v.to_string())
+                .map_err(|m| Error::config(path, "promotion.min_improvement", m))?,
+        };
+        Ok(Promotion { alias: self.alias.clone(), gate: self.if_better.then_some(Gate { metric, min_improvement }) })
+    }
+}
+
+/// The alias `--promote`, `promote` and `rollback` use when none is given.
+pub const DEFAULT_ALIAS: &str = "champion";
+
+/// Check an alias name: `[a-z][a-z0-9_-]*`, at most 64 characters.
+pub fn check_alias(name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "alias {name:?}: use a lowercase letter then lowercase letters, digits, '_' or '-' (e.g. champion)"
+        )))
+    }
+}
+
+/// The metric the gate compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GateMetric {
+    /// Root mean squared error (lower is better).
+    Rmse,
+    /// Mean absolute error (lower is better).
+    Mae,
+    /// R² (higher is better).
+    R2,
+}
+
+impl GateMetric {
+    /// Parse `rmse`, `mae` or `r2`.
+    pub fn parse(s: &str) -> std::result::Result<GateMetric, String> {
+        match s {
+            "rmse" => Ok(GateMetric::Rmse),
+            "mae" => Ok(GateMetric::Mae),
+            "r2" => Ok(GateMetric::R2),
+            other => Err(format!("{other:?}: expected rmse, mae or r2")),
+        }
+    }
+
+    /// The name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateMetric::Rmse => "rmse",
+            GateMetric::Mae => "mae",
+            GateMetric::R2 => "r2",
+        }
+    }
+}
+
+/// The improvement a candidate needs over the current model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MinImprovement {
+    /// In the metric's units (`0.01`).
+    Absolute(f64),
+    /// A fraction of the current model's value (`2%` is 0.02).
+    Relative(f64),
+}
+
+impl MinImprovement {
+    /// Parse `0.01` (absolute) or `2%` (relative); negative values are refused.
+    pub fn parse(s: &str) -> std::result::Result<MinImprovement, String> {
+        let s = s.trim();
+        let (num, rel) = match s.strip_suffix('%') {
+            Some(n) => (n.trim(), true),
+            None => (s, false),
+        };
+        let v: f64 = num.parse().map_err(|_| format!("{s:?}: expected a number (0.01) or a percentage (2%)"))?;
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(format!("{s:?}: must be zero or more"));
+        }
+        Ok(if rel { MinImprovement::Relative(v / 100.0) } else { MinImprovement::Absolute(v) })
+    }
+}
+
+impl std::fmt::Display for MinImprovement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MinImprovement::Absolute(v) => write!(f, "{v}"),
+            MinImprovement::Relative(v) => write!(f, "{}%", v * 100.0),
+        }
+    }
+}
+
+/// The promotion gate: which metric, and how much better a candidate must be.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gate {
+    /// Compared metric.
+    pub metric: GateMetric,
+    /// Required improvement over the current model (a candidate must also be strictly better).
+    pub min_improvement: MinImprovement,
+}
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate { metric: GateMetric::Rmse, min_improvement: MinImprovement::Absolute(0.0) }
+    }
+}
