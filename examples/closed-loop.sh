@@ -8,14 +8,20 @@
 # Usage: examples/closed-loop.sh        (builds modelcast, starts and stops its own test bed)
 #        MODELCAST_BIN=path/to/modelcast examples/closed-loop.sh   (skip the build)
 #
-# Records are produced with the test bed's own `tansu cat produce` (no Python, no kcat). The
-# wine rows play the traffic: the first 800 (with their quality) are the history the first model
-# learns from; the other 799 are scored live, and their quality arrives later as labels and as
-# new labelled history.
+# The test bed is the Apache Kafka broker of scripts/services.sh alone (no S3 server: models go
+# to the file store in the work directory); its install needs java 17+ and mvn. Records are
+# produced with Kafka's own console producer (org.apache.kafka.tools.ConsoleProducer, from the
+# kafka-tools jar that the install puts next to the broker's), no Python Kafka client, no kcat.
+# The wine rows play the traffic: the first 800 (with their quality) are the history the first
+# model learns from; the other 799 are scored live, and their quality arrives later as labels and
+# as new labelled history.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 
 log() { printf '\n== %s\n' "$*" >&2; }
+# the test bed without the S3 servers, Chromium or the export checkers
+bed() { MODELCAST_GARAGE=0 MODELCAST_S3S_FS=0 MODELCAST_CHROMIUM=0 MODELCAST_EXPORT_CHECKS=0 "$ROOT/scripts/services.sh" "$@"; }
 
 if [[ -n ${MODELCAST_BIN:-} ]]; then
 	MC=$(realpath "$MODELCAST_BIN")
@@ -23,7 +29,7 @@ else
 	cargo build --release --locked --bin modelcast >&2
 	MC=$PWD/target/release/modelcast
 fi
-MODELCAST_S3S_FS=0 MODELCAST_SASL=0 MODELCAST_CHROMIUM=0 scripts/services.sh install
+bed install
 BED=$(mktemp -d "${TMPDIR:-/tmp}/modelcast-loop.XXXXXX")
 WORK=$BED/work
 mkdir -p "$WORK"
@@ -31,19 +37,30 @@ PIDS=()
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	scripts/services.sh stop "$BED/bed" >/dev/null 2>&1 || true
+	bed stop "$BED/bed" >/dev/null 2>&1 || true
 	rm -rf "$BED"
 }
 trap cleanup EXIT
-MODELCAST_S3S_FS=0 MODELCAST_SASL=0 MODELCAST_CHROMIUM=0 scripts/services.sh start "$BED/bed" >&2
+bed start "$BED/bed" >&2
 # shellcheck disable=SC1091
 source "$BED/bed/env.sh"
-TANSU=${MODELCAST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelcast}/tansu-0.6.0/bin/tansu
-BROKER=tcp://$MODELCAST_TEST_BOOTSTRAP
+BOOTSTRAP=$MODELCAST_TEST_BOOTSTRAP
+
+# Kafka's command-line tools, run from the broker's jars ($MODELCAST_TEST_BROKER is kafka-VERSION,
+# the name of its directory in the cache): a small client JVM, C1 only, quiet logging
+LIBS=${MODELCAST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelcast}/$MODELCAST_TEST_BROKER/libs
+compgen -G "$LIBS/kafka-tools-*.jar" >/dev/null ||
+	{ echo "no kafka-tools jar in $LIBS: run scripts/services.sh install" >&2; exit 1; }
+kafka_tool() { # CLASS ARGS...
+	local class=$1
+	shift
+	env -u JAVA_TOOL_OPTIONS -u JDK_JAVA_OPTIONS -u _JAVA_OPTIONS "${MODELCAST_JAVA:-java}" \
+		-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData \
+		-Dlog4j2.level=WARN -cp "$LIBS/*" "org.apache.kafka.tools.$class" "$@"
+}
 
 cat >"$WORK/kafka.yaml" <<EOF
-bootstrap.servers: $MODELCAST_TEST_BOOTSTRAP
-fetch.wait.max.ms: 100
+bootstrap.servers: $BOOTSTRAP
 modelcast:
   topics: {train: loop-train, app_messages: loop-app, input: loop-in, dead_letter: loop-dead,
            shadow: loop-shadow, labels: loop-labels, model_metrics: loop-metrics}
@@ -53,9 +70,10 @@ EOF
 cp -r params data "$WORK/"
 cd "$WORK"
 "$MC" topics create --kafka-config kafka.yaml
-"$TANSU" topic create --broker "$BROKER" --partitions 1 loop-labelled >/dev/null
+kafka_tool TopicCommand --bootstrap-server "$BOOTSTRAP" --create --topic loop-labelled \
+	--partitions 1 --replication-factor 1 >/dev/null
 
-# rows of the wine CSV as JSON lines for `tansu cat produce`: {"key": …, "value": {…}}
+# rows of the wine CSV as KEY<TAB>JSON lines for the console producer
 rows() { # FROM TO KIND (labelled | features | labels)
 	python3 - "$@" <<'PY'
 import csv, json, sys
@@ -72,16 +90,16 @@ with open("data/winequality-red.csv") as f:
             value = {"key": key, "label": r["quality"]}
         else:
             value = r
-        print(json.dumps({"key": key, "value": value}))
+        print(key, json.dumps(value), sep="\t")
 PY
 }
-# one record per call: tansu 0.6.0 stores a multi-record batch from `cat produce` as one offset
+# produce TOPIC: stdin's KEY<TAB>VALUE lines as records (acks=all, idempotent: the defaults)
 produce() {
-	local line
-	while IFS= read -r line; do
-		printf '%s\n' "$line" | "$TANSU" cat produce --broker "$BROKER" "$1" - >/dev/null
-	done
+	kafka_tool ConsoleProducer --bootstrap-server "$BOOTSTRAP" --topic "$1" \
+		--reader-property parse.key=true --reader-property key.separator=$'\t'
 }
+# live_json: the live accuracy so far, as JSON
+live_json() { "$MC" evaluate --kafka-config kafka.yaml --horizon 1h; }
 
 log "1. the history: 800 labelled rows on loop-labelled; the first model trains from the topic"
 rows 0 800 labelled | produce loop-labelled
@@ -97,11 +115,14 @@ sleep 3
 
 log "3. live traffic: 799 records scored, then their labels arrive (and join the labelled history)"
 rows 800 1599 features | produce loop-in
-sleep 5
 rows 800 1599 labels | produce loop-labels
 rows 800 1599 labelled | produce loop-labelled
-sleep 5
-"$MC" evaluate --kafka-config kafka.yaml --horizon 1h >"$WORK/live.json"
+# until every label has met its prediction (60 s at most)
+for _ in $(seq 60); do
+	live_json >"$WORK/live.json"
+	python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["counts"]["joined"] < 799)' "$WORK/live.json" && break
+	sleep 1
+done
 python3 - "$WORK/live.json" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
@@ -121,6 +142,13 @@ case $status in
 4) echo "not promoted (exit 4): the champion stays" ;;
 *) exit "$status" ;;
 esac
-sleep 3
+swaps() { grep -c '"event":"model_swapped"' "$WORK/serve.log" || true; }
+if ((status == 0)); then
+	# the service follows the alias: wait (30 s at most) for it to swap
+	for _ in $(seq 30); do
+		(($(swaps) >= 1)) && break
+		sleep 1
+	done
+fi
 "$MC" history wine-quality --kafka-config kafka.yaml
-grep -c '"event":"model_swapped"' "$WORK/serve.log" | xargs echo "hot swaps in the service:"
+echo "hot swaps in the service: $(swaps)"

@@ -156,9 +156,10 @@ kafka_java() {
 	printf '%s' "$java"
 }
 
-# install_kafka: the jars of scripts/kafka/pom.xml (Kafka and its runtime
-# dependencies, pinned, from Maven Central) into $(kafka_root)/libs, unless they
-# are there for this pom (its digest is kept in $(kafka_root)/pom.sha256). mvn
+# install_kafka: the jars of scripts/kafka/pom.xml (Kafka, its command-line
+# tools and their runtime dependencies, pinned, from Maven Central) into
+# $(kafka_root)/libs, unless they are there for this pom (its digest is kept in
+# $(kafka_root)/pom.sha256: a changed pom replaces an existing install). mvn
 # resolves them into a temporary directory, with a Maven repository of its own
 # that is deleted afterwards, which is then renamed into place; a lock keeps
 # two installs from racing, as in install_one.
@@ -181,9 +182,11 @@ install_kafka() {
 			dependency:copy-dependencies -DoutputDirectory="$tmp/kafka/libs" >"$tmp/mvn.log" 2>&1 &&
 			[[ -e $tmp/kafka/libs/kafka_2.13-$KAFKA_VERSION.jar ]]; then
 			printf '%s\n' "$stamp" >"$tmp/kafka/pom.sha256"
-			# an install for an older pom, if any, goes (a running broker keeps
-			# the jars it opened)
-			rm -rf "$root"
+			# an install for an older pom, if any, is renamed away (deleted with
+			# $tmp) just before the new one takes its place, so the libs dir is
+			# missing only between two renames; a running broker keeps the jars
+			# it opened
+			if [[ -e $root ]]; then mv "$root" "$tmp/old"; fi
 			mv "$tmp/kafka" "$root"
 			log "kafka $KAFKA_VERSION: installed in $((SECONDS - start)) s ($(du -sh "$root/libs" | cut -f1) of jars)"
 		else
