@@ -48,9 +48,9 @@ from bed import (
 PEERS = ROOT / "e2e-bench" / "peers"
 WINE = ROOT / "data" / "winequality-red.csv"
 TARGET = "quality"
-# On tansu a waiting fetch is not answered early when records arrive, so consumers see them up to
-# fetch.wait.max.ms (librdkafka default 500 ms) late; latency and hot swap are also measured with
-# modelcast's consumers set to this (in its kafka_config.yaml).
+# A broker that does not answer a waiting fetch early when records arrive (Apache Kafka does) makes
+# consumers see them up to fetch.wait.max.ms (librdkafka default 500 ms) late; latency and hot swap
+# are also measured with modelcast's consumers set to this (in its kafka_config.yaml).
 FAST_FETCH_MS = 10
 # idle cost: CPU a contender spends with nothing to do, measured after its work for this long
 IDLE_S = 10.0

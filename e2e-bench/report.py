@@ -170,13 +170,13 @@ A producer offers records at a steady rate, each stamped with its send time (exp
 timestamp). Latency = output record's Kafka timestamp − input record's timestamp (for modelcast the
 prediction's `input_timestamp_ms`, checked to equal the send time), and also the reader's wall-clock
 receive time − send time (reader polls every 5 ms). Warm-up records are sent first and excluded.
-On tansu a consumer's waiting fetch is not answered early when records arrive: they are seen up
-to `fetch.wait.max.ms` (librdkafka default 500 ms) later, which sets the floor of the first two
-rows. The last rows are modelcast with `fetch.wait.max.ms: 10` in its kafka_config.yaml (the
-passthrough example has no such setting). Drift = median latency of the last fifth of the load −
-that of the first fifth: hundreds of ms or more mean a growing backlog, i.e. the offered rate is
-more than the contender (or the test bed: broker, load generator and contender share the cores)
-sustains, and the percentiles then measure queueing.
+On a broker that does not answer a consumer's waiting fetch early when records arrive (Apache Kafka
+does), they are seen up to `fetch.wait.max.ms` (librdkafka default 500 ms) later, which then sets
+the floor of the first two rows. The last rows are modelcast with `fetch.wait.max.ms: 10` in its
+kafka_config.yaml (the passthrough example has no such setting). Drift = median latency of the last
+fifth of the load − that of the first fifth: hundreds of ms or more mean a growing backlog, i.e.
+the offered rate is more than the contender (or the test bed: broker, load generator and contender
+share the cores) sustains, and the percentiles then measure queueing.
 
 {table(["contender", "offered /s", "achieved /s", "p50 ms", "p99 ms", "p99.9 ms", "receive p50 / p99 / p99.9 ms", "drift ms", "missing"], rows)}
 """
