@@ -378,13 +378,18 @@ pub struct PredictArgs {
 /// `modelcast topics ...`.
 #[derive(Debug, Subcommand)]
 pub enum TopicsAction {
-    /// Create the train, input, app_messages and dead-letter topics (existing ones are kept).
-    #[command(after_help = "Examples:\n  modelcast topics create --kafka-config kafka_config.yaml --partitions 6")]
+    /// Create modelcast's topics (existing ones are kept); with --partitions, grow the
+    /// partitioned ones that have fewer.
+    #[command(after_help = "Examples:\n  modelcast topics create --kafka-config kafka_config.yaml --partitions 6\n\n\
+                      With --partitions, existing input, app_messages, dead-letter, shadow and labels\n\
+                      topics with fewer partitions are grown to it (Kafka cannot shrink a topic);\n\
+                      running replicas pick the new input partitions up within 10 s.")]
     Create {
         /// Kafka config file [default: kafka_config.yaml].
         #[arg(long, hide_env_values = true, env = "MODELCAST_KAFKA_CONFIG")]
         kafka_config: Option<PathBuf>,
-        /// Partitions of the input, app_messages and dead-letter topics (default from the config).
+        /// Partitions of the input, app_messages, dead-letter, shadow and labels topics (default
+        /// from the config); existing ones with fewer are grown to it.
         #[arg(long)]
         partitions: Option<i32>,
     },

@@ -105,9 +105,9 @@ impl Bus {
         }
     }
 
-    /// Create the configured topics (Kafka; existing ones are kept): each with whether it was
-    /// created. Local logs need no creating.
-    pub async fn create_topics(&self, partitions: Option<i32>) -> Result<Vec<(String, bool)>> {
+    /// Create the configured topics (Kafka; existing ones are kept, or grown to an explicit
+    /// `partitions`): each with what was done. Local logs need no creating.
+    pub async fn create_topics(&self, partitions: Option<i32>) -> Result<Vec<(String, kafka::admin::TopicChange)>> {
         match self {
             Bus::Local(_) => Ok(Vec::new()),
             Bus::Kafka(k) => k.create_topics(partitions).await,

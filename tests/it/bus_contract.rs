@@ -1,5 +1,5 @@
 //! The bus contract, one generic body run against every backend: the local logs of the embedded
-//! default and Kafka (tansu on the test bed). Announce → history → poll; produce → read back.
+//! default and Kafka (Apache Kafka on the test bed). Announce → history → poll; produce → read back.
 
 use std::time::{Duration, Instant};
 

@@ -190,8 +190,9 @@ fn bad_records_are_dead_lettered_and_the_rest_predicted() {
 
 #[test]
 fn a_ten_megabyte_record_is_dead_lettered_and_the_next_one_scored() {
-    // (On Kafka, records over modelcast.max_record_bytes are dead-lettered unread; tansu cannot
-    // serve a 10 MB record at all, see docs/RELIABILITY.md. Here the decoder meets it whole.)
+    // (On Kafka, records over modelcast.max_record_bytes are dead-lettered unread:
+    // services::bad_records_go_to_the_dead_letter_topic_and_bad_models_are_refused. Here the
+    // decoder meets it whole.)
     let sb = Sandbox::new();
     sb.command(&["train"]).assert_ok();
     let big = format!("{{\"key\": \"big\", \"alcohol\": \"{}\"}}", "9".repeat(10 << 20));

@@ -1,6 +1,6 @@
 //! Topic checks (fail fast, with the fix in the message) and idempotent topic creation.
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
@@ -84,8 +84,11 @@ impl Kafka {
         .map_err(|e| bus_err("metadata", e.to_string()))?
     }
 
-    /// Create modelcast's topics; existing ones are left as they are. Returns (topic, created?).
-    pub async fn create_topics(&self, partitions: Option<i32>) -> Result<Vec<(String, bool)>> {
+    /// Create modelcast's topics; existing ones are left as they are, except that with an
+    /// explicit `partitions` the partitioned topics (input, app_messages, dead letters, shadow,
+    /// labels) that have fewer are grown to it (Kafka cannot shrink a topic). Returns each topic
+    /// and what was done.
+    pub async fn create_topics(&self, partitions: Option<i32>) -> Result<Vec<(String, TopicChange)>> {
         // explain a broker that cannot be reached or refuses us before the admin request waits
         self.check_topics(&[]).await?;
         let admin: AdminClient<DefaultClientContext> = super::config::base(&self.cfg)
@@ -115,11 +118,93 @@ impl Kafka {
         let mut out = Vec::new();
         for r in results {
             match r {
-                Ok(name) => out.push((name, true)),
-                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => out.push((name, false)),
+                Ok(name) => out.push((name, TopicChange::Created)),
+                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => out.push((name, TopicChange::Exists)),
                 Err((name, code)) => return Err(bus_err(&name, format!("create topic failed: {code}"))),
             }
         }
+        let Some(want) = partitions else {
+            self.wait_visible(&out, None).await?;
+            return Ok(out);
+        };
+        // grow the existing partitioned topics that have fewer partitions
+        let grow: Vec<&String> = specs
+            .iter()
+            .filter(|(_, p)| *p == n)
+            .map(|(name, _)| *name)
+            .filter(|name| out.iter().any(|(t, c)| t == *name && *c == TopicChange::Exists))
+            .collect();
+        let names: Vec<&str> = grow.iter().map(|s| s.as_str()).collect();
+        let counts = self.check_topics(&names).await?;
+        let more: Vec<NewPartitions> = counts
+            .iter()
+            .filter(|(_, have)| (*have as i32) < want)
+            .map(|(name, _)| NewPartitions::new(name.as_str(), want as usize))
+            .collect();
+        if more.is_empty() {
+            self.wait_visible(&out, None).await?;
+            return Ok(out);
+        }
+        let results = admin
+            .create_partitions(more.iter(), &opts)
+            .await
+            .map_err(|e| bus_err("admin", format!("create partitions: {e}")))?;
+        for r in results {
+            match r {
+                Ok(name) => {
+                    if let Some(entry) = out.iter_mut().find(|(t, _)| *t == name) {
+                        entry.1 = TopicChange::Grown(want);
+                    }
+                }
+                Err((name, code)) => return Err(bus_err(&name, format!("add partitions failed: {code}"))),
+            }
+        }
+        self.wait_visible(&out, Some(want)).await?;
         Ok(out)
+    }
+
+    /// Wait (up to `modelcast.timeout_ms`) until the broker's metadata shows every topic of
+    /// `done`, the grown ones with `grown` partitions: a broker answers CreateTopics and
+    /// CreatePartitions before its metadata has them, and the next command should find them.
+    async fn wait_visible(&self, done: &[(String, TopicChange)], grown: Option<i32>) -> Result<()> {
+        let names: Vec<&str> = done.iter().map(|(t, _)| t.as_str()).collect();
+        let deadline = std::time::Instant::now() + self.timeout();
+        loop {
+            let seen = match self.check_topics(&names).await {
+                Ok(found) => found.iter().all(|(t, n)| {
+                    let grown_here = done.iter().any(|(d, c)| d == t && matches!(c, TopicChange::Grown(_)));
+                    !grown_here || Some(*n as i32) == grown
+                }),
+                Err(_) => false,
+            };
+            if seen {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(bus_err("admin", "the new topics or partitions did not show in the metadata in time"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// What `topics create` did to a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicChange {
+    /// Created.
+    Created,
+    /// There already, left as it was.
+    Exists,
+    /// There already with fewer partitions, grown to this many.
+    Grown(i32),
+}
+
+impl std::fmt::Display for TopicChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TopicChange::Created => f.write_str("created"),
+            TopicChange::Exists => f.write_str("exists"),
+            TopicChange::Grown(n) => write!(f, "grown to {n} partitions"),
+        }
     }
 }

@@ -47,7 +47,9 @@ pub fn input_consumer(cfg: &KafkaConfig, instance_id: Option<&str>) -> ClientCon
         .set_if_absent("auto.offset.reset", "earliest")
         .set_if_absent("session.timeout.ms", SESSION_TIMEOUT_MS.to_string())
         // bound the prefetch queue (default 64 MiB): memory stays flat under any backlog
-        .set_if_absent("queued.max.messages.kbytes", "16384");
+        .set_if_absent("queued.max.messages.kbytes", "16384")
+        // partitions added to the input topic are seen (and rebalanced) within 10 s, not 5 min
+        .set_if_absent("topic.metadata.refresh.interval.ms", "10000");
     cc
 }
 
@@ -56,8 +58,9 @@ pub fn follower(cfg: &KafkaConfig, group: &str) -> ClientConfig {
     let mut cc = base(cfg);
     cc.set("group.id", group).set("enable.auto.commit", "false").set("enable.auto.offset.store", "false");
     cc.set("auto.offset.reset", "earliest");
-    // The train topic is tiny and a swap waits on it: brokers that hold a fetch for its whole
-    // wait (tansu) would add up to librdkafka's 500 ms default to every hot swap.
+    // The train topic is tiny and a swap waits on it: a broker that holds a fetch for its whole
+    // wait instead of answering when data arrives would add up to librdkafka's 500 ms default
+    // to every hot swap (Apache Kafka answers at once; some Kafka-compatible brokers do not).
     cc.set_if_absent("fetch.wait.max.ms", "100");
     cc
 }

@@ -60,9 +60,7 @@ impl Kafka {
         let mut tpl = TopicPartitionList::new();
         let mut ends = HashMap::new();
         for p in &parts {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, *p, timeout)
-                .map_err(|e| bus_err(topic, format!("watermarks of partition {p}: {e}")))?;
+            let (_, high) = super::watermarks(&consumer, topic, *p, timeout)?;
             ends.insert(*p, high);
             tpl.add_partition_offset(topic, *p, Offset::Beginning).map_err(|e| bus_err(topic, e.to_string()))?;
         }

@@ -21,6 +21,7 @@ pub mod producer;
 pub mod reader;
 pub mod watch;
 
+pub use admin::TopicChange;
 pub use consumer::{InputConsumer, InputRecord};
 pub use follower::TopicFollower;
 pub use producer::{Deliveries, Kafka};
@@ -29,4 +30,25 @@ use crate::error::Error;
 
 fn bus_err(target: &str, message: impl Into<String>) -> Error {
     Error::Bus { target: target.to_string(), message: message.into() }
+}
+
+/// A partition's (low, high) watermarks, asked again while the broker says its leader is not
+/// known yet (right after a topic was created or grown, or during a leader move), up to `timeout`.
+fn watermarks(
+    consumer: &impl rdkafka::consumer::Consumer,
+    topic: &str,
+    partition: i32,
+    timeout: std::time::Duration,
+) -> crate::error::Result<(i64, i64)> {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode as Code};
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, timeout) {
+            Ok(w) => return Ok(w),
+            Err(KafkaError::MetadataFetch(
+                Code::NotLeaderForPartition | Code::LeaderNotAvailable | Code::UnknownTopicOrPartition,
+            )) if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(100)),
+            Err(e) => return Err(bus_err(topic, format!("watermarks of partition {partition}: {e}"))),
+        }
+    }
 }

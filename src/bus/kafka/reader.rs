@@ -32,9 +32,7 @@ impl Kafka {
         parts.sort_unstable();
         let mut ranges = Vec::with_capacity(parts.len());
         for p in parts {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, p, timeout)
-                .map_err(|e| bus_err(topic, format!("watermarks of partition {p}: {e}")))?;
+            let (low, high) = super::watermarks(&consumer, topic, p, timeout)?;
             let start = match since {
                 None => low,
                 Some(t) => {

@@ -75,8 +75,8 @@ pub struct Bed {
     pub sasl: Option<SaslBed>,
 }
 
-/// The test bed's broker that requires SASL (SCRAM-SHA-256/512 users) behind TLS, as Confluent
-/// Cloud does (with PLAIN, which tansu 0.6.0 refuses).
+/// The test bed's SASL_SSL listener on Kafka's own TLS, as Confluent Cloud's: PLAIN, and
+/// SCRAM-SHA-256/512 for the same user.
 #[derive(Debug, Clone)]
 pub struct SaslBed {
     /// `localhost:PORT` (the name in its certificate).

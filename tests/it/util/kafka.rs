@@ -35,6 +35,11 @@ pub fn producer(bootstrap: &str) -> BaseProducer {
         .unwrap()
 }
 
+/// A producer compressing with `codec` (`compression.type`).
+pub fn producer_compressing(bootstrap: &str, codec: &str) -> BaseProducer {
+    config(bootstrap).set("linger.ms", "10").set("compression.type", codec).create().unwrap()
+}
+
 /// Produce `records` (key, value) to `topic` and wait until the broker has them all.
 pub fn produce(p: &BaseProducer, topic: &str, records: &[(String, Vec<u8>)]) {
     enqueue(p, topic, records);
