@@ -2,7 +2,9 @@
 //! s3s-fs for S3), a [`Sandbox`] [`Wired`] to it, and serving [`Replica`]s.
 //!
 //! Without the `MODELCAST_TEST_*` variables [`bed`] returns `None` and the test is skipped with
-//! a note, unless `MODELCAST_REQUIRE_SERVICES=1` (set by the script): then it is a failure.
+//! a note, unless `MODELCAST_REQUIRE_SERVICES=1` (set by the script): then it is a failure. The
+//! same holds for s3s-fs ([`Bed::s3s_fs`]), unless the bed was told to go without it
+//! (`MODELCAST_S3S_FS=0`).
 
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::Duration;
@@ -69,8 +71,8 @@ impl BlockingStore {
 pub struct Bed {
     pub bootstrap: String,
     pub garage: S3Server,
-    /// s3s-fs, when it was installed.
-    pub s3s: Option<S3Server>,
+    /// s3s-fs, when it was installed (tests reach it through [`Bed::s3s_fs`]).
+    s3s: Option<S3Server>,
     /// The SASL_SSL broker, when socat was there to terminate its TLS.
     pub sasl: Option<SaslBed>,
 }
@@ -114,7 +116,7 @@ pub fn bed() -> Option<Bed> {
     let bootstrap = var("MODELCAST_TEST_BOOTSTRAP");
     let endpoint = var("MODELCAST_TEST_S3_ENDPOINT");
     let (Some(bootstrap), Some(endpoint)) = (bootstrap, endpoint) else {
-        if std::env::var("MODELCAST_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        if required() {
             panic!("MODELCAST_REQUIRE_SERVICES=1 but the test bed variables are not set");
         }
         eprintln!("skipped: no test bed (run scripts/test.sh, or scripts/services.sh run cargo test)");
@@ -149,7 +151,29 @@ pub fn bed() -> Option<Bed> {
     Some(Bed { bootstrap, garage, s3s, sasl })
 }
 
+fn required() -> bool {
+    std::env::var("MODELCAST_REQUIRE_SERVICES").as_deref() == Ok("1")
+}
+
 impl Bed {
+    /// s3s-fs, or `None` (a skipped test) when the bed runs without it. With
+    /// `MODELCAST_REQUIRE_SERVICES=1` a missing s3s-fs is a failure saying how to install it,
+    /// unless the bed was told to go without it (`MODELCAST_S3S_FS=0`).
+    pub fn s3s_fs(&self) -> Option<&S3Server> {
+        if self.s3s.is_none() {
+            let opted_out = std::env::var("MODELCAST_S3S_FS").as_deref() == Ok("0");
+            assert!(
+                opted_out || !required(),
+                "MODELCAST_REQUIRE_SERVICES=1 but s3s-fs is not in the test bed (no MODELCAST_TEST_S3S_ENDPOINT): \
+                 install it with `scripts/services.sh install` (cargo install s3s-fs@0.14.1 --features binary \
+                 --locked into ~/.cache/modelcast/s3s-fs-0.14.1), then start the bed again; \
+                 MODELCAST_S3S_FS=0 runs the bed and the tests without it"
+            );
+            eprintln!("skipped: s3s-fs is not in the test bed (scripts/services.sh install builds it)");
+        }
+        self.s3s.as_ref()
+    }
+
     /// A Kafka config for a Rust-level contract test: topics `ID-train`, `ID-app`, ... on the plain
     /// broker (1 partition each), written into `dir`.
     pub fn kafka_config(&self, dir: &std::path::Path, id: &str) -> modelcast::config::kafka::KafkaConfig {
