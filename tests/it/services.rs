@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 
 use crate::util::bed::{bed, parse_metrics, Replica, Wired};
-use crate::util::fixtures::{wine_record, wine_records};
+use crate::util::fixtures::{wine_json, wine_record, wine_records};
 use crate::util::kafka::{count, keys_in, produce, producer, read_all, read_topic, wait_count};
 use crate::util::logs::{count as field_count, events};
 use crate::util::*;
@@ -130,9 +130,6 @@ fn serve_scores_a_stream_exactly_once_across_a_hot_swap() {
     assert_eq!((swaps[0]["from"].as_str(), swaps[0]["to"].as_str()), (Some(v1.as_str()), Some(v2.as_str())));
 }
 
-/// Linear → random forest → linear while records flow: two swaps, each record scored once, per
-/// partition v1 then v2 then v3, and the forest's predictions are the forest's (they differ from
-/// either line's).
 #[test]
 fn serve_started_before_any_model_waits_and_serves_the_first_announced_one() {
     let Some(bed) = bed() else { return };
@@ -154,6 +151,9 @@ fn serve_started_before_any_model_waits_and_serves_the_first_announced_one() {
     assert_eq!(events(&log, "model_swapped").len(), 0, "the first model is not a swap: {log}");
 }
 
+/// Linear → random forest → linear while records flow: two swaps, each record scored once, per
+/// partition v1 then v2 then v3, and each version's predictions are that version's: equal to a
+/// batch run of it on the same record, and the forest's differ from both linear models'.
 #[test]
 fn serve_swaps_linear_to_forest_to_linear_under_load_losing_nothing() {
     let Some(bed) = bed() else { return };
@@ -197,6 +197,39 @@ fn serve_swaps_linear_to_forest_to_linear_under_load_losing_nothing() {
         assert!(order.windows(2).all(|w| w[0] <= w[1]), "partition {part}: v1, then the forest, then v3");
     }
     assert!(by_version.contains_key(&1), "the forest scored records");
+    // Each version's predictions are its own. A record's prediction depends on i % 50 only (see
+    // wine_record): score those 50 records in a batch run pinned to each version.
+    let cycle: String =
+        (0..50).map(|i| format!("{}\n", wine_json(9.0 + i as f64 * 0.1, Some(&format!("c{i}"))))).collect();
+    w.sb.write("cycle.jsonl", &cycle);
+    let batch: Vec<Vec<f64>> = v
+        .iter()
+        .map(|version| {
+            let run = w
+                .command(&["predict", "--input", "cycle.jsonl", "--model", version])
+                .args(["--store", &w.store, "--kafka-config", "kafka.yaml"])
+                .assert_ok();
+            let mut out = vec![f64::NAN; 50];
+            for p in run.stdout_json() {
+                let i: usize = p["key"].as_str().unwrap().trim_start_matches('c').parse().unwrap();
+                out[i] = p["prediction"].as_f64().unwrap();
+            }
+            assert!(out.iter().all(|p| p.is_finite()), "{version}: one prediction per record: {out:?}");
+            out
+        })
+        .collect();
+    for rec in &preds {
+        let m = rec.json();
+        let k = v.iter().position(|x| m["model_version"].as_str() == Some(x)).unwrap();
+        let i: usize = m["key"].as_str().unwrap().trim_start_matches('k').parse().unwrap();
+        let (got, want) = (m["prediction"].as_f64().unwrap(), batch[k][i % 50]);
+        assert!((got - want).abs() <= 1e-12 * want.abs().max(1.0), "{}: {got} by {}, batch {want}", m["key"], v[k]);
+    }
+    for (i, forest) in batch[1].iter().enumerate() {
+        for line in [batch[0][i], batch[2][i]] {
+            assert!((forest - line).abs() > 1e-6, "record {i}: the forest predicts {forest}, a linear model {line}");
+        }
+    }
     let swaps = events(&log, "model_swapped");
     let pairs: Vec<(Option<&str>, Option<&str>)> =
         swaps.iter().map(|s| (s["from"].as_str(), s["to"].as_str())).collect();
