@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::util::bed::{bed, S3Server, Wired};
 use crate::util::fixtures::{alias_move, wine_records};
-use crate::util::kafka::{enqueue, produce, producer, read_topic};
+use crate::util::kafka::{enqueue, produce, producer, read_all, read_topic, wait_count};
 use crate::util::logs::events;
 use crate::util::race::{is_artifact_get, race, FifoGate, HoldingProxy};
 use crate::util::*;
@@ -393,9 +393,11 @@ fn cron_scenario_on_kafka_the_service_follows_the_champion_only() {
     let v3 = r3["version"].as_str().unwrap().to_string();
     svc.log().wait_event("model_swapped", PATIENCE);
     produce(&p, &w.topics.input, &records[6_000..]);
-    let preds = read_topic(&w.bootstrap, &w.topics.app, 9_000, PATIENCE);
+    wait_count(&w.bootstrap, &w.topics.app, 9_000, PATIENCE);
     let (status, log) = svc.stop();
     assert!(status.success(), "{log}");
+    // what the service wrote in the end (it flushes on stop): version_runs finds any duplicate
+    let preds = read_all(&w.bootstrap, &w.topics.app);
     for (part, runs) in version_runs(&preds, 9_000) {
         assert!(runs == vec![v1.clone(), v3.clone()] || runs == vec![v1.clone()], "partition {part}: {runs:?}");
     }
@@ -447,10 +449,11 @@ fn rollback_under_load_two_replicas_follow_within_the_stream() {
     eprintln!("offered {rate:.0} records/s");
     a.log().wait_event("model_swapped", PATIENCE);
     b.log().wait_event("model_swapped", PATIENCE);
-    let preds = read_topic(&w.bootstrap, &w.topics.app, n, PATIENCE);
+    wait_count(&w.bootstrap, &w.topics.app, n, PATIENCE);
     let (sa, la) = a.stop();
     let (sb_, lb) = b.stop();
     assert!(sa.success() && sb_.success(), "{la}\n{lb}");
+    let preds = read_all(&w.bootstrap, &w.topics.app);
     let runs = version_runs(&preds, n);
     assert!(runs.values().any(|r| r.contains(&v1)), "the older version served after the rollback: {runs:?}");
     for (part, r) in runs {
@@ -512,13 +515,16 @@ fn shadow_on_kafka_one_prediction_each_and_a_refused_challenger_never_touches_th
     let refused = svc.log().wait_event("model_refused", PATIENCE);
     assert!(refused["reason"].as_str().unwrap().contains("shadow"), "{refused}");
     produce(&p, &w.topics.input, &records[3_000..]);
-    let app = read_topic(&w.bootstrap, &w.topics.app, 6_000, PATIENCE);
-    let shadow = read_topic(&w.bootstrap, &w.topics.shadow, 6_000, PATIENCE);
+    wait_count(&w.bootstrap, &w.topics.app, 6_000, PATIENCE);
+    wait_count(&w.bootstrap, &w.topics.shadow, 6_000, PATIENCE);
     let m = svc.wait_metrics(&["modelcast_shadow_scored_total 6000"], PATIENCE);
     let (status, log) = svc.stop();
     assert!(status.success(), "{log}");
+    // what the service wrote in the end (it flushes on stop): one record per input on each topic
+    let (app, shadow) = (read_all(&w.bootstrap, &w.topics.app), read_all(&w.bootstrap, &w.topics.shadow));
+    assert_eq!((app.len(), shadow.len()), (6_000, 6_000), "one prediction and one shadow prediction each");
     assert_eq!(keys(&app, &v1).len(), 6_000);
-    assert_eq!(keys(&shadow, &v2).len(), 6_000);
+    assert_eq!(keys(&shadow, &v2), keys(&app, &v1), "the same keys");
     assert!(m.contains("modelcast_shadow_scored_total 6000"), "{m}");
     assert!(m.contains("modelcast_shadow_abs_diff_count 6000"), "{m}");
     assert!(events(&log, "model_swapped").is_empty(), "the champion never changed: {log}");
