@@ -5,7 +5,12 @@
 //! a note, unless `MODELCAST_REQUIRE_SERVICES=1` (set by the script): then it is a failure. The
 //! same holds for s3s-fs ([`Bed::s3s_fs`]), unless the bed was told to go without it
 //! (`MODELCAST_S3S_FS=0`).
+//!
+//! Tests share the bed; a test that stops or restarts one of its servers takes it alone
+//! ([`bed_alone`]): a lock file in the bed's directory, shared by every other test, held
+//! exclusively by it, across the threads of `cargo test` and the processes of nextest alike.
 
+use std::fs::File;
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -75,6 +80,8 @@ pub struct Bed {
     s3s: Option<S3Server>,
     /// The SASL_SSL broker, when socat was there to terminate its TLS.
     pub sasl: Option<SaslBed>,
+    /// This test's hold on the bed (shared, or exclusive for [`bed_alone`]), released on drop.
+    _turn: File,
 }
 
 /// The test bed's broker that requires SASL (SCRAM-SHA-256/512 users) behind TLS, as Confluent
@@ -111,7 +118,18 @@ impl SaslBed {
     }
 }
 
+/// The test bed, shared with the other tests running now; `None` (a skipped test) without one.
 pub fn bed() -> Option<Bed> {
+    connect(false)
+}
+
+/// The test bed for a test that stops or restarts its servers: it waits until no other test
+/// uses the bed, and none starts until it is done.
+pub fn bed_alone() -> Option<Bed> {
+    connect(true)
+}
+
+fn connect(alone: bool) -> Option<Bed> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let bootstrap = var("MODELCAST_TEST_BOOTSTRAP");
     let endpoint = var("MODELCAST_TEST_S3_ENDPOINT");
@@ -148,11 +166,30 @@ pub fn bed() -> Option<Bed> {
         }),
         _ => None,
     };
-    Some(Bed { bootstrap, garage, s3s, sasl })
+    let turn = take_turn(&bootstrap, alone);
+    Some(Bed { bootstrap, garage, s3s, sasl, _turn: turn })
 }
 
 fn required() -> bool {
     std::env::var("MODELCAST_REQUIRE_SERVICES").as_deref() == Ok("1")
+}
+
+/// Lock the bed's lock file (`suite.lock` in `MODELCAST_TEST_SERVICES_DIR`, or one per broker
+/// address in the temp dir): shared, or exclusive when `alone`. The lock lives as long as the file.
+fn take_turn(bootstrap: &str, alone: bool) -> File {
+    let path = match std::env::var_os("MODELCAST_TEST_SERVICES_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir).join("suite.lock"),
+        None => std::env::temp_dir().join(format!("modelcast-bed-{}.lock", bootstrap.replace([':', '/'], "_"))),
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("open the test bed's lock file {}: {e}", path.display()));
+    let locked = if alone { file.lock() } else { file.lock_shared() };
+    locked.unwrap_or_else(|e| panic!("lock {}: {e}", path.display()));
+    file
 }
 
 impl Bed {

@@ -132,6 +132,12 @@ impl TopicReader {
         TopicReader { consumer, topic: topic.to_string(), partitions, records: Vec::new(), next: BTreeMap::new() }
     }
 
+    /// Records the topic holds now: the sum over its partitions of high - low watermark.
+    pub fn held(&self) -> usize {
+        let marks = self.partitions.iter().map(|p| self.consumer.fetch_watermarks(&self.topic, *p, PATIENCE).unwrap());
+        marks.map(|(lo, hi)| (hi - lo) as usize).sum()
+    }
+
     /// Everything read so far.
     pub fn records(&self) -> &[Rec] {
         &self.records
