@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Fault-injection suite: the ignored tests of tests/it/reliability.rs (broker restart, S3
-# outage, ten kill -9s while 100,000 records flow), one at a time on a private test bed, plus a
-# time-boxed proptest run of every decoder. Prints a pass/fail summary; see docs/RELIABILITY.md.
+# Fault-injection suite: the long forms of tests/it/reliability.rs (broker restart, S3 outage,
+# ten kill -9s while 100,000 records flow, the soak; the normal suite runs each small), one at a
+# time on a private test bed, plus a time-boxed proptest run of every decoder. Prints a
+# pass/fail summary; see docs/RELIABILITY.md.
 #   scripts/reliability.sh                           everything (~40 minutes: 5 decoders x 10 min of fuzzing on 2 cores)
 #   MODELCAST_FUZZ_SECONDS=30 scripts/reliability.sh  a shorter fuzzing pass (~10 minutes in all)
 set -uo pipefail
@@ -14,7 +15,7 @@ for t in broker_restart_mid_stream_loses_nothing_and_train_fails_cleanly \
 	crash_ten_times_while_100k_records_flow \
 	soak_one_million_records_with_flat_memory_and_fds; do
 	printf '\n== %s ==\n' "$t" >&2
-	if scripts/services.sh run cargo test --release --locked --test it "reliability::$t" -- --ignored --exact --nocapture 2>&1 | tee "/tmp/modelcast-reliability-$t.log" | grep -E "^(RELIABILITY|test |broker restart|kill)|panicked"; then
+	if scripts/services.sh run cargo test --release --locked --test it "reliability::$t" -- --include-ignored --exact --nocapture 2>&1 | tee "/tmp/modelcast-reliability-$t.log" | grep -E "^(RELIABILITY|test |broker restart|kill)|panicked"; then
 		if grep -q "test result: ok. 1 passed" "/tmp/modelcast-reliability-$t.log"; then
 			summary+=("PASS $t")
 		else

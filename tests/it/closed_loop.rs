@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::util::bed::{bed, Replica, Wired};
 use crate::util::fixtures::wine_records;
-use crate::util::kafka::{produce, producer, read_all, read_topic};
+use crate::util::kafka::{produce, producer, read_all, read_topic, wait_count};
 use crate::util::{wait_for, PATIENCE};
 
 /// Labels of keys `k{i}`: none for every 20th (5% never arrive), a value from the key otherwise.
@@ -79,9 +79,12 @@ fn evaluate_joins_labels_per_version_across_a_hot_swap_and_survives_kill_9() {
     w.train(&[]).assert_ok();
     svc.log().wait_event("model_swapped", PATIENCE);
     produce(&p, &w.topics.input, &inputs[n / 2..]);
-    let preds = read_topic(&w.bootstrap, &w.topics.app, n, PATIENCE);
+    wait_count(&w.bootstrap, &w.topics.app, n, PATIENCE);
     let (status, log) = svc.stop();
     assert!(status.success(), "{log}");
+    // what the service wrote in the end (it flushes on stop): one prediction per input
+    let preds = read_all(&w.bootstrap, &w.topics.app);
+    assert_eq!(preds.len(), n, "each input scored once");
     let by_key: BTreeMap<String, (String, f64)> = preds
         .iter()
         .map(|r| {

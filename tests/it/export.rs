@@ -9,7 +9,7 @@
 //! note; with `MODELCAST_REQUIRE_SERVICES=1` that is a failure unless the bed was told not to
 //! install them (`MODELCAST_EXPORT_CHECKS=0`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -123,15 +123,31 @@ fn mixed_case(name: &'static str, model: &str, linear: bool) -> Case {
     }
 }
 
+/// Every kind at least once (checked against the kinds `train` accepts).
 fn cases() -> Vec<Case> {
     vec![
         wine_case("wine-ridge", "{kind: ridge, alpha: 1.0}", true),
+        // strong enough that some coefficients are exactly zero
+        wine_case("wine-lasso", "{kind: lasso, alpha: 0.05}", true),
         wine_case("wine-forest", "{kind: random_forest, n_estimators: 30, seed: 7}", false),
         wine_case("wine-boosting", "{kind: gradient_boosting}", false),
         mixed_case("mixed-linear", "{kind: linear}", true),
+        mixed_case("mixed-elastic-net", "{kind: elastic_net, alpha: 0.05, l1_ratio: 0.5}", true),
         mixed_case("mixed-forest", "{kind: random_forest, n_estimators: 20, min_samples_leaf: 2}", false),
         mixed_case("mixed-boosting", "{kind: gradient_boosting, max_iter: 50, min_samples_leaf: 5}", false),
     ]
+}
+
+/// The model kinds `train` accepts, from its own refusal of an unknown one.
+fn kinds_train_accepts(sb: &Sandbox) -> BTreeSet<String> {
+    let base = std::fs::read_to_string(sb.path().join("params/params.yaml")).unwrap();
+    let (head, _) = base.split_once("\nmodel:").unwrap();
+    let params = sb.write("no-such-kind.yaml", &format!("{head}\nmodel: {{kind: no_such_kind}}\n"));
+    let e = sb.command(&["train", "--params", params.to_str().unwrap()]).assert_exit_code(2).stderr();
+    let listed = e.split_once("expected one of").unwrap_or_else(|| panic!("no list of kinds in: {e}")).1;
+    let kinds: BTreeSet<String> = listed.split('`').skip(1).step_by(2).map(str::to_string).collect();
+    assert!(kinds.len() >= 6, "{e}");
+    kinds
 }
 
 /// `modelcast predict`'s predictions by input line.
@@ -183,6 +199,7 @@ fn exports_score_like_modelcast_in_onnxruntime_tract_and_pypmml() {
     let Some(ck) = checkers() else { return };
     let sb = Sandbox::new();
     let mut summary = vec![];
+    let mut exported = BTreeSet::new();
     for case in cases() {
         let params = sb.write(&format!("{}.yaml", case.name), &case.yaml);
         let out = sb
@@ -190,6 +207,7 @@ fn exports_score_like_modelcast_in_onnxruntime_tract_and_pypmml() {
             .assert_ok()
             .stdout_doc();
         let version = out["version"].as_str().unwrap().to_string();
+        exported.insert(out["kind"].as_str().unwrap().to_string());
         let artifact = PathBuf::from(out["uri"].as_str().unwrap().trim_start_matches("file://"));
         let artifact = if artifact.is_absolute() { artifact } else { sb.path().join(artifact) };
         // the exports are stored beside the artifact and announced with their sha256
@@ -237,4 +255,5 @@ fn exports_score_like_modelcast_in_onnxruntime_tract_and_pypmml() {
         summary.push(format!("{}: onnxruntime {ort:.1e}, pypmml {pmml:.1e}, tract {tract:?}", case.name));
     }
     eprintln!("worst relative differences:\n  {}", summary.join("\n  "));
+    assert_eq!(exported, kinds_train_accepts(&sb), "export parity is tested on every kind");
 }

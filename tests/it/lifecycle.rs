@@ -12,8 +12,9 @@ use serde_json::Value;
 
 use crate::util::bed::{bed, S3Server, Wired};
 use crate::util::fixtures::{alias_move, wine_records};
-use crate::util::kafka::{enqueue, produce, producer, read_topic};
+use crate::util::kafka::{enqueue, produce, producer, read_all, read_topic, wait_count};
 use crate::util::logs::events;
+use crate::util::race::{is_artifact_get, race, FifoGate, HoldingProxy};
 use crate::util::*;
 
 /// Params files of the cron scenario: `weak` (the same columns, over-regularised: the first
@@ -157,17 +158,22 @@ fn concurrent_promotions_on_the_local_log_end_in_one_state_every_reader_agrees_o
             .push(sb.command(&["train", "--json"]).assert_ok().stdout_doc()["version"].as_str().unwrap().to_string());
     }
     sb.command(&["promote", "wine-quality", &versions[0]]).assert_ok();
-    // three promotions at the same moment, all from the state "champion = v0"
-    let children: Vec<_> = versions[1..]
+    // three promotions at the same moment, all from the state "champion = v0": each is held at
+    // the read of its version's artifact (after it read the log, before it writes its move)
+    // until all three are there
+    let racing = &versions[1..];
+    let artifacts: Vec<std::path::PathBuf> = racing
         .iter()
         .map(|v| {
-            let mut c = sb.command(&["promote", "wine-quality", v, "--json"]);
-            c.cmd().stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-            (v.clone(), c.spawn())
+            let mut found = sb.artifacts("wine-quality").into_iter().filter(|p| p.file_stem() == Some(v.as_ref()));
+            found.next().unwrap_or_else(|| panic!("the artifact of {v}"))
         })
         .collect();
-    let outcomes: Vec<(String, Option<i32>)> =
-        children.into_iter().map(|(v, c)| (v, c.wait_with_output().unwrap().status.code())).collect();
+    let mut gate = FifoGate::new(&artifacts);
+    let racers = racing.iter().map(|v| sb.command(&["promote", "wine-quality", v, "--json"])).collect();
+    let (runs, together) = race(racers, &mut gate, PATIENCE);
+    drop(gate);
+    let outcomes = one_wins_the_rest_exit_5(racing, &runs, together, Some(&versions[0]));
     agree_on_one_state(&outcomes, || history(sb.command(&["history", "wine-quality", "--json"])));
     // a move written from a stale state (a racer that lost) is kept as a conflict and ignored
     let h = history(sb.command(&["history", "wine-quality", "--json"]));
@@ -197,10 +203,38 @@ fn concurrent_promotions_on_the_local_log_end_in_one_state_every_reader_agrees_o
     assert_eq!(champion, vec![applied_last["version"].as_str().unwrap()], "the conflict did not move the alias");
 }
 
+/// Of promotions to `versions` (their `runs`) that all read the alias at `from` before any of
+/// them wrote (`together`: the gate held them all): exactly one exited 0; every other exited 5
+/// (a lost race) saying so, what the alias pointed at instead and that a concurrent move won,
+/// and printed nothing on stdout. The (version, exit code) of each.
+fn one_wins_the_rest_exit_5(
+    versions: &[String],
+    runs: &[Run],
+    together: bool,
+    from: Option<&str>,
+) -> Vec<(String, Option<i32>)> {
+    let shown = || {
+        let each = versions.iter().zip(runs);
+        each.map(|(v, r)| format!("--- {v}: exit {:?}\n{}{}", r.code(), r.stdout(), r.stderr())).collect::<String>()
+    };
+    assert!(together, "the racers were not all held at the gate at once:\n{}", shown());
+    let winners: Vec<&String> =
+        versions.iter().zip(runs).filter(|(_, r)| r.code() == Some(0)).map(|(v, _)| v).collect();
+    assert_eq!(winners.len(), 1, "exactly one of the promotions wins:\n{}", shown());
+    let why = format!("alias pointed at {}, not {}", winners[0], from.unwrap_or("nothing"));
+    for (v, r) in versions.iter().zip(runs).filter(|(v, _)| *v != winners[0]) {
+        assert_eq!(r.code(), Some(5), "{v} lost the race:\n{}", shown());
+        let e = r.stderr();
+        assert!(e.contains("alias conflict") && e.contains(&why) && e.contains("a concurrent move won"), "{v}: {e}");
+        assert!(r.stdout().is_empty(), "{v}: a move that did not apply prints nothing: {}", r.stdout());
+    }
+    versions.iter().cloned().zip(runs.iter().map(Run::code)).collect()
+}
+
 /// After concurrent promotions (`outcomes`: version, exit code): every process that exited 0
-/// has its move applied in the log, every one that exited 5 has none applied, no other exit
-/// code, and two independent readers print the same history whose last applied move is the
-/// champion.
+/// has its move applied in the log, every one that exited 5 has its move in the log as a
+/// conflict and none applied, no other exit code, and two independent readers print the same
+/// history whose applied moves form one chain.
 fn agree_on_one_state(outcomes: &[(String, Option<i32>)], read: impl Fn() -> Vec<Value>) {
     let (h1, h2) = (read(), read());
     assert_eq!(h1, h2, "two readers fold the same log to the same history");
@@ -208,7 +242,11 @@ fn agree_on_one_state(outcomes: &[(String, Option<i32>)], read: impl Fn() -> Vec
         let applied = h1.iter().any(|m| m["version"] == v.as_str() && m["applied"] == true);
         match code {
             Some(0) => assert!(applied, "{v} exited 0 but its move is not applied: {h1:?}"),
-            Some(5) => assert!(!applied, "{v} exited 5 (conflict) but its move applied: {h1:?}"),
+            Some(5) => {
+                assert!(!applied, "{v} exited 5 (conflict) but its move applied: {h1:?}");
+                let kept = h1.iter().any(|m| m["version"] == v.as_str() && m["conflict"].is_string());
+                assert!(kept, "{v}: the lost move is kept in the log as a conflict: {h1:?}");
+            }
             other => panic!("{v}: unexpected exit {other:?}"),
         }
     }
@@ -355,9 +393,11 @@ fn cron_scenario_on_kafka_the_service_follows_the_champion_only() {
     let v3 = r3["version"].as_str().unwrap().to_string();
     svc.log().wait_event("model_swapped", PATIENCE);
     produce(&p, &w.topics.input, &records[6_000..]);
-    let preds = read_topic(&w.bootstrap, &w.topics.app, 9_000, PATIENCE);
+    wait_count(&w.bootstrap, &w.topics.app, 9_000, PATIENCE);
     let (status, log) = svc.stop();
     assert!(status.success(), "{log}");
+    // what the service wrote in the end (it flushes on stop): version_runs finds any duplicate
+    let preds = read_all(&w.bootstrap, &w.topics.app);
     for (part, runs) in version_runs(&preds, 9_000) {
         assert!(runs == vec![v1.clone(), v3.clone()] || runs == vec![v1.clone()], "partition {part}: {runs:?}");
     }
@@ -409,10 +449,11 @@ fn rollback_under_load_two_replicas_follow_within_the_stream() {
     eprintln!("offered {rate:.0} records/s");
     a.log().wait_event("model_swapped", PATIENCE);
     b.log().wait_event("model_swapped", PATIENCE);
-    let preds = read_topic(&w.bootstrap, &w.topics.app, n, PATIENCE);
+    wait_count(&w.bootstrap, &w.topics.app, n, PATIENCE);
     let (sa, la) = a.stop();
     let (sb_, lb) = b.stop();
     assert!(sa.success() && sb_.success(), "{la}\n{lb}");
+    let preds = read_all(&w.bootstrap, &w.topics.app);
     let runs = version_runs(&preds, n);
     assert!(runs.values().any(|r| r.contains(&v1)), "the older version served after the rollback: {runs:?}");
     for (part, r) in runs {
@@ -474,13 +515,16 @@ fn shadow_on_kafka_one_prediction_each_and_a_refused_challenger_never_touches_th
     let refused = svc.log().wait_event("model_refused", PATIENCE);
     assert!(refused["reason"].as_str().unwrap().contains("shadow"), "{refused}");
     produce(&p, &w.topics.input, &records[3_000..]);
-    let app = read_topic(&w.bootstrap, &w.topics.app, 6_000, PATIENCE);
-    let shadow = read_topic(&w.bootstrap, &w.topics.shadow, 6_000, PATIENCE);
+    wait_count(&w.bootstrap, &w.topics.app, 6_000, PATIENCE);
+    wait_count(&w.bootstrap, &w.topics.shadow, 6_000, PATIENCE);
     let m = svc.wait_metrics(&["modelcast_shadow_scored_total 6000"], PATIENCE);
     let (status, log) = svc.stop();
     assert!(status.success(), "{log}");
+    // what the service wrote in the end (it flushes on stop): one record per input on each topic
+    let (app, shadow) = (read_all(&w.bootstrap, &w.topics.app), read_all(&w.bootstrap, &w.topics.shadow));
+    assert_eq!((app.len(), shadow.len()), (6_000, 6_000), "one prediction and one shadow prediction each");
     assert_eq!(keys(&app, &v1).len(), 6_000);
-    assert_eq!(keys(&shadow, &v2).len(), 6_000);
+    assert_eq!(keys(&shadow, &v2), keys(&app, &v1), "the same keys");
     assert!(m.contains("modelcast_shadow_scored_total 6000"), "{m}");
     assert!(m.contains("modelcast_shadow_abs_diff_count 6000"), "{m}");
     assert!(events(&log, "model_swapped").is_empty(), "the champion never changed: {log}");
@@ -494,16 +538,20 @@ fn concurrent_promotions_on_kafka_end_in_one_state_every_reader_agrees_on() {
     for _ in 0..3 {
         versions.push(w.train(&["--json"]).assert_ok().stdout_doc()["version"].as_str().unwrap().to_string());
     }
-    let children: Vec<_> = versions
+    // three promotions from the unset alias, each held at its GET of the artifact (after it read
+    // the train topic, before it publishes its move) until all three are there
+    let mut proxy = HoldingProxy::start(&bed.garage.endpoint, is_artifact_get);
+    let racers = versions
         .iter()
         .map(|v| {
             let mut c = wired(&w, &["promote", "wine-quality", v]);
-            c.cmd().stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-            (v.clone(), c.spawn())
+            c.env("AWS_ENDPOINT_URL", &proxy.url);
+            c
         })
         .collect();
-    let outcomes: Vec<(String, Option<i32>)> =
-        children.into_iter().map(|(v, c)| (v, c.wait_with_output().unwrap().status.code())).collect();
+    let (runs, together) = race(racers, &mut proxy, PATIENCE);
+    drop(proxy);
+    let outcomes = one_wins_the_rest_exit_5(&versions, &runs, together, None);
     agree_on_one_state(&outcomes, || history(wired(&w, &["history", "wine-quality", "--json"])));
 }
 
@@ -527,10 +575,7 @@ fn on_s3(sb: &Sandbox, server: &S3Server, store: &str, args: &[&str]) -> TestCom
 #[test]
 fn an_s3_store_without_kafka_shares_its_aliases_between_machines() {
     let Some(bed) = bed() else { return };
-    let Some(server) = &bed.s3s else {
-        eprintln!("skipped: s3s-fs is not in the test bed");
-        return;
-    };
+    let Some(server) = bed.s3s_fs() else { return };
     let store = format!("s3://{}/{}", server.bucket, unique("aliases"));
     // two "machines": two directories (two local buses) sharing one bucket
     let (ci, cron) = (Sandbox::new(), Sandbox::new());

@@ -105,29 +105,84 @@ fn matches_scikit_learn_on_every_reference_case() {
 
 /// Tree ensembles against scikit-learn's `RandomForestRegressor` / `HistGradientBoostingRegressor`
 /// with the same hyperparameters on the red wine split (`scripts/sklearn_trees_reference.py`,
-/// committed in `tests/fixtures/sklearn_trees.json`): held-out R² within 0.02 of the reference.
+/// committed in `tests/fixtures/sklearn_trees.json`), in two ways:
+///
+/// * **Exact** (`"exact": true`): gradient boosting on the ten columns whose training values fit in
+///   255 bins (all but density), where both sides bin exactly and boosting is deterministic. The
+///   reference is scikit-learn's fit on the same rows: every held-out prediction within 1e-6 of
+///   it, and R² within 1e-6 (measured: 5.4e-9 and 2.4e-10; scikit-learn sums float32 gradients).
+///   A real difference is far larger: one boosting round fewer moves predictions by up to 0.013.
+/// * **Within the spread**: the forests (their randomness is not scikit-learn's) and boosting on
+///   all eleven columns (each side bins density's 403 values by its own quantile rule) have no
+///   same-rows reference to match. Their reference is the mean R² of 20 scikit-learn fits, each on
+///   a seeded 99% subsample of the training rows, and modelcast's held-out R² must lie within
+///   two of those fits' standard deviations of it: as close as scikit-learn is to itself when 1%
+///   of the data changes. (The default boosting: 0.453 against 0.434 ± 0.012, 1.6 sd; scikit-learn's
+///   own fit on the exact split gives 0.427, and modelcast with exact density bins, `max_bins:
+///   1000`, 0.428: the binning of density alone is worth 0.025.)
 #[test]
 fn tree_ensembles_match_scikit_learn_held_out_r2() {
     let text = std::fs::read_to_string(repo().join("tests/fixtures/sklearn_trees.json")).unwrap();
     let doc: Value = serde_json::from_str(&text).unwrap();
     let cases = doc["cases"].as_array().unwrap();
-    assert!(cases.len() >= 4);
+    assert!(cases.len() >= 6);
     let sb = crate::util::Sandbox::new();
     let mut kinds = std::collections::BTreeSet::new();
+    let mut exact = 0;
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let model = serde_json::to_string(&case["model"]).unwrap();
-        let base = std::fs::read_to_string(sb.path().join("params/params.yaml")).unwrap();
-        let (head, _) = base.split_once("\nmodel:").unwrap();
-        let yaml = format!("{head}\nmodel: {model}\n");
+        let yaml = match case["features"].as_array() {
+            Some(features) => format!(
+                "name: {name}\ndata: {{train: data/winequality-red.csv}}\ntarget: quality\n\
+                 features: {{numeric: {}}}\nmodel: {model}\n",
+                serde_json::to_string(features).unwrap()
+            ),
+            None => {
+                let base = std::fs::read_to_string(sb.path().join("params/params.yaml")).unwrap();
+                let (head, _) = base.split_once("\nmodel:").unwrap();
+                format!("{head}\nmodel: {model}\n")
+            }
+        };
         let params = sb.write(&format!("{name}.yaml"), &yaml);
         let out = sb.command(&["train", "--params", params.to_str().unwrap(), "--json"]).assert_ok().stdout_doc();
         let ours = out["metrics"]["model"]["r2"].as_f64().unwrap();
-        let theirs = case["r2_reference"].as_f64().unwrap();
         assert_eq!(out["test_rows"].as_u64(), case["test_rows"].as_u64(), "{name}: the same split");
-        assert!((ours - theirs).abs() <= 0.02, "{name}: modelcast R² {ours:.4} vs scikit-learn {theirs:.4}");
-        eprintln!("{name}: modelcast {ours:.4}, scikit-learn {theirs:.4}");
+        if case["exact"] == true {
+            let theirs = case["r2_split"].as_f64().unwrap();
+            let want: Vec<f64> = case["predictions"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            let got = held_out_predictions(&sb, out["version"].as_str().unwrap());
+            assert_eq!(got.len(), want.len(), "{name}: one prediction per held-out row");
+            let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0, f64::max);
+            assert!(worst <= 1e-6, "{name}: a held-out prediction {worst:e} away from scikit-learn's");
+            assert!((ours - theirs).abs() <= 1e-6, "{name}: modelcast R² {ours} vs scikit-learn {theirs}");
+            eprintln!("{name}: modelcast {ours:.6}, scikit-learn {theirs:.6}, predictions within {worst:.1e}");
+            exact += 1;
+        } else {
+            let (mean, sd) = (case["r2_reference"].as_f64().unwrap(), case["r2_reference_sd"].as_f64().unwrap());
+            let z = (ours - mean) / sd;
+            assert!(
+                z.abs() <= 2.0,
+                "{name}: modelcast R² {ours:.4} is {z:.2} sd from scikit-learn's {mean:.4} ± {sd:.4} (20 fits on 99% subsamples)"
+            );
+            eprintln!("{name}: modelcast {ours:.4}, scikit-learn {mean:.4} ± {sd:.4} ({z:+.2} sd)");
+        }
         kinds.insert(case["model"]["kind"].as_str().unwrap().to_string());
     }
     assert_eq!(kinds.len(), 2, "both tree kinds are covered: {kinds:?}");
+    assert!(exact >= 1, "an exact-split case");
+}
+
+/// `modelcast predict --model VERSION` on the held-out rows of the wine split, in row order.
+fn held_out_predictions(sb: &crate::util::Sandbox, version: &str) -> Vec<f64> {
+    let text = std::fs::read_to_string(repo().join("data/winequality-red.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (_, test) = modelcast::data::split_indices(lines.len() - 1, 0.2, 42);
+    let rows: String = test.iter().map(|i| format!("{}\n", lines[i + 1])).collect();
+    let input = sb.write("held-out.csv", &format!("{}\n{rows}", lines[0]));
+    let run = sb.command(&["predict", "--input", input.to_str().unwrap(), "--model", version]).assert_ok();
+    let mut preds: Vec<(u64, f64)> =
+        run.stdout_json().iter().map(|p| (p["line"].as_u64().unwrap(), p["prediction"].as_f64().unwrap())).collect();
+    preds.sort_by_key(|p| p.0);
+    preds.into_iter().map(|p| p.1).collect()
 }

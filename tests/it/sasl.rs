@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::bed::{bed, Replica, SaslBed};
 use crate::util::fixtures::wine_records;
-use crate::util::kafka::{produce, producer, read_topic};
+use crate::util::kafka::{produce, producer, read_all, read_topic, wait_count};
 use crate::util::*;
 
 /// The SASL_SSL broker, or `None` (the test is skipped) when the test bed has none; with
@@ -52,9 +52,12 @@ fn sasl_ssl_end_to_end_with_plain_and_scram() {
         let mut svc = Replica::start(cmd(&["predict", "--serve", "--kafka-config", "kafka.yaml"]));
         svc.wait_ready(PATIENCE);
         produce(&producer(&conn), &format!("{id}-in"), &wine_records(500));
-        let preds = read_topic(&conn, &format!("{id}-app"), 500, PATIENCE);
+        wait_count(&conn, &format!("{id}-app"), 500, PATIENCE);
         let (status, log) = svc.stop();
         assert!(status.success(), "{log}");
+        // what the service wrote in the end (it flushes on stop)
+        let preds = read_all(&conn, &format!("{id}-app"));
+        assert_eq!(preds.len(), 500, "{mechanism}: one prediction per input");
         assert!(!log.contains(&s.password), "the secret was printed:\n{log}");
         let keys: BTreeSet<String> = preds
             .iter()

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 
 use crate::util::bed::{bed, parse_metrics, Replica, Wired};
-use crate::util::fixtures::{wine_record, wine_records};
-use crate::util::kafka::{count, keys_in, produce, producer, producer_compressing, read_all, read_topic, wait_count};
+use crate::util::fixtures::{wine_json, wine_record, wine_records};
+use crate::util::kafka::{
+    count, distinct_keys, keys_in, produce, producer, producer_compressing, read_all, read_topic, wait_count,
+};
 use crate::util::logs::{count as field_count, events};
 use crate::util::*;
 
@@ -45,8 +47,8 @@ fn train_uploads_to_s3_and_announces_on_kafka() {
         "bus",
     ])
     .assert_ok();
-    let preds = read_topic(&w.bootstrap, &w.topics.app, 1599, PATIENCE);
-    assert_eq!(preds.len(), 1599);
+    // the batch run has exited: the topic holds all it wrote
+    assert_eq!(read_all(&w.bootstrap, &w.topics.app).len(), 1599, "one prediction per row");
 }
 
 #[test]
@@ -97,10 +99,12 @@ fn serve_scores_a_stream_exactly_once_across_a_hot_swap() {
     let v1 = anns[0].json()["version"].as_str().unwrap().to_string();
     let v2 = anns[1].json()["version"].as_str().unwrap().to_string();
     produce(&p, &w.topics.input, &records[n / 2..]);
-    let preds = read_topic(&w.bootstrap, &w.topics.app, n, PATIENCE);
+    wait_count(&w.bootstrap, &w.topics.app, n, PATIENCE);
     let (status, log) = svc.stop();
     assert!(status.success(), "graceful stop exits 0: {status:?}\n{log}");
-    assert_eq!(preds.len(), n, "all predictions arrived");
+    // everything the service wrote, read once it stopped (it flushes on stop)
+    let preds = read_all(&w.bootstrap, &w.topics.app);
+    assert_eq!(preds.len(), n, "each record scored exactly once");
     let mut seen = BTreeSet::new();
     let mut per_partition: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
     for rec in &preds {
@@ -130,9 +134,6 @@ fn serve_scores_a_stream_exactly_once_across_a_hot_swap() {
     assert_eq!((swaps[0]["from"].as_str(), swaps[0]["to"].as_str()), (Some(v1.as_str()), Some(v2.as_str())));
 }
 
-/// Linear → random forest → linear while records flow: two swaps, each record scored once, per
-/// partition v1 then v2 then v3, and the forest's predictions are the forest's (they differ from
-/// either line's).
 #[test]
 fn serve_started_before_any_model_waits_and_serves_the_first_announced_one() {
     let Some(bed) = bed() else { return };
@@ -146,14 +147,19 @@ fn serve_started_before_any_model_waits_and_serves_the_first_announced_one() {
     assert_eq!(serving["version"], version, "serves the announced version");
     svc.wait_ready(PATIENCE);
     produce(&producer(&w.bootstrap), &w.topics.input, &wine_records(100));
-    let preds = read_topic(&w.bootstrap, &w.topics.app, 100, PATIENCE);
-    assert!(preds.iter().all(|r| r.json()["model_version"] == version), "every record scored by it");
+    wait_count(&w.bootstrap, &w.topics.app, 100, PATIENCE);
     let (status, log) = svc.stop();
     assert!(status.success(), "{log}");
+    let preds = read_all(&w.bootstrap, &w.topics.app);
+    assert_eq!(preds.len(), 100, "each record scored once");
+    assert!(preds.iter().all(|r| r.json()["model_version"] == version), "every record scored by it");
     assert_eq!(events(&log, "model_serving").len(), 1, "{log}");
     assert_eq!(events(&log, "model_swapped").len(), 0, "the first model is not a swap: {log}");
 }
 
+/// Linear → random forest → linear while records flow: two swaps, each record scored once, per
+/// partition v1 then v2 then v3, and each version's predictions are that version's: equal to a
+/// batch run of it on the same record, and the forest's differ from both linear models'.
 #[test]
 fn serve_swaps_linear_to_forest_to_linear_under_load_losing_nothing() {
     let Some(bed) = bed() else { return };
@@ -174,9 +180,11 @@ fn serve_swaps_linear_to_forest_to_linear_under_load_losing_nothing() {
     produce(&p, &w.topics.input, &records[2 * n / 3..]);
     let anns = read_topic(&w.bootstrap, &w.topics.train, 3, PATIENCE);
     let v: Vec<String> = anns.iter().map(|a| a.json()["version"].as_str().unwrap().to_string()).collect();
-    let preds = read_topic(&w.bootstrap, &w.topics.app, n, PATIENCE);
+    wait_count(&w.bootstrap, &w.topics.app, n, PATIENCE);
     let (status, log) = svc.stop();
     assert!(status.success(), "graceful stop exits 0: {status:?}\n{log}");
+    let preds = read_all(&w.bootstrap, &w.topics.app);
+    assert_eq!(preds.len(), n, "each record scored exactly once");
     let mut seen = BTreeSet::new();
     let mut per_partition: BTreeMap<i32, Vec<(i64, usize)>> = BTreeMap::new();
     let mut by_version: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
@@ -197,6 +205,39 @@ fn serve_swaps_linear_to_forest_to_linear_under_load_losing_nothing() {
         assert!(order.windows(2).all(|w| w[0] <= w[1]), "partition {part}: v1, then the forest, then v3");
     }
     assert!(by_version.contains_key(&1), "the forest scored records");
+    // Each version's predictions are its own. A record's prediction depends on i % 50 only (see
+    // wine_record): score those 50 records in a batch run pinned to each version.
+    let cycle: String =
+        (0..50).map(|i| format!("{}\n", wine_json(9.0 + i as f64 * 0.1, Some(&format!("c{i}"))))).collect();
+    w.sb.write("cycle.jsonl", &cycle);
+    let batch: Vec<Vec<f64>> = v
+        .iter()
+        .map(|version| {
+            let run = w
+                .command(&["predict", "--input", "cycle.jsonl", "--model", version])
+                .args(["--store", &w.store, "--kafka-config", "kafka.yaml"])
+                .assert_ok();
+            let mut out = vec![f64::NAN; 50];
+            for p in run.stdout_json() {
+                let i: usize = p["key"].as_str().unwrap().trim_start_matches('c').parse().unwrap();
+                out[i] = p["prediction"].as_f64().unwrap();
+            }
+            assert!(out.iter().all(|p| p.is_finite()), "{version}: one prediction per record: {out:?}");
+            out
+        })
+        .collect();
+    for rec in &preds {
+        let m = rec.json();
+        let k = v.iter().position(|x| m["model_version"].as_str() == Some(x)).unwrap();
+        let i: usize = m["key"].as_str().unwrap().trim_start_matches('k').parse().unwrap();
+        let (got, want) = (m["prediction"].as_f64().unwrap(), batch[k][i % 50]);
+        assert!((got - want).abs() <= 1e-12 * want.abs().max(1.0), "{}: {got} by {}, batch {want}", m["key"], v[k]);
+    }
+    for (i, forest) in batch[1].iter().enumerate() {
+        for line in [batch[0][i], batch[2][i]] {
+            assert!((forest - line).abs() > 1e-6, "record {i}: the forest predicts {forest}, a linear model {line}");
+        }
+    }
     let swaps = events(&log, "model_swapped");
     let pairs: Vec<(Option<&str>, Option<&str>)> =
         swaps.iter().map(|s| (s["from"].as_str(), s["to"].as_str())).collect();
@@ -300,6 +341,9 @@ fn bad_records_go_to_the_dead_letter_topic_and_bad_models_are_refused() {
     ];
     let metrics = svc.wait_metrics(&expected, PATIENCE);
     let (_, log) = svc.stop();
+    // what the service wrote in the end: nothing beyond what the metrics say
+    let (dead_all, preds_all) = (read_all(&w.bootstrap, &w.topics.dead), read_all(&w.bootstrap, &w.topics.app));
+    assert_eq!((dead_all.len(), preds_all.len()), (8, 3), "dead letters and predictions, once each");
     for line in expected {
         assert!(metrics.contains(line), "{line}: {metrics}");
     }
@@ -351,16 +395,19 @@ fn two_replicas_share_partitions_and_both_hot_swap() {
     let n = 4000;
     let records = wine_records(n);
     produce(&p, &w.topics.input, &records);
-    assert_eq!(read_topic(&w.bootstrap, &w.topics.app, n, PATIENCE).len(), n);
+    wait_count(&w.bootstrap, &w.topics.app, n, PATIENCE);
     w.train(&[]).assert_ok();
     for r in [&a, &b] {
         let m = r.wait_metrics(&["modelcast_model_swaps_total 1"], PATIENCE);
         assert!(m.contains("modelcast_model_swaps_total 1"), "replica at {} did not swap: {m}", r.addr);
     }
     produce(&p, &w.topics.input, &records[..100]);
-    let total = read_topic(&w.bootstrap, &w.topics.app, n + 100, PATIENCE);
+    wait_count(&w.bootstrap, &w.topics.app, n + 100, PATIENCE);
     let ((_, la), (_, lb)) = (a.stop(), b.stop());
-    assert_eq!(total.len(), n + 100);
+    // the 100 are new records (with keys of the first 100): count records, not keys
+    let total = read_all(&w.bootstrap, &w.topics.app);
+    assert_eq!(total.len(), n + 100, "each record scored exactly once by one of the two");
+    assert_eq!(distinct_keys(&total).len(), n);
     assert!(
         !events(&la, "model_swapped").is_empty() && !events(&lb, "model_swapped").is_empty(),
         "both swap:\nA:\n{la}\nB:\n{lb}"
@@ -389,10 +436,16 @@ fn sigkill_and_restart_loses_nothing() {
     svc.kill();
     let mut svc = w.serve(&id);
     svc.wait_ready(PATIENCE);
-    let (keys, all) = keys_in(&w.bootstrap, &w.topics.app, n, PATIENCE);
-    svc.stop();
+    keys_in(&w.bootstrap, &w.topics.app, n, PATIENCE);
+    let (status, log) = svc.stop();
+    assert!(status.success(), "{log}");
+    let all = read_all(&w.bootstrap, &w.topics.app);
+    let keys = distinct_keys(&all);
+    eprintln!("kill -9: {n} inputs, {} predictions, {} duplicates (at-least-once)", all.len(), all.len() - keys.len());
     assert_eq!(keys.len(), n, "every input has at least one prediction");
-    eprintln!("kill -9: {n} inputs, {all} predictions, {} duplicates (at-least-once)", all - n);
+    // at-least-once: what one kill can leave uncommitted is the batch in flight (up to 1,024)
+    // and what was stored since the last commit (200 ms at up to 20k records/s: 4,000)
+    assert!(all.len() - n <= 1_024 + 4_000, "{} duplicates exceed what one kill can have in flight", all.len() - n);
 }
 
 #[test]

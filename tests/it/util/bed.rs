@@ -2,8 +2,15 @@
 //! s3s-fs for S3), a [`Sandbox`] [`Wired`] to it, and serving [`Replica`]s.
 //!
 //! Without the `MODELCAST_TEST_*` variables [`bed`] returns `None` and the test is skipped with
-//! a note, unless `MODELCAST_REQUIRE_SERVICES=1` (set by the script): then it is a failure.
+//! a note, unless `MODELCAST_REQUIRE_SERVICES=1` (set by the script): then it is a failure. The
+//! same holds for s3s-fs ([`Bed::s3s_fs`]), unless the bed was told to go without it
+//! (`MODELCAST_S3S_FS=0`).
+//!
+//! Tests share the bed; a test that stops or restarts one of its servers takes it alone
+//! ([`bed_alone`]): a lock file in the bed's directory, shared by every other test, held
+//! exclusively by it, across the threads of `cargo test` and the processes of nextest alike.
 
+use std::fs::File;
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -69,10 +76,12 @@ impl BlockingStore {
 pub struct Bed {
     pub bootstrap: String,
     pub garage: S3Server,
-    /// s3s-fs, when it was installed.
-    pub s3s: Option<S3Server>,
+    /// s3s-fs, when it was installed (tests reach it through [`Bed::s3s_fs`]).
+    s3s: Option<S3Server>,
     /// The SASL_SSL broker, when socat was there to terminate its TLS.
     pub sasl: Option<SaslBed>,
+    /// This test's hold on the bed (shared, or exclusive for [`bed_alone`]), released on drop.
+    _turn: File,
 }
 
 /// The test bed's SASL_SSL listener on Kafka's own TLS, as Confluent Cloud's: PLAIN, and
@@ -109,12 +118,23 @@ impl SaslBed {
     }
 }
 
+/// The test bed, shared with the other tests running now; `None` (a skipped test) without one.
 pub fn bed() -> Option<Bed> {
+    connect(false)
+}
+
+/// The test bed for a test that stops or restarts its servers: it waits until no other test
+/// uses the bed, and none starts until it is done.
+pub fn bed_alone() -> Option<Bed> {
+    connect(true)
+}
+
+fn connect(alone: bool) -> Option<Bed> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let bootstrap = var("MODELCAST_TEST_BOOTSTRAP");
     let endpoint = var("MODELCAST_TEST_S3_ENDPOINT");
     let (Some(bootstrap), Some(endpoint)) = (bootstrap, endpoint) else {
-        if std::env::var("MODELCAST_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        if required() {
             panic!("MODELCAST_REQUIRE_SERVICES=1 but the test bed variables are not set");
         }
         eprintln!("skipped: no test bed (run scripts/test.sh, or scripts/services.sh run cargo test)");
@@ -146,10 +166,51 @@ pub fn bed() -> Option<Bed> {
         }),
         _ => None,
     };
-    Some(Bed { bootstrap, garage, s3s, sasl })
+    let turn = take_turn(&bootstrap, alone);
+    Some(Bed { bootstrap, garage, s3s, sasl, _turn: turn })
+}
+
+fn required() -> bool {
+    std::env::var("MODELCAST_REQUIRE_SERVICES").as_deref() == Ok("1")
+}
+
+/// Lock the bed's lock file (`suite.lock` in `MODELCAST_TEST_SERVICES_DIR`, or one per broker
+/// address in the temp dir): shared, or exclusive when `alone`. The lock lives as long as the file.
+fn take_turn(bootstrap: &str, alone: bool) -> File {
+    let path = match std::env::var_os("MODELCAST_TEST_SERVICES_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir).join("suite.lock"),
+        None => std::env::temp_dir().join(format!("modelcast-bed-{}.lock", bootstrap.replace([':', '/'], "_"))),
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("open the test bed's lock file {}: {e}", path.display()));
+    let locked = if alone { file.lock() } else { file.lock_shared() };
+    locked.unwrap_or_else(|e| panic!("lock {}: {e}", path.display()));
+    file
 }
 
 impl Bed {
+    /// s3s-fs, or `None` (a skipped test) when the bed runs without it. With
+    /// `MODELCAST_REQUIRE_SERVICES=1` a missing s3s-fs is a failure saying how to install it,
+    /// unless the bed was told to go without it (`MODELCAST_S3S_FS=0`).
+    pub fn s3s_fs(&self) -> Option<&S3Server> {
+        if self.s3s.is_none() {
+            let opted_out = std::env::var("MODELCAST_S3S_FS").as_deref() == Ok("0");
+            assert!(
+                opted_out || !required(),
+                "MODELCAST_REQUIRE_SERVICES=1 but s3s-fs is not in the test bed (no MODELCAST_TEST_S3S_ENDPOINT): \
+                 install it with `scripts/services.sh install` (cargo install s3s-fs@0.14.1 --features binary \
+                 --locked into ~/.cache/modelcast/s3s-fs-0.14.1), then start the bed again; \
+                 MODELCAST_S3S_FS=0 runs the bed and the tests without it"
+            );
+            eprintln!("skipped: s3s-fs is not in the test bed (scripts/services.sh install builds it)");
+        }
+        self.s3s.as_ref()
+    }
+
     /// A Kafka config for a Rust-level contract test: topics `ID-train`, `ID-app`, ... on the plain
     /// broker (1 partition each), written into `dir`.
     pub fn kafka_config(&self, dir: &std::path::Path, id: &str) -> modelcast::config::kafka::KafkaConfig {

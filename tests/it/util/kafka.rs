@@ -1,5 +1,11 @@
 //! Kafka from the outside, as an independent client: produce records, count a topic (its
 //! watermarks) and read it back from the beginning.
+//!
+//! Waiting and counting are two steps. A test waits for what it expects ([`wait_count`],
+//! [`read_topic`], [`keys_in`]: they stop at the number they were asked for), then stops the
+//! service (which flushes what it holds) and counts what the topic holds in the end
+//! ([`read_all`]): a duplicate written after the n-th record or while the service drained is
+//! counted too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -131,6 +137,12 @@ impl TopicReader {
         TopicReader { consumer, topic: topic.to_string(), partitions, records: Vec::new(), next: BTreeMap::new() }
     }
 
+    /// Records the topic holds now: the sum over its partitions of high - low watermark.
+    pub fn held(&self) -> usize {
+        let marks = self.partitions.iter().map(|p| self.consumer.fetch_watermarks(&self.topic, *p, PATIENCE).unwrap());
+        marks.map(|(lo, hi)| (hi - lo) as usize).sum()
+    }
+
     /// Everything read so far.
     pub fn records(&self) -> &[Rec] {
         &self.records
@@ -198,14 +210,15 @@ impl TopicReader {
     }
 }
 
-/// The first `want` records of `topic` (fewer if `timeout` passed first).
+/// The first `want` records of `topic` (fewer if `timeout` passed first): for waiting, and for
+/// looking at records while a service still runs; never for counting what a service wrote.
 pub fn read_topic(bootstrap: &str, topic: &str, want: usize, timeout: Duration) -> Vec<Rec> {
     let mut r = TopicReader::new(bootstrap, topic);
     r.read_until(want, timeout);
     r.records
 }
 
-/// Every record `topic` holds now.
+/// Every record `topic` holds now (to its end): what a stopped service wrote, to count.
 pub fn read_all(bootstrap: &str, topic: &str) -> Vec<Rec> {
     let mut r = TopicReader::new(bootstrap, topic);
     r.read_all();
@@ -213,7 +226,8 @@ pub fn read_all(bootstrap: &str, topic: &str) -> Vec<Rec> {
 }
 
 /// Distinct keys in `topic` and the number of records it holds, once `want` distinct keys are
-/// there (or `timeout` passed).
+/// there (or `timeout` passed): for waiting; what a service wrote is counted with [`read_all`]
+/// once it stopped.
 pub fn keys_in(bootstrap: &str, topic: &str, want: usize, timeout: Duration) -> (BTreeSet<String>, usize) {
     let deadline = Instant::now() + timeout;
     let mut r = TopicReader::new(bootstrap, topic);
@@ -228,4 +242,9 @@ pub fn keys_in(bootstrap: &str, topic: &str, want: usize, timeout: Duration) -> 
     r.read_all();
     keys.extend(r.records()[before..].iter().filter_map(|rec| rec.key.clone()));
     (keys, r.records().len())
+}
+
+/// The distinct record keys of `recs` (records without a key are left out).
+pub fn distinct_keys(recs: &[Rec]) -> BTreeSet<String> {
+    recs.iter().filter_map(|r| r.key.clone()).collect()
 }

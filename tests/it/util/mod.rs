@@ -1,13 +1,15 @@
 //! Helpers of every integration test, in one place (ripgrep's `tests/util.rs`): a [`Sandbox`]
 //! (a fresh temp dir laid out as a clone) and a [`TestCommand`] running the real binary in it;
 //! the loopback test bed ([`bed`]), Kafka readers and writers ([`kafka`]), records
-//! ([`fixtures`]) and the typed events of `--log-format json` ([`logs`]).
+//! ([`fixtures`]), the typed events of `--log-format json` ([`logs`]) and races that really
+//! happen ([`race`]).
 
 pub mod bed;
 pub mod command;
 pub mod fixtures;
 pub mod kafka;
 pub mod logs;
+pub mod race;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
