@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fault-injection suite: the long forms of tests/it/reliability.rs (broker restart, S3 outage,
-# ten kill -9s while 100,000 records flow, the soak; the normal suite runs each small), one at a
+# ten kill -9s while 220,000 records flow, the soak; the normal suite runs each small), one at a
 # time on a private test bed, plus a time-boxed proptest run of every decoder. Prints a
 # pass/fail summary; see docs/RELIABILITY.md.
 #   scripts/reliability.sh                           everything (~40 minutes: 5 decoders x 10 min of fuzzing on 2 cores)
@@ -12,7 +12,7 @@ status=0
 summary=()
 for t in broker_restart_mid_stream_loses_nothing_and_train_fails_cleanly \
 	s3_outage_fails_train_and_predict_retries_the_new_model \
-	crash_ten_times_while_100k_records_flow \
+	crash_ten_times_while_220k_records_flow \
 	soak_one_million_records_with_flat_memory_and_fds; do
 	printf '\n== %s ==\n' "$t" >&2
 	if scripts/services.sh run cargo test --release --locked --test it "reliability::$t" -- --include-ignored --exact --nocapture 2>&1 | tee "/tmp/modelcast-reliability-$t.log" | grep -E "^(RELIABILITY|test |broker restart|kill)|panicked"; then

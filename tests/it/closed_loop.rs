@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 
 use crate::util::bed::{bed, Replica, Wired};
@@ -23,10 +24,16 @@ fn label_record(i: usize) -> (String, Vec<u8>) {
     (key, serde_json::to_vec(&body).unwrap())
 }
 
-/// Produce one record with an explicit timestamp.
-fn produce_at(p: &BaseProducer, topic: &str, key: &str, value: &[u8], ts: i64) {
-    p.send(BaseRecord::to(topic).key(key).payload(value).timestamp(ts)).map_err(|(e, _)| e).unwrap();
-    p.flush(PATIENCE).unwrap();
+/// Produce one record with an explicit timestamp, and insist the broker took it (a broker may
+/// refuse a timestamp far from its clock: Apache Kafka 4 by default one over an hour ahead,
+/// `log.message.timestamp.after.max.ms`).
+fn produce_at(bootstrap: &str, topic: &str, key: &str, value: &[u8], ts: i64) {
+    let p: FutureProducer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let sent = rt.block_on(p.send(FutureRecord::to(topic).key(key).payload(value).timestamp(ts), PATIENCE));
+    if let Err((e, _)) = sent {
+        panic!("{topic}: the broker refused {key} stamped {ts} ms: {e}");
+    }
 }
 
 /// The newest `model_metrics` message published after `after_ms` that satisfies `ok`.
@@ -124,7 +131,7 @@ fn evaluate_joins_labels_per_version_across_a_hot_swap_and_survives_kill_9() {
     // expire (Kafka refuses records stamped more than log.message.timestamp.after.max.ms, 1 h by
     // default, ahead of its clock)
     let tick = chrono::Utc::now().timestamp_millis() + 45 * 60_000;
-    produce_at(&p, &w.topics.labels, "tick", br#"{"key":"tick","label":0}"#, tick);
+    produce_at(&w.bootstrap, &w.topics.labels, "tick", br#"{"key":"tick","label":0}"#, tick);
     let expired = |m: &Value| {
         m["versions"].as_array().unwrap().iter().map(|v| v["expired"].as_u64().unwrap()).sum::<u64>() == n as u64 / 20
     };

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use crate::util::bed::{bed, bed_alone, Wired};
 use crate::util::fixtures::{wine_record, wine_records};
-use crate::util::kafka::{count, distinct_keys, keys_in, produce, producer, read_all, read_topic, TopicReader};
+use crate::util::kafka::{
+    check_at_least_once, committed, count, distinct_keys, ends, keys_in, produce, producer, read_all, read_topic,
+    Killed, TopicReader,
+};
 use crate::util::*;
 
 /// A running test-bed server that can be stopped and started again identically: the command
@@ -111,6 +114,17 @@ fn broker_restart(size: BrokerOutage) {
     let records = wine_records(n);
     produce(&p, &w.topics.input, &records[..n / 2]);
     drop(p);
+    // The broker dies once the service has committed the first half: the restart itself must
+    // make it read nothing again. (Records processed but not yet committed when a broker dies
+    // are read again, at-least-once: killed right after the first half arrived, Apache Kafka
+    // 4.4 had the service predict 656 of 1,000 twice.)
+    let ends = ends(&w.bootstrap, &w.topics.input);
+    wait_for("the service committing the first half", PATIENCE, || {
+        match committed(&w.bootstrap, &w.group, &w.topics.input) {
+            c if c == ends => Ok(()),
+            c => Err(format!("committed {c:?} of {ends:?}")),
+        }
+    });
     let mut broker = Server::broker();
     broker.stop();
     // train while the broker is down: fails within the bound, non-zero, with a clear message
@@ -142,7 +156,10 @@ fn broker_restart(size: BrokerOutage) {
         all.len() - keys.len()
     );
     assert_eq!(keys.len(), n, "every record predicted after the restart\n{log}");
-    assert_eq!(all.len(), n, "no record predicted twice (docs/RELIABILITY.md: 0 duplicated)\n{log}");
+    let mut twice: Vec<&str> = all.iter().filter_map(|r| r.key.as_deref()).collect();
+    twice.sort_unstable();
+    twice = twice.windows(2).filter(|k| k[0] == k[1]).map(|k| k[0]).collect();
+    assert!(twice.is_empty(), "predicted twice (docs/RELIABILITY.md: 0 duplicated): {twice:?}\n{log}");
     assert_eq!(anns.len(), 1, "the failed train announced nothing, then or later");
     assert!(status.success(), "{log}");
 }
@@ -207,10 +224,11 @@ fn s3_outage_fails_train_and_predict_retries_the_new_model() {
     assert!(status.success(), "{log}");
 }
 
-/// Kills of a serving replica: `records` in all, in `kills + 1` equal shares; each replica
-/// drains its share (a backlog) and is killed at a random moment of that, the last one finishes.
+/// Kills of a serving replica: `kills + 1` replicas one after another, each given `share`
+/// records as a backlog to drain; each but the last is killed at a random moment of that, the
+/// last one finishes. A share is large enough that its output cannot land in one burst.
 struct Crashes {
-    records: usize,
+    share: usize,
     kills: usize,
 }
 
@@ -218,14 +236,15 @@ fn crash_while_records_flow(size: Crashes) {
     let Some(bed) = bed() else { return };
     let w = Wired::new(&bed, "crash", 3);
     w.train(&[]).assert_ok();
-    let (n, kills) = (size.records, size.kills);
+    let (share, kills) = (size.share, size.kills);
+    let n = share * (kills + 1);
     let records = wine_records(n);
-    let share = n / (kills + 1);
     let p = producer(&w.bootstrap);
     let mut app = TopicReader::new(&w.bootstrap, &w.topics.app);
     let mut produced = 0;
     let mut seed = 0x9E37_79B9u64;
     let mut at_kills = Vec::new();
+    let mut killed = Vec::new();
     for kill in 1..=kills {
         // A restarted replica keeps its name (static membership), as a pod of a StatefulSet or
         // a systemd unit would: it takes its partitions back without waiting for the dead
@@ -235,9 +254,11 @@ fn crash_while_records_flow(size: Crashes) {
         let before = app.held();
         produce(&p, &w.topics.input, &records[produced..produced + share]);
         produced += share;
-        // a random moment of the drain: once this replica wrote 20-45% of a share more
+        // a random moment of the drain: once this replica wrote 10-30% of a share more (its
+        // output lands in batches of up to 1,024, so the topic may hold a few thousand more by
+        // the kill)
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let target = before + share * (20 + (seed >> 33) as usize % 26) / 100;
+        let target = before + share * (10 + (seed >> 33) as usize % 21) / 100;
         let deadline = Instant::now() + PATIENCE;
         while app.held() < target {
             assert!(
@@ -249,6 +270,7 @@ fn crash_while_records_flow(size: Crashes) {
             std::thread::sleep(Duration::from_millis(2));
         }
         svc.kill();
+        killed.push(Killed::now(&w.bootstrap, &w.group, &w.topics.input));
         // mid-stream: this replica was writing (above), and inputs were left unpredicted when it
         // died (what it wrote can only have grown since)
         app.read_all();
@@ -268,7 +290,7 @@ fn crash_while_records_flow(size: Crashes) {
     // what the replicas wrote in the end (the last one flushed on stop)
     let all = read_all(&w.bootstrap, &w.topics.app);
     let keys = distinct_keys(&all);
-    let dup = all.len() - keys.len();
+    let dup = check_at_least_once(&all, &killed);
     println!(
         "RELIABILITY crash: kills={kills} inputs={n} predictions={} distinct={} lost={} duplicates={dup} \
          (written since its start, inputs left unpredicted) at each kill={at_kills:?}",
@@ -277,21 +299,20 @@ fn crash_while_records_flow(size: Crashes) {
         n - keys.len()
     );
     assert_eq!(keys.len(), n, "every input has at least one prediction\nfinal service log:\n{log}");
-    // In flight at a kill: the batch being produced (up to 1,024) plus what was stored but not
-    // yet committed (auto.commit.interval.ms 200 at <= 20k records/s: 4,000).
-    assert!(dup <= kills * (1_024 + 4_000), "{dup} duplicates exceed what {kills} kills can have in flight");
+    // (check_at_least_once: every duplicate was predicted by a killed replica before its offset
+    // was committed; nothing committed was read again)
     assert!(status.success(), "{log}");
 }
 
 #[test]
-fn crash_once_while_10k_records_flow() {
-    crash_while_records_flow(Crashes { records: 10_000, kills: 1 });
+fn crash_once_while_40k_records_flow() {
+    crash_while_records_flow(Crashes { share: 20_000, kills: 1 });
 }
 
 #[test]
-#[ignore = "long form (10 kills, 100,000 records): run with scripts/reliability.sh"]
-fn crash_ten_times_while_100k_records_flow() {
-    crash_while_records_flow(Crashes { records: 100_000, kills: 10 });
+#[ignore = "long form (10 kills, 220,000 records): run with scripts/reliability.sh"]
+fn crash_ten_times_while_220k_records_flow() {
+    crash_while_records_flow(Crashes { share: 20_000, kills: 10 });
 }
 
 fn proc_sample(pid: u32) -> Option<(u64, usize)> {

@@ -247,6 +247,8 @@ pub struct Wired {
     /// `s3://bucket/prefix` of this test.
     pub store: String,
     pub bootstrap: String,
+    /// The serving replicas' consumer group.
+    pub group: String,
     env: Vec<(String, String)>,
 }
 
@@ -286,7 +288,9 @@ impl Wired {
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .to_vec();
-        let w = Wired { sb, topics, store: format!("s3://{}/{id}", g.bucket), bootstrap: bed.bootstrap.clone(), env };
+        let (store, bootstrap, group) =
+            (format!("s3://{}/{id}", g.bucket), bed.bootstrap.clone(), format!("{id}-group"));
+        let w = Wired { sb, topics, store, bootstrap, group, env };
         w.command(&["topics", "create", "--kafka-config", "kafka.yaml"]).assert_ok();
         w
     }

@@ -244,6 +244,75 @@ pub fn keys_in(bootstrap: &str, topic: &str, want: usize, timeout: Duration) -> 
     (keys, r.records().len())
 }
 
+/// The offsets `group` has committed on `topic`, by partition (partitions without a commit are
+/// left out).
+pub fn committed(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let c: BaseConsumer = config(bootstrap).set("group.id", group).set("enable.auto.commit", "false").create().unwrap();
+    let md = c.fetch_metadata(Some(topic), PATIENCE).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition(topic, p.id());
+    }
+    let got = c.committed_offsets(tpl, PATIENCE).unwrap();
+    let offsets = got.elements().into_iter().map(|e| (e.partition(), e.offset()));
+    offsets.filter_map(|(p, o)| if let Offset::Offset(o) = o { Some((p, o)) } else { None }).collect()
+}
+
+/// The end offsets (high watermarks) of `topic`'s non-empty partitions.
+pub fn ends(bootstrap: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let c = client(bootstrap);
+    let md = c.fetch_metadata(Some(topic), PATIENCE).unwrap();
+    let parts: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let marks = parts.into_iter().map(|p| (p, c.fetch_watermarks(topic, p, PATIENCE).unwrap().1));
+    marks.filter(|(_, hi)| *hi > 0).collect()
+}
+
+/// A replica killed at `at_ms` (wall clock), and the offsets its group had committed on the
+/// input topic once it was dead.
+pub struct Killed {
+    pub at_ms: i64,
+    pub committed: BTreeMap<i32, i64>,
+}
+
+impl Killed {
+    /// Now, with what `group` has committed on `topic`: call it right after the kill.
+    pub fn now(bootstrap: &str, group: &str, topic: &str) -> Killed {
+        let at_ms = chrono::Utc::now().timestamp_millis();
+        Killed { at_ms, committed: committed(bootstrap, group, topic) }
+    }
+}
+
+/// At-least-once, checked on predictions (which carry their input's `partition`, `offset` and
+/// `predicted_at_ms`): an input predicted more than once was, every time but the last, predicted
+/// by a replica that was then killed (`kills`, in order) before its offset was committed, so
+/// nothing committed was read again. The number of predictions beyond the first of each input.
+pub fn check_at_least_once(preds: &[Rec], kills: &[Killed]) -> usize {
+    let mut by_input: BTreeMap<(i32, i64), Vec<i64>> = BTreeMap::new();
+    for r in preds {
+        let m = r.json();
+        let input = (m["partition"].as_i64().unwrap() as i32, m["offset"].as_i64().unwrap());
+        by_input.entry(input).or_default().push(m["predicted_at_ms"].as_i64().unwrap());
+    }
+    let mut extra = 0;
+    for ((part, offset), mut at) in by_input {
+        at.sort_unstable();
+        extra += at.len() - 1;
+        for t in &at[..at.len() - 1] {
+            let kill = kills.iter().find(|k| *t <= k.at_ms).unwrap_or_else(|| {
+                panic!("input {part}:{offset} predicted at {at:?}: again by a replica that was not killed")
+            });
+            let from = kill.committed.get(&part).copied().unwrap_or(0);
+            assert!(
+                offset >= from,
+                "input {part}:{offset} predicted at {at:?} was read again, but its replica, killed at {}, had \
+                 committed partition {part} up to {from}",
+                kill.at_ms
+            );
+        }
+    }
+    extra
+}
+
 /// The distinct record keys of `recs` (records without a key are left out).
 pub fn distinct_keys(recs: &[Rec]) -> BTreeSet<String> {
     recs.iter().filter_map(|r| r.key.clone()).collect()
