@@ -590,7 +590,9 @@ fn partitions_added_while_two_replicas_serve_are_picked_up() {
         parse_metrics(&r.metrics()).into_iter().find(|(n, _, _)| n == "modelcast_records_in_total").map_or(0.0, |m| m.2)
     };
     let before = (records_in(&a), records_in(&b));
-    // the second half on all four partitions in turn: half of it on the new ones
+    // the second half on all four partitions in turn: half of it on the new ones (a new
+    // producer: one made before the growth knows two partitions until its metadata refresh)
+    let p = producer(&w.bootstrap);
     for (i, (k, v)) in records[4_000..].iter().enumerate() {
         crate::util::kafka::send(
             &p,
