@@ -93,14 +93,7 @@ impl Announcement {
     /// Parse and check an announcement.
     pub fn decode(bytes: &[u8]) -> std::result::Result<Announcement, String> {
         let a: Announcement = serde_json::from_slice(bytes).map_err(|e| format!("not an announcement: {e}"))?;
-        if a.schema_version != MESSAGE_SCHEMA_VERSION {
-            return Err(format!(
-                "unsupported announcement schema_version {} (this modelcast reads {MESSAGE_SCHEMA_VERSION})",
-                a.schema_version
-            ));
-        }
-        check_sha256(&a.sha256)?;
-        crate::util::ids::check_key(&a.key).map_err(|e| e.to_string())?;
+        check_common("announcement", a.schema_version, &a.sha256, &a.key)?;
         Ok(a)
     }
 }
@@ -204,14 +197,7 @@ impl AliasMove {
     }
 
     fn check(self) -> std::result::Result<AliasMove, String> {
-        if self.schema_version != MESSAGE_SCHEMA_VERSION {
-            return Err(format!(
-                "unsupported alias_moved schema_version {} (this modelcast reads {MESSAGE_SCHEMA_VERSION})",
-                self.schema_version
-            ));
-        }
-        check_sha256(&self.sha256)?;
-        crate::util::ids::check_key(&self.key).map_err(|e| e.to_string())?;
+        check_common("alias_moved", self.schema_version, &self.sha256, &self.key)?;
         Ok(self)
     }
 }
@@ -254,6 +240,18 @@ impl TrainMessage {
             Some(other) => Err(Skipped::UnknownType(other.to_string())),
         }
     }
+}
+
+/// What every `train`-topic message must carry: a schema version this modelcast reads, a
+/// sha256 in hex and a safe store key.
+fn check_common(what: &str, schema_version: u32, sha256: &str, key: &str) -> std::result::Result<(), String> {
+    if schema_version != MESSAGE_SCHEMA_VERSION {
+        return Err(format!(
+            "unsupported {what} schema_version {schema_version} (this modelcast reads {MESSAGE_SCHEMA_VERSION})"
+        ));
+    }
+    check_sha256(sha256)?;
+    crate::util::ids::check_key(key).map_err(|e| e.to_string())
 }
 
 fn check_sha256(s: &str) -> std::result::Result<(), String> {
