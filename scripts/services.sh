@@ -363,8 +363,15 @@ make_tls() {
 	)
 }
 
-# kafka_cluster_id: a random Kafka cluster id (16 bytes, URL-safe base64, unpadded).
-kafka_cluster_id() { head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='; }
+# kafka_cluster_id: a random Kafka cluster id (16 bytes, URL-safe base64,
+# unpadded). One id in 64 would start with '-', which Kafka's storage tool reads
+# as an option ("argument --cluster-id/-t: expected one argument"), so the first
+# character is drawn again until it is not.
+kafka_cluster_id() {
+	local id
+	while id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='); [[ $id == -* ]]; do :; done
+	printf '%s' "$id"
+}
 
 # kafka_ready PORT SASL_PORT: the broker answers a Metadata request on PORT with
 # itself in it (it has joined its own KRaft quorum and is unfenced), and
@@ -462,8 +469,10 @@ EOF
 			--config "$kdir/server.properties" --cluster-id "$(kafka_cluster_id)" \
 			--add-scram "SCRAM-SHA-256=[name=$SASL_USER,password=$SASL_PASSWORD]" \
 			--add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$SASL_PASSWORD]") \
-			</dev/null >>"$dir/kafka.log" 2>&1 ||
+			</dev/null >>"$dir/kafka.log" 2>&1 || {
+			tail -n 20 "$dir/kafka.log" | sed 's/^/services: kafka.log: /' >&2
 			die "could not format Kafka's storage in $kdir/data; see $dir/kafka.log"
+		}
 		log "kafka storage formatted in $(($(now_ms) - start)) ms"
 	fi
 	spawn "$dir" kafka "$kdir" "${jvm[@]}" kafka.Kafka "$kdir/server.properties"
