@@ -215,6 +215,8 @@ fn bench(c: &mut Criterion) {
                     schema_version: 1,
                     key: "k123",
                     prediction: 5.25 + i as f64 * 1e-3,
+                    class: None,
+                    probabilities: None,
                     model_name: &wine.name,
                     model_version: &wine.version,
                     origin: OriginRef::Kafka { topic: "features", partition: 0, offset: i as i64 },

@@ -21,12 +21,16 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// The artifact format version of tree ensembles (`estimator.trees`); readers of version 1
 /// refuse them with "upgrade modelcast" instead of misreading them.
 pub const SCHEMA_VERSION_TREES: u32 = 2;
+/// The artifact format version of classifiers (`estimator.classes`, one coefficient row per
+/// class); readers of versions 1 and 2 refuse them with "upgrade modelcast".
+pub const SCHEMA_VERSION_CLASSIFIER: u32 = 3;
 
 /// The schema version an artifact with this estimator is written with.
 pub fn schema_version_of(fit: &Fit) -> u32 {
     match fit {
         Fit::Linear(_) => SCHEMA_VERSION,
         Fit::Trees(_) => SCHEMA_VERSION_TREES,
+        Fit::Logistic(_) => SCHEMA_VERSION_CLASSIFIER,
     }
 }
 /// The `format` field of every artifact.
@@ -220,12 +224,12 @@ impl Artifact {
             return Err(Error::artifact(uri, format!("format is {:?}, expected {FORMAT:?}", probe.format)));
         }
         match probe.schema_version.as_ref().and_then(|v| v.as_u64()) {
-            Some(v) if (SCHEMA_VERSION as u64..=SCHEMA_VERSION_TREES as u64).contains(&v) => {}
+            Some(v) if (SCHEMA_VERSION as u64..=SCHEMA_VERSION_CLASSIFIER as u64).contains(&v) => {}
             other => {
                 return Err(Error::artifact(
                     uri,
                     format!(
-                        "unsupported schema_version {}; this modelcast reads {SCHEMA_VERSION} and {SCHEMA_VERSION_TREES} (upgrade modelcast)",
+                        "unsupported schema_version {}; this modelcast reads {SCHEMA_VERSION} to {SCHEMA_VERSION_CLASSIFIER} (upgrade modelcast)",
                         other.map_or_else(|| format!("{:?}", probe.schema_version), |v| v.to_string())
                     ),
                 ))
@@ -265,6 +269,7 @@ impl Artifact {
                 }
             }
             Fit::Trees(t) => t.trees.check(width).map_err(|e| Error::artifact(uri, format!("trees: {e}")))?,
+            Fit::Logistic(l) => l.check(width).map_err(|e| Error::artifact(uri, format!("classifier: {e}")))?,
         }
         let finite = self.preprocessing.numeric.iter().all(|f| {
             f.center.is_finite() && f.scale.is_finite() && f.scale != 0.0 && f.impute.is_none_or(f64::is_finite)

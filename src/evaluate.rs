@@ -13,6 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Why a classifier's prediction is counted as undecodable: live evaluation of classes (accuracy,
+/// log loss and AUC per version) is not built yet; a class label is not a number to subtract.
+const CLASSIFIER_NOT_EVALUATED: &str =
+    "a classifier's prediction (it has a class): live evaluation of classifiers is not built yet";
+
 use prometheus::{GaugeVec, IntGaugeVec, Opts};
 
 use crate::bus::Bus;
@@ -141,6 +146,10 @@ pub async fn run(s: EvaluateSettings) -> Result<Option<ModelMetrics>> {
                 } else {
                     let stream = if r.topic == names.1 { Stream::Shadow } else { Stream::Served };
                     match serde_json::from_slice::<Prediction>(r.payload) {
+                        Ok(p) if p.class.is_some() => {
+                            warn_undecodable(r.topic, CLASSIFIER_NOT_EVALUATED, undecodable);
+                            false
+                        }
                         Ok(p) => {
                             let version = VersionId { model_name: p.model_name, model_version: p.model_version };
                             joiner.prediction(&p.key, stream, version, p.prediction, p.predicted_at_ms, now);
@@ -216,6 +225,10 @@ fn run_local(s: &EvaluateSettings, dir: &std::path::Path) -> Result<ModelMetrics
     let mut undecodable = 0u64;
     for line in lines("app_messages.jsonl")? {
         match serde_json::from_str::<Prediction>(&line) {
+            Ok(p) if p.class.is_some() => {
+                warn_undecodable("app_messages.jsonl", CLASSIFIER_NOT_EVALUATED, undecodable);
+                undecodable += 1;
+            }
             Ok(p) => {
                 let served = VersionId { model_name: p.model_name.clone(), model_version: p.model_version.clone() };
                 joiner.prediction(&p.key, Stream::Served, served, p.prediction, p.predicted_at_ms, now);

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Table, MISSING_CODE};
 use crate::error::{Error, Result};
-use crate::model::Fit;
+use crate::model::{Fit, LogisticFit};
 use crate::params::{CategoricalRule, NumericRule};
 use crate::trees::Ensemble;
 
@@ -227,6 +227,8 @@ enum Head {
     Linear(f64),
     /// The ensemble reads the design row.
     Trees(Ensemble),
+    /// A classifier reads the design row.
+    Logistic(LogisticFit),
 }
 
 thread_local! {
@@ -271,7 +273,60 @@ impl Scorer {
         match fit {
             Fit::Linear(l) => Scorer::new(prep, &l.coefficients, l.intercept),
             Fit::Trees(t) => Scorer::trees(prep, &t.trees),
+            Fit::Logistic(l) => {
+                l.check(prep.width()).map_err(Error::Model)?;
+                Ok(Scorer::build(prep, &vec![0.0; prep.width()], Head::Logistic(l.clone())))
+            }
         }
+    }
+
+    /// A classifier's class labels, in probability order (empty for a regressor).
+    pub fn classes(&self) -> &[String] {
+        match &self.head {
+            Head::Logistic(l) => &l.classes,
+            _ => &[],
+        }
+    }
+
+    /// A classifier's binary decision threshold (0.5 unless the artifact says otherwise).
+    pub fn threshold(&self) -> f64 {
+        match &self.head {
+            Head::Logistic(l) => l.threshold,
+            _ => 0.5,
+        }
+    }
+
+    /// Score a classifier's record (cells in slot order): the class probabilities into `probs`
+    /// (one per class), and the predicted class at `threshold` (binary; argmax otherwise).
+    pub fn score_classes(
+        &self,
+        cells: &[Cell<'_>],
+        probs: &mut [f64],
+        threshold: f64,
+    ) -> std::result::Result<usize, Reject> {
+        let Head::Logistic(l) = &self.head else {
+            return Err("this model predicts a number, not a class".into());
+        };
+        self.with_row(cells, |row| {
+            l.probabilities(row, probs);
+            crate::model::logistic::decide(probs, threshold)
+        })
+    }
+
+    /// Build the record's design row (imputed, scaled, one-hot) in a reused buffer and hand it to `f`.
+    #[inline]
+    fn with_row<T>(&self, cells: &[Cell<'_>], f: impl FnOnce(&[f64]) -> T) -> std::result::Result<T, Reject> {
+        ROW.with(|row| {
+            let mut row = row.borrow_mut();
+            row.clear();
+            row.resize(self.width, 0.0);
+            self.prepare(cells, |p| match p {
+                Prepared::Num(slot, j, v) => row[j] = (v - slot.center) / slot.scale,
+                Prepared::Cat(slot, Some(c)) => row[slot.offset + c as usize] = 1.0,
+                Prepared::Cat(_, None) => {}
+            })?;
+            Ok(f(&row))
+        })
     }
 
     fn build(prep: &Preprocessing, coefficients: &[f64], head: Head) -> Scorer {
@@ -326,16 +381,23 @@ impl Scorer {
                 })?;
                 Ok(y)
             }
-            Head::Trees(e) => ROW.with(|row| {
-                let mut row = row.borrow_mut();
-                row.clear();
-                row.resize(self.width, 0.0);
-                self.prepare(cells, |p| match p {
-                    Prepared::Num(slot, j, v) => row[j] = (v - slot.center) / slot.scale,
-                    Prepared::Cat(slot, Some(c)) => row[slot.offset + c as usize] = 1.0,
-                    Prepared::Cat(_, None) => {}
-                })?;
-                Ok(e.predict(&row))
+            Head::Trees(e) => self.with_row(cells, |row| e.predict(row)),
+            // binary: class 1's probability; more classes: the predicted class's probability
+            Head::Logistic(l) => self.with_row(cells, |row| {
+                let mut probs = [0.0f64; 16];
+                let mut heap;
+                let probs: &mut [f64] = if l.n_classes() <= probs.len() {
+                    &mut probs[..l.n_classes()]
+                } else {
+                    heap = vec![0.0; l.n_classes()];
+                    &mut heap
+                };
+                l.probabilities(row, probs);
+                if probs.len() == 2 {
+                    probs[1]
+                } else {
+                    probs[l.decide(probs)]
+                }
             }),
         }
     }

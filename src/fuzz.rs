@@ -308,6 +308,7 @@ fn training_and_serving_read_the_same_cells() {
         numeric: &numeric,
         categorical: &categorical,
         target: "y",
+        target_kind: &crate::params::Target::Number,
         delimiter: b',',
         missing_tokens: &tokens,
     };

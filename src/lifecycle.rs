@@ -175,14 +175,18 @@ impl GateMetric {
             GateMetric::Rmse => m.rmse,
             GateMetric::Mae => m.mae,
             GateMetric::R2 => m.r2,
+            GateMetric::LogLoss => m.classification.as_ref().map_or(f64::NAN, |c| c.log_loss),
+            GateMetric::Accuracy => m.classification.as_ref().map_or(f64::NAN, |c| c.accuracy),
+            GateMetric::Auc => m.classification.as_ref().and_then(|c| c.auc).unwrap_or(f64::NAN),
+            GateMetric::F1 => m.classification.as_ref().map_or(f64::NAN, |c| c.f1),
         }
     }
 
     /// How much better `new` is than `old` (positive = better), absolute.
     pub(crate) fn gain(self, new: f64, old: f64) -> f64 {
         match self {
-            GateMetric::R2 => new - old,
-            GateMetric::Rmse | GateMetric::Mae => old - new,
+            GateMetric::R2 | GateMetric::Accuracy | GateMetric::Auc | GateMetric::F1 => new - old,
+            GateMetric::Rmse | GateMetric::Mae | GateMetric::LogLoss => old - new,
         }
     }
 }
@@ -202,10 +206,32 @@ pub fn decide(gate: &Gate, candidate: &Metrics, current: Option<&Metrics>, basel
     let m = gate.metric;
     let (c, b) = (m.of(candidate), m.of(baseline));
     let name = m.as_str();
+    let kind_of = |x: &Metrics| if x.classification.is_some() { "a classifier" } else { "a regressor" };
+    if m.is_classification() != candidate.classification.is_some() {
+        return Decision {
+            promote: false,
+            reason: format!("the gate's metric {name} does not measure the candidate, {}", kind_of(candidate)),
+        };
+    }
+    if let Some(cur) = current {
+        if cur.classification.is_some() != candidate.classification.is_some() {
+            return Decision {
+                promote: false,
+                reason: format!(
+                    "the candidate is {} and the current model {}: a regressor and a classifier are not \
+                     compared, and one alias serves one kind (promote by hand with `modelcast promote` \
+                     to change it)",
+                    kind_of(candidate),
+                    kind_of(cur)
+                ),
+            };
+        }
+    }
+    let baseline_name = if candidate.classification.is_some() { "class-prior" } else { "mean-of-target" };
     if !c.is_finite() || m.gain(c, b) <= 0.0 {
         return Decision {
             promote: false,
-            reason: format!("candidate {name} {c:.6} does not beat the mean-of-target baseline's {b:.6}"),
+            reason: format!("candidate {name} {c:.6} does not beat the {baseline_name} baseline's {b:.6}"),
         };
     }
     let Some(cur) = current else {
@@ -241,17 +267,32 @@ pub fn decide(gate: &Gate, candidate: &Metrics, current: Option<&Metrics>, basel
 }
 
 /// Score raw held-out rows with a model's scorer, reading them as a predictor reads a CSV, and
-/// compare with the target column: the metrics both sides of the gate are measured with.
+/// compare with the target column: the metrics both sides of the gate are measured with. The
+/// target is read as the new model's params read it (`kind`): a number, or a class. A classifier
+/// is scored by its probabilities, and only against the same classes in the same order.
 ///
 /// Refuses (with a reason) when a column the model needs is not in the rows, when a row cannot
-/// be scored, or when a target is missing or not a number.
+/// be scored, when a target is missing or not a number (not a class), or when a classifier's
+/// classes differ from the target's.
 pub fn metrics_on_rows(
     scorer: &crate::features::Scorer,
     rows: &crate::data::RawRows,
     target: &str,
+    kind: &crate::params::Target,
 ) -> std::result::Result<Metrics, String> {
+    let labels = kind.labels();
+    let classes = scorer.classes();
+    if classes != labels.as_slice() {
+        return Err(match (classes.is_empty(), labels.is_empty()) {
+            (true, false) => "it predicts a number, and the target is a class".to_string(),
+            (false, true) => "it predicts a class, and the target is a number".to_string(),
+            _ => format!("its classes {classes:?} differ from the target's {labels:?}"),
+        });
+    }
     let decoder = crate::record::Decoder::new(scorer.input_columns(), "");
     let (mut truth, mut pred) = (Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()));
+    let mut class_acc = crate::model::ClassAcc::new(labels.len(), scorer.threshold());
+    let mut probs = vec![0.0; labels.len()];
     for (header, records) in &rows.files {
         let layout = decoder.csv_layout(header);
         let missing: Vec<&str> = layout.missing_slots().map(|i| scorer.input_columns()[i].as_str()).collect();
@@ -263,13 +304,26 @@ pub fn metrics_on_rows(
             .position(|h| h.trim() == target)
             .ok_or_else(|| format!("the held-out rows have no target column {target:?}"))?;
         for (i, r) in records.iter().enumerate() {
-            let y = crate::data::parse_number(r.get(t).unwrap_or(""), scorer.missing_tokens())
-                .map_err(|m| format!("held-out row {}: target: {m}", i + 1))?
-                .ok_or_else(|| format!("held-out row {}: the target is missing", i + 1))?;
-            let p = scorer.score(&layout.decode(r).cells).map_err(|m| format!("held-out row {}: {m}", i + 1))?;
-            truth.push(y);
-            pred.push(p);
+            let cell = r.get(t).unwrap_or("");
+            if crate::data::cells::is_missing(cell, scorer.missing_tokens()) {
+                return Err(format!("held-out row {}: the target is missing", i + 1));
+            }
+            let y = kind.code_text(cell.trim()).map_err(|m| format!("held-out row {}: target: {m}", i + 1))?;
+            let cells = layout.decode(r).cells;
+            if labels.is_empty() {
+                let p = scorer.score(&cells).map_err(|m| format!("held-out row {}: {m}", i + 1))?;
+                truth.push(y);
+                pred.push(p);
+            } else {
+                scorer
+                    .score_classes(&cells, &mut probs, scorer.threshold())
+                    .map_err(|m| format!("held-out row {}: {m}", i + 1))?;
+                class_acc.add(y as usize, &probs);
+            }
         }
+    }
+    if !labels.is_empty() {
+        return if class_acc.rows() == 0 { Err("no held-out rows".into()) } else { Ok(class_acc.finish()) };
     }
     if truth.is_empty() {
         return Err("no held-out rows".into());
@@ -391,7 +445,7 @@ mod tests {
     }
 
     fn metrics(rmse: f64, r2: f64) -> Metrics {
-        Metrics { r2, rmse, mae: rmse * 0.8, rows: 10 }
+        Metrics { r2, rmse, mae: rmse * 0.8, rows: 10, classification: None }
     }
 
     #[test]

@@ -76,6 +76,20 @@ impl ReportData {
                 .map(|((name, c), s)| (name.clone(), c * s))
                 .collect(),
             Fit::Trees(t) => names.iter().cloned().zip(t.trees.importances.iter().copied()).collect(),
+            // standardised; for more than two classes, each column's largest over the classes
+            Fit::Logistic(l) => names
+                .iter()
+                .enumerate()
+                .map(|(j, name)| {
+                    let s = sd.get(j).copied().unwrap_or(1.0);
+                    let c = l
+                        .coefficient_rows
+                        .iter()
+                        .map(|r| r[j])
+                        .fold(0.0f64, |a, c| if c.abs() > a.abs() { c } else { a });
+                    (name.clone(), c * s)
+                })
+                .collect(),
         };
         coefficients.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then_with(|| a.0.cmp(&b.0)));
         ReportData {
@@ -472,7 +486,7 @@ mod tests {
     use ndarray::array;
 
     fn data(points: Vec<(f64, f64)>, coefficients: Vec<(String, f64)>) -> ReportData {
-        let m = |r2, rmse| Metrics { r2, rmse, mae: rmse * 0.8, rows: 10 };
+        let m = |r2, rmse| Metrics { r2, rmse, mae: rmse * 0.8, rows: 10, classification: None };
         ReportData {
             model_name: "wine<&>".into(),
             version: "v1".into(),

@@ -311,7 +311,7 @@ impl Settings {
                         "training from a topic needs --kafka-config (the brokers and credentials to read it with)",
                     ));
                 }
-                let promotion = promotion(&a, params.promotion())?;
+                let promotion = promotion(&a, params.promotion(), params.model().kind().is_classifier())?;
                 Settings::Train(Box::new(TrainSettings {
                     params,
                     json: a.json,
@@ -406,8 +406,11 @@ fn alias_or_default(a: Option<String>) -> Result<String> {
 
 /// The alias `train` moves, and its gate: `--promote`/`--promote-if-better` over the params
 /// file's `promotion:` block; `--metric` and `--min-improvement` over the block's gate.
-fn promotion(a: &cli::TrainArgs, file: Option<&Promotion>) -> Result<Option<Promotion>> {
+fn promotion(a: &cli::TrainArgs, file: Option<&Promotion>, classifier: bool) -> Result<Option<Promotion>> {
     let metric = a.metric.as_deref().map(GateMetric::parse).transpose().map_err(|m| usage("--metric", &m))?;
+    if let Some(m) = metric {
+        m.check_for(classifier).map_err(|e| usage("--metric", &e))?;
+    }
     let min = a
         .min_improvement
         .as_deref()
@@ -419,7 +422,10 @@ fn promotion(a: &cli::TrainArgs, file: Option<&Promotion>) -> Result<Option<Prom
     let p = if let Some(alias) = &a.promote {
         Some(Promotion { alias: alias.clone(), gate: None })
     } else if let Some(alias) = &a.promote_if_better {
-        let base = file.and_then(|p| p.gate).unwrap_or_default();
+        let base = file.and_then(|p| p.gate).unwrap_or(Gate {
+            metric: GateMetric::default_for(classifier),
+            min_improvement: MinImprovement::Absolute(0.0),
+        });
         Some(Promotion { alias: alias.clone(), gate: Some(with_flags(base)) })
     } else {
         file.cloned().map(|p| Promotion { gate: p.gate.map(with_flags), ..p })

@@ -30,6 +30,15 @@ pub struct Row {
     pub rmse: Option<f64>,
     /// Held-out MAE.
     pub mae: Option<f64>,
+    /// A classifier's held-out accuracy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    /// A classifier's held-out log loss.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_loss: Option<f64>,
+    /// A classifier's held-out ROC AUC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auc: Option<f64>,
     /// Rows fitted.
     pub train_rows: Option<usize>,
     /// Aliases now pointing at this version.
@@ -68,6 +77,9 @@ pub async fn list(loc: Locations, name: Option<&str>, json: bool) -> Result<Outc
                 r2: Some(a.metrics.model.r2),
                 rmse: Some(a.metrics.model.rmse),
                 mae: Some(a.metrics.model.mae),
+                accuracy: a.metrics.model.classification.as_ref().map(|c| c.accuracy),
+                log_loss: a.metrics.model.classification.as_ref().map(|c| c.log_loss),
+                auc: a.metrics.model.classification.as_ref().and_then(|c| c.auc),
                 train_rows: Some(a.training_data.train_rows),
                 aliases,
                 error: None,
@@ -81,6 +93,9 @@ pub async fn list(loc: Locations, name: Option<&str>, json: bool) -> Result<Outc
                 r2: None,
                 rmse: None,
                 mae: None,
+                accuracy: None,
+                log_loss: None,
+                auc: None,
                 train_rows: None,
                 aliases,
                 error: Some(e.to_string()),
@@ -93,22 +108,33 @@ pub async fn list(loc: Locations, name: Option<&str>, json: bool) -> Result<Outc
         let _ = writeln!(out, "{text}");
         return Ok(Outcome::Done);
     }
+    // classifiers listed: their accuracy and log loss in two more columns
+    let classes = rows.iter().any(|r| r.accuracy.is_some());
+    let extra = |a: &str, b: &str| if classes { format!(" {a:>8} {b:>8}") } else { String::new() };
     let _ = writeln!(
         out,
-        "{:<20} {:<31} {:<20} {:<12} {:>8} {:>8} {:>10}  ALIASES",
-        "MODEL", "VERSION", "CREATED (UTC)", "KIND", "R2", "RMSE", "TRAIN ROWS"
+        "{:<20} {:<31} {:<20} {:<19} {:>8} {:>8}{} {:>10}  ALIASES",
+        "MODEL",
+        "VERSION",
+        "CREATED (UTC)",
+        "KIND",
+        "R2",
+        "RMSE",
+        extra("ACCURACY", "LOG LOSS"),
+        "TRAIN ROWS"
     );
     let num = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
     for r in &rows {
         let created = r.created_at.as_deref().map_or("-", |c| c.get(..19).unwrap_or(c)).replace('T', " ");
         let line = format!(
-            "{:<20} {:<31} {:<20} {:<12} {:>8} {:>8} {:>10}  {}",
+            "{:<20} {:<31} {:<20} {:<19} {:>8} {:>8}{} {:>10}  {}",
             r.model_name,
             r.version,
             created,
             r.kind.as_deref().unwrap_or("unreadable"),
             num(r.r2),
             num(r.rmse),
+            extra(&num(r.accuracy), &num(r.log_loss)),
             r.train_rows.map_or_else(|| "-".to_string(), |n| n.to_string()),
             r.aliases.join(",")
         );

@@ -138,11 +138,11 @@ async fn promote_new(
             };
             r.rows = rows.len();
             let target = params.target();
-            let cand = crate::lifecycle::metrics_on_rows(&artifact.scorer()?, &rows, target)
+            let cand = crate::lifecycle::metrics_on_rows(&artifact.scorer()?, &rows, target, params.target_kind())
                 .map_err(|m| Error::Model(format!("the new model cannot be scored on its own held-out rows: {m}")))?;
-            r.candidate = Some(Scored { version: artifact.version.clone(), metrics: Some(cand), error: None });
-            let baseline = artifact.metrics.baseline;
-            r.baseline = Some(baseline);
+            r.candidate = Some(Scored { version: artifact.version.clone(), metrics: Some(cand.clone()), error: None });
+            let baseline = artifact.metrics.baseline.clone();
+            r.baseline = Some(baseline.clone());
             let cur = match &current {
                 None => Ok(None),
                 Some(mv) => {
@@ -150,12 +150,12 @@ async fn promote_new(
                         Ok(old) => old
                             .scorer()
                             .map_err(|e| e.to_string())
-                            .and_then(|s| crate::lifecycle::metrics_on_rows(&s, &rows, target)),
+                            .and_then(|s| crate::lifecycle::metrics_on_rows(&s, &rows, target, params.target_kind())),
                         Err(e) => Err(format!("cannot load it: {e}")),
                     };
                     r.current = Some(Scored {
                         version: mv.version.clone(),
-                        metrics: evaluated.as_ref().ok().copied(),
+                        metrics: evaluated.as_ref().ok().cloned(),
                         error: evaluated.as_ref().err().cloned(),
                     });
                     evaluated.map(Some).map_err(|e| (mv.version.clone(), e))
@@ -412,16 +412,38 @@ pub fn metrics_table(r: &TrainReport) -> String {
         "model {} version {} ({}; {} train rows, {} held out)\n",
         r.model_name, r.version, r.kind, r.train_rows, r.test_rows
     );
-    s.push_str(&format!("{:<10} {:>9} {:>9} {:>9}\n", "", "R²", "RMSE", "MAE"));
-    s.push_str(&row("model", &m.model));
-    s.push_str(&row("baseline", &m.baseline));
+    match (&m.model.classification, &m.baseline.classification) {
+        (Some(c), Some(b)) => {
+            let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
+            s.push_str(&format!(
+                "{:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+                "", "accuracy", "balanced", "log loss", "ROC AUC", "F1", "Brier"
+            ));
+            for (name, x) in [("model", c), ("baseline", b)] {
+                s.push_str(&format!(
+                    "{name:<10} {:>9.4} {:>9.4} {:>9.4} {:>9} {:>9.4} {:>9.4}\n",
+                    x.accuracy,
+                    x.balanced_accuracy,
+                    x.log_loss,
+                    opt(x.auc),
+                    x.f1,
+                    x.brier
+                ));
+            }
+        }
+        _ => {
+            s.push_str(&format!("{:<10} {:>9} {:>9} {:>9}\n", "", "R²", "RMSE", "MAE"));
+            s.push_str(&row("model", &m.model));
+            s.push_str(&row("baseline", &m.baseline));
+        }
+    }
     s.push_str(&format!("stored at {}\nreport at {}\n", r.uri, r.report_uri));
     for e in &r.exports {
         s.push_str(&format!("{} at {}\n", e.format.as_str(), e.uri));
     }
     if let Some(p) = &r.promotion {
         let on_rows = |x: &Option<Scored>| {
-            x.as_ref().and_then(|x| x.metrics).map_or_else(|| "-".to_string(), |m| format!("{:.4}", m.rmse))
+            x.as_ref().and_then(|x| x.metrics.as_ref()).map_or_else(|| "-".to_string(), |m| format!("{:.4}", m.rmse))
         };
         if p.metric.is_some() {
             s.push_str(&format!(

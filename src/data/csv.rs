@@ -333,9 +333,14 @@ fn parse_chunk(bytes: &[u8], pos: &Positions, spec: &ColumnSpec<'_>) -> Chunk {
             let c = cell(i);
             table.categorical[j].push(if is_missing(c, spec.missing_tokens) { None } else { Some(c.trim()) });
         }
-        let y = number(cell(pos.target))
-            .map_err(|m| (line, format!("target {:?}: {m}", spec.target)))?
-            .ok_or_else(|| (line, format!("target {:?} is missing; every training row needs one", spec.target)))?;
+        let t = cell(pos.target);
+        let y = match spec.target_kind {
+            crate::params::Target::Number => number(t),
+            _ if is_missing(t, spec.missing_tokens) => Ok(None),
+            kind => kind.code_text(t.trim()).map(Some),
+        }
+        .map_err(|m| (line, format!("target {:?}: {m}", spec.target)))?
+        .ok_or_else(|| (line, format!("target {:?} is missing; every training row needs one", spec.target)))?;
         table.target.push(y);
     }
     Ok((table, bytes.iter().filter(|&&b| b == b'\n').count() as u64))

@@ -50,6 +50,19 @@ pub fn parse_json_row(bytes: &[u8], spec: &ColumnSpec<'_>) -> std::result::Resul
             Some(other) => Err(format!("{c:?}: {other} is not a category")),
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let target = number(spec.target)?.ok_or_else(|| format!("target {:?} is missing", spec.target))?;
+    let missing = || format!("target {:?} is missing", spec.target);
+    let target = match (spec.target_kind, obj.get(spec.target)) {
+        (crate::params::Target::Number, _) => number(spec.target)?.ok_or_else(missing)?,
+        (_, None | Some(Value::Null)) => return Err(missing()),
+        (_, Some(Value::String(s))) if is_missing(s, spec.missing_tokens) => return Err(missing()),
+        (kind, Some(Value::String(s))) => {
+            kind.code_text(s.trim()).map_err(|m| format!("target {:?}: {m}", spec.target))?
+        }
+        (kind, Some(Value::Number(n))) => n
+            .as_f64()
+            .ok_or_else(|| format!("target {:?}: {n} is not a number", spec.target))
+            .and_then(|v| kind.code_number(v).map_err(|m| format!("target {:?}: {m}", spec.target)))?,
+        (_, Some(other)) => return Err(format!("target {:?}: {other} is not a class label", spec.target)),
+    };
     Ok(JsonRow { numeric, categorical, target })
 }

@@ -105,8 +105,10 @@ pub struct ColumnSpec<'a> {
     pub numeric: &'a [String],
     /// Categorical feature columns.
     pub categorical: &'a [String],
-    /// The target column (numeric, never missing).
+    /// The target column (never missing).
     pub target: &'a str,
+    /// How a target cell becomes its value: the number, or the class index.
+    pub target_kind: &'a crate::params::Target,
     /// Field delimiter.
     pub delimiter: u8,
     /// Cell values that mean "missing".
@@ -120,6 +122,7 @@ impl<'a> ColumnSpec<'a> {
             numeric: params.numeric(),
             categorical: params.categorical(),
             target: params.target(),
+            target_kind: params.target_kind(),
             delimiter: params.delimiter(),
             missing_tokens: params.missing_tokens(),
         }
@@ -419,7 +422,14 @@ mod tests {
     use std::path::Path;
 
     fn spec<'a>(num: &'a [String], cat: &'a [String], tokens: &'a [String]) -> ColumnSpec<'a> {
-        ColumnSpec { numeric: num, categorical: cat, target: "y", delimiter: b',', missing_tokens: tokens }
+        ColumnSpec {
+            numeric: num,
+            categorical: cat,
+            target: "y",
+            target_kind: &crate::params::Target::Number,
+            delimiter: b',',
+            missing_tokens: tokens,
+        }
     }
 
     fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {

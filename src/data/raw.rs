@@ -45,7 +45,7 @@ pub fn raw_rows_of(blocks: &dyn Blocks, keep: &[usize], spec: &ColumnSpec<'_>) -
             for col in &t.categorical {
                 rec.push_field(col.get(r).unwrap_or(""));
             }
-            rec.push_field(&t.target[r].to_string());
+            rec.push_field(&spec.target_kind.text_of(t.target[r]));
             rows.push(rec);
         }
         Ok(())

@@ -230,7 +230,14 @@ mod tests {
     #[test]
     fn rows_come_back_in_order_in_blocks_with_missing_values() {
         let (num, cat) = (vec!["a".to_string()], vec!["c".to_string()]);
-        let spec = ColumnSpec { numeric: &num, categorical: &cat, target: "y", delimiter: b',', missing_tokens: &[] };
+        let spec = ColumnSpec {
+            numeric: &num,
+            categorical: &cat,
+            target: "y",
+            target_kind: &crate::params::Target::Number,
+            delimiter: b',',
+            missing_tokens: &[],
+        };
         let mut w = SpoolWriter::new(&spec).unwrap();
         let n = BLOCK_ROWS * 2 + 5;
         for i in 0..n {

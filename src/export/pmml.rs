@@ -14,7 +14,7 @@
 use std::fmt::Write;
 
 use crate::artifact::Artifact;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::features::{Preprocessing, MISSING_CATEGORY};
 use crate::model::Fit;
 use crate::params::{CategoricalRule, NumericRule};
@@ -142,6 +142,7 @@ pub fn export(a: &Artifact) -> Result<Vec<u8>> {
             s.push_str("    </RegressionTable>\n  </RegressionModel>\n");
         }
         Fit::Trees(t) => mining_model(&mut s, a, &t.trees, &names, output),
+        Fit::Logistic(_) => return Err(Error::Usage("PMML export of a classifier is not built yet".into())),
     }
     s.push_str("</PMML>\n");
     Ok(s.into_bytes())

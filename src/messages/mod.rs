@@ -19,10 +19,17 @@ pub use announcement::{
 pub use envelope::{Outbox, Outgoing, OutputTopics};
 pub use label::decode_label;
 pub use metrics::{ModelMetrics, MODEL_METRICS_SCHEMA_VERSION};
-pub use prediction::{DeadLetter, Origin, OriginRef, Prediction, PredictionRef, Scored};
+pub use prediction::{
+    ClassProbabilities, DeadLetter, Origin, OriginRef, Prediction, PredictionRef, Probabilities, Scored,
+};
 
 /// Version of the announcement and prediction message formats.
 pub const MESSAGE_SCHEMA_VERSION: u32 = 1;
+
+/// The `schema_version` of a classifier's prediction: version 1's fields, `prediction` being a
+/// probability, plus `class` and `probabilities`. A reader of version 1 that checks the version
+/// refuses it rather than read a probability as a regression value.
+pub const CLASSIFIER_PREDICTION_SCHEMA_VERSION: u32 = 2;
 
 #[cfg(test)]
 mod tests {
@@ -124,6 +131,8 @@ mod tests {
             schema_version: 1,
             key: "7".into(),
             prediction: 5.5,
+            class: None,
+            probabilities: None,
             model_name: "m".into(),
             model_version: "v".into(),
             origin: Origin::Kafka { topic: "t".into(), partition: 0, offset: 3 },
@@ -162,13 +171,18 @@ mod tests {
             OriginRef::Kafka { topic: "in\"put", partition: -1, offset: i64::MAX },
             OriginRef::Line { source: "-", line: 0 },
         ];
+        let labels = ["no".to_string(), "y\"es".to_string(), "3".to_string()];
         for (i, key) in keys.iter().enumerate() {
             for (j, &prediction) in values.iter().enumerate() {
                 for origin in origins {
+                    let probs = [prediction, 1.0 - prediction, 0.25];
+                    let classifier = (i + j) % 2 == 1;
                     let p = PredictionRef {
                         schema_version: 1,
                         key,
                         prediction,
+                        class: classifier.then_some(labels[j % 3].as_str()),
+                        probabilities: classifier.then_some(Probabilities::Split { labels: &labels, values: &probs }),
                         model_name: "wine\n",
                         model_version: "20261202T000000Z-abc",
                         origin,
@@ -191,6 +205,8 @@ mod tests {
                 schema_version: 1,
                 key: "k",
                 prediction,
+                class: None,
+                probabilities: None,
                 model_name: "m",
                 model_version: "v",
                 origin: origins[0],
@@ -214,6 +230,8 @@ mod tests {
             schema_version: 1,
             key: "k".into(),
             prediction: 1.5,
+            class: Some("b".into()),
+            probabilities: Some(ClassProbabilities(vec![("b".into(), 0.25), ("a".into(), 0.75)])),
             model_name: "m".into(),
             model_version: "v".into(),
             origin: Origin::Line { source: "in.csv".into(), line: 2 },
@@ -226,6 +244,9 @@ mod tests {
         assert_eq!((m.topic, m.key.as_slice()), ("app", &b"k"[..]));
         assert!(m.headers.is_empty() && m.is_prediction(&TOPICS));
         assert_eq!(serde_json::from_slice::<Prediction>(&m.payload).unwrap(), p);
+        // the probabilities keep the class order, not the labels' sort order
+        let text = String::from_utf8(m.payload.clone()).unwrap();
+        assert!(text.contains(r#""class":"b","probabilities":{"b":0.25,"a":0.75}"#), "{text}");
     }
 
     #[test]

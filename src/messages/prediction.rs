@@ -89,8 +89,15 @@ pub struct Prediction {
     pub schema_version: u32,
     /// The record's key: its `key` field (JSON), the Kafka key, or the row number.
     pub key: String,
-    /// The predicted value.
+    /// The predicted value; for a classifier (`schema_version` 2) class 1's probability (two
+    /// classes) or the predicted class's (more).
     pub prediction: f64,
+    /// A classifier's predicted class.
+    #[serde(default, rename = "class", skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// A classifier's probability of each class, in the model's class order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probabilities: Option<ClassProbabilities>,
     /// Model name.
     pub model_name: String,
     /// Version of the model that produced it.
@@ -118,6 +125,8 @@ impl Prediction {
             schema_version: self.schema_version,
             key: &self.key,
             prediction: self.prediction,
+            class: self.class.as_deref(),
+            probabilities: self.probabilities.as_ref().map(|p| Probabilities::Pairs(&p.0)),
             model_name: &self.model_name,
             model_version: &self.model_version,
             origin: self.origin.as_ref(),
@@ -140,6 +149,12 @@ pub struct PredictionRef<'a> {
     pub key: &'a str,
     /// The predicted value.
     pub prediction: f64,
+    /// A classifier's predicted class.
+    #[serde(rename = "class", skip_serializing_if = "Option::is_none")]
+    pub class: Option<&'a str>,
+    /// A classifier's class probabilities.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probabilities: Option<Probabilities<'a>>,
     /// Model name.
     pub model_name: &'a str,
     /// Version of the model that produced it.
@@ -192,6 +207,22 @@ impl PredictionRef<'_> {
         str(out, self.key)?;
         out.extend_from_slice(b",\"prediction\":");
         float(out, self.prediction);
+        if let Some(c) = self.class {
+            out.extend_from_slice(b",\"class\":");
+            str(out, c)?;
+        }
+        if let Some(p) = &self.probabilities {
+            out.extend_from_slice(b",\"probabilities\":{");
+            for (i, (label, v)) in p.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                str(out, label)?;
+                out.push(b':');
+                float(out, v);
+            }
+            out.push(b'}');
+        }
         out.extend_from_slice(b",\"model_name\":");
         str(out, self.model_name)?;
         out.extend_from_slice(b",\"model_version\":");
@@ -228,6 +259,74 @@ impl PredictionRef<'_> {
         }
         out.push(b'}');
         Ok(())
+    }
+}
+
+/// A classifier's class probabilities, borrowed: serialized as a JSON object in class order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Probabilities<'a> {
+    /// The labels and the probabilities, side by side (the hot path's form).
+    Split {
+        /// The class labels.
+        labels: &'a [String],
+        /// One probability per label.
+        values: &'a [f64],
+    },
+    /// (label, probability) pairs (a decoded message's form).
+    Pairs(&'a [(String, f64)]),
+}
+
+impl<'a> Probabilities<'a> {
+    /// (label, probability), in class order.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (&'a str, f64)> + 'a> {
+        match *self {
+            Probabilities::Split { labels, values } => {
+                Box::new(labels.iter().map(String::as_str).zip(values.iter().copied()))
+            }
+            Probabilities::Pairs(p) => Box::new(p.iter().map(|(l, v)| (l.as_str(), *v))),
+        }
+    }
+}
+
+impl Serialize for Probabilities<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        for (l, v) in self.iter() {
+            m.serialize_entry(l, &v)?;
+        }
+        m.end()
+    }
+}
+
+/// A classifier's class probabilities, owned: a JSON object `{label: probability}` whose order
+/// (the model's class order) is kept.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClassProbabilities(pub Vec<(String, f64)>);
+
+impl Serialize for ClassProbabilities {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        Probabilities::Pairs(&self.0).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClassProbabilities {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ClassProbabilities;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of class probabilities")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> std::result::Result<Self::Value, A::Error> {
+                let mut v = Vec::new();
+                while let Some((k, p)) = m.next_entry::<String, f64>()? {
+                    v.push((k, p));
+                }
+                Ok(ClassProbabilities(v))
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 

@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 pub mod model;
 pub mod promotion;
 pub mod rules;
+pub mod target;
 
 use model::check_model;
 pub use model::{
@@ -32,6 +33,7 @@ pub use model::{
 };
 pub use promotion::{check_alias, Gate, GateMetric, MinImprovement, Promotion, PromotionSection, DEFAULT_ALIAS};
 pub use rules::{default_missing_tokens, CategoricalRule, MissingSection, NumericRule, RuleText, Scale};
+pub use target::{ClassWeights, Target, TargetSection};
 
 /// A params file as written: the raw, unchecked form. [`ParamsFile::check`] turns it into [`Params`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,8 +43,9 @@ pub struct ParamsFile {
     pub name: String,
     /// Where the training data is and how to read it.
     pub data: DataSection,
-    /// The column to predict.
-    pub target: String,
+    /// The column to predict: a name (a number), or `{column, classes | positive, class_weight}`
+    /// (a class; see [`target`]).
+    pub target: TargetSection,
     /// Feature columns.
     pub features: FeatureSection,
     /// Missing-value handling.
@@ -181,6 +184,7 @@ pub struct Params {
     numeric_rules: BTreeMap<String, NumericRule>,
     categorical_rules: BTreeMap<String, CategoricalRule>,
     model: Model,
+    target: Target,
     promotion: Option<Promotion>,
 }
 
@@ -274,7 +278,7 @@ impl ParamsFile {
         }
         let mut seen = std::collections::BTreeSet::new();
         for c in &all {
-            if *c == &self.target {
+            if c.as_str() == self.target.column() {
                 return err("features", format!("target column {c:?} cannot also be a feature"));
             }
             if !seen.insert(c.as_str()) {
@@ -299,11 +303,37 @@ impl ParamsFile {
             }
         }
         let model = check_model(&self.model, path)?;
+        let target = self.target.check(path)?;
+        match (model.kind().is_classifier(), target.is_class()) {
+            (true, false) => {
+                return err(
+                    "target",
+                    format!(
+                        "kind: {} predicts a class: write target: {{column: {}, classes: [...]}} or \
+                         {{column: {}, positive: \">= N\"}}",
+                        model.as_str(),
+                        self.target.column(),
+                        self.target.column()
+                    ),
+                )
+            }
+            (false, true) => {
+                return err(
+                    "target",
+                    format!(
+                        "kind: {} predicts a number, but the target has classes; a classifier is \
+                         kind: logistic_regression",
+                        model.as_str()
+                    ),
+                )
+            }
+            _ => {}
+        }
         let ev = &self.evaluation;
         if ev.test_data.is_none() && !(ev.test_fraction > 0.0 && ev.test_fraction < 1.0) {
             return err("evaluation.test_fraction", format!("{} must be in (0, 1)", ev.test_fraction));
         }
-        let promotion = self.promotion.as_ref().map(|p| p.check(path)).transpose()?;
+        let promotion = self.promotion.as_ref().map(|p| p.check(path, model.kind().is_classifier())).transpose()?;
         let delimiter = self.data.delimiter.as_bytes()[0];
         let mut file = self;
         file.model = model.into();
@@ -316,6 +346,7 @@ impl ParamsFile {
             numeric_rules,
             categorical_rules,
             model,
+            target,
             promotion,
         })
     }
@@ -354,7 +385,12 @@ impl Params {
 
     /// The target column.
     pub fn target(&self) -> &str {
-        &self.file.target
+        self.file.target.column()
+    }
+
+    /// What the target is: a number, or a class (with its labels and weights).
+    pub fn target_kind(&self) -> &Target {
+        &self.target
     }
 
     /// Numeric feature columns, in design order.

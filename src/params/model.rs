@@ -33,6 +33,8 @@ pub enum ModelKind {
     RandomForest,
     /// Histogram gradient-boosted trees (sklearn `HistGradientBoostingRegressor`).
     GradientBoosting,
+    /// Logistic regression, binary or multinomial, L2-penalised (sklearn `LogisticRegression`).
+    LogisticRegression,
 }
 
 impl ModelKind {
@@ -45,7 +47,13 @@ impl ModelKind {
             ModelKind::ElasticNet => "elastic_net",
             ModelKind::RandomForest => "random_forest",
             ModelKind::GradientBoosting => "gradient_boosting",
+            ModelKind::LogisticRegression => "logistic_regression",
         }
+    }
+
+    /// Kinds that predict a class (their target has classes).
+    pub fn is_classifier(self) -> bool {
+        matches!(self, ModelKind::LogisticRegression)
     }
 
     /// Tree ensembles (split on raw, imputed values; `scale` does not apply).
@@ -107,6 +115,9 @@ pub struct ModelSection {
     /// Trees: the seed of the bootstrap and feature sampling (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// logistic_regression: inverse of the L2 penalty, as scikit-learn's `C` (default 1.0).
+    #[serde(default, rename = "C", skip_serializing_if = "Option::is_none")]
+    pub c: Option<f64>,
 }
 
 /// A checked estimator with exactly its own hyperparameters, defaults resolved.
@@ -143,7 +154,22 @@ pub enum Model {
     RandomForest(Forest),
     /// Gradient-boosted trees.
     GradientBoosting(Boosting),
+    /// Logistic regression by Newton's method on the penalised log loss.
+    LogisticRegression {
+        /// Inverse penalty (> 0): the loss is `C·Σ wᵢ·logloss(i) + ½‖β‖²`.
+        c: f64,
+        /// Newton iteration cap (>= 1).
+        max_iterations: u32,
+        /// Convergence: the largest gradient entry, relative to `C·Σ wᵢ` (> 0).
+        tolerance: f64,
+    },
 }
+
+/// Default Newton iteration cap of logistic regression.
+pub const DEFAULT_NEWTON_ITERATIONS: u32 = 100;
+
+/// Default logistic-regression tolerance (relative gradient).
+pub const DEFAULT_NEWTON_TOLERANCE: f64 = 1e-10;
 
 /// Random forest hyperparameters (scikit-learn's names and meanings).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -196,6 +222,7 @@ impl Model {
             Model::ElasticNet { .. } => ModelKind::ElasticNet,
             Model::RandomForest(_) => ModelKind::RandomForest,
             Model::GradientBoosting(_) => ModelKind::GradientBoosting,
+            Model::LogisticRegression { .. } => ModelKind::LogisticRegression,
         }
     }
 
@@ -227,6 +254,9 @@ impl From<Model> for ModelSection {
                 s.bootstrap = Some(f.bootstrap);
                 s.max_bins = Some(f.max_bins);
                 s.seed = Some(f.seed);
+            }
+            Model::LogisticRegression { c, max_iterations, tolerance } => {
+                (s.c, s.max_iterations, s.tolerance) = (Some(c), Some(max_iterations), Some(tolerance))
             }
             Model::GradientBoosting(b) => {
                 s.max_iter = Some(b.max_iter);
@@ -263,6 +293,7 @@ impl ModelSection {
             l2_regularization: None,
             max_bins: None,
             seed: None,
+            c: None,
         }
     }
 
@@ -284,6 +315,7 @@ impl ModelSection {
             (self.l2_regularization.is_some(), "model.l2_regularization"),
             (self.max_bins.is_some(), "model.max_bins"),
             (self.seed.is_some(), "model.seed"),
+            (self.c.is_some(), "model.C"),
         ]
         .into_iter()
         .filter_map(|(set, k)| set.then_some(k))
@@ -298,6 +330,7 @@ fn keys_of(kind: ModelKind) -> &'static [&'static str] {
         ModelKind::Ridge => &["model.alpha"],
         ModelKind::Lasso => &["model.alpha", "model.max_iterations", "model.tolerance"],
         ModelKind::ElasticNet => &["model.alpha", "model.l1_ratio", "model.max_iterations", "model.tolerance"],
+        ModelKind::LogisticRegression => &["model.C", "model.max_iterations", "model.tolerance"],
         ModelKind::RandomForest => &[
             "model.n_estimators",
             "model.max_depth",
@@ -336,6 +369,7 @@ pub(crate) fn check_model(m: &ModelSection, path: &Path) -> Result<Model> {
         ModelKind::Linear => return Ok(Model::Linear),
         ModelKind::RandomForest => return check_forest(m, path).map(Model::RandomForest),
         ModelKind::GradientBoosting => return check_boosting(m, path).map(Model::GradientBoosting),
+        ModelKind::LogisticRegression => return check_logistic(m, path),
         _ => {}
     }
     let alpha = match m.alpha {
@@ -362,6 +396,19 @@ pub(crate) fn check_model(m: &ModelSection, path: &Path) -> Result<Model> {
         return err("model.l1_ratio", format!("{l1_ratio} must be in [0, 1]"));
     }
     Ok(Model::ElasticNet { alpha, l1_ratio, max_iterations, tolerance })
+}
+
+fn check_logistic(m: &ModelSection, path: &Path) -> Result<Model> {
+    let c = m.c.unwrap_or(1.0);
+    if !(c.is_finite() && c > 0.0) {
+        return Err(Error::config(path, "model.C", format!("{c} must be a finite number > 0")));
+    }
+    let tolerance = m.tolerance.unwrap_or(DEFAULT_NEWTON_TOLERANCE);
+    if !(tolerance.is_finite() && tolerance > 0.0) {
+        return Err(Error::config(path, "model.tolerance", format!("{tolerance} must be > 0")));
+    }
+    let max_iterations = check_positive(path, "model.max_iterations", m.max_iterations, DEFAULT_NEWTON_ITERATIONS)?;
+    Ok(Model::LogisticRegression { c, max_iterations, tolerance })
 }
 
 /// Default histogram bins per feature (scikit-learn's `max_bins`).

@@ -17,9 +17,10 @@ pub struct PromotionSection {
     /// Move it only if the new model is better (default true); false moves it after every train.
     #[serde(default = "default_true")]
     pub if_better: bool,
-    /// `rmse` (default), `mae` or `r2`.
-    #[serde(default = "default_metric")]
-    pub metric: String,
+    /// Regressors: `rmse` (default), `mae` or `r2`; classifiers: `log_loss` (default),
+    /// `accuracy`, `auc` or `f1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
     /// Required improvement: a number (absolute) or a percentage string such as `"2%"` (default 0).
     #[serde(default)]
     pub min_improvement: Option<NumberOrText>,
@@ -52,10 +53,6 @@ fn default_true() -> bool {
     true
 }
 
-fn default_metric() -> String {
-    "rmse".to_string()
-}
-
 /// A checked promotion rule: the alias, and the gate (`None`: promote unconditionally).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Promotion {
@@ -67,9 +64,13 @@ pub struct Promotion {
 
 impl PromotionSection {
     /// Check the section; errors name `path` and the key.
-    pub fn check(&self, path: &Path) -> Result<Promotion> {
+    pub fn check(&self, path: &Path, classifier: bool) -> Result<Promotion> {
         crate::params::check_alias(&self.alias).map_err(|e| Error::config(path, "promotion.alias", e.to_string()))?;
-        let metric = GateMetric::parse(&self.metric).map_err(|m| Error::config(path, "promotion.metric", m))?;
+        let metric = match &self.metric {
+            None => GateMetric::default_for(classifier),
+            Some(m) => GateMetric::parse(m).map_err(|m| Error::config(path, "promotion.metric", m))?,
+        };
+        metric.check_for(classifier).map_err(|m| Error::config(path, "promotion.metric", m))?;
         let min_improvement = match &self.min_improvement {
             None => MinImprovement::Absolute(0.0),
             Some(v) => MinImprovement::parse(&v.to_string())
@@ -106,16 +107,59 @@ pub enum GateMetric {
     Mae,
     /// R² (higher is better).
     R2,
+    /// A classifier's log loss (lower is better).
+    #[serde(rename = "log_loss")]
+    LogLoss,
+    /// A classifier's accuracy (higher is better).
+    Accuracy,
+    /// A classifier's ROC AUC (higher is better).
+    Auc,
+    /// A classifier's macro F1 (higher is better).
+    F1,
 }
 
 impl GateMetric {
-    /// Parse `rmse`, `mae` or `r2`.
+    /// Parse `rmse`, `mae`, `r2` (regressors), `log_loss`, `accuracy`, `auc` or `f1` (classifiers).
     pub fn parse(s: &str) -> std::result::Result<GateMetric, String> {
         match s {
             "rmse" => Ok(GateMetric::Rmse),
             "mae" => Ok(GateMetric::Mae),
             "r2" => Ok(GateMetric::R2),
-            other => Err(format!("{other:?}: expected rmse, mae or r2")),
+            "log_loss" => Ok(GateMetric::LogLoss),
+            "accuracy" => Ok(GateMetric::Accuracy),
+            "auc" => Ok(GateMetric::Auc),
+            "f1" => Ok(GateMetric::F1),
+            other => Err(format!(
+                "{other:?}: expected rmse, mae or r2 (regressors), log_loss, accuracy, auc or f1 (classifiers)"
+            )),
+        }
+    }
+
+    /// The gate's metric when none is named: RMSE for a regressor, log loss for a classifier.
+    pub fn default_for(classifier: bool) -> GateMetric {
+        if classifier {
+            GateMetric::LogLoss
+        } else {
+            GateMetric::Rmse
+        }
+    }
+
+    /// Whether it measures a classifier.
+    pub fn is_classification(self) -> bool {
+        matches!(self, GateMetric::LogLoss | GateMetric::Accuracy | GateMetric::Auc | GateMetric::F1)
+    }
+
+    /// An error when the metric does not measure this kind of model.
+    pub fn check_for(self, classifier: bool) -> std::result::Result<(), String> {
+        match (self.is_classification(), classifier) {
+            (true, false) => {
+                Err(format!("{} measures a classifier; a regressor's gate uses rmse, mae or r2", self.as_str()))
+            }
+            (false, true) => Err(format!(
+                "{} measures a regressor; a classifier's gate uses log_loss, accuracy, auc or f1",
+                self.as_str()
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -125,6 +169,10 @@ impl GateMetric {
             GateMetric::Rmse => "rmse",
             GateMetric::Mae => "mae",
             GateMetric::R2 => "r2",
+            GateMetric::LogLoss => "log_loss",
+            GateMetric::Accuracy => "accuracy",
+            GateMetric::Auc => "auc",
+            GateMetric::F1 => "f1",
         }
     }
 }

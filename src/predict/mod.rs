@@ -28,7 +28,8 @@ use std::fmt::Write as _;
 use crate::error::{Error, Result};
 use crate::features::{Cell, Scorer};
 use crate::messages::{
-    DeadLetter, ModelRef, Origin, OriginRef, Outgoing, OutputTopics, Prediction, PredictionRef, MESSAGE_SCHEMA_VERSION,
+    ClassProbabilities, DeadLetter, ModelRef, Origin, OriginRef, Outgoing, OutputTopics, Prediction, PredictionRef,
+    Probabilities, MESSAGE_SCHEMA_VERSION,
 };
 use crate::record::{CsvLayout, Decoder};
 use crate::store::Store;
@@ -131,7 +132,9 @@ pub fn score_json(model: &Served, bytes: &[u8], origin: Origin, fallback_key: St
     match model.decoder.json(bytes) {
         Ok(d) => {
             let key = d.key.unwrap_or(fallback_key);
-            finish(model, model.scorer.score(&d.cells), key, origin, ts, || bytes.to_vec())
+            let mut probs = Vec::new();
+            let score = predict_cells(&model.scorer, &d.cells, &mut probs);
+            finish(model, score, &probs, key, origin, ts, || bytes.to_vec())
         }
         Err(reason) => Scored::Rejected(dead(model, fallback_key, reason, origin, bytes)),
     }
@@ -187,6 +190,34 @@ pub enum Verdict {
 pub struct Scratch<'a> {
     cells: Vec<Cell<'a>>,
     key: String,
+    probs: Vec<f64>,
+}
+
+/// A record's prediction: the value and, for a classifier, the predicted class (its probabilities
+/// are in the caller's buffer).
+type Predicted = std::result::Result<(f64, Option<usize>), String>;
+
+/// Score cells with `scorer`: a regressor's number, or a classifier's class with its
+/// probabilities written into `probs` (the value is then class 1's probability for two classes,
+/// the predicted class's for more).
+#[inline]
+pub fn predict_cells(scorer: &Scorer, cells: &[Cell<'_>], probs: &mut Vec<f64>) -> Predicted {
+    let k = scorer.classes().len();
+    if k == 0 {
+        return scorer.score(cells).map(|p| (p, None));
+    }
+    probs.resize(k, 0.0);
+    let c = scorer.score_classes(cells, probs, scorer.threshold())?;
+    Ok((if k == 2 { probs[1] } else { probs[c] }, Some(c)))
+}
+
+/// The `schema_version` of a prediction of this model.
+fn prediction_version(scorer: &Scorer) -> u32 {
+    if scorer.classes().is_empty() {
+        MESSAGE_SCHEMA_VERSION
+    } else {
+        crate::messages::CLASSIFIER_PREDICTION_SCHEMA_VERSION
+    }
 }
 
 /// The service's hot path: score one JSON record and write its message into `msg` (reused):
@@ -205,7 +236,7 @@ pub fn score_into<'a, 't>(
     topic: &'t str,
     topics: &OutputTopics<'t>,
 ) -> crate::error::Result<Verdict> {
-    let Scratch { cells, key: keybuf } = scratch;
+    let Scratch { cells, key: keybuf, probs } = scratch;
     let outcome = model.decoder.json_into(rec.bytes, cells);
     let field_key = match &outcome {
         Ok(k) => k.as_ref(),
@@ -216,15 +247,18 @@ pub fn score_into<'a, 't>(
         None => rec.fallback_key(keybuf),
     };
     let score = match &outcome {
-        Ok(_) => model.scorer.score(cells),
+        Ok(_) => predict_cells(&model.scorer, cells, probs),
         Err(reason) => Err(reason.clone()),
     };
     match score {
-        Ok(prediction) => {
+        Ok((prediction, class)) => {
+            let labels = model.scorer.classes();
             let p = PredictionRef {
-                schema_version: MESSAGE_SCHEMA_VERSION,
+                schema_version: prediction_version(&model.scorer),
                 key,
                 prediction,
+                class: class.map(|c| labels[c].as_str()),
+                probabilities: class.map(|_| Probabilities::Split { labels, values: probs }),
                 model_name: &model.name,
                 model_version: &model.version,
                 origin: rec.origin,
@@ -254,22 +288,29 @@ pub fn score_csv(
     let d = layout.decode(row);
     let key = d.key.unwrap_or(fallback_key);
     let raw = || row.iter().collect::<Vec<_>>().join(",").into_bytes();
-    finish(model, model.scorer.score(&d.cells), key, origin, None, raw)
+    let mut probs = Vec::new();
+    let score = predict_cells(&model.scorer, &d.cells, &mut probs);
+    finish(model, score, &probs, key, origin, None, raw)
 }
 
 fn finish(
     model: &Served,
-    score: std::result::Result<f64, String>,
+    score: Predicted,
+    probs: &[f64],
     key: String,
     origin: Origin,
     ts: Option<i64>,
     raw: impl FnOnce() -> Vec<u8>,
 ) -> Scored {
     match score {
-        Ok(prediction) => Scored::Ok(Prediction {
-            schema_version: MESSAGE_SCHEMA_VERSION,
+        Ok((prediction, class)) => Scored::Ok(Prediction {
+            schema_version: prediction_version(&model.scorer),
             key,
             prediction,
+            class: class.map(|c| model.scorer.classes()[c].clone()),
+            probabilities: class.map(|_| {
+                ClassProbabilities(model.scorer.classes().iter().cloned().zip(probs.iter().copied()).collect())
+            }),
             model_name: model.name.clone(),
             model_version: model.version.clone(),
             origin,

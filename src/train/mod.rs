@@ -136,6 +136,27 @@ pub fn fit_rows(
     let train = BlockDesign { prep: &prep, blocks: rows, rows: train_rows };
     let test = BlockDesign { prep: &prep, blocks: test_src, rows: test_rows };
     tracing::info!(kind = params.model().as_str(), rows = train_rows.len(), features = prep.width(), "fitting");
+    if params.model().kind().is_classifier() {
+        let fit = model::fit_classifier(params.model(), params.target_kind(), &train)?;
+        tracing::info!(fit = %fit.summary(), elapsed_ms = t1.elapsed().as_millis() as u64, "fitted");
+        let counts = model::class_counts(&train, fit.classes().len())?;
+        let total: f64 = counts.iter().sum();
+        let prior: Vec<f64> = counts.iter().map(|c| c / total).collect();
+        let (train_metrics, _) = fit.evaluate_classes(&train, &prior)?;
+        let (model_metrics, baseline) = fit.evaluate_classes(&test, &prior)?;
+        let stride = crate::report::stride(test_rows.len());
+        let mut points = Vec::with_capacity(test_rows.len().div_ceil(stride));
+        let mut i = 0usize;
+        fit.for_each_prediction(&test, &mut |t, p| {
+            if i.is_multiple_of(stride) {
+                points.push((t, p));
+            }
+            i += 1;
+        })?;
+        let sd = crate::report::column_sd(&train)?;
+        let evaluation = Evaluation { model: model_metrics, baseline, train: train_metrics };
+        return finish(params, prep, fit, evaluation, files, topic, (train_rows.len(), test_rows.len()), points, &sd);
+    }
     let (fit, gram) = match params.model() {
         m @ (Model::Linear | Model::Ridge { .. }) => {
             let gm = crate::stats::gram(&prep, rows, train_rows, threads)?;
@@ -181,6 +202,23 @@ pub fn fit_rows(
         Some(gm) => gm.column_sd(),
         None => crate::report::column_sd(&train)?,
     };
+    let evaluation = Evaluation { model: model_metrics, baseline, train: train_metrics };
+    finish(params, prep, fit, evaluation, files, topic, (train_rows.len(), test_rows.len()), points, &sd)
+}
+
+/// The artifact of a fitted, evaluated model, checked, and its report's data.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    params: &Params,
+    prep: Preprocessing,
+    fit: Fit,
+    metrics: Evaluation,
+    files: Vec<FileInfo>,
+    topic: Option<TopicData>,
+    (train_rows, test_rows): (usize, usize),
+    points: Vec<(f64, f64)>,
+    sd: &[f64],
+) -> Result<Fitted> {
     let created_at = chrono::Utc::now();
     let mut salt: String = files.iter().map(|f| f.sha256.as_str()).collect();
     if let Some(t) = &topic {
@@ -197,10 +235,10 @@ pub fn fit_rows(
         input_schema: Artifact::schema_of(&prep, params.target()),
         estimator: Estimator { kind: params.model().as_str().to_string(), feature_names: prep.feature_names(), fit },
         preprocessing: prep,
-        metrics: Evaluation { model: model_metrics, baseline, train: train_metrics },
-        training_data: TrainingData { files, topic, train_rows: train_rows.len(), test_rows: test_rows.len() },
+        metrics,
+        training_data: TrainingData { files, topic, train_rows, test_rows },
     };
     artifact.check("(new model)")?;
-    let report = ReportData::new(&artifact, points, &sd);
+    let report = ReportData::new(&artifact, points, sd);
     Ok(Fitted { artifact, report })
 }

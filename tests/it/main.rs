@@ -4,6 +4,7 @@
 //! events) live in `util/`.
 
 mod bus_contract;
+mod classify;
 mod cli;
 mod closed_loop;
 mod export;

@@ -186,3 +186,93 @@ fn held_out_predictions(sb: &crate::util::Sandbox, version: &str) -> Vec<f64> {
     preds.sort_by_key(|p| p.0);
     preds.into_iter().map(|p| p.1).collect()
 }
+
+/// Logistic regression against scikit-learn's `LogisticRegression` (newton-cholesky, tol 1e-12:
+/// the exact optimum) on the references of `scripts/sklearn_classifier_reference.py`, fitted on
+/// every row: binary and multinomial, class weights balanced and given, categorical and missing
+/// columns. Coefficients within 1e-4 relative (of the largest), probabilities within 1e-6,
+/// log loss within 1e-6 and accuracy equal.
+#[test]
+fn logistic_regression_matches_scikit_learn() {
+    use modelcast::model::fit_classifier;
+    let text = std::fs::read_to_string(repo().join("tests/fixtures/sklearn_classifier_reference.json")).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let cases = doc["cases"].as_array().unwrap();
+    assert!(cases.len() >= 5);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let mut target = case["target"].clone();
+        if !case["class_weight"].is_null() {
+            target["class_weight"] = case["class_weight"].clone();
+        }
+        let yaml = format!(
+            "name: parity\ndata: {{train: {}}}\ntarget: {target}\nfeatures: {{numeric: {}, categorical: {}}}\n\
+             scale: standardize\nmodel: {{kind: logistic_regression, C: {}, tolerance: 1.0e-13}}\n",
+            repo().join(case["data"].as_str().unwrap()).display(),
+            case["numeric"],
+            case["categorical"],
+            case["C"],
+        );
+        let path = std::env::temp_dir().join(format!("modelcast-parity-{name}.yaml"));
+        std::fs::write(&path, yaml).unwrap();
+        let params = Params::load(&path).unwrap();
+        let spec = ColumnSpec::of(&params);
+        let (table, _) = load_csv(params.train_files(), &spec).unwrap();
+        let rows: Vec<usize> = (0..table.len()).collect();
+        let prep = Preprocessing::fit(&params, &table, &rows).unwrap();
+        assert_eq!(prep.width() as u64, case["n_features"].as_u64().unwrap(), "{name}: width");
+        let design = TableDesign { prep: &prep, table: &table, rows: &rows };
+        let fit = fit_classifier(params.model(), params.target_kind(), &design).unwrap();
+        let l = fit.logistic().unwrap();
+        let want_coef: Vec<Vec<f64>> = serde_json::from_value(case["coef"].clone()).unwrap();
+        let want_icpt: Vec<f64> = serde_json::from_value(case["intercept"].clone()).unwrap();
+        assert_eq!(l.coefficient_rows.len(), want_coef.len(), "{name}: coefficient rows");
+        let scale = want_coef.iter().flatten().chain(&want_icpt).fold(0.0f64, |a, v| a.max(v.abs()));
+        for (r, (got, want)) in l.coefficient_rows.iter().zip(&want_coef).enumerate() {
+            for (j, (a, b)) in got.iter().zip(want).enumerate() {
+                assert!((a - b).abs() <= 1e-4 * scale, "{name}: coef [{r}][{j}]: {a} vs sklearn {b}");
+            }
+        }
+        for (r, (a, b)) in l.intercepts.iter().zip(&want_icpt).enumerate() {
+            assert!((a - b).abs() <= 1e-4 * scale, "{name}: intercept {r}: {a} vs sklearn {b}");
+        }
+        // the scorer (what predict runs) on the raw cells of the first rows
+        let scorer = modelcast::features::Scorer::of(&prep, &fit).unwrap();
+        let x = prep.design(&table).unwrap();
+        let mut probs = vec![0.0; l.n_classes()];
+        for (i, want) in case["probabilities"].as_array().unwrap().iter().enumerate() {
+            l.probabilities(x.row(i).as_slice().unwrap(), &mut probs);
+            for (k, w) in want.as_array().unwrap().iter().enumerate() {
+                let w = w.as_f64().unwrap();
+                assert!((probs[k] - w).abs() <= 1e-6, "{name}: row {i} class {k}: {} vs sklearn {w}", probs[k]);
+            }
+            let cells: Vec<Cell> = table
+                .numeric
+                .iter()
+                .map(|col| if col[i].is_nan() { Cell::Missing } else { Cell::Num(col[i]) })
+                .chain(table.categorical.iter().map(|col| match col.get(i) {
+                    Some(s) => Cell::Text(s.into()),
+                    None => Cell::Missing,
+                }))
+                .collect();
+            assert_eq!(cells.len(), scorer.input_columns().len());
+            let mut served = vec![0.0; l.n_classes()];
+            scorer.score_classes(&cells, &mut served, l.threshold).unwrap();
+            for k in 0..l.n_classes() {
+                assert!(
+                    (served[k] - probs[k]).abs() <= 1e-12,
+                    "{name}: row {i}: scorer {served:?} vs design {probs:?}"
+                );
+            }
+        }
+        // metrics on every row against scikit-learn's own
+        let prior = vec![1.0 / l.n_classes() as f64; l.n_classes()];
+        let (m, _) = fit.evaluate_classes(&design, &prior).unwrap();
+        let c = m.classification.unwrap();
+        let (acc, ll, auc) =
+            (case["accuracy"].as_f64().unwrap(), case["log_loss"].as_f64().unwrap(), case["auc"].as_f64().unwrap());
+        assert!((c.accuracy - acc).abs() < 1e-12, "{name}: accuracy {} vs {acc}", c.accuracy);
+        assert!((c.log_loss - ll).abs() < 1e-6, "{name}: log loss {} vs {ll}", c.log_loss);
+        assert!((c.auc.unwrap() - auc).abs() < 1e-6, "{name}: auc {:?} vs {auc}", c.auc);
+    }
+}

@@ -8,6 +8,7 @@
 //! | `elastic_net` | linfa-elasticnet coordinate descent                               | `ElasticNet(alpha, l1_ratio)` |
 //! | `random_forest` | bagged histogram trees ([`crate::trees`])                       | `RandomForestRegressor`       |
 //! | `gradient_boosting` | best-first histogram trees on residuals ([`crate::trees`])  | `HistGradientBoostingRegressor` |
+//! | `logistic_regression` | Newton's method, streamed ([`logistic`])                  | `LogisticRegression(C)`       |
 //!
 //! Ridge minimises `||y - Xw - b||² + alpha·||w||²`; lasso and elastic net minimise
 //! `1/(2n)·||y - Xw - b||² + alpha·l1_ratio·||w||₁ + alpha·(1 - l1_ratio)/2·||w||²`.
@@ -20,6 +21,9 @@
 //! scikit-learn in `tests/it/parity.rs`). A rank-deficient design gets the minimum-norm solution
 //! in the original coordinates, as scikit-learn's `lstsq` does.
 
+pub mod classify;
+pub mod logistic;
+
 use linfa::traits::Fit as _;
 use linfa::Dataset;
 use linfa_linalg::eigh::EighInto;
@@ -28,8 +32,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::design::{gram, Design, Gram};
 use crate::error::{Error, Result};
-use crate::params::Model;
+use crate::params::{ClassWeights, Model, Target};
 use crate::trees::Ensemble;
+pub use classify::{ClassAcc, ClassMetrics};
+pub use logistic::LogisticFit;
 
 /// Relative eigenvalue cut-off below which a direction of the scaled Gram matrix counts as null.
 const RANK_TOLERANCE: f64 = 1e-10;
@@ -43,6 +49,8 @@ pub enum Fit {
     Linear(LinearFit),
     /// Trees.
     Trees(TreeFit),
+    /// A classifier's coefficients (logistic regression).
+    Logistic(LogisticFit),
 }
 
 /// A fitted tree ensemble as stored.
@@ -59,22 +67,65 @@ impl Fit {
         match self {
             Fit::Linear(l) => l.intercept + l.coefficients.iter().zip(x).map(|(c, v)| c * v).sum::<f64>(),
             Fit::Trees(t) => t.trees.predict(x),
+            Fit::Logistic(l) => {
+                let mut probs = vec![0.0; l.n_classes()];
+                l.probabilities(x, &mut probs);
+                l.decide(&probs) as f64
+            }
         }
+    }
+
+    /// The classifier, if this is one.
+    pub fn logistic(&self) -> Option<&LogisticFit> {
+        match self {
+            Fit::Logistic(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The class labels of a classifier (empty for a regressor).
+    pub fn classes(&self) -> &[String] {
+        match self {
+            Fit::Logistic(l) => &l.classes,
+            _ => &[],
+        }
+    }
+
+    /// Metrics of a classifier on a design whose target holds class indices, and of the constant
+    /// `prior` probabilities (the baseline).
+    pub fn evaluate_classes(&self, d: &dyn Design, prior: &[f64]) -> Result<(Metrics, Metrics)> {
+        let l = self.logistic().ok_or_else(|| Error::Model("not a classifier".into()))?;
+        let k = l.n_classes();
+        let (mut model, mut base) = (ClassAcc::new(k, l.threshold), ClassAcc::new(k, l.threshold));
+        let mut probs = vec![0.0; k];
+        let mut row = Vec::with_capacity(d.width());
+        d.for_each_chunk(&mut |x, y| {
+            for (xr, t) in x.rows().into_iter().zip(y) {
+                row.clear();
+                row.extend(xr.iter().copied());
+                l.probabilities(&row, &mut probs);
+                let t = *t as usize;
+                model.add(t, &probs);
+                base.add(t, prior);
+            }
+            Ok(())
+        })?;
+        Ok((model.finish(), base.finish()))
     }
 
     /// The linear fit, if this is one.
     pub fn linear(&self) -> Option<&LinearFit> {
         match self {
             Fit::Linear(l) => Some(l),
-            Fit::Trees(_) => None,
+            _ => None,
         }
     }
 
     /// The tree ensemble, if this is one.
     pub fn ensemble(&self) -> Option<&Ensemble> {
         match self {
-            Fit::Linear(_) => None,
             Fit::Trees(t) => Some(&t.trees),
+            _ => None,
         }
     }
 
@@ -82,12 +133,12 @@ impl Fit {
     pub fn for_each_prediction(&self, d: &dyn Design, f: &mut dyn FnMut(f64, f64)) -> Result<()> {
         match self {
             Fit::Linear(l) => l.for_each_prediction(d, f),
-            Fit::Trees(t) => d.for_each_chunk(&mut |x, y| {
+            Fit::Logistic(_) | Fit::Trees(_) => d.for_each_chunk(&mut |x, y| {
                 let mut row = Vec::with_capacity(x.ncols());
                 for (xr, t_) in x.rows().into_iter().zip(y) {
                     row.clear();
                     row.extend(xr.iter().copied());
-                    f(*t_, t.trees.predict(&row));
+                    f(*t_, self.predict_row(&row));
                 }
                 Ok(())
             }),
@@ -109,6 +160,7 @@ impl Fit {
         match self {
             Fit::Linear(l) => format!("rank {} iterations {}", l.rank, l.iterations),
             Fit::Trees(t) => format!("{} trees, {} nodes", t.trees.trees.len(), t.trees.nodes()),
+            Fit::Logistic(l) => format!("{} classes, {} Newton iterations", l.n_classes(), l.iterations),
         }
     }
 }
@@ -197,7 +249,7 @@ impl MetricsAcc {
         } else {
             0.0
         };
-        Metrics { r2, rmse: (self.sse / n).sqrt(), mae: self.sae / n, rows: self.n }
+        Metrics { r2, rmse: (self.sse / n).sqrt(), mae: self.sae / n, rows: self.n, classification: None }
     }
 }
 
@@ -206,8 +258,50 @@ pub fn fit(model: &Model, d: &dyn Design) -> Result<Fit> {
     match model {
         Model::RandomForest(p) => Ok(Fit::Trees(TreeFit { trees: crate::trees::fit_forest(d, p)? })),
         Model::GradientBoosting(p) => Ok(Fit::Trees(TreeFit { trees: crate::trees::fit_boosting(d, p)? })),
+        Model::LogisticRegression { .. } => {
+            Err(Error::Model("logistic_regression needs the target's classes: use fit_classifier".into()))
+        }
         _ => fit_linear(model, d).map(Fit::Linear),
     }
+}
+
+/// Fit a classifier `model` on a design whose target holds the class indices of `target`.
+pub fn fit_classifier(model: &Model, target: &Target, d: &dyn Design) -> Result<Fit> {
+    let classes = target.labels();
+    let k = classes.len();
+    let counts = class_counts(d, k)?;
+    let weights = match target.weights() {
+        ClassWeights::None => vec![1.0; k],
+        ClassWeights::Given(w) => w.clone(),
+        // scikit-learn's compute_class_weight("balanced"): n / (k · count)
+        ClassWeights::Balanced => {
+            let n: f64 = counts.iter().sum();
+            counts.iter().map(|&c| if c > 0.0 { n / (k as f64 * c) } else { 1.0 }).collect()
+        }
+    };
+    match *model {
+        Model::LogisticRegression { c, max_iterations, tolerance } => {
+            let problem =
+                logistic::Problem { classes: &classes, class_weights: &weights, c, max_iterations, tolerance };
+            Ok(Fit::Logistic(logistic::fit(&problem, d)?))
+        }
+        _ => Err(Error::Model(format!("{} is not a classifier", model.as_str()))),
+    }
+}
+
+/// Rows per class index `0..k` of a design's target.
+pub fn class_counts(d: &dyn Design, k: usize) -> Result<Vec<f64>> {
+    let mut counts = vec![0.0; k];
+    d.for_each_chunk(&mut |_, y| {
+        for &t in y {
+            match counts.get_mut(t as usize) {
+                Some(c) if t >= 0.0 && t.fract() == 0.0 => *c += 1.0,
+                _ => return Err(Error::Model(format!("target value {t} is not a class index below {k}"))),
+            }
+        }
+        Ok(())
+    })?;
+    Ok(counts)
 }
 
 /// The whole design in memory (coordinate descent needs it).
@@ -250,8 +344,8 @@ pub fn fit_linear(model: &Model, d: &dyn Design) -> Result<LinearFit> {
         Model::ElasticNet { alpha, l1_ratio, max_iterations, tolerance } => {
             coordinate_descent(alpha, l1_ratio, max_iterations, tolerance, d)?
         }
-        Model::RandomForest(_) | Model::GradientBoosting(_) => {
-            return Err(Error::Model(format!("{} is not a linear model", model.as_str())))
+        Model::RandomForest(_) | Model::GradientBoosting(_) | Model::LogisticRegression { .. } => {
+            return Err(Error::Model(format!("{} is not a linear regression", model.as_str())))
         }
     };
     finish_linear(model, coef, rank, iterations, &x_mean, y_mean)
@@ -379,8 +473,9 @@ fn coordinate_descent(alpha: f64, l1: f64, max_it: u32, tolerance: f64, d: &dyn 
     Ok((fitted.hyperplane().clone(), rank, fitted.n_steps(), x_mean, y_mean))
 }
 
-/// Regression metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// Regression metrics, and a classifier's own ones. For a classifier, `r2`, `rmse` and `mae` are
+/// those of its probabilities against the one-hot truth (see [`ClassAcc::finish`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Metrics {
     /// Coefficient of determination (1 is perfect; 0 is the mean of the target).
@@ -391,6 +486,9 @@ pub struct Metrics {
     pub mae: f64,
     /// Rows evaluated.
     pub rows: usize,
+    /// A classifier's metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<ClassMetrics>,
 }
 
 impl Metrics {
@@ -408,7 +506,7 @@ impl Metrics {
         } else {
             0.0
         };
-        Metrics { r2, rmse: (ss_res / n).sqrt(), mae, rows: truth.len() }
+        Metrics { r2, rmse: (ss_res / n).sqrt(), mae, rows: truth.len(), classification: None }
     }
 }
 

@@ -1,0 +1,245 @@
+//! Classification metrics, computed as scikit-learn's functions of the same names compute them
+//! (`accuracy_score`, `balanced_accuracy_score`, `log_loss`, `roc_auc_score` (one-vs-rest macro
+//! for more than two classes), `average_precision_score` (PR AUC, two classes), `f1_score`
+//! (macro), `brier_score_loss` (two classes: of class 1's probability; more: the sum over
+//! classes, mean per row), `confusion_matrix`).
+//!
+//! [`ClassAcc`] keeps each row's probabilities (8·K bytes a row) because the AUCs rank every
+//! score: held-out rows only, never the training data.
+
+use serde::{Deserialize, Serialize};
+
+use super::logistic::{decide, EPS};
+use super::{Metrics, MetricsAcc};
+
+/// The classification metrics of a model on some rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassMetrics {
+    /// Share of rows whose predicted class is the true one.
+    pub accuracy: f64,
+    /// Mean recall over the classes present in the truth.
+    pub balanced_accuracy: f64,
+    /// Mean negative log-probability of the true class (probabilities clipped at 2⁻⁵²).
+    pub log_loss: f64,
+    /// ROC AUC (one-vs-rest macro mean for more than two classes; classes absent from the truth
+    /// are left out). `None` when fewer than two classes are present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auc: Option<f64>,
+    /// Average precision of class 1 (two classes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pr_auc: Option<f64>,
+    /// Macro F1 over the classes present in the truth or the predictions.
+    pub f1: f64,
+    /// Brier score.
+    pub brier: f64,
+    /// Confusion matrix: `confusion[true][predicted]` row counts.
+    pub confusion: Vec<Vec<u64>>,
+}
+
+/// Rows of (true class, probabilities), accumulated for [`ClassAcc::finish`].
+#[derive(Debug, Clone, Default)]
+pub struct ClassAcc {
+    k: usize,
+    threshold: f64,
+    truth: Vec<u32>,
+    probs: Vec<f64>,
+}
+
+impl ClassAcc {
+    /// An empty accumulator for `k` classes and a binary decision `threshold`.
+    pub fn new(k: usize, threshold: f64) -> ClassAcc {
+        ClassAcc { k, threshold, truth: Vec::new(), probs: Vec::new() }
+    }
+
+    /// Add one row: its true class and the model's probabilities (`k` of them).
+    pub fn add(&mut self, truth: usize, probs: &[f64]) {
+        self.truth.push(truth as u32);
+        self.probs.extend_from_slice(&probs[..self.k]);
+    }
+
+    /// Rows added.
+    pub fn rows(&self) -> usize {
+        self.truth.len()
+    }
+
+    /// The metrics: the regression fields over the probabilities against the one-hot truth
+    /// (class 1's probability against 0/1 for two classes; `r2` is then the Brier skill score
+    /// against the truth's own mean), and the classification ones.
+    pub fn finish(&self) -> Metrics {
+        let (k, n) = (self.k, self.truth.len());
+        let mut acc = MetricsAcc::default();
+        let mut confusion = vec![vec![0u64; k]; k];
+        let (mut ll, mut brier) = (0.0, 0.0);
+        for (i, &t) in self.truth.iter().enumerate() {
+            let t = t as usize;
+            let p = &self.probs[i * k..(i + 1) * k];
+            confusion[t][decide(p, self.threshold)] += 1;
+            ll -= p[t].clamp(EPS, 1.0 - EPS).ln();
+            if k == 2 {
+                let y = t as f64;
+                acc.add(y, p[1]);
+                brier += (p[1] - y) * (p[1] - y);
+            } else {
+                for (c, pc) in p.iter().enumerate() {
+                    let y = f64::from(u8::from(c == t));
+                    acc.add(y, *pc);
+                    brier += (pc - y) * (pc - y);
+                }
+            }
+        }
+        let nf = n.max(1) as f64;
+        let correct: u64 = (0..k).map(|c| confusion[c][c]).sum();
+        let present: Vec<usize> = (0..k).filter(|&c| confusion[c].iter().sum::<u64>() > 0).collect();
+        let recall = |c: usize| confusion[c][c] as f64 / confusion[c].iter().sum::<u64>().max(1) as f64;
+        let balanced = present.iter().map(|&c| recall(c)).sum::<f64>() / present.len().max(1) as f64;
+        let f1_classes: Vec<usize> =
+            (0..k).filter(|&c| confusion[c].iter().sum::<u64>() > 0 || (0..k).any(|t| confusion[t][c] > 0)).collect();
+        let f1 = f1_classes
+            .iter()
+            .map(|&c| {
+                let tp = confusion[c][c] as f64;
+                let predicted: u64 = (0..k).map(|t| confusion[t][c]).sum();
+                let actual: u64 = confusion[c].iter().sum();
+                let denom = predicted as f64 + actual as f64;
+                if denom == 0.0 {
+                    0.0
+                } else {
+                    2.0 * tp / denom
+                }
+            })
+            .sum::<f64>()
+            / f1_classes.len().max(1) as f64;
+        let scores = |c: usize| -> Vec<(f64, bool)> {
+            self.truth.iter().enumerate().map(|(i, &t)| (self.probs[i * k + c], t as usize == c)).collect()
+        };
+        let auc = if present.len() < 2 {
+            None
+        } else if k == 2 {
+            roc_auc(scores(1))
+        } else {
+            let aucs: Vec<f64> = present.iter().filter_map(|&c| roc_auc(scores(c))).collect();
+            (!aucs.is_empty()).then(|| aucs.iter().sum::<f64>() / aucs.len() as f64)
+        };
+        let pr_auc = if k == 2 && present.len() == 2 { average_precision(scores(1)) } else { None };
+        let mut m = acc.finish();
+        m.rows = n;
+        m.classification = Some(ClassMetrics {
+            accuracy: correct as f64 / nf,
+            balanced_accuracy: balanced,
+            log_loss: ll / nf,
+            auc,
+            pr_auc,
+            f1,
+            brier: brier / nf,
+            confusion,
+        });
+        m
+    }
+}
+
+/// ROC AUC of (score, positive) pairs: the Mann-Whitney statistic with tied scores counted half.
+/// `None` without both a positive and a negative.
+pub fn roc_auc(mut pairs: Vec<(f64, bool)>) -> Option<f64> {
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let pos = pairs.iter().filter(|p| p.1).count() as f64;
+    let neg = pairs.len() as f64 - pos;
+    if pos == 0.0 || neg == 0.0 {
+        return None;
+    }
+    // sum of the positives' ranks (1-based, ties get their mean rank)
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < pairs.len() {
+        let mut j = i;
+        while j < pairs.len() && pairs[j].0 == pairs[i].0 {
+            j += 1;
+        }
+        let mean_rank = (i + 1 + j) as f64 / 2.0;
+        rank_sum += mean_rank * pairs[i..j].iter().filter(|p| p.1).count() as f64;
+        i = j;
+    }
+    Some((rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg))
+}
+
+/// Average precision (scikit-learn's `average_precision_score`): Σ (Rₙ − Rₙ₋₁)·Pₙ over the
+/// distinct scores, highest first. `None` without a positive.
+pub fn average_precision(mut pairs: Vec<(f64, bool)>) -> Option<f64> {
+    pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let pos = pairs.iter().filter(|p| p.1).count() as f64;
+    if pos == 0.0 {
+        return None;
+    }
+    let (mut tp, mut fp, mut ap, mut last_recall) = (0.0, 0.0, 0.0, 0.0);
+    let mut i = 0;
+    while i < pairs.len() {
+        let mut j = i;
+        while j < pairs.len() && pairs[j].0 == pairs[i].0 {
+            if pairs[j].1 {
+                tp += 1.0;
+            } else {
+                fp += 1.0;
+            }
+            j += 1;
+        }
+        let recall = tp / pos;
+        ap += (recall - last_recall) * tp / (tp + fp);
+        last_recall = recall;
+        i = j;
+    }
+    Some(ap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_and_average_precision_match_hand_computation() {
+        // scikit-learn: roc_auc_score([0,0,1,1], [0.1,0.4,0.35,0.8]) = 0.75
+        let pairs = vec![(0.1, false), (0.4, false), (0.35, true), (0.8, true)];
+        assert!((roc_auc(pairs.clone()).unwrap() - 0.75).abs() < 1e-15);
+        // average_precision_score of the same = 0.8333…
+        assert!((average_precision(pairs).unwrap() - 5.0 / 6.0).abs() < 1e-15);
+        // ties count half
+        assert!((roc_auc(vec![(0.5, false), (0.5, true)]).unwrap() - 0.5).abs() < 1e-15);
+        assert_eq!(roc_auc(vec![(0.5, true)]), None);
+    }
+
+    #[test]
+    fn binary_metrics_match_hand_computation() {
+        let mut acc = ClassAcc::new(2, 0.5);
+        for (t, p1) in [(0, 0.2), (1, 0.7), (1, 0.4), (0, 0.6)] {
+            acc.add(t, &[1.0 - p1, p1]);
+        }
+        let m = acc.finish();
+        let c = m.classification.unwrap();
+        assert_eq!(c.confusion, vec![vec![1, 1], vec![1, 1]]);
+        assert!((c.accuracy - 0.5).abs() < 1e-15);
+        let ll = -(0.8f64.ln() + 0.7f64.ln() + 0.4f64.ln() + 0.4f64.ln()) / 4.0;
+        assert!((c.log_loss - ll).abs() < 1e-15);
+        let brier = (0.04 + 0.09 + 0.36 + 0.36) / 4.0;
+        assert!((c.brier - brier).abs() < 1e-15);
+        assert!((m.rmse - brier.sqrt()).abs() < 1e-12);
+        assert!((c.f1 - 0.5).abs() < 1e-15);
+        assert!((c.auc.unwrap() - 0.75).abs() < 1e-15);
+        assert_eq!(m.rows, 4);
+    }
+
+    #[test]
+    fn multiclass_uses_argmax_and_one_vs_rest() {
+        let mut acc = ClassAcc::new(3, 0.5);
+        acc.add(0, &[0.7, 0.2, 0.1]);
+        acc.add(1, &[0.1, 0.6, 0.3]);
+        acc.add(2, &[0.2, 0.5, 0.3]);
+        let c = acc.finish().classification.unwrap();
+        assert_eq!(c.confusion, vec![vec![1, 0, 0], vec![0, 1, 0], vec![0, 1, 0]]);
+        assert!((c.accuracy - 2.0 / 3.0).abs() < 1e-15);
+        assert!((c.balanced_accuracy - 2.0 / 3.0).abs() < 1e-15);
+        // f1 per class: 1, 2/3, 0
+        assert!((c.f1 - (1.0 + 2.0 / 3.0) / 3.0).abs() < 1e-15);
+        assert_eq!(c.pr_auc, None);
+        // one-vs-rest: class 0 1.0, class 1 1.0 (0.6 > 0.5 > 0.2? positives {0.6} vs {0.2, 0.5}) , class 2 (0.3 vs 0.1, 0.3) 0.75
+        assert!((c.auc.unwrap() - (1.0 + 1.0 + 0.75) / 3.0).abs() < 1e-12);
+    }
+}

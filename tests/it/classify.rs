@@ -1,0 +1,159 @@
+//! Classification end to end on the embedded default: params with classes, training, the
+//! prediction messages (class and probabilities), the promotion gate on log loss, and the
+//! mistakes a user makes named.
+
+use std::collections::BTreeSet;
+
+use crate::util::*;
+
+/// A binary "good wine" params file (quality >= 7) on `features`, without class weights (so the
+/// probabilities are calibrated and log losses compare).
+fn good_params(features: &[&str]) -> String {
+    format!(
+        "name: wine-good\ndata: {{train: data/winequality-red.csv}}\n\
+         target: {{column: quality, positive: \">= 7\"}}\nfeatures: {{numeric: {features:?}}}\n\
+         model: {{kind: logistic_regression}}\n"
+    )
+}
+
+#[test]
+fn a_classifier_trains_serves_and_passes_the_gate_on_log_loss() {
+    let sb = Sandbox::new();
+    sb.write("params/alcohol.yaml", &good_params(&["alcohol"]));
+    sb.write("params/ph.yaml", &good_params(&["pH"]));
+    let all = std::fs::read_to_string(sb.path().join("params/wine-good.yaml")).unwrap();
+    sb.write("params/all.yaml", &all.replace("  class_weight: balanced", ""));
+    let train =
+        |params: &str| sb.command(&["train", "--params", params, "--promote-if-better", "champion", "--json"]).output();
+    // 1: alcohol alone beats the class prior on log loss: champion
+    let r1 = train("params/alcohol.yaml");
+    assert_eq!(r1.code(), Some(0), "{}", r1.stderr());
+    let r1 = r1.stdout_doc();
+    let v1 = r1["version"].as_str().unwrap().to_string();
+    assert_eq!(r1["promotion"]["promoted"], true, "{r1}");
+    assert_eq!(r1["promotion"]["metric"], "log_loss", "a classifier's gate defaults to log loss");
+    let c1 = &r1["metrics"]["model"]["classification"];
+    let b1 = &r1["metrics"]["baseline"]["classification"];
+    assert!(c1["log_loss"].as_f64().unwrap() < b1["log_loss"].as_f64().unwrap(), "{r1}");
+    assert_eq!(b1["auc"].as_f64(), Some(0.5), "the prior ranks nothing");
+    // 2: pH alone is worse on the same rows: refused, exit 4, the champion unchanged
+    let r2 = train("params/ph.yaml").assert_exit_code(4).stdout_doc();
+    let p = &r2["promotion"];
+    assert_eq!(p["promoted"], false);
+    let (new, old) = (
+        p["candidate"]["metrics"]["classification"]["log_loss"].as_f64().unwrap(),
+        p["current"]["metrics"]["classification"]["log_loss"].as_f64().unwrap(),
+    );
+    assert!(new > old, "pH alone is worse: {new} vs {old}");
+    assert_eq!(p["candidate"]["metrics"]["rows"], p["current"]["metrics"]["rows"], "the same rows");
+    assert!(p["reason"].as_str().unwrap().contains("log_loss"), "{p}");
+    // 3: all eleven columns are better: promoted
+    let r3 = train("params/all.yaml");
+    assert_eq!(r3.code(), Some(0), "{}", r3.stderr());
+    let r3 = r3.stdout_doc();
+    let v3 = r3["version"].as_str().unwrap().to_string();
+    assert_eq!(r3["promotion"]["promoted"], true, "{r3}");
+    assert_eq!(r3["promotion"]["current"]["version"], v1.as_str());
+    // the champion serves classes: schema_version 2, class and probabilities on every line
+    let run = sb.command(&["predict", "--input", "data/winequality-red.csv", "--alias", "champion"]).assert_ok();
+    let lines = run.stdout_json();
+    assert_eq!(lines.len(), 1599);
+    let mut classes = BTreeSet::new();
+    for l in &lines {
+        assert_eq!(l["schema_version"], 2, "{l}");
+        assert_eq!(l["model_version"], v3.as_str());
+        let probs = l["probabilities"].as_object().unwrap();
+        assert_eq!(probs.keys().cloned().collect::<Vec<_>>(), ["0", "1"]);
+        let (p0, p1) = (probs["0"].as_f64().unwrap(), probs["1"].as_f64().unwrap());
+        assert!((p0 + p1 - 1.0).abs() < 1e-12, "{l}");
+        assert_eq!(l["prediction"].as_f64().unwrap(), p1, "prediction is class 1's probability");
+        let class = l["class"].as_str().unwrap();
+        assert_eq!(class, if p1 >= 0.5 { "1" } else { "0" }, "{l}");
+        classes.insert(class.to_string());
+    }
+    assert_eq!(classes.len(), 2, "both classes predicted somewhere");
+}
+
+#[test]
+fn a_multiclass_model_writes_every_class_in_its_order() {
+    let sb = Sandbox::new();
+    let r = sb.command(&["train", "--params", "params/wine-grade.yaml", "--json"]).output();
+    assert_eq!(r.code(), Some(0), "{}", r.stderr());
+    let doc = r.stdout_doc();
+    let c = &doc["metrics"]["model"]["classification"];
+    let confusion: Vec<Vec<u64>> = serde_json::from_value(c["confusion"].clone()).unwrap();
+    assert_eq!(confusion.len(), 6);
+    assert_eq!(confusion.iter().flatten().sum::<u64>(), doc["test_rows"].as_u64().unwrap());
+    let correct: u64 = (0..6).map(|k| confusion[k][k]).sum();
+    let acc = c["accuracy"].as_f64().unwrap();
+    assert!((acc - correct as f64 / doc["test_rows"].as_f64().unwrap()).abs() < 1e-12);
+    let run = sb.command(&["predict", "--input", "data/winequality-red.csv", "--model-name", "wine-grade"]).assert_ok();
+    let text = run.stdout();
+    let first = text.lines().next().unwrap();
+    let keys: Vec<&str> = first
+        .split("\"probabilities\":{")
+        .nth(1)
+        .unwrap()
+        .split('}')
+        .next()
+        .unwrap()
+        .split(',')
+        .map(|kv| kv.split(':').next().unwrap())
+        .collect();
+    assert_eq!(keys, ["\"3\"", "\"4\"", "\"5\"", "\"6\"", "\"7\"", "\"8\""], "class order, as in target.classes");
+    for l in run.stdout_json() {
+        let probs: Vec<f64> = l["probabilities"].as_object().unwrap().values().map(|v| v.as_f64().unwrap()).collect();
+        let best = probs.iter().cloned().fold(f64::MIN, f64::max);
+        assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert_eq!(l["prediction"].as_f64().unwrap(), best, "the predicted class's probability");
+        let k = probs.iter().position(|p| *p == best).unwrap();
+        assert_eq!(l["class"], ["3", "4", "5", "6", "7", "8"][k]);
+    }
+}
+
+#[test]
+fn classification_mistakes_are_named() {
+    let sb = Sandbox::new();
+    let named = |params: &str, text: &str, wants: &[&str]| {
+        sb.write(params, text);
+        let r = sb.command(&["train", "--params", params]).assert_exit_code(2);
+        for w in wants {
+            assert!(r.stderr().contains(w), "{params}: {w:?} not in {}", r.stderr());
+        }
+    };
+    let base = "name: m\ndata: {train: data/winequality-red.csv}\nfeatures: {numeric: [alcohol]}\n";
+    named(
+        "params/a.yaml",
+        &format!("{base}target: quality\nmodel: {{kind: logistic_regression}}\n"),
+        &["a.yaml", "target", "classes"],
+    );
+    named(
+        "params/b.yaml",
+        &format!("{base}target: {{column: quality, classes: [5, 6]}}\nmodel: {{kind: ridge, alpha: 1}}\n"),
+        &["b.yaml", "target", "logistic_regression"],
+    );
+    named(
+        "params/c.yaml",
+        &format!(
+            "{base}target: {{column: quality, positive: \">= 7\"}}\nmodel: {{kind: logistic_regression, alpha: 1}}\n"
+        ),
+        &["c.yaml", "model.alpha"],
+    );
+    named(
+        "params/d.yaml",
+        &format!("{base}target: {{column: quality, positive: \">= 7\"}}\nmodel: {{kind: logistic_regression}}\npromotion: {{metric: rmse}}\n"),
+        &["d.yaml", "promotion.metric", "log_loss"],
+    );
+    // a label outside the classes: bad data (exit 1), named by file, line and the key to fix
+    sb.write(
+        "params/e.yaml",
+        &format!("{base}target: {{column: quality, classes: [3, 4, 5, 6, 7]}}\nmodel: {{kind: logistic_regression}}\n"),
+    );
+    let r = sb.command(&["train", "--params", "params/e.yaml"]).assert_exit_code(1);
+    let e = r.stderr();
+    assert!(e.contains("winequality-red.csv:") && e.contains("\"8\"") && e.contains("target.classes"), "{e}");
+    let r = sb
+        .command(&["train", "--params", "params/wine-good.yaml", "--promote-if-better", "champion", "--metric", "rmse"])
+        .assert_exit_code(2);
+    assert!(r.stderr().contains("--metric"), "{}", r.stderr());
+}
