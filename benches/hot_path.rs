@@ -128,7 +128,10 @@ fn bench(c: &mut Criterion) {
         model(path.to_str().expect("utf8"))
     };
     let (forest, boosting) = (tree("random_forest"), tree("gradient_boosting"));
+    let (good, grade) = (model("params/wine-good.yaml"), model("params/wine-grade.yaml"));
     for (name, m, records) in [
+        ("wine_good_logistic", &good, wine_records(1024)),
+        ("wine_grade_logistic", &grade, wine_records(1024)),
         ("wine", &wine, wine_records(1024)),
         ("categorical", &mixed, mixed_records(1024)),
         ("wine_random_forest", &forest, wine_records(1024)),
@@ -159,7 +162,12 @@ fn bench(c: &mut Criterion) {
         }
     }
     let records = wine_records(1024);
-    for (name, m) in [("wine_random_forest", &forest), ("wine_gradient_boosting", &boosting)] {
+    for (name, m) in [
+        ("wine_random_forest", &forest),
+        ("wine_gradient_boosting", &boosting),
+        ("wine_good_logistic", &good),
+        ("wine_grade_logistic", &grade),
+    ] {
         let mut scratch = Scratch::default();
         let mut out = Outbox::default();
         g.throughput(Throughput::Elements(1024));

@@ -213,14 +213,16 @@ impl PredictionRef<'_> {
         }
         if let Some(p) = &self.probabilities {
             out.extend_from_slice(b",\"probabilities\":{");
-            for (i, (label, v)) in p.iter().enumerate() {
-                if i > 0 {
+            let mut first = true;
+            p.try_for_each(|label, v| {
+                if !std::mem::take(&mut first) {
                     out.push(b',');
                 }
                 str(out, label)?;
                 out.push(b':');
                 float(out, v);
-            }
+                Ok(())
+            })?;
             out.push(b'}');
         }
         out.extend_from_slice(b",\"model_name\":");
@@ -276,15 +278,26 @@ pub enum Probabilities<'a> {
     Pairs(&'a [(String, f64)]),
 }
 
-impl<'a> Probabilities<'a> {
-    /// (label, probability), in class order.
-    pub fn iter(&self) -> Box<dyn Iterator<Item = (&'a str, f64)> + 'a> {
+impl Probabilities<'_> {
+    /// Call `f` with each (label, probability), in class order (no allocation: the hot path
+    /// writes every classifier message through this).
+    pub fn try_for_each<E>(
+        &self,
+        mut f: impl FnMut(&str, f64) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
         match *self {
             Probabilities::Split { labels, values } => {
-                Box::new(labels.iter().map(String::as_str).zip(values.iter().copied()))
+                for (l, v) in labels.iter().zip(values) {
+                    f(l, *v)?;
+                }
             }
-            Probabilities::Pairs(p) => Box::new(p.iter().map(|(l, v)| (l.as_str(), *v))),
+            Probabilities::Pairs(p) => {
+                for (l, v) in p {
+                    f(l, *v)?;
+                }
+            }
         }
+        Ok(())
     }
 }
 
@@ -292,9 +305,7 @@ impl Serialize for Probabilities<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut m = s.serialize_map(None)?;
-        for (l, v) in self.iter() {
-            m.serialize_entry(l, &v)?;
-        }
+        self.try_for_each(|l, v| m.serialize_entry(l, &v))?;
         m.end()
     }
 }

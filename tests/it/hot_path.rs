@@ -10,8 +10,12 @@ use modelcast::predict::{score_into, score_json, Incoming, Scratch, Served, Verd
 const TOPICS: OutputTopics<'static> =
     OutputTopics { app_messages: "app_messages", dead_letter: "dead_letter", dead_letter_max_bytes: 900_000 };
 
-fn wine() -> Served {
-    let params = Params::load(Path::new("params/params.yaml")).expect("params");
+/// The models the hot path serves: a regressor and the two shipped classifiers (binary and
+/// multiclass, whose messages carry a class and probabilities).
+const MODELS: [&str; 3] = ["params/params.yaml", "params/wine-good.yaml", "params/wine-grade.yaml"];
+
+fn served(params: &str) -> Served {
+    let params = Params::load(Path::new(params)).expect("params");
     let artifact = modelcast::train::fit_artifact(&params).expect("fit");
     Served::from_artifact(&artifact, "key").expect("served")
 }
@@ -57,16 +61,21 @@ fn score_all<'a, 't>(
 
 #[test]
 fn the_hot_path_writes_what_the_allocating_path_writes() {
-    let m = wine();
+    for params in MODELS {
+        same_messages(&served(params), params);
+    }
+}
+
+fn same_messages(m: &Served, params: &str) {
     let records = records();
     let (mut scratch, mut out) = (Scratch::default(), Outbox::default());
-    let verdicts = score_all(&m, &records, &mut scratch, &mut out);
+    let verdicts = score_all(m, &records, &mut scratch, &mut out);
     assert_eq!(out.len(), records.len());
     let mut rejected = 0;
     for (i, (msg, verdict)) in out.messages().iter().zip(&verdicts).enumerate() {
         let fallback = if i % 16 == 0 { "tk".to_string() } else { format!("2:{i}") };
         let origin = Origin::Kafka { topic: "features".into(), partition: 2, offset: i as i64 };
-        let mut want = Outgoing::of(score_json(&m, &records[i], origin, fallback, Some(7)), &TOPICS).expect("encode");
+        let mut want = Outgoing::of(score_json(m, &records[i], origin, fallback, Some(7)), &TOPICS).expect("encode");
         if let Verdict::Scored(p) = verdict {
             // the allocating path stamps its own time; the hot path the batch's
             let mut pred: Prediction = serde_json::from_slice(&want.payload).expect("prediction");
@@ -76,18 +85,23 @@ fn the_hot_path_writes_what_the_allocating_path_writes() {
         } else {
             rejected += 1;
         }
-        assert_eq!(msg, &want, "record {i}");
+        assert_eq!(msg, &want, "{params}: record {i}");
     }
     assert_eq!(rejected, records.len() / 8, "the non-numbers, and only them, are dead letters");
 }
 
 #[test]
 fn the_hot_path_allocates_nothing_per_scored_record_once_its_buffers_have_grown() {
-    let m = wine();
+    for params in MODELS {
+        allocates_nothing(&served(params), params);
+    }
+}
+
+fn allocates_nothing(m: &Served, params: &str) {
     // the records every service sees: keyed, flat, scored
     let records: Vec<Vec<u8>> = records().into_iter().enumerate().filter(|(i, _)| i % 8 > 2).map(|(_, r)| r).collect();
     let (mut scratch, mut out) = (Scratch::default(), Outbox::default());
-    let mut verdicts = score_all(&m, &records, &mut scratch, &mut out);
+    let mut verdicts = score_all(m, &records, &mut scratch, &mut out);
     let counted = allocation_counter::measure(|| {
         out.clear();
         for (i, r) in records.iter().enumerate() {
@@ -98,15 +112,15 @@ fn the_hot_path_allocates_nothing_per_scored_record_once_its_buffers_have_grown(
                 timestamp_ms: None,
             };
             let msg = out.next(TOPICS.app_messages);
-            verdicts[i] = score_into(&m, &rec, 2_000, &mut scratch, msg, TOPICS.app_messages, &TOPICS).expect("encode");
+            verdicts[i] = score_into(m, &rec, 2_000, &mut scratch, msg, TOPICS.app_messages, &TOPICS).expect("encode");
         }
     });
     assert!(verdicts.iter().all(|v| matches!(v, Verdict::Scored(_))));
-    assert_eq!(counted.count_total, 0, "allocations while scoring {} records", records.len());
+    assert_eq!(counted.count_total, 0, "{params}: allocations while scoring {} records", records.len());
     // and the measurement is live: the first batch, with no grown buffers, did allocate
     let fresh = allocation_counter::measure(|| {
         let (mut scratch, mut out) = (Scratch::default(), Outbox::default());
-        score_all(&m, &records, &mut scratch, &mut out);
+        score_all(m, &records, &mut scratch, &mut out);
     });
     assert!(fresh.count_total > 0);
 }
