@@ -157,3 +157,72 @@ fn classification_mistakes_are_named() {
         .assert_exit_code(2);
     assert!(r.stderr().contains("--metric"), "{}", r.stderr());
 }
+
+/// A classifier hot-swaps under load on Kafka: 0 lost, 0 scored twice, per partition v1 then
+/// v2, and every prediction carries its class, its probabilities (summing to 1, in class order)
+/// and the version that made it.
+#[test]
+fn serve_swaps_a_classifier_under_load_losing_nothing() {
+    use std::collections::BTreeMap;
+
+    use crate::util::bed::{bed, Wired};
+    use crate::util::fixtures::wine_records;
+    use crate::util::kafka::{produce, producer, read_all, read_topic, wait_count};
+    use crate::util::logs::events;
+
+    let Some(bed) = bed() else { return };
+    let w = Wired::new(&bed, "classes", 3);
+    let good = std::fs::read_to_string(w.sb.path().join("params/wine-good.yaml")).unwrap();
+    assert!(good.contains("  C: 1.0"), "wine-good.yaml changed; adjust the weak variant");
+    w.sb.write("params/weak.yaml", &good.replace("  C: 1.0", "  C: 0.001"));
+    w.train(&["--params", "params/weak.yaml"]).assert_ok();
+    let mut svc = w.serve(&[]);
+    svc.wait_ready(PATIENCE);
+    let p = producer(&w.bootstrap);
+    let n = 20_000;
+    let records = wine_records(n);
+    produce(&p, &w.topics.input, &records[..n / 2]);
+    w.train(&["--params", "params/wine-good.yaml"]).assert_ok();
+    let anns = read_topic(&w.bootstrap, &w.topics.train, 2, PATIENCE);
+    let v: Vec<String> = anns.iter().map(|a| a.json()["version"].as_str().unwrap().to_string()).collect();
+    produce(&p, &w.topics.input, &records[n / 2..]);
+    wait_count(&w.bootstrap, &w.topics.app, n, PATIENCE);
+    let (status, log) = svc.stop();
+    assert!(status.success(), "graceful stop exits 0: {status:?}\n{log}");
+    let preds = read_all(&w.bootstrap, &w.topics.app);
+    assert_eq!(preds.len(), n, "each record scored exactly once");
+    let mut seen = BTreeSet::new();
+    let mut per_partition: BTreeMap<i32, Vec<(i64, usize)>> = BTreeMap::new();
+    let mut p1_by_version: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    for rec in &preds {
+        let m = rec.json();
+        assert!(seen.insert(m["key"].as_str().unwrap().to_string()), "scored twice: {}", m["key"]);
+        assert_eq!(m["schema_version"], 2, "{m}");
+        let k = v.iter().position(|x| m["model_version"].as_str() == Some(x)).expect("a known version");
+        let probs = m["probabilities"].as_object().unwrap();
+        assert_eq!(probs.keys().cloned().collect::<Vec<_>>(), ["0", "1"], "{m}");
+        let p1 = probs["1"].as_f64().unwrap();
+        assert!((probs["0"].as_f64().unwrap() + p1 - 1.0).abs() < 1e-12, "{m}");
+        assert_eq!(m["class"].as_str().unwrap(), if p1 >= 0.5 { "1" } else { "0" }, "{m}");
+        p1_by_version.entry(k).or_default().push(p1);
+        per_partition
+            .entry(m["partition"].as_i64().unwrap() as i32)
+            .or_default()
+            .push((m["offset"].as_i64().unwrap(), k));
+    }
+    assert_eq!(seen.len(), n);
+    for (part, mut list) in per_partition {
+        list.sort();
+        assert!(list.windows(2).all(|w| w[0].1 <= w[1].1), "partition {part}: v1, then v2, never back");
+    }
+    assert_eq!(p1_by_version.len(), 2, "both versions scored records");
+    // the weak model (C = 0.001) barely moves from its prior; the full one does
+    let spread = |k: usize| {
+        let p = &p1_by_version[&k];
+        p.iter().cloned().fold(f64::MIN, f64::max) - p.iter().cloned().fold(f64::MAX, f64::min)
+    };
+    assert!(spread(1) > 2.0 * spread(0), "v1 spread {} vs v2 {}", spread(0), spread(1));
+    let swaps = events(&log, "model_swapped");
+    assert_eq!(swaps.len(), 1, "{log}");
+    assert_eq!((swaps[0]["from"].as_str(), swaps[0]["to"].as_str()), (Some(v[0].as_str()), Some(v[1].as_str())));
+}
