@@ -284,8 +284,8 @@ pub fn metrics_on_rows(
     let classes = scorer.classes();
     if classes != labels.as_slice() {
         return Err(match (classes.is_empty(), labels.is_empty()) {
-            (true, false) => "it predicts a number, and the target is a class".to_string(),
-            (false, true) => "it predicts a class, and the target is a number".to_string(),
+            (true, false) => "it predicts a number (a regressor), and the target is a class (a classifier)".to_string(),
+            (false, true) => "it predicts a class (a classifier), and the target is a number (a regressor)".to_string(),
             _ => format!("its classes {classes:?} differ from the target's {labels:?}"),
         });
     }
@@ -391,6 +391,7 @@ mod tests {
             sha256: "a".repeat(64),
             input_schema_digest: "sha256:x".into(),
             previous_version: previous.map(str::to_string),
+            previous_input_schema_digest: None,
             action,
             reason: String::new(),
             actor: "t".into(),

@@ -104,11 +104,12 @@ pub async fn verify(
     }
 }
 
-/// A new move of `alias` to `target`, by this process's actor.
+/// A new move of `alias` to `target`, by this process's actor; `previous` is the move the alias
+/// stands on (its version, and its input schema when this move changes it).
 pub fn new_move(
     target: &Verified,
     alias: &str,
-    previous: Option<String>,
+    previous: Option<&AliasMove>,
     action: MoveAction,
     reason: String,
 ) -> AliasMove {
@@ -124,7 +125,10 @@ pub fn new_move(
         key: target.key.clone(),
         sha256: target.sha256.clone(),
         input_schema_digest: target.input_schema_digest.clone(),
-        previous_version: previous,
+        previous_version: previous.map(|p| p.version.clone()),
+        previous_input_schema_digest: previous
+            .map(|p| p.input_schema_digest.clone())
+            .filter(|d| *d != target.input_schema_digest),
         action,
         reason,
         actor: crate::lifecycle::actor(|k| std::env::var(k).ok(), &hostname()),

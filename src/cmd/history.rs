@@ -44,7 +44,10 @@ pub async fn show(loc: Locations, name: &str, alias: Option<&str>, json: bool) -
                 action,
                 applied,
                 m.actor,
-                m.reason
+                match &m.previous_input_schema_digest {
+                    Some(_) => format!("[input schema changed] {}", m.reason),
+                    None => m.reason.clone(),
+                }
             )
         };
         if writeln!(out, "{line}").is_err() {

@@ -24,7 +24,8 @@ pub async fn run(s: MoveSettings) -> Result<Outcome> {
     // a version against)
     let history = Updates::open(&store, &bus).await?.history(&store).await?;
     let book = AliasBook::of(history.moves);
-    let current = book.current(&s.name, &s.alias).map(|m| m.version.clone());
+    let current_move = book.current(&s.name, &s.alias).cloned();
+    let current = current_move.as_ref().map(|m| m.version.clone());
     let version = match (&s.version, s.action) {
         (Some(v), _) => v.clone(),
         (None, _) => book.rollback_target(&s.name, &s.alias).map(str::to_string).ok_or_else(|| {
@@ -63,7 +64,12 @@ pub async fn run(s: MoveSettings) -> Result<Outcome> {
             MoveAction::Rollback => format!("rolled back from {}", current.as_deref().unwrap_or("nothing")),
         },
     };
-    let mv = new_move(&target, &s.alias, current, s.action, reason);
+    if let Some(why) = kind_change(&store, current_move.as_ref(), &target).await? {
+        tracing::warn!(model = %s.name, alias = %s.alias, %version, reason = %why, "promotion refused");
+        print(&false, None, &format!("NOT promoted to {}: {why}", s.alias))?;
+        return Ok(Outcome::PromotionRefused);
+    }
+    let mv = new_move(&target, &s.alias, current_move.as_ref(), s.action, reason);
     let (entry, to) = publish(&log, mv).await?;
     let text = format!(
         "{} of {} -> {} (was {}); recorded in {to}",
@@ -74,6 +80,44 @@ pub async fn run(s: MoveSettings) -> Result<Outcome> {
     );
     print(&s.json, Some(&entry), &text)?;
     Ok(Outcome::Done)
+}
+
+/// Why no replica could take the move from `current` to `target`: a regressor and a classifier,
+/// or classifiers of other classes (a replica on one output topic cannot change what it writes).
+/// An input-schema change alone is fine: the move records it, and replicas following the alias
+/// take it.
+async fn kind_change(
+    store: &crate::store::Store,
+    current: Option<&crate::messages::AliasMove>,
+    target: &crate::versions::Verified,
+) -> Result<Option<String>> {
+    let Some(cur) = current else { return Ok(None) };
+    let old = crate::predict::fetch_verified(store, cur.model_ref()).await?;
+    let r = crate::messages::ModelRef {
+        model_name: &target.model_name,
+        version: &target.version,
+        key: &target.key,
+        sha256: &target.sha256,
+        input_schema_digest: &target.input_schema_digest,
+    };
+    let new = crate::predict::fetch_verified(store, r).await?;
+    let (a, b) = (old.estimator.fit.classes(), new.estimator.fit.classes());
+    Ok(match (a.is_empty(), b.is_empty()) {
+        (true, true) => None,
+        (true, false) | (false, true) => Some(format!(
+            "{} is a {} and {} a {}: one alias serves one kind (its replicas write one kind of prediction); \
+             use another alias or model name",
+            cur.version,
+            if a.is_empty() { "regressor" } else { "classifier" },
+            target.version,
+            if b.is_empty() { "regressor" } else { "classifier" },
+        )),
+        _ if a != b => Some(format!(
+            "{} predicts the classes {a:?} and {} {b:?}: one alias serves one set of classes",
+            cur.version, target.version
+        )),
+        _ => None,
+    })
 }
 
 fn print(json: &bool, entry: Option<&Entry>, text: &str) -> Result<()> {

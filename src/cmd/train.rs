@@ -191,7 +191,7 @@ async fn promote_new(
         Some(text) => format!("{text} ({})", decision.reason),
         None => decision.reason,
     };
-    let mv = new_move(&target, &p.alias, current.map(|m| m.version), MoveAction::Promote, why);
+    let mv = new_move(&target, &p.alias, current.as_ref(), MoveAction::Promote, why);
     let (_, to) = crate::versions::publish(&log, mv).await?;
     r.promoted = true;
     r.moved_to = Some(to);

@@ -169,6 +169,12 @@ pub struct AliasMove {
     pub input_schema_digest: String,
     /// Where the alias pointed before (the writer's view); `null` for a new alias.
     pub previous_version: Option<String>,
+    /// The input-schema digest of the version the alias leaves, when it differs from this
+    /// version's: the move changes the input schema, and says so. Replicas following the alias
+    /// accept such a move (the gate or the person promoting vetted it); replicas following the
+    /// newest announcement stay strict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_input_schema_digest: Option<String>,
     /// `promote` or `rollback`.
     pub action: MoveAction,
     /// Why (free text; `train --promote-if-better` writes the gate's verdict).

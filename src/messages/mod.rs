@@ -104,6 +104,7 @@ mod tests {
             sha256: "b".repeat(64),
             input_schema_digest: "sha256:x".into(),
             previous_version: Some("v1".into()),
+            previous_input_schema_digest: None,
             action: MoveAction::Promote,
             reason: "better".into(),
             actor: "ci".into(),

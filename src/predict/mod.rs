@@ -109,10 +109,21 @@ pub async fn load_key(store: &Store, key: &str, key_field: &str) -> Result<Serve
     Served::from_artifact(&artifact, key_field)
 }
 
-/// Whether `candidate` may replace `current`: same model name and same input schema.
+/// Whether `candidate` may replace `current`: the same model name, the same kind and classes
+/// (always: a replica writes one kind of prediction), and the same input schema unless
+/// `allow_schema_change` (`--allow-schema-change`, or following an alias, whose moves are vetted
+/// and record a schema change).
 pub fn check_replacement(current: &Served, candidate: &Served, allow_schema_change: bool) -> Result<()> {
     if candidate.name != current.name {
         return Err(Error::artifact(&candidate.version, format!("model {} is not {}", candidate.name, current.name)));
+    }
+    let (a, b) = (current.scorer.classes(), candidate.scorer.classes());
+    if a != b {
+        let what = |c: &[String]| if c.is_empty() { "a number".to_string() } else { format!("the classes {c:?}") };
+        return Err(Error::artifact(
+            &candidate.version,
+            format!("it predicts {}, the serving model {}: a replica writes one kind of prediction", what(b), what(a)),
+        ));
     }
     if candidate.digest != current.digest && !allow_schema_change {
         return Err(Error::artifact(

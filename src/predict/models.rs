@@ -157,7 +157,10 @@ impl Swapper {
             );
         }
         let mut swapped = false;
-        let check = |m: &Served| check_replacement(current, m, self.choice.allow_schema_change);
+        // an alias's moves are vetted (and record a schema change): a replica following one takes
+        // them; the newest announcement is not, so that mode stays strict
+        let allow = self.choice.allow_schema_change || self.choice.alias.is_some();
+        let check = |m: &Served| check_replacement(current, m, allow);
         if let Some(next) = self.main.next(store, main, &current.version, &self.choice.key_field, check, "").await {
             ModelSwapped { model: &next.name, from: &current.version, to: &next.version }.emit();
             *current = Arc::new(next);

@@ -753,3 +753,81 @@ async fn the_kafka_train_topic_keeps_the_alias_log_contract() {
     a.as_kafka().unwrap().create_topics(None).await.unwrap();
     alias_log_contract(&AliasLog::Bus(&a), &AliasLog::Bus(&b)).await;
 }
+
+/// The scenario, as a user met it: champion = ridge on 9 of the 11 wine columns, then a
+/// scheduled `train --promote-if-better champion` of a model on all 11. The gate promotes it
+/// (better RMSE on the same raw rows), the move records the schema change (`history` says so),
+/// and the replicas following `--alias champion` take it and serve it; a replica following the
+/// newest announcement stays strict and refuses it (`model_refused`), serving the old version.
+/// A classifier is never promoted onto the regressor's alias, by the gate or by hand (exit 4).
+#[test]
+fn an_alias_move_that_changes_the_input_schema_is_recorded_and_followed() {
+    let Some(bed) = bed() else { return };
+    let w = Wired::new(&bed, "schema", 3);
+    let full = std::fs::read_to_string(w.sb.path().join("params/params.yaml")).unwrap();
+    let nine: String = full
+        .lines()
+        .filter(|l| !["- sulphates", "- chlorides"].contains(&l.trim()))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(nine, full, "params.yaml changed; adjust the nine-column variant");
+    w.sb.write("params/nine.yaml", &nine);
+    let v1 = w.train(&["--params", "params/nine.yaml", "--promote", "champion", "--json"]).assert_ok().stdout_doc()
+        ["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut a = w.serve(&["--alias", "champion"]);
+    let mut b = w.serve(&["--alias", "champion"]);
+    // a third replica of the same group follows the newest announcement (no --alias)
+    let mut newest = w.serve(&[]);
+    a.wait_ready(PATIENCE);
+    b.wait_ready(PATIENCE);
+    newest.wait_ready(PATIENCE);
+    let p = producer(&w.bootstrap);
+    let n = 4_000;
+    let records = wine_records(n); // all 11 columns
+    produce(&p, &w.topics.input, &records[..n / 2]);
+    let r = w.train(&["--promote-if-better", "champion", "--json"]).assert_ok().stdout_doc();
+    let v2 = r["version"].as_str().unwrap().to_string();
+    assert_eq!(r["promotion"]["promoted"], true, "{r}");
+    for replica in [&mut a, &mut b] {
+        let swap = replica.log().wait_event("model_swapped", PATIENCE);
+        assert_eq!((swap["from"].as_str(), swap["to"].as_str()), (Some(v1.as_str()), Some(v2.as_str())));
+    }
+    produce(&p, &w.topics.input, &records[n / 2..]);
+    let h = wired(&w, &["history", "wine-quality", "--json"]).assert_ok().stdout_json();
+    let last = h.last().unwrap();
+    assert_eq!(last["version"], v2.as_str());
+    assert!(last["previous_input_schema_digest"].is_string(), "the move records the schema change: {last}");
+    assert_ne!(last["previous_input_schema_digest"], last["input_schema_digest"]);
+    let text = wired(&w, &["history", "wine-quality"]).assert_ok().stdout();
+    assert!(text.contains("[input schema changed]"), "{text}");
+    // a classifier cannot take the regressor's alias: by hand, exit 4, nothing published
+    let good = std::fs::read_to_string(w.sb.path().join("params/wine-good.yaml")).unwrap();
+    w.sb.write("params/good.yaml", &good.replace("name: wine-good", "name: wine-quality"));
+    let r = w.train(&["--params", "params/good.yaml", "--promote-if-better", "champion", "--json"]).assert_exit_code(4);
+    let reason = r.stdout_doc()["promotion"]["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("classifier"), "{reason}");
+    let models = w.command(&["models", "wine-quality", "--store", &w.store, "--json"]).assert_ok().stdout_doc();
+    let v3 = models.as_array().unwrap().iter().find(|m| m["kind"] == "logistic_regression").unwrap()["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = wired(&w, &["promote", "wine-quality", &v3]).assert_exit_code(4);
+    assert!(out.stdout().contains("one alias serves one kind"), "{}", out.stdout());
+    assert_eq!(wired(&w, &["history", "wine-quality", "--json"]).assert_ok().stdout_json().len(), h.len());
+    wait_count(&w.bootstrap, &w.topics.app, n, PATIENCE);
+    let (sa, la) = a.stop();
+    let (sb_, lb) = b.stop();
+    let (sn, ln) = newest.stop();
+    assert!(sa.success() && sb_.success() && sn.success(), "{la}\n{lb}\n{ln}");
+    for log in [&la, &lb] {
+        assert!(events(log, "model_refused").is_empty(), "{log}");
+    }
+    // the replica on the newest announcement: the 11-column model refused, the old one kept
+    let refused = events(&ln, "model_refused");
+    assert!(refused.iter().any(|e| e["version"] == v2.as_str()), "{ln}");
+    let preds = read_all(&w.bootstrap, &w.topics.app);
+    assert!(preds.iter().any(|p| p.json()["model_version"] == v2.as_str()), "the alias replicas served v2");
+}

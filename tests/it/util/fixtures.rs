@@ -40,6 +40,7 @@ pub fn alias_move(id: &str, version: &str, previous: Option<&str>) -> modelcast:
         sha256: "ab".repeat(32),
         input_schema_digest: "sha256:x".into(),
         previous_version: previous.map(str::to_string),
+        previous_input_schema_digest: None,
         action: modelcast::messages::MoveAction::Promote,
         reason: "test".into(),
         actor: "tester@host".into(),
