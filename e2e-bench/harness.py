@@ -537,6 +537,74 @@ def train_trees(bed: Bed, sizes: Sizes, prep: dict) -> dict:
     return out
 
 
+def make_classification_csv(bed: Bed, rows: int, seed: int = 20261203) -> Path:
+    """Synthetic binary data: the training CSV's 20 numeric and 3 categorical columns (written in
+    chunks, so 10M rows fit in little memory), `label` 0/1 drawn from a logistic model of them."""
+    path = bed.out / f"classify-{rows}-seed{seed}.csv"
+    if path.exists():
+        return path
+    rng = np.random.default_rng(seed)
+    scale, shift, w = rng.uniform(0.5, 20, 20), rng.uniform(-50, 50, 20), rng.normal(size=20)
+    effects = [rng.normal(scale=0.5, size=levels) for levels in (5, 20, 50)]
+    tmp = path.with_suffix(".tmp")
+    first = True
+    for start in range(0, rows, 500_000):
+        n = min(500_000, rows - start)
+        x = rng.normal(size=(n, 20))
+        z = x @ w / np.sqrt(20) * 2.0
+        frame = pd.DataFrame(x * scale + shift, columns=[f"n{i}" for i in range(20)])
+        for col, (prefix, levels), eff in zip(["c0", "c1", "c2"], (("a", 5), ("b", 20), ("c", 50)), effects, strict=True):
+            codes = rng.integers(0, levels, n)
+            z += eff[codes]
+            frame[col] = np.array([f"{prefix}{j}" for j in range(levels)], dtype=object)[codes]
+        frame["label"] = (rng.random(n) < 1.0 / (1.0 + np.exp(-z))).astype(int)
+        frame.to_csv(tmp, index=False, float_format="%.6g", mode="w" if first else "a", header=first)
+        first = False
+    tmp.rename(path)
+    return path
+
+
+def train_classifier(bed: Bed, sizes: Sizes, prep: dict) -> dict:
+    """Logistic regression out of core: `train` on N and 10·N rows of a binary task (peak RSS
+    ratio: memory must not grow with the rows), and scikit-learn's LogisticRegression on the N
+    rows, the same preprocessing and split."""
+    numeric, categorical = [f"n{i}" for i in range(20)], ["c0", "c1", "c2"]
+    spec = {"kind": "logistic_regression", "C": 1.0}
+    out = {}
+    for rows in (sizes.train_rows, 10 * sizes.train_rows):
+        csv = make_classification_csv(bed, rows)
+        params = bed.work / f"classify-{rows}.yaml"
+        params.write_text(
+            f"name: bench-classify\ndata:\n  train: {json.dumps(str(csv))}\n"
+            "target: {column: label, classes: [0, 1]}\n"
+            f"features:\n  numeric: [{', '.join(numeric)}]\n  categorical: [{', '.join(categorical)}]\n"
+            "scale: standardize\nmodel: {kind: logistic_regression, C: 1.0}\n"
+            "evaluation:\n  test_fraction: 0.2\n  seed: 42\n"
+        )
+        store = bed.work / f"classify-store-{rows}"
+        subprocess.run(["rm", "-rf", str(store)], check=True)
+        mc = measure(bed, f"classify-{rows}-modelcast", [bed.modelcast, "train", "--params", params, "--store", f"file://{store}", "--json"])
+        c = json.loads(mc["stdout"])["metrics"]["model"]["classification"]
+        out[str(rows)] = {"csv_mb": csv.stat().st_size / 1e6} | {
+            "modelcast": {k: mc[k] for k in ("wall_s", "cpu_s", "peak_mb")} | {"accuracy": c["accuracy"], "log_loss": c["log_loss"]}
+        }
+        if rows == sizes.train_rows:
+            sk = measure(
+                bed,
+                f"classify-{rows}-sklearn",
+                [sys.executable, PEERS / "sklearn_train.py", csv, "label", ",".join(numeric), ",".join(categorical),
+                 bed.work / "classify-sklearn.pkl", json.dumps(spec)],
+            )
+            rep = json.loads(sk["stdout"])
+            out[str(rows)]["sklearn"] = {k: sk[k] for k in ("wall_s", "cpu_s", "peak_mb")} | {
+                "accuracy": rep["accuracy"], "log_loss": rep["log_loss"]}
+            out[str(rows)]["wall_ratio"] = sk["wall_s"] / mc["wall_s"]
+            out[str(rows)]["peak_ratio"] = sk["peak_mb"] / mc["peak_mb"]
+    small, large = out[str(sizes.train_rows)], out[str(10 * sizes.train_rows)]
+    out["peak_growth_10x_rows"] = large["modelcast"]["peak_mb"] / small["modelcast"]["peak_mb"]
+    return out
+
+
 def topic_train(bed: Bed, sizes: Sizes, prep: dict) -> dict:
     """`train --data kafka://TOPIC` on N and 10 N labelled wine records (3 partitions): peak RSS must
     not grow with the topic. Also the CSV of the large topic's rows, for comparison."""
@@ -715,6 +783,7 @@ SCENARIOS = {
     "train": train,
     "topic_train": topic_train,
     "train_trees": train_trees,
+    "train_classifier": train_classifier,
     "cold_start": cold_start,
     "recovery": recovery,
 }

@@ -7,7 +7,9 @@ Ridge(alpha=1.0), R² on the held-out part, pickle the fitted pipeline. Prints a
     python sklearn_train.py CSV TARGET NUMERIC_COLS CATEGORICAL_COLS OUT.pkl [MODEL_JSON]
     (column lists comma-separated; either may be empty)
 
-MODEL_JSON (default: ridge) is modelcast's `model:` section as JSON: {"kind": "random_forest",
+MODEL_JSON (default: ridge) is modelcast's `model:` section as JSON ({"kind":
+"logistic_regression", "C": 1.0} is LogisticRegression(C=1.0, max_iter=1000), reporting held-out
+accuracy and log loss instead of R²): {"kind": "random_forest",
 "n_estimators": 20, "max_depth": 10} becomes RandomForestRegressor(n_estimators=20, max_depth=10,
 n_jobs=-1); {"kind": "gradient_boosting", ...} HistGradientBoostingRegressor(early_stopping=False,
 ...), the same hyperparameters by the same names. Trees get a dense one-hot block (as modelcast's).
@@ -33,6 +35,10 @@ def estimator(spec: dict):
         from sklearn.ensemble import RandomForestRegressor
 
         return RandomForestRegressor(n_jobs=-1, random_state=0, **spec)
+    if kind == "logistic_regression":
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(C=spec.get("C", 1.0), max_iter=1000)
     if kind == "gradient_boosting":
         from sklearn.ensemble import HistGradientBoostingRegressor
 
@@ -74,10 +80,18 @@ def main() -> int:
         x[c] = x[c].astype(object).where(x[c].notna(), float("nan"))
     x_train, x_test, y_train, y_test = train_test_split(x, frame[target], test_size=0.2, random_state=42)
     model = build(numeric_cols, categorical_cols, spec).fit(x_train, y_train)
-    r2 = model.score(x_test, y_test)
+    report = {"train_rows": len(x_train), "test_rows": len(x_test)}
+    if (spec or {}).get("kind") == "logistic_regression":
+        from sklearn.metrics import accuracy_score, log_loss
+
+        probs = model.predict_proba(x_test)
+        report |= {"accuracy": accuracy_score(y_test, model.classes_[probs.argmax(axis=1)]),
+                   "log_loss": log_loss(y_test, probs)}
+    else:
+        report["r2"] = model.score(x_test, y_test)
     with open(out, "wb") as f:
         pickle.dump(model, f)
-    print(json.dumps({"r2": r2, "train_rows": len(x_train), "test_rows": len(x_test)}))
+    print(json.dumps(report))
     return 0
 
 
