@@ -10,7 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,10 +151,22 @@ class Bed:
         md = self.meta.list_topics(topic, timeout=10).topics.get(topic)
         if md is None or md.error is not None or not md.partitions:
             raise BenchError(f"topic {topic} not found on {self.bootstrap}")
-        return {
-            p: self.meta.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
-            for p in md.partitions
-        }
+        return {p: self.high_watermark(topic, p) for p in md.partitions}
+
+    def high_watermark(self, topic: str, partition: int) -> int:
+        """The partition's high watermark. A topic created a moment ago may not have its leader
+        known to every broker component yet (Kafka answers NOT_LEADER_FOR_PARTITION for a short
+        while): retried for up to 30 s, as modelcast's own watermark reads are."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return self.meta.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)[1]
+            except KafkaException as e:
+                retriable = e.args[0].code() in (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                                                 KafkaError.UNKNOWN_TOPIC_OR_PART)
+                if not retriable or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def count(self, topic: str) -> int:
         return sum(self.ends(topic).values())

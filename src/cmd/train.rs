@@ -442,12 +442,15 @@ pub fn metrics_table(r: &TrainReport) -> String {
         s.push_str(&format!("{} at {}\n", e.format.as_str(), e.uri));
     }
     if let Some(p) = &r.promotion {
-        let on_rows = |x: &Option<Scored>| {
-            x.as_ref().and_then(|x| x.metrics.as_ref()).map_or_else(|| "-".to_string(), |m| format!("{:.4}", m.rmse))
-        };
-        if p.metric.is_some() {
+        if let Some(metric) = p.metric {
+            let on_rows = |x: &Option<Scored>| {
+                x.as_ref()
+                    .and_then(|x| x.metrics.as_ref())
+                    .map_or_else(|| "-".to_string(), |m| format!("{:.4}", metric.of(m)))
+            };
+            let name = metric.as_str();
             s.push_str(&format!(
-                "gate on {} held-out rows: new RMSE {}, current {} RMSE {}\n",
+                "gate on {} held-out rows: new {name} {}, current {} {name} {}\n",
                 p.rows,
                 on_rows(&p.candidate),
                 p.alias,

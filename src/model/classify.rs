@@ -4,8 +4,9 @@
 //! (macro), `brier_score_loss` (two classes: of class 1's probability; more: the sum over
 //! classes, mean per row), `confusion_matrix`).
 //!
-//! [`ClassAcc`] keeps each row's probabilities (8·K bytes a row) because the AUCs rank every
-//! score: held-out rows only, never the training data.
+//! [`ClassAcc::new`] keeps each row's probabilities (8·K bytes a row) because the AUCs rank every
+//! score: the model's held-out rows only. The training rows and the baseline are summed in
+//! constant memory ([`ClassAcc::streaming`]; the baseline's AUC is 0.5 by definition).
 
 use serde::{Deserialize, Serialize};
 
@@ -37,57 +38,68 @@ pub struct ClassMetrics {
     pub confusion: Vec<Vec<u64>>,
 }
 
-/// Rows of (true class, probabilities), accumulated for [`ClassAcc::finish`].
+/// Rows of (true class, probabilities), accumulated for [`ClassAcc::finish`]: every metric but the
+/// AUCs as running sums; the rows themselves only when `scores` is set (the AUCs rank them).
 #[derive(Debug, Clone, Default)]
 pub struct ClassAcc {
     k: usize,
     threshold: f64,
+    scores: bool,
+    rows: usize,
+    acc: MetricsAcc,
+    confusion: Vec<Vec<u64>>,
+    ll: f64,
+    brier: f64,
     truth: Vec<u32>,
     probs: Vec<f64>,
 }
 
 impl ClassAcc {
-    /// An empty accumulator for `k` classes and a binary decision `threshold`.
+    /// An accumulator for `k` classes and a binary decision `threshold` that keeps each row's
+    /// probabilities (8·K bytes a row) for the AUCs.
     pub fn new(k: usize, threshold: f64) -> ClassAcc {
-        ClassAcc { k, threshold, truth: Vec::new(), probs: Vec::new() }
+        ClassAcc { k, threshold, scores: true, confusion: vec![vec![0; k]; k], ..ClassAcc::default() }
+    }
+
+    /// An accumulator in constant memory: every metric but the AUCs (left `None`).
+    pub fn streaming(k: usize, threshold: f64) -> ClassAcc {
+        ClassAcc { scores: false, ..ClassAcc::new(k, threshold) }
     }
 
     /// Add one row: its true class and the model's probabilities (`k` of them).
     pub fn add(&mut self, truth: usize, probs: &[f64]) {
-        self.truth.push(truth as u32);
-        self.probs.extend_from_slice(&probs[..self.k]);
+        let p = &probs[..self.k];
+        self.rows += 1;
+        self.confusion[truth][decide(p, self.threshold)] += 1;
+        self.ll -= p[truth].clamp(EPS, 1.0 - EPS).ln();
+        if self.k == 2 {
+            let y = truth as f64;
+            self.acc.add(y, p[1]);
+            self.brier += (p[1] - y) * (p[1] - y);
+        } else {
+            for (c, pc) in p.iter().enumerate() {
+                let y = f64::from(u8::from(c == truth));
+                self.acc.add(y, *pc);
+                self.brier += (pc - y) * (pc - y);
+            }
+        }
+        if self.scores {
+            self.truth.push(truth as u32);
+            self.probs.extend_from_slice(p);
+        }
     }
 
     /// Rows added.
     pub fn rows(&self) -> usize {
-        self.truth.len()
+        self.rows
     }
 
     /// The metrics: the regression fields over the probabilities against the one-hot truth
     /// (class 1's probability against 0/1 for two classes; `r2` is then the Brier skill score
     /// against the truth's own mean), and the classification ones.
     pub fn finish(&self) -> Metrics {
-        let (k, n) = (self.k, self.truth.len());
-        let mut acc = MetricsAcc::default();
-        let mut confusion = vec![vec![0u64; k]; k];
-        let (mut ll, mut brier) = (0.0, 0.0);
-        for (i, &t) in self.truth.iter().enumerate() {
-            let t = t as usize;
-            let p = &self.probs[i * k..(i + 1) * k];
-            confusion[t][decide(p, self.threshold)] += 1;
-            ll -= p[t].clamp(EPS, 1.0 - EPS).ln();
-            if k == 2 {
-                let y = t as f64;
-                acc.add(y, p[1]);
-                brier += (p[1] - y) * (p[1] - y);
-            } else {
-                for (c, pc) in p.iter().enumerate() {
-                    let y = f64::from(u8::from(c == t));
-                    acc.add(y, *pc);
-                    brier += (pc - y) * (pc - y);
-                }
-            }
-        }
+        let (k, n) = (self.k, self.rows);
+        let confusion = self.confusion.clone();
         let nf = n.max(1) as f64;
         let correct: u64 = (0..k).map(|c| confusion[c][c]).sum();
         let present: Vec<usize> = (0..k).filter(|&c| confusion[c].iter().sum::<u64>() > 0).collect();
@@ -113,7 +125,7 @@ impl ClassAcc {
         let scores = |c: usize| -> Vec<(f64, bool)> {
             self.truth.iter().enumerate().map(|(i, &t)| (self.probs[i * k + c], t as usize == c)).collect()
         };
-        let auc = if present.len() < 2 {
+        let auc = if present.len() < 2 || !self.scores {
             None
         } else if k == 2 {
             roc_auc(scores(1))
@@ -121,17 +133,17 @@ impl ClassAcc {
             let aucs: Vec<f64> = present.iter().filter_map(|&c| roc_auc(scores(c))).collect();
             (!aucs.is_empty()).then(|| aucs.iter().sum::<f64>() / aucs.len() as f64)
         };
-        let pr_auc = if k == 2 && present.len() == 2 { average_precision(scores(1)) } else { None };
-        let mut m = acc.finish();
+        let pr_auc = if k == 2 && present.len() == 2 && self.scores { average_precision(scores(1)) } else { None };
+        let mut m = self.acc.finish();
         m.rows = n;
         m.classification = Some(ClassMetrics {
             accuracy: correct as f64 / nf,
             balanced_accuracy: balanced,
-            log_loss: ll / nf,
+            log_loss: self.ll / nf,
             auc,
             pr_auc,
             f1,
-            brier: brier / nf,
+            brier: self.brier / nf,
             confusion,
         });
         m

@@ -93,10 +93,16 @@ impl Fit {
 
     /// Metrics of a classifier on a design whose target holds class indices, and of the constant
     /// `prior` probabilities (the baseline).
-    pub fn evaluate_classes(&self, d: &dyn Design, prior: &[f64]) -> Result<(Metrics, Metrics)> {
+    ///
+    /// `ranked` keeps the model's probabilities for its AUCs (held-out rows); without it every
+    /// other metric is summed in constant memory (the training rows). The baseline is always
+    /// summed: a constant score ranks nothing, so its ROC AUC is 0.5 and its PR AUC the positive
+    /// rate, when both classes are present.
+    pub fn evaluate_classes(&self, d: &dyn Design, prior: &[f64], ranked: bool) -> Result<(Metrics, Metrics)> {
         let l = self.logistic().ok_or_else(|| Error::Model("not a classifier".into()))?;
         let k = l.n_classes();
-        let (mut model, mut base) = (ClassAcc::new(k, l.threshold), ClassAcc::new(k, l.threshold));
+        let mut model = if ranked { ClassAcc::new(k, l.threshold) } else { ClassAcc::streaming(k, l.threshold) };
+        let mut base = ClassAcc::streaming(k, l.threshold);
         let mut probs = vec![0.0; k];
         let mut row = Vec::with_capacity(d.width());
         d.for_each_chunk(&mut |x, y| {
@@ -110,7 +116,17 @@ impl Fit {
             }
             Ok(())
         })?;
-        Ok((model.finish(), base.finish()))
+        let mut base = base.finish();
+        if let Some(c) = base.classification.as_mut() {
+            let present: Vec<u64> = c.confusion.iter().map(|r| r.iter().sum()).collect();
+            if present.iter().filter(|&&n| n > 0).count() >= 2 {
+                c.auc = Some(0.5);
+                if k == 2 {
+                    c.pr_auc = Some(present[1] as f64 / (present[0] + present[1]) as f64);
+                }
+            }
+        }
+        Ok((model.finish(), base))
     }
 
     /// The linear fit, if this is one.

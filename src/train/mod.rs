@@ -142,8 +142,8 @@ pub fn fit_rows(
         let counts = model::class_counts(&train, fit.classes().len())?;
         let total: f64 = counts.iter().sum();
         let prior: Vec<f64> = counts.iter().map(|c| c / total).collect();
-        let (train_metrics, _) = fit.evaluate_classes(&train, &prior)?;
-        let (model_metrics, baseline) = fit.evaluate_classes(&test, &prior)?;
+        let (train_metrics, _) = fit.evaluate_classes(&train, &prior, false)?;
+        let (model_metrics, baseline) = fit.evaluate_classes(&test, &prior, true)?;
         let stride = crate::report::stride(test_rows.len());
         let mut points = Vec::with_capacity(test_rows.len().div_ceil(stride));
         let mut i = 0usize;

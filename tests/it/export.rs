@@ -255,5 +255,9 @@ fn exports_score_like_modelcast_in_onnxruntime_tract_and_pypmml() {
         summary.push(format!("{}: onnxruntime {ort:.1e}, pypmml {pmml:.1e}, tract {tract:?}", case.name));
     }
     eprintln!("worst relative differences:\n  {}", summary.join("\n  "));
-    assert_eq!(exported, kinds_train_accepts(&sb), "export parity is tested on every kind");
+
+    // (a usage error naming the classifier), and they are the only kinds left out
+    let mut kinds = kinds_train_accepts(&sb);
+    assert!(kinds.remove("logistic_regression"), "{kinds:?}");
+    assert_eq!(exported, kinds, "export parity is tested on every kind that exports");
 }

@@ -267,7 +267,7 @@ fn logistic_regression_matches_scikit_learn() {
         }
         // metrics on every row against scikit-learn's own
         let prior = vec![1.0 / l.n_classes() as f64; l.n_classes()];
-        let (m, _) = fit.evaluate_classes(&design, &prior).unwrap();
+        let (m, _) = fit.evaluate_classes(&design, &prior, true).unwrap();
         let c = m.classification.unwrap();
         let (acc, ll, auc) =
             (case["accuracy"].as_f64().unwrap(), case["log_loss"].as_f64().unwrap(), case["auc"].as_f64().unwrap());
