@@ -150,6 +150,8 @@ pub struct Problem<'a> {
     pub classes: &'a [String],
     /// The weight of each class (1 for unweighted).
     pub class_weights: &'a [f64],
+    /// Training rows per class ([`super::class_counts`]).
+    pub class_counts: &'a [f64],
     /// Inverse penalty.
     pub c: f64,
     /// Iteration cap.
@@ -177,15 +179,8 @@ pub fn fit(problem: &Problem<'_>, d: &dyn Design) -> Result<LogisticFit> {
     let p = d.width();
     let m = if k == 2 { 1 } else { k }; // coefficient vectors
     let stride = p + 1; // coefficients then the intercept, per vector
-                        // class counts (weighted) for the starting intercepts and the scale of the tolerance
-    let mut counts = vec![0.0f64; k];
-    d.for_each_chunk(&mut |_, y| {
-        for &t in y {
-            let c = class_of(t, k)?;
-            counts[c] += problem.class_weights[c];
-        }
-        Ok(())
-    })?;
+                        // weighted class counts for the starting intercepts and the scale of the tolerance
+    let counts: Vec<f64> = problem.class_counts.iter().zip(problem.class_weights).map(|(n, w)| n * w).collect();
     let total: f64 = counts.iter().sum();
     if let Some(c) = counts.iter().position(|&n| n == 0.0) {
         return Err(Error::Model(format!(
@@ -412,8 +407,17 @@ mod tests {
     fn solve(x: &Array2<f64>, y: &Array1<f64>, k: usize, c: f64) -> LogisticFit {
         let names = classes(k);
         let w = vec![1.0; k];
-        let problem = Problem { classes: &names, class_weights: &w, c, max_iterations: 100, tolerance: 1e-12 };
-        fit(&problem, &Dense { x: x.view(), y: y.view() }).unwrap()
+        let d = Dense { x: x.view(), y: y.view() };
+        let counts = crate::model::class_counts(&d, k).unwrap();
+        let problem = Problem {
+            classes: &names,
+            class_weights: &w,
+            class_counts: &counts,
+            c,
+            max_iterations: 100,
+            tolerance: 1e-12,
+        };
+        fit(&problem, &d).unwrap()
     }
 
     /// The gradient of the penalised loss, by finite differences of the loss itself.
@@ -485,9 +489,17 @@ mod tests {
         let x = array![[0.0], [1.0], [2.0]];
         let y = array![0.0, 0.0, 2.0];
         let names = vec!["a".to_string(), "b".into(), "c".into()];
-        let problem =
-            Problem { classes: &names, class_weights: &[1.0; 3], c: 1.0, max_iterations: 10, tolerance: 1e-8 };
-        let e = fit(&problem, &Dense { x: x.view(), y: y.view() }).unwrap_err().to_string();
+        let d = Dense { x: x.view(), y: y.view() };
+        let counts = super::super::class_counts(&d, 3).unwrap();
+        let problem = Problem {
+            classes: &names,
+            class_weights: &[1.0; 3],
+            class_counts: &counts,
+            c: 1.0,
+            max_iterations: 10,
+            tolerance: 1e-8,
+        };
+        let e = fit(&problem, &d).unwrap_err().to_string();
         assert!(e.contains("\"b\""), "{e}");
     }
 

@@ -297,8 +297,14 @@ pub fn fit_classifier(model: &Model, target: &Target, d: &dyn Design) -> Result<
     };
     match *model {
         Model::LogisticRegression { c, max_iterations, tolerance } => {
-            let problem =
-                logistic::Problem { classes: &classes, class_weights: &weights, c, max_iterations, tolerance };
+            let problem = logistic::Problem {
+                classes: &classes,
+                class_weights: &weights,
+                class_counts: &counts,
+                c,
+                max_iterations,
+                tolerance,
+            };
             Ok(Fit::Logistic(logistic::fit(&problem, d)?))
         }
         _ => Err(Error::Model(format!("{} is not a classifier", model.as_str()))),
