@@ -1,7 +1,8 @@
 //! The per-record hot path of `predict`: JSON record → cells → prediction → JSON message,
 //! exactly what the service does for each Kafka record (minus the broker), for the wine model
 //! and a model with categorical columns, in batches of 1, 64 and 1024; and the wine record through
-//! a random forest (100 trees) and gradient boosting (100 trees of 31 leaves) at batch 1024.
+//! a random forest (100 trees) and gradient boosting (100 trees of 31 leaves) at batch 1024, and
+//! the classifiers (logistic regression, forest and boosting; binary and six classes) at 1024.
 //!
 //! Also: the split of a wine record's cost into decode / score / encode, a same-run baseline (the
 //! JSON parse alone, skipping every value: what any consumer of the record pays), and the
@@ -129,9 +130,26 @@ fn bench(c: &mut Criterion) {
     };
     let (forest, boosting) = (tree("random_forest"), tree("gradient_boosting"));
     let (good, grade) = (model("params/wine-good.yaml"), model("params/wine-grade.yaml"));
+    // the shipped classifiers' params with a tree kind (scikit-learn's defaults: 100 trees, or
+    // 100 rounds of one tree per class)
+    let classifier = |base: &str, kind: &str| {
+        let text = std::fs::read_to_string(format!("params/{base}.yaml")).expect("params");
+        let (head, _) = text.split_once("\nmodel:").expect("a model section");
+        let path = dir.join(format!("{base}-{kind}.yaml"));
+        std::fs::write(&path, format!("{head}\nmodel: {{kind: {kind}}}\n")).expect("write");
+        model(path.to_str().expect("utf8"))
+    };
+    let good_forest = classifier("wine-good", "random_forest_classifier");
+    let grade_forest = classifier("wine-grade", "random_forest_classifier");
+    let good_boosting = classifier("wine-good", "gradient_boosting_classifier");
+    let grade_boosting = classifier("wine-grade", "gradient_boosting_classifier");
     for (name, m, records) in [
         ("wine_good_logistic", &good, wine_records(1024)),
         ("wine_grade_logistic", &grade, wine_records(1024)),
+        ("wine_good_forest", &good_forest, wine_records(1024)),
+        ("wine_grade_forest", &grade_forest, wine_records(1024)),
+        ("wine_good_boosting", &good_boosting, wine_records(1024)),
+        ("wine_grade_boosting", &grade_boosting, wine_records(1024)),
         ("wine", &wine, wine_records(1024)),
         ("categorical", &mixed, mixed_records(1024)),
         ("wine_random_forest", &forest, wine_records(1024)),
@@ -167,6 +185,10 @@ fn bench(c: &mut Criterion) {
         ("wine_gradient_boosting", &boosting),
         ("wine_good_logistic", &good),
         ("wine_grade_logistic", &grade),
+        ("wine_good_forest", &good_forest),
+        ("wine_grade_forest", &grade_forest),
+        ("wine_good_boosting", &good_boosting),
+        ("wine_grade_boosting", &grade_boosting),
     ] {
         let mut scratch = Scratch::default();
         let mut out = Outbox::default();

@@ -17,7 +17,7 @@ Two kinds of case:
   thresholds between them) and boosting is deterministic. The reference is scikit-learn's fit on
   the exact training split: its held-out predictions, which modelcast reproduces one by one.
 * CASES: the forests (whose randomness is not scikit-learn's) and boosting on all eleven columns
-  (each side bins density by its own quantile rule). A single fit of these is sensitive to small
+  (density binned by percentiles). A single fit of these is sensitive to small
   changes of its data: leaving out 1% of the training rows moves HistGradientBoostingRegressor's
   held-out R² here between 0.41 and 0.46 (and a forest's moves with its seed). There is no
   same-rows reference to match, so the script records (a) the fit on the exact training split (for

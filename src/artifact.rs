@@ -30,7 +30,7 @@ pub fn schema_version_of(fit: &Fit) -> u32 {
     match fit {
         Fit::Linear(_) => SCHEMA_VERSION,
         Fit::Trees(_) => SCHEMA_VERSION_TREES,
-        Fit::Logistic(_) => SCHEMA_VERSION_CLASSIFIER,
+        Fit::Logistic(_) | Fit::TreeClassifier(_) => SCHEMA_VERSION_CLASSIFIER,
     }
 }
 /// The `format` field of every artifact.
@@ -270,6 +270,9 @@ impl Artifact {
             }
             Fit::Trees(t) => t.trees.check(width).map_err(|e| Error::artifact(uri, format!("trees: {e}")))?,
             Fit::Logistic(l) => l.check(width).map_err(|e| Error::artifact(uri, format!("classifier: {e}")))?,
+            Fit::TreeClassifier(t) => {
+                t.check(width).map_err(|e| Error::artifact(uri, format!("tree classifier: {e}")))?
+            }
         }
         let finite = self.preprocessing.numeric.iter().all(|f| {
             f.center.is_finite() && f.scale.is_finite() && f.scale != 0.0 && f.impute.is_none_or(f64::is_finite)
@@ -347,7 +350,14 @@ mod tests {
         use crate::trees::{Combine, Ensemble, Tree};
         let tree = Tree { feature: vec![0], threshold: vec![0.0], left: vec![0], right: vec![0], value: vec![5.0] };
         let fit = Fit::Trees(TreeFit {
-            trees: Ensemble { combine: Combine::Sum, base: 0.5, importances: vec![0.0], trees: vec![tree] },
+            trees: Ensemble {
+                combine: Combine::Sum,
+                base: 0.5,
+                outputs: 1,
+                bases: vec![],
+                importances: vec![0.0],
+                trees: vec![tree],
+            },
         });
         assert_eq!(schema_version_of(&fit), 2);
         // a linear estimator's JSON is unchanged: the fields sit beside `kind`

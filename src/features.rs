@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Table, MISSING_CODE};
 use crate::error::{Error, Result};
-use crate::model::{Fit, LogisticFit};
+use crate::model::{Classifier, Fit, LogisticFit, TreeClassifierFit};
 use crate::params::{CategoricalRule, NumericRule};
 use crate::trees::Ensemble;
 
@@ -229,6 +229,18 @@ enum Head {
     Trees(Ensemble),
     /// A classifier reads the design row.
     Logistic(LogisticFit),
+    /// A tree classifier reads the design row.
+    TreeClassifier(TreeClassifierFit),
+}
+
+impl Head {
+    fn classifier(&self) -> Option<&dyn Classifier> {
+        match self {
+            Head::Logistic(l) => Some(l),
+            Head::TreeClassifier(t) => Some(t),
+            _ => None,
+        }
+    }
 }
 
 thread_local! {
@@ -277,23 +289,21 @@ impl Scorer {
                 l.check(prep.width()).map_err(Error::Model)?;
                 Ok(Scorer::build(prep, &vec![0.0; prep.width()], Head::Logistic(l.clone())))
             }
+            Fit::TreeClassifier(t) => {
+                t.check(prep.width()).map_err(Error::Model)?;
+                Ok(Scorer::build(prep, &vec![0.0; prep.width()], Head::TreeClassifier(t.clone())))
+            }
         }
     }
 
     /// A classifier's class labels, in probability order (empty for a regressor).
     pub fn classes(&self) -> &[String] {
-        match &self.head {
-            Head::Logistic(l) => &l.classes,
-            _ => &[],
-        }
+        self.head.classifier().map_or(&[], |c| c.classes())
     }
 
     /// A classifier's binary decision threshold (0.5 unless the artifact says otherwise).
     pub fn threshold(&self) -> f64 {
-        match &self.head {
-            Head::Logistic(l) => l.threshold,
-            _ => 0.5,
-        }
+        self.head.classifier().map_or(crate::model::DEFAULT_THRESHOLD, |c| c.threshold())
     }
 
     /// Score a classifier's record (cells in slot order): the class probabilities into `probs`
@@ -304,7 +314,7 @@ impl Scorer {
         probs: &mut [f64],
         threshold: f64,
     ) -> std::result::Result<usize, Reject> {
-        let Head::Logistic(l) = &self.head else {
+        let Some(l) = self.head.classifier() else {
             return Err("this model predicts a number, not a class".into());
         };
         self.with_row(cells, |row| {
@@ -383,13 +393,15 @@ impl Scorer {
             }
             Head::Trees(e) => self.with_row(cells, |row| e.predict(row)),
             // binary: class 1's probability; more classes: the predicted class's probability
-            Head::Logistic(l) => self.with_row(cells, |row| {
+            Head::Logistic(_) | Head::TreeClassifier(_) => self.with_row(cells, |row| {
+                let Some(l) = self.head.classifier() else { return f64::NAN };
+                let k = l.classes().len();
                 let mut probs = [0.0f64; 16];
                 let mut heap;
-                let probs: &mut [f64] = if l.n_classes() <= probs.len() {
-                    &mut probs[..l.n_classes()]
+                let probs: &mut [f64] = if k <= probs.len() {
+                    &mut probs[..k]
                 } else {
-                    heap = vec![0.0; l.n_classes()];
+                    heap = vec![0.0; k];
                     &mut heap
                 };
                 l.probabilities(row, probs);
@@ -402,17 +414,29 @@ impl Scorer {
         }
     }
 
+    /// A numeric cell other than a finite number: parsed text, imputed, or the reason it is
+    /// refused (out of line: the hot loop keeps the finite-number case only).
+    #[cold]
+    #[inline(never)]
+    fn numeric_slow(&self, j: usize, slot: &NumSlot, cell: &Cell<'_>) -> std::result::Result<f64, Reject> {
+        match numeric_value(cell, &self.missing_tokens) {
+            Ok(Some(v)) => Ok(v),
+            Err(why) => Err(format!("column {:?}: {why}", self.columns[j])),
+            Ok(None) => {
+                slot.impute.ok_or_else(|| format!("column {:?} is missing and its rule is reject", self.columns[j]))
+            }
+        }
+    }
+
     /// Check and prepare each cell, in slot order, handing each to `out`.
     #[inline]
     fn prepare(&self, cells: &[Cell<'_>], mut out: impl FnMut(Prepared<'_>)) -> std::result::Result<(), Reject> {
         let (num_cells, cat_cells) = cells.split_at(self.numeric.len());
         for (j, (slot, cell)) in self.numeric.iter().zip(num_cells).enumerate() {
-            let v = match numeric_value(cell, &self.missing_tokens) {
-                Ok(Some(v)) => v,
-                Err(why) => return Err(format!("column {:?}: {why}", self.columns[j])),
-                Ok(None) => slot
-                    .impute
-                    .ok_or_else(|| format!("column {:?} is missing and its rule is reject", self.columns[j]))?,
+            let v = match cell {
+                // the common case, without building the general answer
+                Cell::Num(v) if v.is_finite() => *v,
+                _ => self.numeric_slow(j, slot, cell)?,
             };
             out(Prepared::Num(slot, j, v));
         }

@@ -76,6 +76,7 @@ impl ReportData {
                 .map(|((name, c), s)| (name.clone(), c * s))
                 .collect(),
             Fit::Trees(t) => names.iter().cloned().zip(t.trees.importances.iter().copied()).collect(),
+            Fit::TreeClassifier(t) => names.iter().cloned().zip(t.trees.importances.iter().copied()).collect(),
             // standardised; for more than two classes, each column's largest over the classes
             Fit::Logistic(l) => names
                 .iter()

@@ -385,7 +385,9 @@ pub fn export(a: &Artifact) -> Result<Vec<u8>> {
             g.node.push(node("Add", "", &["linear", "intercept"], "prediction", vec![]));
         }
         Fit::Trees(t) => g.node.push(tree_node(&t.trees, &design)),
-        Fit::Logistic(_) => return Err(Error::Usage("ONNX export of a classifier is not built yet".into())),
+        Fit::Logistic(_) | Fit::TreeClassifier(_) => {
+            return Err(Error::Usage("ONNX export of a classifier is not built yet".into()))
+        }
     }
     g.output.push(tensor_info("prediction", FLOAT, &[None, Some(1)], &format!("predicted {}", a.input_schema.target)));
     let model = ModelProto {

@@ -142,7 +142,9 @@ pub fn export(a: &Artifact) -> Result<Vec<u8>> {
             s.push_str("    </RegressionTable>\n  </RegressionModel>\n");
         }
         Fit::Trees(t) => mining_model(&mut s, a, &t.trees, &names, output),
-        Fit::Logistic(_) => return Err(Error::Usage("PMML export of a classifier is not built yet".into())),
+        Fit::Logistic(_) | Fit::TreeClassifier(_) => {
+            return Err(Error::Usage("PMML export of a classifier is not built yet".into()))
+        }
     }
     s.push_str("</PMML>\n");
     Ok(s.into_bytes())

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::design::Design;
 use crate::error::{Error, Result};
+pub use crate::util::link::{sigmoid, softmax};
 
 /// Probabilities are clipped to `[EPS, 1 - EPS]` in the log loss (as scikit-learn's `log_loss`
 /// clips at the float64 machine epsilon).
@@ -116,31 +117,6 @@ pub fn decide(probs: &[f64], threshold: f64) -> usize {
 #[inline]
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// The logistic function, accurate in both tails.
-#[inline]
-pub fn sigmoid(z: f64) -> f64 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
-    }
-}
-
-/// Softmax in place, shifted by the maximum.
-#[inline]
-pub fn softmax(z: &mut [f64]) {
-    let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let mut sum = 0.0;
-    for v in z.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    for v in z.iter_mut() {
-        *v /= sum;
-    }
 }
 
 /// What the solver needs besides the design.

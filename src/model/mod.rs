@@ -9,6 +9,8 @@
 //! | `random_forest` | bagged histogram trees ([`crate::trees`])                       | `RandomForestRegressor`       |
 //! | `gradient_boosting` | best-first histogram trees on residuals ([`crate::trees`])  | `HistGradientBoostingRegressor` |
 //! | `logistic_regression` | Newton's method, streamed ([`logistic`])                  | `LogisticRegression(C)`       |
+//! | `random_forest_classifier` | bagged gini histogram trees ([`crate::trees`])       | `RandomForestClassifier`      |
+//! | `gradient_boosting_classifier` | best-first histogram trees on the log loss's gradients | `HistGradientBoostingClassifier` |
 //!
 //! Ridge minimises `||y - Xw - b||² + alpha·||w||²`; lasso and elastic net minimise
 //! `1/(2n)·||y - Xw - b||² + alpha·l1_ratio·||w||₁ + alpha·(1 - l1_ratio)/2·||w||²`.
@@ -33,9 +35,12 @@ use serde::{Deserialize, Serialize};
 use crate::design::{gram, Design, Gram};
 use crate::error::{Error, Result};
 use crate::params::{ClassWeights, Model, Target};
-use crate::trees::Ensemble;
+use crate::trees::{Combine, Ensemble};
 pub use classify::{ClassAcc, ClassMetrics};
 pub use logistic::LogisticFit;
+
+/// A binary classifier's decision threshold unless chosen otherwise.
+pub const DEFAULT_THRESHOLD: f64 = 0.5;
 
 /// Relative eigenvalue cut-off below which a direction of the scaled Gram matrix counts as null.
 const RANK_TOLERANCE: f64 = 1e-10;
@@ -51,6 +56,93 @@ pub enum Fit {
     Trees(TreeFit),
     /// A classifier's coefficients (logistic regression).
     Logistic(LogisticFit),
+    /// A classifier's trees.
+    TreeClassifier(TreeClassifierFit),
+}
+
+/// What a fitted classifier answers, whatever its kind.
+pub trait Classifier {
+    /// The class labels, in probability order.
+    fn classes(&self) -> &[String];
+    /// Binary: class 1 is predicted when its probability is at least this.
+    fn threshold(&self) -> f64;
+    /// Write the class probabilities of design row `x` into `probs` (one per class).
+    fn probabilities(&self, x: &[f64], probs: &mut [f64]);
+    /// The predicted class of a row's probabilities (see [`logistic::decide`]).
+    fn decide(&self, probs: &[f64]) -> usize {
+        logistic::decide(probs, self.threshold())
+    }
+}
+
+impl Classifier for LogisticFit {
+    fn classes(&self) -> &[String] {
+        &self.classes
+    }
+    fn threshold(&self) -> f64 {
+        self.threshold
+    }
+    #[inline]
+    fn probabilities(&self, x: &[f64], probs: &mut [f64]) {
+        LogisticFit::probabilities(self, x, probs)
+    }
+}
+
+/// A fitted tree classifier as stored: a forest whose leaves hold class frequencies (averaged),
+/// or boosted trees of raw scores (summed, then the logistic function or softmax).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TreeClassifierFit {
+    /// The class labels, in probability order.
+    pub classes: Vec<String>,
+    /// Binary: class 1 is predicted when its probability is at least this (default 0.5).
+    pub threshold: f64,
+    /// The ensemble: one output (class 1) for two classes, one per class otherwise.
+    pub trees: Ensemble,
+}
+
+impl TreeClassifierFit {
+    /// Check the shapes against a design width.
+    pub fn check(&self, width: usize) -> std::result::Result<(), String> {
+        let k = self.classes.len();
+        if k < 2 {
+            return Err(format!("a classifier needs two classes or more, the artifact has {k}"));
+        }
+        let outputs = if k == 2 { 1 } else { k };
+        if self.trees.outputs != outputs {
+            return Err(format!("{k} classes need {outputs} outputs, the ensemble has {}", self.trees.outputs));
+        }
+        if !(self.threshold > 0.0 && self.threshold < 1.0) {
+            return Err(format!("decision threshold {} is not in (0, 1)", self.threshold));
+        }
+        self.trees.check(width)
+    }
+}
+
+impl Classifier for TreeClassifierFit {
+    fn classes(&self) -> &[String] {
+        &self.classes
+    }
+    fn threshold(&self) -> f64 {
+        self.threshold
+    }
+    #[inline]
+    fn probabilities(&self, x: &[f64], probs: &mut [f64]) {
+        let e = &self.trees;
+        if e.outputs == 1 {
+            let s = e.predict(x);
+            let p1 = match e.combine {
+                Combine::Average => s.clamp(0.0, 1.0),
+                Combine::Sum => logistic::sigmoid(s),
+            };
+            probs[0] = 1.0 - p1;
+            probs[1] = p1;
+        } else {
+            e.predict_into(x, probs);
+            if e.combine == Combine::Sum {
+                logistic::softmax(probs);
+            }
+        }
+    }
 }
 
 /// A fitted tree ensemble as stored.
@@ -67,15 +159,18 @@ impl Fit {
         match self {
             Fit::Linear(l) => l.intercept + l.coefficients.iter().zip(x).map(|(c, v)| c * v).sum::<f64>(),
             Fit::Trees(t) => t.trees.predict(x),
-            Fit::Logistic(l) => {
-                let mut probs = vec![0.0; l.n_classes()];
-                l.probabilities(x, &mut probs);
-                l.decide(&probs) as f64
-            }
+            Fit::Logistic(_) | Fit::TreeClassifier(_) => match self.classifier() {
+                Some(c) => {
+                    let mut probs = vec![0.0; c.classes().len()];
+                    c.probabilities(x, &mut probs);
+                    c.decide(&probs) as f64
+                }
+                None => f64::NAN,
+            },
         }
     }
 
-    /// The classifier, if this is one.
+    /// The logistic regression, if this is one.
     pub fn logistic(&self) -> Option<&LogisticFit> {
         match self {
             Fit::Logistic(l) => Some(l),
@@ -83,12 +178,18 @@ impl Fit {
         }
     }
 
+    /// The classifier, if this is one.
+    pub fn classifier(&self) -> Option<&dyn Classifier> {
+        match self {
+            Fit::Logistic(l) => Some(l),
+            Fit::TreeClassifier(t) => Some(t),
+            _ => None,
+        }
+    }
+
     /// The class labels of a classifier (empty for a regressor).
     pub fn classes(&self) -> &[String] {
-        match self {
-            Fit::Logistic(l) => &l.classes,
-            _ => &[],
-        }
+        self.classifier().map_or(&[], |c| c.classes())
     }
 
     /// Metrics of a classifier on a design whose target holds class indices, and of the constant
@@ -99,10 +200,11 @@ impl Fit {
     /// summed: a constant score ranks nothing, so its ROC AUC is 0.5 and its PR AUC the positive
     /// rate, when both classes are present.
     pub fn evaluate_classes(&self, d: &dyn Design, prior: &[f64], ranked: bool) -> Result<(Metrics, Metrics)> {
-        let l = self.logistic().ok_or_else(|| Error::Model("not a classifier".into()))?;
-        let k = l.n_classes();
-        let mut model = if ranked { ClassAcc::new(k, l.threshold) } else { ClassAcc::streaming(k, l.threshold) };
-        let mut base = ClassAcc::streaming(k, l.threshold);
+        let l = self.classifier().ok_or_else(|| Error::Model("not a classifier".into()))?;
+        let k = l.classes().len();
+        let t = l.threshold();
+        let mut model = if ranked { ClassAcc::new(k, t) } else { ClassAcc::streaming(k, t) };
+        let mut base = ClassAcc::streaming(k, t);
         let mut probs = vec![0.0; k];
         let mut row = Vec::with_capacity(d.width());
         d.for_each_chunk(&mut |x, y| {
@@ -137,10 +239,11 @@ impl Fit {
         }
     }
 
-    /// The tree ensemble, if this is one.
+    /// The tree ensemble, if this is one (a regressor's or a classifier's).
     pub fn ensemble(&self) -> Option<&Ensemble> {
         match self {
             Fit::Trees(t) => Some(&t.trees),
+            Fit::TreeClassifier(t) => Some(&t.trees),
             _ => None,
         }
     }
@@ -149,7 +252,7 @@ impl Fit {
     pub fn for_each_prediction(&self, d: &dyn Design, f: &mut dyn FnMut(f64, f64)) -> Result<()> {
         match self {
             Fit::Linear(l) => l.for_each_prediction(d, f),
-            Fit::Logistic(_) | Fit::Trees(_) => d.for_each_chunk(&mut |x, y| {
+            Fit::Logistic(_) | Fit::Trees(_) | Fit::TreeClassifier(_) => d.for_each_chunk(&mut |x, y| {
                 let mut row = Vec::with_capacity(x.ncols());
                 for (xr, t_) in x.rows().into_iter().zip(y) {
                     row.clear();
@@ -177,6 +280,9 @@ impl Fit {
             Fit::Linear(l) => format!("rank {} iterations {}", l.rank, l.iterations),
             Fit::Trees(t) => format!("{} trees, {} nodes", t.trees.trees.len(), t.trees.nodes()),
             Fit::Logistic(l) => format!("{} classes, {} Newton iterations", l.n_classes(), l.iterations),
+            Fit::TreeClassifier(t) => {
+                format!("{} classes, {} trees, {} nodes", t.classes.len(), t.trees.trees.len(), t.trees.nodes())
+            }
         }
     }
 }
@@ -274,8 +380,8 @@ pub fn fit(model: &Model, d: &dyn Design) -> Result<Fit> {
     match model {
         Model::RandomForest(p) => Ok(Fit::Trees(TreeFit { trees: crate::trees::fit_forest(d, p)? })),
         Model::GradientBoosting(p) => Ok(Fit::Trees(TreeFit { trees: crate::trees::fit_boosting(d, p)? })),
-        Model::LogisticRegression { .. } => {
-            Err(Error::Model("logistic_regression needs the target's classes: use fit_classifier".into()))
+        Model::LogisticRegression { .. } | Model::RandomForestClassifier(_) | Model::GradientBoostingClassifier(_) => {
+            Err(Error::Model(format!("{} needs the target's classes: use fit_classifier", model.as_str())))
         }
         _ => fit_linear(model, d).map(Fit::Linear),
     }
@@ -307,6 +413,16 @@ pub fn fit_classifier(model: &Model, target: &Target, d: &dyn Design) -> Result<
             };
             Ok(Fit::Logistic(logistic::fit(&problem, d)?))
         }
+        Model::RandomForestClassifier(ref p) => Ok(Fit::TreeClassifier(TreeClassifierFit {
+            classes,
+            threshold: DEFAULT_THRESHOLD,
+            trees: crate::trees::fit_forest_classifier(d, p, k, &weights)?,
+        })),
+        Model::GradientBoostingClassifier(ref p) => Ok(Fit::TreeClassifier(TreeClassifierFit {
+            classes,
+            threshold: DEFAULT_THRESHOLD,
+            trees: crate::trees::fit_boosting_classifier(d, p, k, &weights)?,
+        })),
         _ => Err(Error::Model(format!("{} is not a classifier", model.as_str()))),
     }
 }
@@ -366,7 +482,11 @@ pub fn fit_linear(model: &Model, d: &dyn Design) -> Result<LinearFit> {
         Model::ElasticNet { alpha, l1_ratio, max_iterations, tolerance } => {
             coordinate_descent(alpha, l1_ratio, max_iterations, tolerance, d)?
         }
-        Model::RandomForest(_) | Model::GradientBoosting(_) | Model::LogisticRegression { .. } => {
+        Model::RandomForest(_)
+        | Model::GradientBoosting(_)
+        | Model::LogisticRegression { .. }
+        | Model::RandomForestClassifier(_)
+        | Model::GradientBoostingClassifier(_) => {
             return Err(Error::Model(format!("{} is not a linear regression", model.as_str())))
         }
     };

@@ -28,8 +28,8 @@ pub mod target;
 
 use model::check_model;
 pub use model::{
-    Boosting, Forest, Model, ModelKind, ModelSection, DEFAULT_L1_RATIO, DEFAULT_MAX_BINS, DEFAULT_MAX_ITERATIONS,
-    DEFAULT_TOLERANCE,
+    Boosting, FeatureRule, Forest, MaxFeatures, Model, ModelKind, ModelSection, DEFAULT_L1_RATIO, DEFAULT_MAX_BINS,
+    DEFAULT_MAX_ITERATIONS, DEFAULT_TOLERANCE,
 };
 pub use promotion::{check_alias, Gate, GateMetric, MinImprovement, Promotion, PromotionSection, DEFAULT_ALIAS};
 pub use rules::{default_missing_tokens, CategoricalRule, MissingSection, NumericRule, RuleText, Scale};
@@ -502,10 +502,22 @@ mod tests {
         let Model::RandomForest(f) = *p.model() else { panic!("{:?}", p.model()) };
         assert_eq!(
             (f.n_estimators, f.max_depth, f.min_samples_leaf, f.max_features, f.bootstrap, f.seed),
-            (100, Some(6), 1, 1.0, true, 9)
+            (100, Some(6), 1, MaxFeatures::Fraction(1.0), true, 9)
         );
+        // the classifier kinds: scikit-learn's classifier defaults (`max_features: sqrt`)
+        let yaml = "model: {kind: random_forest_classifier}\n";
+        let classes = "target: {column: y, classes: [a, b]}\n";
+        let p = parse(&format!("{}{classes}{yaml}", BASE.replace("target: y\n", ""))).unwrap();
+        let Model::RandomForestClassifier(c) = *p.model() else { panic!("{:?}", p.model()) };
+        assert_eq!(c.max_features, MaxFeatures::Rule(FeatureRule::Sqrt));
+        assert_eq!((MaxFeatures::Rule(FeatureRule::Sqrt).count(11), MaxFeatures::Fraction(0.5).count(11)), (3, 5));
         // the artifact stores the resolved section; reading it back gives the same model
-        for m in [Model::RandomForest(f), Model::GradientBoosting(b)] {
+        for m in [
+            Model::RandomForest(f),
+            Model::GradientBoosting(b),
+            Model::RandomForestClassifier(c),
+            Model::GradientBoostingClassifier(b),
+        ] {
             let section = ModelSection::from(m);
             assert_eq!(check_model(&section, Path::new("a")).unwrap(), m);
         }

@@ -35,6 +35,11 @@ pub enum ModelKind {
     GradientBoosting,
     /// Logistic regression, binary or multinomial, L2-penalised (sklearn `LogisticRegression`).
     LogisticRegression,
+    /// Bagged gini trees whose leaves hold class frequencies (sklearn `RandomForestClassifier`).
+    RandomForestClassifier,
+    /// Histogram gradient boosting on the log loss, one tree per class per round for more than
+    /// two classes (sklearn `HistGradientBoostingClassifier`).
+    GradientBoostingClassifier,
 }
 
 impl ModelKind {
@@ -48,17 +53,61 @@ impl ModelKind {
             ModelKind::RandomForest => "random_forest",
             ModelKind::GradientBoosting => "gradient_boosting",
             ModelKind::LogisticRegression => "logistic_regression",
+            ModelKind::RandomForestClassifier => "random_forest_classifier",
+            ModelKind::GradientBoostingClassifier => "gradient_boosting_classifier",
         }
     }
 
     /// Kinds that predict a class (their target has classes).
     pub fn is_classifier(self) -> bool {
-        matches!(self, ModelKind::LogisticRegression)
+        matches!(
+            self,
+            ModelKind::LogisticRegression | ModelKind::RandomForestClassifier | ModelKind::GradientBoostingClassifier
+        )
     }
 
     /// Tree ensembles (split on raw, imputed values; `scale` does not apply).
     pub fn is_trees(self) -> bool {
-        matches!(self, ModelKind::RandomForest | ModelKind::GradientBoosting)
+        matches!(
+            self,
+            ModelKind::RandomForest
+                | ModelKind::GradientBoosting
+                | ModelKind::RandomForestClassifier
+                | ModelKind::GradientBoostingClassifier
+        )
+    }
+}
+
+/// How many features a forest tries at each split: a fraction of them, or scikit-learn's
+/// `"sqrt"` / `"log2"` of their number (at least one).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MaxFeatures {
+    /// A fraction of the features, in `(0, 1]`.
+    Fraction(f64),
+    /// A rule on the feature count.
+    Rule(FeatureRule),
+}
+
+/// `max_features` rules by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureRule {
+    /// `floor(sqrt(features))` (scikit-learn's classifier default).
+    Sqrt,
+    /// `floor(log2(features))`.
+    Log2,
+}
+
+impl MaxFeatures {
+    /// The features tried at each split out of `features` (between 1 and `features`).
+    pub fn count(self, features: usize) -> usize {
+        let n = match self {
+            MaxFeatures::Fraction(f) => (f * features as f64).floor() as usize,
+            MaxFeatures::Rule(FeatureRule::Sqrt) => (features as f64).sqrt().floor() as usize,
+            MaxFeatures::Rule(FeatureRule::Log2) => (features as f64).log2().floor() as usize,
+        };
+        n.clamp(1, features.max(1))
     }
 }
 
@@ -91,9 +140,10 @@ pub struct ModelSection {
     /// gradient_boosting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_samples_leaf: Option<u32>,
-    /// random_forest: fraction of the features tried at each split, in `(0, 1]` (default 1.0).
+    /// Forests: the features tried at each split, a fraction in `(0, 1]` or `sqrt` / `log2`
+    /// (default 1.0 for random_forest, `sqrt` for random_forest_classifier, as scikit-learn).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_features: Option<f64>,
+    pub max_features: Option<MaxFeatures>,
     /// random_forest: fit each tree on a bootstrap sample (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<bool>,
@@ -163,6 +213,10 @@ pub enum Model {
         /// Convergence: the largest gradient entry, relative to `C·Σ wᵢ` (> 0).
         tolerance: f64,
     },
+    /// A random forest of gini trees.
+    RandomForestClassifier(Forest),
+    /// Gradient-boosted trees on the log loss.
+    GradientBoostingClassifier(Boosting),
 }
 
 /// Default Newton iteration cap of logistic regression.
@@ -180,8 +234,8 @@ pub struct Forest {
     pub max_depth: Option<u32>,
     /// Fewest training rows in a leaf (>= 1).
     pub min_samples_leaf: u32,
-    /// Fraction of the features tried at each split, in `(0, 1]`.
-    pub max_features: f64,
+    /// The features tried at each split.
+    pub max_features: MaxFeatures,
     /// Each tree on a bootstrap sample of the training rows.
     pub bootstrap: bool,
     /// Histogram bins per feature, 2..=65535.
@@ -223,6 +277,8 @@ impl Model {
             Model::RandomForest(_) => ModelKind::RandomForest,
             Model::GradientBoosting(_) => ModelKind::GradientBoosting,
             Model::LogisticRegression { .. } => ModelKind::LogisticRegression,
+            Model::RandomForestClassifier(_) => ModelKind::RandomForestClassifier,
+            Model::GradientBoostingClassifier(_) => ModelKind::GradientBoostingClassifier,
         }
     }
 
@@ -246,7 +302,7 @@ impl From<Model> for ModelSection {
                 (s.alpha, s.l1_ratio, s.max_iterations, s.tolerance) =
                     (Some(alpha), Some(l1_ratio), Some(max_iterations), Some(tolerance))
             }
-            Model::RandomForest(f) => {
+            Model::RandomForest(f) | Model::RandomForestClassifier(f) => {
                 s.n_estimators = Some(f.n_estimators);
                 s.max_depth = f.max_depth;
                 s.min_samples_leaf = Some(f.min_samples_leaf);
@@ -258,7 +314,7 @@ impl From<Model> for ModelSection {
             Model::LogisticRegression { c, max_iterations, tolerance } => {
                 (s.c, s.max_iterations, s.tolerance) = (Some(c), Some(max_iterations), Some(tolerance))
             }
-            Model::GradientBoosting(b) => {
+            Model::GradientBoosting(b) | Model::GradientBoostingClassifier(b) => {
                 s.max_iter = Some(b.max_iter);
                 s.learning_rate = Some(b.learning_rate);
                 s.max_leaf_nodes = Some(b.max_leaf_nodes);
@@ -331,7 +387,7 @@ fn keys_of(kind: ModelKind) -> &'static [&'static str] {
         ModelKind::Lasso => &["model.alpha", "model.max_iterations", "model.tolerance"],
         ModelKind::ElasticNet => &["model.alpha", "model.l1_ratio", "model.max_iterations", "model.tolerance"],
         ModelKind::LogisticRegression => &["model.C", "model.max_iterations", "model.tolerance"],
-        ModelKind::RandomForest => &[
+        ModelKind::RandomForest | ModelKind::RandomForestClassifier => &[
             "model.n_estimators",
             "model.max_depth",
             "model.min_samples_leaf",
@@ -340,7 +396,7 @@ fn keys_of(kind: ModelKind) -> &'static [&'static str] {
             "model.max_bins",
             "model.seed",
         ],
-        ModelKind::GradientBoosting => &[
+        ModelKind::GradientBoosting | ModelKind::GradientBoostingClassifier => &[
             "model.max_iter",
             "model.learning_rate",
             "model.max_leaf_nodes",
@@ -369,6 +425,8 @@ pub(crate) fn check_model(m: &ModelSection, path: &Path) -> Result<Model> {
         ModelKind::Linear => return Ok(Model::Linear),
         ModelKind::RandomForest => return check_forest(m, path).map(Model::RandomForest),
         ModelKind::GradientBoosting => return check_boosting(m, path).map(Model::GradientBoosting),
+        ModelKind::RandomForestClassifier => return check_forest(m, path).map(Model::RandomForestClassifier),
+        ModelKind::GradientBoostingClassifier => return check_boosting(m, path).map(Model::GradientBoostingClassifier),
         ModelKind::LogisticRegression => return check_logistic(m, path),
         _ => {}
     }
@@ -436,13 +494,19 @@ fn check_depth(m: &ModelSection, path: &Path) -> Result<Option<u32>> {
 }
 
 fn check_forest(m: &ModelSection, path: &Path) -> Result<Forest> {
-    let max_features = m.max_features.unwrap_or(1.0);
-    if !(max_features > 0.0 && max_features <= 1.0) {
-        return Err(Error::config(
-            path,
-            "model.max_features",
-            format!("{max_features} must be a fraction of the features in (0, 1]"),
-        ));
+    let default = match m.kind {
+        ModelKind::RandomForestClassifier => MaxFeatures::Rule(FeatureRule::Sqrt),
+        _ => MaxFeatures::Fraction(1.0),
+    };
+    let max_features = m.max_features.unwrap_or(default);
+    if let MaxFeatures::Fraction(f) = max_features {
+        if !(f > 0.0 && f <= 1.0) {
+            return Err(Error::config(
+                path,
+                "model.max_features",
+                format!("{f} must be a fraction of the features in (0, 1], or sqrt or log2"),
+            ));
+        }
     }
     Ok(Forest {
         n_estimators: check_positive(path, "model.n_estimators", m.n_estimators, 100)?,

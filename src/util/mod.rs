@@ -1,5 +1,5 @@
 //! Small leaves every layer may use: content hashes, store-key checks, the seeded RNG, thread
-//! counts, the clock, escaping and YAML reading. Nothing here knows a model, a message, a store
+//! counts, link functions, the clock, escaping and YAML reading. Nothing here knows a model, a message, a store
 //! or a transport.
 //!
 //! Architecture invariant: `util` imports nothing of the crate but [`crate::error`].
@@ -7,6 +7,7 @@
 pub mod escape;
 pub mod hash;
 pub mod ids;
+pub mod link;
 pub mod rng;
 pub mod threads;
 pub mod time;

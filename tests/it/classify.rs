@@ -111,6 +111,48 @@ fn a_multiclass_model_writes_every_class_in_its_order() {
     }
 }
 
+/// The tree classifiers end to end: the shipped breast-cancer params (boosting, text labels)
+/// train and predict `benign` / `malignant`, and a six-class forest writes six probabilities
+/// that sum to 1 on every row, its class the first most probable.
+#[test]
+fn tree_classifiers_train_and_predict_text_and_many_classes() {
+    let sb = Sandbox::new();
+    let r = sb.command(&["train", "--params", "params/breast-cancer.yaml", "--json"]).output();
+    assert_eq!(r.code(), Some(0), "{}", r.stderr());
+    let doc = r.stdout_doc();
+    assert_eq!(doc["kind"], "gradient_boosting_classifier", "{doc}");
+    let c = &doc["metrics"]["model"]["classification"];
+    let b = &doc["metrics"]["baseline"]["classification"];
+    assert!(c["accuracy"].as_f64().unwrap() > 0.9, "boosting separates the diagnoses: {c}");
+    assert!(c["log_loss"].as_f64().unwrap() < b["log_loss"].as_f64().unwrap(), "better than the prior: {c}");
+    let run =
+        sb.command(&["predict", "--input", "data/breast-cancer.csv", "--model-name", "breast-cancer"]).assert_ok();
+    let lines = run.stdout_json();
+    assert_eq!(lines.len(), 569);
+    let classes: BTreeSet<String> = lines.iter().map(|l| l["class"].as_str().unwrap().to_string()).collect();
+    assert_eq!(classes, BTreeSet::from(["benign".to_string(), "malignant".to_string()]));
+    for l in &lines {
+        let p1 = l["probabilities"]["malignant"].as_f64().unwrap();
+        assert_eq!(l["class"], if p1 >= 0.5 { "malignant" } else { "benign" }, "{l}");
+    }
+    let grade = std::fs::read_to_string(sb.path().join("params/wine-grade.yaml")).unwrap();
+    let (head, _) = grade.split_once("\nmodel:").unwrap();
+    sb.write(
+        "params/grade-forest.yaml",
+        &format!("{head}\nmodel: {{kind: random_forest_classifier, n_estimators: 30, min_samples_leaf: 3}}\n"),
+    );
+    let r = sb.command(&["train", "--params", "params/grade-forest.yaml", "--json"]).output();
+    assert_eq!(r.code(), Some(0), "{}", r.stderr());
+    let run = sb.command(&["predict", "--input", "data/winequality-red.csv", "--model-name", "wine-grade"]).assert_ok();
+    let grades = ["3", "4", "5", "6", "7", "8"];
+    for l in run.stdout_json() {
+        let probs: Vec<f64> = grades.iter().map(|g| l["probabilities"][g].as_f64().unwrap()).collect();
+        assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{l}");
+        let best = probs.iter().cloned().fold(f64::MIN, f64::max);
+        assert_eq!(l["class"], grades[probs.iter().position(|p| *p == best).unwrap()], "{l}");
+    }
+}
+
 #[test]
 fn classification_mistakes_are_named() {
     let sb = Sandbox::new();

@@ -10,9 +10,34 @@ use modelcast::predict::{score_into, score_json, Incoming, Scratch, Served, Verd
 const TOPICS: OutputTopics<'static> =
     OutputTopics { app_messages: "app_messages", dead_letter: "dead_letter", dead_letter_max_bytes: 900_000 };
 
-/// The models the hot path serves: a regressor and the two shipped classifiers (binary and
-/// multiclass, whose messages carry a class and probabilities).
-const MODELS: [&str; 3] = ["params/params.yaml", "params/wine-good.yaml", "params/wine-grade.yaml"];
+/// The models the hot path serves: a regressor, the two shipped classifiers (binary and
+/// multiclass, whose messages carry a class and probabilities) and both as tree classifiers.
+fn models() -> Vec<String> {
+    let dir = std::env::temp_dir().join(format!("modelcast-hot-path-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut paths: Vec<String> =
+        ["params/params.yaml", "params/wine-good.yaml", "params/wine-grade.yaml"].map(String::from).to_vec();
+    for (base, kind) in [
+        ("wine-good", "random_forest_classifier"),
+        ("wine-grade", "random_forest_classifier"),
+        ("wine-good", "gradient_boosting_classifier"),
+        ("wine-grade", "gradient_boosting_classifier"),
+    ] {
+        let text = std::fs::read_to_string(format!("params/{base}.yaml")).expect("params");
+        let (head, _) = text.split_once("\nmodel:").expect("a model section");
+        let path = dir.join(format!("{base}-{kind}.yaml"));
+        std::fs::write(
+            &path,
+            format!("{head}\nmodel: {{kind: {kind}, n_estimators: 20}}\n").replace(
+                "kind: gradient_boosting_classifier, n_estimators: 20",
+                "kind: gradient_boosting_classifier, max_iter: 20",
+            ),
+        )
+        .expect("write");
+        paths.push(path.to_str().expect("utf8").to_string());
+    }
+    paths
+}
 
 fn served(params: &str) -> Served {
     let params = Params::load(Path::new(params)).expect("params");
@@ -61,8 +86,8 @@ fn score_all<'a, 't>(
 
 #[test]
 fn the_hot_path_writes_what_the_allocating_path_writes() {
-    for params in MODELS {
-        same_messages(&served(params), params);
+    for params in models() {
+        same_messages(&served(&params), &params);
     }
 }
 
@@ -92,8 +117,8 @@ fn same_messages(m: &Served, params: &str) {
 
 #[test]
 fn the_hot_path_allocates_nothing_per_scored_record_once_its_buffers_have_grown() {
-    for params in MODELS {
-        allocates_nothing(&served(params), params);
+    for params in models() {
+        allocates_nothing(&served(&params), &params);
     }
 }
 
