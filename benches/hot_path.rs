@@ -15,12 +15,12 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use modelcast::features::Cell;
 use modelcast::messages::{OriginRef, Outbox, OutputTopics, PredictionRef};
 use modelcast::params::Params;
-use modelcast::predict::{score_into, Incoming, Scratch, Served, Verdict};
+use modelcast::predict::{score_into, Incoming, Scratch, ServeOptions, Served, Verdict};
 
 fn model(params: &str) -> Served {
     let params = Params::load(Path::new(params)).expect("params");
     let artifact = modelcast::train::fit_artifact(&params).expect("fit");
-    Served::from_artifact(&artifact, "key").expect("served")
+    Served::from_artifact(&artifact, ServeOptions::key("key")).expect("served")
 }
 
 fn wine_records(n: usize) -> Vec<Vec<u8>> {

@@ -358,6 +358,11 @@ pub struct PredictArgs {
     /// Accept a newly announced model whose input schema differs from the current one.
     #[arg(long)]
     pub allow_schema_change: bool,
+    /// A binary classifier predicts class 1 when its probability is at least this, instead of
+    /// the threshold stored in the model (0.5 unless chosen at training). In (0, 1). A model
+    /// that is not a binary classifier is refused with it.
+    #[arg(long, value_name = "P")]
+    pub threshold: Option<f64>,
     /// Input topic (--serve only) [default: modelcast.topics.input from the Kafka config].
     #[arg(long)]
     pub input_topic: Option<String>,

@@ -259,6 +259,8 @@ pub struct Scorer {
     head: Head,
     width: usize,
     missing_tokens: Vec<String>,
+    /// A binary classifier's decision threshold set when serving, instead of the model's.
+    threshold: Option<f64>,
 }
 
 impl Scorer {
@@ -303,7 +305,25 @@ impl Scorer {
 
     /// A classifier's binary decision threshold (0.5 unless the artifact says otherwise).
     pub fn threshold(&self) -> f64 {
-        self.head.classifier().map_or(crate::model::DEFAULT_THRESHOLD, |c| c.threshold())
+        self.threshold
+            .unwrap_or_else(|| self.head.classifier().map_or(crate::model::DEFAULT_THRESHOLD, |c| c.threshold()))
+    }
+
+    /// Predict class 1 at or above `t` instead of the model's threshold: a binary classifier
+    /// only, `t` in (0, 1). The error says why not.
+    pub fn set_threshold(&mut self, t: f64) -> std::result::Result<(), String> {
+        let k = self.classes().len();
+        if k != 2 {
+            return Err(match k {
+                0 => "a decision threshold applies to a binary classifier; this model predicts a number".into(),
+                _ => format!("a decision threshold applies to a binary classifier; this model has {k} classes"),
+            });
+        }
+        if !(t > 0.0 && t < 1.0) {
+            return Err(format!("decision threshold {t} is not in (0, 1)"));
+        }
+        self.threshold = Some(t);
+        Ok(())
     }
 
     /// Score a classifier's record (cells in slot order): the class probabilities into `probs`
@@ -367,7 +387,15 @@ impl Scorer {
             .map(|f| f.name.clone())
             .chain(prep.categorical.iter().map(|f| f.name.clone()))
             .collect();
-        Scorer { columns, numeric, categorical, head, width: prep.width(), missing_tokens: prep.missing_tokens.clone() }
+        Scorer {
+            columns,
+            numeric,
+            categorical,
+            head,
+            width: prep.width(),
+            missing_tokens: prep.missing_tokens.clone(),
+            threshold: None,
+        }
     }
 
     /// The input column names, in slot order.

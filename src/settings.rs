@@ -482,6 +482,9 @@ fn predict(a: cli::PredictArgs) -> Result<PredictSettings> {
             check_alias(v).map_err(|e| usage(flag, &e.to_string()))?;
         }
     }
+    if let Some(t) = a.threshold.filter(|t| !(*t > 0.0 && *t < 1.0)) {
+        return Err(usage("--threshold", &format!("{t} is not a probability in (0, 1)")));
+    }
     if a.shadow.is_some() && a.shadow == a.alias {
         return Err(usage("--shadow", "must name another alias than --alias"));
     }
@@ -491,6 +494,7 @@ fn predict(a: cli::PredictArgs) -> Result<PredictSettings> {
         alias: a.alias,
         shadow: a.shadow,
         key_field: a.key_field.unwrap_or_else(|| DEFAULT_KEY_FIELD.into()),
+        threshold: a.threshold,
         allow_schema_change: a.allow_schema_change,
     };
     let stdout = a.sink.contains(&SinkKind::Stdout);

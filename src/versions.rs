@@ -13,7 +13,7 @@ use crate::bus::Bus;
 use crate::error::{Error, Result};
 use crate::lifecycle::{AliasBook, Entry};
 use crate::messages::{AliasMove, Announcement, ModelRef, MoveAction, ALIAS_MOVED, MESSAGE_SCHEMA_VERSION};
-use crate::predict::{fetch_verified, Served};
+use crate::predict::{fetch_verified, ServeOptions, Served};
 use crate::store::Store;
 use crate::util::hash::sha256_hex;
 
@@ -82,7 +82,7 @@ pub async fn verify(
         Some((key, sha256, digest)) => {
             let r = ModelRef { model_name: name, version, key: &key, sha256: &sha256, input_schema_digest: &digest };
             let a = fetch_verified(store, r).await.map_err(|e| refuse(e.to_string()))?;
-            Served::from_artifact(&a, "key").map_err(|e| refuse(e.to_string()))?;
+            Served::from_artifact(&a, ServeOptions::key("key")).map_err(|e| refuse(e.to_string()))?;
             Ok(Verified { model_name: name.into(), version: version.into(), key, sha256, input_schema_digest: digest })
         }
         None => {
@@ -97,7 +97,7 @@ pub async fn verify(
             if a.model_name != name || a.version != version {
                 return Err(refuse(format!("the artifact at {key} is {} {}", a.model_name, a.version)));
             }
-            Served::from_artifact(&a, "key").map_err(|e| refuse(e.to_string()))?;
+            Served::from_artifact(&a, ServeOptions::key("key")).map_err(|e| refuse(e.to_string()))?;
             tracing::warn!(%key, "this version was never announced here; pinning the sha256 of the stored object");
             Ok(Verified::of(&a, key, &bytes))
         }

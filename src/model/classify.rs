@@ -4,8 +4,11 @@
 //! (macro), `brier_score_loss` (two classes: of class 1's probability; more: the sum over
 //! classes, mean per row), `confusion_matrix`).
 //!
-//! [`ClassAcc::new`] keeps each row's probabilities (8·K bytes a row) because the AUCs rank every
-//! score: the model's held-out rows only. The training rows and the baseline are summed in
+//! [`ClassAcc::new`] keeps each row's scores because the AUCs rank them: the model's held-out rows
+//! only, as float32 (class 1's probability for two classes, 4 + 2 bytes a row; every class's for
+//! more, 4·K + 2), in a buffer sized once when the row count is known
+//! ([`ClassAcc::with_capacity`]). Rounding to float32 can tie two probabilities that differ by
+//! less than one part in 2²⁴; a tie counts half, as scikit-learn counts exact ties. The training rows and the baseline are summed in
 //! constant memory ([`ClassAcc::streaming`]; the baseline's AUC is 0.5 by definition).
 
 use serde::{Deserialize, Serialize};
@@ -50,15 +53,32 @@ pub struct ClassAcc {
     confusion: Vec<Vec<u64>>,
     ll: f64,
     brier: f64,
-    truth: Vec<u32>,
-    probs: Vec<f64>,
+    truth: Vec<u16>,
+    probs: Vec<f32>,
 }
 
 impl ClassAcc {
     /// An accumulator for `k` classes and a binary decision `threshold` that keeps each row's
-    /// probabilities (8·K bytes a row) for the AUCs.
+    /// scores for the AUCs.
     pub fn new(k: usize, threshold: f64) -> ClassAcc {
         ClassAcc { k, threshold, scores: true, confusion: vec![vec![0; k]; k], ..ClassAcc::default() }
+    }
+
+    /// [`ClassAcc::new`] for `rows` rows: the scores' buffers are allocated once, at their size.
+    pub fn with_capacity(k: usize, threshold: f64, rows: usize) -> ClassAcc {
+        let mut a = ClassAcc::new(k, threshold);
+        a.truth.reserve_exact(rows);
+        a.probs.reserve_exact(rows * a.stored());
+        a
+    }
+
+    /// Scores kept per row: class 1's probability for two classes, every class's for more.
+    fn stored(&self) -> usize {
+        if self.k == 2 {
+            1
+        } else {
+            self.k
+        }
     }
 
     /// An accumulator in constant memory: every metric but the AUCs (left `None`).
@@ -84,8 +104,12 @@ impl ClassAcc {
             }
         }
         if self.scores {
-            self.truth.push(truth as u32);
-            self.probs.extend_from_slice(p);
+            self.truth.push(truth as u16);
+            if self.k == 2 {
+                self.probs.push(p[1] as f32);
+            } else {
+                self.probs.extend(p.iter().map(|v| *v as f32));
+            }
         }
     }
 
@@ -122,8 +146,15 @@ impl ClassAcc {
             })
             .sum::<f64>()
             / f1_classes.len().max(1) as f64;
+        let stored = self.stored();
         let scores = |c: usize| -> Vec<(f64, bool)> {
-            self.truth.iter().enumerate().map(|(i, &t)| (self.probs[i * k + c], t as usize == c)).collect()
+            // two classes keep class 1's probability only
+            let at = if stored == 1 { 0 } else { c };
+            self.truth
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| (f64::from(self.probs[i * stored + at]), t as usize == c))
+                .collect()
         };
         let auc = if present.len() < 2 || !self.scores {
             None

@@ -203,7 +203,7 @@ impl Fit {
         let l = self.classifier().ok_or_else(|| Error::Model("not a classifier".into()))?;
         let k = l.classes().len();
         let t = l.threshold();
-        let mut model = if ranked { ClassAcc::new(k, t) } else { ClassAcc::streaming(k, t) };
+        let mut model = if ranked { ClassAcc::with_capacity(k, t, d.rows()) } else { ClassAcc::streaming(k, t) };
         let mut base = ClassAcc::streaming(k, t);
         let mut probs = vec![0.0; k];
         let mut row = Vec::with_capacity(d.width());

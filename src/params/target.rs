@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// The most classes a target may have (metrics keep a class index in 16 bits).
+pub const MAX_CLASSES: usize = 65_535;
 /// The `target` key as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -258,6 +260,9 @@ impl TargetSection {
             };
         if labels.len() < 2 {
             return err("target.classes", format!("{labels:?}: a classifier needs two classes or more"));
+        }
+        if labels.len() > MAX_CLASSES {
+            return err("target.classes", format!("{} classes: at most {MAX_CLASSES}", labels.len()));
         }
         let mut seen = std::collections::BTreeSet::new();
         let numbers: Vec<Option<f64>> = labels.iter().map(|l| l.trim().parse::<f64>().ok()).collect();

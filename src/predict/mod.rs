@@ -48,11 +48,32 @@ pub struct Served {
     pub decoder: Decoder,
 }
 
+/// How a replica serves the models it loads: the record field that carries the key, and the
+/// decision threshold of a binary classifier when `--threshold` overrides the artifact's.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions<'a> {
+    /// The record field that carries the key.
+    pub key_field: &'a str,
+    /// Class 1 is predicted at or above this probability (binary classifiers only).
+    pub threshold: Option<f64>,
+}
+
+impl ServeOptions<'_> {
+    /// Serving with the record key in `key_field` and each model's own threshold.
+    pub fn key(key_field: &str) -> ServeOptions<'_> {
+        ServeOptions { key_field, threshold: None }
+    }
+}
+
 impl Served {
-    /// Build from a checked artifact.
-    pub fn from_artifact(a: &Artifact, key_field: &str) -> Result<Served> {
-        let scorer = a.scorer()?;
-        let decoder = Decoder::new(scorer.input_columns(), key_field);
+    /// Build from a checked artifact. A threshold override is refused for a model that is not a
+    /// binary classifier (the replica keeps serving what it has).
+    pub fn from_artifact(a: &Artifact, serve: ServeOptions<'_>) -> Result<Served> {
+        let mut scorer = a.scorer()?;
+        if let Some(t) = serve.threshold {
+            scorer.set_threshold(t).map_err(|why| Error::artifact(format!("{} {}", a.model_name, a.version), why))?;
+        }
+        let decoder = Decoder::new(scorer.input_columns(), serve.key_field);
         Ok(Served {
             name: a.model_name.clone(),
             version: a.version.clone(),
@@ -76,8 +97,8 @@ pub struct Counts {
 
 /// Fetch, verify and load the model an announcement or alias move points to: its sha256, its
 /// name and version, and its input schema must match what the message says.
-pub async fn load_ref(store: &Store, ann: ModelRef<'_>, key_field: &str) -> Result<Served> {
-    Served::from_artifact(&fetch_verified(store, ann).await?, key_field)
+pub async fn load_ref(store: &Store, ann: ModelRef<'_>, serve: ServeOptions<'_>) -> Result<Served> {
+    Served::from_artifact(&fetch_verified(store, ann).await?, serve)
 }
 
 /// Fetch an artifact and check it against what a message says of it (sha256, name, version,
@@ -102,11 +123,11 @@ pub async fn fetch_verified(store: &Store, ann: ModelRef<'_>) -> Result<Artifact
 }
 
 /// Load `key` from the store without an announcement (no sha256 to check against).
-pub async fn load_key(store: &Store, key: &str, key_field: &str) -> Result<Served> {
+pub async fn load_key(store: &Store, key: &str, serve: ServeOptions<'_>) -> Result<Served> {
     let uri = store.uri_of(key);
     let bytes = store.get(key).await?;
     let artifact = Artifact::decode(&uri, &bytes)?;
-    Served::from_artifact(&artifact, key_field)
+    Served::from_artifact(&artifact, serve)
 }
 
 /// Whether `candidate` may replace `current`: the same model name, the same kind and classes

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::events::{Event, ModelFetchRetry, ModelRefused, ModelSwapped, ShadowSwapped, WaitingForModel};
 use crate::lifecycle::AliasBook;
 use crate::messages::{AliasMove, Announcement, ModelRef};
-use crate::predict::{check_replacement, load_key, load_ref, Served};
+use crate::predict::{check_replacement, load_key, load_ref, ServeOptions, Served};
 use crate::store::Store;
 
 /// How to pick and follow the model.
@@ -29,8 +29,17 @@ pub struct ModelChoice {
     pub shadow: Option<String>,
     /// The record field that carries the key.
     pub key_field: String,
+    /// A binary classifier's decision threshold instead of the artifact's (`--threshold`).
+    pub threshold: Option<f64>,
     /// Accept a new model whose input schema differs.
     pub allow_schema_change: bool,
+}
+
+impl ModelChoice {
+    /// How the models of this choice are served.
+    pub fn serving(&self) -> ServeOptions<'_> {
+        ServeOptions { key_field: &self.key_field, threshold: self.threshold }
+    }
 }
 
 /// A version to load: from an announcement or from an alias move.
@@ -94,7 +103,7 @@ impl Swapper {
         };
         let shadow = match &choice.shadow {
             Some(alias) => match book.current(&first.name, alias) {
-                Some(mv) => match load_ref(store, mv.model_ref(), &choice.key_field).await {
+                Some(mv) => match load_ref(store, mv.model_ref(), choice.serving()).await {
                     Ok(m) => Some(m),
                     Err(e) => {
                         ModelRefused { version: &mv.version, reason: &format_args!("shadow: {e}") }.emit();
@@ -161,14 +170,14 @@ impl Swapper {
         // them; the newest announcement is not, so that mode stays strict
         let allow = self.choice.allow_schema_change || self.choice.alias.is_some();
         let check = |m: &Served| check_replacement(current, m, allow);
-        if let Some(next) = self.main.next(store, main, &current.version, &self.choice.key_field, check, "").await {
+        if let Some(next) = self.main.next(store, main, &current.version, self.choice.serving(), check, "").await {
             ModelSwapped { model: &next.name, from: &current.version, to: &next.version }.emit();
             *current = Arc::new(next);
             swapped = true;
         }
         let shadow_version = shadow.as_ref().map(|s| s.version.clone()).unwrap_or_default();
         if let Some(next) =
-            self.shadow.next(store, side, &shadow_version, &self.choice.key_field, |_| Ok(()), "shadow: ").await
+            self.shadow.next(store, side, &shadow_version, self.choice.serving(), |_| Ok(()), "shadow: ").await
         {
             ShadowSwapped { model: &next.name, from: &shadow_version, to: &next.version }.emit();
             *shadow = Some(Arc::new(next));
@@ -196,7 +205,7 @@ impl Track {
         store: &Store,
         fresh: Vec<Target>,
         serving: &str,
-        key_field: &str,
+        serve: ServeOptions<'_>,
         check: impl Fn(&Served) -> Result<()>,
         what: &str,
     ) -> Option<Served> {
@@ -214,7 +223,7 @@ impl Track {
         }
         let mut chosen = None;
         for target in candidates {
-            let loaded = load_ref(store, target.model_ref(), key_field).await.and_then(|m| {
+            let loaded = load_ref(store, target.model_ref(), serve).await.and_then(|m| {
                 check(&m)?;
                 Ok(m)
             });
@@ -270,19 +279,19 @@ async fn initial_model(
     let named = |a: &&Announcement| choice.name.as_ref().is_none_or(|n| *n == a.model_name);
     if let Some(v) = &choice.version {
         if let Some(a) = history.iter().rev().filter(named).find(|a| &a.version == v) {
-            return load_ref(store, a.model_ref(), &choice.key_field).await;
+            return load_ref(store, a.model_ref(), choice.serving()).await;
         }
         let key = store.key_of_version(choice.name.as_deref(), v).await?;
         let key = key.ok_or_else(|| Error::NotFound(format!("model version {v} is not in {}", store.uri())))?;
         tracing::warn!(%key, "version not found in announcements; loading from the store without a sha256 check");
-        return load_key(store, &key, &choice.key_field).await;
+        return load_key(store, &key, choice.serving()).await;
     }
     if let Some(alias) = &choice.alias {
         let name = alias_model(book, choice, alias)?;
         let mv = name.as_deref().and_then(|n| book.current(n, alias));
         return match mv {
             // Verified like an announcement; a refused target is an error, never a fallback.
-            Some(mv) => load_ref(store, mv.model_ref(), &choice.key_field).await,
+            Some(mv) => load_ref(store, mv.model_ref(), choice.serving()).await,
             None => Err(Error::NotFound(format!(
                 "alias {alias} of {} is not set; set it with `modelcast promote MODEL VERSION --alias {alias}`",
                 name.as_deref().unwrap_or("any model")
@@ -291,7 +300,7 @@ async fn initial_model(
     }
     let mut refused = 0;
     for a in history.iter().rev().filter(named) {
-        match load_ref(store, a.model_ref(), &choice.key_field).await {
+        match load_ref(store, a.model_ref(), choice.serving()).await {
             Ok(m) => return Ok(m),
             Err(e) => {
                 refused += 1;
@@ -317,7 +326,7 @@ async fn initial_model(
     match key {
         Some(k) => {
             tracing::info!(key = %k, "no usable announcement; loading the store's newest model");
-            load_key(store, &k, &choice.key_field).await
+            load_key(store, &k, choice.serving()).await
         }
         None => Err(Error::NotFound(format!(
             "no model found in {}{}; run `modelcast train` first",
@@ -367,7 +376,7 @@ async fn wait_for_model(
             }
         }
         for t in targets.iter().rev() {
-            match load_ref(store, t.model_ref(), &choice.key_field).await {
+            match load_ref(store, t.model_ref(), choice.serving()).await {
                 Ok(m) => return Ok(m),
                 Err(e) => ModelRefused { version: t.version(), reason: &e }.emit(),
             }

@@ -153,6 +153,48 @@ fn tree_classifiers_train_and_predict_text_and_many_classes() {
     }
 }
 
+/// `predict --threshold P`: a binary classifier's class is 1 exactly where its probability is at
+/// least P; on a model that is not a binary classifier, or out of (0, 1), it is refused and says why.
+#[test]
+fn a_serving_threshold_moves_the_binary_decision() {
+    let sb = Sandbox::new();
+    sb.command(&["train", "--params", "params/wine-good.yaml"]).assert_ok();
+    let classes = |threshold: &str| -> Vec<(f64, String)> {
+        let args =
+            ["predict", "--input", "data/winequality-red.csv", "--model-name", "wine-good", "--threshold", threshold];
+        let run = sb.command(&args).assert_ok();
+        run.stdout_json()
+            .iter()
+            .map(|l| (l["probabilities"]["1"].as_f64().unwrap(), l["class"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let (low, high) = (classes("0.5"), classes("0.9"));
+    let ones = |c: &[(f64, String)]| c.iter().filter(|(_, k)| k == "1").count();
+    for (p, k) in &high {
+        assert_eq!(k, if *p >= 0.9 { "1" } else { "0" }, "p = {p}");
+    }
+    assert!(ones(&high) > 0 && ones(&high) < ones(&low), "fewer ones at 0.9: {} vs {}", ones(&high), ones(&low));
+    let bad = sb
+        .command(&["predict", "--input", "data/winequality-red.csv", "--model-name", "wine-good", "--threshold", "1.5"])
+        .assert_exit_code(2);
+    assert!(bad.stderr().contains("--threshold"), "{}", bad.stderr());
+    sb.command(&["train", "--params", "params/wine-grade.yaml"]).assert_ok();
+    let r = sb
+        .command(&[
+            "predict",
+            "--input",
+            "data/winequality-red.csv",
+            "--model-name",
+            "wine-grade",
+            "--threshold",
+            "0.7",
+        ])
+        .output();
+    assert_ne!(r.code(), Some(0));
+    assert!(r.stderr().contains("binary classifier") && r.stderr().contains("6 classes"), "{}", r.stderr());
+    assert!(r.stdout().is_empty(), "nothing scored with a refused model");
+}
+
 #[test]
 fn classification_mistakes_are_named() {
     let sb = Sandbox::new();

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use modelcast::messages::{Origin, OriginRef, Outbox, Outgoing, OutputTopics, Prediction};
 use modelcast::params::Params;
-use modelcast::predict::{score_into, score_json, Incoming, Scratch, Served, Verdict};
+use modelcast::predict::{score_into, score_json, Incoming, Scratch, ServeOptions, Served, Verdict};
 
 const TOPICS: OutputTopics<'static> =
     OutputTopics { app_messages: "app_messages", dead_letter: "dead_letter", dead_letter_max_bytes: 900_000 };
@@ -42,7 +42,7 @@ fn models() -> Vec<String> {
 fn served(params: &str) -> Served {
     let params = Params::load(Path::new(params)).expect("params");
     let artifact = modelcast::train::fit_artifact(&params).expect("fit");
-    Served::from_artifact(&artifact, "key").expect("served")
+    Served::from_artifact(&artifact, ServeOptions::key("key")).expect("served")
 }
 
 fn records() -> Vec<Vec<u8>> {
