@@ -115,6 +115,15 @@ impl Gate for FifoGate {
                 let mut w = std::fs::OpenOptions::new().write(true).open(&p.path).unwrap();
                 drop(nonblocking);
                 w.write_all(&p.bytes).unwrap();
+            } else {
+                // A reader may have opened the pipe since the last look, and would wait on it
+                // forever once the file is back: a read-write end (which Linux never blocks on)
+                // lets its open return, the file goes back, then the bytes follow (a few KB: the
+                // pipe buffer holds them when nobody reads) and closing gives it end of file.
+                let mut rw = std::fs::OpenOptions::new().read(true).write(true).open(&p.path).unwrap();
+                restore(&p.path, &p.bytes, &p.perms);
+                rw.write_all(&p.bytes).unwrap();
+                continue;
             }
             restore(&p.path, &p.bytes, &p.perms);
         }
