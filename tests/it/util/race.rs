@@ -114,6 +114,9 @@ impl Gate for FifoGate {
                 // end of file when it is closed
                 let mut w = std::fs::OpenOptions::new().write(true).open(&p.path).unwrap();
                 drop(nonblocking);
+                // the file goes back before the bytes: a reader that opens the path again once
+                // it has them (promote reads an artifact twice) finds the file, not this pipe
+                restore(&p.path, &p.bytes, &p.perms);
                 w.write_all(&p.bytes).unwrap();
             } else {
                 // A reader may have opened the pipe since the last look, and would wait on it
@@ -123,9 +126,7 @@ impl Gate for FifoGate {
                 let mut rw = std::fs::OpenOptions::new().read(true).write(true).open(&p.path).unwrap();
                 restore(&p.path, &p.bytes, &p.perms);
                 rw.write_all(&p.bytes).unwrap();
-                continue;
             }
-            restore(&p.path, &p.bytes, &p.perms);
         }
         self.pipes.clear();
     }
