@@ -13,17 +13,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Why a classifier's prediction is counted as undecodable: live evaluation of classes (accuracy,
-/// log loss and AUC per version) is not built yet; a class label is not a number to subtract.
-const CLASSIFIER_NOT_EVALUATED: &str =
-    "a classifier's prediction (it has a class): live evaluation of classifiers is not built yet";
-
 use prometheus::{GaugeVec, IntGaugeVec, Opts};
 
 use crate::bus::Bus;
 use crate::config::kafka::KafkaConfig;
 use crate::error::{Error, Result};
-use crate::live::{JoinConfig, Joiner, Stream, VersionId};
+use crate::live::{JoinConfig, Joiner, Said, Stream, VersionId};
 use crate::messages::{decode_label, ModelMetrics, Prediction, MODEL_METRICS_SCHEMA_VERSION};
 
 /// `evaluate`, validated.
@@ -134,8 +129,8 @@ pub async fn run(s: EvaluateSettings) -> Result<Option<ModelMetrics>> {
                 newest = newest.max(at);
                 let ok = if r.topic == names.2 {
                     match decode_label(r.payload, &key_field, &label_field) {
-                        Ok((key, value)) => {
-                            joiner.label(&key, value, at, now);
+                        Ok((key, truth)) => {
+                            joiner.label(&key, truth, at, now);
                             true
                         }
                         Err(reason) => {
@@ -145,14 +140,10 @@ pub async fn run(s: EvaluateSettings) -> Result<Option<ModelMetrics>> {
                     }
                 } else {
                     let stream = if r.topic == names.1 { Stream::Shadow } else { Stream::Served };
-                    match serde_json::from_slice::<Prediction>(r.payload) {
-                        Ok(p) if p.class.is_some() => {
-                            warn_undecodable(r.topic, CLASSIFIER_NOT_EVALUATED, undecodable);
-                            false
-                        }
-                        Ok(p) => {
+                    match serde_json::from_slice::<Prediction>(r.payload).map_err(|e| e.to_string()).and_then(said) {
+                        Ok((p, said)) => {
                             let version = VersionId { model_name: p.model_name, model_version: p.model_version };
-                            joiner.prediction(&p.key, stream, version, p.prediction, p.predicted_at_ms, now);
+                            joiner.prediction(&p.key, stream, version, said, p.predicted_at_ms, now);
                             true
                         }
                         Err(e) => {
@@ -223,18 +214,21 @@ fn run_local(s: &EvaluateSettings, dir: &std::path::Path) -> Result<ModelMetrics
     let now = chrono::Utc::now().timestamp_millis();
     let mut joiner = Joiner::new(s.join_config());
     let mut undecodable = 0u64;
+    let mut shadow_skipped = 0u64;
     for line in lines("app_messages.jsonl")? {
-        match serde_json::from_str::<Prediction>(&line) {
-            Ok(p) if p.class.is_some() => {
-                warn_undecodable("app_messages.jsonl", CLASSIFIER_NOT_EVALUATED, undecodable);
-                undecodable += 1;
-            }
-            Ok(p) => {
+        match serde_json::from_str::<Prediction>(&line).map_err(|e| e.to_string()).and_then(said) {
+            Ok((p, said)) => {
+                let classifier = matches!(said, Said::Classes { .. });
                 let served = VersionId { model_name: p.model_name.clone(), model_version: p.model_version.clone() };
-                joiner.prediction(&p.key, Stream::Served, served, p.prediction, p.predicted_at_ms, now);
-                if let (Some(x), Some(v)) = (p.shadow_prediction, p.shadow_version) {
-                    let shadow = VersionId { model_name: p.model_name, model_version: v };
-                    joiner.prediction(&p.key, Stream::Shadow, shadow, x, p.predicted_at_ms, now);
+                joiner.prediction(&p.key, Stream::Served, served, said, p.predicted_at_ms, now);
+                match (p.shadow_prediction, p.shadow_version) {
+                    // a classifier's shadow line carries one number, not its classes
+                    (Some(_), Some(_)) if classifier => shadow_skipped += 1,
+                    (Some(x), Some(v)) => {
+                        let shadow = VersionId { model_name: p.model_name, model_version: v };
+                        joiner.prediction(&p.key, Stream::Shadow, shadow, Said::Value(x), p.predicted_at_ms, now);
+                    }
+                    _ => {}
                 }
             }
             Err(e) => {
@@ -245,12 +239,19 @@ fn run_local(s: &EvaluateSettings, dir: &std::path::Path) -> Result<ModelMetrics
     }
     for line in lines("labels.jsonl")? {
         match decode_label(line.as_bytes(), &s.key_field, &s.label_field) {
-            Ok((key, value)) => joiner.label(&key, value, now, now),
+            Ok((key, truth)) => joiner.label(&key, truth, now, now),
             Err(reason) => {
                 warn_undecodable("labels.jsonl", &reason, undecodable);
                 undecodable += 1;
             }
         }
+    }
+    if shadow_skipped > 0 {
+        tracing::warn!(
+            lines = shadow_skipped,
+            "a classifier's shadow predictions in the local log carry no classes and are not evaluated; \
+             run the shadow on Kafka for its live metrics"
+        );
     }
     joiner.expire(now);
     let m = ModelMetrics {
@@ -274,6 +275,23 @@ pub async fn latest(bus: &Bus) -> Result<Option<ModelMetrics>> {
         .filter_map(|b| serde_json::from_slice::<ModelMetrics>(b).ok())
         .filter(|m| m.schema_version == MODEL_METRICS_SCHEMA_VERSION)
         .max_by_key(|m| m.at_ms))
+}
+
+/// What a prediction message said: its value, or (a classifier's, with a `class`) its classes,
+/// probabilities and the index of its class.
+fn said(p: Prediction) -> std::result::Result<(Prediction, Said), String> {
+    let said = match (&p.class, &p.probabilities) {
+        (None, _) => Said::Value(p.prediction),
+        (Some(class), Some(probs)) => {
+            let classes: Vec<String> = probs.0.iter().map(|(c, _)| c.clone()).collect();
+            let Some(index) = classes.iter().position(|c| c == class) else {
+                return Err(format!("its class {class:?} is not among its probabilities"));
+            };
+            Said::Classes { probabilities: probs.0.iter().map(|(_, p)| *p).collect(), classes, class: index }
+        }
+        (Some(_), None) => return Err("a class without probabilities".into()),
+    };
+    Ok((p, said))
 }
 
 fn warn_undecodable(topic: &str, reason: &str, so_far: u64) {
@@ -305,6 +323,9 @@ struct Gauges {
     mae: GaugeVec,
     r2: GaugeVec,
     bias: GaugeVec,
+    accuracy: GaugeVec,
+    log_loss: GaugeVec,
+    auc: GaugeVec,
     labelled: IntGaugeVec,
     expired: IntGaugeVec,
     pending: IntGaugeVec,
@@ -334,6 +355,15 @@ impl Gauges {
             mae: gauge("modelcast_live_mae", "MAE of labelled predictions per version.")?,
             r2: gauge("modelcast_live_r2", "R² of labelled predictions per version.")?,
             bias: gauge("modelcast_live_bias", "Mean prediction − label per version.")?,
+            accuracy: gauge(
+                "modelcast_live_accuracy",
+                "Classifiers: share of labelled predictions of the right class.",
+            )?,
+            log_loss: gauge("modelcast_live_log_loss", "Classifiers: mean log loss of labelled predictions.")?,
+            auc: gauge(
+                "modelcast_live_auc",
+                "Classifiers: ROC AUC from score histograms (within auc_bound of the exact one; see model_metrics).",
+            )?,
             labelled: int("modelcast_live_labelled", "Labelled predictions per version.", &labels)?,
             expired: int(
                 "modelcast_live_expired",
@@ -343,7 +373,7 @@ impl Gauges {
             pending: int("modelcast_live_pending", "Predictions or labels waiting for the other side.", &["kind"])?,
             counts: int(
                 "modelcast_live_records",
-                "Join counters: joined, labels, labels_unmatched, duplicates, evicted.",
+                "Join counters: joined, labels, labels_unmatched, duplicates, evicted, labels_unusable, undecodable.",
                 &["what"],
             )?,
         })
@@ -365,6 +395,13 @@ impl Gauges {
                         if let Some(r2) = x.r2 {
                             self.r2.with_label_values(&l).set(r2);
                         }
+                        if let Some(c) = &x.classification {
+                            self.accuracy.with_label_values(&l).set(c.accuracy);
+                            self.log_loss.with_label_values(&l).set(c.log_loss);
+                            if let Some(auc) = c.auc {
+                                self.auc.with_label_values(&l).set(auc);
+                            }
+                        }
                         self.labelled.with_label_values(&l).set(x.count as i64);
                     }
                     None => self.labelled.with_label_values(&l).set(0),
@@ -381,6 +418,7 @@ impl Gauges {
             ("labels_unmatched", c.labels_unmatched),
             ("duplicates", c.duplicates),
             ("evicted", c.evicted),
+            ("labels_unusable", c.labels_unusable),
             ("undecodable", m.undecodable),
         ] {
             self.counts.with_label_values(&[what]).set(n as i64);
@@ -394,8 +432,14 @@ mod tests {
 
     #[test]
     fn labels_read_strings_and_numbers_and_name_what_is_missing() {
-        assert_eq!(decode_label(br#"{"key":"a","label":5}"#, "key", "label"), Ok(("a".into(), 5.0)));
-        assert_eq!(decode_label(br#"{"id":7,"quality":"6.5"}"#, "id", "quality"), Ok(("7".into(), 6.5)));
+        let number = |b: &[u8], k: &str, l: &str| decode_label(b, k, l).map(|(key, t)| (key, t.number));
+        assert_eq!(number(br#"{"key":"a","label":5}"#, "key", "label"), Ok(("a".into(), Some(5.0))));
+        assert_eq!(number(br#"{"id":7,"quality":"6.5"}"#, "id", "quality"), Ok(("7".into(), Some(6.5))));
+        let (_, t) = decode_label(br#"{"key":"a","label":"fraud"}"#, "key", "label").unwrap();
+        assert_eq!((t.text.as_str(), t.number), ("fraud", None));
+        let (_, t) = decode_label(br#"{"key":"a","label":true}"#, "key", "label").unwrap();
+        assert_eq!((t.text.as_str(), t.number), ("1", Some(1.0)));
+        assert!(decode_label(br#"{"key":"a","label":null}"#, "key", "label").unwrap_err().contains("\"label\""));
         assert!(decode_label(br#"{"key":"a"}"#, "key", "label").unwrap_err().contains("\"label\""));
         assert!(decode_label(b"x", "key", "label").unwrap_err().contains("not JSON"));
     }

@@ -359,17 +359,22 @@ pub fn live_decision(
         Some(p) if p.shared_labels < min_labels => {
             refuse(format!("only {} shared live labels, fewer than --min-labels {min_labels}", p.shared_labels))
         }
-        Some(p) if p.challenger_rmse < p.champion_rmse => crate::lifecycle::Decision {
-            promote: true,
-            reason: format!(
-                "live RMSE {:.4} < {:.4} of {current} on {} shared labels",
-                p.challenger_rmse, p.champion_rmse, p.shared_labels
-            ),
-        },
-        Some(p) => refuse(format!(
-            "live RMSE {:.4} is not lower than {:.4} of {current} on {} shared labels",
-            p.challenger_rmse, p.champion_rmse, p.shared_labels
-        )),
+        Some(p) => {
+            // a classifier pair compares log loss, a regressor pair RMSE
+            let (what, old, new) = match (p.champion_log_loss, p.challenger_log_loss) {
+                (Some(a), Some(b)) => ("log loss", a, b),
+                _ => ("RMSE", p.champion_rmse, p.challenger_rmse),
+            };
+            let shared = p.shared_labels;
+            if new < old {
+                crate::lifecycle::Decision {
+                    promote: true,
+                    reason: format!("live {what} {new:.4} < {old:.4} of {current} on {shared} shared labels"),
+                }
+            } else {
+                refuse(format!("live {what} {new:.4} is not lower than {old:.4} of {current} on {shared} shared labels"))
+            }
+        }
     }
 }
 

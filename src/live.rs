@@ -12,11 +12,26 @@
 //!
 //! Statistics are sums (count, error, squared error, absolute error, and the label's shifted
 //! moments for R²), kept since start and in time buckets of one `interval` for a sliding window.
+//!
+//! A classifier's prediction carries its class and every class's probability. Its label is a
+//! class, matched by text or by number (`1` is the class `"1"` and `"1.0"`); a label that is no
+//! class of the version (or, for a regressor, not a number) is counted as unusable. Its sums are
+//! [`ClassSums`]: accuracy, log loss and the confusion matrix exactly, and the ROC AUC from
+//! histograms of the scores in [`AUC_BINS`] bins, which are mergeable across buckets and bounded
+//! in memory. Pairs of scores in different bins are ranked exactly; a pair in the same bin counts
+//! half, as a tie would, so the reported AUC is within `auc_bound` = Σ_bins pos·neg / (2·P·N) of
+//! the exact one (for several classes, the mean of the per-class bounds), computed from the
+//! same histograms and published beside it.
+//!
+//! About 750 lines of code, one job: the join and the sums it feeds. The classifier's sums ride
+//! the same buckets, windows and pairs as the regressor's, so they stay in this file.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
+
+use crate::model::logistic::EPS;
 
 /// Which output a prediction was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -35,6 +50,52 @@ pub struct VersionId {
     pub model_name: String,
     /// Version id.
     pub model_version: String,
+}
+
+/// What a prediction said.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Said {
+    /// A regressor's value.
+    Value(f64),
+    /// A classifier's answer: its classes in the artifact's order, each one's probability, and
+    /// the index of the class it predicted (after its decision threshold).
+    Classes {
+        /// The version's classes.
+        classes: Vec<String>,
+        /// One probability per class.
+        probabilities: Vec<f64>,
+        /// Index of the predicted class.
+        class: usize,
+    },
+}
+
+/// A label's value as it arrived: its text, and its number when it reads as one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Truth {
+    /// The text (a JSON number's shortest form).
+    pub text: String,
+    /// The value, when the text is a finite number.
+    pub number: Option<f64>,
+}
+
+impl Truth {
+    /// A label from its text.
+    pub fn text(text: &str) -> Truth {
+        Truth { text: text.to_string(), number: text.trim().parse::<f64>().ok().filter(|v| v.is_finite()) }
+    }
+
+    /// A numeric label.
+    pub fn number(value: f64) -> Truth {
+        Truth { text: value.to_string(), number: Some(value).filter(|v| v.is_finite()) }
+    }
+
+    /// The index of this label among `classes`: the same text, else the same number.
+    fn class_in(&self, classes: &[String]) -> Option<usize> {
+        classes.iter().position(|c| *c == self.text).or_else(|| {
+            let v = self.number?;
+            classes.iter().position(|c| c.trim().parse::<f64>().ok() == Some(v))
+        })
+    }
 }
 
 /// Mergeable error sums of a set of (prediction, label) pairs.
@@ -87,16 +148,207 @@ impl Sums {
         let n = self.n as f64;
         let sst = self.yy - self.y * self.y / n;
         let r2 = if sst > 0.0 { Some(1.0 - self.sq / sst) } else { None };
-        Some(LiveMetrics { count: self.n, rmse: (self.sq / n).sqrt(), mae: self.abs / n, r2, bias: self.err / n })
+        Some(LiveMetrics {
+            count: self.n,
+            rmse: (self.sq / n).sqrt(),
+            mae: self.abs / n,
+            r2,
+            bias: self.err / n,
+            classification: None,
+        })
     }
 }
 
+/// Bins of the score histograms behind the live AUC (width 1/`AUC_BINS` of probability).
+pub const AUC_BINS: usize = 1000;
+
+/// Mergeable sums of a classifier's labelled predictions: exact accuracy, log loss and confusion
+/// matrix; the regression sums of its probabilities against the one-hot truth (class 1's against
+/// 0/1 for two classes), as training reports them; and per scored class (class 1 only for two
+/// classes) a histogram of the scores of its positives and of its negatives, for the AUC.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassSums {
+    k: usize,
+    n: u64,
+    correct: u64,
+    log_loss: f64,
+    /// `confusion[truth · k + predicted]`.
+    confusion: Vec<u64>,
+    values: Sums,
+    /// `hist[(scored class · AUC_BINS + bin)]` = [negatives, positives]; empty until the first row.
+    hist: Vec<[u64; 2]>,
+}
+
+impl ClassSums {
+    /// Empty sums for `k` classes.
+    pub fn new(k: usize) -> ClassSums {
+        ClassSums {
+            k,
+            n: 0,
+            correct: 0,
+            log_loss: 0.0,
+            confusion: vec![0; k * k],
+            values: Sums::default(),
+            hist: vec![],
+        }
+    }
+
+    fn scored(&self) -> usize {
+        if self.k == 2 {
+            1
+        } else {
+            self.k
+        }
+    }
+
+    /// Add one labelled prediction: the true class, the probabilities, the predicted class.
+    pub fn add(&mut self, truth: usize, probabilities: &[f64], predicted: usize) {
+        let (k, p) = (self.k, probabilities);
+        if truth >= k || predicted >= k || p.len() != k {
+            return;
+        }
+        self.n += 1;
+        self.correct += u64::from(truth == predicted);
+        self.confusion[truth * k + predicted] += 1;
+        self.log_loss -= p[truth].clamp(EPS, 1.0 - EPS).ln();
+        if self.hist.is_empty() {
+            self.hist = vec![[0, 0]; self.scored() * AUC_BINS];
+        }
+        let first = if k == 2 { 1 } else { 0 };
+        for (slot, c) in (first..k).enumerate() {
+            let y = usize::from(c == truth);
+            self.values.add(p[c], y as f64);
+            let bin = ((p[c] * AUC_BINS as f64) as usize).min(AUC_BINS - 1);
+            self.hist[slot * AUC_BINS + bin][y] += 1;
+        }
+    }
+
+    /// Add another set of sums of the same classes.
+    pub fn merge(&mut self, o: &ClassSums) {
+        if o.n == 0 || o.k != self.k {
+            return;
+        }
+        self.n += o.n;
+        self.correct += o.correct;
+        self.log_loss += o.log_loss;
+        for (a, b) in self.confusion.iter_mut().zip(&o.confusion) {
+            *a += b;
+        }
+        self.values.merge(&o.values);
+        if self.hist.is_empty() {
+            self.hist = o.hist.clone();
+        } else {
+            for (a, b) in self.hist.iter_mut().zip(&o.hist) {
+                a[0] += b[0];
+                a[1] += b[1];
+            }
+        }
+    }
+
+    /// The AUC of one scored class from its histogram, and its bound; `None` without both a
+    /// positive and a negative.
+    fn auc_of(&self, slot: usize) -> Option<(f64, f64)> {
+        let h = &self.hist[slot * AUC_BINS..(slot + 1) * AUC_BINS];
+        let (neg, pos) = h.iter().fold((0u64, 0u64), |(n, p), b| (n + b[0], p + b[1]));
+        if neg == 0 || pos == 0 {
+            return None;
+        }
+        let (mut below, mut wins, mut ties) = (0f64, 0f64, 0f64);
+        for b in h {
+            let (n, p) = (b[0] as f64, b[1] as f64);
+            wins += p * below;
+            ties += p * n;
+            below += n;
+        }
+        let pairs = pos as f64 * neg as f64;
+        Some(((wins + 0.5 * ties) / pairs, 0.5 * ties / pairs))
+    }
+
+    /// The metrics (`None` without rows).
+    pub fn metrics(&self, classes: &[String]) -> Option<LiveMetrics> {
+        if self.n == 0 {
+            return None;
+        }
+        let aucs: Vec<(f64, f64)> = (0..self.scored()).filter_map(|s| self.auc_of(s)).collect();
+        let (auc, auc_bound) = if aucs.is_empty() {
+            (None, None)
+        } else {
+            let m = aucs.len() as f64;
+            (Some(aucs.iter().map(|a| a.0).sum::<f64>() / m), Some(aucs.iter().map(|a| a.1).sum::<f64>() / m))
+        };
+        let n = self.n as f64;
+        let mut m = self.values.metrics()?;
+        m.count = self.n;
+        m.classification = Some(LiveClassMetrics {
+            accuracy: self.correct as f64 / n,
+            log_loss: self.log_loss / n,
+            auc,
+            auc_bound,
+            classes: classes.to_vec(),
+            confusion: self.confusion.chunks(self.k).map(<[u64]>::to_vec).collect(),
+        });
+        Some(m)
+    }
+}
+
+/// The sums of one version and stream: a regressor's or a classifier's.
+#[derive(Debug, Clone, PartialEq)]
+enum Acc {
+    Values(Sums),
+    Classes(ClassSums),
+}
+
+impl Acc {
+    fn for_outcome(o: &Outcome) -> Acc {
+        match o {
+            Outcome::Value(..) => Acc::Values(Sums::default()),
+            Outcome::Class { probabilities, .. } => Acc::Classes(ClassSums::new(probabilities.len())),
+        }
+    }
+
+    fn add(&mut self, o: &Outcome) {
+        match (self, o) {
+            (Acc::Values(s), Outcome::Value(p, y)) => s.add(*p, *y),
+            (Acc::Classes(s), Outcome::Class { truth, probabilities, predicted }) => {
+                s.add(*truth, probabilities, *predicted)
+            }
+            _ => {}
+        }
+    }
+
+    fn merge(&mut self, o: &Acc) {
+        match (self, o) {
+            (Acc::Values(a), Acc::Values(b)) => a.merge(b),
+            (Acc::Classes(a), Acc::Classes(b)) => a.merge(b),
+            _ => {}
+        }
+    }
+
+    fn metrics(&self, classes: &[String]) -> Option<LiveMetrics> {
+        match self {
+            Acc::Values(s) => s.metrics(),
+            Acc::Classes(s) => s.metrics(classes),
+        }
+    }
+}
+
+/// A labelled prediction, ready to add.
+enum Outcome<'a> {
+    /// (prediction, label)
+    Value(f64, f64),
+    Class {
+        truth: usize,
+        probabilities: &'a [f64],
+        predicted: usize,
+    },
+}
+
 /// Accuracy on live labels.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveMetrics {
     /// Labelled predictions.
     pub count: u64,
-    /// Root mean squared error.
+    /// Root mean squared error (a classifier's: of its probabilities against the one-hot truth).
     pub rmse: f64,
     /// Mean absolute error.
     pub mae: f64,
@@ -104,6 +356,27 @@ pub struct LiveMetrics {
     pub r2: Option<f64>,
     /// Mean of prediction − label.
     pub bias: f64,
+    /// A classifier's metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<LiveClassMetrics>,
+}
+
+/// A classifier's accuracy on live labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveClassMetrics {
+    /// Share of labelled predictions whose class is the label.
+    pub accuracy: f64,
+    /// Mean negative log-probability of the labelled class (clipped at 2⁻⁵², as training).
+    pub log_loss: f64,
+    /// ROC AUC from the score histograms (class 1's for two classes, the one-vs-rest macro mean
+    /// over the classes with both positives and negatives for more); `null` without them.
+    pub auc: Option<f64>,
+    /// The exact AUC is within `auc ± auc_bound`.
+    pub auc_bound: Option<f64>,
+    /// The classes, in the order of the confusion matrix.
+    pub classes: Vec<String>,
+    /// `confusion[label][predicted]` counts.
+    pub confusion: Vec<Vec<u64>>,
 }
 
 /// How the join behaves.
@@ -119,18 +392,25 @@ pub struct JoinConfig {
     pub window_buckets: usize,
 }
 
+/// A prediction as kept: a value, or a class index and the probabilities.
+#[derive(Debug, Clone, PartialEq)]
+enum Scored {
+    Value(f64),
+    Class { class: usize, probabilities: Box<[f64]> },
+}
+
 #[derive(Debug, Clone)]
 struct Waiting {
     version: VersionId,
-    prediction: f64,
+    scored: Scored,
     at_ms: i64,
 }
 
 #[derive(Debug, Clone)]
 struct Label {
-    value: f64,
+    truth: Truth,
     /// Streams already joined with this label, and what they predicted.
-    joined: [Option<(VersionId, f64)>; 2],
+    joined: [Option<(VersionId, Scored)>; 2],
 }
 
 /// What the joiner has counted (besides the per-version sums).
@@ -146,10 +426,14 @@ pub struct Counts {
     pub duplicates: u64,
     /// Waiting entries dropped early because of `max_pending`.
     pub evicted: u64,
+    /// Joins whose label is no class of the version that predicted (or, for a regressor, not a
+    /// number): not counted in the version's metrics.
+    #[serde(default)]
+    pub labels_unusable: u64,
 }
 
 /// Sums per version and stream.
-type PerVersion = BTreeMap<(VersionId, Stream), Sums>;
+type PerVersion = BTreeMap<(VersionId, Stream), Acc>;
 
 /// A waiting label or prediction in the expiry order: (at, arrival, key, its stream or None for
 /// a label).
@@ -166,11 +450,13 @@ pub struct Joiner {
     order: BinaryHeap<Reverse<Entry>>,
     /// Entries pushed so far: ties on time leave in arrival order.
     arrivals: u64,
+    /// A classifier version's classes (from its first prediction).
+    classes: HashMap<VersionId, Vec<String>>,
     since_start: PerVersion,
     expired: BTreeMap<(VersionId, Stream), u64>,
     buckets: VecDeque<(i64, PerVersion)>,
     /// Champion and challenger on the same labels: (served, shadow) → (served sums, shadow sums).
-    pairs: BTreeMap<(VersionId, VersionId), (Sums, Sums)>,
+    pairs: BTreeMap<(VersionId, VersionId), (Acc, Acc)>,
     counts: Counts,
 }
 
@@ -190,6 +476,7 @@ impl Joiner {
             labels: HashMap::new(),
             order: BinaryHeap::new(),
             arrivals: 0,
+            classes: HashMap::new(),
             since_start: BTreeMap::new(),
             expired: BTreeMap::new(),
             buckets: VecDeque::new(),
@@ -199,25 +486,26 @@ impl Joiner {
     }
 
     /// A prediction of `key` read from `stream`, made at `at_ms`; `now_ms` is the join time.
-    pub fn prediction(
-        &mut self,
-        key: &str,
-        stream: Stream,
-        version: VersionId,
-        prediction: f64,
-        at_ms: i64,
-        now_ms: i64,
-    ) {
+    pub fn prediction(&mut self, key: &str, stream: Stream, version: VersionId, said: Said, at_ms: i64, now_ms: i64) {
+        let scored = match said {
+            Said::Value(v) => Scored::Value(v),
+            Said::Classes { classes, probabilities, class } => {
+                if !self.classes.contains_key(&version) {
+                    self.classes.insert(version.clone(), classes);
+                }
+                Scored::Class { class, probabilities: probabilities.into_boxed_slice() }
+            }
+        };
         if let Some(label) = self.labels.get(key) {
             if label.joined[slot(stream)].is_some() {
                 self.counts.duplicates += 1;
                 return;
             }
-            let value = label.value;
-            self.join(key, stream, version, prediction, value, now_ms);
+            let truth = label.truth.clone();
+            self.join(key, stream, version, scored, &truth, now_ms);
             return;
         }
-        let w = Waiting { version, prediction, at_ms };
+        let w = Waiting { version, scored, at_ms };
         if self.waiting.insert((key.to_string(), stream), w).is_some() {
             // the newer prediction of a key and stream replaces the older one (whose expiry
             // entry no longer matches and is skipped); it expires by its own time
@@ -228,39 +516,59 @@ impl Joiner {
     }
 
     /// A label of `key` that arrived at `at_ms`; `now_ms` is the join time.
-    pub fn label(&mut self, key: &str, value: f64, at_ms: i64, now_ms: i64) {
+    pub fn label(&mut self, key: &str, truth: Truth, at_ms: i64, now_ms: i64) {
         if self.labels.contains_key(key) {
             self.counts.duplicates += 1;
             return;
         }
         self.counts.labels += 1;
-        self.labels.insert(key.to_string(), Label { value, joined: [None, None] });
+        self.labels.insert(key.to_string(), Label { truth: truth.clone(), joined: [None, None] });
         self.push(at_ms, key, None);
         for stream in [Stream::Served, Stream::Shadow] {
             if let Some(w) = self.waiting.remove(&(key.to_string(), stream)) {
-                self.join(key, stream, w.version, w.prediction, value, now_ms);
+                self.join(key, stream, w.version, w.scored, &truth, now_ms);
             }
         }
         self.bound();
     }
 
-    fn join(&mut self, key: &str, stream: Stream, version: VersionId, prediction: f64, label: f64, now_ms: i64) {
+    /// What a prediction and its label add up to, or `None` when the label does not fit it.
+    fn outcome<'a>(&self, version: &VersionId, scored: &'a Scored, truth: &Truth) -> Option<Outcome<'a>> {
+        match scored {
+            Scored::Value(p) => Some(Outcome::Value(*p, truth.number?)),
+            Scored::Class { class, probabilities } => {
+                let t = truth.class_in(self.classes.get(version)?)?;
+                Some(Outcome::Class { truth: t, probabilities, predicted: *class })
+            }
+        }
+    }
+
+    fn join(&mut self, key: &str, stream: Stream, version: VersionId, scored: Scored, truth: &Truth, now_ms: i64) {
         self.counts.joined += 1;
         let id = (version.clone(), stream);
-        self.since_start.entry(id.clone()).or_default().add(prediction, label);
-        let start = now_ms - now_ms.rem_euclid(self.cfg.bucket_ms.max(1));
-        if self.buckets.back().is_none_or(|(s, _)| *s < start) {
-            self.buckets.push_back((start, BTreeMap::new()));
-        }
-        if let Some((_, b)) = self.buckets.iter_mut().rev().find(|(s, _)| *s <= start) {
-            b.entry(id).or_default().add(prediction, label);
+        match self.outcome(&version, &scored, truth) {
+            Some(o) => {
+                self.since_start.entry(id.clone()).or_insert_with(|| Acc::for_outcome(&o)).add(&o);
+                let start = now_ms - now_ms.rem_euclid(self.cfg.bucket_ms.max(1));
+                if self.buckets.back().is_none_or(|(s, _)| *s < start) {
+                    self.buckets.push_back((start, BTreeMap::new()));
+                }
+                if let Some((_, b)) = self.buckets.iter_mut().rev().find(|(s, _)| *s <= start) {
+                    b.entry(id).or_insert_with(|| Acc::for_outcome(&o)).add(&o);
+                }
+            }
+            None => self.counts.labels_unusable += 1,
         }
         let Some(l) = self.labels.get_mut(key) else { return };
-        l.joined[slot(stream)] = Some((version, prediction));
-        if let [Some((served, p_served)), Some((shadow, p_shadow))] = &l.joined {
-            let e = self.pairs.entry((served.clone(), shadow.clone())).or_default();
-            e.0.add(*p_served, label);
-            e.1.add(*p_shadow, label);
+        l.joined[slot(stream)] = Some((version, scored));
+        let [Some((served, a)), Some((shadow, b))] = &l.joined else { return };
+        let (served, shadow) = (served.clone(), shadow.clone());
+        let (a, b, truth) = (a.clone(), b.clone(), l.truth.clone());
+        if let (Some(oa), Some(ob)) = (self.outcome(&served, &a, &truth), self.outcome(&shadow, &b, &truth)) {
+            let e =
+                self.pairs.entry((served, shadow)).or_insert_with(|| (Acc::for_outcome(&oa), Acc::for_outcome(&ob)));
+            e.0.add(&oa);
+            e.1.add(&ob);
         }
     }
 
@@ -323,9 +631,16 @@ impl Joiner {
         let mut window = PerVersion::new();
         for (_, b) in &self.buckets {
             for (id, s) in b {
-                window.entry(id.clone()).or_default().merge(s);
+                match window.get_mut(id) {
+                    Some(w) => w.merge(s),
+                    None => {
+                        window.insert(id.clone(), s.clone());
+                    }
+                }
             }
         }
+        let no_classes = Vec::new();
+        let classes = |v: &VersionId| self.classes.get(v).unwrap_or(&no_classes);
         let mut ids: Vec<&(VersionId, Stream)> = self.since_start.keys().chain(self.expired.keys()).collect();
         ids.sort();
         ids.dedup();
@@ -335,8 +650,8 @@ impl Joiner {
                 model_name: id.0.model_name.clone(),
                 model_version: id.0.model_version.clone(),
                 stream: id.1,
-                since_start: self.since_start.get(id).and_then(Sums::metrics),
-                window: window.get(id).and_then(Sums::metrics),
+                since_start: self.since_start.get(id).and_then(|s| s.metrics(classes(&id.0))),
+                window: window.get(id).and_then(|s| s.metrics(classes(&id.0))),
                 expired: self.expired.get(id).copied().unwrap_or(0),
             })
             .collect();
@@ -344,15 +659,21 @@ impl Joiner {
             .pairs
             .iter()
             .filter_map(|((served, shadow), (a, b))| {
+                let (ma, mb) = (a.metrics(classes(served))?, b.metrics(classes(shadow))?);
+                let (ca, cb) = (ma.classification.as_ref(), mb.classification.as_ref());
                 Some(PairMetrics {
                     model_name: served.model_name.clone(),
                     champion: served.model_version.clone(),
                     challenger: shadow.model_version.clone(),
-                    shared_labels: a.n,
-                    champion_rmse: a.metrics()?.rmse,
-                    challenger_rmse: b.metrics()?.rmse,
-                    champion_mae: a.metrics()?.mae,
-                    challenger_mae: b.metrics()?.mae,
+                    shared_labels: ma.count,
+                    champion_rmse: ma.rmse,
+                    challenger_rmse: mb.rmse,
+                    champion_mae: ma.mae,
+                    challenger_mae: mb.mae,
+                    champion_log_loss: ca.map(|c| c.log_loss),
+                    challenger_log_loss: cb.map(|c| c.log_loss),
+                    champion_accuracy: ca.map(|c| c.accuracy),
+                    challenger_accuracy: cb.map(|c| c.accuracy),
                 })
             })
             .collect();
@@ -402,6 +723,18 @@ pub struct PairMetrics {
     pub champion_mae: f64,
     /// Challenger MAE on them.
     pub challenger_mae: f64,
+    /// Classifiers: the champion's log loss on them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub champion_log_loss: Option<f64>,
+    /// Classifiers: the challenger's log loss on them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenger_log_loss: Option<f64>,
+    /// Classifiers: the champion's accuracy on them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub champion_accuracy: Option<f64>,
+    /// Classifiers: the challenger's accuracy on them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenger_accuracy: Option<f64>,
 }
 
 /// Everything the evaluator knows at one instant.
@@ -445,17 +778,17 @@ mod tests {
     #[test]
     fn labels_before_or_after_their_prediction_join_once_per_version() {
         let mut j = joiner(10_000, 1000);
-        j.prediction("a", Stream::Served, v("1"), 5.0, 0, 0);
-        j.label("b", 7.0, 1, 1); // before its prediction
-        j.label("a", 6.0, 2, 2);
-        j.prediction("b", Stream::Served, v("2"), 6.5, 3, 3);
-        j.prediction("b", Stream::Served, v("2"), 6.5, 4, 4); // redelivered: not counted again
+        j.prediction("a", Stream::Served, v("1"), Said::Value(5.0), 0, 0);
+        j.label("b", Truth::number(7.0), 1, 1); // before its prediction
+        j.label("a", Truth::number(6.0), 2, 2);
+        j.prediction("b", Stream::Served, v("2"), Said::Value(6.5), 3, 3);
+        j.prediction("b", Stream::Served, v("2"), Said::Value(6.5), 4, 4); // redelivered: not counted again
         let s = j.snapshot();
         assert_eq!(s.counts.joined, 2);
         assert_eq!(s.counts.duplicates, 1);
-        let m1 = s.versions.iter().find(|m| m.model_version == "1").unwrap().since_start.unwrap();
+        let m1 = s.versions.iter().find(|m| m.model_version == "1").unwrap().since_start.clone().unwrap();
         assert_eq!((m1.count, m1.rmse, m1.bias), (1, 1.0, -1.0));
-        let m2 = s.versions.iter().find(|m| m.model_version == "2").unwrap().since_start.unwrap();
+        let m2 = s.versions.iter().find(|m| m.model_version == "2").unwrap().since_start.clone().unwrap();
         assert_eq!((m2.count, m2.mae), (1, 0.5));
     }
 
@@ -482,11 +815,11 @@ mod tests {
     #[test]
     fn unlabelled_predictions_expire_per_version_and_labels_alone_are_counted() {
         let mut j = joiner(100, 1000);
-        j.prediction("a", Stream::Served, v("1"), 1.0, 0, 0);
-        j.prediction("b", Stream::Served, v("1"), 1.0, 10, 10);
-        j.prediction("c", Stream::Shadow, v("2"), 1.0, 20, 20);
-        j.label("z", 3.0, 30, 30);
-        j.label("b", 1.0, 40, 40);
+        j.prediction("a", Stream::Served, v("1"), Said::Value(1.0), 0, 0);
+        j.prediction("b", Stream::Served, v("1"), Said::Value(1.0), 10, 10);
+        j.prediction("c", Stream::Shadow, v("2"), Said::Value(1.0), 20, 20);
+        j.label("z", Truth::number(3.0), 30, 30);
+        j.label("b", Truth::number(1.0), 40, 40);
         j.expire(125); // a (0) and b's slot (10, joined) and c (20) are past; z (30) is not
         let s = j.snapshot();
         let exp: Vec<(String, Stream, u64)> =
@@ -502,9 +835,9 @@ mod tests {
     #[test]
     fn the_bound_drops_the_oldest_and_counts_it() {
         let mut j = joiner(1_000_000, 2);
-        j.prediction("a", Stream::Served, v("1"), 1.0, 0, 0);
-        j.prediction("b", Stream::Served, v("1"), 1.0, 1, 1);
-        j.prediction("c", Stream::Served, v("1"), 1.0, 2, 2);
+        j.prediction("a", Stream::Served, v("1"), Said::Value(1.0), 0, 0);
+        j.prediction("b", Stream::Served, v("1"), Said::Value(1.0), 1, 1);
+        j.prediction("c", Stream::Served, v("1"), Said::Value(1.0), 2, 2);
         let s = j.snapshot();
         assert_eq!((s.counts.evicted, s.versions[0].expired, s.pending_predictions), (1, 1, 2));
     }
@@ -513,8 +846,8 @@ mod tests {
     fn a_prediction_made_again_expires_by_its_own_time() {
         // an at-least-once redelivery: the same key scored again, later
         let mut j = joiner(100, 1000);
-        j.prediction("a", Stream::Served, v("1"), 1.0, 10, 10);
-        j.prediction("a", Stream::Served, v("1"), 1.0, 50, 50);
+        j.prediction("a", Stream::Served, v("1"), Said::Value(1.0), 10, 10);
+        j.prediction("a", Stream::Served, v("1"), Said::Value(1.0), 50, 50);
         j.expire(120); // the first is past the horizon, the one waiting is not
         let s = j.snapshot();
         assert_eq!((s.pending_predictions, s.counts.duplicates), (1, 1));
@@ -528,19 +861,19 @@ mod tests {
         // a restarted evaluator reads the labels topic ahead of the predictions: a label
         // stamped late arrives before predictions made earlier, which must still expire
         let mut j = joiner(100, 1000);
-        j.label("tick", 0.0, 500, 500);
-        j.prediction("a", Stream::Served, v("1"), 1.0, 10, 10);
-        j.prediction("b", Stream::Served, v("1"), 1.0, 20, 20);
-        j.label("later", 0.0, 450, 450);
+        j.label("tick", Truth::number(0.0), 500, 500);
+        j.prediction("a", Stream::Served, v("1"), Said::Value(1.0), 10, 10);
+        j.prediction("b", Stream::Served, v("1"), Said::Value(1.0), 20, 20);
+        j.label("later", Truth::number(0.0), 450, 450);
         j.expire(500); // the limit is 400: a and b are past, both labels are not
         let s = j.snapshot();
         assert_eq!((s.pending_predictions, s.versions[0].expired), (0, 2));
         assert_eq!(s.pending_labels, 2);
         // and the bound evicts the oldest by time, not the first to arrive
         let mut j = joiner(1_000_000, 2);
-        j.label("tick", 0.0, 500, 500);
-        j.prediction("a", Stream::Served, v("1"), 1.0, 10, 10);
-        j.prediction("b", Stream::Served, v("1"), 1.0, 20, 20);
+        j.label("tick", Truth::number(0.0), 500, 500);
+        j.prediction("a", Stream::Served, v("1"), Said::Value(1.0), 10, 10);
+        j.prediction("b", Stream::Served, v("1"), Said::Value(1.0), 20, 20);
         let s = j.snapshot();
         assert_eq!((s.counts.evicted, s.versions[0].expired, s.pending_labels), (1, 1, 1));
     }
@@ -548,11 +881,11 @@ mod tests {
     #[test]
     fn served_and_shadow_on_the_same_label_make_a_pair_and_the_window_slides() {
         let mut j = joiner(1_000_000, 1000);
-        j.prediction("a", Stream::Served, v("1"), 5.0, 0, 0);
-        j.prediction("a", Stream::Shadow, v("2"), 6.0, 0, 0);
-        j.prediction("b", Stream::Served, v("1"), 5.0, 0, 0);
-        j.label("a", 6.0, 500, 500);
-        j.label("b", 5.0, 2500, 2500);
+        j.prediction("a", Stream::Served, v("1"), Said::Value(5.0), 0, 0);
+        j.prediction("a", Stream::Shadow, v("2"), Said::Value(6.0), 0, 0);
+        j.prediction("b", Stream::Served, v("1"), Said::Value(5.0), 0, 0);
+        j.label("a", Truth::number(6.0), 500, 500);
+        j.label("b", Truth::number(5.0), 2500, 2500);
         let s = j.snapshot();
         assert_eq!(s.pairs.len(), 1);
         let p = &s.pairs[0];
@@ -562,8 +895,128 @@ mod tests {
         j.expire(2500);
         let s = j.snapshot();
         let served = s.versions.iter().find(|m| m.stream == Stream::Served).unwrap();
-        assert_eq!(served.since_start.unwrap().count, 2);
-        assert_eq!(served.window.unwrap().count, 1);
+        assert_eq!(served.since_start.as_ref().unwrap().count, 2);
+        assert_eq!(served.window.as_ref().unwrap().count, 1);
         assert!(s.versions.iter().find(|m| m.stream == Stream::Shadow).unwrap().window.is_none());
+    }
+
+    fn said(classes: &[&str], probabilities: &[f64], class: usize) -> Said {
+        Said::Classes {
+            classes: classes.iter().map(|c| c.to_string()).collect(),
+            probabilities: probabilities.to_vec(),
+            class,
+        }
+    }
+
+    fn unit(rng: &mut crate::util::rng::SplitMix64) -> f64 {
+        (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Exact ROC AUC by counting every (positive, negative) pair, ties half.
+    fn exact_auc(scores: &[(f64, bool)]) -> f64 {
+        let (mut wins, mut pairs) = (0.0, 0.0);
+        for (p, _) in scores.iter().filter(|s| s.1) {
+            for (n, _) in scores.iter().filter(|s| !s.1) {
+                pairs += 1.0;
+                wins += if p > n {
+                    1.0
+                } else if p == n {
+                    0.5
+                } else {
+                    0.0
+                };
+            }
+        }
+        wins / pairs
+    }
+
+    #[test]
+    fn class_labels_join_by_text_or_number_with_exact_accuracy_and_log_loss_and_a_bounded_auc() {
+        let mut j = joiner(1_000_000, 100_000);
+        let mut rng = crate::util::rng::SplitMix64::new(7);
+        let (mut expect, mut scores) = (Vec::new(), Vec::new());
+        for i in 0..3000 {
+            // a noisy score: positives lean high; coarse values make exact ties too
+            let y = unit(&mut rng) < 0.3;
+            let raw = (unit(&mut rng) + if y { 0.35 } else { 0.0 }).min(0.999);
+            let p1 = if i % 3 == 0 { (raw * 20.0).round() / 20.0 } else { raw };
+            let predicted = usize::from(p1 >= 0.5);
+            let key = format!("k{i}");
+            j.prediction(&key, Stream::Served, v("1"), said(&["no", "1"], &[1.0 - p1, p1], predicted), 0, 0);
+            // the label as text for class "no", as the number 1 for class "1"
+            let truth = if y { Truth::number(1.0) } else { Truth::text("no") };
+            j.label(&key, truth, 1, 1);
+            expect.push((usize::from(y), p1, predicted));
+            scores.push((p1, y));
+        }
+        j.prediction("odd", Stream::Served, v("1"), said(&["no", "1"], &[0.5, 0.5], 1), 0, 0);
+        j.label("odd", Truth::text("maybe"), 1, 1);
+        let s = j.snapshot();
+        assert_eq!((s.counts.joined, s.counts.labels_unusable), (3001, 1));
+        let m = s.versions[0].since_start.clone().unwrap();
+        let c = m.classification.unwrap();
+        let n = expect.len() as f64;
+        let accuracy = expect.iter().filter(|(t, _, p)| t == p).count() as f64 / n;
+        let log_loss = -expect
+            .iter()
+            .map(|&(t, p1, _)| if t == 1 { p1 } else { 1.0 - p1 }.clamp(EPS, 1.0 - EPS).ln())
+            .sum::<f64>()
+            / n;
+        assert_eq!(m.count, 3000);
+        assert!((c.accuracy - accuracy).abs() < 1e-12, "{} vs {accuracy}", c.accuracy);
+        assert!((c.log_loss - log_loss).abs() < 1e-9, "{} vs {log_loss}", c.log_loss);
+        let confusion_total: u64 = c.confusion.iter().flatten().sum();
+        assert_eq!((confusion_total, c.classes.clone()), (3000, vec!["no".to_string(), "1".to_string()]));
+        let (auc, bound, exact) = (c.auc.unwrap(), c.auc_bound.unwrap(), exact_auc(&scores));
+        assert!((auc - exact).abs() <= bound + 1e-12, "auc {auc} ± {bound} misses {exact}");
+        assert!(bound > 0.0 && bound < 0.01, "the coarse scores tie within bins: bound {bound}");
+    }
+
+    #[test]
+    fn class_sums_merge_as_if_added_at_once_and_the_macro_auc_bound_holds() {
+        let classes: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let mut rng = crate::util::rng::SplitMix64::new(11);
+        let (mut all, mut a, mut b) = (ClassSums::new(3), ClassSums::new(3), ClassSums::new(3));
+        let mut rows = Vec::new();
+        for i in 0..2000 {
+            let t = (unit(&mut rng) * 3.0) as usize;
+            let mut p = [unit(&mut rng), unit(&mut rng), unit(&mut rng)];
+            p[t] += 0.8;
+            let sum: f64 = p.iter().sum();
+            let p = p.map(|x| x / sum);
+            let pred = (0..3).max_by(|&x, &y| p[x].total_cmp(&p[y])).unwrap();
+            all.add(t, &p, pred);
+            if i % 2 == 0 { &mut a } else { &mut b }.add(t, &p, pred);
+            rows.push((t, p));
+        }
+        a.merge(&b);
+        let (ma, mall) = (a.metrics(&classes).unwrap(), all.metrics(&classes).unwrap());
+        let (ca, call) = (ma.classification.unwrap(), mall.classification.unwrap());
+        assert_eq!((ca.accuracy, &ca.confusion, ca.auc), (call.accuracy, &call.confusion, call.auc));
+        assert!((ca.log_loss - call.log_loss).abs() < 1e-12);
+        let exact: f64 =
+            (0..3).map(|c| exact_auc(&rows.iter().map(|(t, p)| (p[c], *t == c)).collect::<Vec<_>>())).sum::<f64>()
+                / 3.0;
+        let (auc, bound) = (call.auc.unwrap(), call.auc_bound.unwrap());
+        assert!((auc - exact).abs() <= bound + 1e-12, "macro auc {auc} ± {bound} misses {exact}");
+        assert!(bound < 0.002, "fine scores rarely share a bin: {bound}");
+    }
+
+    #[test]
+    fn a_classifier_pair_compares_log_loss_on_shared_labels() {
+        let mut j = joiner(1_000_000, 1000);
+        j.prediction("a", Stream::Served, v("1"), said(&["0", "1"], &[0.4, 0.6], 1), 0, 0);
+        j.prediction("a", Stream::Shadow, v("2"), said(&["0", "1"], &[0.1, 0.9], 1), 0, 0);
+        j.label("a", Truth::text("1"), 1, 1);
+        let s = j.snapshot();
+        let p = &s.pairs[0];
+        assert_eq!(p.shared_labels, 1);
+        assert!((p.champion_log_loss.unwrap() + 0.6f64.ln()).abs() < 1e-15);
+        assert!((p.challenger_log_loss.unwrap() + 0.9f64.ln()).abs() < 1e-15);
+        assert_eq!((p.champion_accuracy, p.challenger_accuracy), (Some(1.0), Some(1.0)));
+        // a regressor's label that is not a number is unusable, and counted
+        j.prediction("r", Stream::Served, v("3"), Said::Value(1.0), 0, 0);
+        j.label("r", Truth::text("high"), 1, 1);
+        assert_eq!(j.snapshot().counts.labels_unusable, 1);
     }
 }

@@ -154,6 +154,10 @@ mod live_gate_tests {
                     challenger_rmse,
                     champion_mae: 0.0,
                     challenger_mae: 0.0,
+                    champion_log_loss: None,
+                    challenger_log_loss: None,
+                    champion_accuracy: None,
+                    challenger_accuracy: None,
                 }],
                 counts: Counts::default(),
                 pending_predictions: 0,
@@ -172,5 +176,13 @@ mod live_gate_tests {
         assert!(!d(&metrics(150, 0.7, 0.6), Some("v0"), "v2").promote, "compared with another champion");
         assert!(!d(&metrics(150, 0.7, 0.6), None, "v2").promote);
         assert!(!live_decision(None, "m", Some("v1"), "v2", 1).promote);
+        // classifiers compare log loss, whatever their probabilities' RMSE says
+        let mut m = metrics(150, 0.3, 0.4);
+        m.snapshot.pairs[0].champion_log_loss = Some(0.5);
+        m.snapshot.pairs[0].challenger_log_loss = Some(0.4);
+        let better = d(&m, Some("v1"), "v2");
+        assert!(better.promote && better.reason.contains("live log loss 0.4000 < 0.5000"), "{}", better.reason);
+        m.snapshot.pairs[0].challenger_log_loss = Some(0.6);
+        assert!(!d(&m, Some("v1"), "v2").promote);
     }
 }

@@ -62,13 +62,6 @@ impl Format {
 
 /// Export an artifact in `format`.
 pub fn export(a: &Artifact, format: Format) -> Result<Vec<u8>> {
-    if !a.estimator.fit.classes().is_empty() {
-        return Err(Error::Usage(format!(
-            "{} export of a classifier ({}) is not built yet; the model still serves with modelcast predict",
-            format.as_str(),
-            a.estimator.kind
-        )));
-    }
     match format {
         Format::Onnx => onnx::export(a),
         Format::Pmml => pmml::export(a),

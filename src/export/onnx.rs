@@ -7,14 +7,22 @@
 //! * `categorical`: string `[N, c]`, the categorical columns in order; a missing-value token
 //!   (e.g. `""`, `"NA"`) is missing; strings are matched exactly (trim them first).
 //!
-//! Output `prediction`: float32 `[N, 1]`.
+//! Output `prediction`: float32 `[N, 1]`. A classifier has three: `prediction` (class 1's
+//! probability of two, else the predicted class's, as modelcast's `prediction` field), `label`
+//! (string `[N, 1]`, the predicted class) and `probabilities` (float32 `[N, K]`, in the
+//! artifact's class order).
 //!
 //! Graph: `IsNaN` + `Where` (impute), `Sub` + `Div` (standardise), per categorical column
 //! `Gather` (the column) → `CategoryMapper` (category → row) → `Gather` from a table that is
 //! the identity plus a zero row (unseen categories) and a NaN row (missing under the `reject`
 //! rule), `Concat`, then `MatMul` + `Add` (linear kinds: the portable graph, which onnxruntime
 //! and tract run) or `TreeEnsembleRegressor` (trees; onnxruntime). A row that modelcast would
-//! reject gives NaN for linear kinds and is undefined for trees.
+//! reject gives NaN for linear kinds and is undefined for trees. A classifier's scores (the same
+//! nodes, one column per coefficient row or ensemble output) become probabilities with the
+//! standard operators modelcast's own arithmetic uses (`Sigmoid`, `Softmax`, `Clip`), and its
+//! label by `GreaterOrEqual` against the stored threshold (two classes) or `ArgMax` (first
+//! maximum), then `Gather` from the class names. Trees are never `TreeEnsembleClassifier`,
+//! whose post-transforms and binary special case differ between runtimes.
 
 use prost::Message;
 
@@ -384,12 +392,42 @@ pub fn export(a: &Artifact) -> Result<Vec<u8>> {
             g.node.push(node("MatMul", "", &[&design, "coefficients"], "linear", vec![]));
             g.node.push(node("Add", "", &["linear", "intercept"], "prediction", vec![]));
         }
-        Fit::Trees(t) => g.node.push(tree_node(&t.trees, &design)),
-        Fit::Logistic(_) | Fit::TreeClassifier(_) => {
-            return Err(Error::Usage("ONNX export of a classifier is not built yet".into()))
+        Fit::Trees(t) => g.node.push(tree_node(&t.trees, &design, "prediction")),
+        Fit::Logistic(l) => {
+            let rows = l.coefficient_rows.len() as i64;
+            // coefficients as [p, rows]: column r is coefficient row r
+            let w = (0..p as usize).flat_map(|j| l.coefficient_rows.iter().map(move |r| r[j] as f32)).collect();
+            g.initializer.push(floats("coefficients", &[p, rows], w));
+            g.initializer.push(floats("intercepts", &[rows], l.intercepts.iter().map(|&v| v as f32).collect()));
+            g.node.push(node("MatMul", "", &[&design, "coefficients"], "linear", vec![]));
+            g.node.push(node("Add", "", &["linear", "intercepts"], "scores", vec![]));
+            let squash = if l.classes.len() == 2 { Squash::Sigmoid } else { Squash::Softmax };
+            classifier_outputs(&mut g, "scores", squash, &l.classes, l.threshold);
+        }
+        Fit::TreeClassifier(t) => {
+            let e = &t.trees;
+            g.node.push(tree_node(e, &design, "scores"));
+            let squash = match (e.combine, e.outputs) {
+                (Combine::Average, 1) => Squash::Clip,
+                (Combine::Average, _) => Squash::None,
+                (Combine::Sum, 1) => Squash::Sigmoid,
+                (Combine::Sum, _) => Squash::Softmax,
+            };
+            classifier_outputs(&mut g, "scores", squash, &t.classes, t.threshold);
         }
     }
-    g.output.push(tensor_info("prediction", FLOAT, &[None, Some(1)], &format!("predicted {}", a.input_schema.target)));
+    let target = &a.input_schema.target;
+    match a.estimator.fit.classes() {
+        [] => g.output.push(tensor_info("prediction", FLOAT, &[None, Some(1)], &format!("predicted {target}"))),
+        classes => {
+            let k = classes.len() as i64;
+            let names = classes.join(", ");
+            let what = if k == 2 { "the probability of class 1" } else { "the predicted class's probability" };
+            g.output.push(tensor_info("prediction", FLOAT, &[None, Some(1)], &format!("{what} ({target})")));
+            g.output.push(tensor_info("label", STRING, &[None, Some(1)], &format!("the predicted class of {target}")));
+            g.output.push(tensor_info("probabilities", FLOAT, &[None, Some(k)], &format!("per class: {names}")));
+        }
+    }
     let model = ModelProto {
         ir_version: IR_VERSION,
         producer_name: "modelcast".into(),
@@ -417,7 +455,75 @@ pub fn export(a: &Artifact) -> Result<Vec<u8>> {
     Ok(model.encode_to_vec())
 }
 
-fn tree_node(e: &crate::trees::Ensemble, design: &str) -> NodeProto {
+/// How a classifier's raw scores become probabilities.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Squash {
+    /// One score, class 1's probability already (a forest's mean frequency), clipped to [0, 1].
+    Clip,
+    /// One score, a logit.
+    Sigmoid,
+    /// One score per class, probabilities already (a forest's mean frequencies).
+    None,
+    /// One score per class, logits.
+    Softmax,
+}
+
+/// The outputs of a classifier from its `scores` ([N, 1] or [N, K]): `probabilities` [N, K],
+/// `label` [N, 1] (the class names, by modelcast's rule: class 1 of two when its probability
+/// reaches `threshold`, else the first most probable) and `prediction` [N, 1] (what modelcast's
+/// `prediction` field holds: class 1's probability of two, else the predicted class's).
+fn classifier_outputs(g: &mut GraphProto, scores: &str, squash: Squash, classes: &[String], threshold: f64) {
+    let names = classes.iter().map(|c| c.as_bytes().to_vec()).collect();
+    g.initializer.push(TensorProto {
+        dims: vec![classes.len() as i64],
+        data_type: STRING,
+        string_data: names,
+        name: "classes".into(),
+        ..Default::default()
+    });
+    let binary = matches!(squash, Squash::Clip | Squash::Sigmoid);
+    if binary {
+        match squash {
+            Squash::Clip => {
+                g.initializer.push(floats("zero", &[], vec![0.0]));
+                g.initializer.push(floats("one_max", &[], vec![1.0]));
+                g.node.push(node("Clip", "", &[scores, "zero", "one_max"], "prediction", vec![]));
+            }
+            _ => g.node.push(node("Sigmoid", "", &[scores], "prediction", vec![])),
+        }
+        g.initializer.push(floats("one", &[1], vec![1.0]));
+        g.initializer.push(floats("threshold", &[1], vec![threshold as f32]));
+        g.node.push(node("Sub", "", &["one", "prediction"], "probability0", vec![]));
+        g.node.push(node("Concat", "", &["probability0", "prediction"], "probabilities", vec![attr_i("axis", 1)]));
+        g.node.push(node("GreaterOrEqual", "", &["prediction", "threshold"], "is_class1", vec![]));
+        g.node.push(node("Cast", "", &["is_class1"], "class_index", vec![attr_i("to", INT64 as i64)]));
+    } else {
+        match squash {
+            Squash::Softmax => g.node.push(node("Softmax", "", &[scores], "probabilities", vec![attr_i("axis", 1)])),
+            _ => g.node.push(node("Identity", "", &[scores], "probabilities", vec![])),
+        }
+        g.node.push(node(
+            "ArgMax",
+            "",
+            &["probabilities"],
+            "class_index",
+            vec![attr_i("axis", 1), attr_i("keepdims", 1), attr_i("select_last_index", 0)],
+        ));
+        g.node.push(node(
+            "GatherElements",
+            "",
+            &["probabilities", "class_index"],
+            "prediction",
+            vec![attr_i("axis", 1)],
+        ));
+    }
+    g.node.push(node("Gather", "", &["classes", "class_index"], "label", vec![attr_i("axis", 0)]));
+}
+
+/// A `TreeEnsembleRegressor` writing `output` ([N, outputs]): one target per output; a
+/// multi-output forest's leaves hold one value per output, a boosted ensemble's tree `i` adds to
+/// output `i mod outputs`.
+fn tree_node(e: &crate::trees::Ensemble, design: &str, output: &str) -> NodeProto {
     let (mut tree_ids, mut node_ids, mut features, mut modes, mut values, mut trues, mut falses) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut t_trees, mut t_nodes, mut t_ids, mut t_weights) = (vec![], vec![], vec![], vec![]);
@@ -431,10 +537,28 @@ fn tree_node(e: &crate::trees::Ensemble, design: &str) -> NodeProto {
                 values.push(0.0);
                 trues.push(0);
                 falses.push(0);
-                t_trees.push(ti as i64);
-                t_nodes.push(i as i64);
-                t_ids.push(0);
-                t_weights.push(t.value[i] as f32);
+                match (e.combine, e.outputs) {
+                    (_, 1) => {
+                        t_trees.push(ti as i64);
+                        t_nodes.push(i as i64);
+                        t_ids.push(0);
+                        t_weights.push(t.value[i] as f32);
+                    }
+                    (Combine::Average, k) => {
+                        for j in 0..k {
+                            t_trees.push(ti as i64);
+                            t_nodes.push(i as i64);
+                            t_ids.push(j as i64);
+                            t_weights.push(t.value[i * k + j] as f32);
+                        }
+                    }
+                    (Combine::Sum, k) => {
+                        t_trees.push(ti as i64);
+                        t_nodes.push(i as i64);
+                        t_ids.push((ti % k) as i64);
+                        t_weights.push(t.value[i] as f32);
+                    }
+                }
             } else {
                 features.push(t.feature[i] as i64);
                 modes.push(b"BRANCH_LEQ".to_vec());
@@ -449,15 +573,21 @@ fn tree_node(e: &crate::trees::Ensemble, design: &str) -> NodeProto {
         Combine::Average => "AVERAGE",
         Combine::Sum => "SUM",
     };
+    let bases = match (e.combine, e.outputs) {
+        (_, 1) => vec![e.base as f32],
+        // a multi-output forest averages its trees' frequencies and adds nothing
+        (Combine::Average, k) => vec![0.0; k],
+        (Combine::Sum, _) => e.bases.iter().map(|&b| b as f32).collect(),
+    };
     node(
         "TreeEnsembleRegressor",
         ML,
         &[design],
-        "prediction",
+        output,
         vec![
             attr_s("aggregate_function", aggregate),
-            attr_floats("base_values", vec![e.base as f32]),
-            attr_i("n_targets", 1),
+            attr_floats("base_values", bases),
+            attr_i("n_targets", e.outputs as i64),
             attr_ints("nodes_falsenodeids", falses),
             attr_ints("nodes_featureids", features),
             attr_strings("nodes_modes", modes),

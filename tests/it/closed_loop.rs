@@ -318,3 +318,225 @@ fn evaluate_on_the_embedded_default_joins_the_local_prediction_log_with_labels_j
     let e = sb.command(&["evaluate", "--serve"]).assert_exit_code(2).stderr();
     assert!(e.contains("--serve") && e.contains("--kafka-config"), "{e}");
 }
+
+/// Exact binary ROC AUC of scores against 0/1 truths (ties count half).
+fn exact_auc(scored: &[(f64, bool)]) -> f64 {
+    let pos: Vec<f64> = scored.iter().filter(|s| s.1).map(|s| s.0).collect();
+    let neg: Vec<f64> = scored.iter().filter(|s| !s.1).map(|s| s.0).collect();
+    let mut wins = 0.0;
+    for p in &pos {
+        for n in &neg {
+            wins += if p > n {
+                1.0
+            } else if p == n {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    wins / (pos.len() * neg.len()) as f64
+}
+
+#[test]
+fn evaluate_scores_classes_live_and_the_gate_compares_log_loss() {
+    let Some(bed) = bed() else { return };
+    let w = Wired::new(&bed, "classloop", 2);
+    // champion: "good wine" from pH alone; challenger: from every column (both unweighted, so
+    // their probabilities are calibrated and their log losses compare)
+    let good = std::fs::read_to_string(w.sb.path().join("params/wine-good.yaml")).unwrap();
+    let good = good.replace("  class_weight: balanced # or {\"1\": 3.0}\n", "");
+    assert!(!good.contains("class_weight: balanced"), "wine-good.yaml changed; adjust the test");
+    w.sb.write("params/all.yaml", &good);
+    w.sb.write(
+        "params/ph.yaml",
+        "name: wine-good\ndata: {train: data/winequality-red.csv}\n\
+         target: {column: quality, positive: \">= 7\"}\nfeatures: {numeric: [pH]}\n\
+         model: {kind: logistic_regression}\n",
+    );
+    let weak = w.train(&["--params", "params/ph.yaml", "--promote", "champion", "--json"]).assert_ok().stdout_doc();
+    let strong =
+        w.train(&["--params", "params/all.yaml", "--promote", "challenger", "--json"]).assert_ok().stdout_doc();
+    let (v1, v2) = (weak["version"].as_str().unwrap(), strong["version"].as_str().unwrap());
+    let mut eval =
+        Replica::start(w.command(&["evaluate", "--serve", "--kafka-config", "kafka.yaml", "--interval", "1s"]));
+    eval.wait_ready(PATIENCE);
+    let mut svc = w.serve(&["--alias", "champion", "--shadow", "challenger"]);
+    svc.wait_ready(PATIENCE);
+
+    let mut rdr = csv::Reader::from_path(crate::util::repo().join("data/winequality-red.csv")).unwrap();
+    let header: Vec<String> = rdr.headers().unwrap().iter().map(str::to_string).collect();
+    let (mut inputs, mut truth) = (Vec::new(), BTreeMap::new());
+    for (i, r) in rdr.records().enumerate() {
+        let r = r.unwrap();
+        let mut obj = serde_json::Map::new();
+        for (h, v) in header.iter().zip(r.iter()) {
+            obj.insert(h.clone(), Value::from(v.parse::<f64>().unwrap()));
+        }
+        let good = obj.remove("quality").unwrap().as_f64().unwrap() >= 7.0;
+        let key = format!("g{i}");
+        inputs.push((key.clone(), serde_json::to_vec(&obj).unwrap()));
+        // every 10th label never comes
+        if i % 10 != 3 {
+            truth.insert(key, good);
+        }
+    }
+    let n = inputs.len();
+    // labels in another order than the predictions, as numbers 0/1 and as the class names "0"/"1"
+    let mut labels = Vec::new();
+    for j in 0..n {
+        let i = j * 7919 % n;
+        let key = format!("g{i}");
+        let Some(&good) = truth.get(&key) else { continue };
+        let label = if i % 2 == 0 { Value::from(u8::from(good)) } else { Value::from(if good { "1" } else { "0" }) };
+        labels.push((key.clone(), serde_json::to_vec(&serde_json::json!({"key": key, "label": label})).unwrap()));
+    }
+    assert_eq!(labels.len(), truth.len());
+    let p = producer(&w.bootstrap);
+    produce(&p, &w.topics.input, &inputs);
+    read_topic(&w.bootstrap, &w.topics.shadow, n, PATIENCE);
+    produce(&p, &w.topics.labels, &labels);
+    let m = wait_metrics(&w, 0, "both classifiers joined with every label", |m| {
+        let joined = |v: &str| {
+            m["versions"].as_array().is_some_and(|vs| {
+                vs.iter().any(|x| x["model_version"] == v && x["since_start"]["count"] == truth.len() as u64)
+            })
+        };
+        joined(v1) && joined(v2)
+    });
+    let _ = svc.stop();
+    let _ = eval.stop();
+
+    // the test's own metrics from the prediction messages: per version, over the labelled keys
+    let champion = read_all(&w.bootstrap, &w.topics.app);
+    let challenger = read_all(&w.bootstrap, &w.topics.shadow);
+    let mut pair_loss = Vec::new();
+    for (v, msgs) in [(v1, &champion), (v2, &challenger)] {
+        assert_eq!(msgs.len(), n, "{v}: every record predicted once");
+        let (mut hits, mut loss, mut confusion, mut scored) = (0u64, 0.0, [[0u64; 2]; 2], Vec::new());
+        for rec in msgs {
+            let pm = rec.json();
+            assert_eq!(pm["model_version"], v, "{pm}");
+            let Some(&good) = truth.get(pm["key"].as_str().unwrap()) else { continue };
+            let p1 = pm["probabilities"]["1"].as_f64().unwrap();
+            let said = pm["class"] == "1";
+            hits += u64::from(said == good);
+            let p_true = if good { p1 } else { pm["probabilities"]["0"].as_f64().unwrap() };
+            loss -= p_true.max(f64::EPSILON).ln();
+            confusion[usize::from(good)][usize::from(said)] += 1;
+            scored.push((p1, good));
+        }
+        let count = truth.len() as f64;
+        let (accuracy, log_loss, auc) = (hits as f64 / count, loss / count, exact_auc(&scored));
+        pair_loss.push(log_loss);
+        let got = m["versions"].as_array().unwrap().iter().find(|x| x["model_version"] == v).unwrap();
+        let c = &got["since_start"]["classification"];
+        assert!(close(c["accuracy"].as_f64().unwrap(), accuracy), "{v}: {c} vs accuracy {accuracy}");
+        assert!(close(c["log_loss"].as_f64().unwrap(), log_loss), "{v}: {c} vs log loss {log_loss}");
+        assert_eq!(c["classes"], serde_json::json!(["0", "1"]), "{c}");
+        assert_eq!(c["confusion"], serde_json::json!(confusion), "{v}: confusion[label][predicted]");
+        let bound = c["auc_bound"].as_f64().unwrap();
+        // measured: 0.0094 for pH alone (its probabilities span a narrow range, so many pairs
+        // share a bin), 0.0006 for every column
+        assert!(bound < 0.02, "{v}: a bound of {bound} says little");
+        let live_auc = c["auc"].as_f64().unwrap();
+        assert!((live_auc - auc).abs() <= bound + 1e-12, "{v}: AUC {live_auc} ± {bound} misses the exact {auc}");
+        eprintln!("{v}: live AUC {live_auc} ± {bound}, exact {auc}; accuracy {accuracy}, log loss {log_loss}");
+    }
+    assert!(pair_loss[1] < pair_loss[0], "every column beats pH alone: {pair_loss:?}");
+    let pair = &m["pairs"][0];
+    assert_eq!((pair["champion"].as_str(), pair["challenger"].as_str()), (Some(v1), Some(v2)), "{pair}");
+    assert_eq!(pair["shared_labels"].as_u64(), Some(truth.len() as u64), "{pair}");
+    assert!(close(pair["champion_log_loss"].as_f64().unwrap(), pair_loss[0]), "{pair}");
+    assert!(close(pair["challenger_log_loss"].as_f64().unwrap(), pair_loss[1]), "{pair}");
+
+    let ok = w
+        .command(&[
+            "promote",
+            "wine-good",
+            v2,
+            "--kafka-config",
+            "kafka.yaml",
+            "--store",
+            &w.store,
+            "--if-better-live",
+            "--min-labels",
+            "1000",
+        ])
+        .assert_ok()
+        .stdout();
+    assert!(ok.contains(&format!("champion of wine-good -> {v2} (was {v1})")), "{ok}");
+    let history = w
+        .command(&[
+            "history",
+            "wine-good",
+            "--alias",
+            "champion",
+            "--json",
+            "--kafka-config",
+            "kafka.yaml",
+            "--store",
+            &w.store,
+        ])
+        .assert_ok()
+        .stdout_json();
+    let reason = history.last().unwrap()["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("live log loss") && reason.contains("shared labels"), "{reason}");
+}
+
+#[test]
+fn evaluate_on_the_embedded_default_scores_six_classes_with_a_bounded_macro_auc() {
+    let sb = crate::util::Sandbox::new();
+    sb.command(&["train", "--params", "params/wine-grade.yaml"]).assert_ok();
+    sb.command(&["predict", "--model-name", "wine-grade", "--input", "data/winequality-red.csv", "--sink", "bus"])
+        .assert_ok();
+    let preds = sb.log_lines("app_messages");
+    assert_eq!(preds.len(), 1599);
+    let grades = ["3", "4", "5", "6", "7", "8"];
+    let mut rdr = csv::Reader::from_path(sb.path().join("data/winequality-red.csv")).unwrap();
+    let quality: Vec<usize> = rdr.records().map(|r| r.unwrap()[11].parse::<usize>().unwrap() - 3).collect();
+    // every 7th prediction unlabelled; labels as numbers and as text; one label names no grade
+    let (mut labels, mut rows) = (String::new(), Vec::new());
+    for (i, p) in preds.iter().enumerate().filter(|(i, _)| i % 7 != 2) {
+        let key = p["key"].as_str().unwrap();
+        let label = if i == 0 {
+            "\"9\"".to_string()
+        } else if i % 2 == 0 {
+            format!("{}", quality[i] + 3)
+        } else {
+            format!("\"{}\"", quality[i] + 3)
+        };
+        labels.push_str(&format!("{{\"key\":\"{key}\",\"label\":{label}}}\n"));
+        if i != 0 {
+            let probs: Vec<f64> = grades.iter().map(|g| p["probabilities"][g].as_f64().unwrap()).collect();
+            let said = grades.iter().position(|g| p["class"] == *g).unwrap();
+            rows.push((quality[i], said, probs));
+        }
+    }
+    sb.write("models/_bus/labels.jsonl", &labels);
+    let m = sb.command(&["evaluate"]).assert_ok().stdout_doc();
+    assert_eq!(m["counts"]["labels_unusable"].as_u64(), Some(1), "\"9\" is no grade: {}", m["counts"]);
+    let c = &m["versions"][0]["since_start"]["classification"];
+    assert_eq!(m["versions"][0]["since_start"]["count"].as_u64(), Some(rows.len() as u64));
+    let n = rows.len() as f64;
+    let accuracy = rows.iter().filter(|(t, s, _)| t == s).count() as f64 / n;
+    let log_loss = rows.iter().map(|(t, _, p)| -p[*t].max(f64::EPSILON).ln()).sum::<f64>() / n;
+    assert!(close(c["accuracy"].as_f64().unwrap(), accuracy), "{c} vs {accuracy}");
+    assert!(close(c["log_loss"].as_f64().unwrap(), log_loss), "{c} vs {log_loss}");
+    let mut confusion = vec![vec![0u64; 6]; 6];
+    for (t, s, _) in &rows {
+        confusion[*t][*s] += 1;
+    }
+    assert_eq!(c["confusion"], serde_json::json!(confusion));
+    assert_eq!(c["classes"], serde_json::json!(grades));
+    // one-vs-rest macro AUC over the grades with both positives and negatives
+    let aucs: Vec<f64> = (0..6)
+        .filter(|k| rows.iter().any(|r| r.0 == *k))
+        .map(|k| exact_auc(&rows.iter().map(|(t, _, p)| (p[k], *t == k)).collect::<Vec<_>>()))
+        .collect();
+    let macro_auc = aucs.iter().sum::<f64>() / aucs.len() as f64;
+    let (auc, bound) = (c["auc"].as_f64().unwrap(), c["auc_bound"].as_f64().unwrap());
+    assert!(bound < 0.01, "a bound of {bound} says little");
+    assert!((auc - macro_auc).abs() <= bound + 1e-12, "macro AUC {auc} ± {bound} misses the exact {macro_auc}");
+    eprintln!("six grades: live macro AUC {auc} ± {bound}, exact {macro_auc}");
+}

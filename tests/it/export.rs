@@ -2,7 +2,8 @@
 //! scores like `modelcast predict` in onnxruntime (float32, within 1e-5), tract (the portable
 //! graph of linear kinds, float32, within 1e-5) and pypmml (float64, within 1e-9), relative to
 //! max(|prediction|, 1), for every kind, on the red wine held-out rows and on a categorical
-//! fixture with missing values, `N.V.` tokens and unseen categories.
+//! fixture with missing values, `N.V.` tokens and unseen categories. A classifier's probabilities
+//! too (onnxruntime 1e-5, pypmml 1e-9, absolute) and its label on every row that is not a near tie.
 //!
 //! The checkers come from the test bed (`scripts/services.sh install`: a cached venv with
 //! onnxruntime and pypmml, a Java runtime, `tract-check`). Without them the test is skipped with a
@@ -70,6 +71,11 @@ const WINE_NUM: [&str; 11] = [
 ];
 
 fn wine_case(name: &'static str, model: &str, linear: bool) -> Case {
+    wine_case_of(name, "quality", model, linear)
+}
+
+/// A wine case with another target (classes).
+fn wine_case_of(name: &'static str, target: &str, model: &str, linear: bool) -> Case {
     let text = std::fs::read_to_string(repo().join("data/winequality-red.csv")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let (_, test) = modelcast::data::split_indices(lines.len() - 1, 0.2, 42);
@@ -79,7 +85,7 @@ fn wine_case(name: &'static str, model: &str, linear: bool) -> Case {
         score_csv.push('\n');
     }
     let yaml = format!(
-        "name: {name}\ndata: {{train: {}}}\ntarget: quality\nfeatures: {{numeric: {}}}\nmodel: {model}\n",
+        "name: {name}\ndata: {{train: {}}}\ntarget: {target}\nfeatures: {{numeric: {}}}\nmodel: {model}\n",
         repo().join("data/winequality-red.csv").display(),
         serde_json::to_string(&WINE_NUM).unwrap()
     );
@@ -94,6 +100,11 @@ fn wine_case(name: &'static str, model: &str, linear: bool) -> Case {
 }
 
 fn mixed_case(name: &'static str, model: &str, linear: bool) -> Case {
+    mixed_case_of(name, "y", model, linear)
+}
+
+/// A mixed case with another target (classes).
+fn mixed_case_of(name: &'static str, target: &str, model: &str, linear: bool) -> Case {
     let text = std::fs::read_to_string(repo().join("tests/fixtures/mixed.csv")).unwrap();
     let mut score_csv: String = text.lines().take(61).map(|l| format!("{l}\n")).collect();
     // tokens, gaps and categories never seen in training
@@ -109,7 +120,7 @@ fn mixed_case(name: &'static str, model: &str, linear: bool) -> Case {
         score_csv.push('\n');
     }
     let yaml = format!(
-        "name: {name}\ndata: {{train: {}, missing_tokens: ['', 'NA', 'N.V.']}}\ntarget: y\n\
+        "name: {name}\ndata: {{train: {}, missing_tokens: ['', 'NA', 'N.V.']}}\ntarget: {target}\n\
          features: {{numeric: [x1, x2, x3], categorical: [color, size]}}\nmissing: {{numeric: median}}\nmodel: {model}\n",
         repo().join("tests/fixtures/mixed.csv").display()
     );
@@ -135,8 +146,30 @@ fn cases() -> Vec<Case> {
         mixed_case("mixed-elastic-net", "{kind: elastic_net, alpha: 0.05, l1_ratio: 0.5}", true),
         mixed_case("mixed-forest", "{kind: random_forest, n_estimators: 20, min_samples_leaf: 2}", false),
         mixed_case("mixed-boosting", "{kind: gradient_boosting, max_iter: 50, min_samples_leaf: 5}", false),
+        // classifiers: two classes and six, linear and trees, with categorical and missing columns
+        wine_case_of("good-logistic", GOOD, "{kind: logistic_regression}", true),
+        wine_case_of("grade-logistic", GRADE, "{kind: logistic_regression}", true),
+        mixed_case_of("mixed-logistic", "{column: y, positive: '>= 0'}", "{kind: logistic_regression, C: 0.5}", true),
+        wine_case_of("good-forest", GOOD, "{kind: random_forest_classifier, n_estimators: 20, seed: 3}", false),
+        wine_case_of(
+            "grade-forest",
+            GRADE,
+            "{kind: random_forest_classifier, n_estimators: 20, min_samples_leaf: 3, seed: 3}",
+            false,
+        ),
+        wine_case_of("good-boosting", GOOD, "{kind: gradient_boosting_classifier, max_iter: 40}", false),
+        wine_case_of("grade-boosting", GRADE, "{kind: gradient_boosting_classifier, max_iter: 20}", false),
+        mixed_case_of(
+            "mixed-boosting-classes",
+            "{column: y, positive: '>= 0'}",
+            "{kind: gradient_boosting_classifier, max_iter: 20, min_samples_leaf: 5}",
+            false,
+        ),
     ]
 }
+
+const GOOD: &str = "{column: quality, positive: '>= 7'}";
+const GRADE: &str = "{column: quality, classes: [3, 4, 5, 6, 7, 8]}";
 
 /// The model kinds `train` accepts, from its own refusal of an unknown one.
 fn kinds_train_accepts(sb: &Sandbox) -> BTreeSet<String> {
@@ -150,16 +183,51 @@ fn kinds_train_accepts(sb: &Sandbox) -> BTreeSet<String> {
     kinds
 }
 
-/// `modelcast predict`'s predictions by input line.
-fn modelcast_predictions(sb: &Sandbox, version: &str, input: &Path) -> BTreeMap<u64, f64> {
+/// `modelcast predict`'s messages by input line.
+fn modelcast_predictions(sb: &Sandbox, version: &str, input: &Path) -> BTreeMap<u64, Value> {
     let run = sb.command(&["predict", "--input", input.to_str().unwrap(), "--model", version]).assert_ok();
-    run.stdout_json().iter().map(|p| (p["line"].as_u64().unwrap(), p["prediction"].as_f64().unwrap())).collect()
+    run.stdout_json().into_iter().map(|p| (p["line"].as_u64().unwrap(), p)).collect()
 }
 
-fn close(what: &str, case: &str, want: &BTreeMap<u64, f64>, got: &[Value], tol: f64) -> f64 {
+/// A classifier's answers in another runtime against modelcast's: every probability within
+/// `tol` (absolute), and the same label wherever the decision is not a near tie (the runtime's
+/// float32 may round a tie the other way). Returns the worst difference and the near ties.
+fn same_classes(what: &str, case: &str, want: &BTreeMap<u64, Value>, got: &[Value], tol: f64) -> (f64, usize) {
+    assert_eq!(got.len(), want.len(), "{case} {what}: one answer per row");
+    let (mut worst, mut ties) = (0.0f64, 0);
+    for ((line, w), g) in want.iter().zip(got) {
+        let classes: Vec<&String> = w["probabilities"].as_object().unwrap().keys().collect();
+        let wp: Vec<f64> = w["probabilities"].as_object().unwrap().values().map(|v| v.as_f64().unwrap()).collect();
+        let gp: Vec<f64> = g["probabilities"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{case} {what}: no probabilities for line {line}: {g}"))
+            .iter()
+            .map(|v| v.as_f64().unwrap_or_else(|| panic!("{case} {what}: line {line}: {g}")))
+            .collect();
+        assert_eq!(gp.len(), wp.len(), "{case} {what}: line {line}: {g}");
+        for (a, b) in wp.iter().zip(&gp) {
+            let err = (a - b).abs();
+            assert!(err <= tol, "{case} {what}: line {line}: modelcast {wp:?}, {what} {gp:?} ({err:e} > {tol:e})");
+            worst = worst.max(err);
+        }
+        let mut sorted = wp.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let near_tie = if wp.len() == 2 { (wp[1] - 0.5).abs() <= 1e-6 } else { sorted[0] - sorted[1] <= 1e-6 };
+        if near_tie {
+            ties += 1;
+        } else {
+            assert_eq!(g["label"].as_str(), w["class"].as_str(), "{case} {what}: line {line}: {g} vs {w}");
+        }
+        assert!(classes.iter().any(|c| Some(c.as_str()) == w["class"].as_str()));
+    }
+    (worst, ties)
+}
+
+fn close(what: &str, case: &str, want: &BTreeMap<u64, Value>, got: &[Value], tol: f64) -> f64 {
     assert_eq!(got.len(), want.len(), "{case} {what}: one prediction per row");
     let mut worst = 0.0f64;
     for ((line, w), g) in want.iter().zip(got) {
+        let w = w["prediction"].as_f64().unwrap();
         let g = g.as_f64().unwrap_or_else(|| panic!("{case} {what}: no prediction for line {line}: {g}"));
         let err = (w - g).abs() / w.abs().max(1.0);
         assert!(err <= tol, "{case} {what}: line {line}: modelcast {w}, {what} {g} ({err:e} > {tol:e})");
@@ -243,6 +311,18 @@ fn exports_score_like_modelcast_in_onnxruntime_tract_and_pypmml() {
         let got: Value = serde_json::from_slice(&py.stdout).unwrap();
         let ort = close("onnxruntime", case.name, &want, got["onnxruntime"].as_array().unwrap(), 1e-5);
         let pmml = close("pypmml", case.name, &want, got["pypmml"].as_array().unwrap(), 1e-9);
+        let classifier = want.values().next().is_some_and(|w| w.get("probabilities").is_some());
+        let mut class_note = String::new();
+        if classifier {
+            for (runtime, tol) in [("onnxruntime", 1e-5), ("pypmml", 1e-9)] {
+                let answers = got[format!("{runtime}_classes")]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{}: {runtime} gave no classes: {got}", case.name));
+                let (worst, ties) = same_classes(runtime, case.name, &want, answers, tol);
+                assert!(ties * 50 <= want.len(), "{}: {runtime}: {ties} near ties of {} rows", case.name, want.len());
+                class_note.push_str(&format!(", {runtime} probabilities {worst:.1e} ({ties} near ties)"));
+            }
+        }
         let mut tract = None;
         if let (true, Some(t)) = (case.linear, &ck.tract) {
             let tin =
@@ -252,15 +332,10 @@ fn exports_score_like_modelcast_in_onnxruntime_tract_and_pypmml() {
             let preds: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
             tract = Some(close("tract", case.name, &want, &preds, 1e-5));
         }
-        summary.push(format!("{}: onnxruntime {ort:.1e}, pypmml {pmml:.1e}, tract {tract:?}", case.name));
+        summary.push(format!("{}: onnxruntime {ort:.1e}, pypmml {pmml:.1e}, tract {tract:?}{class_note}", case.name));
     }
     eprintln!("worst relative differences:\n  {}", summary.join("\n  "));
 
-    // classifiers' export is not built yet (issue 24): `export` refuses them (a usage error
-    // naming the classifier), and they are the only kinds left out
-    let mut kinds = kinds_train_accepts(&sb);
-    for classifier in ["logistic_regression", "random_forest_classifier", "gradient_boosting_classifier"] {
-        assert!(kinds.remove(classifier), "{classifier}: {kinds:?}");
-    }
-    assert_eq!(exported, kinds, "export parity is tested on every kind that exports");
+    let kinds = kinds_train_accepts(&sb);
+    assert_eq!(exported, kinds, "export parity is tested on every kind");
 }
