@@ -40,7 +40,10 @@ def run_onnx(path, num, cat, n_num, n_cat, classes):
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     feeds = {}
     if n_num:
-        feeds["numeric"] = np.array(num, dtype=np.float32).reshape(len(num), n_num)
+        # a float64 graph (`modelcast export --float64`) takes doubles
+        double = any(i.name == "numeric" and i.type == "tensor(double)" for i in sess.get_inputs())
+        dtype = np.float64 if double else np.float32
+        feeds["numeric"] = np.array(num, dtype=dtype).reshape(len(num), n_num)
     if n_cat:
         feeds["categorical"] = np.array(cat, dtype=object).reshape(len(cat), n_cat)
     if not classes:

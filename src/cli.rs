@@ -484,6 +484,11 @@ pub struct ExportArgs {
     /// Where to write (`-` for stdout) [default: ./MODEL-VERSION.onnx or .pmml].
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<String>,
+    /// ONNX in float64 (double inputs, weights and outputs): for a linear model or logistic
+    /// regression whose predictions are small differences of large terms. Trees are exact in
+    /// float32 already; PMML is float64 always.
+    #[arg(long)]
+    pub float64: bool,
     /// Store and bus (the bus holds the aliases).
     #[command(flatten)]
     pub loc: Locations,
@@ -493,10 +498,12 @@ const EXPORT_EXAMPLES: &str = "Examples:
   modelcast export wine-quality --format onnx -o wine.onnx
   modelcast export wine-quality champion --format pmml -o champion.pmml
   modelcast export wine-quality --format onnx -o - | python3 score.py
+  modelcast export sales --format onnx --float64 -o sales.onnx   # double inputs, for large one-hot models
 
 ONNX: inputs `numeric` (float32 [N, k], NaN = missing) and `categorical` (string [N, c]), output
-`prediction` (float32 [N, 1]); column order as in `modelcast models MODEL --json`. PMML 4.4: one
-field per input column. See README.md, \"Exporting models\".";
+`prediction` (float32 [N, 1]; classifiers add `label` and `probabilities`); column order as in
+`modelcast models MODEL --json`. PMML 4.4: one field per input column. See README.md,
+\"Exporting models\".";
 
 /// `modelcast check`.
 #[derive(Debug, Args)]

@@ -86,6 +86,8 @@ pub enum Settings {
         version: Option<String>,
         /// ONNX or PMML.
         format: crate::export::Format,
+        /// The ONNX graph's real numbers.
+        precision: crate::export::Precision,
         /// Output file, `-` for stdout; `./MODEL-VERSION.EXT` when absent.
         output: Option<String>,
     },
@@ -367,13 +369,24 @@ impl Settings {
                 version: a.model_version,
                 output: a.output,
             },
-            Command::Export(a) => Settings::Export {
-                loc: locations(a.loc)?,
-                name: a.model_name,
-                version: a.model_version,
-                format: crate::export::Format::parse(&a.format).map_err(|e| usage("--format", &e.to_string()))?,
-                output: a.output,
-            },
+            Command::Export(a) => {
+                let format = crate::export::Format::parse(&a.format).map_err(|e| usage("--format", &e.to_string()))?;
+                let precision = match (a.float64, format) {
+                    (false, _) => crate::export::Precision::Float32,
+                    (true, crate::export::Format::Onnx) => crate::export::Precision::Float64,
+                    (true, crate::export::Format::Pmml) => {
+                        return Err(usage("--float64", "is for ONNX; PMML is float64 always"))
+                    }
+                };
+                Settings::Export {
+                    loc: locations(a.loc)?,
+                    name: a.model_name,
+                    version: a.model_version,
+                    format,
+                    precision,
+                    output: a.output,
+                }
+            }
             Command::Completions { shell } => Settings::Completions(shell),
             Command::Man => Settings::Man,
             Command::Check(a) => Settings::Check { loc: locations(a.loc)? },

@@ -47,8 +47,8 @@ pub async fn run(settings: Settings) -> Result<Outcome> {
         Settings::Report { loc, name, version, output } => {
             report::fetch(loc, &name, version.as_deref(), output.as_deref()).await
         }
-        Settings::Export { loc, name, version, format, output } => {
-            export::run(loc, &name, version.as_deref(), format, output.as_deref()).await
+        Settings::Export { loc, name, version, format, precision, output } => {
+            export::run(loc, &name, version.as_deref(), format, precision, output.as_deref()).await
         }
         Settings::Completions(shell) => docs::completions(shell),
         Settings::Man => docs::man(),

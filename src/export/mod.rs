@@ -8,6 +8,8 @@
 pub mod onnx;
 pub mod pmml;
 
+pub use onnx::Precision;
+
 use crate::artifact::Artifact;
 use crate::error::{Error, Result};
 
@@ -60,10 +62,15 @@ impl Format {
     }
 }
 
-/// Export an artifact in `format`.
+/// Export an artifact in `format` (ONNX in float32).
 pub fn export(a: &Artifact, format: Format) -> Result<Vec<u8>> {
+    export_with(a, format, Precision::Float32)
+}
+
+/// Export an artifact in `format`, an ONNX graph in `precision` (PMML is float64 always).
+pub fn export_with(a: &Artifact, format: Format, precision: Precision) -> Result<Vec<u8>> {
     match format {
-        Format::Onnx => onnx::export(a),
+        Format::Onnx => onnx::export(a, precision),
         Format::Pmml => pmml::export(a),
     }
 }

@@ -3,7 +3,8 @@
 //! onnx/onnx.proto).
 //!
 //! Inputs (each present only when the model has such columns):
-//! * `numeric`: float32 `[N, k]`, the numeric columns in the artifact's order; missing is NaN.
+//! * `numeric`: float32 `[N, k]` (float64 in a [`Precision::Float64`] graph), the numeric
+//!   columns in the artifact's order; missing is NaN.
 //! * `categorical`: string `[N, c]`, the categorical columns in order; a missing-value token
 //!   (e.g. `""`, `"NA"`) is missing; strings are matched exactly (trim them first).
 //!
@@ -44,6 +45,40 @@ const ML: &str = "ai.onnx.ml";
 const FLOAT: i32 = 1;
 const INT64: i32 = 7;
 const STRING: i32 = 8;
+const DOUBLE: i32 = 11;
+
+/// The graph's real numbers: float32 (every runtime, and exact for trees) or float64 (a linear
+/// model whose predictions are small differences of large terms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// float32 inputs, weights and outputs.
+    Float32,
+    /// float64 inputs, weights and outputs (linear kinds and logistic regression).
+    Float64,
+}
+
+impl Precision {
+    fn elem(self) -> i32 {
+        match self {
+            Precision::Float32 => FLOAT,
+            Precision::Float64 => DOUBLE,
+        }
+    }
+
+    /// A constant of this precision.
+    fn tensor(self, name: &str, dims: &[i64], data: impl IntoIterator<Item = f64>) -> TensorProto {
+        match self {
+            Precision::Float32 => floats(name, dims, data.into_iter().map(|v| v as f32).collect()),
+            Precision::Float64 => TensorProto {
+                dims: dims.to_vec(),
+                data_type: DOUBLE,
+                double_data: data.into_iter().collect(),
+                name: name.into(),
+                ..Default::default()
+            },
+        }
+    }
+}
 
 /// `onnx.ModelProto` (the fields used).
 #[derive(Clone, PartialEq, Message)]
@@ -192,6 +227,9 @@ pub struct TensorProto {
     /// Name.
     #[prost(string, tag = "8")]
     pub name: String,
+    /// DOUBLE data.
+    #[prost(double, repeated, tag = "10")]
+    pub double_data: Vec<f64>,
 }
 
 /// `onnx.ValueInfoProto`.
@@ -299,8 +337,16 @@ fn node(op: &str, domain: &str, inputs: &[&str], output: &str, attribute: Vec<At
     }
 }
 
-/// The ONNX model of an artifact, encoded.
-pub fn export(a: &Artifact) -> Result<Vec<u8>> {
+/// The ONNX model of an artifact, encoded, in float32 or (linear kinds) float64.
+pub fn export(a: &Artifact, precision: Precision) -> Result<Vec<u8>> {
+    if precision == Precision::Float64 && matches!(a.estimator.fit, Fit::Trees(_) | Fit::TreeClassifier(_)) {
+        return Err(Error::Usage(format!(
+            "a float64 ONNX graph is for linear models and logistic regression; {} thresholds are float32, \
+             so its float32 graph is exact already",
+            a.estimator.kind
+        )));
+    }
+    let real = precision;
     let prep = &a.preprocessing;
     let (k, c) = (prep.numeric.len(), prep.categorical.len());
     let mut g = GraphProto { name: a.model_name.clone(), ..Default::default() };
@@ -309,17 +355,17 @@ pub fn export(a: &Artifact) -> Result<Vec<u8>> {
         let k64 = k as i64;
         g.input.push(tensor_info(
             "numeric",
-            FLOAT,
+            real.elem(),
             &[None, Some(k64)],
             &format!(
                 "numeric columns, missing = NaN: {}",
                 prep.numeric.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
             ),
         ));
-        let impute = prep.numeric.iter().map(|f| f.impute.map_or(f32::NAN, |v| v as f32)).collect();
-        g.initializer.push(floats("impute", &[k64], impute));
-        g.initializer.push(floats("center", &[k64], prep.numeric.iter().map(|f| f.center as f32).collect()));
-        g.initializer.push(floats("scale", &[k64], prep.numeric.iter().map(|f| f.scale as f32).collect()));
+        let impute = prep.numeric.iter().map(|f| f.impute.unwrap_or(f64::NAN));
+        g.initializer.push(real.tensor("impute", &[k64], impute));
+        g.initializer.push(real.tensor("center", &[k64], prep.numeric.iter().map(|f| f.center)));
+        g.initializer.push(real.tensor("scale", &[k64], prep.numeric.iter().map(|f| f.scale)));
         g.node.push(node("IsNaN", "", &["numeric"], "numeric_isnan", vec![]));
         g.node.push(node("Where", "", &["numeric_isnan", "impute", "numeric"], "numeric_imputed", vec![]));
         g.node.push(node("Sub", "", &["numeric_imputed", "center"], "numeric_centered", vec![]));
@@ -353,15 +399,15 @@ pub fn export(a: &Artifact) -> Result<Vec<u8>> {
                 ids.push(missing_row);
             }
         }
-        let mut table = vec![0f32; (m + 2) * m];
+        let mut table = vec![0f64; (m + 2) * m];
         for i in 0..m {
             table[i * m + i] = 1.0;
         }
-        table[(m + 1) * m..].fill(f32::NAN);
+        table[(m + 1) * m..].fill(f64::NAN);
         let (col, text, row, onehot) =
             (format!("cat{j}_column"), format!("cat{j}_text"), format!("cat{j}_row"), format!("cat{j}_onehot"));
         g.initializer.push(int64s(&col, &[], vec![j as i64]));
-        g.initializer.push(floats(&format!("cat{j}_table"), &[m as i64 + 2, m as i64], table));
+        g.initializer.push(real.tensor(&format!("cat{j}_table"), &[m as i64 + 2, m as i64], table));
         g.node.push(node("Gather", "", &["categorical", &col], &text, vec![attr_i("axis", 1)]));
         g.node.push(node(
             "CategoryMapper",
@@ -387,8 +433,8 @@ pub fn export(a: &Artifact) -> Result<Vec<u8>> {
     let p = prep.width() as i64;
     match &a.estimator.fit {
         Fit::Linear(l) => {
-            g.initializer.push(floats("coefficients", &[p, 1], l.coefficients.iter().map(|&v| v as f32).collect()));
-            g.initializer.push(floats("intercept", &[1], vec![l.intercept as f32]));
+            g.initializer.push(real.tensor("coefficients", &[p, 1], l.coefficients.iter().copied()));
+            g.initializer.push(real.tensor("intercept", &[1], [l.intercept]));
             g.node.push(node("MatMul", "", &[&design, "coefficients"], "linear", vec![]));
             g.node.push(node("Add", "", &["linear", "intercept"], "prediction", vec![]));
         }
@@ -396,13 +442,13 @@ pub fn export(a: &Artifact) -> Result<Vec<u8>> {
         Fit::Logistic(l) => {
             let rows = l.coefficient_rows.len() as i64;
             // coefficients as [p, rows]: column r is coefficient row r
-            let w = (0..p as usize).flat_map(|j| l.coefficient_rows.iter().map(move |r| r[j] as f32)).collect();
-            g.initializer.push(floats("coefficients", &[p, rows], w));
-            g.initializer.push(floats("intercepts", &[rows], l.intercepts.iter().map(|&v| v as f32).collect()));
+            let w = (0..p as usize).flat_map(|j| l.coefficient_rows.iter().map(move |r| r[j]));
+            g.initializer.push(real.tensor("coefficients", &[p, rows], w));
+            g.initializer.push(real.tensor("intercepts", &[rows], l.intercepts.iter().copied()));
             g.node.push(node("MatMul", "", &[&design, "coefficients"], "linear", vec![]));
             g.node.push(node("Add", "", &["linear", "intercepts"], "scores", vec![]));
             let squash = if l.classes.len() == 2 { Squash::Sigmoid } else { Squash::Softmax };
-            classifier_outputs(&mut g, "scores", squash, &l.classes, l.threshold);
+            classifier_outputs(&mut g, "scores", squash, &l.classes, l.threshold, real);
         }
         Fit::TreeClassifier(t) => {
             let e = &t.trees;
@@ -413,19 +459,19 @@ pub fn export(a: &Artifact) -> Result<Vec<u8>> {
                 (Combine::Sum, 1) => Squash::Sigmoid,
                 (Combine::Sum, _) => Squash::Softmax,
             };
-            classifier_outputs(&mut g, "scores", squash, &t.classes, t.threshold);
+            classifier_outputs(&mut g, "scores", squash, &t.classes, t.threshold, real);
         }
     }
     let target = &a.input_schema.target;
     match a.estimator.fit.classes() {
-        [] => g.output.push(tensor_info("prediction", FLOAT, &[None, Some(1)], &format!("predicted {target}"))),
+        [] => g.output.push(tensor_info("prediction", real.elem(), &[None, Some(1)], &format!("predicted {target}"))),
         classes => {
             let k = classes.len() as i64;
             let names = classes.join(", ");
             let what = if k == 2 { "the probability of class 1" } else { "the predicted class's probability" };
-            g.output.push(tensor_info("prediction", FLOAT, &[None, Some(1)], &format!("{what} ({target})")));
+            g.output.push(tensor_info("prediction", real.elem(), &[None, Some(1)], &format!("{what} ({target})")));
             g.output.push(tensor_info("label", STRING, &[None, Some(1)], &format!("the predicted class of {target}")));
-            g.output.push(tensor_info("probabilities", FLOAT, &[None, Some(k)], &format!("per class: {names}")));
+            g.output.push(tensor_info("probabilities", real.elem(), &[None, Some(k)], &format!("per class: {names}")));
         }
     }
     let model = ModelProto {
@@ -472,7 +518,14 @@ enum Squash {
 /// `label` [N, 1] (the class names, by modelcast's rule: class 1 of two when its probability
 /// reaches `threshold`, else the first most probable) and `prediction` [N, 1] (what modelcast's
 /// `prediction` field holds: class 1's probability of two, else the predicted class's).
-fn classifier_outputs(g: &mut GraphProto, scores: &str, squash: Squash, classes: &[String], threshold: f64) {
+fn classifier_outputs(
+    g: &mut GraphProto,
+    scores: &str,
+    squash: Squash,
+    classes: &[String],
+    threshold: f64,
+    real: Precision,
+) {
     let names = classes.iter().map(|c| c.as_bytes().to_vec()).collect();
     g.initializer.push(TensorProto {
         dims: vec![classes.len() as i64],
@@ -485,14 +538,14 @@ fn classifier_outputs(g: &mut GraphProto, scores: &str, squash: Squash, classes:
     if binary {
         match squash {
             Squash::Clip => {
-                g.initializer.push(floats("zero", &[], vec![0.0]));
-                g.initializer.push(floats("one_max", &[], vec![1.0]));
+                g.initializer.push(real.tensor("zero", &[], [0.0]));
+                g.initializer.push(real.tensor("one_max", &[], [1.0]));
                 g.node.push(node("Clip", "", &[scores, "zero", "one_max"], "prediction", vec![]));
             }
             _ => g.node.push(node("Sigmoid", "", &[scores], "prediction", vec![])),
         }
-        g.initializer.push(floats("one", &[1], vec![1.0]));
-        g.initializer.push(floats("threshold", &[1], vec![threshold as f32]));
+        g.initializer.push(real.tensor("one", &[1], [1.0]));
+        g.initializer.push(real.tensor("threshold", &[1], [threshold]));
         g.node.push(node("Sub", "", &["one", "prediction"], "probability0", vec![]));
         g.node.push(node("Concat", "", &["probability0", "prediction"], "probabilities", vec![attr_i("axis", 1)]));
         g.node.push(node("GreaterOrEqual", "", &["prediction", "threshold"], "is_class1", vec![]));
