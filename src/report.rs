@@ -1,7 +1,12 @@
 //! The training report: one self-contained SVG that a person looks at instead of reading JSON.
-//! Four panels: predicted against actual, residuals against predicted, the coefficients
-//! (standardised: the change in the target for one standard deviation of the feature, largest
-//! first) and the held-out metrics against the mean-of-target baseline.
+//! A regressor's four panels: predicted against actual, residuals against predicted, the
+//! coefficients (standardised: the change in the target for one standard deviation of the
+//! feature, largest first) and the held-out metrics against the mean-of-target baseline. A
+//! classifier's six: the ROC and precision-recall curves (class 1's of two, one per class
+//! against the rest for more), a calibration plot, the confusion matrix, the coefficients or
+//! importances, and its metrics against the class prior. The curves come from histograms of the
+//! held-out probabilities ([`ClassCurves`], [`CURVE_BINS`] bins: every held-out row counts, in
+//! memory that does not grow with them).
 //!
 //! Pure: [`ReportData::new`] summarises a fit, [`render`] draws it. `train` stores the result
 //! beside the artifact as `<version>.report.svg`; `modelcast report` fetches it.
@@ -24,6 +29,114 @@ pub const MAX_POINTS: usize = 2000;
 
 /// Coefficients drawn at most (the largest by magnitude; the rest are counted).
 pub const MAX_COEFFICIENTS: usize = 20;
+
+/// Bins of the probability histograms behind a classifier's ROC and precision-recall curves.
+pub const CURVE_BINS: usize = 200;
+
+/// Bins of a classifier's calibration plot.
+pub const CALIBRATION_BINS: usize = 10;
+
+/// A classifier's held-out probabilities, summarised for its curves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassCurves {
+    /// The classes, in probability order.
+    pub classes: Vec<String>,
+    /// Per scored class (class 1 alone of two, every class of more): the held-out rows of that
+    /// class (`pos`) and of the others (`neg`) by [`CURVE_BINS`] bin of its probability.
+    pub scored: Vec<ScoreHistogram>,
+    /// By [`CALIBRATION_BINS`] bin of the predicted probability (class 1's of two, else the
+    /// predicted class's): rows, the sum of that probability, and the rows where it came true.
+    pub calibration: Vec<CalibrationBin>,
+}
+
+/// One class's probabilities, split by the truth.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreHistogram {
+    /// The class index.
+    pub class: usize,
+    /// Rows of this class, by bin.
+    pub pos: Vec<u64>,
+    /// Rows of other classes, by bin.
+    pub neg: Vec<u64>,
+}
+
+/// One bin of the calibration plot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationBin {
+    /// Rows.
+    pub rows: u64,
+    /// Sum of their predicted probabilities.
+    pub predicted: f64,
+    /// Rows where the predicted event happened.
+    pub observed: u64,
+}
+
+fn bin_of(p: f64, bins: usize) -> usize {
+    ((p.clamp(0.0, 1.0) * bins as f64) as usize).min(bins - 1)
+}
+
+impl ClassCurves {
+    /// Empty curves for `classes`.
+    pub fn new(classes: Vec<String>) -> ClassCurves {
+        let scored = if classes.len() == 2 { vec![1] } else { (0..classes.len()).collect() };
+        ClassCurves {
+            scored: scored
+                .into_iter()
+                .map(|class| ScoreHistogram { class, pos: vec![0; CURVE_BINS], neg: vec![0; CURVE_BINS] })
+                .collect(),
+            calibration: vec![CalibrationBin::default(); CALIBRATION_BINS],
+            classes,
+        }
+    }
+
+    /// Count one held-out row: its class and the model's probabilities.
+    pub fn add(&mut self, truth: usize, probs: &[f64]) {
+        for h in &mut self.scored {
+            let b = bin_of(probs[h.class], CURVE_BINS);
+            if h.class == truth {
+                h.pos[b] += 1;
+            } else {
+                h.neg[b] += 1;
+            }
+        }
+        let (p, happened) = if probs.len() == 2 {
+            (probs[1], truth == 1)
+        } else {
+            let k = crate::model::logistic::decide(probs, 0.5);
+            (probs[k], truth == k)
+        };
+        let c = &mut self.calibration[bin_of(p, CALIBRATION_BINS)];
+        c.rows += 1;
+        c.predicted += p;
+        c.observed += u64::from(happened);
+    }
+
+    /// `(false positive rate, true positive rate)` of scored class `i`, threshold by threshold
+    /// from the top bin down; empty without both positives and negatives.
+    pub fn roc(&self, i: usize) -> Vec<(f64, f64)> {
+        self.walk(i).map(|(tp, fp, p, n)| (fp / n, tp / p)).collect()
+    }
+
+    /// `(recall, precision)` of scored class `i`, threshold by threshold.
+    pub fn precision_recall(&self, i: usize) -> Vec<(f64, f64)> {
+        self.walk(i).filter(|(tp, fp, ..)| tp + fp > 0.0).map(|(tp, fp, p, _)| (tp / p, tp / (tp + fp))).collect()
+    }
+
+    /// Cumulative `(tp, fp, positives, negatives)` from the top bin down, starting at nothing.
+    fn walk(&self, i: usize) -> impl Iterator<Item = (f64, f64, f64, f64)> + '_ {
+        let h = &self.scored[i];
+        let (p, n) = (h.pos.iter().sum::<u64>() as f64, h.neg.iter().sum::<u64>() as f64);
+        let ok = p > 0.0 && n > 0.0;
+        let (mut tp, mut fp) = (0.0, 0.0);
+        std::iter::once((0.0, 0.0, p, n))
+            .chain((0..CURVE_BINS).rev().map(move |b| {
+                tp += h.pos[b] as f64;
+                fp += h.neg[b] as f64;
+                (tp, fp, p, n)
+            }))
+            .filter(move |_| ok)
+    }
+}
 
 /// Store key of a model version's report: `<name>/<YYYY-MM-DD>/<version>.report.svg`, beside
 /// its artifact.
@@ -55,6 +168,9 @@ pub struct ReportData {
     pub coefficients: Vec<(String, f64)>,
     /// Held-out and training metrics, and the baseline's.
     pub metrics: Evaluation,
+    /// A classifier's curves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<ClassCurves>,
 }
 
 /// Every how many held-out rows a point is drawn: at most [`MAX_POINTS`] points of `n` rows.
@@ -65,8 +181,8 @@ pub fn stride(n: usize) -> usize {
 impl ReportData {
     /// Summarise `artifact`, its held-out `(actual, predicted)` points (every [`stride`]-th
     /// held-out row) and the standard deviation of each design column on the training rows (see
-    /// [`column_sd`]).
-    pub fn new(artifact: &Artifact, points: Vec<(f64, f64)>, sd: &[f64]) -> ReportData {
+    /// [`column_sd`]), and a classifier's curves.
+    pub fn new(artifact: &Artifact, points: Vec<(f64, f64)>, sd: &[f64], classes: Option<ClassCurves>) -> ReportData {
         let names = &artifact.estimator.feature_names;
         let mut coefficients: Vec<(String, f64)> = match &artifact.estimator.fit {
             Fit::Linear(fit) => names
@@ -104,6 +220,7 @@ impl ReportData {
             points,
             coefficients,
             metrics: artifact.metrics.clone(),
+            classes,
         }
     }
 }
@@ -135,6 +252,9 @@ pub fn column_sd(d: &dyn Design) -> crate::error::Result<Vec<f64>> {
 
 const WIDTH: f64 = 1200.0;
 const HEIGHT: f64 = 960.0;
+const HEIGHT_CLASSES: f64 = 1400.0;
+/// One colour per class curve (cycled).
+const PALETTE: [&str; 8] = ["#1c64f2", "#e02424", "#0e9f6e", "#ff8a4c", "#7e3af2", "#c27803", "#0694a2", "#d61f69"];
 const PANEL_W: f64 = 560.0;
 const PANEL_H: f64 = 400.0;
 const INK: &str = "#1f2933";
@@ -148,9 +268,10 @@ const NEGATIVE: &str = "#e02424";
 /// plotting area and its data drawn as `.mark` elements inside that area.
 pub fn render(r: &ReportData) -> String {
     let mut s = String::with_capacity(64 * 1024 + r.points.len() * 160);
+    let height = if r.classes.is_some() { HEIGHT_CLASSES } else { HEIGHT };
     let _ = write!(
         s,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12" fill="{INK}">
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12" fill="{INK}">
 <title>{name} {version}: training report</title>
 <rect width="100%" height="100%" fill="#ffffff"/>
 <text x="40" y="38" font-size="20" font-weight="bold">{name} · {version}</text>
@@ -164,10 +285,22 @@ pub fn render(r: &ReportData) -> String {
         target = esc(&r.target),
         created = esc(&r.created_at),
     );
-    predicted_vs_actual(&mut s, r, 40.0, 90.0);
-    residuals(&mut s, r, 620.0, 90.0);
-    coefficients(&mut s, r, 40.0, 530.0);
-    metrics(&mut s, r, 620.0, 530.0);
+    match &r.classes {
+        None => {
+            predicted_vs_actual(&mut s, r, 40.0, 90.0);
+            residuals(&mut s, r, 620.0, 90.0);
+            coefficients(&mut s, r, 40.0, 530.0);
+            metrics(&mut s, r, 620.0, 530.0);
+        }
+        Some(c) => {
+            curves(&mut s, c, Curve::Roc, 40.0, 90.0);
+            curves(&mut s, c, Curve::PrecisionRecall, 620.0, 90.0);
+            calibration(&mut s, c, 40.0, 530.0);
+            confusion(&mut s, r, c, 620.0, 530.0);
+            coefficients(&mut s, r, 40.0, 970.0);
+            class_metrics(&mut s, r, 620.0, 970.0);
+        }
+    }
     s.push_str("</svg>\n");
     s
 }
@@ -307,7 +440,10 @@ fn residuals(s: &mut String, r: &ReportData, x: f64, y: f64) {
 }
 
 fn coefficients(s: &mut String, r: &ReportData, x: f64, y: f64) {
-    let trees = matches!(r.kind.as_str(), "random_forest" | "gradient_boosting");
+    let trees = matches!(
+        r.kind.as_str(),
+        "random_forest" | "gradient_boosting" | "random_forest_classifier" | "gradient_boosting_classifier"
+    );
     let title = if trees { "Feature importance (largest first)" } else { "Coefficients, standardised (largest first)" };
     open_panel(s, "coefficients", title, x, y);
     let shown = &r.coefficients[..r.coefficients.len().min(MAX_COEFFICIENTS)];
@@ -317,7 +453,10 @@ fn coefficients(s: &mut String, r: &ReportData, x: f64, y: f64) {
     // room on the left for the feature names
     let f = Frame { x: x + 170.0, y: y + 30.0, w: PANEL_W - 190.0, h: PANEL_H - 80.0, xr: (-m, m), yr: (0.0, 1.0) };
     let axis = if trees {
-        "share of the squared-error reduction".to_string()
+        if r.classes.is_some() { "share of the loss reduction" } else { "share of the squared-error reduction" }
+            .to_string()
+    } else if r.classes.is_some() {
+        "change in the log-odds per standard deviation of the feature".to_string()
     } else {
         format!("change in {} per standard deviation of the feature", r.target)
     };
@@ -399,6 +538,216 @@ fn metrics(s: &mut String, r: &ReportData, x: f64, y: f64) {
             r#"<text x="{:.1}" y="{:.1}" font-size="13">{}</text>"#,
             x + 20.0,
             f.y + f.h + 60.0 + 20.0 * i as f64,
+            esc(line)
+        );
+    }
+    s.push_str("</g>\n");
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Curve {
+    Roc,
+    PrecisionRecall,
+}
+
+/// The ROC or precision-recall curves: one polyline per scored class.
+fn curves(s: &mut String, c: &ClassCurves, which: Curve, x: f64, y: f64) {
+    let (id, title, xl, yl) = match which {
+        Curve::Roc => ("roc", "ROC curve (held out)", "false positive rate", "true positive rate"),
+        Curve::PrecisionRecall => ("precision-recall", "Precision against recall (held out)", "recall", "precision"),
+    };
+    open_panel(s, id, title, x, y);
+    let f = Frame::of_panel(x, y, (0.0, 1.0), (0.0, 1.0));
+    let ticks = nice_ticks(0.0, 1.0, 5);
+    f.axes(s, &ticks, &ticks, xl, yl);
+    if which == Curve::Roc {
+        let _ = writeln!(
+            s,
+            r#"<line class="chance" x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{BASELINE}" stroke-dasharray="6 4"/>"#,
+            f.px(0.0),
+            f.py(0.0),
+            f.px(1.0),
+            f.py(1.0)
+        );
+    }
+    for (i, h) in c.scored.iter().enumerate() {
+        let points = match which {
+            Curve::Roc => c.roc(i),
+            Curve::PrecisionRecall => c.precision_recall(i),
+        };
+        if points.len() < 2 {
+            continue;
+        }
+        let path: Vec<String> = points.iter().map(|&(a, b)| format!("{:.1},{:.1}", f.px(a), f.py(b))).collect();
+        let colour = PALETTE[i % PALETTE.len()];
+        let name = esc(&c.classes[h.class]);
+        let _ = writeln!(
+            s,
+            r#"<polyline class="mark" points="{}" fill="none" stroke="{colour}" stroke-width="2"><title>{name}</title></polyline>"#,
+            path.join(" ")
+        );
+        if c.scored.len() > 1 {
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" font-size="11" fill="{colour}">{name}</text>"#,
+                f.x + f.w + 4.0,
+                f.y + 14.0 * (i as f64 + 1.0)
+            );
+        }
+    }
+    let what = if c.scored.len() == 1 {
+        format!("class {} against {}", c.classes[1], c.classes[0])
+    } else {
+        "each class against the rest".to_string()
+    };
+    note(s, &f, &what);
+    s.push_str("</g>\n");
+}
+
+/// Predicted probability against how often it came true, per bin, sized by its rows.
+fn calibration(s: &mut String, c: &ClassCurves, x: f64, y: f64) {
+    open_panel(s, "calibration", "Calibration: predicted against observed (held out)", x, y);
+    let f = Frame::of_panel(x, y, (0.0, 1.0), (0.0, 1.0));
+    let ticks = nice_ticks(0.0, 1.0, 5);
+    let what = if c.classes.len() == 2 { format!("class {}", c.classes[1]) } else { "the predicted class".into() };
+    f.axes(s, &ticks, &ticks, &format!("predicted probability of {what}"), "observed frequency");
+    let _ = writeln!(
+        s,
+        r#"<line class="ideal" x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{BASELINE}" stroke-dasharray="6 4"/>"#,
+        f.px(0.0),
+        f.py(0.0),
+        f.px(1.0),
+        f.py(1.0)
+    );
+    let most = c.calibration.iter().map(|b| b.rows).max().unwrap_or(1).max(1) as f64;
+    for b in c.calibration.iter().filter(|b| b.rows > 0) {
+        let (p, o) = (b.predicted / b.rows as f64, b.observed as f64 / b.rows as f64);
+        let r = 3.0 + 7.0 * (b.rows as f64 / most).sqrt();
+        // kept inside the frame: a point at 0 or 1 sits on its edge
+        let (cx, cy) = (f.px(p).clamp(f.x + r, f.x + f.w - r), f.py(o).clamp(f.y + r, f.y + f.h - r));
+        let _ = writeln!(
+            s,
+            r#"<circle class="mark" cx="{cx:.1}" cy="{cy:.1}" r="{r:.1}" fill="{MODEL}" fill-opacity="0.6"><title>{} rows: predicted {:.3}, observed {:.3}</title></circle>"#,
+            b.rows, p, o
+        );
+    }
+    note(s, &f, &format!("{} bins; a point's size is its rows", CALIBRATION_BINS));
+    s.push_str("</g>\n");
+}
+
+/// The held-out confusion matrix: a cell per (actual, predicted), shaded by its share of the row.
+fn confusion(s: &mut String, r: &ReportData, c: &ClassCurves, x: f64, y: f64) {
+    open_panel(s, "confusion", "Confusion matrix (held out)", x, y);
+    let k = c.classes.len();
+    let m = r.metrics.model.classification.as_ref().map(|m| m.confusion.clone()).unwrap_or_default();
+    let f = Frame {
+        x: x + 90.0,
+        y: y + 30.0,
+        w: PANEL_H - 110.0,
+        h: PANEL_H - 110.0,
+        xr: (0.0, k as f64),
+        yr: (0.0, k as f64),
+    };
+    let _ = writeln!(
+        s,
+        r#"<rect class="frame" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="{INK}"/>"#,
+        f.x, f.y, f.w, f.h
+    );
+    let cell = f.w / k.max(1) as f64;
+    for (a, row) in m.iter().enumerate().take(k) {
+        let total = row.iter().sum::<u64>().max(1) as f64;
+        for (p, n) in row.iter().enumerate().take(k) {
+            let share = *n as f64 / total;
+            let (cx, cy) = (f.x + cell * p as f64, f.y + cell * a as f64);
+            let ink = if share > 0.5 { "#ffffff" } else { INK };
+            let _ = writeln!(
+                s,
+                r#"<rect class="mark" x="{cx:.1}" y="{cy:.1}" width="{cell:.1}" height="{cell:.1}" fill="{MODEL}" fill-opacity="{:.3}" stroke="{GRID}"><title>actual {} predicted {}: {n}</title></rect><text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="{:.0}" fill="{ink}">{n}</text>"#,
+                0.05 + 0.9 * share,
+                esc(&c.classes[a]),
+                esc(&c.classes[p]),
+                cx + cell / 2.0,
+                cy + cell / 2.0 + 4.0,
+                (cell / 4.0).clamp(9.0, 14.0)
+            );
+        }
+    }
+    for (i, name) in c.classes.iter().enumerate() {
+        let mid = cell * (i as f64 + 0.5);
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11">{}</text><text x="{:.1}" y="{:.1}" text-anchor="end" font-size="11">{}</text>"#,
+            f.x + mid,
+            f.y + f.h + 16.0,
+            esc(&truncate(name, 10)),
+            f.x - 6.0,
+            f.y + mid + 4.0,
+            esc(&truncate(name, 12))
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">predicted</text><text transform="translate({:.1} {:.1}) rotate(-90)" text-anchor="middle">actual {}</text>"#,
+        f.x + f.w / 2.0,
+        f.y + f.h + 36.0,
+        f.x - 70.0,
+        f.y + f.h / 2.0,
+        esc(&r.target)
+    );
+    s.push_str("</g>\n");
+}
+
+/// A classifier's losses against the class prior's, and its other held-out metrics.
+fn class_metrics(s: &mut String, r: &ReportData, x: f64, y: f64) {
+    open_panel(s, "metrics", "Held-out loss against the class prior (lower is better)", x, y);
+    let (Some(m), Some(b)) = (r.metrics.model.classification.as_ref(), r.metrics.baseline.classification.as_ref())
+    else {
+        s.push_str("</g>\n");
+        return;
+    };
+    let bars = [("log loss", m.log_loss, b.log_loss), ("Brier", m.brier, b.brier)];
+    let top = bars.iter().map(|&(_, a, b)| a.max(b)).fold(0.0, f64::max).max(1e-12) * 1.05;
+    let ticks = nice_ticks(0.0, top, 5);
+    let top = top.max(ticks[ticks.len() - 1]);
+    let f = Frame { x: x + 110.0, y: y + 30.0, w: PANEL_W - 130.0, h: PANEL_H - 170.0, xr: (0.0, top), yr: (0.0, 1.0) };
+    f.axes(s, &ticks, &[], "loss", "");
+    let band = f.h / bars.len() as f64;
+    for (i, (name, model, baseline)) in bars.iter().enumerate() {
+        let y0 = f.y + band * i as f64;
+        for (j, (who, v, colour)) in [("model", model, MODEL), ("prior", baseline, BASELINE)].iter().enumerate() {
+            let yb = y0 + band * (0.12 + 0.38 * j as f64);
+            let _ = writeln!(
+                s,
+                r#"<rect class="mark" x="{:.1}" y="{yb:.1}" width="{:.1}" height="{:.1}" fill="{colour}"><title>{name} {who} {}</title></rect><text x="{:.1}" y="{:.1}" font-size="11">{who} {}</text>"#,
+                f.x,
+                (f.px(**v) - f.x).max(0.5),
+                band * 0.34,
+                fmt_value(**v),
+                f.px(**v) + 4.0,
+                yb + band * 0.17 + 4.0,
+                fmt_value(**v)
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end" font-weight="bold">{name}</text>"#,
+            f.x - 8.0,
+            y0 + band * 0.5 + 4.0
+        );
+    }
+    let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
+    let lines = [
+        format!("accuracy {:.4} (prior {:.4}); balanced accuracy {:.4}", m.accuracy, b.accuracy, m.balanced_accuracy),
+        format!("ROC AUC {}; PR AUC {}; macro F1 {:.4}", opt(m.auc), opt(m.pr_auc), m.f1),
+        format!("log loss on the training rows {}", opt(r.metrics.train.classification.as_ref().map(|t| t.log_loss))),
+        format!("{} held-out rows", r.metrics.model.rows),
+    ];
+    for (i, line) in lines.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" font-size="13">{}</text>"#,
+            x + 20.0,
+            f.y + f.h + 56.0 + 20.0 * i as f64,
             esc(line)
         );
     }
@@ -499,7 +848,36 @@ mod tests {
             points,
             coefficients,
             metrics: Evaluation { model: m(0.4, 0.6), baseline: m(0.0, 0.8), train: m(0.45, 0.58) },
+            classes: None,
         }
+    }
+
+    #[test]
+    fn class_curves_walk_the_thresholds_from_the_top_and_calibrate() {
+        let mut c = ClassCurves::new(vec!["no".into(), "yes".into()]);
+        // positives at 0.9 and 0.6, negatives at 0.7 and 0.1
+        for (t, p1) in [(1, 0.9), (0, 0.7), (1, 0.6), (0, 0.1)] {
+            c.add(t, &[1.0 - p1, p1]);
+        }
+        let roc = c.roc(0);
+        assert_eq!(roc.len(), CURVE_BINS + 1);
+        assert_eq!((roc[0], roc[roc.len() - 1]), ((0.0, 0.0), (1.0, 1.0)));
+        // the distinct points: (0, ½) after 0.9, (½, ½) after 0.7, (½, 1) after 0.6, (1, 1)
+        let mut seen = roc.clone();
+        seen.dedup();
+        assert_eq!(seen, [(0.0, 0.0), (0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (1.0, 1.0)]);
+        let mut pr = c.precision_recall(0);
+        pr.dedup();
+        assert_eq!(pr, [(0.5, 1.0), (0.5, 0.5), (1.0, 2.0 / 3.0), (1.0, 0.5)]);
+        let cal: Vec<_> = c.calibration.iter().filter(|b| b.rows > 0).map(|b| (b.rows, b.observed)).collect();
+        assert_eq!(cal, [(1, 0), (1, 1), (1, 0), (1, 1)], "bins of 0.1, 0.6, 0.7, 0.9");
+        // three classes: a curve per class, calibration on the predicted class
+        let mut m = ClassCurves::new(vec!["a".into(), "b".into(), "c".into()]);
+        m.add(2, &[0.2, 0.3, 0.5]);
+        m.add(0, &[0.6, 0.3, 0.1]);
+        assert_eq!(m.scored.len(), 3);
+        assert!(m.roc(1).is_empty(), "no row of class b: no curve");
+        assert_eq!(m.calibration.iter().map(|b| b.observed).sum::<u64>(), 2, "both predicted classes came true");
     }
 
     fn wine() -> Artifact {
@@ -549,7 +927,7 @@ mod tests {
         }
         assert_eq!(stride(10_000), 5);
         let a = wine();
-        let r = ReportData::new(&a, vec![(5.0, 5.5)], &[]);
+        let r = ReportData::new(&a, vec![(5.0, 5.5)], &[], None);
         assert_eq!(r.points, vec![(5.0, 5.5)]);
     }
 
@@ -559,7 +937,7 @@ mod tests {
         a.estimator.feature_names = vec!["a".into(), "b".into(), "c".into()];
         let Fit::Linear(fit) = &mut a.estimator.fit else { panic!("linear") };
         fit.coefficients = vec![1.0, -3.0, 2.0];
-        let r = ReportData::new(&a, vec![], &[10.0, 1.0, 0.5]);
+        let r = ReportData::new(&a, vec![], &[10.0, 1.0, 0.5], None);
         assert_eq!(r.coefficients, vec![("a".into(), 10.0), ("b".into(), -3.0), ("c".into(), 1.0)]);
     }
 

@@ -189,6 +189,18 @@ impl Fit {
     /// summed: a constant score ranks nothing, so its ROC AUC is 0.5 and its PR AUC the positive
     /// rate, when both classes are present.
     pub fn evaluate_classes(&self, d: &dyn Design, prior: &[f64], ranked: bool) -> Result<(Metrics, Metrics)> {
+        self.evaluate_classes_with(d, prior, ranked, &mut |_, _| {})
+    }
+
+    /// [`Fit::evaluate_classes`], showing `observe` every row's class index and probabilities
+    /// on the way (the report's curves, in the same pass).
+    pub fn evaluate_classes_with(
+        &self,
+        d: &dyn Design,
+        prior: &[f64],
+        ranked: bool,
+        observe: &mut dyn FnMut(usize, &[f64]),
+    ) -> Result<(Metrics, Metrics)> {
         let l = self.classifier().ok_or_else(|| Error::Model("not a classifier".into()))?;
         let k = l.classes().len();
         let t = l.threshold();
@@ -204,6 +216,7 @@ impl Fit {
                 let t = *t as usize;
                 model.add(t, &probs);
                 base.add(t, prior);
+                observe(t, &probs);
             }
             Ok(())
         })?;

@@ -143,19 +143,24 @@ pub fn fit_rows(
         let total: f64 = counts.iter().sum();
         let prior: Vec<f64> = counts.iter().map(|c| c / total).collect();
         let (train_metrics, _) = fit.evaluate_classes(&train, &prior, false)?;
-        let (model_metrics, baseline) = fit.evaluate_classes(&test, &prior, true)?;
+        // held out: metrics, the report's curves and points in one pass
         let stride = crate::report::stride(test_rows.len());
         let mut points = Vec::with_capacity(test_rows.len().div_ceil(stride));
+        let mut curves = crate::report::ClassCurves::new(fit.classes().to_vec());
+        let threshold = fit.classifier().map_or(model::DEFAULT_THRESHOLD, |c| c.threshold());
         let mut i = 0usize;
-        fit.for_each_prediction(&test, &mut |t, p| {
+        let (model_metrics, baseline) = fit.evaluate_classes_with(&test, &prior, true, &mut |t, probs| {
+            curves.add(t, probs);
             if i.is_multiple_of(stride) {
-                points.push((t, p));
+                let k = crate::model::logistic::decide(probs, threshold);
+                points.push((t as f64, if probs.len() == 2 { probs[1] } else { probs[k] }));
             }
             i += 1;
         })?;
         let sd = crate::report::column_sd(&train)?;
         let evaluation = Evaluation { model: model_metrics, baseline, train: train_metrics };
-        return finish(params, prep, fit, evaluation, files, topic, (train_rows.len(), test_rows.len()), points, &sd);
+        let rows = (train_rows.len(), test_rows.len());
+        return finish(params, prep, fit, evaluation, files, topic, rows, (points, Some(curves)), &sd);
     }
     let (fit, gram) = match params.model() {
         m @ (Model::Linear | Model::Ridge { .. }) => {
@@ -203,7 +208,7 @@ pub fn fit_rows(
         None => crate::report::column_sd(&train)?,
     };
     let evaluation = Evaluation { model: model_metrics, baseline, train: train_metrics };
-    finish(params, prep, fit, evaluation, files, topic, (train_rows.len(), test_rows.len()), points, &sd)
+    finish(params, prep, fit, evaluation, files, topic, (train_rows.len(), test_rows.len()), (points, None), &sd)
 }
 
 /// The artifact of a fitted, evaluated model, checked, and its report's data.
@@ -216,7 +221,7 @@ fn finish(
     files: Vec<FileInfo>,
     topic: Option<TopicData>,
     (train_rows, test_rows): (usize, usize),
-    points: Vec<(f64, f64)>,
+    (points, curves): (Vec<(f64, f64)>, Option<crate::report::ClassCurves>),
     sd: &[f64],
 ) -> Result<Fitted> {
     let created_at = chrono::Utc::now();
@@ -239,6 +244,6 @@ fn finish(
         training_data: TrainingData { files, topic, train_rows, test_rows },
     };
     artifact.check("(new model)")?;
-    let report = ReportData::new(&artifact, points, sd);
+    let report = ReportData::new(&artifact, points, sd, curves);
     Ok(Fitted { artifact, report })
 }

@@ -64,7 +64,8 @@ const MEASURE: &str = r#"<pre id="result"></pre><script>
 const plots = [...document.querySelectorAll('svg g.plot')].map(g => {
   const f = g.querySelector('rect.frame').getBoundingClientRect();
   const marks = [...g.querySelectorAll('.mark')].map(m => m.getBoundingClientRect());
-  const inside = marks.filter(m => m.width > 0 && m.height > 0 &&
+  // laid out (a curve may be a vertical or horizontal line: one of its sizes is then 0)
+  const inside = marks.filter(m => (m.width > 0 || m.height > 0) &&
     m.left >= f.left - 3 && m.right <= f.right + 3 && m.top >= f.top - 3 && m.bottom <= f.bottom + 3).length;
   const text = [...g.querySelectorAll('text')].filter(t => t.getBBox().width > 0).length;
   return {id: g.id, width: f.width, height: f.height, marks: marks.length, inside, text};
@@ -110,5 +111,70 @@ fn the_report_renders_in_chromium_with_its_plots_inside_their_frames() {
         // every point and bar was laid out with a size, inside its plot's frame
         assert_eq!(p["inside"], p["marks"], "{p}");
         assert!(p["text"].as_u64().unwrap() >= 4, "axes and titles rendered: {p}");
+    }
+}
+
+/// The plots of a report as Chromium laid them out.
+fn measure(chromium: &std::path::Path, sb: &Sandbox, svg: &str) -> Vec<Value> {
+    let page =
+        sb.write("page.html", &format!("<!doctype html><html><body style=\"margin:0\">{svg}{MEASURE}</body></html>"));
+    let run = std::process::Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--virtual-time-budget=5000"])
+        .arg(format!("--user-data-dir={}", sb.path().join("chromium-profile").display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "chromium failed: {}", String::from_utf8_lossy(&run.stderr));
+    let json = dom
+        .split("<pre id=\"result\">")
+        .nth(1)
+        .and_then(|s| s.split("</pre>").next())
+        .unwrap_or_else(|| panic!("no result in the DOM:\n{dom:.2000}"));
+    serde_json::from_str(&json.replace("&quot;", "\"")).unwrap()
+}
+
+#[test]
+fn a_classifier_report_draws_its_curves_calibration_and_confusion_in_chromium() {
+    let Some(chromium) = chromium() else { return };
+    let sb = Sandbox::new();
+    for (params, name, classes) in
+        [("params/wine-good.yaml", "wine-good", 2usize), ("params/wine-grade.yaml", "wine-grade", 6)]
+    {
+        let out = sb.command(&["train", "--params", params, "--json"]).assert_ok().stdout_doc();
+        let confusion = &out["metrics"]["model"]["classification"]["confusion"];
+        let svg = sb.command(&["report", name, "-o", "-"]).assert_ok().stdout();
+        assert!(!svg.contains("predicted-vs-actual"), "{name}: a classifier has no regression panels");
+        let plots = measure(&chromium, &sb, &svg);
+        let by_id = |id: &str| {
+            plots.iter().find(|p| p["id"] == id).unwrap_or_else(|| panic!("{name}: no plot {id}: {plots:?}"))
+        };
+        let curves = if classes == 2 { 1 } else { classes };
+        for (id, marks) in [
+            ("roc", Some(curves)),
+            ("precision-recall", Some(curves)),
+            ("calibration", None),
+            ("confusion", Some(classes * classes)),
+            ("coefficients", Some(11)),
+            ("metrics", Some(4)),
+        ] {
+            let p = by_id(id);
+            assert!(p["width"].as_f64().unwrap() > 200.0 && p["height"].as_f64().unwrap() > 150.0, "{name}: {p}");
+            let n = p["marks"].as_u64().unwrap() as usize;
+            match marks {
+                Some(m) => assert_eq!(n, m, "{name}: {p}"),
+                // a point per non-empty probability bin
+                None => assert!((2..=modelcast::report::CALIBRATION_BINS).contains(&n), "{name}: {p}"),
+            }
+            assert_eq!(p["inside"], p["marks"], "{name}: every mark laid out inside its frame: {p}");
+            assert!(p["text"].as_u64().unwrap() >= 3, "{name}: axes and titles rendered: {p}");
+        }
+        // the matrix's cells are the artifact's confusion matrix
+        for (a, row) in confusion.as_array().unwrap().iter().enumerate() {
+            for (p, n) in row.as_array().unwrap().iter().enumerate() {
+                assert!(svg.contains(&format!(": {n}</title>")), "{name}: cell {a},{p} = {n} not drawn");
+            }
+        }
     }
 }
