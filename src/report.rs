@@ -497,15 +497,35 @@ fn metrics(s: &mut String, r: &ReportData, x: f64, y: f64) {
     open_panel(s, "metrics", "Held-out error against the baseline (lower is better)", x, y);
     let (m, b) = (&r.metrics.model, &r.metrics.baseline);
     let bars = [("RMSE", m.rmse, b.rmse), ("MAE", m.mae, b.mae)];
+    let f = against_baseline(s, &bars, ("model", "baseline"), &format!("error in {} units", r.target), (x, y, 150.0));
+    let gain = if b.rmse > 0.0 { (1.0 - m.rmse / b.rmse) * 100.0 } else { 0.0 };
+    let lines = [
+        format!("R² held out {:.4} (baseline {:.4}); on the training rows {:.4}", m.r2, b.r2, r.metrics.train.r2),
+        format!("RMSE {:.4} against {:.4} for predicting the training mean: {gain:.1}% lower", m.rmse, b.rmse),
+        format!("{} held-out rows", m.rows),
+    ];
+    text_lines(s, &lines, x + 20.0, f.y + f.h + 60.0);
+    s.push_str("</g>\n");
+}
+
+/// Bars of `(name, model, baseline)` pairs in a panel at `(x, y)` whose frame is `below` shorter
+/// than a panel (room for text lines under it), labelled `who`; returns the frame.
+fn against_baseline(
+    s: &mut String,
+    bars: &[(&str, f64, f64)],
+    who: (&str, &str),
+    axis: &str,
+    (x, y, below): (f64, f64, f64),
+) -> Frame {
     let top = bars.iter().map(|&(_, a, b)| a.max(b)).fold(0.0, f64::max).max(1e-12) * 1.05;
     let ticks = nice_ticks(0.0, top, 5);
     let top = top.max(ticks[ticks.len() - 1]);
-    let f = Frame { x: x + 110.0, y: y + 30.0, w: PANEL_W - 130.0, h: PANEL_H - 150.0, xr: (0.0, top), yr: (0.0, 1.0) };
-    f.axes(s, &ticks, &[], &format!("error in {} units", r.target), "");
+    let f = Frame { x: x + 110.0, y: y + 30.0, w: PANEL_W - 130.0, h: PANEL_H - below, xr: (0.0, top), yr: (0.0, 1.0) };
+    f.axes(s, &ticks, &[], axis, "");
     let band = f.h / bars.len() as f64;
     for (i, (name, model, baseline)) in bars.iter().enumerate() {
         let y0 = f.y + band * i as f64;
-        for (j, (who, v, colour)) in [("model", model, MODEL), ("baseline", baseline, BASELINE)].iter().enumerate() {
+        for (j, (who, v, colour)) in [(who.0, model, MODEL), (who.1, baseline, BASELINE)].iter().enumerate() {
             let yb = y0 + band * (0.12 + 0.38 * j as f64);
             let _ = writeln!(
                 s,
@@ -526,22 +546,14 @@ fn metrics(s: &mut String, r: &ReportData, x: f64, y: f64) {
             y0 + band * 0.5 + 4.0
         );
     }
-    let gain = if b.rmse > 0.0 { (1.0 - m.rmse / b.rmse) * 100.0 } else { 0.0 };
-    let lines = [
-        format!("R² held out {:.4} (baseline {:.4}); on the training rows {:.4}", m.r2, b.r2, r.metrics.train.r2),
-        format!("RMSE {:.4} against {:.4} for predicting the training mean: {gain:.1}% lower", m.rmse, b.rmse),
-        format!("{} held-out rows", m.rows),
-    ];
+    f
+}
+
+/// Lines of text from `(x, y)` down.
+fn text_lines(s: &mut String, lines: &[String], x: f64, y: f64) {
     for (i, line) in lines.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" font-size="13">{}</text>"#,
-            x + 20.0,
-            f.y + f.h + 60.0 + 20.0 * i as f64,
-            esc(line)
-        );
+        let _ = writeln!(s, r#"<text x="{x:.1}" y="{:.1}" font-size="13">{}</text>"#, y + 20.0 * i as f64, esc(line));
     }
-    s.push_str("</g>\n");
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -706,35 +718,7 @@ fn class_metrics(s: &mut String, r: &ReportData, x: f64, y: f64) {
         return;
     };
     let bars = [("log loss", m.log_loss, b.log_loss), ("Brier", m.brier, b.brier)];
-    let top = bars.iter().map(|&(_, a, b)| a.max(b)).fold(0.0, f64::max).max(1e-12) * 1.05;
-    let ticks = nice_ticks(0.0, top, 5);
-    let top = top.max(ticks[ticks.len() - 1]);
-    let f = Frame { x: x + 110.0, y: y + 30.0, w: PANEL_W - 130.0, h: PANEL_H - 170.0, xr: (0.0, top), yr: (0.0, 1.0) };
-    f.axes(s, &ticks, &[], "loss", "");
-    let band = f.h / bars.len() as f64;
-    for (i, (name, model, baseline)) in bars.iter().enumerate() {
-        let y0 = f.y + band * i as f64;
-        for (j, (who, v, colour)) in [("model", model, MODEL), ("prior", baseline, BASELINE)].iter().enumerate() {
-            let yb = y0 + band * (0.12 + 0.38 * j as f64);
-            let _ = writeln!(
-                s,
-                r#"<rect class="mark" x="{:.1}" y="{yb:.1}" width="{:.1}" height="{:.1}" fill="{colour}"><title>{name} {who} {}</title></rect><text x="{:.1}" y="{:.1}" font-size="11">{who} {}</text>"#,
-                f.x,
-                (f.px(**v) - f.x).max(0.5),
-                band * 0.34,
-                fmt_value(**v),
-                f.px(**v) + 4.0,
-                yb + band * 0.17 + 4.0,
-                fmt_value(**v)
-            );
-        }
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end" font-weight="bold">{name}</text>"#,
-            f.x - 8.0,
-            y0 + band * 0.5 + 4.0
-        );
-    }
+    let f = against_baseline(s, &bars, ("model", "prior"), "loss", (x, y, 170.0));
     let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
     let lines = [
         format!("accuracy {:.4} (prior {:.4}); balanced accuracy {:.4}", m.accuracy, b.accuracy, m.balanced_accuracy),
@@ -742,15 +726,7 @@ fn class_metrics(s: &mut String, r: &ReportData, x: f64, y: f64) {
         format!("log loss on the training rows {}", opt(r.metrics.train.classification.as_ref().map(|t| t.log_loss))),
         format!("{} held-out rows", r.metrics.model.rows),
     ];
-    for (i, line) in lines.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" font-size="13">{}</text>"#,
-            x + 20.0,
-            f.y + f.h + 56.0 + 20.0 * i as f64,
-            esc(line)
-        );
-    }
+    text_lines(s, &lines, x + 20.0, f.y + f.h + 56.0);
     s.push_str("</g>\n");
 }
 

@@ -49,6 +49,56 @@ fn wait_metrics(w: &Wired, after_ms: i64, what: &str, ok: impl Fn(&Value) -> boo
     })
 }
 
+/// The red wine rows as JSON objects without `quality`, and their quality.
+fn wine_json_rows() -> Vec<(serde_json::Map<String, Value>, f64)> {
+    let mut rdr = csv::Reader::from_path(crate::util::repo().join("data/winequality-red.csv")).unwrap();
+    let header: Vec<String> = rdr.headers().unwrap().iter().map(str::to_string).collect();
+    rdr.records()
+        .map(|r| {
+            let r = r.unwrap();
+            let mut obj: serde_json::Map<String, Value> =
+                header.iter().zip(r.iter()).map(|(h, v)| (h.clone(), Value::from(v.parse::<f64>().unwrap()))).collect();
+            let quality = obj.remove("quality").unwrap().as_f64().unwrap();
+            (obj, quality)
+        })
+        .collect()
+}
+
+/// `promote MODEL VERSION --if-better-live` on the bed, with `extra` flags.
+fn promote_if_better_live(w: &Wired, model: &str, version: &str, extra: &[&str]) -> crate::util::TestCommand {
+    let mut c = w.command(&[
+        "promote",
+        model,
+        version,
+        "--kafka-config",
+        "kafka.yaml",
+        "--store",
+        &w.store,
+        "--if-better-live",
+    ]);
+    c.args(extra);
+    c
+}
+
+/// The reason of the champion alias's last move, from `history`.
+fn champion_reason(w: &Wired, model: &str) -> String {
+    let history = w
+        .command(&[
+            "history",
+            model,
+            "--alias",
+            "champion",
+            "--json",
+            "--kafka-config",
+            "kafka.yaml",
+            "--store",
+            &w.store,
+        ])
+        .assert_ok()
+        .stdout_json();
+    history.last().unwrap()["reason"].as_str().unwrap().to_string()
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * b.abs().max(1e-12)
 }
@@ -226,16 +276,8 @@ fn shadow_gets_a_verdict_promote_if_better_live_needs_enough_shared_labels() {
     eval.wait_ready(PATIENCE);
     let mut svc = w.serve(&["--alias", "champion", "--shadow", "challenger"]);
     svc.wait_ready(PATIENCE);
-    let mut rdr = csv::Reader::from_path(crate::util::repo().join("data/winequality-red.csv")).unwrap();
-    let header: Vec<String> = rdr.headers().unwrap().iter().map(str::to_string).collect();
     let (mut inputs, mut labels) = (Vec::new(), Vec::new());
-    for (i, r) in rdr.records().enumerate() {
-        let r = r.unwrap();
-        let mut obj = serde_json::Map::new();
-        for (h, v) in header.iter().zip(r.iter()) {
-            obj.insert(h.clone(), Value::from(v.parse::<f64>().unwrap()));
-        }
-        let quality = obj.remove("quality").unwrap();
+    for (i, (obj, quality)) in wine_json_rows().into_iter().enumerate() {
         let key = format!("w{i}");
         inputs.push((key.clone(), serde_json::to_vec(&obj).unwrap()));
         labels.push((key.clone(), serde_json::to_vec(&serde_json::json!({"key": key, "label": quality})).unwrap()));
@@ -255,39 +297,12 @@ fn shadow_gets_a_verdict_promote_if_better_live_needs_enough_shared_labels() {
     let _ = svc.stop();
     let _ = eval.stop();
 
-    let promote = |extra: &[&str]| {
-        let mut c = w.command(&[
-            "promote",
-            "wine-quality",
-            v2,
-            "--kafka-config",
-            "kafka.yaml",
-            "--store",
-            &w.store,
-            "--if-better-live",
-        ]);
-        c.args(extra);
-        c
-    };
+    let promote = |extra: &[&str]| promote_if_better_live(&w, "wine-quality", v2, extra);
     let refused = promote(&["--min-labels", "100000"]).assert_exit_code(4).stdout();
     assert!(refused.contains(&format!("only {} shared live labels", inputs.len())), "{refused}");
     let ok = promote(&["--min-labels", "1000"]).assert_ok().stdout();
     assert!(ok.contains(&format!("champion of wine-quality -> {v2} (was {v1})")), "{ok}");
-    let history = w
-        .command(&[
-            "history",
-            "wine-quality",
-            "--alias",
-            "champion",
-            "--json",
-            "--kafka-config",
-            "kafka.yaml",
-            "--store",
-            &w.store,
-        ])
-        .assert_ok()
-        .stdout_json();
-    let reason = history.last().unwrap()["reason"].as_str().unwrap().to_string();
+    let reason = champion_reason(&w, "wine-quality");
     assert!(reason.contains("live RMSE") && reason.contains("shared labels"), "{reason}");
 }
 
@@ -364,16 +379,9 @@ fn evaluate_scores_classes_live_and_the_gate_compares_log_loss() {
     let mut svc = w.serve(&["--alias", "champion", "--shadow", "challenger"]);
     svc.wait_ready(PATIENCE);
 
-    let mut rdr = csv::Reader::from_path(crate::util::repo().join("data/winequality-red.csv")).unwrap();
-    let header: Vec<String> = rdr.headers().unwrap().iter().map(str::to_string).collect();
     let (mut inputs, mut truth) = (Vec::new(), BTreeMap::new());
-    for (i, r) in rdr.records().enumerate() {
-        let r = r.unwrap();
-        let mut obj = serde_json::Map::new();
-        for (h, v) in header.iter().zip(r.iter()) {
-            obj.insert(h.clone(), Value::from(v.parse::<f64>().unwrap()));
-        }
-        let good = obj.remove("quality").unwrap().as_f64().unwrap() >= 7.0;
+    for (i, (obj, quality)) in wine_json_rows().into_iter().enumerate() {
+        let good = quality >= 7.0;
         let key = format!("g{i}");
         inputs.push((key.clone(), serde_json::to_vec(&obj).unwrap()));
         // every 10th label never comes
@@ -450,37 +458,9 @@ fn evaluate_scores_classes_live_and_the_gate_compares_log_loss() {
     assert!(close(pair["champion_log_loss"].as_f64().unwrap(), pair_loss[0]), "{pair}");
     assert!(close(pair["challenger_log_loss"].as_f64().unwrap(), pair_loss[1]), "{pair}");
 
-    let ok = w
-        .command(&[
-            "promote",
-            "wine-good",
-            v2,
-            "--kafka-config",
-            "kafka.yaml",
-            "--store",
-            &w.store,
-            "--if-better-live",
-            "--min-labels",
-            "1000",
-        ])
-        .assert_ok()
-        .stdout();
+    let ok = promote_if_better_live(&w, "wine-good", v2, &["--min-labels", "1000"]).assert_ok().stdout();
     assert!(ok.contains(&format!("champion of wine-good -> {v2} (was {v1})")), "{ok}");
-    let history = w
-        .command(&[
-            "history",
-            "wine-good",
-            "--alias",
-            "champion",
-            "--json",
-            "--kafka-config",
-            "kafka.yaml",
-            "--store",
-            &w.store,
-        ])
-        .assert_ok()
-        .stdout_json();
-    let reason = history.last().unwrap()["reason"].as_str().unwrap().to_string();
+    let reason = champion_reason(&w, "wine-good");
     assert!(reason.contains("live log loss") && reason.contains("shared labels"), "{reason}");
 }
 

@@ -80,23 +80,7 @@ fn the_report_renders_in_chromium_with_its_plots_inside_their_frames() {
     let out: Value = serde_json::from_str(&sb.command(&["train", "--json"]).assert_ok().stdout()).unwrap();
     let test_rows = out["test_rows"].as_u64().unwrap() as usize;
     let svg = sb.command(&["report", "wine-quality", "-o", "-"]).assert_ok().stdout();
-    let page =
-        sb.write("page.html", &format!("<!doctype html><html><body style=\"margin:0\">{svg}{MEASURE}</body></html>"));
-    let run = std::process::Command::new(&chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--virtual-time-budget=5000"])
-        .arg(format!("--user-data-dir={}", sb.path().join("chromium-profile").display()))
-        .arg("--dump-dom")
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .unwrap();
-    let dom = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "chromium failed: {}", String::from_utf8_lossy(&run.stderr));
-    let json = dom
-        .split("<pre id=\"result\">")
-        .nth(1)
-        .and_then(|s| s.split("</pre>").next())
-        .unwrap_or_else(|| panic!("no result in the DOM:\n{dom:.2000}"));
-    let plots: Vec<Value> = serde_json::from_str(&json.replace("&quot;", "\"")).unwrap();
+    let plots = measure(&chromium, &sb, &svg);
     let by_id = |id: &str| plots.iter().find(|p| p["id"] == id).unwrap_or_else(|| panic!("no plot {id}: {plots:?}"));
     let features = 11;
     for (id, marks) in [
