@@ -171,6 +171,9 @@ pub struct ReportData {
     /// A classifier's curves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<ClassCurves>,
+    /// A binary classifier's decision threshold and how it was set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
 }
 
 /// Every how many held-out rows a point is drawn: at most [`MAX_POINTS`] points of `n` rows.
@@ -221,6 +224,12 @@ impl ReportData {
             coefficients,
             metrics: artifact.metrics.clone(),
             classes,
+            decision: artifact
+                .estimator
+                .fit
+                .classifier()
+                .filter(|c| c.classes().len() == 2)
+                .map(|c| format!("decision threshold {:.4}: {}", c.threshold(), artifact.params.decision().describe())),
         }
     }
 }
@@ -724,7 +733,10 @@ fn class_metrics(s: &mut String, r: &ReportData, x: f64, y: f64) {
         format!("accuracy {:.4} (prior {:.4}); balanced accuracy {:.4}", m.accuracy, b.accuracy, m.balanced_accuracy),
         format!("ROC AUC {}; PR AUC {}; macro F1 {:.4}", opt(m.auc), opt(m.pr_auc), m.f1),
         format!("log loss on the training rows {}", opt(r.metrics.train.classification.as_ref().map(|t| t.log_loss))),
-        format!("{} held-out rows", r.metrics.model.rows),
+        match &r.decision {
+            Some(d) => format!("{} held-out rows; {d}", r.metrics.model.rows),
+            None => format!("{} held-out rows", r.metrics.model.rows),
+        },
     ];
     text_lines(s, &lines, x + 20.0, f.y + f.h + 56.0);
     s.push_str("</g>\n");
@@ -825,6 +837,7 @@ mod tests {
             coefficients,
             metrics: Evaluation { model: m(0.4, 0.6), baseline: m(0.0, 0.8), train: m(0.45, 0.58) },
             classes: None,
+            decision: None,
         }
     }
 

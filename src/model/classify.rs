@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::logistic::{decide, EPS};
 use super::{Metrics, MetricsAcc};
+use crate::params::Decision;
 
 /// The classification metrics of a model on some rows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,6 +234,53 @@ pub fn average_precision(mut pairs: Vec<(f64, bool)>) -> Option<f64> {
     Some(ap)
 }
 
+/// The decision threshold `rule` picks from held-out `(class 1's probability, is class 1)` pairs
+/// (sorted here, highest first): class 1 is predicted when its probability is at least the
+/// threshold, and the candidates are the probabilities that occur. Ties between candidates go to
+/// the higher threshold.
+pub fn choose_threshold(scored: &mut [(f64, bool)], rule: Decision) -> std::result::Result<f64, String> {
+    if let Decision::Fixed(t) = rule {
+        return Ok(t);
+    }
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let positives = scored.iter().filter(|s| s.1).count() as f64;
+    if positives == 0.0 || positives == scored.len() as f64 {
+        return Err(format!("the {} held-out rows need both classes to choose a threshold", scored.len()));
+    }
+    let (mut tp, mut fp, mut i) = (0.0, 0.0, 0);
+    let (mut best, mut best_precision) = (None::<(f64, f64)>, 0.0f64);
+    while i < scored.len() {
+        let t = scored[i].0;
+        while i < scored.len() && scored[i].0 == t {
+            if scored[i].1 {
+                tp += 1.0;
+            } else {
+                fp += 1.0;
+            }
+            i += 1;
+        }
+        let (precision, recall) = (tp / (tp + fp), tp / positives);
+        best_precision = best_precision.max(precision);
+        let value = match rule {
+            Decision::MaxF1 => Some(2.0 * tp / (2.0 * tp + fp + (positives - tp))),
+            Decision::Precision(p) => (precision >= p).then_some(recall),
+            Decision::Recall(r) => (recall >= r).then_some(precision),
+            Decision::Fixed(_) => None,
+        };
+        if let Some(v) = value {
+            if best.is_none_or(|(b, _)| v > b) {
+                best = Some((v, t));
+            }
+        }
+    }
+    best.map(|(_, t)| t).ok_or_else(|| match rule {
+        Decision::Precision(p) => {
+            format!("no threshold reaches precision {p} on the held-out rows (the best is {best_precision:.4})")
+        }
+        _ => "no threshold qualifies on the held-out rows".to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,5 +332,25 @@ mod tests {
         assert_eq!(c.pr_auc, None);
         // one-vs-rest: class 0 1.0, class 1 1.0 (0.6 > 0.5 > 0.2? positives {0.6} vs {0.2, 0.5}) , class 2 (0.3 vs 0.1, 0.3) 0.75
         assert!((c.auc.unwrap() - (1.0 + 1.0 + 0.75) / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn thresholds_are_chosen_from_the_held_out_probabilities() {
+        use crate::params::Decision;
+        // positives at 0.9, 0.8, 0.4; negatives at 0.7, 0.3, 0.2
+        let rows = [(0.9, true), (0.7, false), (0.8, true), (0.3, false), (0.4, true), (0.2, false)];
+        let pick = |rule| choose_threshold(&mut rows.to_vec(), rule);
+        // F1 at 0.8: 2·2/(4+0+1) = 0.8; at 0.4: 2·3/(6+1+0) = 0.857: the best
+        assert_eq!(pick(Decision::MaxF1), Ok(0.4));
+        // precision 1 holds down to 0.8 (recall 2/3); at 0.4 it is 3/4
+        assert_eq!(pick(Decision::Precision(0.9)), Ok(0.8));
+        assert_eq!(pick(Decision::Precision(0.75)), Ok(0.4));
+        // recall ≥ 0.6: 0.8 (precision 1) beats 0.4 (0.75)
+        assert_eq!(pick(Decision::Recall(0.6)), Ok(0.8));
+        assert_eq!(pick(Decision::Recall(1.0)), Ok(0.4));
+        assert_eq!(pick(Decision::Fixed(0.3)), Ok(0.3));
+        let e = choose_threshold(&mut [(0.9, false), (0.8, true)], Decision::Precision(0.99)).unwrap_err();
+        assert!(e.contains("precision 0.99") && e.contains("the best is 0.5"), "{e}");
+        assert!(choose_threshold(&mut [(0.9, true)], Decision::MaxF1).is_err(), "one class");
     }
 }

@@ -27,12 +27,11 @@ use crate::design::Design;
 use crate::error::{Error, Result};
 use crate::params::{ClassWeights, Model, Target};
 use crate::trees::{Combine, Ensemble};
-pub use classify::{ClassAcc, ClassMetrics};
+pub use classify::{choose_threshold, ClassAcc, ClassMetrics};
 pub use linear::{fit_gram, fit_linear, LinearFit};
 pub use logistic::LogisticFit;
 
-/// A binary classifier's decision threshold unless chosen otherwise.
-pub const DEFAULT_THRESHOLD: f64 = 0.5;
+pub use crate::params::DEFAULT_THRESHOLD;
 
 /// A fitted estimator: a line (linear kinds) or a tree ensemble. In the artifact its fields sit
 /// beside `kind` in `estimator` (`coefficients`, `intercept`, … or `trees`).
@@ -173,6 +172,15 @@ impl Fit {
             Fit::Logistic(l) => Some(l),
             Fit::TreeClassifier(t) => Some(t),
             _ => None,
+        }
+    }
+
+    /// Set a binary classifier's decision threshold (nothing for other fits).
+    pub fn set_threshold(&mut self, threshold: f64) {
+        match self {
+            Fit::Logistic(l) => l.threshold = threshold,
+            Fit::TreeClassifier(t) => t.threshold = threshold,
+            Fit::Linear(_) | Fit::Trees(_) => {}
         }
     }
 

@@ -33,7 +33,7 @@ pub use model::{
 };
 pub use promotion::{check_alias, Gate, GateMetric, MinImprovement, Promotion, PromotionSection, DEFAULT_ALIAS};
 pub use rules::{default_missing_tokens, CategoricalRule, MissingSection, NumericRule, RuleText, Scale};
-pub use target::{ClassWeights, Target, TargetSection};
+pub use target::{ClassWeights, Decision, Target, TargetSection, DEFAULT_THRESHOLD};
 
 /// A params file as written: the raw, unchecked form. [`ParamsFile::check`] turns it into [`Params`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,6 +185,7 @@ pub struct Params {
     categorical_rules: BTreeMap<String, CategoricalRule>,
     model: Model,
     target: Target,
+    decision: Decision,
     promotion: Option<Promotion>,
 }
 
@@ -304,6 +305,7 @@ impl ParamsFile {
         }
         let model = check_model(&self.model, path)?;
         let target = self.target.check(path)?;
+        let decision = self.target.decision(path)?;
         match (model.kind().is_classifier(), target.is_class()) {
             (true, false) => {
                 return err(
@@ -347,6 +349,7 @@ impl ParamsFile {
             categorical_rules,
             model,
             target,
+            decision,
             promotion,
         })
     }
@@ -391,6 +394,11 @@ impl Params {
     /// What the target is: a number, or a class (with its labels and weights).
     pub fn target_kind(&self) -> &Target {
         &self.target
+    }
+
+    /// How a binary classifier's decision threshold is set (`target.threshold`).
+    pub fn decision(&self) -> Decision {
+        self.decision
     }
 
     /// Numeric feature columns, in design order.

@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// A binary classifier's decision threshold unless `target.threshold` says otherwise.
+pub const DEFAULT_THRESHOLD: f64 = 0.5;
+
 /// The most classes a target may have (metrics keep a class index in 16 bits).
 pub const MAX_CLASSES: usize = 65_535;
 /// The `target` key as written.
@@ -45,6 +48,46 @@ pub struct TargetSpec {
     /// `balanced` (weights n / (k · count of the class), as scikit-learn) or `{class: weight}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_weight: Option<ClassWeightSection>,
+    /// Two classes: the decision threshold on class 1's probability, or how to choose it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<ThresholdSection>,
+}
+
+/// `target.threshold` as written: a probability, `max_f1`, or `{precision: P}` / `{recall: R}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ThresholdSection {
+    /// A probability.
+    Fixed(f64),
+    /// `max_f1`.
+    Rule(String),
+    /// `{precision: P}` or `{recall: R}`.
+    Goal(BTreeMap<String, f64>),
+}
+
+/// How a binary classifier's decision threshold is set, checked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision {
+    /// This probability (0.5 unless `target.threshold` says otherwise).
+    Fixed(f64),
+    /// The threshold of class 1's best F1 on the held-out rows.
+    MaxF1,
+    /// The lowest threshold whose held-out precision reaches this (the most recall at it).
+    Precision(f64),
+    /// The highest threshold whose held-out recall reaches this (the most precision at it).
+    Recall(f64),
+}
+
+impl Decision {
+    /// How it reads in the report and the logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Decision::Fixed(t) => format!("fixed at {t}"),
+            Decision::MaxF1 => "the best F1 of class 1 on the held-out rows".into(),
+            Decision::Precision(p) => format!("the most recall at precision ≥ {p} on the held-out rows"),
+            Decision::Recall(r) => format!("the most precision at recall ≥ {r} on the held-out rows"),
+        }
+    }
 }
 
 /// A class label as written: text or a number (YAML `3` and `"3"` are the same class).
@@ -293,6 +336,12 @@ impl TargetSection {
                 ClassWeights::Given(w)
             }
         };
+        if s.threshold.is_some() && labels.len() != 2 {
+            return err(
+                "target.threshold",
+                format!("a decision threshold is for two classes; this target has {}", labels.len()),
+            );
+        }
         match &s.positive {
             None => Ok(Target::Classes { labels, numbers, weights }),
             Some(rule) => {
@@ -305,6 +354,30 @@ impl TargetSection {
                 })?;
                 Ok(Target::Binary { op, threshold, weights })
             }
+        }
+    }
+}
+
+impl TargetSection {
+    /// The decision rule of a binary classifier (`Fixed(0.5)` unless `target.threshold` is
+    /// given); errors name `path` and `target.threshold`.
+    pub fn decision(&self, path: &Path) -> Result<Decision> {
+        let TargetSection::Spec(TargetSpec { threshold: Some(t), .. }) = self else {
+            return Ok(Decision::Fixed(DEFAULT_THRESHOLD));
+        };
+        let err = |msg: String| Err(Error::config(path, "target.threshold", msg));
+        let unit = |v: f64| v.is_finite() && v > 0.0 && v < 1.0;
+        match t {
+            ThresholdSection::Fixed(v) if unit(*v) => Ok(Decision::Fixed(*v)),
+            ThresholdSection::Fixed(v) => err(format!("{v}: a probability strictly between 0 and 1")),
+            ThresholdSection::Rule(r) if r == "max_f1" => Ok(Decision::MaxF1),
+            ThresholdSection::Goal(m) if m.len() == 1 => match m.iter().next() {
+                Some((k, v)) if !unit(*v) => err(format!("{k}: {v}: a share strictly between 0 and 1")),
+                Some((k, v)) if k == "precision" => Ok(Decision::Precision(*v)),
+                Some((k, v)) if k == "recall" => Ok(Decision::Recall(*v)),
+                _ => err(format!("{m:?}: write {{precision: 0.9}} or {{recall: 0.8}}")),
+            },
+            _ => err(format!("{t:?}: write a probability (0.3), max_f1, {{precision: 0.9}} or {{recall: 0.8}}")),
         }
     }
 }

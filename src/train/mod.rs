@@ -137,11 +137,26 @@ pub fn fit_rows(
     let test = BlockDesign { prep: &prep, blocks: test_src, rows: test_rows };
     tracing::info!(kind = params.model().as_str(), rows = train_rows.len(), features = prep.width(), "fitting");
     if params.model().kind().is_classifier() {
-        let fit = model::fit_classifier(params.model(), params.target_kind(), &train)?;
+        let mut fit = model::fit_classifier(params.model(), params.target_kind(), &train)?;
         tracing::info!(fit = %fit.summary(), elapsed_ms = t1.elapsed().as_millis() as u64, "fitted");
         let counts = model::class_counts(&train, fit.classes().len())?;
         let total: f64 = counts.iter().sum();
         let prior: Vec<f64> = counts.iter().map(|c| c / total).collect();
+        if fit.classes().len() == 2 {
+            let rule = params.decision();
+            let threshold = match rule {
+                crate::params::Decision::Fixed(t) => t,
+                _ => {
+                    // a pass over the held-out rows for class 1's probabilities
+                    let mut scored = Vec::with_capacity(test_rows.len());
+                    fit.evaluate_classes_with(&test, &prior, false, &mut |t, probs| scored.push((probs[1], t == 1)))?;
+                    model::choose_threshold(&mut scored, rule)
+                        .map_err(|e| Error::Model(format!("target.threshold: {e}")))?
+                }
+            };
+            fit.set_threshold(threshold);
+            tracing::info!(threshold, rule = %rule.describe(), "decision threshold");
+        }
         let (train_metrics, _) = fit.evaluate_classes(&train, &prior, false)?;
         // held out: metrics, the report's curves and points in one pass
         let stride = crate::report::stride(test_rows.len());

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeSet;
 
+use serde_json::Value;
+
 use crate::util::*;
 
 /// A binary "good wine" params file (quality >= 7) on `features`, without class weights (so the
@@ -193,6 +195,69 @@ fn a_serving_threshold_moves_the_binary_decision() {
     assert_ne!(r.code(), Some(0));
     assert!(r.stderr().contains("binary classifier") && r.stderr().contains("6 classes"), "{}", r.stderr());
     assert!(r.stdout().is_empty(), "nothing scored with a refused model");
+}
+
+#[test]
+fn a_threshold_chosen_at_training_is_stored_applied_and_stated() {
+    let sb = Sandbox::new();
+    let features = ["alcohol", "sulphates", "volatile acidity"];
+    let with =
+        |threshold: &str| good_params(&features).replace("\">= 7\"}", &format!("\">= 7\", threshold: {threshold}}}"));
+    let train = |name: &str, text: &str| {
+        sb.write(name, text);
+        let out = sb.command(&["train", "--params", name, "--json"]).assert_ok().stdout_doc();
+        let uri = out["uri"].as_str().unwrap().trim_start_matches("file://").to_string();
+        let artifact: Value = serde_json::from_slice(&std::fs::read(sb.path().join(uri)).unwrap()).unwrap();
+        (out, artifact["estimator"]["threshold"].as_f64().unwrap())
+    };
+    let (fixed, t_fixed) = train("params/half.yaml", &good_params(&features));
+    let (best, t_best) = train("params/f1.yaml", &with("max_f1"));
+    assert_eq!(t_fixed, 0.5);
+    assert_ne!(t_best, 0.5, "the rare class's best F1 is not at 0.5");
+    let f1 = |out: &Value| out["metrics"]["model"]["classification"]["f1"].as_f64().unwrap();
+    let log_loss = |out: &Value| out["metrics"]["model"]["classification"]["log_loss"].as_f64().unwrap();
+    // the same model, decided elsewhere: the best F1 on those rows is at least the one at 0.5
+    assert_eq!(log_loss(&fixed), log_loss(&best));
+    assert!(f1(&best) >= f1(&fixed), "{} < {}", f1(&best), f1(&fixed));
+    // predict applies the stored threshold
+    let lines = sb
+        .command(&["predict", "--input", "data/winequality-red.csv", "--model", best["version"].as_str().unwrap()])
+        .assert_ok()
+        .stdout_json();
+    let mut moved = 0;
+    for l in &lines {
+        let p1 = l["probabilities"]["1"].as_f64().unwrap();
+        assert_eq!(l["class"], if p1 >= t_best { "1" } else { "0" }, "{l}");
+        moved += usize::from((p1 >= t_best) != (p1 >= 0.5));
+    }
+    assert!(moved > 0, "some rows decided differently than at 0.5");
+    // a precision goal holds on the held-out rows
+    let (goal, _) = train("params/precise.yaml", &with("{precision: 0.6}"));
+    let c = &goal["metrics"]["model"]["classification"]["confusion"];
+    let (tp, fp) = (c[1][1].as_f64().unwrap(), c[0][1].as_f64().unwrap());
+    assert!(tp / (tp + fp) >= 0.6, "precision {} on the held-out rows", tp / (tp + fp));
+    // the report says how it was set
+    let svg = sb.command(&["report", "wine-good", best["version"].as_str().unwrap(), "-o", "-"]).assert_ok().stdout();
+    assert!(
+        svg.contains("decision threshold") && svg.contains("best F1 of class 1"),
+        "the report states the threshold"
+    );
+    // mistakes are named
+    for (text, wants) in [
+        (with("1.5"), "strictly between 0 and 1"),
+        (with("best"), "max_f1"),
+        (with("{precision: 0.9, recall: 0.5}"), "{precision: 0.9}"),
+        (
+            "name: g\ndata: {train: data/winequality-red.csv}\nfeatures: {numeric: [alcohol]}\n\
+             target: {column: quality, classes: [3, 4, 5, 6, 7, 8], threshold: 0.3}\nmodel: {kind: logistic_regression}\n"
+                .to_string(),
+            "two classes",
+        ),
+    ] {
+        sb.write("params/bad.yaml", &text);
+        let e = sb.command(&["train", "--params", "params/bad.yaml"]).assert_exit_code(2).stderr();
+        assert!(e.contains("target.threshold") && e.contains(wants), "{wants}: {e}");
+    }
 }
 
 #[test]

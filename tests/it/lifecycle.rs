@@ -423,32 +423,48 @@ fn rollback_under_load_two_replicas_follow_within_the_stream() {
     let mut b = w.serve(&["--alias", "champion"]);
     a.wait_ready(PATIENCE);
     b.wait_ready(PATIENCE);
-    // load: 60,000 records produced as fast as the producer goes (one flush at the end), with the
-    // rollback once half of them were handed to the producer
-    let n = 60_000;
-    let records = wine_records(n);
+    // load: records at about 20,000 a second (the rate e2e-bench measures the rollback at), the
+    // rollback once 30,000 were handed to the producer, and the stream going on until both
+    // replicas swapped and 10,000 more were offered: so the rollback lands mid-stream however
+    // fast or slow this machine is (as fast as the producer goes, the first 60,000 records
+    // could all be scored before the alias move was read)
+    let pool = wine_records(400_000);
     let (half_tx, half_rx) = std::sync::mpsc::channel();
-    let (bootstrap, topic) = (w.bootstrap.clone(), w.topics.input.clone());
+    let swapped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (bootstrap, topic, done) = (w.bootstrap.clone(), w.topics.input.clone(), swapped.clone());
     let offer = std::thread::spawn(move || {
         let p = producer(&bootstrap);
         let t = Instant::now();
-        for (i, chunk) in records.chunks(1_000).enumerate() {
+        let (mut sent, mut after) = (0usize, 0usize);
+        for (i, chunk) in pool.chunks(1_000).enumerate() {
             enqueue(&p, &topic, chunk);
+            sent += chunk.len();
             if i == 29 {
                 half_tx.send(()).unwrap();
             }
+            if done.load(std::sync::atomic::Ordering::SeqCst) {
+                after += chunk.len();
+                if after >= 10_000 {
+                    break;
+                }
+            }
+            // pacing the offer (1,000 records every 50 ms), not waiting for the broker
+            if let Some(wait) = (std::time::Duration::from_millis(50) * (i as u32 + 1)).checked_sub(t.elapsed()) {
+                std::thread::sleep(wait);
+            }
         }
         rdkafka::producer::Producer::flush(&p, PATIENCE).unwrap();
-        n as f64 / t.elapsed().as_secs_f64()
+        (sent, after, sent as f64 / t.elapsed().as_secs_f64())
     });
     half_rx.recv().unwrap();
     wired(&w, &["rollback", "wine-quality", "--reason", "under load"]).assert_ok();
-    // the rate is reported, not asserted (a timed test would be flaky on a loaded machine):
-    // e2e-bench measures the rollback at 20,000 records/s offered
-    let rate = offer.join().unwrap();
-    eprintln!("offered {rate:.0} records/s");
     a.log().wait_event("model_swapped", PATIENCE);
     b.log().wait_event("model_swapped", PATIENCE);
+    swapped.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (n, after, rate) = offer.join().unwrap();
+    // the rate is reported, not asserted (a timed test would be flaky on a loaded machine)
+    eprintln!("offered {n} records at {rate:.0} a second; {after} after both replicas swapped");
+    assert_eq!(after, 10_000, "the stream ran out before both replicas swapped ({n} records)");
     wait_count(&w.bootstrap, &w.topics.app, n, PATIENCE);
     let (sa, la) = a.stop();
     let (sb_, lb) = b.stop();
