@@ -314,6 +314,25 @@ impl Settings {
                     ));
                 }
                 let promotion = promotion(&a, params.promotion(), params.model().kind().is_classifier())?;
+                let exports = match &a.export {
+                    Some(list) => {
+                        crate::export::Format::parse_list(list).map_err(|e| usage("--export", &e.to_string()))?
+                    }
+                    None => vec![],
+                };
+                // PMML labels the most probable class: refused before fitting, not after
+                if exports.contains(&crate::export::Format::Pmml)
+                    && params.decision() != crate::params::Decision::Fixed(crate::params::DEFAULT_THRESHOLD)
+                {
+                    return Err(usage(
+                        "--export",
+                        &format!(
+                            "pmml labels the most probable class, and target.threshold ({}) sets another decision; \
+                             export onnx, which applies it",
+                            params.decision().describe()
+                        ),
+                    ));
+                }
                 Settings::Train(Box::new(TrainSettings {
                     params,
                     json: a.json,
@@ -321,12 +340,7 @@ impl Settings {
                     reason: a.reason,
                     since,
                     max_rejected,
-                    exports: match &a.export {
-                        Some(list) => {
-                            crate::export::Format::parse_list(list).map_err(|e| usage("--export", &e.to_string()))?
-                        }
-                        None => vec![],
-                    },
+                    exports,
                     loc: locations(a.loc)?,
                 }))
             }

@@ -242,6 +242,9 @@ fn a_threshold_chosen_at_training_is_stored_applied_and_stated() {
         svg.contains("decision threshold") && svg.contains("best F1 of class 1"),
         "the report states the threshold"
     );
+    // PMML cannot carry the threshold: refused before anything is fitted or stored
+    let e = sb.command(&["train", "--params", "params/f1.yaml", "--export", "pmml"]).assert_exit_code(2).stderr();
+    assert!(e.contains("--export") && e.contains("target.threshold") && e.contains("onnx"), "{e}");
     // mistakes are named
     for (text, wants) in [
         (with("1.5"), "strictly between 0 and 1"),

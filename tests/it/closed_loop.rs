@@ -412,6 +412,8 @@ fn evaluate_scores_classes_live_and_the_gate_compares_log_loss() {
         };
         joined(v1) && joined(v2)
     });
+    // the gauges, as /metrics shows them now
+    let scraped = eval.metrics();
     let _ = svc.stop();
     let _ = eval.stop();
 
@@ -450,6 +452,20 @@ fn evaluate_scores_classes_live_and_the_gate_compares_log_loss() {
         let live_auc = c["auc"].as_f64().unwrap();
         assert!((live_auc - auc).abs() <= bound + 1e-12, "{v}: AUC {live_auc} ± {bound} misses the exact {auc}");
         eprintln!("{v}: live AUC {live_auc} ± {bound}, exact {auc}; accuracy {accuracy}, log loss {log_loss}");
+        let gauge = |name: &str| -> f64 {
+            let line = scraped
+                .lines()
+                .find(|l| {
+                    l.starts_with(&format!("{name}{{"))
+                        && l.contains(&format!("version=\"{v}\""))
+                        && l.contains("window=\"since_start\"")
+                })
+                .unwrap_or_else(|| panic!("{v}: no {name} since start on /metrics:\n{scraped}"));
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        assert!(close(gauge("modelcast_live_accuracy"), accuracy), "{v}: the accuracy gauge");
+        assert!(close(gauge("modelcast_live_log_loss"), log_loss), "{v}: the log loss gauge");
+        assert!(close(gauge("modelcast_live_auc"), live_auc), "{v}: the AUC gauge");
     }
     assert!(pair_loss[1] < pair_loss[0], "every column beats pH alone: {pair_loss:?}");
     let pair = &m["pairs"][0];
