@@ -582,14 +582,7 @@ fn curves(s: &mut String, c: &ClassCurves, which: Curve, x: f64, y: f64) {
     let ticks = nice_ticks(0.0, 1.0, 5);
     f.axes(s, &ticks, &ticks, xl, yl);
     if which == Curve::Roc {
-        let _ = writeln!(
-            s,
-            r#"<line class="chance" x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{BASELINE}" stroke-dasharray="6 4"/>"#,
-            f.px(0.0),
-            f.py(0.0),
-            f.px(1.0),
-            f.py(1.0)
-        );
+        unit_diagonal(s, &f, "chance");
     }
     for (i, h) in c.scored.iter().enumerate() {
         let points = match which {
@@ -625,6 +618,19 @@ fn curves(s: &mut String, c: &ClassCurves, which: Curve, x: f64, y: f64) {
     s.push_str("</g>\n");
 }
 
+/// The dashed line from (0, 0) to (1, 1) of a probability frame: chance (ROC) or a perfect
+/// calibration.
+fn unit_diagonal(s: &mut String, f: &Frame, class: &str) {
+    let _ = writeln!(
+        s,
+        r#"<line class="{class}" x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{BASELINE}" stroke-dasharray="6 4"/>"#,
+        f.px(0.0),
+        f.py(0.0),
+        f.px(1.0),
+        f.py(1.0)
+    );
+}
+
 /// Predicted probability against how often it came true, per bin, sized by its rows.
 fn calibration(s: &mut String, c: &ClassCurves, x: f64, y: f64) {
     open_panel(s, "calibration", "Calibration: predicted against observed (held out)", x, y);
@@ -632,14 +638,7 @@ fn calibration(s: &mut String, c: &ClassCurves, x: f64, y: f64) {
     let ticks = nice_ticks(0.0, 1.0, 5);
     let what = if c.classes.len() == 2 { format!("class {}", c.classes[1]) } else { "the predicted class".into() };
     f.axes(s, &ticks, &ticks, &format!("predicted probability of {what}"), "observed frequency");
-    let _ = writeln!(
-        s,
-        r#"<line class="ideal" x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{BASELINE}" stroke-dasharray="6 4"/>"#,
-        f.px(0.0),
-        f.py(0.0),
-        f.px(1.0),
-        f.py(1.0)
-    );
+    unit_diagonal(s, &f, "ideal");
     let most = c.calibration.iter().map(|b| b.rows).max().unwrap_or(1).max(1) as f64;
     for b in c.calibration.iter().filter(|b| b.rows > 0) {
         let (p, o) = (b.predicted / b.rows as f64, b.observed as f64 / b.rows as f64);

@@ -64,6 +64,23 @@ fn wine_json_rows() -> Vec<(serde_json::Map<String, Value>, f64)> {
         .collect()
 }
 
+/// Train the champion (`weak` flags) and the challenger (`strong`), then start `evaluate --serve`
+/// and a service scoring with the champion and the challenger in shadow; their versions too.
+fn champion_and_challenger(w: &Wired, weak: &[&str], strong: &[&str]) -> (String, String, Replica, Replica) {
+    let version = |flags: &[&str], alias: &str| {
+        let mut args = flags.to_vec();
+        args.extend(["--promote", alias, "--json"]);
+        w.train(&args).assert_ok().stdout_doc()["version"].as_str().unwrap().to_string()
+    };
+    let (v1, v2) = (version(weak, "champion"), version(strong, "challenger"));
+    let mut eval =
+        Replica::start(w.command(&["evaluate", "--serve", "--kafka-config", "kafka.yaml", "--interval", "1s"]));
+    eval.wait_ready(PATIENCE);
+    let mut svc = w.serve(&["--alias", "champion", "--shadow", "challenger"]);
+    svc.wait_ready(PATIENCE);
+    (v1, v2, eval, svc)
+}
+
 /// `promote MODEL VERSION --if-better-live` on the bed, with `extra` flags.
 fn promote_if_better_live(w: &Wired, model: &str, version: &str, extra: &[&str]) -> crate::util::TestCommand {
     let mut c = w.command(&[
@@ -268,14 +285,8 @@ fn shadow_gets_a_verdict_promote_if_better_live_needs_enough_shared_labels() {
         "name: wine-quality\ndata: {train: data/winequality-red.csv}\ntarget: quality\n\
          features: {numeric: [pH, density]}\nmodel: {kind: ridge, alpha: 1.0}\n",
     );
-    let weak = w.train(&["--params", "params/weak.yaml", "--promote", "champion", "--json"]).assert_ok().stdout_doc();
-    let strong = w.train(&["--promote", "challenger", "--json"]).assert_ok().stdout_doc();
-    let (v1, v2) = (weak["version"].as_str().unwrap(), strong["version"].as_str().unwrap());
-    let mut eval =
-        Replica::start(w.command(&["evaluate", "--serve", "--kafka-config", "kafka.yaml", "--interval", "1s"]));
-    eval.wait_ready(PATIENCE);
-    let mut svc = w.serve(&["--alias", "champion", "--shadow", "challenger"]);
-    svc.wait_ready(PATIENCE);
+    let (v1, v2, eval, svc) = champion_and_challenger(&w, &["--params", "params/weak.yaml"], &[]);
+    let (v1, v2) = (v1.as_str(), v2.as_str());
     let (mut inputs, mut labels) = (Vec::new(), Vec::new());
     for (i, (obj, quality)) in wine_json_rows().into_iter().enumerate() {
         let key = format!("w{i}");
@@ -369,15 +380,9 @@ fn evaluate_scores_classes_live_and_the_gate_compares_log_loss() {
          target: {column: quality, positive: \">= 7\"}\nfeatures: {numeric: [pH]}\n\
          model: {kind: logistic_regression}\n",
     );
-    let weak = w.train(&["--params", "params/ph.yaml", "--promote", "champion", "--json"]).assert_ok().stdout_doc();
-    let strong =
-        w.train(&["--params", "params/all.yaml", "--promote", "challenger", "--json"]).assert_ok().stdout_doc();
-    let (v1, v2) = (weak["version"].as_str().unwrap(), strong["version"].as_str().unwrap());
-    let mut eval =
-        Replica::start(w.command(&["evaluate", "--serve", "--kafka-config", "kafka.yaml", "--interval", "1s"]));
-    eval.wait_ready(PATIENCE);
-    let mut svc = w.serve(&["--alias", "champion", "--shadow", "challenger"]);
-    svc.wait_ready(PATIENCE);
+    let (v1, v2, eval, svc) =
+        champion_and_challenger(&w, &["--params", "params/ph.yaml"], &["--params", "params/all.yaml"]);
+    let (v1, v2) = (v1.as_str(), v2.as_str());
 
     let (mut inputs, mut truth) = (Vec::new(), BTreeMap::new());
     for (i, (obj, quality)) in wine_json_rows().into_iter().enumerate() {
