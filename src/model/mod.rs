@@ -8,7 +8,7 @@
 //! | `elastic_net` | linfa-elasticnet coordinate descent                               | `ElasticNet(alpha, l1_ratio)` |
 //! | `random_forest` | bagged histogram trees ([`crate::trees`])                       | `RandomForestRegressor`       |
 //! | `gradient_boosting` | best-first histogram trees on residuals ([`crate::trees`])  | `HistGradientBoostingRegressor` |
-//! | `logistic_regression` | Newton's method, streamed ([`logistic`])                  | `LogisticRegression(C)`       |
+//! | `logistic_regression` | (proximal) Newton's method, streamed ([`logistic`])       | `LogisticRegression(C, l1_ratio)` |
 //! | `random_forest_classifier` | bagged gini histogram trees ([`crate::trees`])       | `RandomForestClassifier`      |
 //! | `gradient_boosting_classifier` | best-first histogram trees on the log loss's gradients | `HistGradientBoostingClassifier` |
 //!
@@ -380,12 +380,13 @@ pub fn fit_classifier(model: &Model, target: &Target, d: &dyn Design) -> Result<
         }
     };
     match *model {
-        Model::LogisticRegression { c, max_iterations, tolerance } => {
+        Model::LogisticRegression { c, l1_ratio, max_iterations, tolerance } => {
             let problem = logistic::Problem {
                 classes: &classes,
                 class_weights: &weights,
                 class_counts: &counts,
                 c,
+                l1_ratio,
                 max_iterations,
                 tolerance,
             };

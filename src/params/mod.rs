@@ -499,6 +499,18 @@ mod tests {
     }
 
     #[test]
+    fn logistic_l1_ratio_defaults_to_l2_is_checked_and_round_trips() {
+        let base = BASE.replace("target: y\n", "target: {column: y, classes: [a, b]}\n");
+        let p = parse(&format!("{base}model: {{kind: logistic_regression}}\n")).unwrap();
+        assert!(matches!(*p.model(), Model::LogisticRegression { l1_ratio, .. } if l1_ratio == 0.0));
+        let p = parse(&format!("{base}model: {{kind: logistic_regression, l1_ratio: 0.3}}\n")).unwrap();
+        let written = ModelSection::from(p.model().clone());
+        assert_eq!(written.l1_ratio, Some(0.3));
+        let e = parse(&format!("{base}model: {{kind: logistic_regression, l1_ratio: 1.5}}\n")).unwrap_err();
+        assert!(matches!(&e, Error::Config { key, .. } if key == "model.l1_ratio"), "{e}");
+    }
+
+    #[test]
     fn tree_kinds_resolve_scikit_learn_defaults_and_round_trip() {
         let p = parse(&format!("{BASE}model: {{kind: gradient_boosting}}\n")).unwrap();
         let Model::GradientBoosting(b) = *p.model() else { panic!("{:?}", p.model()) };

@@ -121,7 +121,8 @@ pub struct ModelSection {
     /// `Lasso/ElasticNet(alpha)`. Required (> 0) for penalised models; not allowed for `linear`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpha: Option<f64>,
-    /// Elastic net mixing, in `[0, 1]` (1 = lasso). Elastic net only; default 0.5.
+    /// Elastic net mixing, in `[0, 1]` (1 = lasso): elastic_net (default 0.5) and
+    /// logistic_regression (default 0, the L2 penalty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l1_ratio: Option<f64>,
     /// Coordinate-descent iteration cap for lasso/elastic_net (default 10000).
@@ -206,8 +207,10 @@ pub enum Model {
     GradientBoosting(Boosting),
     /// Logistic regression by Newton's method on the penalised log loss.
     LogisticRegression {
-        /// Inverse penalty (> 0): the loss is `C·Σ wᵢ·logloss(i) + ½‖β‖²`.
+        /// Inverse penalty (> 0): the loss is `C·Σ wᵢ·logloss(i) + (1−ρ)/2·‖β‖² + ρ·‖β‖₁`.
         c: f64,
+        /// ρ, the L1 share of the penalty, in `[0, 1]` (0 = L2, scikit-learn's default).
+        l1_ratio: f64,
         /// Newton iteration cap (>= 1).
         max_iterations: u32,
         /// Convergence: the largest gradient entry, relative to `C·Σ wᵢ` (> 0).
@@ -311,8 +314,9 @@ impl From<Model> for ModelSection {
                 s.max_bins = Some(f.max_bins);
                 s.seed = Some(f.seed);
             }
-            Model::LogisticRegression { c, max_iterations, tolerance } => {
-                (s.c, s.max_iterations, s.tolerance) = (Some(c), Some(max_iterations), Some(tolerance))
+            Model::LogisticRegression { c, l1_ratio, max_iterations, tolerance } => {
+                (s.c, s.max_iterations, s.tolerance) = (Some(c), Some(max_iterations), Some(tolerance));
+                s.l1_ratio = (l1_ratio != 0.0).then_some(l1_ratio);
             }
             Model::GradientBoosting(b) | Model::GradientBoostingClassifier(b) => {
                 s.max_iter = Some(b.max_iter);
@@ -386,7 +390,7 @@ fn keys_of(kind: ModelKind) -> &'static [&'static str] {
         ModelKind::Ridge => &["model.alpha"],
         ModelKind::Lasso => &["model.alpha", "model.max_iterations", "model.tolerance"],
         ModelKind::ElasticNet => &["model.alpha", "model.l1_ratio", "model.max_iterations", "model.tolerance"],
-        ModelKind::LogisticRegression => &["model.C", "model.max_iterations", "model.tolerance"],
+        ModelKind::LogisticRegression => &["model.C", "model.l1_ratio", "model.max_iterations", "model.tolerance"],
         ModelKind::RandomForest | ModelKind::RandomForestClassifier => &[
             "model.n_estimators",
             "model.max_depth",
@@ -466,7 +470,11 @@ fn check_logistic(m: &ModelSection, path: &Path) -> Result<Model> {
         return Err(Error::config(path, "model.tolerance", format!("{tolerance} must be > 0")));
     }
     let max_iterations = check_positive(path, "model.max_iterations", m.max_iterations, DEFAULT_NEWTON_ITERATIONS)?;
-    Ok(Model::LogisticRegression { c, max_iterations, tolerance })
+    let l1_ratio = m.l1_ratio.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&l1_ratio) {
+        return Err(Error::config(path, "model.l1_ratio", format!("{l1_ratio} must be in [0, 1]")));
+    }
+    Ok(Model::LogisticRegression { c, l1_ratio, max_iterations, tolerance })
 }
 
 /// Default histogram bins per feature (scikit-learn's `max_bins`).

@@ -187,17 +187,19 @@ fn held_out_predictions(sb: &crate::util::Sandbox, version: &str) -> Vec<f64> {
 }
 
 /// Logistic regression against scikit-learn's `LogisticRegression` (newton-cholesky, tol 1e-12:
-/// the exact optimum) on the references of `scripts/sklearn_classifier_reference.py`, fitted on
-/// every row: binary and multinomial, class weights balanced and given, categorical and missing
-/// columns. Coefficients within 1e-4 relative (of the largest), probabilities within 1e-6,
-/// log loss within 1e-6 and accuracy equal.
+/// the exact optimum; saga at tol 1e-15 for the elastic net) on the references of
+/// `scripts/sklearn_classifier_reference.py`, fitted on every row: binary and multinomial, L2,
+/// elastic net and L1, class weights balanced and given, categorical and missing columns.
+/// Coefficients within 1e-4 relative (of the largest), the same coefficients exactly zero,
+/// probabilities within 1e-6, log loss within 1e-6 and accuracy equal.
 #[test]
 fn logistic_regression_matches_scikit_learn() {
     use modelcast::model::fit_classifier;
     let text = std::fs::read_to_string(repo().join("tests/fixtures/sklearn_classifier_reference.json")).unwrap();
     let doc: Value = serde_json::from_str(&text).unwrap();
     let cases = doc["cases"].as_array().unwrap();
-    assert!(cases.len() >= 5);
+    assert!(cases.len() >= 9);
+    assert!(cases.iter().filter(|c| c["l1_ratio"].as_f64().unwrap() > 0.0).count() >= 4);
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let mut target = case["target"].clone();
@@ -206,11 +208,12 @@ fn logistic_regression_matches_scikit_learn() {
         }
         let yaml = format!(
             "name: parity\ndata: {{train: {}}}\ntarget: {target}\nfeatures: {{numeric: {}, categorical: {}}}\n\
-             scale: standardize\nmodel: {{kind: logistic_regression, C: {}, tolerance: 1.0e-13}}\n",
+             scale: standardize\nmodel: {{kind: logistic_regression, C: {}, l1_ratio: {}, tolerance: 1.0e-13}}\n",
             repo().join(case["data"].as_str().unwrap()).display(),
             case["numeric"],
             case["categorical"],
             case["C"],
+            case["l1_ratio"],
         );
         let path = std::env::temp_dir().join(format!("modelcast-parity-{name}.yaml"));
         std::fs::write(&path, yaml).unwrap();
@@ -230,6 +233,7 @@ fn logistic_regression_matches_scikit_learn() {
         for (r, (got, want)) in l.coefficient_rows.iter().zip(&want_coef).enumerate() {
             for (j, (a, b)) in got.iter().zip(want).enumerate() {
                 assert!((a - b).abs() <= 1e-4 * scale, "{name}: coef [{r}][{j}]: {a} vs sklearn {b}");
+                assert_eq!(*a == 0.0, *b == 0.0, "{name}: coef [{r}][{j}]: {a} vs sklearn {b}: one is zero");
             }
         }
         for (r, (a, b)) in l.intercepts.iter().zip(&want_icpt).enumerate() {
