@@ -504,7 +504,7 @@ mod tests {
         let p = parse(&format!("{base}model: {{kind: logistic_regression}}\n")).unwrap();
         assert!(matches!(*p.model(), Model::LogisticRegression { l1_ratio, .. } if l1_ratio == 0.0));
         let p = parse(&format!("{base}model: {{kind: logistic_regression, l1_ratio: 0.3}}\n")).unwrap();
-        let written = ModelSection::from(p.model().clone());
+        let written = ModelSection::from(*p.model());
         assert_eq!(written.l1_ratio, Some(0.3));
         let e = parse(&format!("{base}model: {{kind: logistic_regression, l1_ratio: 1.5}}\n")).unwrap_err();
         assert!(matches!(&e, Error::Config { key, .. } if key == "model.l1_ratio"), "{e}");
