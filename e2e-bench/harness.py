@@ -567,7 +567,8 @@ def make_classification_csv(bed: Bed, rows: int, seed: int = 20261203) -> Path:
 def train_classifier(bed: Bed, sizes: Sizes, prep: dict) -> dict:
     """Logistic regression out of core: `train` on N and 10·N rows of a binary task (peak RSS
     ratio: memory must not grow with the rows), and scikit-learn's LogisticRegression on the N
-    rows, the same preprocessing and split."""
+    rows, the same preprocessing and split; then histogram gradient boosting on the N rows against
+    scikit-learn's HistGradientBoostingClassifier (defaults, no early stopping)."""
     numeric, categorical = [f"n{i}" for i in range(20)], ["c0", "c1", "c2"]
     spec = {"kind": "logistic_regression", "C": 1.0}
     out = {}
@@ -602,6 +603,31 @@ def train_classifier(bed: Bed, sizes: Sizes, prep: dict) -> dict:
             out[str(rows)]["peak_ratio"] = sk["peak_mb"] / mc["peak_mb"]
     small, large = out[str(sizes.train_rows)], out[str(10 * sizes.train_rows)]
     out["peak_growth_10x_rows"] = large["modelcast"]["peak_mb"] / small["modelcast"]["peak_mb"]
+    # boosting on the N rows: HistGradientBoostingClassifier's defaults, no early stopping
+    rows = sizes.train_rows
+    csv = make_classification_csv(bed, rows)
+    params = bed.work / f"classify-hgb-{rows}.yaml"
+    params.write_text(
+        (bed.work / f"classify-{rows}.yaml").read_text().replace("kind: logistic_regression, C: 1.0", "kind: gradient_boosting_classifier")
+    )
+    store = bed.work / f"classify-hgb-store-{rows}"
+    subprocess.run(["rm", "-rf", str(store)], check=True)
+    mc = measure(bed, f"classify-hgb-{rows}-modelcast", [bed.modelcast, "train", "--params", params, "--store", f"file://{store}", "--json"])
+    c = json.loads(mc["stdout"])["metrics"]["model"]["classification"]
+    sk = measure(
+        bed,
+        f"classify-hgb-{rows}-sklearn",
+        [sys.executable, PEERS / "sklearn_train.py", csv, "label", ",".join(numeric), ",".join(categorical),
+         bed.work / "classify-hgb-sklearn.pkl", json.dumps({"kind": "gradient_boosting_classifier"})],
+    )
+    rep = json.loads(sk["stdout"])
+    out["boosting"] = {
+        "rows": rows,
+        "modelcast": {k: mc[k] for k in ("wall_s", "cpu_s", "peak_mb")} | {"accuracy": c["accuracy"], "log_loss": c["log_loss"]},
+        "sklearn": {k: sk[k] for k in ("wall_s", "cpu_s", "peak_mb")} | {"accuracy": rep["accuracy"], "log_loss": rep["log_loss"]},
+        "wall_ratio": sk["wall_s"] / mc["wall_s"],
+        "peak_ratio": sk["peak_mb"] / mc["peak_mb"],
+    }
     return out
 
 

@@ -12,7 +12,9 @@ MODEL_JSON (default: ridge) is modelcast's `model:` section as JSON ({"kind":
 accuracy and log loss instead of R²): {"kind": "random_forest",
 "n_estimators": 20, "max_depth": 10} becomes RandomForestRegressor(n_estimators=20, max_depth=10,
 n_jobs=-1); {"kind": "gradient_boosting", ...} HistGradientBoostingRegressor(early_stopping=False,
-...), the same hyperparameters by the same names. Trees get a dense one-hot block (as modelcast's).
+...), the same hyperparameters by the same names; {"kind": "gradient_boosting_classifier", ...}
+HistGradientBoostingClassifier(early_stopping=False, ...), reporting accuracy and log loss. Trees
+get a dense one-hot block (as modelcast's).
 """
 
 import json
@@ -43,12 +45,16 @@ def estimator(spec: dict):
         from sklearn.ensemble import HistGradientBoostingRegressor
 
         return HistGradientBoostingRegressor(early_stopping=False, random_state=0, **spec)
+    if kind == "gradient_boosting_classifier":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        return HistGradientBoostingClassifier(early_stopping=False, random_state=0, **spec)
     return Ridge(alpha=spec.get("alpha", 1.0))
 
 
 def build(numeric: list[str], categorical: list[str], spec: dict | None = None) -> Pipeline:
     spec = dict(spec or {"kind": "ridge", "alpha": 1.0})
-    dense = spec.get("kind") in ("random_forest", "gradient_boosting")
+    dense = spec.get("kind") in ("random_forest", "gradient_boosting", "gradient_boosting_classifier")
     parts = []
     if numeric:
         parts.append(("num", make_pipeline(SimpleImputer(strategy="mean"), StandardScaler()), numeric))
@@ -81,7 +87,7 @@ def main() -> int:
     x_train, x_test, y_train, y_test = train_test_split(x, frame[target], test_size=0.2, random_state=42)
     model = build(numeric_cols, categorical_cols, spec).fit(x_train, y_train)
     report = {"train_rows": len(x_train), "test_rows": len(x_test)}
-    if (spec or {}).get("kind") == "logistic_regression":
+    if (spec or {}).get("kind") in ("logistic_regression", "gradient_boosting_classifier"):
         from sklearn.metrics import accuracy_score, log_loss
 
         probs = model.predict_proba(x_test)

@@ -5,10 +5,14 @@
 //! classes, mean per row), `confusion_matrix`).
 //!
 //! [`ClassAcc::new`] keeps each row's scores because the AUCs rank them: the model's held-out rows
-//! only, as float32 (class 1's probability for two classes, 4 + 2 bytes a row; every class's for
-//! more, 4·K + 2), in a buffer sized once when the row count is known
-//! ([`ClassAcc::with_capacity`]). Rounding to float32 can tie two probabilities that differ by
-//! less than one part in 2²⁴; a tie counts half, as scikit-learn counts exact ties. The training rows and the baseline are summed in
+//! only, as float32, in a buffer sized once when the row count is known
+//! ([`ClassAcc::with_capacity`]). Two classes keep class 1's probability and the truth in one
+//! `u32` a row (a probability's float32 bits have the sign bit clear, so the bits shifted left
+//! by one, with the truth in the low bit, sort as the probabilities do), sorted in place by
+//! [`ClassAcc::finish`]: 4 bytes a row in all. More classes keep every class's probability and
+//! the truth (4·K + 2 bytes a row), and rank one class at a time through a packed copy (4 bytes a
+//! row while it lives). Rounding to float32 can tie two probabilities that differ by less than
+//! one part in 2²⁴; a tie counts half, as scikit-learn counts exact ties. The training rows and the baseline are summed in
 //! constant memory ([`ClassAcc::streaming`]; the baseline's AUC is 0.5 by definition).
 
 use serde::{Deserialize, Serialize};
@@ -54,8 +58,21 @@ pub struct ClassAcc {
     confusion: Vec<Vec<u64>>,
     ll: f64,
     brier: f64,
+    /// Two classes: class 1's probability and the truth, [`pack`]ed.
+    packed: Vec<u32>,
+    /// More classes: the truth and every class's probability, row after row.
     truth: Vec<u16>,
     probs: Vec<f32>,
+}
+
+/// A probability's float32 bits shifted left by one, `positive` in the low bit: the order of the
+/// packed values is the order of the probabilities (negative zero and anything below 0 count as
+/// 0), and `packed >> 1` is equal exactly when the float32 probabilities are.
+#[inline]
+fn pack(p: f64, positive: bool) -> u32 {
+    let p = p as f32;
+    let bits = if p > 0.0 || p.is_nan() { p.to_bits() & 0x7fff_ffff } else { 0 };
+    (bits << 1) | u32::from(positive)
 }
 
 impl ClassAcc {
@@ -68,18 +85,13 @@ impl ClassAcc {
     /// [`ClassAcc::new`] for `rows` rows: the scores' buffers are allocated once, at their size.
     pub fn with_capacity(k: usize, threshold: f64, rows: usize) -> ClassAcc {
         let mut a = ClassAcc::new(k, threshold);
-        a.truth.reserve_exact(rows);
-        a.probs.reserve_exact(rows * a.stored());
-        a
-    }
-
-    /// Scores kept per row: class 1's probability for two classes, every class's for more.
-    fn stored(&self) -> usize {
-        if self.k == 2 {
-            1
+        if k == 2 {
+            a.packed.reserve_exact(rows);
         } else {
-            self.k
+            a.truth.reserve_exact(rows);
+            a.probs.reserve_exact(rows * k);
         }
+        a
     }
 
     /// An accumulator in constant memory: every metric but the AUCs (left `None`).
@@ -105,10 +117,10 @@ impl ClassAcc {
             }
         }
         if self.scores {
-            self.truth.push(truth as u16);
             if self.k == 2 {
-                self.probs.push(p[1] as f32);
+                self.packed.push(pack(p[1], truth == 1));
             } else {
+                self.truth.push(truth as u16);
                 self.probs.extend(p.iter().map(|v| *v as f32));
             }
         }
@@ -121,8 +133,8 @@ impl ClassAcc {
 
     /// The metrics: the regression fields over the probabilities against the one-hot truth
     /// (class 1's probability against 0/1 for two classes; `r2` is then the Brier skill score
-    /// against the truth's own mean), and the classification ones.
-    pub fn finish(&self) -> Metrics {
+    /// against the truth's own mean), and the classification ones. Sorts the kept scores in place.
+    pub fn finish(&mut self) -> Metrics {
         let (k, n) = (self.k, self.rows);
         let confusion = self.confusion.clone();
         let nf = n.max(1) as f64;
@@ -147,25 +159,22 @@ impl ClassAcc {
             })
             .sum::<f64>()
             / f1_classes.len().max(1) as f64;
-        let stored = self.stored();
-        let scores = |c: usize| -> Vec<(f64, bool)> {
-            // two classes keep class 1's probability only
-            let at = if stored == 1 { 0 } else { c };
-            self.truth
-                .iter()
-                .enumerate()
-                .map(|(i, &t)| (f64::from(self.probs[i * stored + at]), t as usize == c))
-                .collect()
-        };
-        let auc = if present.len() < 2 || !self.scores {
-            None
+        let (auc, pr_auc) = if present.len() < 2 || !self.scores {
+            (None, None)
         } else if k == 2 {
-            roc_auc(scores(1))
+            self.packed.sort_unstable();
+            (roc_auc_packed(&self.packed), average_precision_packed(&self.packed))
         } else {
-            let aucs: Vec<f64> = present.iter().filter_map(|&c| roc_auc(scores(c))).collect();
-            (!aucs.is_empty()).then(|| aucs.iter().sum::<f64>() / aucs.len() as f64)
+            let mut packed = Vec::with_capacity(self.truth.len());
+            let mut aucs = Vec::with_capacity(present.len());
+            for &c in &present {
+                packed.clear();
+                packed.extend(self.truth.iter().enumerate().map(|(i, &t)| pack(f64::from(self.probs[i * k + c]), t as usize == c)));
+                packed.sort_unstable();
+                aucs.extend(roc_auc_packed(&packed));
+            }
+            ((!aucs.is_empty()).then(|| aucs.iter().sum::<f64>() / aucs.len() as f64), None)
         };
-        let pr_auc = if k == 2 && present.len() == 2 && self.scores { average_precision(scores(1)) } else { None };
         let mut m = self.acc.finish();
         m.rows = n;
         m.classification = Some(ClassMetrics {
@@ -180,6 +189,47 @@ impl ClassAcc {
         });
         m
     }
+}
+
+/// The runs of equal scores of sorted packed values, lowest first: (positives, negatives) each.
+fn tie_groups(sorted: &[u32]) -> impl DoubleEndedIterator<Item = (f64, f64)> + '_ {
+    sorted.chunk_by(|a, b| a >> 1 == b >> 1).map(|g| {
+        let pos = g.iter().filter(|v| *v & 1 == 1).count();
+        (pos as f64, (g.len() - pos) as f64)
+    })
+}
+
+/// [`roc_auc`] of sorted [`pack`]ed values.
+fn roc_auc_packed(sorted: &[u32]) -> Option<f64> {
+    let pos = sorted.iter().filter(|v| *v & 1 == 1).count() as f64;
+    let neg = sorted.len() as f64 - pos;
+    if pos == 0.0 || neg == 0.0 {
+        return None;
+    }
+    let (mut rank_sum, mut before) = (0.0, 0.0);
+    for (p, n) in tie_groups(sorted) {
+        // the group's mean rank (1-based)
+        rank_sum += (before + 1.0 + before + p + n) / 2.0 * p;
+        before += p + n;
+    }
+    Some((rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg))
+}
+
+/// [`average_precision`] of sorted [`pack`]ed values.
+fn average_precision_packed(sorted: &[u32]) -> Option<f64> {
+    let pos = sorted.iter().filter(|v| *v & 1 == 1).count() as f64;
+    if pos == 0.0 {
+        return None;
+    }
+    let (mut tp, mut fp, mut ap, mut last_recall) = (0.0, 0.0, 0.0, 0.0);
+    for (p, n) in tie_groups(sorted).rev() {
+        tp += p;
+        fp += n;
+        let recall = tp / pos;
+        ap += (recall - last_recall) * tp / (tp + fp);
+        last_recall = recall;
+    }
+    Some(ap)
 }
 
 /// ROC AUC of (score, positive) pairs: the Mann-Whitney statistic with tied scores counted half.
@@ -295,6 +345,31 @@ mod tests {
         // ties count half
         assert!((roc_auc(vec![(0.5, false), (0.5, true)]).unwrap() - 0.5).abs() < 1e-15);
         assert_eq!(roc_auc(vec![(0.5, true)]), None);
+    }
+
+    #[test]
+    fn packed_scores_rank_as_the_pairs_do() {
+        // pseudo-random probabilities on a coarse grid (many ties), 0 and 1 included
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let pairs: Vec<(f64, bool)> =
+            (0..5000).map(|_| ((next() % 41) as f64 / 40.0, next() % 3 == 0)).chain([(0.0, true), (1.0, false)]).collect();
+        let mut packed: Vec<u32> = pairs.iter().map(|&(p, t)| pack(p, t)).collect();
+        packed.sort_unstable();
+        let rounded: Vec<(f64, bool)> = pairs.iter().map(|&(p, t)| (f64::from(p as f32), t)).collect();
+        let (a, b) = (roc_auc_packed(&packed).unwrap(), roc_auc(rounded.clone()).unwrap());
+        assert!((a - b).abs() < 1e-14, "{a} vs {b}");
+        let (a, b) = (average_precision_packed(&packed).unwrap(), average_precision(rounded).unwrap());
+        assert!((a - b).abs() < 1e-14, "{a} vs {b}");
+        // the packed order is the probabilities' order; -0.0 is 0
+        assert!(pack(0.25, false) < pack(0.5, false) && pack(0.5, true) < pack(0.75, false));
+        assert_eq!(pack(-0.0, true), pack(0.0, true));
+        assert_eq!(pack(0.3, true) >> 1, pack(0.3, false) >> 1);
     }
 
     #[test]
