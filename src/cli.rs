@@ -161,7 +161,9 @@ Examples:
   modelcast predict --serve --kafka-config kafka_config.yaml --metrics-addr 127.0.0.1:9898
   MODELCAST_INSTANCE_ID=$HOSTNAME modelcast predict --serve --kafka-config kafka_config.yaml
   modelcast predict --serve --alias champion --shadow challenger --kafka-config kafka_config.yaml
-  modelcast predict --input today.csv --alias champion --shadow challenger";
+  modelcast predict --input today.csv --alias champion --shadow challenger
+  modelcast predict --http 127.0.0.1:8080 --alias champion     # curl .../v2/models/wine/infer
+  modelcast predict --serve --http 0.0.0.0:8080 --kafka-config kafka_config.yaml";
 
 /// Where the store and bus are.
 #[derive(Debug, Args, Clone)]
@@ -321,7 +323,7 @@ pub enum SinkKind {
 /// `modelcast predict`.
 #[derive(Debug, Args)]
 pub struct PredictArgs {
-    /// Input file (CSV or JSON lines), or - for stdin. Required unless --serve.
+    /// Input file (CSV or JSON lines), or - for stdin. Required unless --serve or --http.
     #[arg(long)]
     pub input: Option<String>,
     /// Input format [default: auto].
@@ -369,6 +371,15 @@ pub struct PredictArgs {
     /// Serve /healthz and /metrics on this address (--serve only).
     #[arg(long)]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Answer scoring requests in the Open Inference Protocol (KServe V2) over HTTP on this
+    /// address: POST /v2/models/NAME/infer, metadata, health, /metrics. Alone, or beside
+    /// --serve in the same process (the same model, swapped for both).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+    /// The largest request body --http accepts, in bytes [default: 16777216]; a larger one gets
+    /// 413.
+    #[arg(long, value_name = "BYTES")]
+    pub http_max_body: Option<usize>,
     /// Stable name of this replica (Kafka static membership, `group.instance.id`): a replica
     /// restarted under the same name within the session timeout gets its partitions back
     /// without a rebalance. Use the pod or host name; never share it between live replicas

@@ -8,12 +8,16 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Buckets of the end-to-end latency histogram, in seconds.
 const LATENCY_BUCKETS: [f64; 13] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0];
 
 /// Buckets of the |serving − shadow| histogram, in the target's units.
+/// Buckets of the request latency: from 50 µs (a single row on loopback) to 1 s.
+const HTTP_BUCKETS: [f64; 13] = [0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 1.0];
 const DIFF_BUCKETS: [f64; 10] = [0.001, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0];
 
 /// The process's metrics: one registry, with the standard process collector.
@@ -58,6 +62,12 @@ pub struct Metrics {
     pub shadow_abs_diff: Histogram,
     /// `modelcast_shadow_info{model,version}`: 1 for the shadow model.
     pub shadow_info: IntGaugeVec,
+    /// `modelcast_http_requests_total{endpoint,code}`: Open Inference Protocol requests answered.
+    pub http_requests: IntCounterVec,
+    /// `modelcast_http_request_seconds{endpoint}`: time to answer one, body read to body built.
+    pub http_latency: HistogramVec,
+    /// `modelcast_http_rows_per_request`: rows in each inference request.
+    pub http_rows: Histogram,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -105,6 +115,22 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(shadow_abs_diff.clone()))?;
     let shadow_info = IntGaugeVec::new(Opts::new("modelcast_shadow_info", "The shadow model."), &["model", "version"])?;
     registry.register(Box::new(shadow_info.clone()))?;
+    let http_requests = IntCounterVec::new(
+        Opts::new("modelcast_http_requests_total", "Open Inference Protocol requests answered."),
+        &["endpoint", "code"],
+    )?;
+    registry.register(Box::new(http_requests.clone()))?;
+    let http_latency = HistogramVec::new(
+        HistogramOpts::new("modelcast_http_request_seconds", "Time to answer an Open Inference Protocol request.")
+            .buckets(HTTP_BUCKETS.to_vec()),
+        &["endpoint"],
+    )?;
+    registry.register(Box::new(http_latency.clone()))?;
+    let http_rows = Histogram::with_opts(
+        HistogramOpts::new("modelcast_http_rows_per_request", "Rows in each inference request.")
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0]),
+    )?;
+    registry.register(Box::new(http_rows.clone()))?;
     #[cfg(target_os = "linux")]
     registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
     Ok(Metrics {
@@ -125,6 +151,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
         shadow_delivery_failures,
         shadow_abs_diff,
         shadow_info,
+        http_requests,
+        http_latency,
+        http_rows,
     })
 }
 

@@ -403,6 +403,12 @@ impl Scorer {
         &self.columns
     }
 
+    /// How many of [`Scorer::input_columns`] are numeric (they come first; the rest are
+    /// categorical).
+    pub fn numeric_inputs(&self) -> usize {
+        self.numeric.len()
+    }
+
     /// Missing-value tokens for text cells.
     pub fn missing_tokens(&self) -> &[String] {
         &self.missing_tokens

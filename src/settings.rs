@@ -15,6 +15,7 @@ use crate::params::{check_alias, Gate, GateMetric, MinImprovement, DEFAULT_ALIAS
 use crate::params::{Overrides, Params, ParamsFile, Promotion};
 use crate::predict::input::{Format, Source};
 use crate::predict::models::ModelChoice;
+use crate::predict::oip::{HttpOptions, DEFAULT_MAX_BODY};
 use crate::predict::serve::ServeOptions;
 use crate::store::StoreOptions;
 
@@ -276,8 +277,10 @@ pub enum PredictMode {
         /// Send predictions (and, on Kafka, dead letters) to the bus.
         to_bus: bool,
     },
-    /// `--serve`: the Kafka service.
+    /// `--serve`: the Kafka service (and `--http` beside it, in its options).
     Serve(ServeOptions),
+    /// `--http` alone: request/response scoring in the Open Inference Protocol.
+    Http(HttpOptions),
 }
 
 impl Settings {
@@ -525,6 +528,13 @@ fn predict(a: cli::PredictArgs) -> Result<PredictSettings> {
         allow_schema_change: a.allow_schema_change,
     };
     let stdout = a.sink.contains(&SinkKind::Stdout);
+    if a.http_max_body.is_some() && a.http.is_none() {
+        return Err(usage("--http-max-body", "only applies with --http"));
+    }
+    if a.http_max_body == Some(0) {
+        return Err(usage("--http-max-body", "must be at least 1 byte"));
+    }
+    let http = a.http.map(|addr| HttpOptions { addr, max_body: a.http_max_body.unwrap_or(DEFAULT_MAX_BODY) });
     let mode = if a.serve {
         for (set, flag) in [(a.input.is_some(), "--input"), (a.format.is_some(), "--format"), (a.follow, "--follow")] {
             if set {
@@ -543,7 +553,27 @@ fn predict(a: cli::PredictArgs) -> Result<PredictSettings> {
             metrics_addr: a.metrics_addr,
             instance_id: a.instance_id,
             stdout,
+            http,
         })
+    } else if let Some(http) = http {
+        let records_only: [(bool, &str); 7] = [
+            (a.input.is_some(), "--input"),
+            (a.format.is_some(), "--format"),
+            (a.follow, "--follow"),
+            (!a.sink.is_empty(), "--sink"),
+            (a.metrics_addr.is_some(), "--metrics-addr (--http serves /metrics itself)"),
+            (a.input_topic.is_some(), "--input-topic"),
+            (a.instance_id.is_some(), "--instance-id (or MODELCAST_INSTANCE_ID)"),
+        ];
+        for (set, flag) in records_only {
+            if set {
+                return Err(usage(
+                    flag,
+                    "does not apply with --http alone (requests are the input; add --serve for Kafka)",
+                ));
+            }
+        }
+        PredictMode::Http(http)
     } else {
         let serve_only: [(bool, &str); 3] = [
             (a.metrics_addr.is_some(), "--metrics-addr"),
@@ -555,7 +585,8 @@ fn predict(a: cli::PredictArgs) -> Result<PredictSettings> {
                 return Err(usage(flag, "only applies with --serve"));
             }
         }
-        let path = a.input.ok_or_else(|| usage("--input", "required: a file, or - for stdin (or use --serve)"))?;
+        let path =
+            a.input.ok_or_else(|| usage("--input", "required: a file, or - for stdin (or use --serve or --http)"))?;
         let format = match a.format.unwrap_or(InputFormat::Auto) {
             InputFormat::Auto => Format::Auto,
             InputFormat::Csv => Format::Csv,
@@ -662,7 +693,21 @@ mod tests {
                 assert_eq!(source.format, Format::Auto);
                 assert!(stdout && !to_bus, "stdout is the default sink");
             }
-            PredictMode::Serve(_) => panic!("not a service"),
+            PredictMode::Serve(_) | PredictMode::Http(_) => panic!("not a records run"),
+        }
+    }
+
+    #[test]
+    fn http_goes_alone_or_beside_serve() {
+        let Settings::Predict(p) = settings(&["predict", "--http", "127.0.0.1:0"]).unwrap() else { panic!() };
+        assert!(matches!(p.mode, PredictMode::Http(h) if h.max_body == DEFAULT_MAX_BODY));
+        for (args, flag) in [
+            (&["predict", "--http", "127.0.0.1:0", "--input", "x.csv"][..], "--input"),
+            (&["predict", "--input", "x.csv", "--http-max-body", "10"][..], "--http-max-body"),
+            (&["predict", "--http", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"][..], "--metrics-addr"),
+        ] {
+            let e = settings(args).unwrap_err().to_string();
+            assert!(e.contains(flag), "{args:?}: {e}");
         }
     }
 }

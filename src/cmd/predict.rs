@@ -1,12 +1,13 @@
 //! `modelcast predict`: open the edges, then run the records flow (batch or `--follow`,
-//! [`crate::predict::local`]) or the service (`--serve`, [`crate::predict::serve`]).
+//! [`crate::predict::local`]), the service (`--serve`, [`crate::predict::serve`]) or the
+//! request/response server (`--http` alone, [`crate::predict::oip`]).
 
 use crate::aliases::Updates;
 use crate::cmd::{Edges, Outcome};
 use crate::error::{Error, Result};
 use crate::events::{Event, RunFinished};
 use crate::predict::output::Outputs;
-use crate::predict::{local, serve};
+use crate::predict::{local, oip, serve};
 use crate::settings::{PredictMode, PredictSettings};
 
 /// Run `predict`; [`Outcome::Rejected`] when records were dead-lettered (exit 3).
@@ -24,6 +25,12 @@ pub async fn run(s: PredictSettings) -> Result<Outcome> {
                 dead_letters: None,
             }
             .emit();
+            Ok(Outcome::Done)
+        }
+        PredictMode::Http(opts) => {
+            let updates = Updates::open(&store, &bus).await?;
+            let counts = oip::run(&store, updates, &s.choice, opts).await?;
+            RunFinished { scored: 0, rejected: 0, swaps: counts.swaps, how: "stopped", dead_letters: None }.emit();
             Ok(Outcome::Done)
         }
         PredictMode::Records { source, stdout, to_bus } => {

@@ -169,7 +169,12 @@ impl ClassAcc {
             let mut aucs = Vec::with_capacity(present.len());
             for &c in &present {
                 packed.clear();
-                packed.extend(self.truth.iter().enumerate().map(|(i, &t)| pack(f64::from(self.probs[i * k + c]), t as usize == c)));
+                packed.extend(
+                    self.truth
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &t)| pack(f64::from(self.probs[i * k + c]), t as usize == c)),
+                );
                 packed.sort_unstable();
                 aucs.extend(roc_auc_packed(&packed));
             }
@@ -357,8 +362,10 @@ mod tests {
             state ^= state << 17;
             state
         };
-        let pairs: Vec<(f64, bool)> =
-            (0..5000).map(|_| ((next() % 41) as f64 / 40.0, next() % 3 == 0)).chain([(0.0, true), (1.0, false)]).collect();
+        let pairs: Vec<(f64, bool)> = (0..5000)
+            .map(|_| ((next() % 41) as f64 / 40.0, next() % 3 == 0))
+            .chain([(0.0, true), (1.0, false)])
+            .collect();
         let mut packed: Vec<u32> = pairs.iter().map(|&(p, t)| pack(p, t)).collect();
         packed.sort_unstable();
         let rounded: Vec<(f64, bool)> = pairs.iter().map(|&(p, t)| (f64::from(p as f32), t)).collect();

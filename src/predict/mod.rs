@@ -7,6 +7,7 @@
 //! * [`input`]: reading records from a file, a followed file, or stdin (a blocking thread).
 //! * [`local`]: batch and `--follow` (records from a file or stdin) and [`output`], its outputs.
 //! * [`serve`]: the Kafka service (`--serve`) and [`http`], its `/healthz` and `/metrics`.
+//! * [`oip`]: request/response scoring in the Open Inference Protocol (`--http`).
 //!
 //! Invariants: every scored record is scored by exactly one model, named in its prediction; a
 //! chunk of records is scored by one model (swaps happen between chunks); a model is swapped in
@@ -16,6 +17,7 @@ pub mod http;
 pub mod input;
 pub mod local;
 pub mod models;
+pub mod oip;
 pub mod output;
 pub mod serve;
 

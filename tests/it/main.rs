@@ -9,6 +9,7 @@ mod cli;
 mod closed_loop;
 mod export;
 mod hot_path;
+mod inference;
 mod layers;
 mod lifecycle;
 mod parity;

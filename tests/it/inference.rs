@@ -1,0 +1,215 @@
+//! `predict --http`: the Open Inference Protocol over HTTP, run as a user runs it (the real
+//! binary, a local store), checked against `modelcast predict` on the same rows.
+
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::util::bed::http_get;
+use crate::util::{free_addr, sigterm, wait_for, Sandbox, PATIENCE};
+
+/// POST `body` to `addr` + `path`: (status, body as JSON).
+fn post(addr: &str, path: &str, body: &str) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut resp = agent
+        .post(&format!("http://{addr}{path}"))
+        .content_type("application/json")
+        .send(body)
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}")))
+}
+
+fn get_json(addr: &str, path: &str) -> (u16, Value) {
+    let (status, text) = http_get(addr, path).unwrap_or_else(|| panic!("GET {path}: no answer"));
+    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}")))
+}
+
+/// A running `predict --http`; dropping it kills the process.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(sb: &Sandbox, extra: &[&str]) -> Server {
+    let addr = free_addr();
+    let mut cmd = sb.command(&["predict", "--http", &addr]);
+    cmd.args(extra);
+    cmd.cmd().stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = cmd.spawn();
+    wait_for("predict --http ready", PATIENCE, || {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("predict --http exited ({status}) before it was ready");
+        }
+        match http_get(&addr, "/v2/health/ready") {
+            Some((200, _)) => Ok(()),
+            r => Err(format!("{r:?}")),
+        }
+    });
+    Server { child, addr }
+}
+
+/// The first `n` wine rows: the CSV text (header included), the column names and the input
+/// columns as numbers.
+fn wine_rows(n: usize) -> (String, Vec<String>, Vec<Vec<f64>>) {
+    let text = std::fs::read_to_string(crate::util::repo().join("data/winequality-red.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap().to_string();
+    let names: Vec<String> = header.split(',').map(|h| h.trim_matches('"').to_string()).collect();
+    let body: Vec<&str> = lines.take(n).collect();
+    // the 11 input columns (quality, the label, is left out)
+    let rows = body.iter().map(|l| l.split(',').take(11).map(|v| v.parse().unwrap()).collect()).collect();
+    (format!("{header}\n{}\n", body.join("\n")), names, rows)
+}
+
+fn named_request(names: &[String], rows: &[Vec<f64>], datatype: &str) -> String {
+    let inputs: Vec<Value> = names[..11]
+        .iter()
+        .enumerate()
+        .map(|(j, c)| {
+            let col: Vec<f64> = rows.iter().map(|r| r[j]).collect();
+            json!({"name": c, "datatype": datatype, "shape": [rows.len()], "data": col})
+        })
+        .collect();
+    json!({"id": "named", "inputs": inputs}).to_string()
+}
+
+/// Every prediction `predict --http` returns equals `modelcast predict` on the same rows (named
+/// tensors and one FP32 matrix; a tree model and a linear one), the protocol's metadata names
+/// the real inputs, bad requests get the protocol's errors and the server keeps serving, and a
+/// retrain under request load swaps the model with no failed request and one version change.
+#[test]
+fn http_inference_matches_predict_and_swaps_under_load() {
+    let sb = Sandbox::new();
+    let (csv, names, rows) = wine_rows(40);
+    let input = sb.write("rows.csv", &csv);
+    let shipped = std::fs::read_to_string(sb.path().join("params/params.yaml")).unwrap();
+    let forest = shipped
+        .replace("  kind: ridge ", "  kind: random_forest\n  n_estimators: 20\n  max_depth: 6\n#")
+        .replace("  alpha: 1.0 ", "  # alpha: 1.0 ");
+    assert!(forest.contains("random_forest") && !forest.contains("\n  alpha"), "{forest}");
+    sb.write("params/forest.yaml", &forest);
+    for params in ["params/params.yaml", "params/forest.yaml"] {
+        let name = if params.ends_with("forest.yaml") { "wine-forest" } else { "wine-quality" };
+        sb.command(&["train", "--params", params, "--name", name]).assert_ok();
+        let run = sb.command(&["predict", "--input", input.to_str().unwrap(), "--model-name", name]).assert_ok();
+        let want: Vec<f64> = run.stdout_json().iter().map(|p| p["prediction"].as_f64().unwrap()).collect();
+        let version = run.stdout_json()[0]["model_version"].as_str().unwrap().to_string();
+        assert_eq!(want.len(), rows.len());
+        let server = start(&sb, &["--model-name", name]);
+        let addr = &server.addr;
+        let (status, meta) = get_json(addr, "/v2");
+        assert_eq!((status, meta["name"].as_str()), (200, Some("modelcast")), "{meta}");
+        let (status, meta) = get_json(addr, &format!("/v2/models/{name}"));
+        assert_eq!(status, 200, "{meta}");
+        assert_eq!(meta["versions"], json!([version]));
+        let inputs: Vec<&str> =
+            meta["inputs"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+        assert_eq!(inputs, names[..11].iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(meta["inputs"].as_array().unwrap().iter().all(|i| i["datatype"] == "FP64"), "{meta}");
+        let (status, _) = get_json(addr, &format!("/v2/models/{name}/versions/{version}/ready"));
+        assert_eq!(status, 200);
+        // named tensors, FP64: exactly predict's numbers
+        let (status, r) = post(addr, &format!("/v2/models/{name}/infer"), &named_request(&names, &rows, "FP64"));
+        assert_eq!(status, 200, "{r}");
+        assert_eq!((r["model_version"].as_str(), r["id"].as_str()), (Some(version.as_str()), Some("named")));
+        let got: Vec<f64> = serde_json::from_value(r["outputs"][0]["data"].clone()).unwrap();
+        assert_eq!(got, want, "{params}: named tensors");
+        // one [N, 11] FP32 matrix, by version: the same numbers (JSON text is read as written)
+        let body =
+            json!({"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [rows.len(), 11], "data": rows}]});
+        let (status, r) = post(addr, &format!("/v2/models/{name}/versions/{version}/infer"), &body.to_string());
+        assert_eq!(status, 200, "{r}");
+        let got: Vec<f64> = serde_json::from_value(r["outputs"][0]["data"].clone()).unwrap();
+        assert_eq!(got, want, "{params}: one matrix");
+    }
+
+    // bad requests, each named; the server answers the next good one
+    let mut server = start(&sb, &["--model-name", "wine-quality", "--http-max-body", "100000"]);
+    let addr = server.addr.clone();
+    let infer = "/v2/models/wine-quality/infer";
+    let good = named_request(&names, &rows[..1], "FP64");
+    let wrong_type = good.replacen("\"FP64\"", "\"BYTES\"", 1);
+    let wrong_shape = named_request(&names, &rows[..2], "FP64").replacen("\"shape\":[2]", "\"shape\":[3]", 1);
+    let huge = named_request(&names, &vec![rows[0].clone(); 2000], "FP64");
+    for (path, body, code, says) in [
+        (
+            infer,
+            good.replacen("\"fixed acidity\"", "\"fixed_acidity\"", 1),
+            400,
+            "input \"fixed_acidity\" is not an input",
+        ),
+        (infer, wrong_type, 400, "datatype BYTES where a numeric datatype"),
+        (infer, wrong_shape, 400, "every input needs the same N"),
+        (infer, "{\"inputs\": [".to_string(), 400, "not an inference request"),
+        (infer, huge, 413, "request body"),
+        ("/v2/models/other/infer", good.clone(), 404, "model \"other\" is not served here"),
+        ("/v2/models/wine-quality/versions/nope/infer", good.clone(), 404, "version \"nope\""),
+    ] {
+        let (status, r) = post(&addr, path, &body);
+        assert_eq!(status, code, "{path}: {r}");
+        let message = r["error"].as_str().unwrap_or_else(|| panic!("no error message: {r}"));
+        assert!(message.contains(says), "{path}: {message:?} lacks {says:?}");
+    }
+    let (status, r) = post(&addr, infer, &good);
+    assert_eq!(status, 200, "after the bad requests: {r}");
+    let first = r["model_version"].as_str().unwrap().to_string();
+
+    // a retrain under request load: every request answered, by one version, the change once
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (stop, addr, good) = (stop.clone(), addr.clone(), good.clone());
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let (status, r) = post(&addr, infer, &good);
+                assert_eq!(status, 200, "under load: {r}");
+                seen.push(r["model_version"].as_str().unwrap().to_string());
+            }
+            seen
+        })
+    };
+    sb.command(&["train", "--name", "wine-quality"]).assert_ok();
+    wait_for("the server to answer with the new version", PATIENCE, || {
+        let (_, r) = post(&addr, infer, &good);
+        let v = r["model_version"].as_str().unwrap_or_default().to_string();
+        if v != first {
+            Ok(())
+        } else {
+            Err(format!("still {v}"))
+        }
+    });
+    // a few more requests on the new model before the load stops
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let seen = load.join().unwrap();
+    let changes = seen.windows(2).filter(|w| w[0] != w[1]).count();
+    assert!(seen.len() >= 10, "only {} requests under load", seen.len());
+    assert_eq!(seen[0], first);
+    assert_ne!(seen.last().unwrap(), &first, "the load never saw the new version");
+    assert_eq!(changes, 1, "the version changed {changes} times: {seen:?}");
+    // /metrics counts the answers per endpoint and code
+    let (_, text) = http_get(&addr, "/metrics").unwrap();
+    assert!(text.contains("modelcast_http_requests_total{code=\"400\",endpoint=\"infer\"} 4"), "{text}");
+    // SIGTERM: a clean stop
+    sigterm(&server.child);
+    let status = wait_for("predict --http to stop", PATIENCE, || {
+        server.child.try_wait().unwrap().ok_or_else(|| "running".to_string())
+    });
+    assert!(status.success(), "{status}");
+}
