@@ -41,7 +41,7 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -260,7 +260,7 @@ fn versions(h: &Holding) -> Vec<&str> {
 }
 
 fn server_metadata() -> Value {
-    json!({"name": "modelcast", "version": env!("CARGO_PKG_VERSION"), "extensions": []})
+    json!({"name": "modelcast", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data"]})
 }
 
 async fn server_ready(State(live): State<Live>) -> Response {
@@ -334,32 +334,70 @@ async fn model_ready_version(State(live): State<Live>, Path((name, v)): Path<(St
 async fn infer(
     State(live): State<Live>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    infer_of(&live, &name, None, body)
+    infer_of(&live, &name, None, &headers, body)
 }
 
 async fn infer_version(
     State(live): State<Live>,
     Path((name, v)): Path<(String, String)>,
+    headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    infer_of(&live, &name, Some(&v), body)
+    infer_of(&live, &name, Some(&v), &headers, body)
 }
+
+/// The binary tensor data extension's header: the length of the JSON part of a body whose
+/// tensors' bytes follow it.
+pub const HEADER_LENGTH: &str = "inference-header-content-length";
 
 fn infer_of(
     live: &Live,
     name: &str,
     version: Option<&str>,
+    headers: &HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
     let r = body.map_err(|e| ApiError::new(e.status(), format!("request body: {}", e.body_text()))).and_then(|body| {
         let h = holding(live)?;
         let m = pick(&h, name, version)?;
-        respond(&m, &body)
+        let json_len = match headers.get(HEADER_LENGTH) {
+            None => body.len(),
+            Some(v) => {
+                v.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()).filter(|n| *n <= body.len()).ok_or_else(
+                    || {
+                        ApiError::bad(format!(
+                            "header {HEADER_LENGTH}: {v:?} is not a length within the {}-byte body",
+                            body.len()
+                        ))
+                    },
+                )?
+            }
+        };
+        respond_parts(&m, &body[..json_len], &body[json_len..])
     });
-    let res = answer("infer", r);
+    let res = match r {
+        Ok(Reply { header, tail }) if !tail.is_empty() => {
+            metrics().http_requests.with_label_values(&["infer", "200"]).inc();
+            let head = header.to_string();
+            let len = head.len().to_string();
+            let mut bytes = head.into_bytes();
+            bytes.extend_from_slice(&tail);
+            (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                    (header::HeaderName::from_static(HEADER_LENGTH), len),
+                ],
+                bytes,
+            )
+                .into_response()
+        }
+        r => answer("infer", r.map(|reply| reply.header)),
+    };
     metrics().http_latency.with_label_values(&["infer"]).observe(started.elapsed().as_secs_f64());
     res
 }
@@ -375,6 +413,9 @@ pub struct InferRequest {
     /// The outputs wanted (all when absent).
     #[serde(default)]
     pub outputs: Option<Vec<RequestedOutput>>,
+    /// Request parameters (`binary_data_output` is read).
+    #[serde(default)]
+    pub parameters: Option<Value>,
 }
 
 /// One input tensor.
@@ -399,6 +440,9 @@ pub struct InputTensor {
 pub struct RequestedOutput {
     /// `prediction`, `label`, `probabilities` or `error`.
     pub name: String,
+    /// Output parameters (`binary_data` is read).
+    #[serde(default)]
+    pub parameters: Option<Value>,
 }
 
 /// What kind of elements a datatype carries.
@@ -420,10 +464,27 @@ fn kind_of(datatype: &str) -> Option<Kind> {
     })
 }
 
-/// Decode, score and answer one request with model `m`.
+/// An answer: its JSON, and the bytes of the outputs sent in binary after it (the binary tensor
+/// data extension; empty when every output is in the JSON).
+#[derive(Debug)]
+pub struct Reply {
+    /// The response's JSON part.
+    pub header: Value,
+    /// The binary outputs, in the order of the JSON's outputs.
+    pub tail: Vec<u8>,
+}
+
+/// Decode, score and answer one all-JSON request with model `m`.
 pub fn respond(m: &Served, body: &[u8]) -> std::result::Result<Value, ApiError> {
-    let req: InferRequest = serde_json::from_slice(body)
+    respond_parts(m, body, &[]).map(|r| r.header)
+}
+
+/// Decode, score and answer one request whose JSON part is `json` and whose binary tensor data
+/// (if any) is `binary`.
+pub fn respond_parts(m: &Served, json: &[u8], binary: &[u8]) -> std::result::Result<Reply, ApiError> {
+    let mut req: InferRequest = serde_json::from_slice(json)
         .map_err(|e| ApiError::bad(format!("the body is not an inference request: {e}")))?;
+    binary_inputs(&mut req, binary)?;
     let (rows, cells) = decode(m, &req)?;
     metrics().http_rows.observe(rows as f64);
     let k = m.scorer.input_columns().len();
@@ -494,11 +555,147 @@ pub fn respond(m: &Served, body: &[u8]) -> std::result::Result<Value, ApiError> 
             chosen
         }
     };
-    let mut res = json!({"model_name": m.name, "model_version": m.version, "outputs": outputs});
-    if let Some(id) = &req.id {
-        res["id"] = json!(id);
+    // binary outputs: all when the request says binary_data_output, else those asked for so
+    let all_binary = req.parameters.as_ref().and_then(|p| p.get("binary_data_output")).and_then(Value::as_bool);
+    let asked: HashMap<&str, bool> = req
+        .outputs
+        .iter()
+        .flatten()
+        .filter_map(|o| Some((o.name.as_str(), o.parameters.as_ref()?.get("binary_data")?.as_bool()?)))
+        .collect();
+    let mut tail = Vec::new();
+    let mut outputs = outputs;
+    for out in &mut outputs {
+        let name = out["name"].as_str().unwrap_or_default().to_string();
+        if asked.get(name.as_str()).copied().or(all_binary).unwrap_or(false) {
+            let start = tail.len();
+            encode_binary(out, &mut tail);
+            out["parameters"] = json!({"binary_data_size": tail.len() - start});
+        }
     }
-    Ok(res)
+    let mut header = json!({"model_name": m.name, "model_version": m.version, "outputs": outputs});
+    if let Some(id) = &req.id {
+        header["id"] = json!(id);
+    }
+    Ok(Reply { header, tail })
+}
+
+/// Move an output's `data` into `tail` in the extension's layout: FP64 elements as 8
+/// little-endian bytes (`null`, a rejected row, as NaN), BYTES elements as a 4-byte
+/// little-endian length and the bytes.
+fn encode_binary(out: &mut Value, tail: &mut Vec<u8>) {
+    let text = out["datatype"] == "BYTES";
+    let data = out.as_object_mut().and_then(|o| o.remove("data")).unwrap_or(Value::Null);
+    for v in data.as_array().into_iter().flatten() {
+        if text {
+            let s = v.as_str().unwrap_or_default();
+            tail.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            tail.extend_from_slice(s.as_bytes());
+        } else {
+            tail.extend_from_slice(&v.as_f64().unwrap_or(f64::NAN).to_le_bytes());
+        }
+    }
+}
+
+/// Replace each input's binary data (`parameters.binary_data_size` bytes of `binary`, in input
+/// order) with its elements as JSON: numbers (NaN is `null`, missing), booleans, or strings.
+fn binary_inputs(req: &mut InferRequest, binary: &[u8]) -> std::result::Result<(), ApiError> {
+    let mut rest = binary;
+    for t in &mut req.inputs {
+        let Some(size) = t.parameters.as_ref().and_then(|p| p.get("binary_data_size")) else { continue };
+        let size = size
+            .as_u64()
+            .ok_or_else(|| ApiError::bad(format!("input {:?}: binary_data_size {size} is not a byte count", t.name)))?
+            as usize;
+        if t.data.is_some() {
+            return Err(ApiError::bad(format!("input {:?} has both data and binary_data_size", t.name)));
+        }
+        if size > rest.len() {
+            return Err(ApiError::bad(format!(
+                "input {:?}: binary_data_size {size} but only {} bytes of binary data are left",
+                t.name,
+                rest.len()
+            )));
+        }
+        let (mine, after) = rest.split_at(size);
+        rest = after;
+        t.data = Some(Value::Array(binary_elements(&t.name, &t.datatype, mine)?));
+    }
+    if !rest.is_empty() {
+        return Err(ApiError::bad(format!(
+            "{} bytes of binary data are not claimed by any input's binary_data_size",
+            rest.len()
+        )));
+    }
+    Ok(())
+}
+
+fn binary_elements(name: &str, datatype: &str, bytes: &[u8]) -> std::result::Result<Vec<Value>, ApiError> {
+    if datatype == "BYTES" {
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let bad = || ApiError::bad(format!("input {name:?}: BYTES data ends inside an element"));
+            let (len, after) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
+            let len = u32::from_le_bytes(*len) as usize;
+            let text = after.get(..len).ok_or_else(bad)?;
+            let text = std::str::from_utf8(text)
+                .map_err(|_| ApiError::bad(format!("input {name:?}: element {} is not UTF-8 text", out.len())))?;
+            out.push(Value::String(text.to_string()));
+            rest = &after[len..];
+        }
+        return Ok(out);
+    }
+    let width = match datatype {
+        "BOOL" | "INT8" | "UINT8" => 1,
+        "INT16" | "UINT16" | "FP16" | "BF16" => 2,
+        "INT32" | "UINT32" | "FP32" => 4,
+        "INT64" | "UINT64" | "FP64" => 8,
+        other => {
+            return Err(ApiError::bad(format!(
+                "input {name:?}: datatype {other:?} is not one of the protocol's (BOOL, INT8..INT64, UINT8..UINT64, FP16, FP32, FP64, BYTES)"
+            )))
+        }
+    };
+    if !bytes.len().is_multiple_of(width) {
+        return Err(ApiError::bad(format!(
+            "input {name:?}: {} bytes of binary data is not a whole number of {width}-byte {datatype} elements",
+            bytes.len()
+        )));
+    }
+    let float = |v: f64| if v.is_nan() { Value::Null } else { Value::from(v) };
+    let word = |c: &[u8]| -> [u8; 8] { c.try_into().unwrap_or([0; 8]) };
+    Ok(bytes
+        .chunks_exact(width)
+        .map(|c| match datatype {
+            "BOOL" => Value::Bool(c[0] != 0),
+            "INT8" => Value::from(c[0] as i8),
+            "UINT8" => Value::from(c[0]),
+            "INT16" => Value::from(i16::from_le_bytes([c[0], c[1]])),
+            "UINT16" => Value::from(u16::from_le_bytes([c[0], c[1]])),
+            "FP16" => float(f64::from(f16_to_f32(u16::from_le_bytes([c[0], c[1]])))),
+            "BF16" => float(f64::from(f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))),
+            "INT32" => Value::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            "UINT32" => Value::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            "FP32" => float(f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+            "INT64" => Value::from(i64::from_le_bytes(word(c))),
+            "UINT64" => Value::from(u64::from_le_bytes(word(c))),
+            _ => float(f64::from_le_bytes(word(c))),
+        })
+        .collect())
+}
+
+/// An IEEE 754 half-precision number's value.
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = i32::from((h >> 10) & 0x1f);
+    let frac = f32::from(h & 0x3ff);
+    sign * match exp {
+        0 => frac * 2f32.powi(-24),
+        31 if frac == 0.0 => f32::INFINITY,
+        31 => f32::NAN,
+        e => (1.0 + frac / 1024.0) * 2f32.powi(e - 15),
+    }
 }
 
 /// The request's cells, row after row in the model's column order, and the row count.
@@ -611,15 +808,7 @@ fn rows_of(t: &InputTensor) -> std::result::Result<usize, ApiError> {
 /// The elements of `t`'s data, flattened, checked to be `count` of them.
 fn leaves_of(t: &InputTensor, count: usize) -> std::result::Result<Vec<&Value>, ApiError> {
     let Some(data) = &t.data else {
-        let binary = t.parameters.as_ref().is_some_and(|p| p.get("binary_data_size").is_some());
-        return Err(ApiError::bad(if binary {
-            format!(
-                "input {:?}: binary tensor data is not supported; send the elements as JSON (tritonclient: binary_data=False)",
-                t.name
-            )
-        } else {
-            format!("input {:?} has no data", t.name)
-        }));
+        return Err(ApiError::bad(format!("input {:?} has no data (nor a binary_data_size)", t.name)));
     };
     let mut out = Vec::with_capacity(count);
     flatten(data, &mut out);
@@ -780,7 +969,7 @@ mod tests {
             (json!({"inputs": []}), "no inputs"),
             (
                 json!({"inputs": [{"name": "m", "datatype": "FP32", "shape": [1, 11], "parameters": {"binary_data_size": 44}}]}),
-                "binary tensor data is not supported",
+                "binary_data_size 44 but only 0 bytes",
             ),
             (json!({"input": 3}), "not an inference request"),
             (
@@ -802,6 +991,39 @@ mod tests {
         }
         let e = respond(&m, b"{not json").unwrap_err();
         assert!(e.message.contains("not an inference request"), "{}", e.message);
+    }
+
+    #[test]
+    fn binary_tensor_data_in_and_out() {
+        let m = served("params/params.yaml");
+        let row = [7.4f32, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4];
+        let mut data: Vec<u8> = row.iter().chain(&row).flat_map(|v| v.to_le_bytes()).collect();
+        let head = json!({
+            "inputs": [{"name": "m", "datatype": "FP32", "shape": [2, 11], "parameters": {"binary_data_size": data.len()}}],
+            "parameters": {"binary_data_output": true},
+        })
+        .to_string();
+        let reply = respond_parts(&m, head.as_bytes(), &data).unwrap();
+        let out = &reply.header["outputs"][0];
+        assert_eq!(out["parameters"]["binary_data_size"], 16, "{}", reply.header);
+        assert!(out.get("data").is_none());
+        let got: Vec<f64> = reply.tail.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
+        let want = m.scorer.score(&row.iter().map(|v| Cell::Num(f64::from(*v))).collect::<Vec<_>>()).unwrap();
+        assert_eq!(got, vec![want, want]);
+        // a byte too many, or too few, is named
+        data.push(0);
+        let e = respond_parts(&m, head.as_bytes(), &data).unwrap_err();
+        assert!(e.message.contains("1 bytes of binary data are not claimed"), "{}", e.message);
+        let e = respond_parts(&m, head.as_bytes(), &data[..10]).unwrap_err();
+        assert!(e.message.contains("only 10 bytes"), "{}", e.message);
+        // BYTES elements: a length, then the text; FP16 halves
+        assert_eq!(
+            binary_elements("c", "BYTES", &[3, 0, 0, 0, b'r', b'e', b'd', 0, 0, 0, 0]).unwrap(),
+            vec![json!("red"), json!("")]
+        );
+        assert!(binary_elements("c", "BYTES", &[9, 0, 0, 0, b'r']).is_err());
+        assert_eq!(binary_elements("x", "FP16", &0x3c00u16.to_le_bytes()).unwrap(), vec![json!(1.0)]);
+        assert_eq!(binary_elements("x", "FP32", &f32::NAN.to_le_bytes()).unwrap(), vec![Value::Null]);
     }
 
     #[test]

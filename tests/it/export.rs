@@ -16,7 +16,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::util::{repo, Sandbox};
+use crate::util::{checkers_python, repo, Sandbox};
 
 struct Checkers {
     python: PathBuf,
@@ -24,26 +24,16 @@ struct Checkers {
 }
 
 fn checkers() -> Option<Checkers> {
-    let file = |k: &str| std::env::var_os(k).map(PathBuf::from).filter(|p| p.is_file());
-    let python = file("MODELCAST_TEST_EXPORT_PYTHON");
-    let tract = file("MODELCAST_TEST_TRACT");
+    let tract = std::env::var_os("MODELCAST_TEST_TRACT").map(PathBuf::from).filter(|p| p.is_file());
+    let python = checkers_python("export parity")?;
     let required = std::env::var("MODELCAST_REQUIRE_SERVICES").as_deref() == Ok("1")
         && std::env::var("MODELCAST_EXPORT_CHECKS").as_deref() != Ok("0");
-    if required {
-        assert!(
-            python.is_some() && tract.is_some(),
-            "MODELCAST_REQUIRE_SERVICES=1 but the export checkers are missing \
-             (MODELCAST_TEST_EXPORT_PYTHON, MODELCAST_TEST_TRACT; scripts/services.sh install makes them, \
-             MODELCAST_EXPORT_CHECKS=0 skips them)"
-        );
-    }
-    match python {
-        Some(python) => Some(Checkers { python, tract }),
-        None => {
-            eprintln!("skipped: no export checkers (run scripts/test.sh, or scripts/services.sh install)");
-            None
-        }
-    }
+    assert!(
+        tract.is_some() || !required,
+        "MODELCAST_REQUIRE_SERVICES=1 but tract-check is missing (MODELCAST_TEST_TRACT; scripts/services.sh install \
+         makes it, MODELCAST_EXPORT_CHECKS=0 skips it)"
+    );
+    Some(Checkers { python, tract })
 }
 
 /// A case: data, columns, tokens, the model section, and the rows to score.

@@ -213,3 +213,55 @@ fn http_inference_matches_predict_and_swaps_under_load() {
     });
     assert!(status.success(), "{status}");
 }
+
+/// The protocol's own client, tritonclient (HTTP), against `predict --http`: server and model
+/// metadata, readiness, and infer with one tensor per column (binary tensor data, its default,
+/// and JSON) and with one matrix (FP32 binary, FP64 JSON), for a linear model and a tree model:
+/// every prediction equals `modelcast predict` on the same rows (FP64 exactly, FP32 within
+/// float32), and a refused request reaches the client with the server's message.
+#[test]
+fn tritonclient_gets_what_predict_gives() {
+    let Some(python) = crate::util::checkers_python("tritonclient") else { return };
+    let sb = Sandbox::new();
+    let (csv, names, rows) = wine_rows(25);
+    let input = sb.write("rows.csv", &csv);
+    let spec = sb.write("rows.json", &json!({"columns": names[..11], "rows": rows}).to_string());
+    let shipped = std::fs::read_to_string(sb.path().join("params/params.yaml")).unwrap();
+    let boosting = shipped
+        .replace("  kind: ridge ", "  kind: gradient_boosting\n  max_iter: 30\n#")
+        .replace("  alpha: 1.0 ", "  # alpha: 1.0 ");
+    sb.write("params/boosting.yaml", &boosting);
+    for (params, name) in [("params/params.yaml", "wine-quality"), ("params/boosting.yaml", "wine-boosting")] {
+        sb.command(&["train", "--params", params, "--name", name]).assert_ok();
+        let run = sb.command(&["predict", "--input", input.to_str().unwrap(), "--model-name", name]).assert_ok();
+        let want: Vec<f64> = run.stdout_json().iter().map(|p| p["prediction"].as_f64().unwrap()).collect();
+        let server = start(&sb, &["--model-name", name]);
+        let out = std::process::Command::new(&python)
+            .arg(crate::util::repo().join("scripts/oip_client_check.py"))
+            .args([&server.addr, name, spec.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: oip_client_check.py failed:\n{stderr}");
+        let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (got["live"].as_bool(), got["ready"].as_bool(), got["model_ready"].as_bool()),
+            (Some(true), Some(true), Some(true))
+        );
+        assert_eq!(got["server"]["name"], "modelcast");
+        assert_eq!(got["model"]["name"], name);
+        assert_eq!(got["model"]["inputs"].as_array().unwrap().len(), 11);
+        let exact = |key: &str| -> Vec<f64> { serde_json::from_value(got[key]["prediction"].clone()).unwrap() };
+        assert_eq!(exact("named_binary"), want, "{name}: named tensors, binary");
+        assert_eq!(exact("named_json"), want, "{name}: named tensors, JSON");
+        assert_eq!(got["named_binary"]["id"], "named");
+        let m64: Vec<f64> = serde_json::from_value(got["matrix_fp64"].clone()).unwrap();
+        assert_eq!(m64, want, "{name}: FP64 matrix");
+        let m32: Vec<f64> = serde_json::from_value(got["matrix_fp32"].clone()).unwrap();
+        for (a, b) in m32.iter().zip(&want) {
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{name}: FP32 matrix {a} vs {b}");
+        }
+        let refused = got["refused"].as_str().unwrap_or_default();
+        assert!(refused.contains("400") && refused.contains("\"no-such-column\" is not an input"), "{refused}");
+    }
+}

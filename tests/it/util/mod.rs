@@ -152,3 +152,22 @@ pub async fn join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>)
     .await;
     out.into_iter().map(Option::unwrap).collect()
 }
+
+/// The test bed's checkers venv python (onnxruntime, pypmml, tritonclient;
+/// `MODELCAST_TEST_EXPORT_PYTHON`, made by `scripts/services.sh install`). Missing: `None` with a
+/// note, or a failure when `MODELCAST_REQUIRE_SERVICES=1` unless the bed was told not to
+/// install the checkers (`MODELCAST_EXPORT_CHECKS=0`).
+pub fn checkers_python(test: &str) -> Option<PathBuf> {
+    let python = std::env::var_os("MODELCAST_TEST_EXPORT_PYTHON").map(PathBuf::from).filter(|p| p.is_file());
+    let required = std::env::var("MODELCAST_REQUIRE_SERVICES").as_deref() == Ok("1")
+        && std::env::var("MODELCAST_EXPORT_CHECKS").as_deref() != Ok("0");
+    if python.is_none() {
+        assert!(
+            !required,
+            "{test}: MODELCAST_REQUIRE_SERVICES=1 but the checkers venv is missing (MODELCAST_TEST_EXPORT_PYTHON; \
+             scripts/services.sh install makes it, MODELCAST_EXPORT_CHECKS=0 skips it)"
+        );
+        eprintln!("{test}: skipped: no checkers venv (run scripts/test.sh, or scripts/services.sh install)");
+    }
+    python
+}
