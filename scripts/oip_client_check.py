@@ -2,12 +2,13 @@
 """Talk to `modelcast predict --http` with the Open Inference Protocol's own client,
 tritonclient (HTTP), as a user of Triton or KServe would; print what it got as JSON.
 
-    python oip_client_check.py ADDR MODEL ROWS.json
+    python oip_client_check.py ADDR MODEL ROWS.json [GRPC_ADDR]
 
 ROWS.json: {"columns": [...], "rows": [[...], ...]} (numbers). Printed: server and model
 metadata, readiness, and the `prediction` output of four requests: one FP64 tensor per column
 (binary tensor data, the client's default), the same as JSON (binary_data=False), one [N, k]
-FP32 matrix (binary), and one FP64 matrix asking for the output by name as JSON.
+FP32 matrix (binary), and one FP64 matrix asking for the output by name as JSON. With
+GRPC_ADDR, the same with tritonclient.grpc (raw tensor contents) under "grpc".
 
 Run by tests/it/inference.rs in the test bed's checkers venv (scripts/requirements-export.txt).
 """
@@ -15,6 +16,7 @@ import json
 import sys
 
 import numpy as np
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 
@@ -59,8 +61,41 @@ def main() -> int:
         out["refused"] = None
     except Exception as e:  # tritonclient's InferenceServerException
         out["refused"] = str(e)
+    if len(sys.argv) > 4:
+        out["grpc"] = over_grpc(sys.argv[4], model, columns, rows)
     print(json.dumps(out))
     return 0
+
+
+def over_grpc(addr: str, model: str, columns: list, rows) -> dict:
+    client = grpcclient.InferenceServerClient(url=addr)
+    out = {
+        "live": client.is_server_live(),
+        "ready": client.is_server_ready(),
+        "server": client.get_server_metadata(as_json=True),
+        "model": client.get_model_metadata(model, as_json=True),
+        "model_ready": client.is_model_ready(model),
+    }
+    inputs = []
+    for j, name in enumerate(columns):
+        t = grpcclient.InferInput(name, [len(rows)], "FP64")
+        t.set_data_from_numpy(rows[:, j].copy())
+        inputs.append(t)
+    r = client.infer(model, inputs, request_id="named")
+    out["named"] = {"version": r.get_response(as_json=True)["model_version"],
+                    "id": r.get_response(as_json=True).get("id"),
+                    "prediction": r.as_numpy("prediction").tolist()}
+    m32 = grpcclient.InferInput("input-0", list(rows.shape), "FP32")
+    m32.set_data_from_numpy(rows.astype(np.float32))
+    out["matrix_fp32"] = client.infer(model, [m32]).as_numpy("prediction").tolist()
+    bad = grpcclient.InferInput("no-such-column", [1], "FP64")
+    bad.set_data_from_numpy(np.zeros(1))
+    try:
+        client.infer(model, [bad])
+        out["refused"] = None
+    except Exception as e:  # InferenceServerException: the status and its message
+        out["refused"] = str(e)
+    return out
 
 
 if __name__ == "__main__":

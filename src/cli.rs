@@ -163,7 +163,7 @@ Examples:
   modelcast predict --serve --alias champion --shadow challenger --kafka-config kafka_config.yaml
   modelcast predict --input today.csv --alias champion --shadow challenger
   modelcast predict --http 127.0.0.1:8080 --alias champion     # curl .../v2/models/wine/infer
-  modelcast predict --serve --http 0.0.0.0:8080 --kafka-config kafka_config.yaml";
+  modelcast predict --serve --http 0.0.0.0:8080 --grpc 0.0.0.0:8081 --kafka-config kafka_config.yaml";
 
 /// Where the store and bus are.
 #[derive(Debug, Args, Clone)]
@@ -376,8 +376,12 @@ pub struct PredictArgs {
     /// --serve in the same process (the same model, swapped for both).
     #[arg(long, value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
-    /// The largest request body --http accepts, in bytes [default: 16777216]; a larger one gets
-    /// 413.
+    /// Answer scoring requests in the Open Inference Protocol's gRPC service
+    /// (inference.GRPCInferenceService) on this address. Alone, beside --http, or beside --serve.
+    #[arg(long, value_name = "ADDR")]
+    pub grpc: Option<std::net::SocketAddr>,
+    /// The largest request body --http accepts (413 beyond), and the largest message --grpc
+    /// accepts (RESOURCE_EXHAUSTED beyond), in bytes [default: 16777216].
     #[arg(long, value_name = "BYTES")]
     pub http_max_body: Option<usize>,
     /// Stable name of this replica (Kafka static membership, `group.instance.id`): a replica

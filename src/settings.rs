@@ -13,9 +13,9 @@ use crate::error::{Error, Result};
 use crate::messages::MoveAction;
 use crate::params::{check_alias, Gate, GateMetric, MinImprovement, DEFAULT_ALIAS};
 use crate::params::{Overrides, Params, ParamsFile, Promotion};
+use crate::predict::api::{ApiOptions, DEFAULT_MAX_BODY};
 use crate::predict::input::{Format, Source};
 use crate::predict::models::ModelChoice;
-use crate::predict::oip::{HttpOptions, DEFAULT_MAX_BODY};
 use crate::predict::serve::ServeOptions;
 use crate::store::StoreOptions;
 
@@ -34,7 +34,7 @@ pub enum Settings {
     /// `train`.
     Train(Box<TrainSettings>),
     /// `predict` (batch, `--follow` or `--serve`).
-    Predict(PredictSettings),
+    Predict(Box<PredictSettings>),
     /// `topics create`.
     TopicsCreate {
         /// The Kafka config.
@@ -279,8 +279,8 @@ pub enum PredictMode {
     },
     /// `--serve`: the Kafka service (and `--http` beside it, in its options).
     Serve(ServeOptions),
-    /// `--http` alone: request/response scoring in the Open Inference Protocol.
-    Http(HttpOptions),
+    /// `--http`/`--grpc` alone: request/response scoring in the Open Inference Protocol.
+    Api(ApiOptions),
 }
 
 impl Settings {
@@ -347,7 +347,7 @@ impl Settings {
                     loc: locations(a.loc)?,
                 }))
             }
-            Command::Predict(a) => Settings::Predict(predict(a)?),
+            Command::Predict(a) => Settings::Predict(Box::new(predict(a)?)),
             Command::Topics { action: TopicsAction::Create { kafka_config, partitions } } => {
                 if let Some(p) = partitions {
                     if p < 1 {
@@ -528,13 +528,22 @@ fn predict(a: cli::PredictArgs) -> Result<PredictSettings> {
         allow_schema_change: a.allow_schema_change,
     };
     let stdout = a.sink.contains(&SinkKind::Stdout);
-    if a.http_max_body.is_some() && a.http.is_none() {
-        return Err(usage("--http-max-body", "only applies with --http"));
+    if a.http_max_body.is_some() && a.http.is_none() && a.grpc.is_none() {
+        return Err(usage("--http-max-body", "only applies with --http or --grpc"));
     }
     if a.http_max_body == Some(0) {
         return Err(usage("--http-max-body", "must be at least 1 byte"));
     }
-    let http = a.http.map(|addr| HttpOptions { addr, max_body: a.http_max_body.unwrap_or(DEFAULT_MAX_BODY) });
+    if a.http.is_some() && a.http == a.grpc {
+        return Err(usage("--grpc", "must be another address than --http"));
+    }
+    let api = (a.http.is_some() || a.grpc.is_some()).then(|| ApiOptions {
+        http: a.http,
+        grpc: a.grpc,
+        max_body: a.http_max_body.unwrap_or(DEFAULT_MAX_BODY),
+        // --grpc alone serves /metrics and /healthz here (--http serves them itself)
+        metrics: a.metrics_addr.filter(|_| !a.serve && a.http.is_none()),
+    });
     let mode = if a.serve {
         for (set, flag) in [(a.input.is_some(), "--input"), (a.format.is_some(), "--format"), (a.follow, "--follow")] {
             if set {
@@ -553,15 +562,15 @@ fn predict(a: cli::PredictArgs) -> Result<PredictSettings> {
             metrics_addr: a.metrics_addr,
             instance_id: a.instance_id,
             stdout,
-            http,
+            api,
         })
-    } else if let Some(http) = http {
+    } else if let Some(api) = api {
         let records_only: [(bool, &str); 7] = [
             (a.input.is_some(), "--input"),
             (a.format.is_some(), "--format"),
             (a.follow, "--follow"),
             (!a.sink.is_empty(), "--sink"),
-            (a.metrics_addr.is_some(), "--metrics-addr (--http serves /metrics itself)"),
+            (a.metrics_addr.is_some() && a.http.is_some(), "--metrics-addr (--http serves /metrics itself)"),
             (a.input_topic.is_some(), "--input-topic"),
             (a.instance_id.is_some(), "--instance-id (or MODELCAST_INSTANCE_ID)"),
         ];
@@ -569,11 +578,11 @@ fn predict(a: cli::PredictArgs) -> Result<PredictSettings> {
             if set {
                 return Err(usage(
                     flag,
-                    "does not apply with --http alone (requests are the input; add --serve for Kafka)",
+                    "does not apply with --http or --grpc alone (requests are the input; add --serve for Kafka)",
                 ));
             }
         }
-        PredictMode::Http(http)
+        PredictMode::Api(api)
     } else {
         let serve_only: [(bool, &str); 3] = [
             (a.metrics_addr.is_some(), "--metrics-addr"),
@@ -693,14 +702,16 @@ mod tests {
                 assert_eq!(source.format, Format::Auto);
                 assert!(stdout && !to_bus, "stdout is the default sink");
             }
-            PredictMode::Serve(_) | PredictMode::Http(_) => panic!("not a records run"),
+            PredictMode::Serve(_) | PredictMode::Api(_) => panic!("not a records run"),
         }
     }
 
     #[test]
     fn http_goes_alone_or_beside_serve() {
         let Settings::Predict(p) = settings(&["predict", "--http", "127.0.0.1:0"]).unwrap() else { panic!() };
-        assert!(matches!(p.mode, PredictMode::Http(h) if h.max_body == DEFAULT_MAX_BODY));
+        assert!(matches!(p.mode, PredictMode::Api(h) if h.max_body == DEFAULT_MAX_BODY && h.grpc.is_none()));
+        let Settings::Predict(p) = settings(&["predict", "--grpc", "127.0.0.1:0"]).unwrap() else { panic!() };
+        assert!(matches!(p.mode, PredictMode::Api(h) if h.http.is_none() && h.grpc.is_some()));
         for (args, flag) in [
             (&["predict", "--http", "127.0.0.1:0", "--input", "x.csv"][..], "--input"),
             (&["predict", "--input", "x.csv", "--http-max-body", "10"][..], "--http-max-body"),

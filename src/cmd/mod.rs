@@ -36,7 +36,7 @@ pub enum Outcome {
 pub async fn run(settings: Settings) -> Result<Outcome> {
     match settings {
         Settings::Train(s) => train::run(*s).await,
-        Settings::Predict(s) => predict::run(s).await,
+        Settings::Predict(s) => predict::run(*s).await,
         Settings::TopicsCreate { kafka, partitions } => topics::create(kafka, partitions).await,
         Settings::Models { loc, name, json } => models::list(loc, name.as_deref(), json).await,
         Settings::Move(s) => promote::run(s).await,

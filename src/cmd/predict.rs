@@ -1,13 +1,13 @@
 //! `modelcast predict`: open the edges, then run the records flow (batch or `--follow`,
 //! [`crate::predict::local`]), the service (`--serve`, [`crate::predict::serve`]) or the
-//! request/response server (`--http` alone, [`crate::predict::oip`]).
+//! request/response servers (`--http`/`--grpc` alone, [`crate::predict::api`]).
 
 use crate::aliases::Updates;
 use crate::cmd::{Edges, Outcome};
 use crate::error::{Error, Result};
 use crate::events::{Event, RunFinished};
 use crate::predict::output::Outputs;
-use crate::predict::{local, oip, serve};
+use crate::predict::{api, local, serve};
 use crate::settings::{PredictMode, PredictSettings};
 
 /// Run `predict`; [`Outcome::Rejected`] when records were dead-lettered (exit 3).
@@ -27,9 +27,9 @@ pub async fn run(s: PredictSettings) -> Result<Outcome> {
             .emit();
             Ok(Outcome::Done)
         }
-        PredictMode::Http(opts) => {
+        PredictMode::Api(opts) => {
             let updates = Updates::open(&store, &bus).await?;
-            let counts = oip::run(&store, updates, &s.choice, opts).await?;
+            let counts = api::run(&store, updates, &s.choice, opts).await?;
             RunFinished { scored: 0, rejected: 0, swaps: counts.swaps, how: "stopped", dead_letters: None }.emit();
             Ok(Outcome::Done)
         }

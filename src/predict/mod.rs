@@ -7,12 +7,15 @@
 //! * [`input`]: reading records from a file, a followed file, or stdin (a blocking thread).
 //! * [`local`]: batch and `--follow` (records from a file or stdin) and [`output`], its outputs.
 //! * [`serve`]: the Kafka service (`--serve`) and [`http`], its `/healthz` and `/metrics`.
-//! * [`oip`]: request/response scoring in the Open Inference Protocol (`--http`).
+//! * [`oip`]: request/response scoring in the Open Inference Protocol (`--http`),
+//!   [`grpc`], its gRPC service (`--grpc`), and [`api`], which starts them and feeds them models.
 //!
 //! Invariants: every scored record is scored by exactly one model, named in its prediction; a
 //! chunk of records is scored by one model (swaps happen between chunks); a model is swapped in
 //! only after its sha256, format and input schema were checked.
 
+pub mod api;
+pub mod grpc;
 pub mod http;
 pub mod input;
 pub mod local;

@@ -54,10 +54,6 @@ use crate::events::metrics;
 use crate::features::Cell;
 use crate::predict::{predict_cells, Served};
 
-/// The largest request body accepted by default (`--http-max-body`), in bytes: 16 MiB, about
-/// 100,000 rows of the wine model's 11 columns as JSON.
-pub const DEFAULT_MAX_BODY: usize = 16 << 20;
-
 /// The models a process holds: the serving one and the shadow one (`--shadow`).
 #[derive(Clone)]
 pub struct Holding {
@@ -70,7 +66,7 @@ pub struct Holding {
 /// Where the flow that swaps models publishes them (`None` until the first).
 pub type Publisher = watch::Sender<Option<Holding>>;
 
-type Live = watch::Receiver<Option<Holding>>;
+pub(super) type Live = watch::Receiver<Option<Holding>>;
 
 /// A new channel between the flow that swaps models and the server.
 pub fn channel() -> (Publisher, Live) {
@@ -104,73 +100,6 @@ pub async fn serve(
         }
     });
     Ok((local, task))
-}
-
-/// Options of the HTTP server.
-#[derive(Debug, Clone, Copy)]
-pub struct HttpOptions {
-    /// Where to listen (`--http`).
-    pub addr: SocketAddr,
-    /// The largest request body, in bytes (`--http-max-body`).
-    pub max_body: usize,
-}
-
-/// `predict --http` alone: serve requests with the chosen model, hot-swapping it as it is
-/// announced or its alias moves, until SIGINT/SIGTERM; then answer the requests in flight.
-/// The server listens before the first model loads (ready turns 200 when it has).
-pub async fn run(
-    store: &crate::store::Store,
-    updates: crate::aliases::Updates,
-    choice: &super::models::ModelChoice,
-    opts: HttpOptions,
-) -> Result<super::Counts> {
-    use crate::events::{Event, ModelServing, ShadowSwapped};
-    let (publish, live) = channel();
-    let (stop, stopped) = watch::channel(false);
-    let (_, server) = serve(opts.addr, live, opts.max_body, stopped).await?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| Error::io("install SIGTERM handler", "-", e))?;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    let start = super::models::Swapper::start(store, updates, choice, true);
-    let super::models::Started { mut swapper, model, shadow } = tokio::select! {
-        s = start => s?,
-        _ = &mut ctrl_c => return drain(&stop, server, super::Counts::default()).await,
-        _ = term.recv() => return drain(&stop, server, super::Counts::default()).await,
-    };
-    let (mut model, mut shadow) = (Arc::new(model), shadow.map(Arc::new));
-    ModelServing { model: &model.name, version: &model.version }.emit();
-    if let Some(s) = &shadow {
-        ShadowSwapped { model: &s.name, from: "", to: &s.version }.emit();
-    }
-    publish.send_replace(Some(Holding { model: model.clone(), shadow: shadow.clone() }));
-    let mut counts = super::Counts::default();
-    loop {
-        tokio::select! {
-            _ = swapper.changed(), if choice.version.is_none() => {
-                if swapper.poll(store, &mut model, &mut shadow).await {
-                    counts.swaps += 1;
-                }
-                // the shadow may have moved alone: publish whatever is held now
-                publish.send_replace(Some(Holding { model: model.clone(), shadow: shadow.clone() }));
-            }
-            _ = &mut ctrl_c => break,
-            _ = term.recv() => break,
-        }
-    }
-    drain(&stop, server, counts).await
-}
-
-/// Stop accepting, answer what is in flight, and return.
-async fn drain(
-    stop: &watch::Sender<bool>,
-    server: tokio::task::JoinHandle<()>,
-    counts: super::Counts,
-) -> Result<super::Counts> {
-    tracing::info!("stopping: answering the requests in flight");
-    stop.send_replace(true);
-    let _ = server.await;
-    Ok(counts)
 }
 
 /// The routes (public for the unit tests' in-process requests).
@@ -226,14 +155,14 @@ fn answer(endpoint: &'static str, r: std::result::Result<Value, ApiError>) -> Re
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
-fn holding(live: &Live) -> std::result::Result<Holding, ApiError> {
+pub(super) fn holding(live: &Live) -> std::result::Result<Holding, ApiError> {
     live.borrow()
         .clone()
         .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no model is loaded yet; see /v2/health/ready"))
 }
 
 /// The model `name` (and `version`, if given) among the ones held.
-fn pick(h: &Holding, name: &str, version: Option<&str>) -> std::result::Result<Arc<Served>, ApiError> {
+pub(super) fn pick(h: &Holding, name: &str, version: Option<&str>) -> std::result::Result<Arc<Served>, ApiError> {
     if h.model.name != name {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -253,7 +182,7 @@ fn pick(h: &Holding, name: &str, version: Option<&str>) -> std::result::Result<A
     ))
 }
 
-fn versions(h: &Holding) -> Vec<&str> {
+pub(super) fn versions(h: &Holding) -> Vec<&str> {
     let mut v = vec![h.model.version.as_str()];
     v.extend(h.shadow.iter().filter(|s| s.name == h.model.name).map(|s| s.version.as_str()));
     v
@@ -485,7 +414,36 @@ pub fn respond_parts(m: &Served, json: &[u8], binary: &[u8]) -> std::result::Res
     let mut req: InferRequest = serde_json::from_slice(json)
         .map_err(|e| ApiError::bad(format!("the body is not an inference request: {e}")))?;
     binary_inputs(&mut req, binary)?;
-    let (rows, cells) = decode(m, &req)?;
+    let outputs = score_request(m, &req)?;
+    // binary outputs: all when the request says binary_data_output, else those asked for so
+    let all_binary = req.parameters.as_ref().and_then(|p| p.get("binary_data_output")).and_then(Value::as_bool);
+    let asked: HashMap<&str, bool> = req
+        .outputs
+        .iter()
+        .flatten()
+        .filter_map(|o| Some((o.name.as_str(), o.parameters.as_ref()?.get("binary_data")?.as_bool()?)))
+        .collect();
+    let mut tail = Vec::new();
+    let mut outputs = outputs;
+    for out in &mut outputs {
+        let name = out["name"].as_str().unwrap_or_default().to_string();
+        if asked.get(name.as_str()).copied().or(all_binary).unwrap_or(false) {
+            let start = tail.len();
+            encode_binary(out, &mut tail);
+            out["parameters"] = json!({"binary_data_size": tail.len() - start});
+        }
+    }
+    let mut header = json!({"model_name": m.name, "model_version": m.version, "outputs": outputs});
+    if let Some(id) = &req.id {
+        header["id"] = json!(id);
+    }
+    Ok(Reply { header, tail })
+}
+
+/// Score a decoded request with model `m`: its output tensors as JSON (`name`, `datatype`,
+/// `shape`, `data`), the ones it asked for (all when it named none), in the model's order.
+pub fn score_request(m: &Served, req: &InferRequest) -> std::result::Result<Vec<Value>, ApiError> {
+    let (rows, cells) = decode(m, req)?;
     metrics().http_rows.observe(rows as f64);
     let k = m.scorer.input_columns().len();
     let classes = m.scorer.classes();
@@ -555,35 +513,13 @@ pub fn respond_parts(m: &Served, json: &[u8], binary: &[u8]) -> std::result::Res
             chosen
         }
     };
-    // binary outputs: all when the request says binary_data_output, else those asked for so
-    let all_binary = req.parameters.as_ref().and_then(|p| p.get("binary_data_output")).and_then(Value::as_bool);
-    let asked: HashMap<&str, bool> = req
-        .outputs
-        .iter()
-        .flatten()
-        .filter_map(|o| Some((o.name.as_str(), o.parameters.as_ref()?.get("binary_data")?.as_bool()?)))
-        .collect();
-    let mut tail = Vec::new();
-    let mut outputs = outputs;
-    for out in &mut outputs {
-        let name = out["name"].as_str().unwrap_or_default().to_string();
-        if asked.get(name.as_str()).copied().or(all_binary).unwrap_or(false) {
-            let start = tail.len();
-            encode_binary(out, &mut tail);
-            out["parameters"] = json!({"binary_data_size": tail.len() - start});
-        }
-    }
-    let mut header = json!({"model_name": m.name, "model_version": m.version, "outputs": outputs});
-    if let Some(id) = &req.id {
-        header["id"] = json!(id);
-    }
-    Ok(Reply { header, tail })
+    Ok(outputs)
 }
 
 /// Move an output's `data` into `tail` in the extension's layout: FP64 elements as 8
 /// little-endian bytes (`null`, a rejected row, as NaN), BYTES elements as a 4-byte
 /// little-endian length and the bytes.
-fn encode_binary(out: &mut Value, tail: &mut Vec<u8>) {
+pub(super) fn encode_binary(out: &mut Value, tail: &mut Vec<u8>) {
     let text = out["datatype"] == "BYTES";
     let data = out.as_object_mut().and_then(|o| o.remove("data")).unwrap_or(Value::Null);
     for v in data.as_array().into_iter().flatten() {
@@ -630,7 +566,7 @@ fn binary_inputs(req: &mut InferRequest, binary: &[u8]) -> std::result::Result<(
     Ok(())
 }
 
-fn binary_elements(name: &str, datatype: &str, bytes: &[u8]) -> std::result::Result<Vec<Value>, ApiError> {
+pub(super) fn binary_elements(name: &str, datatype: &str, bytes: &[u8]) -> std::result::Result<Vec<Value>, ApiError> {
     if datatype == "BYTES" {
         let mut out = Vec::new();
         let mut rest = bytes;

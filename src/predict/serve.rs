@@ -12,8 +12,8 @@ use crate::bus::Bus;
 use crate::error::{Error, Result};
 use crate::events::{metrics, Event, ModelServing, RecordRejected, ShadowSwapped};
 use crate::messages::{OriginRef, Outbox, OutputTopics};
+use crate::predict::api::Servers;
 use crate::predict::models::{ModelChoice, Started, Swapper};
-use crate::predict::oip;
 use crate::predict::{score_into, Counts, Incoming, Scratch, Served, Verdict};
 use crate::store::Store;
 
@@ -31,8 +31,8 @@ pub struct ServeOptions {
     pub stdout: bool,
     /// Static group membership (`group.instance.id`) of the input consumer.
     pub instance_id: Option<String>,
-    /// Also answer Open Inference Protocol requests (`--http`), with the same model.
-    pub http: Option<crate::predict::oip::HttpOptions>,
+    /// Also answer Open Inference Protocol requests (`--http`, `--grpc`), with the same model.
+    pub api: Option<crate::predict::api::ApiOptions>,
 }
 
 /// Run the service until SIGINT/SIGTERM.
@@ -69,18 +69,13 @@ pub async fn run(
     if let Some(addr) = opts.metrics_addr {
         super::http::serve(addr, consumer.clone()).await?;
     }
-    // the HTTP server listens before the first model loads (ready turns 200 when it has)
-    let (publish, live) = oip::channel();
-    let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
-    let http = match opts.http {
-        Some(h) => Some(oip::serve(h.addr, live, h.max_body, http_stopped).await?.1),
-        None => None,
-    };
+    // the request servers listen before the first model loads (ready turns true when it has)
+    let servers = Servers::start(opts.api).await?;
     let updates = Updates::open(store, bus).await?;
     let Started { mut swapper, model, shadow } = Swapper::start(store, updates, choice, true).await?;
     let mut model = Arc::new(model);
     let mut shadow = shadow.map(Arc::new);
-    publish.send_replace(Some(oip::Holding { model: model.clone(), shadow: shadow.clone() }));
+    servers.publish(&model, &shadow);
     ModelServing { model: &model.name, version: &model.version }.emit();
     if let Some(s) = &shadow {
         ShadowSwapped { model: &s.name, from: "", to: &s.version }.emit();
@@ -113,7 +108,7 @@ pub async fn run(
                 if swapper.poll(store, &mut model, &mut shadow).await {
                     counts.swaps += 1;
                 }
-                publish.send_replace(Some(oip::Holding { model: model.clone(), shadow: shadow.clone() }));
+                servers.publish(&model, &shadow);
                 continue;
             }
             _ = &mut ctrl_c => break,
@@ -161,13 +156,10 @@ pub async fn run(
         counts.rejected += bad;
     }
     tracing::info!("stopping: flushing the producer and committing offsets");
-    stop_http.send_replace(true);
     kafka.flush()?;
     consumer.commit_final();
-    if let Some(server) = http {
-        // the requests in flight are answered before the process ends
-        let _ = server.await;
-    }
+    // the requests in flight are answered before the process ends
+    servers.drain().await;
     Ok(counts)
 }
 

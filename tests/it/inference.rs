@@ -214,7 +214,8 @@ fn http_inference_matches_predict_and_swaps_under_load() {
     assert!(status.success(), "{status}");
 }
 
-/// The protocol's own client, tritonclient (HTTP), against `predict --http`: server and model
+/// The protocol's own client, tritonclient (HTTP and gRPC), against `predict --http --grpc`:
+/// server and model
 /// metadata, readiness, and infer with one tensor per column (binary tensor data, its default,
 /// and JSON) and with one matrix (FP32 binary, FP64 JSON), for a linear model and a tree model:
 /// every prediction equals `modelcast predict` on the same rows (FP64 exactly, FP32 within
@@ -235,10 +236,11 @@ fn tritonclient_gets_what_predict_gives() {
         sb.command(&["train", "--params", params, "--name", name]).assert_ok();
         let run = sb.command(&["predict", "--input", input.to_str().unwrap(), "--model-name", name]).assert_ok();
         let want: Vec<f64> = run.stdout_json().iter().map(|p| p["prediction"].as_f64().unwrap()).collect();
-        let server = start(&sb, &["--model-name", name]);
+        let grpc = free_addr();
+        let server = start(&sb, &["--model-name", name, "--grpc", &grpc]);
         let out = std::process::Command::new(&python)
             .arg(crate::util::repo().join("scripts/oip_client_check.py"))
-            .args([&server.addr, name, spec.to_str().unwrap()])
+            .args([&server.addr, name, spec.to_str().unwrap(), &grpc])
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -263,5 +265,31 @@ fn tritonclient_gets_what_predict_gives() {
         }
         let refused = got["refused"].as_str().unwrap_or_default();
         assert!(refused.contains("400") && refused.contains("\"no-such-column\" is not an input"), "{refused}");
+        // the same over gRPC (raw tensor contents, tritonclient.grpc's default)
+        let g = &got["grpc"];
+        assert_eq!(
+            (g["live"].as_bool(), g["ready"].as_bool(), g["model_ready"].as_bool()),
+            (Some(true), Some(true), Some(true))
+        );
+        assert_eq!((g["server"]["name"].as_str(), g["model"]["name"].as_str()), (Some("modelcast"), Some(name)));
+        // (protobuf's JSON writes int64 shapes as strings: compare names and datatypes)
+        let tensors = |m: &Value| -> Vec<(String, String)> {
+            m["inputs"].as_array().unwrap().iter().map(|t| (t["name"].to_string(), t["datatype"].to_string())).collect()
+        };
+        assert_eq!(tensors(&g["model"]), tensors(&got["model"]), "the same inputs over both");
+        let named: Vec<f64> = serde_json::from_value(g["named"]["prediction"].clone()).unwrap();
+        assert_eq!(named, want, "{name}: gRPC named tensors");
+        assert_eq!(
+            (g["named"]["id"].as_str(), g["named"]["version"].as_str()),
+            (Some("named"), got["named_binary"]["version"].as_str())
+        );
+        let m32: Vec<f64> = serde_json::from_value(g["matrix_fp32"].clone()).unwrap();
+        let http32: Vec<f64> = serde_json::from_value(got["matrix_fp32"].clone()).unwrap();
+        assert_eq!(m32, http32, "{name}: the FP32 matrix over gRPC and HTTP");
+        let refused = g["refused"].as_str().unwrap_or_default();
+        assert!(
+            refused.contains("INVALID_ARGUMENT") && refused.contains("\"no-such-column\" is not an input"),
+            "{refused}"
+        );
     }
 }

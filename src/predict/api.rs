@@ -1,0 +1,123 @@
+//! The request/response servers of `predict`: the Open Inference Protocol over HTTP
+//! ([`super::oip`], `--http`) and gRPC ([`super::grpc`], `--grpc`), started beside the Kafka
+//! service or alone ([`run`]), fed the models the swapping flow holds through one [`watch`]
+//! channel, and drained on stop (the requests in flight are answered).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::models::{ModelChoice, Started, Swapper};
+use super::oip::{self, Holding, Publisher};
+use super::{grpc, Counts};
+use crate::aliases::Updates;
+use crate::error::{Error, Result};
+use crate::events::{Event, ModelServing, ShadowSwapped};
+use crate::store::Store;
+
+/// The largest request accepted by default (`--http-max-body`; for gRPC, the largest message),
+/// in bytes: 16 MiB, about 100,000 rows of the wine model's 11 columns as JSON.
+pub const DEFAULT_MAX_BODY: usize = 16 << 20;
+
+/// Where to answer requests, and their size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiOptions {
+    /// The HTTP/JSON server's address (`--http`).
+    pub http: Option<SocketAddr>,
+    /// The gRPC server's address (`--grpc`).
+    pub grpc: Option<SocketAddr>,
+    /// The largest request body or gRPC message, in bytes (`--http-max-body`).
+    pub max_body: usize,
+    /// Where `/healthz` and `/metrics` go when no HTTP server carries them (`--grpc` alone with
+    /// `--metrics-addr`).
+    pub metrics: Option<SocketAddr>,
+}
+
+/// The running servers: publish models to them, then [`Servers::drain`] them.
+pub struct Servers {
+    publish: Publisher,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Servers {
+    /// Bind and start the servers `opts` asks for (none: nothing listens, publishing is free).
+    pub async fn start(opts: Option<ApiOptions>) -> Result<Servers> {
+        let (publish, live) = oip::channel();
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Some(addr) = opts.and_then(|o| o.metrics) {
+            super::http::serve_metrics(addr, ready.clone()).await?;
+        }
+        if let Some(o) = opts {
+            if let Some(addr) = o.http {
+                tasks.push(oip::serve(addr, live.clone(), o.max_body, stopped.clone()).await?.1);
+            }
+            if let Some(addr) = o.grpc {
+                tasks.push(grpc::serve(addr, live, o.max_body, stopped).await?.1);
+            }
+        }
+        Ok(Servers { publish, ready, stop, tasks })
+    }
+
+    /// Serve these models from the next request on.
+    pub fn publish(&self, model: &Arc<super::Served>, shadow: &Option<Arc<super::Served>>) {
+        self.publish.send_replace(Some(Holding { model: model.clone(), shadow: shadow.clone() }));
+        self.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Stop accepting, answer what is in flight, and return.
+    pub async fn drain(self) {
+        if self.tasks.is_empty() {
+            return;
+        }
+        tracing::info!("stopping: answering the requests in flight");
+        self.stop.send_replace(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// `predict --http`/`--grpc` without `--serve`: serve requests with the chosen model,
+/// hot-swapping it as it is announced or its alias moves, until SIGINT/SIGTERM. The servers
+/// listen before the first model loads (ready turns true when it has).
+pub async fn run(store: &Store, updates: Updates, choice: &ModelChoice, opts: ApiOptions) -> Result<Counts> {
+    let servers = Servers::start(Some(opts)).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Error::io("install SIGTERM handler", "-", e))?;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut counts = Counts::default();
+    let start = Swapper::start(store, updates, choice, true);
+    let Started { mut swapper, model, shadow } = tokio::select! {
+        s = start => s?,
+        _ = &mut ctrl_c => { servers.drain().await; return Ok(counts) }
+        _ = term.recv() => { servers.drain().await; return Ok(counts) }
+    };
+    let (mut model, mut shadow) = (Arc::new(model), shadow.map(Arc::new));
+    ModelServing { model: &model.name, version: &model.version }.emit();
+    if let Some(s) = &shadow {
+        ShadowSwapped { model: &s.name, from: "", to: &s.version }.emit();
+    }
+    servers.publish(&model, &shadow);
+    loop {
+        tokio::select! {
+            _ = swapper.changed(), if choice.version.is_none() => {
+                if swapper.poll(store, &mut model, &mut shadow).await {
+                    counts.swaps += 1;
+                }
+                // the shadow may have moved alone: publish whatever is held now
+                servers.publish(&model, &shadow);
+            }
+            _ = &mut ctrl_c => break,
+            _ = term.recv() => break,
+        }
+    }
+    servers.drain().await;
+    Ok(counts)
+}
