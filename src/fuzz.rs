@@ -378,3 +378,70 @@ fn training_and_serving_read_the_same_cells() {
         Ok(())
     });
 }
+
+/// The model the inference-request fuzzers score with: the shipped wine params, trained once.
+fn served() -> &'static crate::predict::Served {
+    static SERVED: std::sync::OnceLock<crate::predict::Served> = std::sync::OnceLock::new();
+    SERVED.get_or_init(|| {
+        let params = crate::params::Params::load(std::path::Path::new("params/params.yaml")).unwrap();
+        let a = crate::train::fit_artifact(&params).unwrap();
+        crate::predict::Served::from_artifact(&a, crate::predict::ServeOptions::key("key")).unwrap()
+    })
+}
+
+/// An inference request of the protocol's shape: input names (the model's columns, or not),
+/// datatypes (the protocol's, or not), small shapes, any data, and binary parts.
+fn infer_request() -> impl Strategy<Value = (Value, Vec<u8>)> {
+    let name = prop_oneof![
+        Just("alcohol".to_string()),
+        Just("pH".to_string()),
+        Just("fixed acidity".to_string()),
+        Just("input-0".to_string()),
+        ".{0,8}"
+    ];
+    let datatype = prop_oneof![
+        Just("FP64"),
+        Just("FP32"),
+        Just("FP16"),
+        Just("INT64"),
+        Just("UINT8"),
+        Just("BOOL"),
+        Just("BYTES"),
+        Just("BF16"),
+        Just("nope")
+    ];
+    let shape = prop::collection::vec(-2i64..5, 0..3);
+    let tensor =
+        (name, datatype, shape, json_value(), prop::option::of(0u64..64)).prop_map(|(n, d, s, data, binary)| {
+            let mut t = serde_json::json!({"name": n, "datatype": d, "shape": s});
+            match binary {
+                Some(size) => t["parameters"] = serde_json::json!({"binary_data_size": size}),
+                None => t["data"] = data,
+            }
+            t
+        });
+    (prop::collection::vec(tensor, 0..13), bytes(128), any::<bool>()).prop_map(|(inputs, binary, all_binary)| {
+        (serde_json::json!({"inputs": inputs, "parameters": {"binary_data_output": all_binary}}), binary)
+    })
+}
+
+/// An inference request never panics the server and is answered or refused with 400, whatever
+/// its bytes or its shape (issue 25, acceptance 2).
+#[test]
+fn fuzz_inference_request_decoder() {
+    let m = served();
+    fuzz("inference request (bytes)", bytes(256), |b| {
+        if let Err(e) = crate::predict::oip::respond_parts(m, &b, &[]) {
+            prop_assert_eq!(e.status.as_u16(), 400, "{}", e.message);
+        }
+        Ok(())
+    });
+    fuzz("inference request (shaped)", infer_request(), |(req, binary)| {
+        let text = req.to_string();
+        match crate::predict::oip::respond_parts(m, text.as_bytes(), &binary) {
+            Ok(reply) => prop_assert!(reply.header["outputs"].is_array()),
+            Err(e) => prop_assert_eq!(e.status.as_u16(), 400, "{}", e.message),
+        }
+        Ok(())
+    });
+}
