@@ -376,6 +376,10 @@ pub struct PredictArgs {
     /// --serve in the same process (the same model, swapped for both).
     #[arg(long, value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
+    /// A file holding the bearer token --http and --grpc require (Authorization: Bearer TOKEN);
+    /// HTTP health endpoints and /metrics stay open. Never printed.
+    #[arg(long, value_name = "FILE", hide_env_values = true, env = "MODELCAST_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
     /// Answer scoring requests in the Open Inference Protocol's gRPC service
     /// (inference.GRPCInferenceService) on this address. Alone, beside --http, or beside --serve.
     #[arg(long, value_name = "ADDR")]

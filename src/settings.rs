@@ -537,7 +537,26 @@ fn predict(a: cli::PredictArgs) -> Result<PredictSettings> {
     if a.http.is_some() && a.http == a.grpc {
         return Err(usage("--grpc", "must be another address than --http"));
     }
+    let token = match &a.api_token_file {
+        Some(_) if a.http.is_none() && a.grpc.is_none() => {
+            return Err(usage("--api-token-file", "only applies with --http or --grpc"))
+        }
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| usage("--api-token-file", &format!("cannot read {}: {e}", path.display())))?;
+            let token = text.trim();
+            if token.is_empty() || token.contains(char::is_whitespace) {
+                return Err(usage(
+                    "--api-token-file",
+                    &format!("{} must hold one token (no spaces), and it is empty or has spaces", path.display()),
+                ));
+            }
+            Some(std::sync::Arc::<str>::from(token))
+        }
+        None => None,
+    };
     let api = (a.http.is_some() || a.grpc.is_some()).then(|| ApiOptions {
+        token,
         http: a.http,
         grpc: a.grpc,
         max_body: a.http_max_body.unwrap_or(DEFAULT_MAX_BODY),
@@ -709,9 +728,9 @@ mod tests {
     #[test]
     fn http_goes_alone_or_beside_serve() {
         let Settings::Predict(p) = settings(&["predict", "--http", "127.0.0.1:0"]).unwrap() else { panic!() };
-        assert!(matches!(p.mode, PredictMode::Api(h) if h.max_body == DEFAULT_MAX_BODY && h.grpc.is_none()));
+        assert!(matches!(&p.mode, PredictMode::Api(h) if h.max_body == DEFAULT_MAX_BODY && h.grpc.is_none()));
         let Settings::Predict(p) = settings(&["predict", "--grpc", "127.0.0.1:0"]).unwrap() else { panic!() };
-        assert!(matches!(p.mode, PredictMode::Api(h) if h.http.is_none() && h.grpc.is_some()));
+        assert!(matches!(&p.mode, PredictMode::Api(h) if h.http.is_none() && h.grpc.is_some()));
         for (args, flag) in [
             (&["predict", "--http", "127.0.0.1:0", "--input", "x.csv"][..], "--input"),
             (&["predict", "--input", "x.csv", "--http-max-body", "10"][..], "--http-max-body"),

@@ -22,7 +22,7 @@ use crate::store::Store;
 pub const DEFAULT_MAX_BODY: usize = 16 << 20;
 
 /// Where to answer requests, and their size limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ApiOptions {
     /// The HTTP/JSON server's address (`--http`).
     pub http: Option<SocketAddr>,
@@ -33,6 +33,20 @@ pub struct ApiOptions {
     /// Where `/healthz` and `/metrics` go when no HTTP server carries them (`--grpc` alone with
     /// `--metrics-addr`).
     pub metrics: Option<SocketAddr>,
+    /// The bearer token requests must carry (`--api-token-file`); never printed.
+    pub token: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for ApiOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiOptions")
+            .field("http", &self.http)
+            .field("grpc", &self.grpc)
+            .field("max_body", &self.max_body)
+            .field("metrics", &self.metrics)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// The running servers: publish models to them, then [`Servers::drain`] them.
@@ -50,15 +64,15 @@ impl Servers {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        if let Some(addr) = opts.and_then(|o| o.metrics) {
+        if let Some(addr) = opts.as_ref().and_then(|o| o.metrics) {
             super::http::serve_metrics(addr, ready.clone()).await?;
         }
         if let Some(o) = opts {
             if let Some(addr) = o.http {
-                tasks.push(oip::serve(addr, live.clone(), o.max_body, stopped.clone()).await?.1);
+                tasks.push(oip::serve(addr, live.clone(), o.max_body, o.token.clone(), stopped.clone()).await?.1);
             }
             if let Some(addr) = o.grpc {
-                tasks.push(grpc::serve(addr, live, o.max_body, stopped).await?.1);
+                tasks.push(grpc::serve(addr, live, o.max_body, o.token.clone(), stopped).await?.1);
             }
         }
         Ok(Servers { publish, ready, stop, tasks })

@@ -41,15 +41,30 @@ pub async fn serve(
     addr: SocketAddr,
     live: oip::Live,
     max_message: usize,
+    token: Option<std::sync::Arc<str>>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::Usage(format!("cannot listen on --grpc {addr}: {e}")))?;
     let local = listener.local_addr().unwrap_or(addr);
+    // with a token, every call needs `authorization: Bearer TOKEN` (the health calls too: an
+    // interceptor does not see which method is called)
+    let check = move |req: Request<()>| -> std::result::Result<Request<()>, Status> {
+        let Some(token) = &token else { return Ok(req) };
+        let given = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        let header = given.and_then(|v| axum::http::HeaderValue::from_str(v).ok());
+        if oip::bearer_matches(header.as_ref(), token) {
+            Ok(req)
+        } else {
+            count("grpc_unauthenticated", tonic::Code::Unauthenticated);
+            Err(Status::unauthenticated("a missing or wrong bearer token (send metadata authorization: Bearer TOKEN)"))
+        }
+    };
     let service = GrpcInferenceServiceServer::new(Service { live })
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(usize::MAX);
+    let service = tonic::service::interceptor::InterceptedService::new(service, check);
     tracing::info!(addr = %local, "serving the Open Inference Protocol over gRPC (inference.GRPCInferenceService)");
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let task = tokio::spawn(async move {

@@ -79,13 +79,14 @@ pub async fn serve(
     addr: SocketAddr,
     live: Live,
     max_body: usize,
+    token: Option<Arc<str>>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::Usage(format!("cannot listen on --http {addr}: {e}")))?;
     let local = listener.local_addr().unwrap_or(addr);
-    let app = router(live, max_body);
+    let app = router(live, max_body, token);
     tracing::info!(addr = %local, "serving the Open Inference Protocol over HTTP (/v2)");
     let task = tokio::spawn(async move {
         let shutdown = async move {
@@ -102,28 +103,64 @@ pub async fn serve(
     Ok((local, task))
 }
 
-/// The routes (public for the unit tests' in-process requests).
-pub fn router(live: Live, max_body: usize) -> Router {
-    Router::new()
-        .route("/v2/health/live", get(|| async { answer("live", Ok(json!({"live": true}))) }))
-        .route("/v2/health/ready", get(server_ready))
+/// The routes. With a `token`, every route but the health ones (`/v2/health/*`, `/healthz`,
+/// `/metrics`, which probes and scrapers call) needs `Authorization: Bearer TOKEN`.
+pub fn router(live: Live, max_body: usize, token: Option<Arc<str>>) -> Router {
+    let protected = Router::new()
         .route("/v2", get(|| async { answer("metadata", Ok(server_metadata())) }))
         .route("/v2/models/{name}", get(model_metadata))
         .route("/v2/models/{name}/versions/{version}", get(model_metadata_version))
         .route("/v2/models/{name}/ready", get(model_ready))
         .route("/v2/models/{name}/versions/{version}/ready", get(model_ready_version))
         .route("/v2/models/{name}/infer", post(infer))
-        .route("/v2/models/{name}/versions/{version}/infer", post(infer_version))
+        .route("/v2/models/{name}/versions/{version}/infer", post(infer_version));
+    let protected = match token {
+        Some(token) => protected.route_layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let allowed = bearer_matches(req.headers().get(header::AUTHORIZATION), &token);
+                async move {
+                    if allowed {
+                        next.run(req).await
+                    } else {
+                        let mut res = answer(
+                            "unauthorized",
+                            Err(ApiError::new(
+                                StatusCode::UNAUTHORIZED,
+                                "a missing or wrong bearer token (send Authorization: Bearer TOKEN)",
+                            )),
+                        );
+                        res.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+                        res
+                    }
+                }
+            },
+        )),
+        None => protected,
+    };
+    Router::new()
+        .route("/v2/health/live", get(|| async { answer("live", Ok(json!({"live": true}))) }))
+        .route("/v2/health/ready", get(server_ready))
         .route("/healthz", get(healthz))
         .route(
             "/metrics",
             get(|| async { ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], crate::events::render()) }),
         )
+        .merge(protected)
         .fallback(|| async {
             answer("other", Err(ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; the protocol's are under /v2")))
         })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(live)
+}
+
+/// Whether an `Authorization` header is `Bearer TOKEN` (compared in time independent of where
+/// the two differ).
+pub fn bearer_matches(value: Option<&header::HeaderValue>, token: &str) -> bool {
+    let Some(given) = value.and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A protocol error: its status and message (the body is `{"error": message}`).
@@ -927,6 +964,16 @@ mod tests {
         }
         let e = respond(&m, b"{not json").unwrap_err();
         assert!(e.message.contains("not an inference request"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_bearer_token_must_match_exactly() {
+        let h = |v: &str| header::HeaderValue::from_str(v).unwrap();
+        assert!(bearer_matches(Some(&h("Bearer s3cret")), "s3cret"));
+        for wrong in ["Bearer s3cre", "Bearer s3cretx", "bearer s3cret", "s3cret", "Basic s3cret", "Bearer "] {
+            assert!(!bearer_matches(Some(&h(wrong)), "s3cret"), "{wrong}");
+        }
+        assert!(!bearer_matches(None, "s3cret"));
     }
 
     #[test]

@@ -13,16 +13,21 @@ use crate::util::{free_addr, sigterm, wait_for, Sandbox, PATIENCE};
 
 /// POST `body` to `addr` + `path`: (status, body as JSON).
 fn post(addr: &str, path: &str, body: &str) -> (u16, Value) {
+    post_as(addr, path, body, None)
+}
+
+/// [`post`] with `Authorization: Bearer TOKEN`.
+fn post_as(addr: &str, path: &str, body: &str, token: Option<&str>) -> (u16, Value) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into();
-    let mut resp = agent
-        .post(&format!("http://{addr}{path}"))
-        .content_type("application/json")
-        .send(body)
-        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let mut req = agent.post(&format!("http://{addr}{path}")).content_type("application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", &format!("Bearer {t}"));
+    }
+    let mut resp = req.send(body).unwrap_or_else(|e| panic!("POST {path}: {e}"));
     let status = resp.status().as_u16();
     let text = resp.body_mut().read_to_string().unwrap();
     (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}")))
@@ -292,4 +297,54 @@ fn tritonclient_gets_what_predict_gives() {
             "{refused}"
         );
     }
+}
+
+/// `--api-token-file`: over HTTP a request without the token, or with another, gets 401 and
+/// the health endpoints stay open; over gRPC (tritonclient.grpc) a call without it gets
+/// UNAUTHENTICATED; with it both answer. A token file that is empty is named at start-up.
+#[test]
+fn the_bearer_token_is_required_over_http_and_grpc() {
+    let sb = Sandbox::new();
+    sb.command(&["train"]).assert_ok();
+    let token = sb.write("token", "tok-123\n");
+    let empty = sb.write("empty", "\n");
+    let run = sb
+        .command(&["predict", "--http", &free_addr(), "--api-token-file", empty.to_str().unwrap()])
+        .assert_exit_code(2);
+    assert!(run.stderr().contains("--api-token-file"), "{}", run.stderr());
+    let grpc = free_addr();
+    let server = start(&sb, &["--grpc", &grpc, "--api-token-file", token.to_str().unwrap()]);
+    let (_, names, rows) = wine_rows(2);
+    let body = named_request(&names, &rows, "FP64");
+    let infer = "/v2/models/wine-quality/infer";
+    for t in [None, Some("tok-12"), Some("tok-1234")] {
+        let (status, r) = post_as(&server.addr, infer, &body, t);
+        assert_eq!(status, 401, "{t:?}: {r}");
+        assert!(r["error"].as_str().unwrap().contains("bearer token"), "{r}");
+    }
+    let (status, r) = post_as(&server.addr, infer, &body, Some("tok-123"));
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(http_get(&server.addr, "/v2/health/ready").map(|r| r.0), Some(200));
+    assert_eq!(http_get(&server.addr, "/v2").map(|r| r.0), Some(401));
+    let Some(python) = crate::util::checkers_python("bearer token over gRPC") else { return };
+    let script = r#"
+import sys, numpy as np, tritonclient.grpc as g
+c = g.InferenceServerClient(url=sys.argv[1])
+x = g.InferInput("m", [1, 11], "FP64"); x.set_data_from_numpy(np.ones((1, 11)))
+try:
+    c.infer("wine-quality", [x]); print("no-token: answered")
+except Exception as e:
+    print("no-token:", e)
+r = c.infer("wine-quality", [x], headers={"authorization": "Bearer tok-123"})
+print("token:", r.as_numpy("prediction").tolist())
+"#;
+    let out = std::process::Command::new(python).args(["-c", script, &grpc]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("no-token: [StatusCode.UNAUTHENTICATED]") && text.contains("bearer token"), "{text}");
+    // the same row over HTTP: the same number (both print the shortest round-trip form)
+    let ones = json!({"inputs": [{"name": "m", "datatype": "FP64", "shape": [1, 11], "data": vec![1.0; 11]}]});
+    let (_, r) = post_as(&server.addr, infer, &ones.to_string(), Some("tok-123"));
+    let p = r["outputs"][0]["data"][0].as_f64().unwrap();
+    assert!(text.contains(&format!("token: [{p}]")), "{text} (HTTP: {p})");
 }
