@@ -380,6 +380,13 @@ pub struct PredictArgs {
     /// HTTP health endpoints and /metrics stay open. Never printed.
     #[arg(long, value_name = "FILE", hide_env_values = true, env = "MODELCAST_API_TOKEN_FILE")]
     pub api_token_file: Option<PathBuf>,
+    /// Serve --http and --grpc over TLS with this PEM certificate chain (leaf first); needs
+    /// --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Answer scoring requests in the Open Inference Protocol's gRPC service
     /// (inference.GRPCInferenceService) on this address. Alone, beside --http, or beside --serve.
     #[arg(long, value_name = "ADDR")]

@@ -555,8 +555,16 @@ fn predict(a: cli::PredictArgs) -> Result<PredictSettings> {
         }
         None => None,
     };
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(_), _) if a.http.is_none() && a.grpc.is_none() => {
+            return Err(usage("--tls-cert", "only applies with --http or --grpc"))
+        }
+        (Some(cert), Some(key)) => Some(std::sync::Arc::new(crate::predict::tls::Identity::load(cert, key)?)),
+        _ => None,
+    };
     let api = (a.http.is_some() || a.grpc.is_some()).then(|| ApiOptions {
         token,
+        tls,
         http: a.http,
         grpc: a.grpc,
         max_body: a.http_max_body.unwrap_or(DEFAULT_MAX_BODY),

@@ -35,6 +35,8 @@ pub struct ApiOptions {
     pub metrics: Option<SocketAddr>,
     /// The bearer token requests must carry (`--api-token-file`); never printed.
     pub token: Option<Arc<str>>,
+    /// The certificate and key both servers speak TLS with (`--tls-cert`, `--tls-key`).
+    pub tls: Option<Arc<super::tls::Identity>>,
 }
 
 impl std::fmt::Debug for ApiOptions {
@@ -45,6 +47,7 @@ impl std::fmt::Debug for ApiOptions {
             .field("max_body", &self.max_body)
             .field("metrics", &self.metrics)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -69,10 +72,13 @@ impl Servers {
         }
         if let Some(o) = opts {
             if let Some(addr) = o.http {
-                tasks.push(oip::serve(addr, live.clone(), o.max_body, o.token.clone(), stopped.clone()).await?.1);
+                let tls = o.tls.as_ref().map(|id| id.http_config());
+                tasks.push(oip::serve(addr, live.clone(), o.max_body, o.token.clone(), tls, stopped.clone()).await?.1);
             }
             if let Some(addr) = o.grpc {
-                tasks.push(grpc::serve(addr, live, o.max_body, o.token.clone(), stopped).await?.1);
+                // tonic builds its TLS config on the process's default provider: make it aws-lc-rs
+                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+                tasks.push(grpc::serve(addr, live, o.max_body, o.token.clone(), o.tls.as_deref(), stopped).await?.1);
             }
         }
         Ok(Servers { publish, ready, stop, tasks })

@@ -42,6 +42,7 @@ pub async fn serve(
     live: oip::Live,
     max_message: usize,
     token: Option<std::sync::Arc<str>>,
+    tls: Option<&super::tls::Identity>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -67,6 +68,13 @@ pub async fn serve(
     let service = tonic::service::interceptor::InterceptedService::new(service, check);
     tracing::info!(addr = %local, "serving the Open Inference Protocol over gRPC (inference.GRPCInferenceService)");
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(id) = tls {
+        let identity = tonic::transport::Identity::from_pem(&id.cert_pem, &id.key_pem);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| Error::Usage(format!("--tls-cert/--tls-key for --grpc: {e}")))?;
+    }
     let task = tokio::spawn(async move {
         let shutdown = async move {
             while !*stop.borrow_and_update() {
@@ -75,7 +83,7 @@ pub async fn serve(
                 }
             }
         };
-        let server = tonic::transport::Server::builder().add_service(service);
+        let server = builder.add_service(service);
         if let Err(e) = server.serve_with_incoming_shutdown(incoming, shutdown).await {
             tracing::error!(error = %e, "the gRPC inference server stopped");
         }

@@ -23,6 +23,7 @@ pub mod models;
 pub mod oip;
 pub mod output;
 pub mod serve;
+pub mod tls;
 
 pub use crate::messages::Scored;
 

@@ -80,6 +80,7 @@ pub async fn serve(
     live: Live,
     max_body: usize,
     token: Option<Arc<str>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -87,19 +88,31 @@ pub async fn serve(
         .map_err(|e| Error::Usage(format!("cannot listen on --http {addr}: {e}")))?;
     let local = listener.local_addr().unwrap_or(addr);
     let app = router(live, max_body, token);
-    tracing::info!(addr = %local, "serving the Open Inference Protocol over HTTP (/v2)");
-    let task = tokio::spawn(async move {
-        let shutdown = async move {
-            while !*stop.borrow_and_update() {
-                if stop.changed().await.is_err() {
-                    break;
-                }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(addr = %local, scheme, "serving the Open Inference Protocol over HTTP (/v2)");
+    let drained = stop.clone();
+    let shutdown = async move {
+        while !*stop.borrow_and_update() {
+            if stop.changed().await.is_err() {
+                break;
             }
-        };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-            tracing::error!(error = %e, "the HTTP inference server stopped");
         }
-    });
+    };
+    let task = match tls {
+        Some(config) => {
+            let listener = super::tls::TlsListener::new(listener, config, drained);
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                    tracing::error!(error = %e, "the HTTPS inference server stopped");
+                }
+            })
+        }
+        None => tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                tracing::error!(error = %e, "the HTTP inference server stopped");
+            }
+        }),
+    };
     Ok((local, task))
 }
 

@@ -348,3 +348,107 @@ print("token:", r.as_numpy("prediction").tolist())
     let p = r["outputs"][0]["data"][0].as_f64().unwrap();
     assert!(text.contains(&format!("token: [{p}]")), "{text} (HTTP: {p})");
 }
+
+/// `--tls-cert`/`--tls-key`: HTTPS and gRPC over TLS answer a client that trusts the CA (the
+/// same prediction over both), a client with another CA fails with a certificate error, and a
+/// key that does not go with the certificate is named at start-up.
+#[test]
+fn tls_serves_https_and_grpc_and_a_wrong_ca_fails_clearly() {
+    let Some(python) = crate::util::checkers_python("TLS") else { return };
+    let sb = Sandbox::new();
+    sb.command(&["train"]).assert_ok();
+    let dir = sb.path();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    for ca in ["ca", "other-ca"] {
+        let (key, pem, subj) = (format!("{ca}.key"), format!("{ca}.pem"), format!("/CN=modelcast test {ca}"));
+        openssl(&[&["req", "-x509"][..], &ec, &["-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subj]].concat());
+    }
+    openssl(&[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
+    sb.write("san.ext", "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    // a key of another certificate is named before anything listens
+    let run = sb
+        .command(&["predict", "--http", &free_addr(), "--tls-cert", "server.pem", "--tls-key", "ca.key"])
+        .assert_exit_code(2);
+    assert!(run.stderr().contains("--tls-key"), "{}", run.stderr());
+    let (http, grpc) = (free_addr(), free_addr());
+    let mut cmd = sb.command(&[
+        "predict",
+        "--http",
+        &http,
+        "--grpc",
+        &grpc,
+        "--tls-cert",
+        "server.pem",
+        "--tls-key",
+        "server.key",
+    ]);
+    cmd.cmd().stdout(Stdio::null()).stderr(Stdio::null());
+    let server = Server { child: cmd.spawn(), addr: http.clone() };
+    let script = r#"
+import sys, ssl, time, urllib.request, numpy as np, tritonclient.grpc as g
+http, grpc, ca, other = sys.argv[1:5]
+def get(path, cafile):
+    ctx = ssl.create_default_context(cafile=cafile)
+    try:
+        with urllib.request.urlopen(f"https://{http}{path}", context=ctx, timeout=10) as r:
+            return f"{r.status} {r.read().decode()}"
+    except Exception as e:
+        return f"error: {e}"
+deadline = time.time() + 120
+while not get("/v2/health/ready", ca).startswith("200") and time.time() < deadline:
+    time.sleep(0.2)
+print("https ready:", get("/v2/health/ready", ca))
+print("https other ca:", get("/v2/health/ready", other))
+req = '{"inputs": [{"name": "m", "datatype": "FP64", "shape": [1, 11], "data": [1,1,1,1,1,1,1,1,1,1,1]}]}'
+ctx = ssl.create_default_context(cafile=ca)
+r = urllib.request.urlopen(urllib.request.Request(f"https://{http}/v2/models/wine-quality/infer", data=req.encode(),
+    headers={"content-type": "application/json"}), context=ctx, timeout=10)
+print("https infer:", r.read().decode())
+x = g.InferInput("m", [1, 11], "FP64"); x.set_data_from_numpy(np.ones((1, 11)))
+c = g.InferenceServerClient(url=grpc, ssl=True, root_certificates=ca)
+print("grpc infer:", c.infer("wine-quality", [x]).as_numpy("prediction").tolist())
+try:
+    g.InferenceServerClient(url=grpc, ssl=True, root_certificates=other).infer("wine-quality", [x], client_timeout=10)
+    print("grpc other ca: answered")
+except Exception as e:
+    print("grpc other ca:", e)
+"#;
+    let out = std::process::Command::new(python)
+        .args(["-c", script, &http, &grpc])
+        .arg(dir.join("ca.pem"))
+        .arg(dir.join("other-ca.pem"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("https ready: 200"), "{text}");
+    assert!(text.contains("https other ca: error:") && text.contains("CERTIFICATE_VERIFY_FAILED"), "{text}");
+    let line = |prefix: &str| text.lines().find_map(|l| l.strip_prefix(prefix)).unwrap_or_default().to_string();
+    let https: Value = serde_json::from_str(&line("https infer: ")).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let p = https["outputs"][0]["data"][0].as_f64().unwrap();
+    assert_eq!(line("grpc infer: "), format!("[{p}]"), "the same prediction over gRPC and HTTPS: {text}");
+    let other = line("grpc other ca: ");
+    assert!(other.contains("UNAVAILABLE") && !other.contains("answered"), "{text}");
+    drop(server);
+}
