@@ -261,6 +261,31 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // One Open Inference Protocol request, decoded, scored and answered in process (no socket):
+    // the server's CPU per request, against the Kafka hot path's per record above.
+    let mut g = c.benchmark_group("oip_request");
+    let cols = wine.scorer.input_columns().to_vec();
+    let row = [7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4];
+    let named = serde_json::json!({"inputs": cols.iter().zip(row).map(|(c, v)| serde_json::json!({
+        "name": c, "datatype": "FP64", "shape": [1], "data": [v]})).collect::<Vec<_>>()})
+    .to_string();
+    let matrix = |n: usize| {
+        serde_json::json!({"inputs": [{"name": "m", "datatype": "FP64", "shape": [n, 11], "data": vec![row; n]}]})
+            .to_string()
+    };
+    let (one, many) = (matrix(1), matrix(1024));
+    g.bench_function("named_1_row", |b| {
+        b.iter(|| black_box(modelcast::predict::oip::respond(&wine, named.as_bytes()).expect("answer")))
+    });
+    g.bench_function("matrix_1_row", |b| {
+        b.iter(|| black_box(modelcast::predict::oip::respond(&wine, one.as_bytes()).expect("answer")))
+    });
+    g.throughput(Throughput::Elements(1024));
+    g.bench_function("matrix_1024_rows", |b| {
+        b.iter(|| black_box(modelcast::predict::oip::respond(&wine, many.as_bytes()).expect("answer")))
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

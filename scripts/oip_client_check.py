@@ -8,7 +8,9 @@ ROWS.json: {"columns": [...], "rows": [[...], ...]} (numbers). Printed: server a
 metadata, readiness, and the `prediction` output of four requests: one FP64 tensor per column
 (binary tensor data, the client's default), the same as JSON (binary_data=False), one [N, k]
 FP32 matrix (binary), and one FP64 matrix asking for the output by name as JSON. With
-GRPC_ADDR, the same with tritonclient.grpc (raw tensor contents) under "grpc".
+GRPC_ADDR, the same with tritonclient.grpc (raw tensor contents) under "grpc". (kserve's
+clients are scripts/oip_kserve_check.py: the two register the same protobuf names, so they
+cannot share a process.)
 
 Run by tests/it/inference.rs in the test bed's checkers venv (scripts/requirements-export.txt).
 """
@@ -96,6 +98,7 @@ def over_grpc(addr: str, model: str, columns: list, rows) -> dict:
     except Exception as e:  # InferenceServerException: the status and its message
         out["refused"] = str(e)
     return out
+
 
 
 if __name__ == "__main__":

@@ -236,7 +236,7 @@ install_export_checks() {
 	apt_install java openjdk-17-jre-headless "pypmml (the PMML export parity test)"
 	venv=$(export_venv)
 	if [[ ! -x $venv/bin/python ]]; then
-		log "export checkers: making $venv (onnxruntime, pypmml, tritonclient)"
+		log "export checkers: making $venv (onnxruntime, pypmml, tritonclient, kserve)"
 		local python=python3 start=$SECONDS
 		command -v python3.11 >/dev/null && python=python3.11
 		if "$python" -m venv "$venv.tmp" &&

@@ -219,14 +219,14 @@ fn http_inference_matches_predict_and_swaps_under_load() {
     assert!(status.success(), "{status}");
 }
 
-/// The protocol's own client, tritonclient (HTTP and gRPC), against `predict --http --grpc`:
-/// server and model
+/// The protocol's own clients, tritonclient (HTTP and gRPC) and kserve (InferenceRESTClient v2,
+/// InferenceGRPCClient), against `predict --http --grpc`: server and model
 /// metadata, readiness, and infer with one tensor per column (binary tensor data, its default,
 /// and JSON) and with one matrix (FP32 binary, FP64 JSON), for a linear model and a tree model:
 /// every prediction equals `modelcast predict` on the same rows (FP64 exactly, FP32 within
 /// float32), and a refused request reaches the client with the server's message.
 #[test]
-fn tritonclient_gets_what_predict_gives() {
+fn the_protocols_own_clients_get_what_predict_gives() {
     let Some(python) = crate::util::checkers_python("tritonclient") else { return };
     let sb = Sandbox::new();
     let (csv, names, rows) = wine_rows(25);
@@ -296,6 +296,24 @@ fn tritonclient_gets_what_predict_gives() {
             refused.contains("INVALID_ARGUMENT") && refused.contains("\"no-such-column\" is not an input"),
             "{refused}"
         );
+        // kserve's clients, in a process of their own (they register the same protobuf names)
+        let out = std::process::Command::new(&python)
+            .arg(crate::util::repo().join("scripts/oip_kserve_check.py"))
+            .args([&server.addr, &grpc, name, spec.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: oip_kserve_check.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let k: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (k["rest_ready"].as_bool(), k["rest_model_ready"].as_bool(), k["grpc_ready"].as_bool()),
+            (Some(true), Some(true), Some(true))
+        );
+        for via in ["rest", "grpc"] {
+            let p: Vec<f64> = serde_json::from_value(k[via]["prediction"].clone()).unwrap();
+            assert_eq!(p, want, "{name}: kserve {via}");
+            assert_eq!(k[via]["id"], "kserve", "{name}: kserve {via}");
+        }
+        assert_eq!(k["grpc"]["version"], got["named_binary"]["version"]);
     }
 }
 
