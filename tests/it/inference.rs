@@ -470,3 +470,41 @@ except Exception as e:
     assert!(other.contains("UNAVAILABLE") && !other.contains("answered"), "{text}");
     drop(server);
 }
+
+/// SIGTERM while a request is half sent: the server stops accepting, but the request in flight
+/// is read to its end and answered (200, a prediction), and then the process exits 0.
+#[test]
+fn a_request_in_flight_at_sigterm_is_answered() {
+    use std::io::{Read, Write};
+    let sb = Sandbox::new();
+    sb.command(&["train"]).assert_ok();
+    let mut server = start(&sb, &[]);
+    let (_, names, rows) = wine_rows(3);
+    let body = named_request(&names, &rows, "FP64");
+    let mut conn = std::net::TcpStream::connect(&server.addr).unwrap();
+    conn.set_read_timeout(Some(PATIENCE)).unwrap();
+    let head = format!(
+        "POST /v2/models/wine-quality/infer HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        server.addr,
+        body.len()
+    );
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    conn.write_all(head.as_bytes()).unwrap();
+    conn.write_all(first).unwrap();
+    conn.flush().unwrap();
+    // the server has the request's head: stop it, then send the rest a moment later
+    std::thread::sleep(Duration::from_millis(300));
+    sigterm(&server.child);
+    std::thread::sleep(Duration::from_millis(500));
+    let refused = std::net::TcpStream::connect(&server.addr).is_err();
+    conn.write_all(rest).unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"prediction\""), "{answer}");
+    assert!(refused, "a new connection was accepted after SIGTERM");
+    let status = wait_for("predict --http to stop", PATIENCE, || {
+        server.child.try_wait().unwrap().ok_or_else(|| "running".to_string())
+    });
+    assert!(status.success(), "{status}");
+}
