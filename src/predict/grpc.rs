@@ -43,7 +43,7 @@ pub async fn serve(
     max_message: usize,
     token: Option<std::sync::Arc<str>>,
     tls: Option<&super::tls::Identity>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -76,13 +76,7 @@ pub async fn serve(
             .map_err(|e| Error::Usage(format!("--tls-cert/--tls-key for --grpc: {e}")))?;
     }
     let task = tokio::spawn(async move {
-        let shutdown = async move {
-            while !*stop.borrow_and_update() {
-                if stop.changed().await.is_err() {
-                    break;
-                }
-            }
-        };
+        let shutdown = oip::stopped(stop);
         let server = builder.add_service(service);
         if let Err(e) = server.serve_with_incoming_shutdown(incoming, shutdown).await {
             tracing::error!(error = %e, "the gRPC inference server stopped");

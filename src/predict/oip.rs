@@ -81,7 +81,7 @@ pub async fn serve(
     max_body: usize,
     token: Option<Arc<str>>,
     tls: Option<Arc<rustls::ServerConfig>>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -91,13 +91,7 @@ pub async fn serve(
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(addr = %local, scheme, "serving the Open Inference Protocol over HTTP (/v2)");
     let drained = stop.clone();
-    let shutdown = async move {
-        while !*stop.borrow_and_update() {
-            if stop.changed().await.is_err() {
-                break;
-            }
-        }
-    };
+    let shutdown = stopped(stop);
     let task = match tls {
         Some(config) => {
             let listener = super::tls::TlsListener::new(listener, config, drained);
@@ -114,6 +108,15 @@ pub async fn serve(
         }),
     };
     Ok((local, task))
+}
+
+/// Resolves once `stop` turns true (or its sender is gone): a server's graceful-shutdown signal.
+pub(super) async fn stopped(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            break;
+        }
+    }
 }
 
 /// The routes. With a `token`, every route but the health ones (`/v2/health/*`, `/healthz`,

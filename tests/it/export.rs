@@ -26,10 +26,8 @@ struct Checkers {
 fn checkers() -> Option<Checkers> {
     let tract = std::env::var_os("MODELCAST_TEST_TRACT").map(PathBuf::from).filter(|p| p.is_file());
     let python = checkers_python("export parity")?;
-    let required = std::env::var("MODELCAST_REQUIRE_SERVICES").as_deref() == Ok("1")
-        && std::env::var("MODELCAST_EXPORT_CHECKS").as_deref() != Ok("0");
     assert!(
-        tract.is_some() || !required,
+        tract.is_some() || !crate::util::checkers_required(),
         "MODELCAST_REQUIRE_SERVICES=1 but tract-check is missing (MODELCAST_TEST_TRACT; scripts/services.sh install \
          makes it, MODELCAST_EXPORT_CHECKS=0 skips it)"
     );

@@ -159,8 +159,7 @@ pub async fn join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>)
 /// install the checkers (`MODELCAST_EXPORT_CHECKS=0`).
 pub fn checkers_python(test: &str) -> Option<PathBuf> {
     let python = std::env::var_os("MODELCAST_TEST_EXPORT_PYTHON").map(PathBuf::from).filter(|p| p.is_file());
-    let required = std::env::var("MODELCAST_REQUIRE_SERVICES").as_deref() == Ok("1")
-        && std::env::var("MODELCAST_EXPORT_CHECKS").as_deref() != Ok("0");
+    let required = checkers_required();
     if python.is_none() {
         assert!(
             !required,
@@ -170,4 +169,11 @@ pub fn checkers_python(test: &str) -> Option<PathBuf> {
         eprintln!("{test}: skipped: no checkers venv (run scripts/test.sh, or scripts/services.sh install)");
     }
     python
+}
+
+/// Whether the checkers must be there: `MODELCAST_REQUIRE_SERVICES=1` and the bed was not told to
+/// skip them (`MODELCAST_EXPORT_CHECKS=0`).
+pub fn checkers_required() -> bool {
+    std::env::var("MODELCAST_REQUIRE_SERVICES").as_deref() == Ok("1")
+        && std::env::var("MODELCAST_EXPORT_CHECKS").as_deref() != Ok("0")
 }
