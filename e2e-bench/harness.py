@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import oip
 import report
 from bed import (
     ROOT,
@@ -812,6 +813,7 @@ SCENARIOS = {
     "train_classifier": train_classifier,
     "cold_start": cold_start,
     "recovery": recovery,
+    "oip": lambda bed, sizes, prep: oip.run(bed, sizes is QUICK, sys.executable),
 }
 
 

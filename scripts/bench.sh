@@ -10,7 +10,8 @@
 #
 # Steps: cargo build --release (modelcast and the passthrough example), a Python venv from
 # e2e-bench/requirements.txt in $MODELCAST_CACHE/bench-venv (made once, remade when the file
-# changes), the test bed (scripts/services.sh start; stopped on exit, also on failure), then
+# changes; it holds MLServer for the oip scenario), vegeta and ghz (the oip scenario's load
+# generators, built once into $MODELCAST_CACHE/bench-go-bin), the test bed (scripts/services.sh start; stopped on exit, also on failure), then
 # e2e-bench/harness.py. Results: e2e-bench/out/results.md, results.json, bench.png (not committed).
 #
 # Environment:
@@ -49,6 +50,22 @@ if [[ ! -x $VENV/bin/python || $(cat "$VENV/.requirements.sha256" 2>/dev/null) !
 	"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r e2e-bench/requirements.txt
 	printf '%s\n' "$want" >"$VENV/.requirements.sha256"
 fi
+
+# The request/response scenario's load generators, pinned, built once into the cache
+# (Go module proxy; about 40 s the first time).
+GOTOOLS="$MODELCAST_CACHE/bench-go-bin"
+for mod in github.com/tsenart/vegeta/v12@v12.13.0 github.com/bojand/ghz/cmd/ghz@v0.93.0; do
+	name=${mod%@*}
+	name=${name##*/}
+	[[ $name == v12 ]] && name=vegeta
+	if [[ ! -x $GOTOOLS/$name.${mod#*@} ]]; then
+		command -v go >/dev/null || die "go is needed to build $name (the load generator of the oip scenario)"
+		log "building $mod"
+		GOBIN="$GOTOOLS/tmp" go install "$mod"
+		mv "$GOTOOLS/tmp/$name" "$GOTOOLS/$name.${mod#*@}"
+	fi
+	export "MODELCAST_BENCH_${name^^}=$GOTOOLS/$name.${mod#*@}"
+done
 
 MODELCAST_S3S_FS=0 scripts/services.sh install
 BED=$(mktemp -d "${TMPDIR:-/tmp}/modelcast-bench.XXXXXX")

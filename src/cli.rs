@@ -395,6 +395,15 @@ pub struct PredictArgs {
     /// accepts (RESOURCE_EXHAUSTED beyond), in bytes [default: 16777216].
     #[arg(long, value_name = "BYTES")]
     pub http_max_body: Option<usize>,
+    /// Score requests that arrive together in one batch of at most this many rows (a request
+    /// with more is a batch of its own) [default: 1024].
+    #[arg(long, value_name = "ROWS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_max_rows: Option<u32>,
+    /// How long a batch with fewer rows than --batch-max-rows waits for more requests, in
+    /// microseconds; 0 (the default) batches only what arrived while the previous batch was
+    /// scored.
+    #[arg(long, value_name = "MICROSECONDS")]
+    pub batch_wait_us: Option<u64>,
     /// Stable name of this replica (Kafka static membership, `group.instance.id`): a replica
     /// restarted under the same name within the session timeout gets its partitions back
     /// without a rebalance. Use the pod or host name; never share it between live replicas

@@ -68,6 +68,10 @@ pub struct Metrics {
     pub http_latency: HistogramVec,
     /// `modelcast_http_rows_per_request`: rows in each inference request.
     pub http_rows: Histogram,
+    /// `modelcast_http_batch_rows`: rows in each batch the scoring thread scored together.
+    pub http_batch_rows: Histogram,
+    /// `modelcast_http_batch_requests`: requests in each batch.
+    pub http_batch_requests: Histogram,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -131,6 +135,16 @@ fn build() -> Result<Metrics, prometheus::Error> {
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0]),
     )?;
     registry.register(Box::new(http_rows.clone()))?;
+    let http_batch_rows = Histogram::with_opts(
+        HistogramOpts::new("modelcast_http_batch_rows", "Rows of inference requests scored together in one batch.")
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0]),
+    )?;
+    registry.register(Box::new(http_batch_rows.clone()))?;
+    let http_batch_requests = Histogram::with_opts(
+        HistogramOpts::new("modelcast_http_batch_requests", "Inference requests scored together in one batch.")
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+    )?;
+    registry.register(Box::new(http_batch_requests.clone()))?;
     #[cfg(target_os = "linux")]
     registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
     Ok(Metrics {
@@ -154,6 +168,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
         http_requests,
         http_latency,
         http_rows,
+        http_batch_rows,
+        http_batch_requests,
     })
 }
 

@@ -14,6 +14,7 @@ use crate::messages::MoveAction;
 use crate::params::{check_alias, Gate, GateMetric, MinImprovement, DEFAULT_ALIAS};
 use crate::params::{Overrides, Params, ParamsFile, Promotion};
 use crate::predict::api::{ApiOptions, DEFAULT_MAX_BODY};
+use crate::predict::batch::{BatchOptions, DEFAULT_MAX_ROWS, DEFAULT_WAIT};
 use crate::predict::input::{Format, Source};
 use crate::predict::models::ModelChoice;
 use crate::predict::serve::ServeOptions;
@@ -562,7 +563,19 @@ fn predict(a: cli::PredictArgs) -> Result<PredictSettings> {
         (Some(cert), Some(key)) => Some(std::sync::Arc::new(crate::predict::tls::Identity::load(cert, key)?)),
         _ => None,
     };
+    for (set, flag) in
+        [(a.batch_max_rows.is_some(), "--batch-max-rows"), (a.batch_wait_us.is_some(), "--batch-wait-us")]
+    {
+        if set && a.http.is_none() && a.grpc.is_none() {
+            return Err(usage(flag, "only applies with --http or --grpc"));
+        }
+    }
+    let batch = BatchOptions {
+        max_rows: a.batch_max_rows.map_or(DEFAULT_MAX_ROWS, |n| n as usize),
+        wait: a.batch_wait_us.map_or(DEFAULT_WAIT, std::time::Duration::from_micros),
+    };
     let api = (a.http.is_some() || a.grpc.is_some()).then(|| ApiOptions {
+        batch,
         token,
         tls,
         http: a.http,
@@ -739,8 +752,15 @@ mod tests {
         assert!(matches!(&p.mode, PredictMode::Api(h) if h.max_body == DEFAULT_MAX_BODY && h.grpc.is_none()));
         let Settings::Predict(p) = settings(&["predict", "--grpc", "127.0.0.1:0"]).unwrap() else { panic!() };
         assert!(matches!(&p.mode, PredictMode::Api(h) if h.http.is_none() && h.grpc.is_some()));
+        assert!(matches!(&p.mode, PredictMode::Api(h) if h.batch == BatchOptions::default()));
+        let args = ["predict", "--grpc", "127.0.0.1:0", "--batch-max-rows", "64", "--batch-wait-us", "250"];
+        let Settings::Predict(p) = settings(&args).unwrap() else { panic!() };
+        let want = BatchOptions { max_rows: 64, wait: std::time::Duration::from_micros(250) };
+        assert!(matches!(&p.mode, PredictMode::Api(h) if h.batch == want));
         for (args, flag) in [
             (&["predict", "--http", "127.0.0.1:0", "--input", "x.csv"][..], "--input"),
+            (&["predict", "--input", "x.csv", "--batch-wait-us", "10"][..], "--batch-wait-us"),
+            (&["predict", "--serve", "--batch-max-rows", "10"][..], "--batch-max-rows"),
             (&["predict", "--input", "x.csv", "--http-max-body", "10"][..], "--http-max-body"),
             (&["predict", "--http", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"][..], "--metrics-addr"),
         ] {

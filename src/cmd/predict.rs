@@ -29,7 +29,7 @@ pub async fn run(s: PredictSettings) -> Result<Outcome> {
         }
         PredictMode::Api(opts) => {
             let updates = Updates::open(&store, &bus).await?;
-            let counts = api::run(&store, updates, &s.choice, opts).await?;
+            let counts = api::run(&store, &bus, updates, &s.choice, opts).await?;
             RunFinished { scored: 0, rejected: 0, swaps: counts.swaps, how: "stopped", dead_letters: None }.emit();
             Ok(Outcome::Done)
         }

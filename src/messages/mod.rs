@@ -171,6 +171,7 @@ mod tests {
         let origins = [
             OriginRef::Kafka { topic: "in\"put", partition: -1, offset: i64::MAX },
             OriginRef::Line { source: "-", line: 0 },
+            OriginRef::Request { api: "grpc", request_id: "order \"7\"", row: 3 },
         ];
         let labels = ["no".to_string(), "y\"es".to_string(), "3".to_string()];
         for (i, key) in keys.iter().enumerate() {

@@ -27,6 +27,15 @@ pub enum Origin {
         /// Offset.
         offset: i64,
     },
+    /// A row of an inference request (`predict --http`/`--grpc`; shadow predictions only).
+    Request {
+        /// `http` or `grpc`.
+        api: String,
+        /// The request's `id`, or one the server made when it had none.
+        request_id: String,
+        /// 0-based row within the request.
+        row: u64,
+    },
 }
 
 impl fmt::Display for Origin {
@@ -44,6 +53,7 @@ impl Origin {
             Origin::Kafka { topic, partition, offset } => {
                 OriginRef::Kafka { topic, partition: *partition, offset: *offset }
             }
+            Origin::Request { api, request_id, row } => OriginRef::Request { api, request_id, row: *row },
         }
     }
 }
@@ -69,6 +79,15 @@ pub enum OriginRef<'a> {
         /// Offset.
         offset: i64,
     },
+    /// A row of an inference request.
+    Request {
+        /// `http` or `grpc`.
+        api: &'a str,
+        /// The request's id.
+        request_id: &'a str,
+        /// 0-based row within the request.
+        row: u64,
+    },
 }
 
 impl fmt::Display for OriginRef<'_> {
@@ -77,6 +96,7 @@ impl fmt::Display for OriginRef<'_> {
         match self {
             OriginRef::Line { source, line } => write!(f, "{source}:{line}"),
             OriginRef::Kafka { topic, partition, offset } => write!(f, "{topic}/{partition}/{offset}"),
+            OriginRef::Request { api, request_id, row } => write!(f, "{api}:{request_id}#{row}"),
         }
     }
 }
@@ -243,6 +263,14 @@ impl PredictionRef<'_> {
                 int(out, partition);
                 out.extend_from_slice(b",\"offset\":");
                 int(out, offset);
+            }
+            OriginRef::Request { api, request_id, row } => {
+                out.extend_from_slice(b",\"api\":");
+                str(out, api)?;
+                out.extend_from_slice(b",\"request_id\":");
+                str(out, request_id)?;
+                out.extend_from_slice(b",\"row\":");
+                int(out, row);
             }
         }
         if let Some(ts) = self.input_timestamp_ms {

@@ -9,12 +9,15 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::batch::{BatchOptions, Batcher, ShadowBatch};
 use super::models::{ModelChoice, Started, Swapper};
 use super::oip::{self, Holding, Publisher};
 use super::{grpc, Counts};
 use crate::aliases::Updates;
+use crate::bus::Bus;
 use crate::error::{Error, Result};
 use crate::events::{Event, ModelServing, ShadowSwapped};
+use crate::messages::Outgoing;
 use crate::store::Store;
 
 /// The largest request accepted by default (`--http-max-body`; for gRPC, the largest message),
@@ -37,6 +40,8 @@ pub struct ApiOptions {
     pub token: Option<Arc<str>>,
     /// The certificate and key both servers speak TLS with (`--tls-cert`, `--tls-key`).
     pub tls: Option<Arc<super::tls::Identity>>,
+    /// How requests are batched (`--batch-max-rows`, `--batch-wait-us`).
+    pub batch: BatchOptions,
 }
 
 impl std::fmt::Debug for ApiOptions {
@@ -48,6 +53,7 @@ impl std::fmt::Debug for ApiOptions {
             .field("metrics", &self.metrics)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("tls", &self.tls.is_some())
+            .field("batch", &self.batch)
             .finish()
     }
 }
@@ -62,7 +68,8 @@ pub struct Servers {
 
 impl Servers {
     /// Bind and start the servers `opts` asks for (none: nothing listens, publishing is free).
-    pub async fn start(opts: Option<ApiOptions>) -> Result<Servers> {
+    /// Shadow predictions of requests go to `bus`'s shadow topic.
+    pub async fn start(opts: Option<ApiOptions>, bus: &Bus) -> Result<Servers> {
         let (publish, live) = oip::channel();
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -71,15 +78,19 @@ impl Servers {
             super::http::serve_metrics(addr, ready.clone()).await?;
         }
         if let Some(o) = opts {
+            let (shadow_tx, shadow_rx) = tokio::sync::mpsc::channel(SHADOW_QUEUE);
+            let api = oip::Api { live, batcher: Batcher::start(o.batch, Some(shadow_tx))? };
             if let Some(addr) = o.http {
                 let tls = o.tls.as_ref().map(|id| id.http_config());
-                tasks.push(oip::serve(addr, live.clone(), o.max_body, o.token.clone(), tls, stopped.clone()).await?.1);
+                tasks.push(oip::serve(addr, api.clone(), o.max_body, o.token.clone(), tls, stopped.clone()).await?.1);
             }
             if let Some(addr) = o.grpc {
                 // tonic builds its TLS config on the process's default provider: make it aws-lc-rs
                 let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-                tasks.push(grpc::serve(addr, live, o.max_body, o.token.clone(), o.tls.as_deref(), stopped).await?.1);
+                tasks.push(grpc::serve(addr, api, o.max_body, o.token.clone(), o.tls.as_deref(), stopped).await?.1);
             }
+            // ends when the servers have stopped (and with them the scoring thread): last to drain
+            tasks.push(tokio::spawn(record_shadow(shadow_rx, bus.clone())));
         }
         Ok(Servers { publish, ready, stop, tasks })
     }
@@ -103,11 +114,32 @@ impl Servers {
     }
 }
 
+/// Batches of shadow predictions waiting for the shadow topic before new ones are dropped.
+const SHADOW_QUEUE: usize = 256;
+
+/// Write the shadow predictions of requests to the shadow topic, batch by batch, until the
+/// scoring thread is gone (the servers have drained). A failed write is counted and logged,
+/// never retried: a shadow never affects what serves.
+async fn record_shadow(mut rx: tokio::sync::mpsc::Receiver<ShadowBatch>, bus: Bus) {
+    let topic = bus.topics().shadow;
+    while let Some(batch) = rx.recv().await {
+        let n = batch.len();
+        let msgs = batch
+            .into_iter()
+            .map(|(key, payload)| Outgoing { topic: &topic, key: key.into_bytes(), payload, headers: Vec::new() })
+            .collect();
+        if let Err(e) = bus.produce(msgs).await {
+            crate::events::metrics().shadow_delivery_failures.inc_by(n as u64);
+            tracing::warn!(failed = n, error = %e, "shadow predictions of requests not delivered; answers are unaffected");
+        }
+    }
+}
+
 /// `predict --http`/`--grpc` without `--serve`: serve requests with the chosen model,
 /// hot-swapping it as it is announced or its alias moves, until SIGINT/SIGTERM. The servers
 /// listen before the first model loads (ready turns true when it has).
-pub async fn run(store: &Store, updates: Updates, choice: &ModelChoice, opts: ApiOptions) -> Result<Counts> {
-    let servers = Servers::start(Some(opts)).await?;
+pub async fn run(store: &Store, bus: &Bus, updates: Updates, choice: &ModelChoice, opts: ApiOptions) -> Result<Counts> {
+    let servers = Servers::start(Some(opts), bus).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::io("install SIGTERM handler", "-", e))?;
     let ctrl_c = tokio::signal::ctrl_c();

@@ -39,7 +39,7 @@ use proto::{
 /// true, then finish the calls in flight. Messages up to `max_message` bytes are accepted.
 pub async fn serve(
     addr: SocketAddr,
-    live: oip::Live,
+    api: oip::Api,
     max_message: usize,
     token: Option<std::sync::Arc<str>>,
     tls: Option<&super::tls::Identity>,
@@ -62,7 +62,7 @@ pub async fn serve(
             Err(Status::unauthenticated("a missing or wrong bearer token (send metadata authorization: Bearer TOKEN)"))
         }
     };
-    let service = GrpcInferenceServiceServer::new(Service { live })
+    let service = GrpcInferenceServiceServer::new(Service { live: api.live, batcher: api.batcher })
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(usize::MAX);
     let service = tonic::service::interceptor::InterceptedService::new(service, check);
@@ -85,9 +85,10 @@ pub async fn serve(
     Ok((local, task))
 }
 
-/// The service: the models the process holds.
+/// The service: the models the process holds, and the scoring thread.
 struct Service {
     live: oip::Live,
+    batcher: super::batch::Batcher,
 }
 
 /// A protocol error as a gRPC status, counted.
@@ -193,11 +194,11 @@ impl GrpcInferenceService for Service {
     ) -> std::result::Result<Response<ModelInferResponse>, Status> {
         let started = Instant::now();
         let r = r.into_inner();
-        let answer = (|| {
+        let answer = async {
             let h = oip::holding(&self.live)?;
             let m = oip::pick(&h, &r.model_name, version(&r.model_version))?;
             let req = decoded(&r)?;
-            let mut outputs = oip::score_request(&m, &req)?;
+            let mut outputs = oip::score_batched(&self.batcher, &m, oip::shadow_of(&h, &m), "grpc", &req).await?;
             let mut res = ModelInferResponse {
                 model_name: m.name.clone(),
                 model_version: m.version.clone(),
@@ -216,8 +217,9 @@ impl GrpcInferenceService for Service {
                 });
                 res.raw_output_contents.push(raw);
             }
-            Ok(res)
-        })();
+            Ok::<_, ApiError>(res)
+        }
+        .await;
         metrics().http_latency.with_label_values(&["grpc_infer"]).observe(started.elapsed().as_secs_f64());
         match answer {
             Ok(res) => ok("grpc_infer", res),

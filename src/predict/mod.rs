@@ -15,6 +15,7 @@
 //! only after its sha256, format and input schema were checked.
 
 pub mod api;
+pub mod batch;
 pub mod grpc;
 pub mod http;
 pub mod input;
@@ -206,6 +207,7 @@ impl Incoming<'_> {
                 let _ = match self.origin {
                     OriginRef::Kafka { partition, offset, .. } => write!(buf, "{partition}:{offset}"),
                     OriginRef::Line { line, .. } => write!(buf, "{line}"),
+                    OriginRef::Request { row, .. } => write!(buf, "{row}"),
                 };
                 buf
             }
@@ -250,7 +252,7 @@ pub fn predict_cells(scorer: &Scorer, cells: &[Cell<'_>], probs: &mut Vec<f64>) 
 }
 
 /// The `schema_version` of a prediction of this model.
-fn prediction_version(scorer: &Scorer) -> u32 {
+pub(crate) fn prediction_version(scorer: &Scorer) -> u32 {
     if scorer.classes().is_empty() {
         MESSAGE_SCHEMA_VERSION
     } else {

@@ -40,7 +40,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -52,7 +52,8 @@ use tokio::sync::watch;
 use crate::error::{Error, Result};
 use crate::events::metrics;
 use crate::features::Cell;
-use crate::predict::{predict_cells, Served};
+use crate::predict::batch::{score_rows, Batcher, Refused, Rows, Scores, ShadowOf};
+use crate::predict::Served;
 
 /// The models a process holds: the serving one and the shadow one (`--shadow`).
 #[derive(Clone)]
@@ -68,6 +69,21 @@ pub type Publisher = watch::Sender<Option<Holding>>;
 
 pub(super) type Live = watch::Receiver<Option<Holding>>;
 
+/// What the endpoints share: the models held, and the scoring thread requests are batched on.
+#[derive(Clone)]
+pub struct Api {
+    /// The models held.
+    pub live: Live,
+    /// The scoring thread.
+    pub batcher: Batcher,
+}
+
+impl FromRef<Api> for Live {
+    fn from_ref(api: &Api) -> Live {
+        api.live.clone()
+    }
+}
+
 /// A new channel between the flow that swaps models and the server.
 pub fn channel() -> (Publisher, Live) {
     watch::channel(None)
@@ -77,7 +93,7 @@ pub fn channel() -> (Publisher, Live) {
 /// true, then finish the requests in flight. Returns the bound address and the server's task.
 pub async fn serve(
     addr: SocketAddr,
-    live: Live,
+    api: Api,
     max_body: usize,
     token: Option<Arc<str>>,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -87,7 +103,7 @@ pub async fn serve(
         .await
         .map_err(|e| Error::Usage(format!("cannot listen on --http {addr}: {e}")))?;
     let local = listener.local_addr().unwrap_or(addr);
-    let app = router(live, max_body, token);
+    let app = router(api, max_body, token);
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(addr = %local, scheme, "serving the Open Inference Protocol over HTTP (/v2)");
     let drained = stop.clone();
@@ -121,7 +137,7 @@ pub(super) async fn stopped(mut stop: watch::Receiver<bool>) {
 
 /// The routes. With a `token`, every route but the health ones (`/v2/health/*`, `/healthz`,
 /// `/metrics`, which probes and scrapers call) needs `Authorization: Bearer TOKEN`.
-pub fn router(live: Live, max_body: usize, token: Option<Arc<str>>) -> Router {
+pub fn router(api: Api, max_body: usize, token: Option<Arc<str>>) -> Router {
     let protected = Router::new()
         .route("/v2", get(|| async { answer("metadata", Ok(server_metadata())) }))
         .route("/v2/models/{name}", get(model_metadata))
@@ -166,7 +182,7 @@ pub fn router(live: Live, max_body: usize, token: Option<Arc<str>>) -> Router {
             answer("other", Err(ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; the protocol's are under /v2")))
         })
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(live)
+        .with_state(api)
 }
 
 /// Whether an `Authorization` header is `Bearer TOKEN` (compared in time independent of where
@@ -212,6 +228,11 @@ pub(super) fn holding(live: &Live) -> std::result::Result<Holding, ApiError> {
     live.borrow()
         .clone()
         .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no model is loaded yet; see /v2/health/ready"))
+}
+
+/// The shadow model that scores `m`'s requests too: the held shadow when `m` is the serving model.
+pub(super) fn shadow_of(h: &Holding, m: &Arc<Served>) -> Option<Arc<Served>> {
+    h.shadow.clone().filter(|_| Arc::ptr_eq(&h.model, m))
 }
 
 /// The model `name` (and `version`, if given) among the ones held.
@@ -314,37 +335,38 @@ async fn model_ready_version(State(live): State<Live>, Path((name, v)): Path<(St
 }
 
 async fn infer(
-    State(live): State<Live>,
+    State(api): State<Api>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    infer_of(&live, &name, None, &headers, body)
+    infer_of(&api, &name, None, &headers, body).await
 }
 
 async fn infer_version(
-    State(live): State<Live>,
+    State(api): State<Api>,
     Path((name, v)): Path<(String, String)>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    infer_of(&live, &name, Some(&v), &headers, body)
+    infer_of(&api, &name, Some(&v), &headers, body).await
 }
 
 /// The binary tensor data extension's header: the length of the JSON part of a body whose
 /// tensors' bytes follow it.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
 
-fn infer_of(
-    live: &Live,
+async fn infer_of(
+    api: &Api,
     name: &str,
     version: Option<&str>,
     headers: &HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let r = body.map_err(|e| ApiError::new(e.status(), format!("request body: {}", e.body_text()))).and_then(|body| {
-        let h = holding(live)?;
+    let r = async {
+        let body = body.map_err(|e| ApiError::new(e.status(), format!("request body: {}", e.body_text())))?;
+        let h = holding(&api.live)?;
         let m = pick(&h, name, version)?;
         let json_len = match headers.get(HEADER_LENGTH) {
             None => body.len(),
@@ -359,8 +381,11 @@ fn infer_of(
                 )?
             }
         };
-        respond_parts(&m, &body[..json_len], &body[json_len..])
-    });
+        let req = parse_request(&body[..json_len], &body[json_len..])?;
+        let outputs = score_batched(&api.batcher, &m, shadow_of(&h, &m), "http", &req).await?;
+        Ok(reply(&m, &req, outputs))
+    }
+    .await;
     let res = match r {
         Ok(Reply { header, tail }) if !tail.is_empty() => {
             metrics().http_requests.with_label_values(&["infer", "200"]).inc();
@@ -464,10 +489,21 @@ pub fn respond(m: &Served, body: &[u8]) -> std::result::Result<Value, ApiError> 
 /// Decode, score and answer one request whose JSON part is `json` and whose binary tensor data
 /// (if any) is `binary`.
 pub fn respond_parts(m: &Served, json: &[u8], binary: &[u8]) -> std::result::Result<Reply, ApiError> {
+    let req = parse_request(json, binary)?;
+    let outputs = score_request(m, &req)?;
+    Ok(reply(m, &req, outputs))
+}
+
+/// The request a body's JSON part `json` and binary part `binary` carry.
+pub fn parse_request(json: &[u8], binary: &[u8]) -> std::result::Result<InferRequest, ApiError> {
     let mut req: InferRequest = serde_json::from_slice(json)
         .map_err(|e| ApiError::bad(format!("the body is not an inference request: {e}")))?;
     binary_inputs(&mut req, binary)?;
-    let outputs = score_request(m, &req)?;
+    Ok(req)
+}
+
+/// The answer to `req` with `outputs`, those the request asked for in binary moved after the JSON.
+pub fn reply(m: &Served, req: &InferRequest, outputs: Vec<Value>) -> Reply {
     // binary outputs: all when the request says binary_data_output, else those asked for so
     let all_binary = req.parameters.as_ref().and_then(|p| p.get("binary_data_output")).and_then(Value::as_bool);
     let asked: HashMap<&str, bool> = req
@@ -490,28 +526,76 @@ pub fn respond_parts(m: &Served, json: &[u8], binary: &[u8]) -> std::result::Res
     if let Some(id) = &req.id {
         header["id"] = json!(id);
     }
-    Ok(Reply { header, tail })
+    Reply { header, tail }
 }
 
 /// Score a decoded request with model `m`: its output tensors as JSON (`name`, `datatype`,
 /// `shape`, `data`), the ones it asked for (all when it named none), in the model's order.
+///
+/// Scores here, on the caller's thread (the servers go through [`score_batched`]).
 pub fn score_request(m: &Served, req: &InferRequest) -> std::result::Result<Vec<Value>, ApiError> {
     let (rows, cells) = decode(m, req)?;
     metrics().http_rows.observe(rows as f64);
-    let k = m.scorer.input_columns().len();
+    let scores = score_rows(&m.scorer, &cells);
+    outputs(m, req, scores)
+}
+
+/// [`score_request`] through the scoring thread, in a batch with the requests that arrive with
+/// it; with a `shadow`, the shadow model scores the rows too (recorded, not answered). `api`
+/// (`http`, `grpc`) names the path in the shadow's records.
+pub async fn score_batched(
+    batcher: &Batcher,
+    m: &Arc<Served>,
+    shadow: Option<Arc<Served>>,
+    api: &'static str,
+    req: &InferRequest,
+) -> std::result::Result<Vec<Value>, ApiError> {
+    let (rows, cells) = decode(m, req)?;
+    metrics().http_rows.observe(rows as f64);
+    let cells: Vec<Cell<'static>> = cells.into_iter().map(owned).collect();
+    let shadow = shadow.map(|model| ShadowOf { model, api, request_id: request_id(req.id.as_deref()) });
+    let scores = batcher.score(Rows { model: m.clone(), cells, shadow }).await.map_err(|r| match r {
+        Refused::Busy => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is over capacity (its scoring queue is full); retry shortly",
+        ),
+        Refused::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping"),
+    })?;
+    outputs(m, req, scores)
+}
+
+/// A cell that owns its text (the scoring thread outlives the request's buffers).
+fn owned(c: Cell<'_>) -> Cell<'static> {
+    match c {
+        Cell::Missing => Cell::Missing,
+        Cell::Num(v) => Cell::Num(v),
+        Cell::Text(t) => Cell::Text(Cow::Owned(t.into_owned())),
+        Cell::Invalid(why) => Cell::Invalid(why),
+    }
+}
+
+/// The request's `id`, or a new one unique in this process (`req-` and a count) when it has none.
+fn request_id(given: Option<&str>) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    match given {
+        Some(id) if !id.is_empty() => id.to_string(),
+        _ => format!("req-{}-{}", crate::util::time::now_ms(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+    }
+}
+
+/// The output tensors of `scores` (the rows of `req`), those the request asked for.
+fn outputs(m: &Served, req: &InferRequest, scores: Scores) -> std::result::Result<Vec<Value>, ApiError> {
+    let rows = scores.rows.len();
     let classes = m.scorer.classes();
     let mut predictions: Vec<Option<f64>> = Vec::with_capacity(rows);
     let mut labels: Vec<&str> = Vec::new();
-    let mut probabilities: Vec<Option<f64>> = Vec::new();
     let mut errors: Vec<String> = Vec::new();
-    let mut probs = Vec::new();
-    for i in 0..rows {
-        match predict_cells(&m.scorer, &cells[i * k..(i + 1) * k], &mut probs) {
+    for (i, r) in scores.rows.into_iter().enumerate() {
+        match r {
             Ok((v, class)) => {
                 predictions.push(Some(v));
                 if let Some(c) = class {
                     labels.push(&classes[c]);
-                    probabilities.extend(probs.iter().map(|p| Some(*p)));
                 }
                 if !errors.is_empty() {
                     errors.push(String::new());
@@ -521,7 +605,6 @@ pub fn score_request(m: &Served, req: &InferRequest) -> std::result::Result<Vec<
                 predictions.push(None);
                 if !classes.is_empty() {
                     labels.push("");
-                    probabilities.extend(std::iter::repeat_n(None, classes.len()));
                 }
                 // the rows before this one scored
                 errors.resize(i, String::new());
@@ -529,6 +612,8 @@ pub fn score_request(m: &Served, req: &InferRequest) -> std::result::Result<Vec<
             }
         }
     }
+    let probabilities: Vec<Option<f64>> =
+        scores.probabilities.iter().map(|p| Some(*p).filter(|p| !p.is_nan())).collect();
     if !errors.is_empty() {
         errors.resize(rows, String::new());
     }

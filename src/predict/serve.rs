@@ -70,7 +70,7 @@ pub async fn run(
         super::http::serve(addr, consumer.clone()).await?;
     }
     // the request servers listen before the first model loads (ready turns true when it has)
-    let servers = Servers::start(opts.api.clone()).await?;
+    let servers = Servers::start(opts.api.clone(), bus).await?;
     let updates = Updates::open(store, bus).await?;
     let Started { mut swapper, model, shadow } = Swapper::start(store, updates, choice, true).await?;
     let mut model = Arc::new(model);

@@ -508,3 +508,79 @@ fn a_request_in_flight_at_sigterm_is_answered() {
     });
     assert!(status.success(), "{status}");
 }
+
+/// `--shadow` over requests and adaptive batching: 16 clients at once, each answered by the
+/// champion with exactly `predict`'s number for its row and nothing of the challenger; the
+/// requests share batches (a 20 ms wait); the challenger's prediction of each row is recorded on
+/// the shadow topic (here the local log), keyed by the request id, naming the request.
+#[test]
+fn requests_are_batched_and_the_shadow_is_recorded_never_returned() {
+    let sb = Sandbox::new();
+    let (csv, names, rows) = wine_rows(16);
+    let input = sb.write("rows.csv", &csv);
+    let shipped = std::fs::read_to_string(sb.path().join("params/params.yaml")).unwrap();
+    sb.write("params/worse.yaml", &shipped.replace("  alpha: 1.0 ", "  alpha: 300.0 "));
+    sb.command(&["train", "--promote", "champion"]).assert_ok();
+    sb.command(&["train", "--params", "params/worse.yaml", "--promote", "challenger"]).assert_ok();
+    let want = sb
+        .command(&["predict", "--input", input.to_str().unwrap(), "--alias", "champion", "--shadow", "challenger"])
+        .assert_ok()
+        .stdout_json();
+    let (champion, challenger) = (want[0]["model_version"].clone(), want[0]["shadow_version"].clone());
+    assert_ne!(champion, challenger);
+    let server = start(&sb, &["--alias", "champion", "--shadow", "challenger", "--batch-wait-us", "20000"]);
+    let barrier = Arc::new(std::sync::Barrier::new(rows.len()));
+    let clients: Vec<_> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let (addr, barrier) = (server.addr.clone(), barrier.clone());
+            let body = named_request(&names, std::slice::from_ref(row), "FP64")
+                .replace("\"named\"", &format!("\"order-{i}\""));
+            std::thread::spawn(move || {
+                barrier.wait();
+                post(&addr, "/v2/models/wine-quality/infer", &body)
+            })
+        })
+        .collect();
+    for (i, c) in clients.into_iter().enumerate() {
+        let (status, r) = c.join().unwrap();
+        assert_eq!(status, 200, "{r}");
+        assert_eq!((&r["model_version"], r["id"].as_str()), (&champion, Some(format!("order-{i}").as_str())));
+        assert_eq!(r["outputs"].as_array().unwrap().len(), 1, "only the champion's prediction: {r}");
+        assert_eq!(r["outputs"][0]["data"][0], want[i]["prediction"], "row {i}");
+    }
+    let (_, text) = http_get(&server.addr, "/metrics").unwrap();
+    let metric = |name: &str| -> f64 {
+        let line =
+            text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name}: {text}"));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    assert_eq!(metric("modelcast_http_batch_requests_sum"), 16.0);
+    let batches = metric("modelcast_http_batch_requests_count");
+    assert!(batches < 16.0, "16 requests sent at once were scored in {batches} batches");
+    // the shadow's predictions reach the log after the answers: wait for all 16
+    let log = sb.path().join("models/_bus/app_messages_shadow.jsonl");
+    let recorded: Vec<Value> = wait_for("16 shadow predictions", PATIENCE, || {
+        let lines: Vec<Value> = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() >= 16 {
+            Ok(lines)
+        } else {
+            Err(format!("{} so far", lines.len()))
+        }
+    });
+    assert_eq!(recorded.len(), 16);
+    for p in &recorded {
+        let key = p["key"].as_str().unwrap();
+        let i: usize = key.strip_prefix("order-").unwrap().parse().unwrap();
+        assert_eq!(
+            (&p["model_version"], &p["api"], &p["request_id"], &p["row"]),
+            (&challenger, &json!("http"), &json!(key), &json!(0))
+        );
+        assert_eq!(p["prediction"], want[i]["shadow_prediction"], "row {i}");
+    }
+}
