@@ -5,7 +5,8 @@ Runs against a live broker (scripts/bench.sh starts the loopback test bed and ca
 its env) and measures, in one run: predict throughput (modelcast, the passthrough example, the
 seed's one-record-at-a-time predictor, a batched Python predictor), end-to-end latency under a
 steady offered load, hot-swap time and exactly-once-looking delivery while swapping, training
-time against pandas + scikit-learn, and cold-start time.
+time against pandas + scikit-learn, and cold-start time; and request/response scoring against
+MLServer (the `oip` scenario, e2e-bench/oip.py).
 
 Writes OUT/results.md (BENCHMARKS.md-ready), OUT/results.json and OUT/bench.png, and prints the
 markdown on stdout. Exit 1 if any scenario failed (the others are still reported).
