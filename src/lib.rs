@@ -19,6 +19,7 @@ pub mod cmd;
 pub mod config;
 pub mod data;
 pub mod design;
+pub mod drift;
 pub mod error;
 pub mod evaluate;
 pub mod events;

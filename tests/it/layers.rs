@@ -20,6 +20,7 @@ const LAYERS: &[&str] = &[
     "features",
     "record",
     "stats",
+    "drift",
     "live",
     "artifact",
     "report",

@@ -1,0 +1,355 @@
+//! Drift: how far live inputs (and predictions) have moved from what a model was trained on.
+//!
+//! * The reference, made at training ([`NumericBuilder`], [`CategoricalBuilder`]): per numeric
+//!   column quantile bin edges (from a sample of its values) and the share of the training rows
+//!   in each bin, its range and missing rate; per categorical column the share of each category
+//!   and the missing rate.
+//! * The scores that compare a window of live counts with it: the population stability index
+//!   ([`psi`], smoothed) and the Jensen–Shannon distance ([`jensen_shannon`], which needs no
+//!   smoothing and stays meaningful on small windows), with the usual thresholds
+//!   ([`PSI_WATCH`], [`PSI_DRIFT`]).
+//!
+//! Pure: numbers in, numbers out. Live counting adds to fixed arrays (no allocation per value).
+
+use serde::{Deserialize, Serialize};
+
+/// Quantile bins per numeric column (fewer when the column has fewer distinct values).
+pub const BINS: usize = 10;
+
+/// PSI at or above this: watch the column.
+pub const PSI_WATCH: f64 = 0.1;
+
+/// PSI at or above this: the column has drifted.
+pub const PSI_DRIFT: f64 = 0.25;
+
+/// The share an empty bin is given in [`psi`] (on either side), so a bin empty in one
+/// distribution adds a large but finite term instead of an infinite one.
+pub const PSI_FLOOR: f64 = 1e-4;
+
+/// What a numeric column looked like in training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NumericReference {
+    /// Interior bin edges, ascending and distinct: bin 0 holds `x <= edges[0]`, bin `i` holds
+    /// `edges[i-1] < x <= edges[i]`, the last bin `x > edges[last]`.
+    pub edges: Vec<f64>,
+    /// The share of the training values (missing ones left out) in each bin: `edges.len() + 1`
+    /// of them, summing to 1 (all 0 when every value was missing).
+    pub proportions: Vec<f64>,
+    /// The smallest training value (NaN when every value was missing).
+    pub min: f64,
+    /// The largest.
+    pub max: f64,
+    /// The share of missing values.
+    pub missing_rate: f64,
+    /// Training rows counted.
+    pub count: u64,
+}
+
+impl NumericReference {
+    /// The bin of a (non-missing) value.
+    #[inline]
+    pub fn bin(&self, x: f64) -> usize {
+        bin_of(&self.edges, x)
+    }
+}
+
+#[inline]
+fn bin_of(edges: &[f64], x: f64) -> usize {
+    edges.partition_point(|&e| e < x)
+}
+
+/// Quantile edges for `bins` bins from `sample` (NaN, missing, left out): the values at ranks
+/// `k·n/bins`, `k = 1..bins`, deduplicated, so a column with few distinct values gets a bin per
+/// value at most. Sorts `sample`.
+pub fn quantile_edges(sample: &mut Vec<f64>, bins: usize) -> Vec<f64> {
+    sample.retain(|x| !x.is_nan());
+    sample.sort_by(f64::total_cmp);
+    let n = sample.len();
+    let mut edges: Vec<f64> = Vec::with_capacity(bins.saturating_sub(1));
+    if n == 0 {
+        return edges;
+    }
+    for k in 1..bins {
+        let e = sample[(k * n / bins).saturating_sub(1).min(n - 1)];
+        // the largest value is no edge: nothing would be above it
+        if e < sample[n - 1] && edges.last().is_none_or(|&last| e > last) {
+            edges.push(e);
+        }
+    }
+    edges
+}
+
+/// Counts a numeric column's training values into bins of given edges, then makes its reference.
+#[derive(Debug, Clone)]
+pub struct NumericBuilder {
+    edges: Vec<f64>,
+    counts: Vec<u64>,
+    missing: u64,
+    min: f64,
+    max: f64,
+}
+
+impl NumericBuilder {
+    /// A builder for bins with these edges ([`quantile_edges`]).
+    pub fn new(edges: Vec<f64>) -> NumericBuilder {
+        let counts = vec![0; edges.len() + 1];
+        NumericBuilder { edges, counts, missing: 0, min: f64::INFINITY, max: f64::NEG_INFINITY }
+    }
+
+    /// Count one value (NaN: missing).
+    #[inline]
+    pub fn add(&mut self, x: f64) {
+        if x.is_nan() {
+            self.missing += 1;
+            return;
+        }
+        self.counts[bin_of(&self.edges, x)] += 1;
+        self.min = self.min.min(x);
+        self.max = self.max.max(x);
+    }
+
+    /// Add another builder's counts (same edges): partial counts of a parallel pass.
+    pub fn merge(&mut self, o: &NumericBuilder) {
+        debug_assert_eq!(self.edges, o.edges);
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            *a += b;
+        }
+        self.missing += o.missing;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+    }
+
+    /// The reference.
+    pub fn finish(self) -> NumericReference {
+        let present: u64 = self.counts.iter().sum();
+        let count = present + self.missing;
+        let share = |c: u64, of: u64| if of == 0 { 0.0 } else { c as f64 / of as f64 };
+        NumericReference {
+            proportions: self.counts.iter().map(|&c| share(c, present)).collect(),
+            edges: self.edges,
+            min: if present == 0 { f64::NAN } else { self.min },
+            max: if present == 0 { f64::NAN } else { self.max },
+            missing_rate: share(self.missing, count),
+            count,
+        }
+    }
+}
+
+/// What a categorical column looked like in training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategoricalReference {
+    /// The categories seen in training, in the model's order.
+    pub categories: Vec<String>,
+    /// The share of the (non-missing) training values of each category; a live window adds one
+    /// more bin, unseen categories, whose training share is 0.
+    pub proportions: Vec<f64>,
+    /// The share of missing values.
+    pub missing_rate: f64,
+    /// Training rows counted.
+    pub count: u64,
+}
+
+/// Counts a categorical column's training values (as category indices) and makes its reference.
+#[derive(Debug, Clone)]
+pub struct CategoricalBuilder {
+    categories: Vec<String>,
+    counts: Vec<u64>,
+    missing: u64,
+}
+
+impl CategoricalBuilder {
+    /// A builder for these categories.
+    pub fn new(categories: Vec<String>) -> CategoricalBuilder {
+        let counts = vec![0; categories.len()];
+        CategoricalBuilder { categories, counts, missing: 0 }
+    }
+
+    /// Count one value: its category's index, or `None` for a missing value.
+    #[inline]
+    pub fn add(&mut self, category: Option<usize>) {
+        match category {
+            Some(i) => self.counts[i] += 1,
+            None => self.missing += 1,
+        }
+    }
+
+    /// The reference.
+    pub fn finish(self) -> CategoricalReference {
+        let present: u64 = self.counts.iter().sum();
+        let count = present + self.missing;
+        let share = |c: u64, of: u64| if of == 0 { 0.0 } else { c as f64 / of as f64 };
+        CategoricalReference {
+            proportions: self.counts.iter().map(|&c| share(c, present)).collect(),
+            categories: self.categories,
+            missing_rate: share(self.missing, count),
+            count,
+        }
+    }
+}
+
+/// The population stability index of live `counts` against reference `expected` shares (the
+/// same bins; a live bin beyond `expected`'s, such as unseen categories, has a reference share
+/// of 0): `Σ (a − e) · ln(a / e)` over the bins, where `a` is the bin's live share and both
+/// shares are raised to [`PSI_FLOOR`] when below it. 0 for an empty window.
+pub fn psi(expected: &[f64], counts: &[u64]) -> f64 {
+    let n: u64 = counts.iter().sum();
+    if n == 0 {
+        return 0.0;
+    }
+    counts
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            let e = expected.get(i).copied().unwrap_or(0.0).max(PSI_FLOOR);
+            let a = (c as f64 / n as f64).max(PSI_FLOOR);
+            (a - e) * (a / e).ln()
+        })
+        .sum()
+}
+
+/// The Jensen–Shannon distance (base 2, in [0, 1]) between reference `expected` shares and live
+/// `counts` (bins as in [`psi`]): `sqrt(½ KL(p‖m) + ½ KL(q‖m))`, `m = (p + q) / 2`; an empty bin
+/// adds nothing, so no smoothing is needed. 0 for an empty window.
+pub fn jensen_shannon(expected: &[f64], counts: &[u64]) -> f64 {
+    let n: u64 = counts.iter().sum();
+    if n == 0 {
+        return 0.0;
+    }
+    let bins = expected.len().max(counts.len());
+    let mut js = 0.0;
+    for i in 0..bins {
+        let p = expected.get(i).copied().unwrap_or(0.0);
+        let q = counts.get(i).map_or(0.0, |&c| c as f64 / n as f64);
+        let m = (p + q) / 2.0;
+        if p > 0.0 {
+            js += 0.5 * p * (p / m).log2();
+        }
+        if q > 0.0 {
+            js += 0.5 * q * (q / m).log2();
+        }
+    }
+    js.max(0.0).sqrt()
+}
+
+/// A verdict on a PSI: `stable` below [`PSI_WATCH`], `watch` below [`PSI_DRIFT`], else `drift`.
+pub fn verdict(psi: f64) -> &'static str {
+    if psi >= PSI_DRIFT {
+        "drift"
+    } else if psi >= PSI_WATCH {
+        "watch"
+    } else {
+        "stable"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(values: &[f64]) -> NumericReference {
+        let mut b = NumericBuilder::new(quantile_edges(&mut values.to_vec(), BINS));
+        values.iter().for_each(|&x| b.add(x));
+        b.finish()
+    }
+
+    #[test]
+    fn quantile_bins_hold_a_tenth_each_and_bins_follow_the_edges() {
+        let values: Vec<f64> = (1..=1000).map(f64::from).collect();
+        let r = reference(&values);
+        assert_eq!(r.edges, (1..10).map(|k| f64::from(k * 100)).collect::<Vec<_>>());
+        assert!(r.proportions.iter().all(|&p| (p - 0.1).abs() < 1e-12), "{:?}", r.proportions);
+        assert_eq!((r.min, r.max, r.missing_rate, r.count), (1.0, 1000.0, 0.0, 1000));
+        // an edge's own value is in the bin below it
+        assert_eq!((r.bin(100.0), r.bin(100.5), r.bin(-5.0), r.bin(1e9)), (0, 1, 0, 9));
+    }
+
+    #[test]
+    fn a_column_of_few_values_gets_a_bin_per_value_and_missing_values_are_their_own_rate() {
+        let mut values: Vec<f64> = (0..300).map(|i| f64::from(i % 3)).collect();
+        values.extend([f64::NAN; 100]);
+        let r = reference(&values);
+        assert_eq!(r.edges, vec![0.0, 1.0]);
+        assert_eq!(r.proportions.len(), 3);
+        assert!(r.proportions.iter().all(|&p| (p - 1.0 / 3.0).abs() < 1e-12));
+        assert_eq!(r.missing_rate, 0.25);
+        // every value missing: no bins, NaN range
+        let r = reference(&[f64::NAN; 4]);
+        assert_eq!((r.edges.len(), r.proportions.clone(), r.missing_rate), (0, vec![0.0], 1.0));
+        assert!(r.min.is_nan() && r.max.is_nan());
+    }
+
+    #[test]
+    fn merged_partial_counts_equal_one_pass() {
+        let values: Vec<f64> = (0..997).map(|i| f64::from(i * 7919 % 1000) / 10.0).collect();
+        let edges = quantile_edges(&mut values.clone(), BINS);
+        let mut one = NumericBuilder::new(edges.clone());
+        values.iter().for_each(|&x| one.add(x));
+        let (mut a, mut b) = (NumericBuilder::new(edges.clone()), NumericBuilder::new(edges));
+        values[..400].iter().for_each(|&x| a.add(x));
+        values[400..].iter().for_each(|&x| b.add(x));
+        a.merge(&b);
+        assert_eq!(a.finish(), one.finish());
+    }
+
+    #[test]
+    fn psi_and_js_are_the_formulas_on_hand_computed_cases() {
+        // identical shares: 0
+        assert_eq!(psi(&[0.25; 4], &[10, 10, 10, 10]), 0.0);
+        assert_eq!(jensen_shannon(&[0.25; 4], &[10, 10, 10, 10]), 0.0);
+        // two bins, 0.5/0.5 against 0.8/0.2
+        let want = (0.8 - 0.5) * (0.8f64 / 0.5).ln() + (0.2 - 0.5) * (0.2f64 / 0.5).ln();
+        assert!((psi(&[0.5, 0.5], &[8, 2]) - want).abs() < 1e-15);
+        let (p, q) = ([0.5, 0.5], [0.8, 0.2]);
+        let m = [0.65, 0.35];
+        let kl = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * (x / y).log2()).sum::<f64>();
+        let want = (0.5 * kl(&p, &m) + 0.5 * kl(&q, &m)).sqrt();
+        assert!((jensen_shannon(&p, &[8, 2]) - want).abs() < 1e-15);
+        // disjoint: JS distance 1; PSI large but finite (the floor)
+        assert!((jensen_shannon(&[1.0, 0.0], &[0, 5]) - 1.0).abs() < 1e-15);
+        let floor = PSI_FLOOR;
+        let want = (floor - 1.0) * (floor / 1.0).ln() + (1.0 - floor) * (1.0 / floor).ln();
+        assert!((psi(&[1.0, 0.0], &[0, 5]) - want).abs() < 1e-12);
+        // an extra live bin (unseen categories) has a reference share of 0
+        assert!(psi(&[0.5, 0.5], &[5, 4, 1]) > psi(&[0.5, 0.5], &[5, 5]));
+        // an empty window scores 0
+        assert_eq!((psi(&[0.5, 0.5], &[0, 0]), jensen_shannon(&[0.5, 0.5], &[])), (0.0, 0.0));
+        assert_eq!((verdict(0.05), verdict(0.1), verdict(0.3)), ("stable", "watch", "drift"));
+    }
+
+    #[test]
+    fn a_one_sd_shift_drifts_and_a_resample_is_stable() {
+        // a normal-ish training column (sum of uniforms), a fresh sample of it, and the same
+        // shifted by one standard deviation
+        let mut state = 12345u64;
+        let mut uniform = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut normal = || (0..12).map(|_| uniform()).sum::<f64>() - 6.0;
+        let train: Vec<f64> = (0..20_000).map(|_| normal()).collect();
+        let r = reference(&train);
+        let count = |xs: &[f64]| {
+            let mut c = vec![0u64; r.proportions.len()];
+            xs.iter().for_each(|&x| c[r.bin(x)] += 1);
+            c
+        };
+        let same: Vec<f64> = (0..2_000).map(|_| normal()).collect();
+        let shifted: Vec<f64> = (0..2_000).map(|_| normal() + 1.0).collect();
+        let (stable, moved) = (psi(&r.proportions, &count(&same)), psi(&r.proportions, &count(&shifted)));
+        assert!(stable < PSI_WATCH, "{stable}");
+        assert!(moved >= PSI_DRIFT, "{moved}");
+        assert!(jensen_shannon(&r.proportions, &count(&shifted)) > 3.0 * jensen_shannon(&r.proportions, &count(&same)));
+    }
+
+    #[test]
+    fn categorical_shares_and_an_unseen_bin() {
+        let mut b = CategoricalBuilder::new(vec!["a".into(), "b".into()]);
+        for c in [Some(0), Some(0), Some(1), None] {
+            b.add(c);
+        }
+        let r = b.finish();
+        assert_eq!((r.proportions.clone(), r.missing_rate, r.count), (vec![2.0 / 3.0, 1.0 / 3.0], 0.25, 4));
+        // live: the same shares plus half unseen
+        assert!(psi(&r.proportions, &[2, 1, 3]) >= PSI_DRIFT);
+    }
+}
