@@ -24,6 +24,20 @@ pub const SCHEMA_VERSION_TREES: u32 = 2;
 /// The artifact format version of classifiers (`estimator.classes`, one coefficient row per
 /// class); readers of versions 1 and 2 refuse them with "upgrade modelcast".
 pub const SCHEMA_VERSION_CLASSIFIER: u32 = 3;
+/// The artifact format version of every artifact with a drift reference (`drift`), whatever its
+/// estimator: readers of versions 1 to 3 refuse it with "upgrade modelcast" instead of failing
+/// on the unknown field.
+pub const SCHEMA_VERSION_DRIFT: u32 = 4;
+
+/// The schema version an artifact with this estimator, and with or without a drift reference,
+/// is written with.
+pub fn schema_version_for(fit: &Fit, drift: bool) -> u32 {
+    if drift {
+        SCHEMA_VERSION_DRIFT
+    } else {
+        schema_version_of(fit)
+    }
+}
 
 /// The schema version an artifact with this estimator is written with.
 pub fn schema_version_of(fit: &Fit) -> u32 {
@@ -185,6 +199,10 @@ pub struct Artifact {
     pub metrics: Evaluation,
     /// Provenance of the training data.
     pub training_data: TrainingData,
+    /// What drift on live traffic is measured against (absent from artifacts made before it
+    /// existed: drift is then off for them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<crate::drift::Reference>,
 }
 
 impl Artifact {
@@ -224,12 +242,12 @@ impl Artifact {
             return Err(Error::artifact(uri, format!("format is {:?}, expected {FORMAT:?}", probe.format)));
         }
         match probe.schema_version.as_ref().and_then(|v| v.as_u64()) {
-            Some(v) if (SCHEMA_VERSION as u64..=SCHEMA_VERSION_CLASSIFIER as u64).contains(&v) => {}
+            Some(v) if (SCHEMA_VERSION as u64..=SCHEMA_VERSION_DRIFT as u64).contains(&v) => {}
             other => {
                 return Err(Error::artifact(
                     uri,
                     format!(
-                        "unsupported schema_version {}; this modelcast reads {SCHEMA_VERSION} to {SCHEMA_VERSION_CLASSIFIER} (upgrade modelcast)",
+                        "unsupported schema_version {}; this modelcast reads {SCHEMA_VERSION} to {SCHEMA_VERSION_DRIFT} (upgrade modelcast)",
                         other.map_or_else(|| format!("{:?}", probe.schema_version), |v| v.to_string())
                     ),
                 ))
@@ -251,12 +269,13 @@ impl Artifact {
         if self.estimator.feature_names.len() != width {
             return bad(format!("{} feature names for {width} design columns", self.estimator.feature_names.len()));
         }
-        if self.schema_version != schema_version_of(&self.estimator.fit) {
+        let want = schema_version_for(&self.estimator.fit, self.drift.is_some());
+        if self.schema_version != want {
             return bad(format!(
-                "schema_version {} does not match its estimator ({} is written with {})",
+                "schema_version {} does not match its content ({} {} a drift reference is written with {want})",
                 self.schema_version,
                 self.estimator.kind,
-                schema_version_of(&self.estimator.fit)
+                if self.drift.is_some() { "with" } else { "without" },
             ));
         }
         match &self.estimator.fit {

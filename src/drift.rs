@@ -26,6 +26,46 @@ pub const PSI_DRIFT: f64 = 0.25;
 /// distribution adds a large but finite term instead of an infinite one.
 pub const PSI_FLOOR: f64 = 1e-4;
 
+/// The most values per numeric column [`quantile_edges`] is given at training (every k-th
+/// training row, k fixed by the row count, so the sample does not depend on threads or blocks).
+pub const EDGE_SAMPLE: usize = 65_536;
+
+/// The format of [`Reference`].
+pub const REFERENCE_VERSION: u32 = 1;
+
+/// What drift is measured against, stored in the artifact (`drift`): every input column's
+/// training distribution, and the model's predictions on held-out rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reference {
+    /// [`REFERENCE_VERSION`].
+    pub schema_version: u32,
+    /// Each input column, in the model's column order.
+    pub columns: Vec<ColumnReference>,
+    /// The model's predictions (a regressor's value; a classifier's score: class 1's probability,
+    /// or the predicted class's) on the held-out rows the report samples.
+    pub prediction: NumericReference,
+}
+
+/// One input column's reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnReference {
+    /// The column's name.
+    pub name: String,
+    /// Its distribution.
+    #[serde(flatten)]
+    pub distribution: Distribution,
+}
+
+/// A column's training distribution, by kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Distribution {
+    /// A numeric column.
+    Numeric(NumericReference),
+    /// A categorical column.
+    Categorical(CategoricalReference),
+}
+
 /// What a numeric column looked like in training.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NumericReference {
@@ -35,10 +75,10 @@ pub struct NumericReference {
     /// The share of the training values (missing ones left out) in each bin: `edges.len() + 1`
     /// of them, summing to 1 (all 0 when every value was missing).
     pub proportions: Vec<f64>,
-    /// The smallest training value (NaN when every value was missing).
-    pub min: f64,
+    /// The smallest training value (none when every value was missing).
+    pub min: Option<f64>,
     /// The largest.
-    pub max: f64,
+    pub max: Option<f64>,
     /// The share of missing values.
     pub missing_rate: f64,
     /// Training rows counted.
@@ -79,6 +119,13 @@ pub fn quantile_edges(sample: &mut Vec<f64>, bins: usize) -> Vec<f64> {
     edges
 }
 
+/// The reference of a sample of values (all of them counted): for the predictions.
+pub fn numeric_reference(values: &[f64]) -> NumericReference {
+    let mut b = NumericBuilder::new(quantile_edges(&mut values.to_vec(), BINS));
+    values.iter().for_each(|&x| b.add(x));
+    b.finish()
+}
+
 /// Counts a numeric column's training values into bins of given edges, then makes its reference.
 #[derive(Debug, Clone)]
 pub struct NumericBuilder {
@@ -109,6 +156,11 @@ impl NumericBuilder {
     }
 
     /// Add another builder's counts (same edges): partial counts of a parallel pass.
+    pub fn merge_from(&mut self, o: NumericBuilder) {
+        self.merge(&o);
+    }
+
+    /// Add another builder's counts (same edges), borrowed.
     pub fn merge(&mut self, o: &NumericBuilder) {
         debug_assert_eq!(self.edges, o.edges);
         for (a, b) in self.counts.iter_mut().zip(&o.counts) {
@@ -127,8 +179,8 @@ impl NumericBuilder {
         NumericReference {
             proportions: self.counts.iter().map(|&c| share(c, present)).collect(),
             edges: self.edges,
-            min: if present == 0 { f64::NAN } else { self.min },
-            max: if present == 0 { f64::NAN } else { self.max },
+            min: (present > 0).then_some(self.min),
+            max: (present > 0).then_some(self.max),
             missing_rate: share(self.missing, count),
             count,
         }
@@ -167,10 +219,24 @@ impl CategoricalBuilder {
     /// Count one value: its category's index, or `None` for a missing value.
     #[inline]
     pub fn add(&mut self, category: Option<usize>) {
+        self.add_n(category, 1);
+    }
+
+    /// Count `n` values of one category (or missing).
+    #[inline]
+    pub fn add_n(&mut self, category: Option<usize>, n: u64) {
         match category {
-            Some(i) => self.counts[i] += 1,
-            None => self.missing += 1,
+            Some(i) => self.counts[i] += n,
+            None => self.missing += n,
         }
+    }
+
+    /// Add another builder's counts (same categories).
+    pub fn merge_from(&mut self, o: CategoricalBuilder) {
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            *a += b;
+        }
+        self.missing += o.missing;
     }
 
     /// The reference.
@@ -247,9 +313,7 @@ mod tests {
     use super::*;
 
     fn reference(values: &[f64]) -> NumericReference {
-        let mut b = NumericBuilder::new(quantile_edges(&mut values.to_vec(), BINS));
-        values.iter().for_each(|&x| b.add(x));
-        b.finish()
+        numeric_reference(values)
     }
 
     #[test]
@@ -258,7 +322,7 @@ mod tests {
         let r = reference(&values);
         assert_eq!(r.edges, (1..10).map(|k| f64::from(k * 100)).collect::<Vec<_>>());
         assert!(r.proportions.iter().all(|&p| (p - 0.1).abs() < 1e-12), "{:?}", r.proportions);
-        assert_eq!((r.min, r.max, r.missing_rate, r.count), (1.0, 1000.0, 0.0, 1000));
+        assert_eq!((r.min, r.max, r.missing_rate, r.count), (Some(1.0), Some(1000.0), 0.0, 1000));
         // an edge's own value is in the bin below it
         assert_eq!((r.bin(100.0), r.bin(100.5), r.bin(-5.0), r.bin(1e9)), (0, 1, 0, 9));
     }
@@ -272,10 +336,10 @@ mod tests {
         assert_eq!(r.proportions.len(), 3);
         assert!(r.proportions.iter().all(|&p| (p - 1.0 / 3.0).abs() < 1e-12));
         assert_eq!(r.missing_rate, 0.25);
-        // every value missing: no bins, NaN range
+        // every value missing: no bins, no range
         let r = reference(&[f64::NAN; 4]);
         assert_eq!((r.edges.len(), r.proportions.clone(), r.missing_rate), (0, vec![0.0], 1.0));
-        assert!(r.min.is_nan() && r.max.is_nan());
+        assert_eq!((r.min, r.max), (None, None));
     }
 
     #[test]

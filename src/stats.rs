@@ -10,13 +10,16 @@
 //! About 700 lines of code, one job: every statistics pass over the training rows (moments,
 //! categories, medians, the Gram matrix, metrics) shares the segment-merge machinery here.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 
 use ndarray::{linalg::general_mat_mul, Array1, Array2};
 
 use crate::data::{map_blocks, Blocks, Mask, Rows, Table, MISSING_CODE, SEGMENT_ROWS};
 use crate::design::Gram;
+use crate::drift::{
+    quantile_edges, CategoricalBuilder, ColumnReference, Distribution, NumericBuilder, BINS, EDGE_SAMPLE,
+};
 use crate::error::{Error, Result};
 use crate::features::{CategoricalFeature, NumericFeature, Preprocessing, CHUNK_ROWS, MISSING_CATEGORY};
 use crate::model::{LinearFit, MetricsAcc};
@@ -115,6 +118,101 @@ struct PrepPart {
     numeric: Vec<Moments>,
     categories: Vec<BTreeSet<String>>,
     missing: Vec<bool>,
+}
+
+/// The drift reference of the training rows' input columns ([`crate::drift`]), in the model's
+/// column order: numeric columns' quantile edges from every k-th row (k from the row count, at
+/// most about [`EDGE_SAMPLE`] values per column), then one pass counting every training row into
+/// those bins and every categorical value into the model's categories.
+pub fn drift_columns(
+    prep: &Preprocessing,
+    blocks: &dyn Blocks,
+    rows: Rows<'_>,
+    threads: usize,
+) -> Result<Vec<ColumnReference>> {
+    let stride = blocks.rows().div_ceil(EDGE_SAMPLE).max(1);
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); prep.numeric.len()];
+    each_segment(
+        blocks,
+        rows,
+        threads,
+        &|first, _, t, local| {
+            // which rows of the segment are sampled, worked out once for all the columns
+            let picked: Vec<usize> = local.iter().copied().filter(|&i| (first + i).is_multiple_of(stride)).collect();
+            Ok(t.numeric.iter().map(|col| picked.iter().map(|&i| col[i]).collect()).collect::<Vec<Vec<f64>>>())
+        },
+        &mut |part: Vec<Vec<f64>>| {
+            samples.iter_mut().zip(part).for_each(|(s, p)| s.extend(p));
+            Ok(())
+        },
+    )?;
+    let edges: Vec<Vec<f64>> = samples.iter_mut().map(|s| quantile_edges(s, BINS)).collect();
+    drop(samples);
+    let index: Vec<HashMap<&str, usize>> = prep
+        .categorical
+        .iter()
+        .map(|f| f.categories.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect())
+        .collect();
+    let mut num: Vec<NumericBuilder> = edges.iter().map(|e| NumericBuilder::new(e.clone())).collect();
+    let mut cat: Vec<CategoricalBuilder> =
+        prep.categorical.iter().map(|f| CategoricalBuilder::new(f.categories.clone())).collect();
+    each_segment(
+        blocks,
+        rows,
+        threads,
+        &|_, _, t, local| {
+            let numeric: Vec<NumericBuilder> = t
+                .numeric
+                .iter()
+                .zip(&edges)
+                .map(|(col, e)| {
+                    let mut b = NumericBuilder::new(e.clone());
+                    local.iter().for_each(|&i| b.add(col[i]));
+                    b
+                })
+                .collect();
+            let mut categorical = Vec::with_capacity(index.len());
+            for ((col, idx), f) in t.categorical.iter().zip(&index).zip(&prep.categorical) {
+                let mut by_code = vec![0u64; col.values.len()];
+                let mut missing = 0u64;
+                for &i in local {
+                    match col.codes[i] {
+                        MISSING_CODE => missing += 1,
+                        code => by_code[code as usize] += 1,
+                    }
+                }
+                let mut b = CategoricalBuilder::new(f.categories.clone());
+                b.add_n(None, missing);
+                // every training category is one of the model's (the vocabulary is learned
+                // from these rows)
+                for (value, n) in col.values.iter().zip(by_code).filter(|(_, n)| *n > 0) {
+                    if let Some(&j) = idx.get(value.as_str()) {
+                        b.add_n(Some(j), n);
+                    }
+                }
+                categorical.push(b);
+            }
+            Ok((numeric, categorical))
+        },
+        &mut |(numeric, categorical): (Vec<NumericBuilder>, Vec<CategoricalBuilder>)| {
+            num.iter_mut().zip(numeric).for_each(|(a, b)| a.merge_from(b));
+            cat.iter_mut().zip(categorical).for_each(|(a, b)| a.merge_from(b));
+            Ok(())
+        },
+    )?;
+    let mut out: Vec<ColumnReference> = prep
+        .numeric
+        .iter()
+        .zip(num)
+        .map(|(f, b)| ColumnReference { name: f.name.clone(), distribution: Distribution::Numeric(b.finish()) })
+        .collect();
+    out.extend(
+        prep.categorical.iter().zip(cat).map(|(f, b)| ColumnReference {
+            name: f.name.clone(),
+            distribution: Distribution::Categorical(b.finish()),
+        }),
+    );
+    Ok(out)
 }
 
 /// Learn the preprocessing from the rows `rows` of `blocks` (see [`Preprocessing::fit_blocks`]):
@@ -736,6 +834,44 @@ mod tests {
             w.push(&[a, b], &[Some(c), d], y).unwrap();
         }
         (table, w.finish().unwrap())
+    }
+
+    #[test]
+    fn the_drift_reference_counts_every_training_row_the_same_for_any_threads_and_blocking() {
+        let p = params("model: {kind: ridge, alpha: 0.5}\n");
+        let n = SEGMENT_ROWS * 3 + 777;
+        let (table, spool) = data(&p, n);
+        let mask = held_out(n, 0.2, 42);
+        let train = Rows::NotIn(&mask);
+        let prep = fit_preprocessing(&p, &table, train, 1).unwrap();
+        let want = drift_columns(&prep, &table, train, 1).unwrap();
+        for threads in [2, 8] {
+            for blocks in [&table as &dyn Blocks, &spool] {
+                assert_eq!(drift_columns(&prep, blocks, train, threads).unwrap(), want, "{threads} threads");
+            }
+        }
+        let names: Vec<&str> = want.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "d"]);
+        let train_rows = train.len() as u64;
+        // a: uniform on [1000, 1010), one row in 13 missing: ten bins of about a tenth each
+        let Distribution::Numeric(a) = &want[0].distribution else { panic!("{want:?}") };
+        let missing = (0..n).filter(|&i| !mask.contains(i) && i % 13 == 0).count();
+        assert_eq!(a.count, train_rows);
+        assert!((a.missing_rate - missing as f64 / train_rows as f64).abs() < 1e-12);
+        assert_eq!(a.proportions.len(), BINS);
+        assert!(a.proportions.iter().all(|&s| (s - 0.1).abs() < 0.01), "{:?}", a.proportions);
+        assert!(a.min.unwrap() >= 1000.0 && a.max.unwrap() < 1010.0);
+        // b: integers -40..=60; its shares sum to 1
+        let Distribution::Numeric(b) = &want[1].distribution else { panic!() };
+        assert!((b.proportions.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert_eq!((b.min, b.max), (Some(-40.0), Some(60.0)));
+        // c: x, y, z a third each; d: one row in 17 missing
+        let Distribution::Categorical(c) = &want[2].distribution else { panic!() };
+        assert_eq!(c.categories, ["x", "y", "z"]);
+        assert!(c.proportions.iter().all(|&s| (s - 1.0 / 3.0).abs() < 0.01), "{:?}", c.proportions);
+        let Distribution::Categorical(d) = &want[3].distribution else { panic!() };
+        assert!((d.missing_rate - 1.0 / 17.0).abs() < 0.005, "{}", d.missing_rate);
+        assert_eq!(d.count, train_rows);
     }
 
     #[test]

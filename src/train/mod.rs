@@ -133,6 +133,9 @@ pub fn fit_rows(
     obs.stage("fitting", None);
     let t1 = Instant::now();
     let prep = Preprocessing::fit_blocks(params, rows, train_rows)?;
+    let t_drift = Instant::now();
+    let drift_columns = crate::stats::drift_columns(&prep, rows, train_rows, threads)?;
+    tracing::debug!(ms = t_drift.elapsed().as_secs_f64() * 1e3, "counted the drift reference");
     let train = BlockDesign { prep: &prep, blocks: rows, rows: train_rows };
     let test = BlockDesign { prep: &prep, blocks: test_src, rows: test_rows };
     tracing::info!(kind = params.model().as_str(), rows = train_rows.len(), features = prep.width(), "fitting");
@@ -175,7 +178,8 @@ pub fn fit_rows(
         let sd = crate::report::column_sd(&train)?;
         let evaluation = Evaluation { model: model_metrics, baseline, train: train_metrics };
         let rows = (train_rows.len(), test_rows.len());
-        return finish(params, prep, fit, evaluation, files, topic, rows, (points, Some(curves)), &sd);
+        let drift = drift_reference(drift_columns, &points);
+        return finish(params, prep, fit, evaluation, files, topic, rows, (points, Some(curves)), &sd, drift);
     }
     let (fit, gram) = match params.model() {
         m @ (Model::Linear | Model::Ridge { .. }) => {
@@ -223,7 +227,20 @@ pub fn fit_rows(
         None => crate::report::column_sd(&train)?,
     };
     let evaluation = Evaluation { model: model_metrics, baseline, train: train_metrics };
-    finish(params, prep, fit, evaluation, files, topic, (train_rows.len(), test_rows.len()), (points, None), &sd)
+    let drift = drift_reference(drift_columns, &points);
+    let rows = (train_rows.len(), test_rows.len());
+    finish(params, prep, fit, evaluation, files, topic, rows, (points, None), &sd, drift)
+}
+
+/// The artifact's drift reference: the input columns', and the predictions of the held-out
+/// rows the report samples (`points`: (actual, predicted)).
+fn drift_reference(columns: Vec<crate::drift::ColumnReference>, points: &[(f64, f64)]) -> crate::drift::Reference {
+    let predictions: Vec<f64> = points.iter().map(|p| p.1).collect();
+    crate::drift::Reference {
+        schema_version: crate::drift::REFERENCE_VERSION,
+        columns,
+        prediction: crate::drift::numeric_reference(&predictions),
+    }
 }
 
 /// The artifact of a fitted, evaluated model, checked, and its report's data.
@@ -238,6 +255,7 @@ fn finish(
     (train_rows, test_rows): (usize, usize),
     (points, curves): (Vec<(f64, f64)>, Option<crate::report::ClassCurves>),
     sd: &[f64],
+    drift: crate::drift::Reference,
 ) -> Result<Fitted> {
     let created_at = chrono::Utc::now();
     let mut salt: String = files.iter().map(|f| f.sha256.as_str()).collect();
@@ -245,7 +263,7 @@ fn finish(
         salt.push_str(&serde_json::to_string(t).unwrap_or_default());
     }
     let artifact = Artifact {
-        schema_version: crate::artifact::schema_version_of(&fit),
+        schema_version: crate::artifact::SCHEMA_VERSION_DRIFT,
         format: crate::artifact::FORMAT.to_string(),
         model_name: params.name().to_string(),
         version: crate::artifact::new_version(created_at, salt.as_bytes()),
@@ -257,8 +275,53 @@ fn finish(
         preprocessing: prep,
         metrics,
         training_data: TrainingData { files, topic, train_rows, test_rows },
+        drift: Some(drift),
     };
     artifact.check("(new model)")?;
     let report = ReportData::new(&artifact, points, sd, curves);
     Ok(Fitted { artifact, report })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::drift::{jensen_shannon, psi, Distribution, PSI_DRIFT, PSI_WATCH};
+
+    /// The wine model's reference: every column and the predictions; all the wine rows (of which
+    /// the training rows are 80%) binned against it score stable, alcohol moved by one standard
+    /// deviation scores drift.
+    #[test]
+    fn an_artifact_carries_the_drift_reference_of_its_training_rows() {
+        let params = crate::params::Params::load(std::path::Path::new("params/params.yaml")).unwrap();
+        let a = super::fit_artifact(&params).unwrap();
+        let r = a.drift.as_ref().expect("a new artifact has a drift reference");
+        let names: Vec<&str> = r.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, params.numeric().iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(r.prediction.proportions.len(), crate::drift::BINS);
+        let text = std::fs::read_to_string("data/winequality-red.csv").unwrap();
+        let rows: Vec<Vec<f64>> =
+            text.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+        let header: Vec<&str> = text.lines().next().unwrap().split(',').map(|h| h.trim_matches('"')).collect();
+        for c in &r.columns {
+            let Distribution::Numeric(n) = &c.distribution else { panic!("{c:?}") };
+            assert_eq!(n.count, a.training_data.train_rows as u64);
+            let j = header.iter().position(|h| *h == c.name).unwrap();
+            let mut counts = vec![0u64; n.proportions.len()];
+            rows.iter().for_each(|row| counts[n.bin(row[j])] += 1);
+            let stable = psi(&n.proportions, &counts);
+            assert!(stable < PSI_WATCH, "{}: PSI {stable} on the rows it was trained on", c.name);
+            if c.name == "alcohol" {
+                let values: Vec<f64> = rows.iter().map(|row| row[j]).collect();
+                let mean = values.iter().sum::<f64>() / values.len() as f64;
+                let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64).sqrt();
+                let mut shifted = vec![0u64; n.proportions.len()];
+                values.iter().for_each(|v| shifted[n.bin(v + sd)] += 1);
+                let moved = psi(&n.proportions, &shifted);
+                assert!(moved >= PSI_DRIFT, "alcohol + 1 sd: PSI {moved}");
+                assert!(jensen_shannon(&n.proportions, &shifted) > jensen_shannon(&n.proportions, &counts));
+            }
+        }
+        // it survives the artifact's JSON
+        let back: crate::artifact::Artifact = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+        assert_eq!(back.drift, a.drift);
+    }
 }

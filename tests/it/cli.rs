@@ -20,8 +20,13 @@ fn fresh_clone_train_then_predict() {
     let arts = sb.artifacts("wine-quality");
     assert_eq!(arts.len(), 1);
     let art: serde_json::Value = serde_json::from_slice(&std::fs::read(&arts[0]).unwrap()).unwrap();
-    assert_eq!(art["schema_version"], 1);
+    assert_eq!(art["schema_version"], 4);
     assert_eq!(art["training_data"]["files"][0]["rows"], 1599);
+    // the drift reference: every input column and the predictions
+    assert_eq!(art["drift"]["columns"].as_array().unwrap().len(), 11);
+    assert_eq!(art["drift"]["columns"][10]["name"], "alcohol");
+    assert_eq!(art["drift"]["columns"][10]["kind"], "numeric");
+    assert_eq!(art["drift"]["prediction"]["proportions"].as_array().unwrap().len(), 10);
     let r2 = art["metrics"]["model"]["r2"].as_f64().unwrap();
     let base = art["metrics"]["baseline"]["r2"].as_f64().unwrap();
     assert!(r2 > 0.25 && r2 > base + 0.2, "model r2 {r2} vs baseline {base}");
@@ -320,7 +325,7 @@ fn tampered_or_unknown_artifacts_are_refused() {
     assert!(e.contains("sha256 mismatch"), "{e}");
     // Unknown schema_version.
     let older = arts.iter().find(|p| p.to_string_lossy().contains(&old_version)).unwrap();
-    let text = std::fs::read_to_string(older).unwrap().replacen("\"schema_version\": 1", "\"schema_version\": 99", 1);
+    let text = std::fs::read_to_string(older).unwrap().replacen("\"schema_version\": 4", "\"schema_version\": 99", 1);
     std::fs::write(older, &text).unwrap();
     let e = sb.command(&["predict", "--input", "data/winequality-red.csv"]).assert_exit_code(1).stderr();
     assert!(e.contains("sha256 mismatch"), "{e}");
@@ -471,10 +476,11 @@ fn shipped_params_train_gradient_boosting_and_name_a_key_the_kind_does_not_read(
     assert_eq!(out["kind"], "gradient_boosting");
     let r2 = out["metrics"]["model"]["r2"].as_f64().unwrap();
     assert!(r2 > 0.38, "boosting beats the line's ~0.35 on the held-out wine rows: {r2}");
-    // the stored artifact is schema_version 2 with plain JSON trees, and predict uses it
+    // the stored artifact is schema_version 4 (trees and a drift reference) with plain JSON
+    // trees, and predict uses it
     let art: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&sb.artifacts("wine-quality")[0]).unwrap()).unwrap();
-    assert_eq!(art["schema_version"], 2);
+    assert_eq!(art["schema_version"], 4);
     assert_eq!(art["estimator"]["trees"]["trees"].as_array().unwrap().len(), 100);
     let preds = sb.command(&["predict", "--input", "data/winequality-red.csv"]).assert_ok().stdout_json();
     assert_eq!(preds.len(), 1599);
