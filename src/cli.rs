@@ -89,6 +89,10 @@ pub enum Command {
         after_help = "Examples:\n  modelcast report wine-quality                  # newest version, written to ./wine-quality-<version>.report.svg\n  modelcast report wine-quality champion -o champion.svg\n  modelcast report wine-quality 20261121T101500123Z-1a2b3c4d -o - | rsvg-convert > report.png\n\nVERSION is a version id or an alias (champion); without it, the newest version."
     )]
     Report(ReportArgs),
+    /// How far records have moved from what a model version was trained on: per input column
+    /// and for the predictions, PSI and Jensen-Shannon against the training reference.
+    #[command(after_help = DRIFT_EXAMPLES)]
+    Drift(DriftArgs),
     /// Export a model version as ONNX or PMML: the whole pipeline (imputation, scaling, one-hot,
     /// the estimator) for onnxruntime, tract, JPMML, pypmml or Flink.
     #[command(after_help = EXPORT_EXAMPLES)]
@@ -504,6 +508,51 @@ pub struct ReportArgs {
     #[command(flatten)]
     pub loc: Locations,
 }
+
+/// `modelcast drift`.
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// Model name.
+    pub model_name: String,
+    /// Version id or alias [default: the newest version].
+    #[arg(value_name = "VERSION")]
+    pub model_version: Option<String>,
+    /// The records: a CSV or JSON-lines file, or - for stdin.
+    #[arg(short, long, value_name = "FILE")]
+    pub input: String,
+    /// Input format [default: auto].
+    #[arg(long, value_enum)]
+    pub format: Option<InputFormat>,
+    /// Print the report as JSON (schema_version 1) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 6 when the worst verdict is this or worse.
+    #[arg(long, value_enum, default_value = "drift")]
+    pub fail_on: FailOn,
+    /// Store and bus (the bus holds the aliases).
+    #[command(flatten)]
+    pub loc: Locations,
+}
+
+/// The verdict from which `drift` exits 6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// PSI ≥ 0.1 in a column or the predictions.
+    Watch,
+    /// PSI ≥ 0.25.
+    Drift,
+    /// Always exit 0 once measured.
+    Never,
+}
+
+const DRIFT_EXAMPLES: &str = "Examples:
+  modelcast drift wine-quality --input today.csv
+  modelcast drift wine-quality champion --input - --format jsonl < records.jsonl
+  modelcast drift wine-quality --input today.csv --json | jq '.columns[] | select(.verdict != \"stable\")'
+  modelcast drift wine-quality --input today.csv --fail-on watch || alert 'inputs moved'
+
+Verdicts by PSI: stable < 0.1 <= watch < 0.25 <= drift. Missing values (and unseen categories)
+are bins of their own. Exit codes: 0 measured, 6 the verdict reached --fail-on.";
 
 /// `modelcast export`.
 #[derive(Debug, Args)]

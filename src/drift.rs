@@ -11,7 +11,11 @@
 //!
 //! Pure: numbers in, numbers out. Live counting adds to fixed arrays (no allocation per value).
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
+
+use crate::features::{category_text, numeric_value, Cell};
 
 /// Quantile bins per numeric column (fewer when the column has fewer distinct values).
 pub const BINS: usize = 10;
@@ -308,6 +312,252 @@ pub fn verdict(psi: f64) -> &'static str {
     }
 }
 
+/// The format of a [`WindowReport`] (the `modelcast drift` JSON and the `model_drift` topic).
+pub const WINDOW_REPORT_VERSION: u32 = 1;
+
+/// Live counts of one input column against its reference.
+#[derive(Debug, Clone)]
+enum Slot {
+    Numeric { counts: Vec<u64>, missing: u64, invalid: u64, below: u64, above: u64, min: f64, max: f64 },
+    Categorical { index: HashMap<String, usize>, counts: Vec<u64>, missing: u64, invalid: u64 },
+}
+
+/// A window of live records counted against a model's [`Reference`]: per input column its bins
+/// (plus missing; plus unseen for a categorical column), out-of-range and invalid values, and
+/// the bins of the predictions. Counting a record adds to arrays sized once; it allocates
+/// nothing (a categorical number is the one exception: its text is made to look it up).
+#[derive(Debug, Clone)]
+pub struct Window {
+    slots: Vec<Slot>,
+    missing_tokens: Vec<String>,
+    prediction: Vec<u64>,
+    records: u64,
+    rejected: u64,
+    unreadable: u64,
+}
+
+/// How one column (or the predictions) of a window compares with its reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnDrift {
+    /// The column (`prediction` for the predictions).
+    pub name: String,
+    /// `numeric` or `categorical`.
+    pub kind: String,
+    /// The population stability index over the reference's bins, with missing values (and, for
+    /// a categorical column, unseen categories) as bins of their own.
+    pub psi: f64,
+    /// The Jensen–Shannon distance over the same bins.
+    pub jensen_shannon: f64,
+    /// `stable`, `watch` or `drift` ([`verdict`] of the PSI).
+    pub verdict: String,
+    /// The share of missing values in the window.
+    pub missing_rate: f64,
+    /// The share in training.
+    pub reference_missing_rate: f64,
+    /// Numeric: the share of values below the training minimum or above the maximum.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_of_range_rate: Option<f64>,
+    /// Categorical: the share of values that are no training category.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unseen_rate: Option<f64>,
+    /// The share of values that are no number (numeric) or of the wrong type.
+    pub invalid_rate: f64,
+    /// Numeric: the smallest and largest value of the window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// The largest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+/// A window's drift: every input column and the predictions against the reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowReport {
+    /// [`WINDOW_REPORT_VERSION`].
+    pub schema_version: u32,
+    /// Records counted.
+    pub records: u64,
+    /// Records the model refused (their inputs are counted; they have no prediction).
+    pub rejected: u64,
+    /// Records that could not be read (not counted anywhere else).
+    #[serde(default)]
+    pub unreadable: u64,
+    /// The worst verdict of any column or the predictions.
+    pub verdict: String,
+    /// The input columns, in the model's order.
+    pub columns: Vec<ColumnDrift>,
+    /// The predictions.
+    pub prediction: ColumnDrift,
+}
+
+impl Window {
+    /// An empty window for a model whose input columns, in slot order, are `columns` (the order
+    /// of the reference's columns) and whose missing-value tokens are `missing_tokens`.
+    pub fn new(reference: &Reference, columns: &[String], missing_tokens: &[String]) -> Result<Window, String> {
+        let names: Vec<&str> = reference.columns.iter().map(|c| c.name.as_str()).collect();
+        if names != columns.iter().map(String::as_str).collect::<Vec<_>>() {
+            return Err(format!("the drift reference's columns {names:?} are not the model's {columns:?}"));
+        }
+        let slots = reference
+            .columns
+            .iter()
+            .map(|c| match &c.distribution {
+                Distribution::Numeric(n) => Slot::Numeric {
+                    counts: vec![0; n.proportions.len()],
+                    missing: 0,
+                    invalid: 0,
+                    below: 0,
+                    above: 0,
+                    min: f64::INFINITY,
+                    max: f64::NEG_INFINITY,
+                },
+                Distribution::Categorical(k) => Slot::Categorical {
+                    index: k.categories.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect(),
+                    counts: vec![0; k.categories.len() + 1],
+                    missing: 0,
+                    invalid: 0,
+                },
+            })
+            .collect();
+        Ok(Window {
+            slots,
+            missing_tokens: missing_tokens.to_vec(),
+            prediction: vec![0; reference.prediction.proportions.len()],
+            records: 0,
+            rejected: 0,
+            unreadable: 0,
+        })
+    }
+
+    /// Count one record's cells (slot order) and its prediction (`None`: the model refused it).
+    pub fn add(&mut self, reference: &Reference, cells: &[Cell<'_>], prediction: Option<f64>) {
+        self.records += 1;
+        for ((slot, cell), r) in self.slots.iter_mut().zip(cells).zip(&reference.columns) {
+            match (slot, &r.distribution) {
+                (Slot::Numeric { counts, missing, invalid, below, above, min, max }, Distribution::Numeric(n)) => {
+                    match numeric_value(cell, &self.missing_tokens) {
+                        Ok(None) => *missing += 1,
+                        Err(_) => *invalid += 1,
+                        Ok(Some(x)) => {
+                            counts[n.bin(x)] += 1;
+                            *below += u64::from(n.min.is_some_and(|m| x < m));
+                            *above += u64::from(n.max.is_some_and(|m| x > m));
+                            *min = min.min(x);
+                            *max = max.max(x);
+                        }
+                    }
+                }
+                (Slot::Categorical { index, counts, missing, invalid }, _) => {
+                    match category_text(cell, &self.missing_tokens) {
+                        Ok(None) => *missing += 1,
+                        Err(_) => *invalid += 1,
+                        Ok(Some(c)) => {
+                            let unseen = counts.len() - 1;
+                            counts[index.get(c.as_ref()).copied().unwrap_or(unseen)] += 1;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        match prediction {
+            Some(p) if p.is_finite() => self.prediction[reference.prediction.bin(p)] += 1,
+            _ => self.rejected += 1,
+        }
+    }
+
+    /// Count a record that could not be read at all (not an object, not UTF-8, a bad CSV row).
+    pub fn unreadable(&mut self) {
+        self.unreadable += 1;
+    }
+
+    /// Records counted so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Compare the window with the reference.
+    pub fn report(&self, reference: &Reference) -> WindowReport {
+        let columns: Vec<ColumnDrift> = self
+            .slots
+            .iter()
+            .zip(&reference.columns)
+            .map(|(slot, r)| match (slot, &r.distribution) {
+                (Slot::Numeric { counts, missing, invalid, below, above, min, max }, Distribution::Numeric(n)) => {
+                    let mut d = compare(&r.name, "numeric", &n.proportions, n.missing_rate, counts, *missing, *invalid);
+                    let valued: u64 = counts.iter().sum();
+                    d.out_of_range_rate = Some(share(below + above, self.records));
+                    (d.min, d.max) = if valued > 0 { (Some(*min), Some(*max)) } else { (None, None) };
+                    d
+                }
+                (Slot::Categorical { counts, missing, invalid, .. }, Distribution::Categorical(k)) => {
+                    let mut d =
+                        compare(&r.name, "categorical", &k.proportions, k.missing_rate, counts, *missing, *invalid);
+                    d.unseen_rate = Some(share(counts[counts.len() - 1], self.records));
+                    d
+                }
+                _ => compare(&r.name, "numeric", &[], 0.0, &[], 0, 0),
+            })
+            .collect();
+        let p = &reference.prediction;
+        let prediction = compare("prediction", "numeric", &p.proportions, 0.0, &self.prediction, 0, 0);
+        let worst = columns.iter().chain([&prediction]).map(|c| c.psi).fold(0.0, f64::max);
+        WindowReport {
+            schema_version: WINDOW_REPORT_VERSION,
+            records: self.records,
+            rejected: self.rejected,
+            unreadable: self.unreadable,
+            verdict: verdict(worst).to_string(),
+            columns,
+            prediction,
+        }
+    }
+}
+
+fn share(c: u64, of: u64) -> f64 {
+    if of == 0 {
+        0.0
+    } else {
+        c as f64 / of as f64
+    }
+}
+
+/// A column's scores: its reference shares (of the non-missing values) spread over the present
+/// share, plus a missing bin; the live counts with their missing count last.
+fn compare(
+    name: &str,
+    kind: &str,
+    proportions: &[f64],
+    reference_missing: f64,
+    counts: &[u64],
+    missing: u64,
+    invalid: u64,
+) -> ColumnDrift {
+    let present = 1.0 - reference_missing;
+    // the expected shares: the bins (an unseen bin of a categorical column has none), then missing
+    let mut expected: Vec<f64> = proportions.iter().map(|p| p * present).collect();
+    expected.resize(counts.len(), 0.0);
+    expected.push(reference_missing);
+    let mut live = counts.to_vec();
+    live.push(missing);
+    let total = live.iter().sum::<u64>() + invalid;
+    let psi = psi(&expected, &live);
+    ColumnDrift {
+        name: name.to_string(),
+        kind: kind.to_string(),
+        psi,
+        jensen_shannon: jensen_shannon(&expected, &live),
+        verdict: verdict(psi).to_string(),
+        missing_rate: share(missing, total),
+        reference_missing_rate: reference_missing,
+        out_of_range_rate: None,
+        unseen_rate: None,
+        invalid_rate: share(invalid, total),
+        min: None,
+        max: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,5 +665,90 @@ mod tests {
         assert_eq!((r.proportions.clone(), r.missing_rate, r.count), (vec![2.0 / 3.0, 1.0 / 3.0], 0.25, 4));
         // live: the same shares plus half unseen
         assert!(psi(&r.proportions, &[2, 1, 3]) >= PSI_DRIFT);
+    }
+
+    /// A reference of two columns: `x` uniform on 0..1000 (no missing), `c` two categories.
+    fn two_columns() -> Reference {
+        let x: Vec<f64> = (0..1000).map(f64::from).collect();
+        let mut c = CategoricalBuilder::new(vec!["a".into(), "b".into()]);
+        (0..1000).for_each(|i| c.add(Some(i % 2)));
+        Reference {
+            schema_version: REFERENCE_VERSION,
+            columns: vec![
+                ColumnReference { name: "x".into(), distribution: Distribution::Numeric(numeric_reference(&x)) },
+                ColumnReference { name: "c".into(), distribution: Distribution::Categorical(c.finish()) },
+            ],
+            prediction: numeric_reference(&x),
+        }
+    }
+
+    fn window(r: &Reference, rows: impl Iterator<Item = (Cell<'static>, Cell<'static>, f64)>) -> WindowReport {
+        let mut w = Window::new(r, &["x".into(), "c".into()], &["NA".into()]).unwrap();
+        for (x, c, p) in rows {
+            w.add(r, &[x, c], Some(p));
+        }
+        w.report(r)
+    }
+
+    fn by_name<'r>(rep: &'r WindowReport, name: &str) -> &'r ColumnDrift {
+        rep.columns.iter().chain([&rep.prediction]).find(|c| c.name == name).unwrap()
+    }
+
+    #[test]
+    fn a_window_names_the_column_that_moved_and_how() {
+        let r = two_columns();
+        let cat = |i: i32| Cell::Text(if i % 2 == 0 { "a" } else { "b" }.into());
+        // the training distribution again: stable everywhere
+        let same = window(&r, (0..1000).map(|i| (Cell::Num(f64::from(i)), cat(i), f64::from(i))));
+        assert_eq!(same.verdict, "stable", "{same:#?}");
+        assert!(same.columns.iter().all(|c| c.psi < 1e-9), "{same:#?}");
+        assert_eq!((same.records, same.rejected), (1000, 0));
+        // x shifted by half its range: x drifts (and its values run past the training maximum)
+        let shifted = window(&r, (0..1000).map(|i| (Cell::Num(f64::from(i) + 500.0), cat(i), f64::from(i))));
+        let x = by_name(&shifted, "x");
+        assert_eq!((x.verdict.as_str(), by_name(&shifted, "c").verdict.as_str()), ("drift", "stable"));
+        assert!((x.out_of_range_rate.unwrap() - 0.5).abs() < 1e-12, "{x:?}");
+        assert_eq!((x.min, x.max), (Some(500.0), Some(1499.0)));
+        // a third of x missing (text tokens and absent cells): x drifts on its missing bin
+        let holes = window(
+            &r,
+            (0..1000).map(|i| {
+                let x = match i % 6 {
+                    0 => Cell::Missing,
+                    1 => Cell::Text("NA".into()),
+                    _ => Cell::Num(f64::from(i)),
+                };
+                (x, cat(i), f64::from(i))
+            }),
+        );
+        let x = by_name(&holes, "x");
+        assert!((x.missing_rate - 1.0 / 3.0).abs() < 1e-3 && x.verdict == "drift", "{x:?}");
+        // a new category in a fifth of the rows: c drifts, its unseen rate named
+        let unseen = window(
+            &r,
+            (0..1000).map(|i| {
+                let c = if i % 5 == 0 { Cell::Text("z".into()) } else { cat(i) };
+                (Cell::Num(f64::from(i)), c, f64::from(i))
+            }),
+        );
+        let c = by_name(&unseen, "c");
+        assert!((c.unseen_rate.unwrap() - 0.2).abs() < 1e-12 && c.verdict == "drift", "{c:?}");
+        assert_eq!(by_name(&unseen, "x").verdict, "stable");
+        // predictions all in the top tenth: the predictions drift, the inputs do not
+        let high = window(&r, (0..1000).map(|i| (Cell::Num(f64::from(i)), cat(i), 950.0)));
+        assert_eq!((high.prediction.verdict.as_str(), high.verdict.as_str()), ("drift", "drift"));
+        assert!(high.columns.iter().all(|c| c.verdict == "stable"));
+        // a number in a numeric column that is no number is invalid, not missing
+        let bad = window(&r, (0..10).map(|i| (Cell::Text("x".into()), cat(i), 1.0)));
+        assert_eq!((by_name(&bad, "x").invalid_rate, by_name(&bad, "x").missing_rate), (1.0, 0.0));
+        // the report's JSON is what the topic and `modelcast drift --json` carry
+        let back: WindowReport = serde_json::from_str(&serde_json::to_string(&high).unwrap()).unwrap();
+        assert_eq!(back, high);
+    }
+
+    #[test]
+    fn a_window_refuses_a_reference_of_other_columns() {
+        let r = two_columns();
+        assert!(Window::new(&r, &["c".into(), "x".into()], &[]).unwrap_err().contains("not the model's"));
     }
 }

@@ -1,6 +1,6 @@
 //! The `modelcast` binary: parse flags, set up logging, validate settings, run, map the outcome
 //! to an exit code (0 ok, 1 failure, 2 usage or configuration error, 3 records rejected, 4
-//! promotion refused by the gate, 5 an alias move lost a race).
+//! promotion refused by the gate, 5 an alias move lost a race, 6 `drift` found drift).
 
 use std::process::ExitCode;
 
@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Rejected(_)) => ExitCode::from(3),
         Ok(Outcome::PromotionRefused) => ExitCode::from(4),
+        Ok(Outcome::Drifted) => ExitCode::from(6),
         Err(e) => fail(&e),
     }
 }

@@ -78,6 +78,21 @@ pub enum Settings {
         /// Output file, `-` for stdout; `./MODEL-VERSION.report.svg` when absent.
         output: Option<String>,
     },
+    /// `drift`.
+    Drift {
+        /// Store and bus.
+        loc: Locations,
+        /// The model.
+        name: String,
+        /// A version id or an alias; the newest version when absent.
+        version: Option<String>,
+        /// The records.
+        source: Source,
+        /// JSON instead of a table.
+        json: bool,
+        /// The verdict from which the exit code is 6 (`None`: never).
+        fail_on: Option<&'static str>,
+    },
     /// `export`.
     Export {
         /// Store and bus.
@@ -387,6 +402,18 @@ impl Settings {
                 version: a.model_version,
                 output: a.output,
             },
+            Command::Drift(a) => Settings::Drift {
+                loc: locations(a.loc)?,
+                name: a.model_name,
+                version: a.model_version,
+                source: Source { path: a.input, follow: false, format: input_format(a.format) },
+                json: a.json,
+                fail_on: match a.fail_on {
+                    cli::FailOn::Watch => Some("watch"),
+                    cli::FailOn::Drift => Some("drift"),
+                    cli::FailOn::Never => None,
+                },
+            },
             Command::Export(a) => {
                 let format = crate::export::Format::parse(&a.format).map_err(|e| usage("--format", &e.to_string()))?;
                 let precision = match (a.float64, format) {
@@ -479,6 +506,14 @@ fn promotion(a: &cli::TrainArgs, file: Option<&Promotion>, classifier: bool) -> 
         return Err(usage("--reason", "only applies with --promote or --promote-if-better"));
     }
     Ok(p)
+}
+
+fn input_format(f: Option<InputFormat>) -> Format {
+    match f.unwrap_or(InputFormat::Auto) {
+        InputFormat::Auto => Format::Auto,
+        InputFormat::Csv => Format::Csv,
+        InputFormat::Jsonl => Format::Jsonl,
+    }
 }
 
 fn usage(flag: &str, message: &str) -> Error {
@@ -636,13 +671,8 @@ fn predict(a: cli::PredictArgs) -> Result<PredictSettings> {
         }
         let path =
             a.input.ok_or_else(|| usage("--input", "required: a file, or - for stdin (or use --serve or --http)"))?;
-        let format = match a.format.unwrap_or(InputFormat::Auto) {
-            InputFormat::Auto => Format::Auto,
-            InputFormat::Csv => Format::Csv,
-            InputFormat::Jsonl => Format::Jsonl,
-        };
         PredictMode::Records {
-            source: Source { path, follow: a.follow, format },
+            source: Source { path, follow: a.follow, format: input_format(a.format) },
             stdout: a.sink.is_empty() || stdout,
             to_bus: a.sink.contains(&SinkKind::Bus),
         }

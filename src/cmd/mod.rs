@@ -4,6 +4,7 @@
 pub mod check;
 pub mod config;
 pub mod docs;
+pub mod drift;
 pub mod evaluate;
 pub mod export;
 pub mod history;
@@ -30,6 +31,8 @@ pub enum Outcome {
     Rejected(u64),
     /// The model was stored and announced, but the gate refused to promote it (exit code 4).
     PromotionRefused,
+    /// `drift` measured, and the verdict reached `--fail-on` (exit code 6).
+    Drifted,
 }
 
 /// Run a validated command.
@@ -49,6 +52,9 @@ pub async fn run(settings: Settings) -> Result<Outcome> {
         }
         Settings::Export { loc, name, version, format, precision, output } => {
             export::run(loc, &name, version.as_deref(), format, precision, output.as_deref()).await
+        }
+        Settings::Drift { loc, name, version, source, json, fail_on } => {
+            drift::run(loc, &name, version.as_deref(), source, json, fail_on).await
         }
         Settings::Completions(shell) => docs::completions(shell),
         Settings::Man => docs::man(),

@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod batch;
+pub mod drift;
 pub mod grpc;
 pub mod http;
 pub mod input;

@@ -486,3 +486,85 @@ fn shipped_params_train_gradient_boosting_and_name_a_key_the_kind_does_not_read(
     assert_eq!(preds.len(), 1599);
     assert!(preds.iter().all(|p| p["model_version"] == out["version"]));
 }
+
+/// `modelcast drift`: the training rows score stable (exit 0); alcohol moved and a third of pH
+/// missing are each named (exit 6), their numbers those of the documented formula over the
+/// artifact's reference; `--fail-on never` measures without failing; a model from before
+/// references is refused, saying why.
+#[test]
+fn drift_names_the_columns_that_moved_and_how() {
+    let sb = Sandbox::new();
+    sb.command(&["train"]).assert_ok();
+    let art: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&sb.artifacts("wine-quality")[0]).unwrap()).unwrap();
+    let stable = sb
+        .command(&["drift", "wine-quality", "--input", "data/winequality-red.csv", "--json"])
+        .assert_ok()
+        .stdout_doc();
+    assert_eq!((stable["schema_version"].as_u64(), stable["records"].as_u64()), (Some(1), Some(1599)));
+    assert_eq!(stable["version"], art["version"]);
+    for c in stable["columns"].as_array().unwrap() {
+        assert!(c["psi"].as_f64().unwrap() < 0.1 && c["verdict"] == "stable", "{c}");
+    }
+    let text = std::fs::read_to_string(sb.path().join("data/winequality-red.csv")).unwrap();
+    let header: Vec<String> =
+        text.lines().next().unwrap().split(',').map(|h| h.trim_matches('"').to_string()).collect();
+    let (alcohol, ph) =
+        (header.iter().position(|h| h == "alcohol").unwrap(), header.iter().position(|h| h == "pH").unwrap());
+    let mut shifted = vec![text.lines().next().unwrap().to_string()];
+    let mut alcohol_values = Vec::new();
+    for (i, line) in text.lines().skip(1).enumerate() {
+        let mut cells: Vec<String> = line.split(',').map(str::to_string).collect();
+        let a: f64 = cells[alcohol].parse::<f64>().unwrap() + 1.1;
+        cells[alcohol] = a.to_string();
+        alcohol_values.push(a);
+        if i % 3 == 0 {
+            cells[ph] = String::new();
+        }
+        shifted.push(cells.join(","));
+    }
+    sb.write("shifted.csv", &(shifted.join("\n") + "\n"));
+    let run = sb.command(&["drift", "wine-quality", "--input", "shifted.csv", "--json"]).assert_exit_code(6);
+    let moved = run.stdout_doc();
+    assert_eq!(moved["verdict"], "drift");
+    let col = |name: &str| moved["columns"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone();
+    let drifted: Vec<String> = moved["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["verdict"] != "stable")
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(drifted, ["pH", "alcohol"]);
+    assert!((col("pH")["missing_rate"].as_f64().unwrap() - 533.0 / 1599.0).abs() < 1e-9, "{}", col("pH"));
+    // alcohol's PSI by hand: the reference's bins (and an empty missing bin), shares floored at 1e-4
+    let reference = art["drift"]["columns"].as_array().unwrap().iter().find(|c| c["name"] == "alcohol").unwrap();
+    let edges: Vec<f64> = reference["edges"].as_array().unwrap().iter().map(|e| e.as_f64().unwrap()).collect();
+    let mut expected: Vec<f64> =
+        reference["proportions"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).collect();
+    expected.push(0.0);
+    let mut counts = vec![0.0f64; expected.len()];
+    alcohol_values.iter().for_each(|&a| counts[edges.iter().filter(|&&e| e < a).count()] += 1.0);
+    let by_hand: f64 = expected
+        .iter()
+        .zip(&counts)
+        .map(|(&e, &c)| {
+            let (e, a) = (e.max(1e-4), (c / 1599.0).max(1e-4));
+            (a - e) * (a / e).ln()
+        })
+        .sum();
+    assert!((col("alcohol")["psi"].as_f64().unwrap() - by_hand).abs() < 1e-9, "{} vs {by_hand}", col("alcohol"));
+    // the table names them too, and --fail-on never only measures
+    let table =
+        sb.command(&["drift", "wine-quality", "--input", "shifted.csv", "--fail-on", "never"]).assert_ok().stdout();
+    assert!(table.lines().any(|l| l.starts_with("alcohol") && l.contains("drift")), "{table}");
+    assert!(table.contains("drift (1599 records"), "{table}");
+    // an artifact written before references: refused, saying so
+    let path = &sb.artifacts("wine-quality")[0];
+    let mut old = art.clone();
+    old.as_object_mut().unwrap().remove("drift");
+    old["schema_version"] = 1.into(); // a ridge model before references
+    std::fs::write(path, serde_json::to_vec(&old).unwrap()).unwrap();
+    let err = sb.command(&["drift", "wine-quality", "--input", "shifted.csv"]).assert_exit_code(1).stderr();
+    assert!(err.contains("has no drift reference") && err.contains("retrain"), "{err}");
+}
