@@ -167,7 +167,8 @@ Examples:
   modelcast predict --serve --alias champion --shadow challenger --kafka-config kafka_config.yaml
   modelcast predict --input today.csv --alias champion --shadow challenger
   modelcast predict --http 127.0.0.1:8080 --alias champion     # curl .../v2/models/wine/infer
-  modelcast predict --serve --http 0.0.0.0:8080 --grpc 0.0.0.0:8081 --kafka-config kafka_config.yaml";
+  modelcast predict --serve --http 0.0.0.0:8080 --grpc 0.0.0.0:8081 --kafka-config kafka_config.yaml
+  modelcast predict --serve --kafka-config kafka_config.yaml --drift-window 5000 --drift-every 1m";
 
 /// Where the store and bus are.
 #[derive(Debug, Args, Clone)]
@@ -408,6 +409,16 @@ pub struct PredictArgs {
     /// scored.
     #[arg(long, value_name = "MICROSECONDS")]
     pub batch_wait_us: Option<u64>,
+    /// Close a drift window (published on modelcast.topics.model_drift and /metrics) after this
+    /// many records scored by the serving version [default: 10000] (--serve only).
+    #[arg(long, value_name = "RECORDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub drift_window: Option<u64>,
+    /// ... or this long after its first record, whichever comes first [default: 5m] (--serve only).
+    #[arg(long, value_name = "DURATION")]
+    pub drift_every: Option<String>,
+    /// Do not count drift windows (--serve only).
+    #[arg(long)]
+    pub no_drift: bool,
     /// Stable name of this replica (Kafka static membership, `group.instance.id`): a replica
     /// restarted under the same name within the session timeout gets its partitions back
     /// without a rebalance. Use the pod or host name; never share it between live replicas

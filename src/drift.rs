@@ -466,6 +466,25 @@ impl Window {
         }
     }
 
+    /// Empty the window for the next one (the arrays keep their size: no allocation).
+    pub fn reset(&mut self) {
+        for slot in &mut self.slots {
+            match slot {
+                Slot::Numeric { counts, missing, invalid, below, above, min, max } => {
+                    counts.fill(0);
+                    (*missing, *invalid, *below, *above) = (0, 0, 0, 0);
+                    (*min, *max) = (f64::INFINITY, f64::NEG_INFINITY);
+                }
+                Slot::Categorical { counts, missing, invalid, .. } => {
+                    counts.fill(0);
+                    (*missing, *invalid) = (0, 0);
+                }
+            }
+        }
+        self.prediction.fill(0);
+        (self.records, self.rejected, self.unreadable) = (0, 0, 0);
+    }
+
     /// Count a record that could not be read at all (not an object, not UTF-8, a bad CSV row).
     pub fn unreadable(&mut self) {
         self.unreadable += 1;

@@ -15,6 +15,7 @@ use crate::params::{check_alias, Gate, GateMetric, MinImprovement, DEFAULT_ALIAS
 use crate::params::{Overrides, Params, ParamsFile, Promotion};
 use crate::predict::api::{ApiOptions, DEFAULT_MAX_BODY};
 use crate::predict::batch::{BatchOptions, DEFAULT_MAX_ROWS, DEFAULT_WAIT};
+use crate::predict::drift::{WindowLimits, DEFAULT_DRIFT_WINDOW};
 use crate::predict::input::{Format, Source};
 use crate::predict::models::ModelChoice;
 use crate::predict::serve::ServeOptions;
@@ -619,6 +620,28 @@ fn predict(a: cli::PredictArgs) -> Result<PredictSettings> {
         // --grpc alone serves /metrics and /healthz here (--http serves them itself)
         metrics: a.metrics_addr.filter(|_| !a.serve && a.http.is_none()),
     });
+    let drift_flags = [
+        (a.drift_window.is_some(), "--drift-window"),
+        (a.drift_every.is_some(), "--drift-every"),
+        (a.no_drift, "--no-drift"),
+    ];
+    if !a.serve {
+        if let Some((_, flag)) = drift_flags.iter().find(|(set, _)| *set) {
+            return Err(usage(flag, "only applies with --serve (modelcast drift measures a file)"));
+        }
+    }
+    let drift = if a.no_drift {
+        if let Some((_, flag)) = drift_flags[..2].iter().find(|(set, _)| *set) {
+            return Err(usage(flag, "does not apply with --no-drift"));
+        }
+        None
+    } else {
+        let text = a.drift_every.as_deref().unwrap_or("5m");
+        let every = parse_duration(text)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| usage("--drift-every", &format!("{text:?} is not a duration (90s, 30m, 24h, 7d)")))?;
+        Some(WindowLimits { records: a.drift_window.unwrap_or(DEFAULT_DRIFT_WINDOW), every })
+    };
     let mode = if a.serve {
         for (set, flag) in [(a.input.is_some(), "--input"), (a.format.is_some(), "--format"), (a.follow, "--follow")] {
             if set {
@@ -638,6 +661,7 @@ fn predict(a: cli::PredictArgs) -> Result<PredictSettings> {
             instance_id: a.instance_id,
             stdout,
             api,
+            drift,
         })
     } else if let Some(api) = api {
         let records_only: [(bool, &str); 7] = [

@@ -131,18 +131,9 @@ pub fn new_move(
             .filter(|d| *d != target.input_schema_digest),
         action,
         reason,
-        actor: crate::lifecycle::actor(|k| std::env::var(k).ok(), &hostname()),
+        actor: crate::lifecycle::actor(|k| std::env::var(k).ok(), &crate::util::ids::hostname()),
         at,
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// The store key of model `name` at `version`: a version id, an alias, or (`None`) the newest.

@@ -37,6 +37,9 @@ pub struct Topics {
     /// Live accuracy per model version, published by `evaluate --serve` (default `model_metrics`).
     #[serde(default = "d_model_metrics")]
     pub model_metrics: String,
+    /// Drift windows per model version, published by `predict --serve` (default `model_drift`).
+    #[serde(default = "d_model_drift")]
+    pub model_drift: String,
 }
 
 fn d_train() -> String {
@@ -60,6 +63,9 @@ fn d_labels() -> String {
 fn d_model_metrics() -> String {
     "model_metrics".into()
 }
+fn d_model_drift() -> String {
+    "model_drift".into()
+}
 
 impl Default for Topics {
     fn default() -> Self {
@@ -71,6 +77,7 @@ impl Default for Topics {
             shadow: d_shadow(),
             labels: d_labels(),
             model_metrics: d_model_metrics(),
+            model_drift: d_model_drift(),
         }
     }
 }

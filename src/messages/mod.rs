@@ -8,6 +8,7 @@
 //! edges (`bus`, `aliases`) carry these bytes and the flows build and read them.
 
 pub mod announcement;
+pub mod drift;
 pub mod envelope;
 pub mod label;
 pub mod metrics;
@@ -16,6 +17,7 @@ pub mod prediction;
 pub use announcement::{
     AliasMove, Announcement, ExportRef, HeadlineMetrics, ModelRef, MoveAction, Skipped, TrainMessage, ALIAS_MOVED,
 };
+pub use drift::DriftMessage;
 pub use envelope::{Outbox, Outgoing, OutputTopics};
 pub use label::decode_label;
 pub use metrics::{ModelMetrics, MODEL_METRICS_SCHEMA_VERSION};

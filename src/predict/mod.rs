@@ -54,6 +54,8 @@ pub struct Served {
     pub scorer: Scorer,
     /// The record decoder for its input columns.
     pub decoder: Decoder,
+    /// What drift is measured against (none in artifacts written before references).
+    pub drift: Option<std::sync::Arc<crate::drift::Reference>>,
 }
 
 /// How a replica serves the models it loads: the record field that carries the key, and the
@@ -88,6 +90,7 @@ impl Served {
             digest: a.input_schema.digest(),
             scorer,
             decoder,
+            drift: a.drift.clone().map(std::sync::Arc::new),
         })
     }
 }
@@ -232,6 +235,14 @@ pub struct Scratch<'a> {
     cells: Vec<Cell<'a>>,
     key: String,
     probs: Vec<f64>,
+    decoded: bool,
+}
+
+impl<'a> Scratch<'a> {
+    /// The last record's cells in the model's column order, if it could be read.
+    pub fn cells(&self) -> Option<&[Cell<'a>]> {
+        self.decoded.then_some(&self.cells[..])
+    }
 }
 
 /// A record's prediction: the value and, for a classifier, the predicted class (its probabilities
@@ -277,8 +288,9 @@ pub fn score_into<'a, 't>(
     topic: &'t str,
     topics: &OutputTopics<'t>,
 ) -> crate::error::Result<Verdict> {
-    let Scratch { cells, key: keybuf, probs } = scratch;
+    let Scratch { cells, key: keybuf, probs, decoded } = scratch;
     let outcome = model.decoder.json_into(rec.bytes, cells);
+    *decoded = outcome.is_ok();
     let field_key = match &outcome {
         Ok(k) => k.as_ref(),
         Err(_) => None,

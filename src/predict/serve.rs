@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::events::{metrics, Event, ModelServing, RecordRejected, ShadowSwapped};
 use crate::messages::{OriginRef, Outbox, OutputTopics};
 use crate::predict::api::Servers;
+use crate::predict::drift::{self, Monitor, WindowLimits};
 use crate::predict::models::{ModelChoice, Started, Swapper};
 use crate::predict::{score_into, Counts, Incoming, Scratch, Served, Verdict};
 use crate::store::Store;
@@ -33,6 +34,8 @@ pub struct ServeOptions {
     pub instance_id: Option<String>,
     /// Also answer Open Inference Protocol requests (`--http`, `--grpc`), with the same model.
     pub api: Option<crate::predict::api::ApiOptions>,
+    /// Count what the serving model scores into drift windows (None: `--no-drift`).
+    pub drift: Option<WindowLimits>,
 }
 
 /// Run the service until SIGINT/SIGTERM.
@@ -64,6 +67,14 @@ pub async fn run(
     }
     // (the train topic is checked when its follower opens)
     kafka.check_topics(&needed).await?;
+    // drift windows are an observation, not the service: a missing topic is said, never fatal
+    let mut drift_topic = Some(cfg.topics.model_drift.as_str());
+    if opts.drift.is_some() {
+        if let Err(e) = kafka.check_topics(&[cfg.topics.model_drift.as_str()]).await {
+            tracing::warn!(error = %e, "drift windows will be counted (on /metrics) but not published; run `modelcast topics create`");
+            drift_topic = None;
+        }
+    }
     let consumer = Arc::new(kafka.input_consumer(&opts.input_topic, opts.instance_id.as_deref())?);
     let t0 = std::time::Instant::now();
     if let Some(addr) = opts.metrics_addr {
@@ -77,6 +88,12 @@ pub async fn run(
     let mut shadow = shadow.map(Arc::new);
     servers.publish(&model, &shadow);
     ModelServing { model: &model.name, version: &model.version }.emit();
+    let instance =
+        opts.instance_id.clone().unwrap_or_else(|| format!("{}-{}", crate::util::ids::hostname(), std::process::id()));
+    let mut monitor = opts.drift.map(|limits| Monitor::new(limits, instance));
+    if let Some(d) = &mut monitor {
+        d.follow(&model);
+    }
     if let Some(s) = &shadow {
         ShadowSwapped { model: &s.name, from: "", to: &s.version }.emit();
     }
@@ -100,8 +117,18 @@ pub async fn run(
     loop {
         // Only the wait for a batch's first record races the other branches (it is cancel-safe);
         // the rest of the batch is taken without waiting, so no record is ever dropped mid-batch.
+        let window_due = monitor.as_ref().and_then(Monitor::deadline);
+        let far = std::time::Instant::now() + std::time::Duration::from_secs(86_400);
         let first = tokio::select! {
             r = consumer.recv() => r,
+            // a drift window's time is up while no record comes
+            _ = tokio::time::sleep_until(window_due.unwrap_or(far).into()), if window_due.is_some() => {
+                if let Some(d) = &mut monitor {
+                    d.tick();
+                    send_windows(&kafka, drift_topic, d.take());
+                }
+                continue;
+            }
             // woken by the train follower when a message arrives (no polling: an idle replica
             // sleeps until a record, an announcement or a signal)
             _ = swapper.changed(), if choice.version.is_none() => {
@@ -109,6 +136,10 @@ pub async fn run(
                     counts.swaps += 1;
                 }
                 servers.publish(&model, &shadow);
+                if let Some(d) = &mut monitor {
+                    d.follow(&model);
+                    send_windows(&kafka, drift_topic, d.take());
+                }
                 continue;
             }
             _ = &mut ctrl_c => break,
@@ -139,6 +170,7 @@ pub async fn run(
             &mut shadow_out,
             &mut stamps,
             print,
+            monitor.as_mut(),
         )?;
         m.records_in.inc_by(batch.len() as u64);
         deliver_batch(&kafka, &consumer, &batch, &out, &shadow_out, &stamps).await?;
@@ -154,13 +186,52 @@ pub async fn run(
         m.predictions_out.inc_by(ok);
         counts.scored += ok;
         counts.rejected += bad;
+        if let Some(d) = &mut monitor {
+            d.tick();
+            send_windows(&kafka, drift_topic, d.take());
+        }
     }
     tracing::info!("stopping: flushing the producer and committing offsets");
+    if let Some(d) = &mut monitor {
+        d.stop();
+        send_windows(&kafka, drift_topic, d.take());
+    }
     kafka.flush()?;
     consumer.commit_final();
     // the requests in flight are answered before the process ends
     servers.drain().await;
     Ok(counts)
+}
+
+/// Send closed drift windows without waiting (a failure is logged and counted, never fatal, and
+/// never holds the records' path).
+fn send_windows(kafka: &Kafka, topic: Option<&str>, windows: Vec<crate::messages::DriftMessage>) {
+    let Some(topic) = topic else { return };
+    let mut msgs = Vec::with_capacity(windows.len());
+    for w in &windows {
+        match drift::encode(w) {
+            Ok(payload) => msgs.push(crate::messages::Outgoing {
+                topic,
+                key: w.model_name.as_bytes().to_vec(),
+                payload,
+                headers: Vec::new(),
+            }),
+            Err(e) => drift::not_published(1, &e.to_string()),
+        }
+    }
+    if msgs.is_empty() {
+        return;
+    }
+    match kafka.send_all(&msgs) {
+        Ok(d) => {
+            tokio::spawn(async move {
+                if let (n @ 1.., reason) = d.settle().await {
+                    drift::not_published(n, &reason.unwrap_or_default());
+                }
+            });
+        }
+        Err(e) => drift::not_published(msgs.len() as u64, &e.to_string()),
+    }
 }
 
 /// Where a batch's outputs go: the prediction and dead-letter topics, the shadow topic, and the
@@ -184,6 +255,7 @@ fn score_batch<'t>(
     shadow_out: &mut Outbox<'t>,
     stamps: &mut Vec<Option<i64>>,
     mut print: Option<&mut std::io::Stdout>,
+    mut drift: Option<&mut Monitor>,
 ) -> Result<(u64, u64)> {
     let m = metrics();
     let topics = lanes.topics;
@@ -206,10 +278,18 @@ fn score_batch<'t>(
                 format!("record of {} bytes exceeds max_record_bytes {}", rec.bytes.len(), lanes.max_record_bytes);
             let mut buf = String::new();
             msg.set_dead_letter(rec.fallback_key(&mut buf), &reason, &rec.origin, rec.bytes, topics);
+            scratch.decoded = false;
             Verdict::Rejected(reason)
         } else {
             score_into(model, &rec, now, &mut scratch, msg, topics.app_messages, topics)?
         };
+        if let Some(d) = drift.as_deref_mut() {
+            let prediction = match &verdict {
+                Verdict::Scored(p) => Some(*p),
+                Verdict::Rejected(_) => None,
+            };
+            d.record(scratch.cells(), prediction);
+        }
         match verdict {
             Verdict::Scored(p) => {
                 ok += 1;

@@ -107,6 +107,7 @@ impl Kafka {
             (&t.shadow, n),
             (&t.labels, n),
             (&t.model_metrics, 1),
+            (&t.model_drift, 1),
         ];
         let new: Vec<NewTopic> =
             specs.iter().map(|(name, p)| NewTopic::new(name.as_str(), *p, TopicReplication::Fixed(repl))).collect();
