@@ -410,13 +410,13 @@ pub struct PredictArgs {
     #[arg(long, value_name = "MICROSECONDS")]
     pub batch_wait_us: Option<u64>,
     /// Close a drift window (published on modelcast.topics.model_drift and /metrics) after this
-    /// many records scored by the serving version [default: 10000] (--serve only).
+    /// many records (or request rows) scored by the serving version [default: 10000].
     #[arg(long, value_name = "RECORDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub drift_window: Option<u64>,
-    /// ... or this long after its first record, whichever comes first [default: 5m] (--serve only).
+    /// ... or this long after its first record, whichever comes first [default: 5m].
     #[arg(long, value_name = "DURATION")]
     pub drift_every: Option<String>,
-    /// Do not count drift windows (--serve only).
+    /// Do not count drift windows.
     #[arg(long)]
     pub no_drift: bool,
     /// Stable name of this replica (Kafka static membership, `group.instance.id`): a replica

@@ -619,15 +619,17 @@ fn predict(a: cli::PredictArgs) -> Result<PredictSettings> {
         max_body: a.http_max_body.unwrap_or(DEFAULT_MAX_BODY),
         // --grpc alone serves /metrics and /healthz here (--http serves them itself)
         metrics: a.metrics_addr.filter(|_| !a.serve && a.http.is_none()),
+        drift: None,
+        instance: a.instance_id.clone(),
     });
     let drift_flags = [
         (a.drift_window.is_some(), "--drift-window"),
         (a.drift_every.is_some(), "--drift-every"),
         (a.no_drift, "--no-drift"),
     ];
-    if !a.serve {
+    if api.is_none() && !a.serve {
         if let Some((_, flag)) = drift_flags.iter().find(|(set, _)| *set) {
-            return Err(usage(flag, "only applies with --serve (modelcast drift measures a file)"));
+            return Err(usage(flag, "only applies with --serve, --http or --grpc (modelcast drift measures a file)"));
         }
     }
     let drift = if a.no_drift {
@@ -642,6 +644,7 @@ fn predict(a: cli::PredictArgs) -> Result<PredictSettings> {
             .ok_or_else(|| usage("--drift-every", &format!("{text:?} is not a duration (90s, 30m, 24h, 7d)")))?;
         Some(WindowLimits { records: a.drift_window.unwrap_or(DEFAULT_DRIFT_WINDOW), every })
     };
+    let api = api.map(|o| ApiOptions { drift, ..o });
     let mode = if a.serve {
         for (set, flag) in [(a.input.is_some(), "--input"), (a.format.is_some(), "--format"), (a.follow, "--follow")] {
             if set {

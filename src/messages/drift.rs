@@ -18,6 +18,9 @@ pub struct DriftMessage {
     pub version: String,
     /// The replica that counted it (`--instance-id`, else the host name and process id).
     pub instance: String,
+    /// What was counted: `records` (the Kafka input topic) or `requests` (rows of inference
+    /// requests over HTTP and gRPC); each has its own windows.
+    pub source: String,
     /// The window's number within this replica's run of this version, from 1.
     pub window: u64,
     /// When the window's first record was counted (ms since the epoch).

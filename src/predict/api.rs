@@ -9,7 +9,8 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::batch::{BatchOptions, Batcher, ShadowBatch};
+use super::batch::{BatchOptions, Batcher, RequestDrift, ShadowBatch};
+use super::drift::{Monitor, WindowLimits};
 use super::models::{ModelChoice, Started, Swapper};
 use super::oip::{self, Holding, Publisher};
 use super::{grpc, Counts};
@@ -42,6 +43,10 @@ pub struct ApiOptions {
     pub tls: Option<Arc<super::tls::Identity>>,
     /// How requests are batched (`--batch-max-rows`, `--batch-wait-us`).
     pub batch: BatchOptions,
+    /// Count the rows of requests into drift windows (None: `--no-drift`).
+    pub drift: Option<WindowLimits>,
+    /// The name drift windows carry (`--instance-id`; None: the host name and process id).
+    pub instance: Option<String>,
 }
 
 impl std::fmt::Debug for ApiOptions {
@@ -54,6 +59,8 @@ impl std::fmt::Debug for ApiOptions {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("tls", &self.tls.is_some())
             .field("batch", &self.batch)
+            .field("drift", &self.drift)
+            .field("instance", &self.instance)
             .finish()
     }
 }
@@ -79,7 +86,12 @@ impl Servers {
         }
         if let Some(o) = opts {
             let (shadow_tx, shadow_rx) = tokio::sync::mpsc::channel(SHADOW_QUEUE);
-            let api = oip::Api { live, batcher: Batcher::start(o.batch, Some(shadow_tx))? };
+            let (drift_tx, drift_rx) = tokio::sync::mpsc::channel(SHADOW_QUEUE);
+            let drift = o.drift.map(|limits| RequestDrift {
+                monitor: Monitor::new(limits, o.instance.as_deref(), "requests"),
+                sink: drift_tx,
+            });
+            let api = oip::Api { live, batcher: Batcher::start(o.batch, Some(shadow_tx), drift)? };
             if let Some(addr) = o.http {
                 let tls = o.tls.as_ref().map(|id| id.http_config());
                 tasks.push(oip::serve(addr, api.clone(), o.max_body, o.token.clone(), tls, stopped.clone()).await?.1);
@@ -91,6 +103,7 @@ impl Servers {
             }
             // ends when the servers have stopped (and with them the scoring thread): last to drain
             tasks.push(tokio::spawn(record_shadow(shadow_rx, bus.clone())));
+            tasks.push(tokio::spawn(record_drift(drift_rx, bus.clone())));
         }
         Ok(Servers { publish, ready, stop, tasks })
     }
@@ -131,6 +144,30 @@ async fn record_shadow(mut rx: tokio::sync::mpsc::Receiver<ShadowBatch>, bus: Bu
         if let Err(e) = bus.produce(msgs).await {
             crate::events::metrics().shadow_delivery_failures.inc_by(n as u64);
             tracing::warn!(failed = n, error = %e, "shadow predictions of requests not delivered; answers are unaffected");
+        }
+    }
+}
+
+/// Publish the drift windows of requests on the `model_drift` topic until the scoring thread is
+/// gone; a failed write is counted and logged, never retried.
+async fn record_drift(mut rx: tokio::sync::mpsc::Receiver<Vec<crate::messages::DriftMessage>>, bus: Bus) {
+    let topic = bus.topics().model_drift;
+    while let Some(windows) = rx.recv().await {
+        let n = windows.len() as u64;
+        let mut msgs = Vec::new();
+        for w in &windows {
+            match super::drift::encode(w) {
+                Ok(payload) => msgs.push(Outgoing {
+                    topic: &topic,
+                    key: w.model_name.clone().into_bytes(),
+                    payload,
+                    headers: Vec::new(),
+                }),
+                Err(e) => super::drift::not_published(1, &e.to_string()),
+            }
+        }
+        if let Err(e) = bus.produce(msgs).await {
+            super::drift::not_published(n, &e.to_string());
         }
     }
 }

@@ -23,7 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::{Error, Result};
 use crate::events::metrics;
 use crate::features::{Cell, Scorer};
-use crate::messages::{OriginRef, PredictionRef, Probabilities};
+use crate::messages::{DriftMessage, OriginRef, PredictionRef, Probabilities};
+use crate::predict::drift::Monitor;
 use crate::predict::{predict_cells, prediction_version, Served};
 
 /// The most rows a batch gathers by default (a request with more is its own batch): 1,024 rows of
@@ -107,6 +108,15 @@ pub struct ShadowOf {
 /// Shadow predictions on their way to the shadow topic: (key, message) pairs of one batch.
 pub type ShadowBatch = Vec<(String, Vec<u8>)>;
 
+/// The drift of what requests bring: the monitor the scoring thread counts every scored row
+/// into, and where its closed windows go.
+pub struct RequestDrift {
+    /// Counts the rows of every request, scored by the version it was decoded for.
+    pub monitor: Monitor,
+    /// The `model_drift` topic's writer.
+    pub sink: mpsc::Sender<Vec<DriftMessage>>,
+}
+
 /// Why a request was not scored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
@@ -128,12 +138,17 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Start the scoring thread; shadow predictions go to `shadow` (when there is a shadow).
-    pub fn start(opts: BatchOptions, shadow: Option<mpsc::Sender<ShadowBatch>>) -> Result<Batcher> {
+    /// Start the scoring thread; shadow predictions go to `shadow` (when there is a shadow), and
+    /// the rows it scores are counted into `drift`'s windows.
+    pub fn start(
+        opts: BatchOptions,
+        shadow: Option<mpsc::Sender<ShadowBatch>>,
+        drift: Option<RequestDrift>,
+    ) -> Result<Batcher> {
         let (tx, rx) = std_mpsc::sync_channel(QUEUE);
         std::thread::Builder::new()
             .name("modelcast-score".into())
-            .spawn(move || run(&rx, opts, shadow.as_ref()))
+            .spawn(move || run(&rx, opts, shadow.as_ref(), drift))
             .map_err(|e| Error::io("start the scoring thread", "-", e))?;
         Ok(Batcher { tx })
     }
@@ -150,12 +165,32 @@ impl Batcher {
     }
 }
 
-/// The scoring thread: gather a batch, score it, answer, then the shadow; until every handle is
-/// gone.
-fn run(rx: &std_mpsc::Receiver<Job>, opts: BatchOptions, shadow: Option<&mpsc::Sender<ShadowBatch>>) {
+/// The scoring thread: gather a batch, score it, count its drift, answer, then the shadow;
+/// until every handle is gone (then the open drift window is closed and sent).
+fn run(
+    rx: &std_mpsc::Receiver<Job>,
+    opts: BatchOptions,
+    shadow: Option<&mpsc::Sender<ShadowBatch>>,
+    mut drift: Option<RequestDrift>,
+) {
     let mut batch: Vec<Job> = Vec::new();
     let mut shadowed: Vec<(Rows, Vec<Option<f64>>)> = Vec::new();
-    while let Ok(first) = rx.recv() {
+    loop {
+        // wait for a request, or until the open drift window's time is up
+        let first = match drift.as_ref().and_then(|d| d.monitor.deadline()) {
+            Some(due) => match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    send_windows(drift.as_mut());
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            },
+        };
         let mut rows = row_count(&first.rows);
         batch.push(first);
         let deadline = Instant::now() + opts.wait;
@@ -178,6 +213,13 @@ fn run(rx: &std_mpsc::Receiver<Job>, opts: BatchOptions, shadow: Option<&mpsc::S
         m.http_batch_requests.observe(batch.len() as f64);
         for Job { rows, reply } in batch.drain(..) {
             let scores = score_rows(&rows.model.scorer, &rows.cells);
+            if let Some(d) = drift.as_mut() {
+                d.monitor.follow(&rows.model);
+                let k = rows.model.scorer.input_columns().len().max(1);
+                for (row, r) in rows.cells.chunks(k).zip(&scores.rows) {
+                    d.monitor.record(Some(row), r.as_ref().ok().map(|(v, _)| *v));
+                }
+            }
             if rows.shadow.is_some() {
                 let served = scores.rows.iter().map(|r| r.as_ref().ok().map(|(v, _)| *v)).collect();
                 shadowed.push((rows, served));
@@ -189,6 +231,23 @@ fn run(rx: &std_mpsc::Receiver<Job>, opts: BatchOptions, shadow: Option<&mpsc::S
             record_shadow(&mut shadowed, sink);
         }
         shadowed.clear();
+        send_windows(drift.as_mut());
+    }
+    if let Some(d) = drift.as_mut() {
+        d.monitor.stop();
+        send_windows(Some(d));
+    }
+}
+
+/// Close the drift window if its time is up, and hand the closed ones to the topic's writer
+/// (dropped, and counted, if it is behind).
+fn send_windows(drift: Option<&mut RequestDrift>) {
+    let Some(d) = drift else { return };
+    d.monitor.tick();
+    let windows = d.monitor.take();
+    let n = windows.len() as u64;
+    if n > 0 && d.sink.try_send(windows).is_err() {
+        crate::predict::drift::not_published(n, "the model_drift writer is behind");
     }
 }
 
@@ -271,7 +330,7 @@ mod tests {
     async fn concurrent_requests_are_batched_and_each_gets_its_own_rows_scores() {
         let m = served("params/params.yaml");
         // a wait long enough that the 32 requests sent at once share batches
-        let b = Batcher::start(BatchOptions { max_rows: 1024, wait: Duration::from_millis(50) }, None).unwrap();
+        let b = Batcher::start(BatchOptions { max_rows: 1024, wait: Duration::from_millis(50) }, None, None).unwrap();
         let before = metrics().http_batch_requests.get_sample_count();
         let sum_before = metrics().http_batch_requests.get_sample_sum();
         let all = wine_rows(32);
@@ -296,7 +355,7 @@ mod tests {
     #[tokio::test]
     async fn the_batch_size_bounds_a_batch_but_never_splits_a_request() {
         let m = served("params/params.yaml");
-        let b = Batcher::start(BatchOptions { max_rows: 4, wait: Duration::from_millis(20) }, None).unwrap();
+        let b = Batcher::start(BatchOptions { max_rows: 4, wait: Duration::from_millis(20) }, None, None).unwrap();
         let cells = wine_rows(10);
         let got = b.score(Rows { model: m.clone(), cells: cells.clone(), shadow: None }).await.unwrap();
         assert_eq!(got.rows.len(), 10);
@@ -307,7 +366,7 @@ mod tests {
     async fn the_shadow_scores_after_the_answer_and_its_predictions_are_recorded() {
         let (champion, shadow) = (served("params/params.yaml"), served("params/params.yaml"));
         let (tx, mut rx) = mpsc::channel(4);
-        let b = Batcher::start(BatchOptions::default(), Some(tx)).unwrap();
+        let b = Batcher::start(BatchOptions::default(), Some(tx), None).unwrap();
         let cells = wine_rows(3);
         let rows = Rows {
             model: champion.clone(),

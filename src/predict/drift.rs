@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use prometheus::{GaugeVec, IntCounterVec, Opts};
 
 use crate::artifact::Artifact;
-use crate::bus::Bus;
 use crate::drift::{ColumnDrift, Reference, Window, WindowReport};
 use crate::error::{Error, Result};
 use crate::features::Cell;
@@ -121,6 +120,7 @@ struct Current {
 pub struct Monitor {
     limits: WindowLimits,
     instance: String,
+    source: &'static str,
     current: Option<Current>,
     /// The version the monitor last followed (also when it has no reference).
     following: String,
@@ -129,11 +129,15 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// A monitor closing windows at `limits`, naming itself `instance` in its messages.
-    pub fn new(limits: WindowLimits, instance: String) -> Monitor {
+    /// A monitor closing windows at `limits`, naming itself `instance` (None: the host name and
+    /// process id) and what it counts, `source` (`records` or `requests`), in its messages.
+    pub fn new(limits: WindowLimits, instance: Option<&str>, source: &'static str) -> Monitor {
+        let instance =
+            instance.map_or_else(|| format!("{}-{}", crate::util::ids::hostname(), std::process::id()), str::to_string);
         Monitor {
             limits,
             instance,
+            source,
             current: None,
             following: String::new(),
             done: Vec::new(),
@@ -225,6 +229,7 @@ impl Monitor {
             model_name: c.name.clone(),
             version: c.version.clone(),
             instance: self.instance.clone(),
+            source: self.source.into(),
             window: c.seq,
             start_ms,
             end_ms: crate::util::time::now_ms(),
@@ -234,22 +239,6 @@ impl Monitor {
         c.seq += 1;
         observe(&msg);
         self.done.push(msg);
-    }
-}
-
-/// Publish closed windows on the `model_drift` topic (the local log on the embedded default). A
-/// failure is logged and counted, never fatal: drift is an observation of the serving, not part
-/// of it.
-pub async fn publish(bus: &Bus, windows: Vec<DriftMessage>) {
-    let topic = bus.topics().model_drift.clone();
-    for w in windows {
-        let sent = match encode(&w) {
-            Ok(payload) => bus.publish_to(&topic, &w.model_name, payload, "drift window").await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = sent {
-            not_published(1, &e.to_string());
-        }
     }
 }
 
@@ -277,7 +266,15 @@ struct Gauges {
     records: GaugeVec,
     windows: IntCounterVec,
     failures: IntCounterVec,
-    shown: std::sync::Mutex<String>,
+    /// Per source, the (model, version, features) its series are labelled with now.
+    shown: std::sync::Mutex<Vec<Shown>>,
+}
+
+struct Shown {
+    source: String,
+    model: String,
+    version: String,
+    features: Vec<String>,
 }
 
 static GAUGES: LazyLock<Option<Gauges>> = LazyLock::new(|| match Gauges::register() {
@@ -291,7 +288,7 @@ static GAUGES: LazyLock<Option<Gauges>> = LazyLock::new(|| match Gauges::registe
 impl Gauges {
     fn register() -> std::result::Result<Gauges, prometheus::Error> {
         let reg = &crate::events::metrics().registry;
-        let labels = ["model", "version", "feature"];
+        let labels = ["model", "version", "feature", "source"];
         let gauge = |name: &str, help: &str, labels: &[&str]| -> std::result::Result<GaugeVec, prometheus::Error> {
             let g = GaugeVec::new(Opts::new(name, help), labels)?;
             reg.register(Box::new(g.clone()))?;
@@ -327,15 +324,15 @@ impl Gauges {
             records: gauge(
                 "modelcast_drift_window_records",
                 "Records in the last drift window.",
-                &["model", "version"],
+                &["model", "version", "source"],
             )?,
             windows: counter(
                 "modelcast_drift_windows_total",
                 "Drift windows closed, by their worst verdict.",
-                &["model", "version", "verdict"],
+                &["model", "version", "source", "verdict"],
             )?,
             failures: counter("modelcast_drift_failures_total", "Drift windows not published.", &["what"])?,
-            shown: std::sync::Mutex::new(String::new()),
+            shown: std::sync::Mutex::new(Vec::new()),
         })
     }
 }
@@ -354,6 +351,7 @@ fn observe(msg: &DriftMessage) {
         model = %msg.model_name,
         version = %msg.version,
         window = msg.window,
+        source = %msg.source,
         records = msg.report.records,
         closed_by = %msg.closed_by,
         verdict = %msg.report.verdict,
@@ -361,28 +359,47 @@ fn observe(msg: &DriftMessage) {
         "drift window closed"
     );
     let Some(g) = GAUGES.as_ref() else { return };
+    let (m, v, src) = (msg.model_name.as_str(), msg.version.as_str(), msg.source.as_str());
+    let features: Vec<&ColumnDrift> = msg.report.columns.iter().chain([&msg.report.prediction]).collect();
     let mut shown = g.shown.lock().unwrap_or_else(|e| e.into_inner());
-    let key = format!("{}\n{}", msg.model_name, msg.version);
-    if *shown != key {
-        for v in [&g.psi, &g.js, &g.missing, &g.outside, &g.records] {
-            v.reset();
+    let same = |s: &Shown| s.model == m && s.version == v;
+    match shown.iter().position(|s| s.source == src) {
+        Some(i) if same(&shown[i]) => {}
+        found => {
+            // a new version for this source: its old series go, so the label sets stay one
+            // version's columns per source
+            if let Some(i) = found {
+                let old = shown.swap_remove(i);
+                let (om, ov) = (old.model.as_str(), old.version.as_str());
+                for f in &old.features {
+                    for gv in [&g.psi, &g.js, &g.missing, &g.outside] {
+                        let _ = gv.remove_label_values(&[om, ov, f.as_str(), src]);
+                    }
+                }
+                let _ = g.records.remove_label_values(&[om, ov, src]);
+                for verdict in ["stable", "watch", "drift"] {
+                    let _ = g.windows.remove_label_values(&[om, ov, src, verdict]);
+                }
+            }
+            shown.push(Shown {
+                source: src.into(),
+                model: m.into(),
+                version: v.into(),
+                features: features.iter().map(|c| c.name.clone()).collect(),
+            });
         }
-        g.windows.reset();
-        *shown = key;
     }
-    let (m, v) = (msg.model_name.as_str(), msg.version.as_str());
-    let set = |c: &ColumnDrift| {
-        let l = [m, v, c.name.as_str()];
+    for c in features {
+        let l = [m, v, c.name.as_str(), src];
         g.psi.with_label_values(&l).set(c.psi);
         g.js.with_label_values(&l).set(c.jensen_shannon);
         g.missing.with_label_values(&l).set(c.missing_rate);
         if let Some(x) = c.out_of_range_rate.or(c.unseen_rate) {
             g.outside.with_label_values(&l).set(x);
         }
-    };
-    msg.report.columns.iter().chain([&msg.report.prediction]).for_each(set);
-    g.records.with_label_values(&[m, v]).set(msg.report.records as f64);
-    g.windows.with_label_values(&[m, v, &msg.report.verdict]).inc();
+    }
+    g.records.with_label_values(&[m, v, src]).set(msg.report.records as f64);
+    g.windows.with_label_values(&[m, v, src, &msg.report.verdict]).inc();
 }
 
 #[cfg(test)]
@@ -409,7 +426,7 @@ mod tests {
     fn windows_close_when_full_on_a_swap_and_at_a_stop_and_reset_between() {
         let (v1, v2, old) = (served("v1", true), served("v2", true), served("v0", false));
         let limits = WindowLimits { records: 3, every: Duration::from_secs(3600) };
-        let mut m = Monitor::new(limits, "replica-a".into());
+        let mut m = Monitor::new(limits, Some("replica-a"), "records");
         m.follow(&old);
         m.record(Some(&row(&old, 10.0)), Some(5.0));
         assert!(m.deadline().is_none(), "a version without a reference counts nothing");
@@ -447,7 +464,7 @@ mod tests {
     #[test]
     fn a_window_closes_when_its_time_is_up() {
         let v1 = served("v1", true);
-        let mut m = Monitor::new(WindowLimits { records: 1000, every: Duration::from_millis(30) }, "r".into());
+        let mut m = Monitor::new(WindowLimits { records: 1000, every: Duration::from_millis(30) }, None, "records");
         m.follow(&v1);
         m.tick();
         assert!(m.take().is_empty(), "no record, no window");

@@ -88,9 +88,7 @@ pub async fn run(
     let mut shadow = shadow.map(Arc::new);
     servers.publish(&model, &shadow);
     ModelServing { model: &model.name, version: &model.version }.emit();
-    let instance =
-        opts.instance_id.clone().unwrap_or_else(|| format!("{}-{}", crate::util::ids::hostname(), std::process::id()));
-    let mut monitor = opts.drift.map(|limits| Monitor::new(limits, instance));
+    let mut monitor = opts.drift.map(|limits| Monitor::new(limits, opts.instance_id.as_deref(), "records"));
     if let Some(d) = &mut monitor {
         d.follow(&model);
     }

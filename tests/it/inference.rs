@@ -12,7 +12,7 @@ use crate::util::bed::http_get;
 use crate::util::{free_addr, sigterm, wait_for, Sandbox, PATIENCE};
 
 /// POST `body` to `addr` + `path`: (status, body as JSON).
-fn post(addr: &str, path: &str, body: &str) -> (u16, Value) {
+pub(crate) fn post(addr: &str, path: &str, body: &str) -> (u16, Value) {
     post_as(addr, path, body, None)
 }
 
@@ -39,9 +39,9 @@ fn get_json(addr: &str, path: &str) -> (u16, Value) {
 }
 
 /// A running `predict --http`; dropping it kills the process.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl Drop for Server {
@@ -51,7 +51,7 @@ impl Drop for Server {
     }
 }
 
-fn start(sb: &Sandbox, extra: &[&str]) -> Server {
+pub(crate) fn start(sb: &Sandbox, extra: &[&str]) -> Server {
     let addr = free_addr();
     let mut cmd = sb.command(&["predict", "--http", &addr]);
     cmd.args(extra);
@@ -82,7 +82,7 @@ fn wine_rows(n: usize) -> (String, Vec<String>, Vec<Vec<f64>>) {
     (format!("{header}\n{}\n", body.join("\n")), names, rows)
 }
 
-fn named_request(names: &[String], rows: &[Vec<f64>], datatype: &str) -> String {
+pub(crate) fn named_request(names: &[String], rows: &[Vec<f64>], datatype: &str) -> String {
     let inputs: Vec<Value> = names[..11]
         .iter()
         .enumerate()

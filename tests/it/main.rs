@@ -7,6 +7,7 @@ mod bus_contract;
 mod classify;
 mod cli;
 mod closed_loop;
+mod drift;
 mod export;
 mod hot_path;
 mod inference;

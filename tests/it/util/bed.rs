@@ -237,6 +237,7 @@ pub struct Topics {
     pub shadow: String,
     pub labels: String,
     pub metrics: String,
+    pub drift: String,
 }
 
 /// A sandbox wired to the test bed with its own topics, bucket prefix and Kafka config
@@ -264,6 +265,7 @@ impl Wired {
             shadow: format!("{id}-shadow"),
             labels: format!("{id}-labels"),
             metrics: format!("{id}-metrics"),
+            drift: format!("{id}-drift"),
         };
         // timeout_ms bounds the binary's Kafka requests (metadata, history, deliveries): a
         // failing bound, generous for a loaded machine.
@@ -272,9 +274,16 @@ impl Wired {
             &format!(
                 "bootstrap.servers: ${{TEST_BOOTSTRAP}}\ncompression.type: lz4\n\
                  modelcast:\n  topics: {{train: {}, app_messages: {}, input: {}, dead_letter: {}, shadow: {}, \
-                 labels: {}, model_metrics: {}}}\n  \
+                 labels: {}, model_metrics: {}, model_drift: {}}}\n  \
                  group_id: {id}-group\n  partitions: {partitions}\n  timeout_ms: 60000\n",
-                topics.train, topics.app, topics.input, topics.dead, topics.shadow, topics.labels, topics.metrics
+                topics.train,
+                topics.app,
+                topics.input,
+                topics.dead,
+                topics.shadow,
+                topics.labels,
+                topics.metrics,
+                topics.drift
             ),
         );
         let g = &bed.garage;
