@@ -101,6 +101,6 @@ async fn kafka_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     let bus = Bus::kafka(bed.kafka_config(dir.path(), &unique("bus"))).unwrap();
     let created = bus.as_kafka().unwrap().create_topics(None).await.unwrap();
-    assert_eq!(created.len(), 7, "{created:?}");
+    assert_eq!(created.len(), 8, "{created:?}");
     contract(&bus).await;
 }

@@ -219,7 +219,8 @@ impl Bed {
             &path,
             format!(
                 "bootstrap.servers: {}\nmodelcast:\n  topics: {{train: {id}-train, app_messages: {id}-app, input: {id}-in, \
-                 dead_letter: {id}-dead, shadow: {id}-shadow, labels: {id}-labels, model_metrics: {id}-metrics}}\n  partitions: 1\n  timeout_ms: 60000\n",
+                 dead_letter: {id}-dead, shadow: {id}-shadow, labels: {id}-labels, model_metrics: {id}-metrics, \
+                 model_drift: {id}-drift}}\n  partitions: 1\n  timeout_ms: 60000\n",
                 self.bootstrap
             ),
         )
