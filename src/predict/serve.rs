@@ -40,7 +40,7 @@ pub struct ServeOptions {
 
 /// Run the service until SIGINT/SIGTERM.
 ///
-/// The start-up and the loop stay in one function (about 110 lines): the loop's branches share
+/// The start-up and the loop stay in one function (about 150 lines): the loop's branches share
 /// the consumer, the swapper and the reused buffers the start-up made; scoring and delivering a
 /// batch are [`score_batch`] and [`deliver_batch`].
 ///
