@@ -7,6 +7,9 @@
 //! Also: the split of a wine record's cost into decode / score / encode, a same-run baseline (the
 //! JSON parse alone, skipping every value: what any consumer of the record pays), and the
 //! allocations per record in the steady state (counted by `allocation-counter`).
+//!
+//! And drift (`drift` group): the wine rows and the categorical records scored with and without
+//! the service's drift monitor counting each one, side by side.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -15,6 +18,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use modelcast::features::Cell;
 use modelcast::messages::{OriginRef, Outbox, OutputTopics, PredictionRef};
 use modelcast::params::Params;
+use modelcast::predict::drift::{Monitor, WindowLimits, DEFAULT_DRIFT_WINDOW};
 use modelcast::predict::{score_into, Incoming, Scratch, ServeOptions, Served, Verdict};
 
 fn model(params: &str) -> Served {
@@ -85,6 +89,18 @@ const TOPICS: OutputTopics<'static> =
 
 /// Score a batch as the service does: one prediction time per batch, messages into a reused outbox.
 fn score_batch<'a, 't>(m: &Served, batch: &'a [Vec<u8>], scratch: &mut Scratch<'a>, out: &mut Outbox<'t>) {
+    score_counted(m, batch, scratch, out, None)
+}
+
+/// [`score_batch`], each record also counted into `drift`'s window as the service counts it
+/// (closed windows taken, as the service takes them after each batch).
+fn score_counted<'a, 't>(
+    m: &Served,
+    batch: &'a [Vec<u8>],
+    scratch: &mut Scratch<'a>,
+    out: &mut Outbox<'t>,
+    mut drift: Option<&mut Monitor>,
+) {
     out.clear();
     let now = modelcast::util::time::now_ms();
     for (i, r) in batch.iter().enumerate() {
@@ -96,8 +112,22 @@ fn score_batch<'a, 't>(m: &Served, batch: &'a [Vec<u8>], scratch: &mut Scratch<'
         };
         let msg = out.next(TOPICS.app_messages);
         let v = score_into(m, &rec, now, scratch, msg, TOPICS.app_messages, &TOPICS).expect("encode");
-        assert!(matches!(v, Verdict::Scored(_)));
+        let Verdict::Scored(p) = v else { panic!("rejected: {v:?}") };
+        if let Some(d) = drift.as_deref_mut() {
+            d.record(scratch.cells(), Some(p));
+        }
     }
+    if let Some(d) = drift {
+        black_box(d.take());
+    }
+}
+
+/// A drift monitor following `m` with the service's default window.
+fn monitor(m: &Served) -> Monitor {
+    let limits = WindowLimits { records: DEFAULT_DRIFT_WINDOW, every: std::time::Duration::from_secs(300) };
+    let mut d = Monitor::new(limits, Some("bench"), "records");
+    d.follow(m);
+    d
 }
 
 /// Allocations per record once the buffers have grown (after a warm-up batch).
@@ -107,6 +137,19 @@ fn allocations_per_record(m: &Served, records: &[Vec<u8>]) -> f64 {
     score_batch(m, records, &mut scratch, &mut out);
     let counted = allocation_counter::measure(|| score_batch(m, records, &mut scratch, &mut out));
     counted.count_total as f64 / records.len() as f64
+}
+
+/// The same with drift counted, over a run of batches short of a full window (a closing window
+/// allocates its message: once per window, not per record).
+fn allocations_per_record_drift(m: &Served, records: &[Vec<u8>]) -> f64 {
+    let (mut scratch, mut out, mut d) = (Scratch::default(), Outbox::default(), monitor(m));
+    score_counted(m, records, &mut scratch, &mut out, Some(&mut d));
+    let counted = allocation_counter::measure(|| {
+        for _ in 0..4 {
+            score_counted(m, records, &mut scratch, &mut out, Some(&mut d));
+        }
+    });
+    counted.count_total as f64 / (4 * records.len()) as f64
 }
 
 fn bench(c: &mut Criterion) {
@@ -160,6 +203,30 @@ fn bench(c: &mut Criterion) {
             allocations_per_record(m, &records)
         );
     }
+    for (name, m, records) in [("wine_rows", &wine, wine_rows(1024)), ("categorical", &mixed, mixed_records(1024))] {
+        eprintln!(
+            "hot_path/{name}: {} allocations per record in the steady state with drift counted",
+            allocations_per_record_drift(m, &records)
+        );
+    }
+    // Drift counted on the hot path (issue 26): the same records with and without a monitor,
+    // side by side in one group; the ratio is what `--no-drift` saves per record.
+    let mut g = c.benchmark_group("drift");
+    for (name, m, records) in [("wine_rows", &wine, wine_rows(1024)), ("categorical", &mixed, mixed_records(1024))] {
+        g.throughput(Throughput::Elements(records.len() as u64));
+        for on in [false, true] {
+            let (mut scratch, mut out, mut d) = (Scratch::default(), Outbox::default(), monitor(m));
+            let id = BenchmarkId::new(name, if on { "drift_on" } else { "drift_off" });
+            g.bench_with_input(id, &&records[..], |b, s| {
+                b.iter(|| {
+                    score_counted(m, s, &mut scratch, &mut out, on.then_some(&mut d));
+                    black_box(out.len())
+                })
+            });
+        }
+    }
+    g.finish();
+
     let mut g = c.benchmark_group("hot_path");
     for (name, m, records) in [
         ("wine", &wine, wine_records(1024)),

@@ -128,6 +128,7 @@ class Bed:
             f"    train: {q(self.train_topic)}\n    input: {q(input_topic)}\n"
             f"    app_messages: {q(output_topic)}\n    dead_letter: {q(self.topic('dead'))}\n"
             f"    shadow: {q(output_topic + '-shadow')}\n"
+            f"    model_drift: {q(self.topic('drift'))}\n"
             f"  group_id: {q(self.topic(name + '-group'))}\n  partitions: 3\n  replication_factor: 1\n"
             "  timeout_ms: 30000\n"
         )

@@ -119,6 +119,7 @@ def contender(bed: Bed, prep: dict, name: str, tag: str, in_topic: str, out_topi
         flags = {
             "modelcast_shadow": ["--alias", "champion", "--shadow", "challenger"],
             "modelcast_rollback": ["--alias", "champion"],
+            "modelcast_nodrift": ["--no-drift"],
         }.get(name, [])
         return [bed.modelcast, "predict", "--serve", "--kafka-config", cfg, "--store", f"file://{bed.models}", *flags], cfg
     bed.create_topics([out_topic])
@@ -182,7 +183,9 @@ def throughput(bed: Bed, sizes: Sizes, prep: dict) -> dict:
     # modelcast and the passthrough alternate, each with its own fresh group: one run of each
     # differs by 10-20% from the next on this VM, so their rows are per-metric medians over the
     # pairs and each pair's ratio is kept
-    runs = {"modelcast": [], "passthrough": []}
+    # modelcast without drift windows (--no-drift) runs in each pair too: what counting every
+    # record into the drift window costs is that pair's CPU ratio (issue 26)
+    runs = {"modelcast": [], "modelcast_nodrift": [], "passthrough": []}
     for i in range(sizes.pairs):
         for name in runs:
             runs[name].append(run(name, f"-{i}" if i else ""))
@@ -215,13 +218,30 @@ def throughput(bed: Bed, sizes: Sizes, prep: dict) -> dict:
             a["idle_cpu_s_per_min"] / max(b["idle_cpu_s_per_min"], 1e-9)
             for a, b in zip(runs["modelcast"], runs["passthrough"])
         )
+    drift = [
+        {
+            "cpu_s_per_100k": on["cpu_s_per_100k"] / off["cpu_s_per_100k"],
+            "throughput": on["records_per_s"] / off["records_per_s"],
+        }
+        for on, off in zip(runs["modelcast"], runs["modelcast_nodrift"])
+    ]
+    drift_over = {k: statistics.median(p[k] for p in drift) for k in ("cpu_s_per_100k", "throughput")}
+    drift_over["peak_mb"] = mc["peak_mb"] / rows["modelcast_nodrift"]["peak_mb"]
     sh = rows["modelcast_shadow"]
     shadow = {
         "throughput": sh["records_per_s"] / mc["records_per_s"],
         "cpu_s_per_100k": sh["cpu_s_per_100k"] / mc["cpu_s_per_100k"],
         "peak_mb": sh["peak_mb"] / mc["peak_mb"],
     }
-    return {"contenders": rows, "modelcast_over": ratios, "shadow_over_plain": shadow, "pairs": pairs, "runs": runs}
+    return {
+        "contenders": rows,
+        "modelcast_over": ratios,
+        "shadow_over_plain": shadow,
+        "drift_over_nodrift": drift_over,
+        "pairs": pairs,
+        "drift_pairs": drift,
+        "runs": runs,
+    }
 
 
 def median_row(rows: list) -> dict:

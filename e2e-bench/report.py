@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 NAMES = {
     "modelcast": "modelcast predict --serve",
     "modelcast_fastfetch": "modelcast predict --serve, fetch.wait.max.ms: 10",
+    "modelcast_nodrift": "modelcast predict --serve --no-drift",
     "modelcast_shadow": "modelcast predict --serve --alias champion --shadow challenger",
     "modelcast_rollback": "modelcast --serve --alias champion: promote forward / rollback to an older version, fetch.wait.max.ms: 10",
     "passthrough": "passthrough (no model: the Kafka limit)",
@@ -76,6 +77,11 @@ def throughput(r: dict, env: dict) -> str:
         ratios.append(
             ["shadow scoring / plain serving", ratio(v["throughput"]), ratio(v["cpu_s_per_100k"]), ratio(v["peak_mb"])]
         )
+    if "drift_over_nodrift" in r:
+        v = r["drift_over_nodrift"]
+        ratios.append(
+            ["drift on / --no-drift", ratio(v["throughput"]), ratio(v["cpu_s_per_100k"]), ratio(v["peak_mb"])]
+        )
     return f"""## Predict throughput
 
 {env["sizes"]["n"]:,} JSON wine records pre-loaded in a 3-partition topic; each contender starts with a
@@ -90,7 +96,7 @@ seed predictor processes only the first {env["sizes"]["n_seed"]:,} records: its 
 CPU is utime + stime of the process (/proc/PID/stat) from its start (start-up, group join and
 model load included), peak RSS is VmHWM, both read when the last output arrived. Peak RSS does
 not grow with the record count, so its ratio compares absolute peaks.
-{pairs_line(r)}{idle_line(r)}"""
+{pairs_line(r)}{drift_line(r)}{idle_line(r)}"""
 
 
 def pairs_line(r: dict) -> str:
@@ -104,6 +110,18 @@ def pairs_line(r: dict) -> str:
         "group and output topic; their rows are per-metric medians, and the ratios against the passthrough are the medians of "
         "the pairs' ratios (the broker slows as its store grows, so a back-to-back pair is the fair comparison). "
         f"Per pair, CPU per record modelcast / passthrough: {cpu}; throughput: {tput}.\n"
+    )
+
+
+def drift_line(r: dict) -> str:
+    pairs = r.get("drift_pairs") or []
+    if not pairs:
+        return ""
+    cpu = ", ".join(f"{p['cpu_s_per_100k']:.3f}" for p in pairs)
+    return (
+        "\nDrift: modelcast counting every record into drift windows (the default) and with `--no-drift` "
+        f"ran back to back in each of the {len(pairs)} rounds; the row above is the median of the rounds' ratios. "
+        f"Per round, CPU per record drift on / off: {cpu}.\n"
     )
 
 

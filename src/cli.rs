@@ -241,6 +241,11 @@ pub struct TrainArgs {
     /// but strictly better].
     #[arg(long)]
     pub min_improvement: Option<String>,
+    /// Also refuse when the new data drifted from the current model's training data: some input
+    /// column's PSI on the new held-out rows, against the current model's drift reference, is
+    /// above this (e.g. 0.25). Off by default; reported under `promotion.drift` in --json.
+    #[arg(long, value_name = "PSI")]
+    pub max_drift: Option<f64>,
     /// Why (recorded with the alias move).
     #[arg(long)]
     pub reason: Option<String>,

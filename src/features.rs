@@ -326,6 +326,24 @@ impl Scorer {
         Ok(())
     }
 
+    /// Score any record (cells in slot order): a regressor's number, or a classifier's class at
+    /// its threshold with the probabilities written into `probs`; the value is then class 1's
+    /// probability of two classes, the predicted class's of more (what drift bins count).
+    #[inline]
+    pub fn predict(
+        &self,
+        cells: &[Cell<'_>],
+        probs: &mut Vec<f64>,
+    ) -> std::result::Result<(f64, Option<usize>), Reject> {
+        let k = self.classes().len();
+        if k == 0 {
+            return self.score(cells).map(|p| (p, None));
+        }
+        probs.resize(k, 0.0);
+        let c = self.score_classes(cells, probs, self.threshold())?;
+        Ok((if k == 2 { probs[1] } else { probs[c] }, Some(c)))
+    }
+
     /// Score a classifier's record (cells in slot order): the class probabilities into `probs`
     /// (one per class), and the predicted class at `threshold` (binary; argmax otherwise).
     pub fn score_classes(

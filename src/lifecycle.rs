@@ -331,6 +331,101 @@ pub fn metrics_on_rows(
     Ok(Metrics::compute(ndarray::ArrayView1::from(&truth), ndarray::ArrayView1::from(&pred)))
 }
 
+/// Count raw rows against a version's drift reference as `modelcast drift` counts a CSV: each row
+/// decoded as `scorer` decodes one and scored for the prediction's bins.
+pub fn drift_on_rows(
+    scorer: &crate::features::Scorer,
+    reference: &crate::drift::Reference,
+    rows: &crate::data::RawRows,
+) -> std::result::Result<crate::drift::WindowReport, String> {
+    let mut window = crate::drift::Window::new(reference, scorer.input_columns(), scorer.missing_tokens())?;
+    let decoder = crate::record::Decoder::new(scorer.input_columns(), "");
+    let mut probs = Vec::new();
+    for (header, records) in &rows.files {
+        let layout = decoder.csv_layout(header);
+        for r in records {
+            let cells = layout.decode(r).cells;
+            let prediction = scorer.predict(&cells, &mut probs).ok().map(|(v, _)| v);
+            window.add(reference, &cells, prediction);
+        }
+    }
+    Ok(window.report(reference))
+}
+
+/// The drift gate's finding on the new held-out rows (`promotion.drift` in `train --json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DriftCheck {
+    /// The threshold: the largest input column PSI that still promotes.
+    pub max_psi: f64,
+    /// The version whose training reference the rows were counted against.
+    pub against: String,
+    /// Whether the rows are within the threshold.
+    pub passed: bool,
+    /// The input column with the largest PSI (`null` when not measured).
+    pub worst_column: Option<String>,
+    /// Its PSI.
+    pub worst_psi: Option<f64>,
+    /// Every column's numbers, as `modelcast drift --json` prints them (`null` when not measured).
+    pub report: Option<crate::drift::WindowReport>,
+    /// Why it could not be measured, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl DriftCheck {
+    /// Judge a report of the new rows against `version`'s reference (`Err`: why there is none).
+    pub fn judge(
+        max_psi: f64,
+        version: &str,
+        report: std::result::Result<crate::drift::WindowReport, String>,
+    ) -> DriftCheck {
+        match report {
+            Ok(report) => {
+                let worst = report.columns.iter().max_by(|a, b| a.psi.total_cmp(&b.psi));
+                let (worst_column, worst_psi) = (worst.map(|c| c.name.clone()), worst.map(|c| c.psi));
+                DriftCheck {
+                    max_psi,
+                    against: version.to_string(),
+                    passed: worst_psi.is_none_or(|p| p <= max_psi),
+                    worst_column,
+                    worst_psi,
+                    report: Some(report),
+                    error: None,
+                }
+            }
+            Err(e) => DriftCheck {
+                max_psi,
+                against: version.to_string(),
+                passed: false,
+                worst_column: None,
+                worst_psi: None,
+                report: None,
+                error: Some(e),
+            },
+        }
+    }
+
+    /// The refusal this finding makes, if any (one sentence, for the gate's reason).
+    pub fn refusal(&self, alias: &str) -> Option<String> {
+        if self.passed {
+            return None;
+        }
+        Some(match (&self.error, &self.worst_column, self.worst_psi) {
+            (Some(e), _, _) => format!(
+                "the drift gate cannot compare the new data with the current {alias} ({}): {e}; not promoting \
+                 (compare by hand with `modelcast drift` and use `modelcast promote`)",
+                self.against
+            ),
+            (None, Some(c), Some(p)) => format!(
+                "the new data drifted from what the current {alias} ({}) was trained on: column {c} has PSI \
+                 {p:.4}, above --max-drift {}",
+                self.against, self.max_psi
+            ),
+            _ => "the drift gate failed".to_string(),
+        })
+    }
+}
+
 /// The live gate: the challenger must have shadowed the current version and had a lower RMSE on
 /// at least `min_labels` labels both were scored on.
 pub fn live_decision(
@@ -462,11 +557,12 @@ mod tests {
         assert!(!decide(&g, &metrics(0.9, -0.1), None, &base).promote, "worse than the mean");
         assert!(!decide(&g, &metrics(0.65, 0.35), Some(&metrics(0.65, 0.35)), &base).promote, "a tie is no gain");
         assert!(decide(&g, &metrics(0.64, 0.36), Some(&metrics(0.65, 0.35)), &base).promote);
-        let rel = Gate { metric: GateMetric::Rmse, min_improvement: MinImprovement::parse("5%").unwrap() };
+        let rel =
+            Gate { metric: GateMetric::Rmse, min_improvement: MinImprovement::parse("5%").unwrap(), max_drift: None };
         let d = decide(&rel, &metrics(0.64, 0.36), Some(&metrics(0.65, 0.35)), &base);
         assert!(!d.promote && d.reason.contains("below the required 5%"), "{}", d.reason);
         assert!(decide(&rel, &metrics(0.60, 0.4), Some(&metrics(0.65, 0.35)), &base).promote);
-        let r2 = Gate { metric: GateMetric::R2, min_improvement: MinImprovement::Absolute(0.01) };
+        let r2 = Gate { metric: GateMetric::R2, min_improvement: MinImprovement::Absolute(0.01), max_drift: None };
         assert!(decide(&r2, &metrics(0.7, 0.37), Some(&metrics(0.65, 0.35)), &base).promote);
         assert!(!decide(&r2, &metrics(0.6, 0.355), Some(&metrics(0.65, 0.35)), &base).promote);
         assert!(MinImprovement::parse("-1").is_err() && MinImprovement::parse("x%").is_err());

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::artifact::{Artifact, Evaluation};
 use crate::design::{ChunkFn, Design};
+use crate::drift::{Distribution, NumericReference, Reference};
 use crate::model::Fit;
 use crate::util::escape::esc;
 
@@ -174,6 +175,10 @@ pub struct ReportData {
     /// A binary classifier's decision threshold and how it was set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<String>,
+    /// The drift reference stored in the artifact: what each input column and the held-out
+    /// predictions looked like, drawn as small histograms under the other panels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<Reference>,
 }
 
 /// Every how many held-out rows a point is drawn: at most [`MAX_POINTS`] points of `n` rows.
@@ -230,6 +235,7 @@ impl ReportData {
                 .classifier()
                 .filter(|c| c.classes().len() == 2)
                 .map(|c| format!("decision threshold {:.4}: {}", c.threshold(), artifact.params.decision().describe())),
+            reference: artifact.drift.clone(),
         }
     }
 }
@@ -277,7 +283,8 @@ const NEGATIVE: &str = "#e02424";
 /// plotting area and its data drawn as `.mark` elements inside that area.
 pub fn render(r: &ReportData) -> String {
     let mut s = String::with_capacity(64 * 1024 + r.points.len() * 160);
-    let height = if r.classes.is_some() { HEIGHT_CLASSES } else { HEIGHT };
+    let top = if r.classes.is_some() { HEIGHT_CLASSES } else { HEIGHT };
+    let height = top + r.reference.as_ref().map_or(0.0, reference_height);
     let _ = write!(
         s,
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12" fill="{INK}">
@@ -309,6 +316,9 @@ pub fn render(r: &ReportData) -> String {
             coefficients(&mut s, r, 40.0, 970.0);
             class_metrics(&mut s, r, 620.0, 970.0);
         }
+    }
+    if let Some(reference) = &r.reference {
+        drift_reference(&mut s, reference, top);
     }
     s.push_str("</svg>\n");
     s
@@ -556,6 +566,137 @@ fn against_baseline(
         );
     }
     f
+}
+
+/// Small multiples of the drift reference per row, their size, and the categories drawn at most
+/// per categorical column (the rest are counted in its title).
+const REF_PER_ROW: usize = 4;
+const REF_W: f64 = 280.0;
+const REF_H: f64 = 170.0;
+const REF_MAX_CATEGORIES: usize = 16;
+
+/// The height the drift reference adds under the panels.
+fn reference_height(r: &Reference) -> f64 {
+    let plots = r.columns.len() + 1;
+    60.0 + plots.div_ceil(REF_PER_ROW) as f64 * REF_H
+}
+
+/// The drift reference from `y` down: a histogram per input column (numeric: the quantile bins
+/// drawn to scale between the training minimum and maximum, each bar's area its share;
+/// categorical: a bar per category) and one of the held-out predictions, each a plot of its own
+/// (`reference-0`, `reference-1`, …, the prediction last) with its missing rate.
+fn drift_reference(s: &mut String, r: &Reference, y: f64) {
+    let _ = writeln!(
+        s,
+        r#"<text x="40" y="{:.1}" font-size="15" font-weight="bold">Drift reference: the training distribution `modelcast drift` and the service compare live data with</text>"#,
+        y + 20.0
+    );
+    let prediction = Distribution::Numeric(r.prediction.clone());
+    let plots =
+        r.columns.iter().map(|c| (c.name.as_str(), &c.distribution)).chain([("prediction (held out)", &prediction)]);
+    for (i, (name, d)) in plots.enumerate() {
+        let x = 40.0 + (i % REF_PER_ROW) as f64 * REF_W;
+        let y = y + 40.0 + (i / REF_PER_ROW) as f64 * REF_H;
+        let f = Frame { x: x + 10.0, y: y + 28.0, w: REF_W - 40.0, h: REF_H - 80.0, xr: (0.0, 1.0), yr: (0.0, 1.0) };
+        let (bars, missing, extra) = match d {
+            Distribution::Numeric(n) => (numeric_bars(n), n.missing_rate, String::new()),
+            Distribution::Categorical(c) => {
+                let shown = c.categories.len().min(REF_MAX_CATEGORIES);
+                let bars = (0..shown)
+                    .map(|k| {
+                        (
+                            k as f64 / shown as f64,
+                            (k + 1) as f64 / shown as f64,
+                            c.proportions[k],
+                            c.categories[k].clone(),
+                        )
+                    })
+                    .collect::<Vec<_>>();
+                let extra = if shown < c.categories.len() {
+                    format!(", {} more categories", c.categories.len() - shown)
+                } else {
+                    String::new()
+                };
+                (bars, c.missing_rate, extra)
+            }
+        };
+        let kind = if matches!(d, Distribution::Categorical(_)) { "categorical" } else { "numeric" };
+        let _ = writeln!(
+            s,
+            r#"<g class="plot" id="reference-{i}"><text x="{:.1}" y="{:.1}" font-weight="bold">{}</text><text x="{:.1}" y="{:.1}" font-size="11" fill="{BASELINE}">{kind}{extra}</text>"#,
+            f.x,
+            y + 12.0,
+            esc(&truncate(name, 34)),
+            f.x,
+            y + 24.0,
+        );
+        let _ = writeln!(
+            s,
+            r#"<rect class="frame" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="{GRID}"/>"#,
+            f.x, f.y, f.w, f.h
+        );
+        // a bar's height is its share over its width, so that its area is its share
+        let tallest = bars.iter().map(|(a, b, p, _)| p / (b - a).max(1e-9)).fold(0.0f64, f64::max).max(1e-12);
+        for (a, b, p, label) in &bars {
+            let h = p / (b - a).max(1e-9) / tallest * f.h;
+            let _ = writeln!(
+                s,
+                r#"<rect class="mark" x="{:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{MODEL}" fill-opacity="0.75"><title>{}: {:.1}%</title></rect>"#,
+                f.x + a * f.w,
+                f.y + f.h - h,
+                ((b - a) * f.w - 0.5).max(0.5),
+                esc(label),
+                p * 100.0
+            );
+        }
+        let range = match d {
+            Distribution::Numeric(NumericReference { min: Some(lo), max: Some(hi), .. }) => {
+                format!("{} to {}", fmt_value(*lo), fmt_value(*hi))
+            }
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" font-size="11">{range}</text><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">missing {:.1}%</text></g>"#,
+            f.x,
+            f.y + f.h + 16.0,
+            f.x + f.w,
+            f.y + f.h + 16.0,
+            missing * 100.0
+        );
+    }
+}
+
+/// A numeric reference's bins as `(from, to, share, label)` with `from`/`to` in [0, 1] of the
+/// drawing: to scale between the training minimum and maximum (a bin of one value, such as the
+/// zeros of a mostly-zero column, gets 1% of the range), or of equal width when the values do
+/// not span a range (a constant column, every value missing).
+fn numeric_bars(n: &NumericReference) -> Vec<(f64, f64, f64, String)> {
+    let k = n.proportions.len();
+    let widths: Vec<f64> = match (n.min, n.max) {
+        (Some(lo), Some(hi)) if hi > lo && n.edges.len() + 1 == k => {
+            let bounds: Vec<f64> =
+                std::iter::once(lo).chain(n.edges.iter().map(|e| e.clamp(lo, hi))).chain([hi]).collect();
+            bounds.windows(2).map(|w| (w[1] - w[0]).max((hi - lo) * 0.01)).collect()
+        }
+        _ => vec![1.0; k],
+    };
+    let total: f64 = widths.iter().sum::<f64>().max(1e-300);
+    let mut from = 0.0;
+    (0..k)
+        .map(|i| {
+            let label = match (i.checked_sub(1).and_then(|j| n.edges.get(j)), n.edges.get(i)) {
+                (None, Some(b)) => format!("≤ {}", fmt_value(*b)),
+                (Some(a), Some(b)) => format!("({}, {}]", fmt_value(*a), fmt_value(*b)),
+                (Some(a), None) => format!("> {}", fmt_value(*a)),
+                (None, None) => "every value".to_string(),
+            };
+            let to = from + widths[i] / total;
+            let bar = (from, to.min(1.0), n.proportions[i], label);
+            from = to;
+            bar
+        })
+        .collect()
 }
 
 /// Lines of text from `(x, y)` down.
@@ -837,6 +978,7 @@ mod tests {
             metrics: Evaluation { model: m(0.4, 0.6), baseline: m(0.0, 0.8), train: m(0.45, 0.58) },
             classes: None,
             decision: None,
+            reference: None,
         }
     }
 
@@ -941,6 +1083,65 @@ mod tests {
         assert_eq!(svg.matches(r#"<rect class="mark""#).count(), 6);
         assert!(svg.contains("wine&lt;&amp;&gt;") && svg.contains("sulphates=&lt;1&gt;"));
         assert!(!svg.contains("NaN") && !svg.contains("inf"), "non-finite coordinates");
+    }
+
+    #[test]
+    fn the_drift_reference_draws_a_histogram_per_column_and_the_prediction() {
+        use crate::drift::{CategoricalReference, ColumnReference};
+        let numeric = |edges: Vec<f64>, proportions: Vec<f64>, min, max| NumericReference {
+            edges,
+            proportions,
+            min,
+            max,
+            missing_rate: 0.25,
+            count: 8,
+        };
+        let mut d = data(vec![(1.0, 2.0)], vec![]);
+        d.reference = Some(Reference {
+            schema_version: 1,
+            columns: vec![
+                ColumnReference {
+                    name: "alcohol".into(),
+                    // a bin of one value (the edge is the minimum), and the rest to scale
+                    distribution: Distribution::Numeric(numeric(
+                        vec![8.0, 10.0, 12.0],
+                        vec![0.25, 0.25, 0.25, 0.25],
+                        Some(8.0),
+                        Some(15.0),
+                    )),
+                },
+                ColumnReference {
+                    name: "empty".into(),
+                    distribution: Distribution::Numeric(numeric(vec![], vec![0.0], None, None)),
+                },
+                ColumnReference {
+                    name: "colour".into(),
+                    distribution: Distribution::Categorical(CategoricalReference {
+                        categories: vec!["red".into(), "<white>".into()],
+                        proportions: vec![0.75, 0.25],
+                        missing_rate: 0.0,
+                        count: 8,
+                    }),
+                },
+            ],
+            prediction: numeric(vec![5.5], vec![0.5, 0.5], Some(4.0), Some(7.0)),
+        });
+        let svg = render(&d);
+        for i in 0..4 {
+            assert!(svg.contains(&format!(r#"<g class="plot" id="reference-{i}">"#)), "{i}");
+        }
+        // 4 + 1 + 2 + 2 bars, after the regressor's 2 metric pairs
+        assert_eq!(svg.matches(r#"<rect class="mark""#).count(), 4 + 9);
+        assert!(svg.contains("&lt;white&gt;: 25.0%") && svg.contains("missing 25.0%"), "{svg}");
+        assert!(svg.contains("8.0000 to 15.0000"));
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "non-finite coordinates");
+        // the picture grows by the reference's rows
+        assert!(svg.contains(&format!(r#"height="{}""#, HEIGHT + 60.0 + REF_H)), "one row of four");
+        // to scale: (12, 15] is 1.5 times as wide as (10, 12]; the bin of one value gets 1% of the range
+        let bars = numeric_bars(&numeric(vec![8.0, 10.0, 12.0], vec![0.25; 4], Some(8.0), Some(15.0)));
+        let w: Vec<f64> = bars.iter().map(|(a, b, _, _)| b - a).collect();
+        assert!((w[3] / w[2] - 1.5).abs() < 1e-9 && (w[0] / w[1] - 0.035).abs() < 1e-9, "{w:?}");
+        assert!((bars[3].1 - 1.0).abs() < 1e-12);
     }
 
     #[test]

@@ -476,14 +476,20 @@ fn promotion(a: &cli::TrainArgs, file: Option<&Promotion>, classifier: bool) -> 
         .map(MinImprovement::parse)
         .transpose()
         .map_err(|m| usage("--min-improvement", &m))?;
-    let with_flags =
-        |g: Gate| Gate { metric: metric.unwrap_or(g.metric), min_improvement: min.unwrap_or(g.min_improvement) };
+    let max_drift =
+        a.max_drift.map(crate::params::check_max_drift).transpose().map_err(|m| usage("--max-drift", &m))?;
+    let with_flags = |g: Gate| Gate {
+        metric: metric.unwrap_or(g.metric),
+        min_improvement: min.unwrap_or(g.min_improvement),
+        max_drift: max_drift.or(g.max_drift),
+    };
     let p = if let Some(alias) = &a.promote {
         Some(Promotion { alias: alias.clone(), gate: None })
     } else if let Some(alias) = &a.promote_if_better {
         let base = file.and_then(|p| p.gate).unwrap_or(Gate {
             metric: GateMetric::default_for(classifier),
             min_improvement: MinImprovement::Absolute(0.0),
+            max_drift: None,
         });
         Some(Promotion { alias: alias.clone(), gate: Some(with_flags(base)) })
     } else {
@@ -494,7 +500,9 @@ fn promotion(a: &cli::TrainArgs, file: Option<&Promotion>, classifier: bool) -> 
         check_alias(&p.alias).map_err(|e| usage(flag, &e.to_string()))?;
     }
     if p.as_ref().is_none_or(|p| p.gate.is_none()) {
-        for (set, flag) in [(metric.is_some(), "--metric"), (min.is_some(), "--min-improvement")] {
+        for (set, flag) in
+            [(metric.is_some(), "--metric"), (min.is_some(), "--min-improvement"), (max_drift.is_some(), "--max-drift")]
+        {
             if set {
                 return Err(usage(
                     flag,
@@ -785,7 +793,10 @@ mod tests {
         };
         let p = t.promotion.unwrap();
         assert_eq!(p.alias, "champion");
-        assert_eq!(p.gate, Some(Gate { metric: GateMetric::R2, min_improvement: MinImprovement::Relative(0.02) }));
+        assert_eq!(
+            p.gate,
+            Some(Gate { metric: GateMetric::R2, min_improvement: MinImprovement::Relative(0.02), max_drift: None })
+        );
     }
 
     #[test]

@@ -86,6 +86,10 @@ pub struct PromotionReport {
     pub baseline: Option<Metrics>,
     /// Where the move was recorded, when the alias moved.
     pub moved_to: Option<String>,
+    /// The drift gate (`--max-drift`, `promotion.max_drift`): the held-out rows counted against
+    /// the current model's training reference. Absent when off or when the alias was not set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<crate::lifecycle::DriftCheck>,
 }
 
 /// One model's metrics on the gate's rows.
@@ -128,6 +132,7 @@ async fn promote_new(
         current: None,
         baseline: None,
         moved_to: None,
+        drift: None,
     };
     let decision = match &p.gate {
         None => Decision { promote: true, reason: "promoted without a gate (--promote)".into() },
@@ -146,13 +151,21 @@ async fn promote_new(
             let cur = match &current {
                 None => Ok(None),
                 Some(mv) => {
-                    let evaluated = match crate::predict::fetch_verified(store, mv.model_ref()).await {
+                    let old = crate::predict::fetch_verified(store, mv.model_ref()).await;
+                    let evaluated = match &old {
                         Ok(old) => old
                             .scorer()
                             .map_err(|e| e.to_string())
                             .and_then(|s| crate::lifecycle::metrics_on_rows(&s, &rows, target, params.target_kind())),
                         Err(e) => Err(format!("cannot load it: {e}")),
                     };
+                    if let Some(max) = gate.max_drift {
+                        let measured = match &old {
+                            Ok(old) => drift_against(old, &rows),
+                            Err(e) => Err(format!("cannot load it: {e}")),
+                        };
+                        r.drift = Some(crate::lifecycle::DriftCheck::judge(max, &mv.version, measured));
+                    }
                     r.current = Some(Scored {
                         version: mv.version.clone(),
                         metrics: evaluated.as_ref().ok().cloned(),
@@ -173,6 +186,12 @@ async fn promote_new(
                 },
             }
         }
+    };
+    // the drift gate refuses what the metrics would promote
+    let refusal = r.drift.as_ref().and_then(|d| d.refusal(&p.alias));
+    let decision = match refusal {
+        Some(reason) if decision.promote => Decision { promote: false, reason },
+        _ => decision,
     };
     r.reason = decision.reason.clone();
     if !decision.promote {
@@ -196,6 +215,18 @@ async fn promote_new(
     r.promoted = true;
     r.moved_to = Some(to);
     Ok(r)
+}
+
+/// The new held-out rows counted against `old`'s training reference (the drift gate).
+fn drift_against(old: &Artifact, rows: &RawRows) -> std::result::Result<crate::drift::WindowReport, String> {
+    let reference = old.drift.as_ref().ok_or_else(|| {
+        format!(
+            "its artifact has no drift reference (artifact schema_version {}; references came with 4)",
+            old.schema_version
+        )
+    })?;
+    let scorer = old.scorer().map_err(|e| e.to_string())?;
+    crate::lifecycle::drift_on_rows(&scorer, reference, rows)
 }
 
 /// The new model's held-out rows, read raw (as a predictor reads them) from the training files
@@ -456,6 +487,14 @@ pub fn metrics_table(r: &TrainReport) -> String {
                 p.alias,
                 on_rows(&p.current)
             ));
+        }
+        if let Some(d) = &p.drift {
+            if let (Some(c), Some(psi)) = (&d.worst_column, d.worst_psi) {
+                s.push_str(&format!(
+                    "drift gate against {} ({}): largest PSI {psi:.4} ({c}), allowed {}\n",
+                    p.alias, d.against, d.max_psi
+                ));
+            }
         }
         let verdict = if p.promoted { "promoted to" } else { "NOT promoted to" };
         s.push_str(&format!("{verdict} {}: {}\n", p.alias, p.reason));

@@ -31,7 +31,9 @@ pub use model::{
     Boosting, FeatureRule, Forest, MaxFeatures, Model, ModelKind, ModelSection, DEFAULT_L1_RATIO, DEFAULT_MAX_BINS,
     DEFAULT_MAX_ITERATIONS, DEFAULT_TOLERANCE,
 };
-pub use promotion::{check_alias, Gate, GateMetric, MinImprovement, Promotion, PromotionSection, DEFAULT_ALIAS};
+pub use promotion::{
+    check_alias, check_max_drift, Gate, GateMetric, MinImprovement, Promotion, PromotionSection, DEFAULT_ALIAS,
+};
 pub use rules::{default_missing_tokens, CategoricalRule, MissingSection, NumericRule, RuleText, Scale};
 pub use target::{ClassWeights, Decision, Target, TargetSection, DEFAULT_THRESHOLD};
 

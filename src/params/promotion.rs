@@ -24,6 +24,10 @@ pub struct PromotionSection {
     /// Required improvement: a number (absolute) or a percentage string such as `"2%"` (default 0).
     #[serde(default)]
     pub min_improvement: Option<NumberOrText>,
+    /// Refuse when the new data drifted from the current model's training reference: the
+    /// largest PSI of an input column on the new held-out rows above this (off by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_drift: Option<f64>,
 }
 
 /// A number, or text such as `"2%"`.
@@ -76,7 +80,24 @@ impl PromotionSection {
             Some(v) => MinImprovement::parse(&v.to_string())
                 .map_err(|m| Error::config(path, "promotion.min_improvement", m))?,
         };
-        Ok(Promotion { alias: self.alias.clone(), gate: self.if_better.then_some(Gate { metric, min_improvement }) })
+        let max_drift = self
+            .max_drift
+            .map(check_max_drift)
+            .transpose()
+            .map_err(|m| Error::config(path, "promotion.max_drift", m))?;
+        Ok(Promotion {
+            alias: self.alias.clone(),
+            gate: self.if_better.then_some(Gate { metric, min_improvement, max_drift }),
+        })
+    }
+}
+
+/// Check a drift gate's threshold: a PSI above 0 (0.1 is the watch line, 0.25 drift).
+pub fn check_max_drift(psi: f64) -> std::result::Result<f64, String> {
+    if psi.is_finite() && psi > 0.0 {
+        Ok(psi)
+    } else {
+        Err(format!("{psi} is not a PSI above 0 (0.1 is the watch line, 0.25 the drift line)"))
     }
 }
 
@@ -218,10 +239,13 @@ pub struct Gate {
     pub metric: GateMetric,
     /// Required improvement over the current model (a candidate must also be strictly better).
     pub min_improvement: MinImprovement,
+    /// The drift gate (opt-in): the largest input column PSI of the new held-out rows against
+    /// the current model's training reference that still promotes.
+    pub max_drift: Option<f64>,
 }
 
 impl Default for Gate {
     fn default() -> Gate {
-        Gate { metric: GateMetric::Rmse, min_improvement: MinImprovement::Absolute(0.0) }
+        Gate { metric: GateMetric::Rmse, min_improvement: MinImprovement::Absolute(0.0), max_drift: None }
     }
 }

@@ -477,4 +477,38 @@ mod tests {
         assert_eq!((w.len(), w[0].closed_by.as_str(), w[0].report.records), (1, "time", 1));
         assert!(w[0].end_ms >= w[0].start_ms + 30);
     }
+
+    /// Every metric the Grafana dashboard queries is exposed: the events' metrics and, once a
+    /// window has closed, the drift gauges (a source label of its own, so that the other tests'
+    /// windows never remove these series).
+    #[test]
+    fn every_metric_of_the_grafana_dashboard_exists() {
+        let dashboard = include_str!("../../docs/grafana/modelcast-dashboard.json");
+        let m = crate::events::metrics();
+        m.model_info.with_label_values(&["m", "v"]).set(1);
+        m.shadow_info.with_label_values(&["m", "v"]).set(1);
+        m.consumer_lag.with_label_values(&["0"]).set(0);
+        let v1 = served("v1", true);
+        let mut d = Monitor::new(WindowLimits { records: 1, every: Duration::from_secs(60) }, None, "dashboard-test");
+        d.follow(&v1);
+        d.record(Some(&row(&v1, 10.0)), Some(5.0));
+        assert_eq!(d.take().len(), 1);
+        not_published(0, "a test");
+        let text = crate::events::render();
+        let mut names = std::collections::BTreeSet::new();
+        for prefix in ["modelcast_", "process_"] {
+            for (i, _) in dashboard.match_indices(prefix) {
+                let name: String =
+                    dashboard[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                names.insert(name);
+            }
+        }
+        assert!(names.len() > 15 && names.contains("modelcast_feature_psi"), "{names:?}");
+        for name in names {
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{"))),
+                "the dashboard uses {name}, which /metrics does not expose"
+            );
+        }
+    }
 }

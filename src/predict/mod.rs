@@ -254,13 +254,7 @@ type Predicted = std::result::Result<(f64, Option<usize>), String>;
 /// the predicted class's for more).
 #[inline]
 pub fn predict_cells(scorer: &Scorer, cells: &[Cell<'_>], probs: &mut Vec<f64>) -> Predicted {
-    let k = scorer.classes().len();
-    if k == 0 {
-        return scorer.score(cells).map(|p| (p, None));
-    }
-    probs.resize(k, 0.0);
-    let c = scorer.score_classes(cells, probs, scorer.threshold())?;
-    Ok((if k == 2 { probs[1] } else { probs[c] }, Some(c)))
+    scorer.predict(cells, probs)
 }
 
 /// The `schema_version` of a prediction of this model.

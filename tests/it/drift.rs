@@ -277,3 +277,169 @@ fn request_rows_are_counted_into_windows_that_agree_with_the_batch_command() {
     let timed = read(2).remove(1);
     assert_eq!((timed["closed_by"].as_str(), timed["records"].as_u64()), (Some("time"), Some(10)), "{timed}");
 }
+
+#[test]
+fn a_category_nobody_trained_on_is_named_in_the_request_window_and_the_batch_command_agrees() {
+    let sb = Sandbox::new();
+    std::fs::copy(crate::util::repo().join("tests/fixtures/mixed.csv"), sb.path().join("data/mixed.csv")).unwrap();
+    sb.write(
+        "params/mixed.yaml",
+        "name: mixed\ndata: {train: data/mixed.csv}\ntarget: y\n\
+         features: {numeric: [x1, x2, x3], categorical: [color, size]}\nmodel: {kind: ridge, alpha: 0.5}\n",
+    );
+    sb.command(&["train", "--params", "params/mixed.yaml"]).assert_ok();
+    // every row of the file, a third of them in a colour the model never saw
+    let text = std::fs::read_to_string(sb.path().join("data/mixed.csv")).unwrap();
+    let mut rows: Vec<Vec<String>> = text.lines().skip(1).map(|l| l.split(',').map(str::to_string).collect()).collect();
+    for r in rows.iter_mut().step_by(3) {
+        r[4] = "purple".into();
+    }
+    let unseen = rows.len().div_ceil(3);
+    let names = ["x1", "x2", "x3", "color", "size"];
+    let mut file = names.join(",") + "\n";
+    for r in &rows {
+        file += &(r[1..6].join(",") + "\n");
+    }
+    sb.write("purple.csv", &file);
+    let inputs: Vec<Value> = names
+        .iter()
+        .enumerate()
+        .map(|(j, name)| {
+            let cell = |r: &Vec<String>| -> Value {
+                let v = &r[j + 1];
+                match (j < 3, v.is_empty()) {
+                    (_, true) => Value::Null,
+                    (true, false) => v.parse::<f64>().unwrap().into(),
+                    (false, false) => v.as_str().into(),
+                }
+            };
+            serde_json::json!({
+                "name": name,
+                "datatype": if j < 3 { "FP64" } else { "BYTES" },
+                "shape": [rows.len()],
+                "data": rows.iter().map(cell).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let request = serde_json::json!({ "inputs": inputs }).to_string();
+    let server = crate::inference::start(&sb, &["--model-name", "mixed", "--drift-window", &rows.len().to_string()]);
+    let (status, answer) = crate::inference::post(&server.addr, "/v2/models/mixed/infer", &request);
+    assert_eq!(status, 200, "{answer}");
+    let log = sb.path().join("models/_bus/model_drift.jsonl");
+    let window: Value = wait_for("the request window", PATIENCE, || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines().next().map(|l| serde_json::from_str(l).unwrap()).ok_or_else(|| "none yet".to_string())
+    });
+    assert_eq!(window["records"].as_u64(), Some(rows.len() as u64), "{window}");
+    assert_eq!(window["closed_by"], "records", "{window}");
+    assert_eq!(drifted(&window), ["color"], "only the colour drifted: {window}");
+    let color = column(&window, "color");
+    assert_eq!(color["verdict"], "drift", "{color}");
+    assert_eq!(color["unseen_rate"].as_f64(), Some(unseen as f64 / rows.len() as f64), "{color}");
+    assert_eq!(column(&window, "size")["unseen_rate"].as_f64(), Some(0.0));
+    // the batch command on the same rows: the same numbers
+    let batch = sb
+        .command(&["drift", "mixed", "--input", "purple.csv", "--json", "--fail-on", "never"])
+        .assert_ok()
+        .stdout_doc();
+    assert_eq!(batch["version"], window["version"]);
+    for name in names {
+        let (b, s) = (column(&batch, name), column(&window, name));
+        for k in ["psi", "jensen_shannon", "missing_rate", "unseen_rate", "out_of_range_rate"] {
+            let (x, y) = (b[k].as_f64(), s[k].as_f64());
+            assert!(x.zip(y).map_or(x == y, |(x, y)| (x - y).abs() <= 1e-9), "{name} {k}: {x:?} vs {y:?}");
+        }
+    }
+    // and --fail-on drift makes the batch command say so in its exit code
+    sb.command(&["drift", "mixed", "--input", "purple.csv", "--fail-on", "drift"]).assert_exit_code(6);
+}
+
+#[test]
+fn the_opt_in_drift_gate_refuses_a_model_trained_on_drifted_data_and_reports_why() {
+    let sb = Sandbox::new();
+    let (header, train, test) = split(&sb, 320);
+    let first = sb.command(&["train", "--promote", "champion", "--json"]).assert_ok().stdout_doc();
+    // the new data: alcohol 1.5 standard deviations (1.07) higher, in the training and the test rows
+    let alcohol = header.iter().position(|h| h == "alcohol").unwrap();
+    let shift = |rows: &[Vec<f64>]| -> Vec<Vec<f64>> {
+        rows.iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r[alcohol] += 1.6;
+                r
+            })
+            .collect()
+    };
+    sb.write("data/shifted-train.csv", &csv(&header, &shift(&train)));
+    sb.write("data/shifted-test.csv", &csv(&header, &shift(&test)));
+    let shipped = std::fs::read_to_string(sb.path().join("params/params.yaml")).unwrap();
+    let params = shipped
+        .replace("train: data/winequality-red.csv", "train: data/shifted-train.csv")
+        .replace("# test_data: data/holdout.csv", "test_data: data/shifted-test.csv");
+    assert_ne!(params, shipped);
+    sb.write("params/shifted.yaml", &params);
+    let champion = || -> String {
+        let models = sb.command(&["models", "wine-quality", "--json"]).assert_ok().stdout_doc();
+        let holder =
+            models.as_array().unwrap().iter().find(|m| m["aliases"].as_array().unwrap().contains(&"champion".into()));
+        holder.unwrap()["version"].as_str().unwrap().to_string()
+    };
+    assert_eq!(champion(), first["version"].as_str().unwrap());
+
+    // gated: the metrics would promote (the champion never saw such alcohol), the drift gate refuses
+    let gated = ["train", "--params", "params/shifted.yaml", "--promote-if-better", "champion", "--json"];
+    let refused = sb.command(&[&gated[..], &["--max-drift", "0.25"]].concat()).assert_exit_code(4).stdout_doc();
+    let p = &refused["promotion"];
+    let rmse = |who: &str| p[who]["metrics"]["rmse"].as_f64().unwrap();
+    assert!(rmse("candidate") < rmse("current"), "the metrics alone would promote: {p}");
+    let drift = &p["drift"];
+    assert_eq!((drift["passed"].as_bool(), drift["worst_column"].as_str()), (Some(false), Some("alcohol")), "{drift}");
+    assert_eq!(drift["against"], first["version"]);
+    assert!(drift["worst_psi"].as_f64().unwrap() > 0.25 && drift["max_psi"].as_f64() == Some(0.25), "{drift}");
+    let reason = p["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("drifted") && reason.contains("alcohol") && reason.contains("--max-drift 0.25"),
+        "{reason}"
+    );
+    assert_eq!(champion(), first["version"].as_str().unwrap(), "the alias did not move");
+    // the gate's numbers are the batch command's on the same rows against the same version
+    let batch = sb
+        .command(&[
+            "drift",
+            "wine-quality",
+            "champion",
+            "--input",
+            "data/shifted-test.csv",
+            "--json",
+            "--fail-on",
+            "never",
+        ])
+        .assert_ok()
+        .stdout_doc();
+    assert_eq!(drift["report"]["records"], batch["records"]);
+    for name in header.iter().filter(|h| *h != "quality") {
+        let (g, b) = (column(&drift["report"], name), column(&batch, name));
+        for k in ["psi", "jensen_shannon", "missing_rate", "out_of_range_rate"] {
+            let (x, y) = (g[k].as_f64().unwrap(), b[k].as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-9, "{name} {k}: gate {x} vs drift {y}");
+        }
+    }
+
+    // off by default: the same training promotes on the metrics alone, with no drift section
+    let promoted = sb.command(&gated).assert_ok().stdout_doc();
+    assert_eq!(promoted["promotion"]["promoted"], true, "{promoted}");
+    assert!(promoted["promotion"].get("drift").is_none(), "{promoted}");
+    assert_eq!(champion(), promoted["version"].as_str().unwrap());
+
+    // against a champion trained on the same shifted data the gate passes (the metrics then refuse:
+    // the same fit is not strictly better)
+    let same = sb.command(&[&gated[..], &["--max-drift", "0.25"]].concat()).assert_exit_code(4).stdout_doc();
+    let drift = &same["promotion"]["drift"];
+    assert_eq!(drift["passed"], true, "{drift}");
+    assert!(drift["worst_psi"].as_f64().unwrap() < 0.1, "{drift}");
+    assert!(!same["promotion"]["reason"].as_str().unwrap().contains("drifted"), "{same}");
+
+    // a wrong threshold is named
+    let e = sb.command(&[&gated[..], &["--max-drift", "0"]].concat()).assert_exit_code(2).stderr();
+    assert!(e.contains("--max-drift"), "{e}");
+}

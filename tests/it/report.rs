@@ -96,6 +96,26 @@ fn the_report_renders_in_chromium_with_its_plots_inside_their_frames() {
         assert_eq!(p["inside"], p["marks"], "{p}");
         assert!(p["text"].as_u64().unwrap() >= 4, "axes and titles rendered: {p}");
     }
+    // the drift reference: a histogram per input column and one of the predictions, a bar per bin
+    let artifact: Value = serde_json::from_slice(
+        &std::fs::read(sb.path().join(out["uri"].as_str().unwrap().trim_start_matches("file://"))).unwrap(),
+    )
+    .unwrap();
+    let reference = &artifact["drift"];
+    let bins: Vec<usize> = reference["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain([&reference["prediction"]])
+        .map(|c| c["proportions"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(bins.len(), features + 1);
+    for (i, n) in bins.into_iter().enumerate() {
+        let p = by_id(&format!("reference-{i}"));
+        assert!(n >= 2 && p["marks"].as_u64() == Some(n as u64), "reference-{i}: {n} bins: {p}");
+        assert_eq!(p["inside"], p["marks"], "{p}");
+        assert!(p["text"].as_u64().unwrap() >= 3, "name, kind and missing rate rendered: {p}");
+    }
 }
 
 /// The plots of a report as Chromium laid them out.
