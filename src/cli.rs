@@ -154,6 +154,7 @@ const TRAIN_EXAMPLES: &str = "\
 Examples:
   modelcast train
   modelcast train --promote-if-better champion --json   # cron: exit 4 when the new model is not better
+  modelcast train --promote-if-better champion --max-drift 0.25   # and not when the data moved away
   modelcast train --params params/lasso.yaml --name wine-lasso --json
   modelcast train --data data/more.csv --store s3://my-models/prod --kafka-config kafka_config.yaml";
 
