@@ -853,6 +853,12 @@ def parse_args() -> argparse.Namespace:
         "--train-rows", type=int, help="rows of the synthetic training CSV (default: 1,000,000; --quick: 20,000)"
     )
     ap.add_argument(
+        "--records",
+        type=int,
+        help="records of the throughput scenario (default: 200,000; --quick: 5,000); more records make "
+        "the CPU ratios finer (start-up is in every run's CPU)",
+    )
+    ap.add_argument(
         "--rates", help="offered loads of the latency scenario, records/s, comma-separated (default: 5000,20000)"
     )
     ap.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios (default: all)")
@@ -873,6 +879,8 @@ def main() -> int:
     sizes = QUICK if args.quick else FULL
     if args.train_rows:
         sizes = replace(sizes, train_rows=args.train_rows)
+    if args.records:
+        sizes = replace(sizes, n=args.records)
     if args.rates:
         sizes = replace(sizes, rates=tuple(int(r) for r in args.rates.split(",")))
     bed = Bed(args)

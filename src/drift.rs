@@ -322,11 +322,60 @@ pub fn verdict(psi: f64) -> &'static str {
 /// The format of a [`WindowReport`] (the `modelcast drift` JSON and the `model_drift` topic).
 pub const WINDOW_REPORT_VERSION: u32 = 1;
 
-/// Live counts of one input column against its reference.
+/// A reference's bin edges as the hot path reads them: up to [`BINS`]` - 1` (what a reference
+/// has) in a fixed array padded with +inf, counted without a branch or a length; more in a
+/// sorted list, found by binary search.
+#[derive(Debug, Clone)]
+enum Edges {
+    Short([f64; BINS - 1]),
+    Long(Vec<f64>),
+}
+
+impl Edges {
+    fn of(edges: &[f64]) -> Edges {
+        if edges.len() < BINS {
+            let mut a = [f64::INFINITY; BINS - 1];
+            a[..edges.len()].copy_from_slice(edges);
+            Edges::Short(a)
+        } else {
+            Edges::Long(edges.to_vec())
+        }
+    }
+
+    /// The bin of a finite `x`: how many edges lie below it (as [`NumericReference::bin`]).
+    #[inline]
+    fn bin(&self, x: f64) -> usize {
+        match self {
+            Edges::Short(a) => a.iter().map(|&e| usize::from(e < x)).sum(),
+            Edges::Long(v) => v.partition_point(|&e| e < x),
+        }
+    }
+}
+
+/// Live counts of one input column against its reference (a numeric column carries its edges
+/// and training range, so counting a value reads nothing else).
 #[derive(Debug, Clone)]
 enum Slot {
-    Numeric { counts: Vec<u64>, missing: u64, invalid: u64, below: u64, above: u64, min: f64, max: f64 },
-    Categorical { index: HashMap<String, usize>, counts: Vec<u64>, missing: u64, invalid: u64 },
+    Numeric {
+        edges: Edges,
+        /// The training minimum (-inf when every training value was missing).
+        lo: f64,
+        /// The training maximum (+inf when none).
+        hi: f64,
+        counts: Vec<u64>,
+        missing: u64,
+        invalid: u64,
+        below: u64,
+        above: u64,
+        min: f64,
+        max: f64,
+    },
+    Categorical {
+        index: HashMap<String, usize>,
+        counts: Vec<u64>,
+        missing: u64,
+        invalid: u64,
+    },
 }
 
 /// A window of live records counted against a model's [`Reference`]: per input column its bins
@@ -337,6 +386,7 @@ enum Slot {
 pub struct Window {
     slots: Vec<Slot>,
     missing_tokens: Vec<String>,
+    prediction_edges: Edges,
     prediction: Vec<u64>,
     records: u64,
     rejected: u64,
@@ -410,6 +460,9 @@ impl Window {
             .iter()
             .map(|c| match &c.distribution {
                 Distribution::Numeric(n) => Slot::Numeric {
+                    edges: Edges::of(&n.edges),
+                    lo: n.min.unwrap_or(f64::NEG_INFINITY),
+                    hi: n.max.unwrap_or(f64::INFINITY),
                     counts: vec![0; n.proportions.len()],
                     missing: 0,
                     invalid: 0,
@@ -429,6 +482,7 @@ impl Window {
         Ok(Window {
             slots,
             missing_tokens: missing_tokens.to_vec(),
+            prediction_edges: Edges::of(&reference.prediction.edges),
             prediction: vec![0; reference.prediction.proportions.len()],
             records: 0,
             rejected: 0,
@@ -437,24 +491,28 @@ impl Window {
     }
 
     /// Count one record's cells (slot order) and its prediction (`None`: the model refused it).
-    pub fn add(&mut self, reference: &Reference, cells: &[Cell<'_>], prediction: Option<f64>) {
+    pub fn add(&mut self, cells: &[Cell<'_>], prediction: Option<f64>) {
         self.records += 1;
-        for ((slot, cell), r) in self.slots.iter_mut().zip(cells).zip(&reference.columns) {
-            match (slot, &r.distribution) {
-                (Slot::Numeric { counts, missing, invalid, below, above, min, max }, Distribution::Numeric(n)) => {
-                    match numeric_value(cell, &self.missing_tokens) {
+        for (slot, cell) in self.slots.iter_mut().zip(cells) {
+            match slot {
+                Slot::Numeric { edges, lo, hi, counts, missing, invalid, below, above, min, max } => {
+                    let value = match cell {
+                        Cell::Num(v) if v.is_finite() => Ok(Some(*v)),
+                        _ => numeric_value(cell, &self.missing_tokens),
+                    };
+                    match value {
                         Ok(None) => *missing += 1,
                         Err(_) => *invalid += 1,
                         Ok(Some(x)) => {
-                            counts[n.bin(x)] += 1;
-                            *below += u64::from(n.min.is_some_and(|m| x < m));
-                            *above += u64::from(n.max.is_some_and(|m| x > m));
+                            counts[edges.bin(x)] += 1;
+                            *below += u64::from(x < *lo);
+                            *above += u64::from(x > *hi);
                             *min = min.min(x);
                             *max = max.max(x);
                         }
                     }
                 }
-                (Slot::Categorical { index, counts, missing, invalid }, _) => {
+                Slot::Categorical { index, counts, missing, invalid } => {
                     match category_text(cell, &self.missing_tokens) {
                         Ok(None) => *missing += 1,
                         Err(_) => *invalid += 1,
@@ -464,11 +522,10 @@ impl Window {
                         }
                     }
                 }
-                _ => {}
             }
         }
         match prediction {
-            Some(p) if p.is_finite() => self.prediction[reference.prediction.bin(p)] += 1,
+            Some(p) if p.is_finite() => self.prediction[self.prediction_edges.bin(p)] += 1,
             _ => self.rejected += 1,
         }
     }
@@ -477,7 +534,7 @@ impl Window {
     pub fn reset(&mut self) {
         for slot in &mut self.slots {
             match slot {
-                Slot::Numeric { counts, missing, invalid, below, above, min, max } => {
+                Slot::Numeric { counts, missing, invalid, below, above, min, max, .. } => {
                     counts.fill(0);
                     (*missing, *invalid, *below, *above) = (0, 0, 0, 0);
                     (*min, *max) = (f64::INFINITY, f64::NEG_INFINITY);
@@ -509,7 +566,7 @@ impl Window {
             .iter()
             .zip(&reference.columns)
             .map(|(slot, r)| match (slot, &r.distribution) {
-                (Slot::Numeric { counts, missing, invalid, below, above, min, max }, Distribution::Numeric(n)) => {
+                (Slot::Numeric { counts, missing, invalid, below, above, min, max, .. }, Distribution::Numeric(n)) => {
                     let mut d = compare(&r.name, "numeric", &n.proportions, n.missing_rate, counts, *missing, *invalid);
                     let valued: u64 = counts.iter().sum();
                     d.out_of_range_rate = Some(share(below + above, self.records));
@@ -594,13 +651,15 @@ mod tests {
 
     #[test]
     fn the_branchless_bin_is_the_binary_search_bin() {
-        for n in [0usize, 1, 2, 9, 16, 17, 40] {
+        for n in [0usize, 1, 2, 9, 10, 16, 17, 40] {
             let edges: Vec<f64> = (0..n).map(|i| i as f64 * 0.5 - 3.0).collect();
             for k in -20..60 {
                 let x = f64::from(k) * 0.25 - 4.0;
                 assert_eq!(bin_of(&edges, x), edges.partition_point(|&e| e < x), "{n} edges, x {x}");
+                assert_eq!(Edges::of(&edges).bin(x), edges.partition_point(|&e| e < x), "{n} edges, x {x}");
             }
             assert_eq!(bin_of(&edges, f64::NAN), 0);
+            assert_eq!(Edges::of(&edges).bin(f64::NAN), 0);
         }
     }
 
@@ -723,7 +782,7 @@ mod tests {
     fn window(r: &Reference, rows: impl Iterator<Item = (Cell<'static>, Cell<'static>, f64)>) -> WindowReport {
         let mut w = Window::new(r, &["x".into(), "c".into()], &["NA".into()]).unwrap();
         for (x, c, p) in rows {
-            w.add(r, &[x, c], Some(p));
+            w.add(&[x, c], Some(p));
         }
         w.report(r)
     }

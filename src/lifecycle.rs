@@ -346,7 +346,7 @@ pub fn drift_on_rows(
         for r in records {
             let cells = layout.decode(r).cells;
             let prediction = scorer.predict(&cells, &mut probs).ok().map(|(v, _)| v);
-            window.add(reference, &cells, prediction);
+            window.add(&cells, prediction);
         }
     }
     Ok(window.report(reference))

@@ -68,7 +68,7 @@ pub async fn measure(artifact: &Artifact, uri: &str, source: &Source) -> Result<
             match decoded {
                 Ok(d) => {
                     let prediction = predict_cells(scorer, &d.cells, &mut probs).ok().map(|(v, _)| v);
-                    window.add(reference, &d.cells, prediction);
+                    window.add(&d.cells, prediction);
                 }
                 Err(_) => window.unreadable(),
             }
@@ -189,7 +189,7 @@ impl Monitor {
             c.opened = Some((Instant::now(), crate::util::time::now_ms()));
         }
         match cells {
-            Some(cells) => c.window.add(&c.reference, cells, prediction),
+            Some(cells) => c.window.add(cells, prediction),
             None => c.window.unreadable(),
         }
         if c.window.records() >= self.limits.records {
