@@ -588,7 +588,7 @@ fn reference_height(r: &Reference) -> f64 {
 fn drift_reference(s: &mut String, r: &Reference, y: f64) {
     let _ = writeln!(
         s,
-        r#"<text x="40" y="{:.1}" font-size="15" font-weight="bold">Drift reference: the training distribution `modelcast drift` and the service compare live data with</text>"#,
+        r#"<text x="40" y="{:.1}" font-size="15" font-weight="bold">Drift reference: what the training data looked like, which modelcast drift and the service compare live data with</text>"#,
         y + 20.0
     );
     let prediction = Distribution::Numeric(r.prediction.clone());
