@@ -783,6 +783,8 @@ mod tests {
         assert!(usage_text(&["train", "--promote-if-better", "Champion"]).contains("--promote-if-better"));
         assert!(usage_text(&["train", "--promote-if-better", "champion", "--metric", "mape"]).contains("--metric"));
         assert!(usage_text(&["train", "--reason", "x"]).contains("--reason"));
+        assert!(usage_text(&["train", "--promote", "champion", "--max-drift", "0.25"]).contains("--max-drift"));
+        assert!(usage_text(&["train", "--promote-if-better", "champion", "--max-drift", "0"]).contains("--max-drift"));
         assert!(usage_text(&["predict", "--input", "x", "--alias", "a", "--shadow", "a"]).contains("--shadow"));
         assert!(usage_text(&["promote", "m", "v", "--alias", "no way"]).contains("--alias"));
         let Settings::Train(t) =
@@ -797,6 +799,12 @@ mod tests {
             p.gate,
             Some(Gate { metric: GateMetric::R2, min_improvement: MinImprovement::Relative(0.02), max_drift: None })
         );
+        let Settings::Train(t) =
+            settings(&["train", "--promote-if-better", "champion", "--max-drift", "0.25"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(t.promotion.unwrap().gate.unwrap().max_drift, Some(0.25));
     }
 
     #[test]

@@ -85,6 +85,13 @@ impl PromotionSection {
             .map(check_max_drift)
             .transpose()
             .map_err(|m| Error::config(path, "promotion.max_drift", m))?;
+        if max_drift.is_some() && !self.if_better {
+            return Err(Error::config(
+                path,
+                "promotion.max_drift",
+                "only applies with a gate (if_better: true); without one every model is promoted",
+            ));
+        }
         Ok(Promotion {
             alias: self.alias.clone(),
             gate: self.if_better.then_some(Gate { metric, min_improvement, max_drift }),
@@ -247,5 +254,26 @@ pub struct Gate {
 impl Default for Gate {
     fn default() -> Gate {
         Gate { metric: GateMetric::Rmse, min_improvement: MinImprovement::Absolute(0.0), max_drift: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(yaml: &str) -> PromotionSection {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn the_drift_gate_is_a_psi_above_zero_and_needs_a_gate() {
+        let path = Path::new("params/p.yaml");
+        let p = section("max_drift: 0.25").check(path, false).unwrap();
+        assert_eq!(p.gate.unwrap().max_drift, Some(0.25));
+        assert_eq!(section("{}").check(path, false).unwrap().gate.unwrap().max_drift, None, "off by default");
+        for bad in ["max_drift: 0", "max_drift: -1", "{max_drift: 0.25, if_better: false}"] {
+            let e = section(bad).check(path, false).unwrap_err().to_string();
+            assert!(e.contains("params/p.yaml") && e.contains("promotion.max_drift"), "{bad}: {e}");
+        }
     }
 }
