@@ -209,6 +209,32 @@ fn bench(c: &mut Criterion) {
             allocations_per_record_drift(m, &records)
         );
     }
+    // The tree layout (issue 27): the stored ensemble's walk (the reference every export and
+    // parity test is held to) against the packed layout the scorer walks, on the design rows of
+    // the first 1,024 wine rows (all distinct), and the same predictions checked bit for bit.
+    let mut g = c.benchmark_group("tree_layout");
+    for kind in ["random_forest", "gradient_boosting"] {
+        let params = Params::load(&dir.join(format!("{kind}.yaml"))).expect("params");
+        let artifact = modelcast::train::fit_artifact(&params).expect("fit");
+        let ensemble = artifact.estimator.fit.ensemble().expect("a tree model").clone();
+        let spec = modelcast::data::ColumnSpec::of(&params);
+        let (table, _) = modelcast::data::load_csv(&["data/winequality-red.csv"], &spec).expect("wine CSV");
+        let design = artifact.preprocessing.design(&table).expect("design");
+        let rows: Vec<Vec<f64>> = design.rows().into_iter().take(1024).map(|r| r.to_vec()).collect();
+        let packed = modelcast::trees::Packed::new(&ensemble);
+        for r in &rows {
+            assert_eq!(ensemble.predict(r).to_bits(), packed.predict(r).to_bits(), "{kind}: the layouts disagree");
+        }
+        g.throughput(Throughput::Elements(rows.len() as u64));
+        g.bench_function(BenchmarkId::new(kind, "stored_walk"), |b| {
+            b.iter(|| rows.iter().map(|r| ensemble.predict(black_box(r))).sum::<f64>())
+        });
+        g.bench_function(BenchmarkId::new(kind, "packed"), |b| {
+            b.iter(|| rows.iter().map(|r| packed.predict(black_box(r))).sum::<f64>())
+        });
+    }
+    g.finish();
+
     // Drift counted on the hot path (issue 26): the same records with and without a monitor,
     // side by side in one group; the ratio is what `--no-drift` saves per record.
     let mut g = c.benchmark_group("drift");
@@ -247,6 +273,18 @@ fn bench(c: &mut Criterion) {
         }
     }
     let records = wine_records(1024);
+    let rows = wine_rows(1024);
+    for (name, m) in [("wine_rows_random_forest", &forest), ("wine_rows_gradient_boosting", &boosting)] {
+        let mut scratch = Scratch::default();
+        let mut out = Outbox::default();
+        g.throughput(Throughput::Elements(1024));
+        g.bench_with_input(BenchmarkId::new(name, 1024), &&rows[..], |b, s| {
+            b.iter(|| {
+                score_batch(m, s, &mut scratch, &mut out);
+                black_box(out.len())
+            })
+        });
+    }
     for (name, m) in [
         ("wine_random_forest", &forest),
         ("wine_gradient_boosting", &boosting),

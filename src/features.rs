@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Table, MISSING_CODE};
 use crate::error::{Error, Result};
-use crate::model::{Classifier, Fit, LogisticFit, TreeClassifierFit};
+use crate::model::{Classifier, Fit, LogisticFit, PackedTreeClassifier};
 use crate::params::{CategoricalRule, NumericRule};
-use crate::trees::Ensemble;
+use crate::trees::{Ensemble, Packed};
 
 /// The category a missing categorical value becomes under the `category` rule.
 pub const MISSING_CATEGORY: &str = "missing";
@@ -225,12 +225,12 @@ enum Prepared<'a> {
 enum Head {
     /// Coefficients folded into the slots; this is the intercept.
     Linear(f64),
-    /// The ensemble reads the design row.
-    Trees(Ensemble),
+    /// The ensemble (laid out for scoring) reads the design row.
+    Trees(Packed),
     /// A classifier reads the design row.
     Logistic(LogisticFit),
     /// A tree classifier reads the design row.
-    TreeClassifier(TreeClassifierFit),
+    TreeClassifier(PackedTreeClassifier),
 }
 
 impl Head {
@@ -279,7 +279,7 @@ impl Scorer {
     /// Fold `prep` and a tree ensemble into a scorer.
     pub fn trees(prep: &Preprocessing, ensemble: &Ensemble) -> Result<Scorer> {
         ensemble.check(prep.width()).map_err(Error::Model)?;
-        Ok(Scorer::build(prep, &vec![0.0; prep.width()], Head::Trees(ensemble.clone())))
+        Ok(Scorer::build(prep, &vec![0.0; prep.width()], Head::Trees(Packed::new(ensemble))))
     }
 
     /// A scorer for a fitted estimator.
@@ -293,7 +293,7 @@ impl Scorer {
             }
             Fit::TreeClassifier(t) => {
                 t.check(prep.width()).map_err(Error::Model)?;
-                Ok(Scorer::build(prep, &vec![0.0; prep.width()], Head::TreeClassifier(t.clone())))
+                Ok(Scorer::build(prep, &vec![0.0; prep.width()], Head::TreeClassifier(PackedTreeClassifier::new(t))))
             }
         }
     }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::design::Design;
 use crate::error::{Error, Result};
 use crate::params::{ClassWeights, Model, Target};
-use crate::trees::{Combine, Ensemble};
+use crate::trees::{Combine, Ensemble, Packed};
 pub use classify::{choose_threshold, ClassAcc, ClassMetrics};
 pub use linear::{fit_gram, fit_linear, LinearFit};
 pub use logistic::LogisticFit;
@@ -115,21 +115,56 @@ impl Classifier for TreeClassifierFit {
     }
     #[inline]
     fn probabilities(&self, x: &[f64], probs: &mut [f64]) {
-        let e = &self.trees;
-        if e.outputs == 1 {
-            let s = e.predict(x);
-            let p1 = match e.combine {
-                Combine::Average => s.clamp(0.0, 1.0),
-                Combine::Sum => logistic::sigmoid(s),
-            };
-            probs[0] = 1.0 - p1;
-            probs[1] = p1;
-        } else {
-            e.predict_into(x, probs);
-            if e.combine == Combine::Sum {
-                logistic::softmax(probs);
-            }
+        tree_probabilities(self.trees.combine, probs, |out| self.trees.predict_into(x, out))
+    }
+}
+
+/// A tree classifier's probabilities from its combined trees, which `fill` writes into its
+/// argument (class 1's score for two classes, one per class otherwise).
+#[inline]
+fn tree_probabilities(combine: Combine, probs: &mut [f64], fill: impl FnOnce(&mut [f64])) {
+    if probs.len() == 2 {
+        fill(&mut probs[..1]);
+        let p1 = match combine {
+            Combine::Average => probs[0].clamp(0.0, 1.0),
+            Combine::Sum => logistic::sigmoid(probs[0]),
+        };
+        probs[0] = 1.0 - p1;
+        probs[1] = p1;
+    } else {
+        fill(probs);
+        if combine == Combine::Sum {
+            logistic::softmax(probs);
         }
+    }
+}
+
+/// A tree classifier laid out for scoring ([`Packed`]): the same probabilities as its
+/// [`TreeClassifierFit`], bit for bit.
+#[derive(Debug, Clone)]
+pub struct PackedTreeClassifier {
+    classes: Vec<String>,
+    threshold: f64,
+    trees: Packed,
+}
+
+impl PackedTreeClassifier {
+    /// Lay out a checked classifier ([`TreeClassifierFit::check`] passed).
+    pub fn new(fit: &TreeClassifierFit) -> PackedTreeClassifier {
+        PackedTreeClassifier { classes: fit.classes.clone(), threshold: fit.threshold, trees: Packed::new(&fit.trees) }
+    }
+}
+
+impl Classifier for PackedTreeClassifier {
+    fn classes(&self) -> &[String] {
+        &self.classes
+    }
+    fn threshold(&self) -> f64 {
+        self.threshold
+    }
+    #[inline]
+    fn probabilities(&self, x: &[f64], probs: &mut [f64]) {
+        tree_probabilities(self.trees.combine(), probs, |out| self.trees.predict_into(x, out))
     }
 }
 

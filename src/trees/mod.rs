@@ -21,15 +21,18 @@
 //!
 //! The code: `bins` (the binned design and its thresholds), `grow` (the histogram grower and
 //! its split search, shared by every ensemble) and `fit` (the four fitters: forest and boosting,
-//! regression and classification); this file holds what is stored and scored.
+//! regression and classification); this file holds what is stored and scored, `packed` the
+//! layout the scorer walks (the same predictions, bit for bit).
 
 mod bins;
 mod fit;
 mod grow;
+mod packed;
 
 use serde::{Deserialize, Serialize};
 
 pub use fit::{fit_boosting, fit_boosting_classifier, fit_forest, fit_forest_classifier};
+pub use packed::Packed;
 
 /// How an ensemble combines its trees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
