@@ -127,7 +127,7 @@ impl Packed {
         while busy > 0 {
             for j in 0..LANES {
                 let n = nodes[at[j] as usize];
-                let go = !(x[n.feature as usize] <= n.threshold) as usize;
+                let go = (x[n.feature as usize] <= n.threshold) as usize ^ 1;
                 let step = n.next[go];
                 // written every step: the last write for a tree is its leaf
                 leaves[rel[j]] = step;
