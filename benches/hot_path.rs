@@ -19,7 +19,9 @@ use modelcast::features::Cell;
 use modelcast::messages::{OriginRef, Outbox, OutputTopics, PredictionRef};
 use modelcast::params::Params;
 use modelcast::predict::drift::{Monitor, WindowLimits, DEFAULT_DRIFT_WINDOW};
-use modelcast::predict::{score_into, Incoming, Scratch, ServeOptions, Served, Verdict};
+use modelcast::predict::{
+    decode_ahead, score_ahead_into, score_into, Ahead, Incoming, Scratch, ServeOptions, Served, Verdict,
+};
 
 fn model(params: &str) -> Served {
     let params = Params::load(Path::new(params)).expect("params");
@@ -87,9 +89,16 @@ fn mixed_records(n: usize) -> Vec<Vec<u8>> {
 const TOPICS: OutputTopics<'static> =
     OutputTopics { app_messages: "app_messages", dead_letter: "dead_letter", dead_letter_max_bytes: 900_000 };
 
+/// The hot path's reused buffers.
+#[derive(Default)]
+struct Bufs<'a> {
+    scratch: Scratch<'a>,
+    ahead: Ahead<'a>,
+}
+
 /// Score a batch as the service does: one prediction time per batch, messages into a reused outbox.
-fn score_batch<'a, 't>(m: &Served, batch: &'a [Vec<u8>], scratch: &mut Scratch<'a>, out: &mut Outbox<'t>) {
-    score_counted(m, batch, scratch, out, None)
+fn score_batch<'a, 't>(m: &Served, batch: &'a [Vec<u8>], bufs: &mut Bufs<'a>, out: &mut Outbox<'t>) {
+    score_counted(m, batch, bufs, out, None)
 }
 
 /// [`score_batch`], each record also counted into `drift`'s window as the service counts it
@@ -97,12 +106,18 @@ fn score_batch<'a, 't>(m: &Served, batch: &'a [Vec<u8>], scratch: &mut Scratch<'
 fn score_counted<'a, 't>(
     m: &Served,
     batch: &'a [Vec<u8>],
-    scratch: &mut Scratch<'a>,
+    bufs: &mut Bufs<'a>,
     out: &mut Outbox<'t>,
     mut drift: Option<&mut Monitor>,
 ) {
+    let Bufs { scratch, ahead } = bufs;
     out.clear();
     let now = modelcast::util::time::now_ms();
+    // as the service does: a tree model's rows walked together before the messages are written
+    let together = m.scorer.scores_rows();
+    if together {
+        decode_ahead(m, batch.iter().map(|r| Some(&r[..])), ahead);
+    }
     for (i, r) in batch.iter().enumerate() {
         let rec = Incoming {
             bytes: r,
@@ -111,10 +126,14 @@ fn score_counted<'a, 't>(
             timestamp_ms: Some(1),
         };
         let msg = out.next(TOPICS.app_messages);
-        let v = score_into(m, &rec, now, scratch, msg, TOPICS.app_messages, &TOPICS).expect("encode");
-        let Verdict::Scored(p) = v else { panic!("rejected: {v:?}") };
+        let v = if together {
+            score_ahead_into(m, &rec, i, ahead, now, scratch, msg, TOPICS.app_messages, &TOPICS)
+        } else {
+            score_into(m, &rec, now, scratch, msg, TOPICS.app_messages, &TOPICS)
+        };
+        let Verdict::Scored(p) = v.expect("encode") else { panic!("rejected") };
         if let Some(d) = drift.as_deref_mut() {
-            d.record(scratch.cells(), Some(p));
+            d.record(if together { ahead.cells(i) } else { scratch.cells() }, Some(p));
         }
     }
     if let Some(d) = drift {
@@ -132,7 +151,7 @@ fn monitor(m: &Served) -> Monitor {
 
 /// Allocations per record once the buffers have grown (after a warm-up batch).
 fn allocations_per_record(m: &Served, records: &[Vec<u8>]) -> f64 {
-    let mut scratch = Scratch::default();
+    let mut scratch = Bufs::default();
     let mut out = Outbox::default();
     score_batch(m, records, &mut scratch, &mut out);
     let counted = allocation_counter::measure(|| score_batch(m, records, &mut scratch, &mut out));
@@ -142,7 +161,7 @@ fn allocations_per_record(m: &Served, records: &[Vec<u8>]) -> f64 {
 /// The same with drift counted, over a run of batches short of a full window (a closing window
 /// allocates its message: once per window, not per record).
 fn allocations_per_record_drift(m: &Served, records: &[Vec<u8>]) -> f64 {
-    let (mut scratch, mut out, mut d) = (Scratch::default(), Outbox::default(), monitor(m));
+    let (mut scratch, mut out, mut d) = (Bufs::default(), Outbox::default(), monitor(m));
     score_counted(m, records, &mut scratch, &mut out, Some(&mut d));
     let counted = allocation_counter::measure(|| {
         for _ in 0..4 {
@@ -232,6 +251,19 @@ fn bench(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new(kind, "packed"), |b| {
             b.iter(|| rows.iter().map(|r| packed.predict(black_box(r))).sum::<f64>())
         });
+        let width = rows[0].len();
+        let x32: Vec<f32> = rows.iter().flatten().map(|v| *v as f32).collect();
+        let mut out = vec![0.0; rows.len()];
+        packed.predict_rows(&x32, width, &mut out);
+        for (r, got) in rows.iter().zip(&out) {
+            assert_eq!(ensemble.predict(r).to_bits(), got.to_bits(), "{kind}: the batch walk disagrees");
+        }
+        g.bench_function(BenchmarkId::new(kind, "packed_rows"), |b| {
+            b.iter(|| {
+                packed.predict_rows(black_box(&x32), width, &mut out);
+                out.iter().sum::<f64>()
+            })
+        });
     }
     g.finish();
 
@@ -241,7 +273,7 @@ fn bench(c: &mut Criterion) {
     for (name, m, records) in [("wine_rows", &wine, wine_rows(1024)), ("categorical", &mixed, mixed_records(1024))] {
         g.throughput(Throughput::Elements(records.len() as u64));
         for on in [false, true] {
-            let (mut scratch, mut out, mut d) = (Scratch::default(), Outbox::default(), monitor(m));
+            let (mut scratch, mut out, mut d) = (Bufs::default(), Outbox::default(), monitor(m));
             let id = BenchmarkId::new(name, if on { "drift_on" } else { "drift_off" });
             g.bench_with_input(id, &&records[..], |b, s| {
                 b.iter(|| {
@@ -261,7 +293,7 @@ fn bench(c: &mut Criterion) {
     ] {
         for batch in [1usize, 64, 1024] {
             let slice = &records[..batch];
-            let mut scratch = Scratch::default();
+            let mut scratch = Bufs::default();
             let mut out = Outbox::default();
             g.throughput(Throughput::Elements(batch as u64));
             g.bench_with_input(BenchmarkId::new(name, batch), &slice, |b, s| {
@@ -275,7 +307,7 @@ fn bench(c: &mut Criterion) {
     let records = wine_records(1024);
     let rows = wine_rows(1024);
     for (name, m) in [("wine_rows_random_forest", &forest), ("wine_rows_gradient_boosting", &boosting)] {
-        let mut scratch = Scratch::default();
+        let mut scratch = Bufs::default();
         let mut out = Outbox::default();
         g.throughput(Throughput::Elements(1024));
         g.bench_with_input(BenchmarkId::new(name, 1024), &&rows[..], |b, s| {
@@ -295,7 +327,7 @@ fn bench(c: &mut Criterion) {
         ("wine_good_boosting", &good_boosting),
         ("wine_grade_boosting", &grade_boosting),
     ] {
-        let mut scratch = Scratch::default();
+        let mut scratch = Bufs::default();
         let mut out = Outbox::default();
         g.throughput(Throughput::Elements(1024));
         g.bench_with_input(BenchmarkId::new(name, 1024), &&records[..], |b, s| {

@@ -248,6 +248,37 @@ thread_local! {
     static ROW: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Records' design rows gathered to be scored together ([`Scorer::push_row`],
+/// [`Scorer::score_rows`]): a tree ensemble walks each tree over all of them at once. Reused from
+/// batch to batch, so a steady stream of batches allocates nothing.
+#[derive(Debug, Default)]
+pub struct RowBatch {
+    /// The rows' design values in float32 (what the trees compare), row after row.
+    x: Vec<f32>,
+    /// The ensemble's outputs, `outputs` per row, once scored.
+    out: Vec<f64>,
+    rows: usize,
+}
+
+impl RowBatch {
+    /// Forget the rows (keeping the buffers).
+    pub fn clear(&mut self) {
+        self.x.clear();
+        self.out.clear();
+        self.rows = 0;
+    }
+
+    /// Rows pushed.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// True before the first row.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+}
+
 /// Preprocessing and the estimator folded into one record → prediction function.
 ///
 /// Inputs are addressed by slot: numeric columns first, then categorical ones, in the
@@ -359,6 +390,65 @@ impl Scorer {
             l.probabilities(row, probs);
             crate::model::logistic::decide(probs, threshold)
         })
+    }
+
+    /// Whether records score faster together than one by one ([`Scorer::push_row`]): a tree
+    /// ensemble, whose trees stay in cache while a batch of rows walks them.
+    pub fn scores_rows(&self) -> bool {
+        matches!(self.head, Head::Trees(_) | Head::TreeClassifier(_))
+    }
+
+    /// Check and prepare one record (cells in slot order) into `batch` as its next row, or say
+    /// why it is refused (the reasons [`Scorer::predict`] gives). A model other than trees
+    /// scores the record here.
+    pub fn push_row(&self, cells: &[Cell<'_>], batch: &mut RowBatch) -> std::result::Result<(), Reject> {
+        match &self.head {
+            Head::Trees(_) | Head::TreeClassifier(_) => {
+                self.with_row(cells, |row| batch.x.extend(row.iter().map(|v| *v as f32)))?
+            }
+            Head::Linear(_) => {
+                let y = self.score(cells)?;
+                batch.out.push(y);
+            }
+            Head::Logistic(l) => self.with_row(cells, |row| {
+                let at = batch.out.len();
+                batch.out.resize(at + l.classes.len(), 0.0);
+                l.probabilities(row, &mut batch.out[at..]);
+            })?,
+        }
+        batch.rows += 1;
+        Ok(())
+    }
+
+    /// Walk the batch's rows (a tree model; the others scored each row as it was pushed).
+    pub fn score_rows(&self, batch: &mut RowBatch) {
+        let trees = match &self.head {
+            Head::Trees(t) => t,
+            Head::TreeClassifier(t) => t.trees(),
+            Head::Linear(_) | Head::Logistic(_) => return,
+        };
+        batch.out.clear();
+        batch.out.resize(batch.rows * trees.outputs(), 0.0);
+        trees.predict_rows(&batch.x, self.width, &mut batch.out);
+    }
+
+    /// Row `i` of a scored batch: what [`Scorer::predict`] gives for its record, bit for bit.
+    pub fn row_prediction(&self, batch: &RowBatch, i: usize, probs: &mut Vec<f64>) -> (f64, Option<usize>) {
+        let k = self.classes().len();
+        match &self.head {
+            Head::Trees(_) | Head::Linear(_) => return (batch.out[i], None),
+            Head::TreeClassifier(t) => {
+                let per = t.trees().outputs();
+                probs.resize(k, 0.0);
+                t.probabilities_of(&batch.out[i * per..(i + 1) * per], probs);
+            }
+            Head::Logistic(_) => {
+                probs.clear();
+                probs.extend_from_slice(&batch.out[i * k..(i + 1) * k]);
+            }
+        }
+        let c = crate::model::logistic::decide(probs, self.threshold());
+        (if k == 2 { probs[1] } else { probs[c] }, Some(c))
     }
 
     /// Build the record's design row (imputed, scaled, one-hot) in a reused buffer and hand it to `f`.

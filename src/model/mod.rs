@@ -155,6 +155,20 @@ impl PackedTreeClassifier {
     }
 }
 
+impl PackedTreeClassifier {
+    /// The layout the classifier walks (for many rows at once: [`Packed::predict_rows`]).
+    pub fn trees(&self) -> &Packed {
+        &self.trees
+    }
+
+    /// The probabilities from the combined trees' `outputs` of one row (what
+    /// [`Packed::predict_rows`] gives): [`Classifier::probabilities`]' bit for bit.
+    #[inline]
+    pub fn probabilities_of(&self, outputs: &[f64], probs: &mut [f64]) {
+        tree_probabilities(self.trees.combine(), probs, |out| out.copy_from_slice(outputs))
+    }
+}
+
 impl Classifier for PackedTreeClassifier {
     fn classes(&self) -> &[String] {
         &self.classes

@@ -297,6 +297,107 @@ pub fn score_into<'a, 't>(
         Ok(_) => predict_cells(&model.scorer, cells, probs),
         Err(reason) => Err(reason.clone()),
     };
+    write_verdict(model, rec, key, score, probs, now_ms, msg, topic, topics)
+}
+
+/// A batch's records decoded ahead of their messages, for a model that scores rows together
+/// ([`Scorer::scores_rows`], a tree ensemble): each record's cells and key kept, its design row
+/// walked with the others' ([`decode_ahead`]); [`score_ahead_into`] then writes each record's
+/// message as [`score_into`] would. Reused from batch to batch.
+#[derive(Debug, Default)]
+pub struct Ahead<'a> {
+    /// The decoded records' cells, the model's column count each.
+    cells: Vec<Cell<'a>>,
+    records: Vec<AheadRecord<'a>>,
+    rows: crate::features::RowBatch,
+    one: Vec<Cell<'a>>,
+}
+
+/// One record of an [`Ahead`] batch.
+#[derive(Debug)]
+struct AheadRecord<'a> {
+    /// Its key field.
+    key: Option<Cow<'a, str>>,
+    /// Where its cells start in [`Ahead::cells`], if it could be decoded.
+    cells: Option<usize>,
+    /// Its row in the batch, or why it is refused.
+    row: std::result::Result<usize, String>,
+}
+
+impl<'a> Ahead<'a> {
+    /// Record `i`'s cells in the model's column order, if it could be read.
+    pub fn cells(&self, i: usize) -> Option<&[Cell<'a>]> {
+        let at = self.records.get(i)?.cells?;
+        Some(&self.cells[at..at + self.one.len()])
+    }
+}
+
+/// Decode a batch (`None`: a record refused before decoding, left to the caller) and score the
+/// decodable records' rows together; [`score_ahead_into`] writes record `i`'s message after.
+pub fn decode_ahead<'a>(model: &Served, records: impl Iterator<Item = Option<&'a [u8]>>, ahead: &mut Ahead<'a>) {
+    ahead.cells.clear();
+    ahead.records.clear();
+    ahead.rows.clear();
+    for bytes in records {
+        let Some(bytes) = bytes else {
+            ahead.records.push(AheadRecord { key: None, cells: None, row: Err(String::new()) });
+            continue;
+        };
+        match model.decoder.json_into(bytes, &mut ahead.one) {
+            Ok(key) => {
+                let at = ahead.cells.len();
+                ahead.cells.extend_from_slice(&ahead.one);
+                let row = ahead.rows.len();
+                let row = model.scorer.push_row(&ahead.one, &mut ahead.rows).map(|()| row);
+                ahead.records.push(AheadRecord { key, cells: Some(at), row });
+            }
+            Err(reason) => ahead.records.push(AheadRecord { key: None, cells: None, row: Err(reason) }),
+        }
+    }
+    model.scorer.score_rows(&mut ahead.rows);
+}
+
+/// [`score_into`] for record `i` of a batch decoded by [`decode_ahead`] (`rec` is that record):
+/// the same message, bit for bit.
+#[allow(clippy::too_many_arguments)] // score_into's, and the batch
+pub fn score_ahead_into<'a, 't>(
+    model: &Served,
+    rec: &Incoming<'a>,
+    i: usize,
+    ahead: &Ahead<'a>,
+    now_ms: i64,
+    scratch: &mut Scratch<'a>,
+    msg: &mut Outgoing<'t>,
+    topic: &'t str,
+    topics: &OutputTopics<'t>,
+) -> crate::error::Result<Verdict> {
+    let Scratch { key: keybuf, probs, .. } = scratch;
+    let r = &ahead.records[i];
+    let key: &str = match &r.key {
+        Some(k) => k,
+        None => rec.fallback_key(keybuf),
+    };
+    let score = match &r.row {
+        Ok(row) => Ok(model.scorer.row_prediction(&ahead.rows, *row, probs)),
+        Err(reason) => Err(reason.clone()),
+    };
+    write_verdict(model, rec, key, score, probs, now_ms, msg, topic, topics)
+}
+
+/// Write a record's prediction (or its dead letter) into `msg`.
+#[allow(clippy::too_many_arguments)] // the record, its outcome and where it goes
+#[inline]
+fn write_verdict<'t>(
+    model: &Served,
+    rec: &Incoming<'_>,
+    key: &str,
+    score: Predicted,
+    probs: &[f64],
+    now_ms: i64,
+    msg: &mut Outgoing<'t>,
+    topic: &'t str,
+    topics: &OutputTopics<'t>,
+) -> crate::error::Result<Verdict> {
     match score {
         Ok((prediction, class)) => {
             let labels = model.scorer.classes();

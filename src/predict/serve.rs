@@ -15,7 +15,7 @@ use crate::messages::{OriginRef, Outbox, OutputTopics};
 use crate::predict::api::Servers;
 use crate::predict::drift::{self, Monitor, WindowLimits};
 use crate::predict::models::{ModelChoice, Started, Swapper};
-use crate::predict::{score_into, Counts, Incoming, Scratch, Served, Verdict};
+use crate::predict::{decode_ahead, score_ahead_into, score_into, Ahead, Counts, Incoming, Scratch, Served, Verdict};
 use crate::store::Store;
 
 /// Records scored with one model between two looks at the train topic.
@@ -263,7 +263,14 @@ fn score_batch<'t>(
     let mut scratch = Scratch::default();
     let now = crate::util::time::now_ms();
     let (mut ok, mut bad) = (0u64, 0u64);
-    for r in batch {
+    // a tree model walks each tree over the whole batch's rows, before the messages are written
+    let mut ahead = Ahead::default();
+    let together = model.scorer.scores_rows();
+    if together {
+        let max = lanes.max_record_bytes;
+        decode_ahead(model, batch.iter().map(|r| Some(r.payload()).filter(|b| b.len() <= max)), &mut ahead);
+    }
+    for (i, r) in batch.iter().enumerate() {
         let rec = Incoming {
             bytes: r.payload(),
             origin: OriginRef::Kafka { topic: input_topic, partition: r.partition(), offset: r.offset() },
@@ -278,6 +285,8 @@ fn score_batch<'t>(
             msg.set_dead_letter(rec.fallback_key(&mut buf), &reason, &rec.origin, rec.bytes, topics);
             scratch.decoded = false;
             Verdict::Rejected(reason)
+        } else if together {
+            score_ahead_into(model, &rec, i, &ahead, now, &mut scratch, msg, topics.app_messages, topics)?
         } else {
             score_into(model, &rec, now, &mut scratch, msg, topics.app_messages, topics)?
         };
@@ -286,7 +295,7 @@ fn score_batch<'t>(
                 Verdict::Scored(p) => Some(*p),
                 Verdict::Rejected(_) => None,
             };
-            d.record(scratch.cells(), prediction);
+            d.record(if together { ahead.cells(i) } else { scratch.cells() }, prediction);
         }
         match verdict {
             Verdict::Scored(p) => {

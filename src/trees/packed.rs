@@ -17,6 +17,9 @@ const LANES: usize = 8;
 /// Trees whose leaves are recorded on the stack before they are summed (a chunk).
 const CHUNK: usize = 256;
 
+/// Rows walked through one tree side by side by [`Packed::predict_rows`].
+const BLOCK: usize = 16;
+
 /// Widest design row converted to float32 on the stack (wider rows use a per-thread buffer).
 const STACK_WIDTH: usize = 256;
 
@@ -220,6 +223,85 @@ impl Packed {
         }
     }
 
+    /// Every output of `out.len() / outputs` design rows in float32 (`x`, row-major, `width`
+    /// each) into `out` (`outputs` per row), each row's exactly [`Packed::predict_into`]'s.
+    ///
+    /// A tree at a time over a pass of rows, [`BLOCK`] rows through the tree side by side: the
+    /// tree stays in the nearest cache while every row of the pass walks it, and the rows' walks
+    /// are independent chains the CPU overlaps. Each row sums its trees in tree order, as one
+    /// row alone does.
+    pub fn predict_rows(&self, x: &[f32], width: usize, out: &mut [f64]) {
+        let k = self.outputs;
+        let n = out.len() / k;
+        assert!(x.len() >= n * width, "{} design values for {n} rows of {width}", x.len());
+        match (k, self.combine) {
+            // `Iterator::sum`'s start, as the reference sums its trees
+            (1, _) => out.fill(std::iter::empty::<f64>().sum()),
+            (_, Combine::Average) => out.fill(0.0),
+            (_, Combine::Sum) => out.chunks_exact_mut(k).for_each(|o| o.copy_from_slice(&self.bases)),
+        }
+        // rows per pass: about 32 KiB of design values
+        let pass = ((8192 / width.max(1)) / BLOCK).max(1) * BLOCK;
+        let mut leaves = [0u32; BLOCK];
+        for first in (0..n).step_by(pass) {
+            let rows = pass.min(n - first);
+            for t in 0..self.trees() {
+                let root = self.roots[t];
+                for b in (first..first + rows).step_by(BLOCK) {
+                    let m = BLOCK.min(first + rows - b);
+                    self.walk_block(x, width, b, m, root, &mut leaves);
+                    for (r, &l) in leaves[..m].iter().enumerate() {
+                        let row = b + r;
+                        match (k, self.combine) {
+                            (1, _) => out[row] += self.values[l as usize],
+                            (_, Combine::Average) => {
+                                let at = l as usize * k;
+                                out[row * k..(row + 1) * k]
+                                    .iter_mut()
+                                    .zip(&self.values[at..at + k])
+                                    .for_each(|(o, v)| *o += v);
+                            }
+                            (_, Combine::Sum) => out[row * k + t % k] += self.values[l as usize],
+                        }
+                    }
+                }
+            }
+        }
+        let trees = self.trees() as f64;
+        match (k, self.combine) {
+            (1, Combine::Average) => out.iter_mut().for_each(|s| *s = self.base + *s / trees),
+            (1, Combine::Sum) => out.iter_mut().for_each(|s| *s += self.base),
+            (_, Combine::Average) => out.iter_mut().for_each(|o| *o /= trees),
+            (_, Combine::Sum) => {}
+        }
+    }
+
+    /// The leaves rows `first..first + m` (`m` ≤ [`BLOCK`]) reach in the tree at `root`, into
+    /// `at[..m]`; the block's other lanes walk the last row again. Every lane steps until no lane
+    /// moves (a leaf points at itself).
+    #[inline]
+    fn walk_block(&self, x: &[f32], width: usize, first: usize, m: usize, root: u32, at: &mut [u32; BLOCK]) {
+        let nodes = &self.nodes[..];
+        let mut base = [0usize; BLOCK];
+        for (r, b) in base.iter_mut().enumerate() {
+            *b = (first + r.min(m - 1)) * width;
+        }
+        *at = [root; BLOCK];
+        loop {
+            let mut moved = 0u32;
+            for r in 0..BLOCK {
+                let n = nodes[at[r] as usize];
+                let go = (x[base[r] + n.feature as usize] <= n.threshold) as usize ^ 1;
+                let step = n.next[go];
+                moved |= step ^ at[r];
+                at[r] = step;
+            }
+            if moved == 0 {
+                return;
+            }
+        }
+    }
+
     /// Values predicted per row.
     pub fn outputs(&self) -> usize {
         self.outputs
@@ -287,8 +369,15 @@ mod tests {
                 };
                 e.check(2).unwrap();
                 let p = Packed::new(&e);
-                for x in [[0.0, 0.0], [1.0, -1.0], [0.5, 2.0], [f64::NAN, 0.3], [3.0, f64::INFINITY]] {
+                let probes = [[0.0, 0.0], [1.0, -1.0], [0.5, 2.0], [f64::NAN, 0.3], [3.0, f64::INFINITY]];
+                for x in probes {
                     assert_eq!(p.predict(&x).to_bits(), e.predict(&x).to_bits(), "{n} trees, {combine:?}, {x:?}");
+                }
+                let x32: Vec<f32> = probes.iter().flatten().map(|v| *v as f32).collect();
+                let mut rows = [0.0; 5];
+                p.predict_rows(&x32, 2, &mut rows);
+                for (x, got) in probes.iter().zip(rows) {
+                    assert_eq!(got.to_bits(), e.predict(x).to_bits(), "rows: {n} trees, {combine:?}, {x:?}");
                 }
             }
         }
@@ -320,11 +409,16 @@ mod tests {
         for e in [forest, boosting] {
             e.check(2).unwrap();
             let p = Packed::new(&e);
-            for x in [[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]] {
+            let probes = [[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]];
+            let x32: Vec<f32> = probes.iter().flatten().map(|v| *v as f32).collect();
+            let mut rows = [0.0; 9];
+            p.predict_rows(&x32, 2, &mut rows);
+            for (x, got) in probes.iter().zip(rows.chunks(3)) {
                 let (mut a, mut b) = ([0.0; 3], [0.0; 3]);
-                e.predict_into(&x, &mut a);
-                p.predict_into(&x, &mut b);
+                e.predict_into(x, &mut a);
+                p.predict_into(x, &mut b);
                 assert_eq!(a.map(f64::to_bits), b.map(f64::to_bits), "{:?} {x:?}", e.combine);
+                assert_eq!(&a.map(f64::to_bits)[..], &got.iter().map(|v| v.to_bits()).collect::<Vec<_>>()[..]);
             }
         }
     }
@@ -383,15 +477,24 @@ mod tests {
             .map(|i| x.row(i).to_vec())
             .chain((0..400).map(|_| (0..p).map(|_| u() * 8.0 - 4.0).collect()))
             .collect();
+        let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let x32: Vec<f32> = probes.iter().flatten().map(|v| *v as f32).collect();
         for e in &fitted {
             let packed = Packed::new(e);
             let k = e.outputs;
             let (mut a, mut b) = (vec![0.0; k], vec![0.0; k]);
+            let mut want = Vec::new();
             for row in &probes {
                 e.predict_into(row, &mut a);
                 packed.predict_into(row, &mut b);
-                let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&a), bits(&b), "{:?} of {k} outputs on {row:?}", e.combine);
+                want.extend_from_slice(&a);
+            }
+            // the batch walk, over batches that end inside and at a block's edge
+            for n in [1, 15, 16, 17, probes.len()] {
+                let mut got = vec![f64::NAN; n * k];
+                packed.predict_rows(&x32, p, &mut got);
+                assert_eq!(bits(&got), bits(&want[..n * k]), "{:?} of {k} outputs, {n} rows", e.combine);
             }
         }
     }

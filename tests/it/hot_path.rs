@@ -1,11 +1,14 @@
-//! The service's hot path (`predict::score_into`): the same messages as the allocating path
-//! every other mode uses, and no allocation per record once its buffers have grown.
+//! The service's hot path (`predict::score_into`, and `score_ahead_into` for a batch decoded and
+//! scored together): the same messages as the allocating path every other mode uses, and no
+//! allocation per record once its buffers have grown.
 
 use std::path::Path;
 
 use modelcast::messages::{Origin, OriginRef, Outbox, Outgoing, OutputTopics, Prediction};
 use modelcast::params::Params;
-use modelcast::predict::{score_into, score_json, Incoming, Scratch, ServeOptions, Served, Verdict};
+use modelcast::predict::{
+    decode_ahead, score_ahead_into, score_into, score_json, Ahead, Incoming, Scratch, ServeOptions, Served, Verdict,
+};
 
 const TOPICS: OutputTopics<'static> =
     OutputTopics { app_messages: "app_messages", dead_letter: "dead_letter", dead_letter_max_bytes: 900_000 };
@@ -84,6 +87,32 @@ fn score_all<'a, 't>(
     verdicts
 }
 
+/// [`score_all`] as the service scores a batch of a tree model: decoded and scored together
+/// first, the messages written after.
+fn score_all_ahead<'a, 't>(
+    m: &Served,
+    records: &'a [Vec<u8>],
+    scratch: &mut Scratch<'a>,
+    ahead: &mut Ahead<'a>,
+    out: &mut Outbox<'t>,
+) -> Vec<Verdict> {
+    out.clear();
+    decode_ahead(m, records.iter().map(|r| Some(&r[..])), ahead);
+    let mut verdicts = Vec::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        let rec = Incoming {
+            bytes: r,
+            origin: OriginRef::Kafka { topic: "features", partition: 2, offset: i as i64 },
+            transport_key: (i % 16 == 0).then_some(&b"tk"[..]),
+            timestamp_ms: Some(7),
+        };
+        let msg = out.next(TOPICS.app_messages);
+        let v = score_ahead_into(m, &rec, i, ahead, 1_000, scratch, msg, TOPICS.app_messages, &TOPICS);
+        verdicts.push(v.expect("encode"));
+    }
+    verdicts
+}
+
 #[test]
 fn the_hot_path_writes_what_the_allocating_path_writes() {
     for params in models() {
@@ -113,6 +142,14 @@ fn same_messages(m: &Served, params: &str) {
         assert_eq!(msg, &want, "{params}: record {i}");
     }
     assert_eq!(rejected, records.len() / 8, "the non-numbers, and only them, are dead letters");
+    // the batch decoded and scored together: the same messages, bit for bit, for every model
+    let (mut ahead, mut together) = (Ahead::default(), Outbox::default());
+    let verdicts_ahead = score_all_ahead(m, &records, &mut scratch, &mut ahead, &mut together);
+    assert_eq!(together.messages(), out.messages(), "{params}: scored together");
+    assert_eq!(verdicts_ahead, verdicts, "{params}: scored together");
+    // every record is a JSON object: each one's cells are kept for the drift window
+    assert!((0..records.len()).all(|i| ahead.cells(i).is_some()), "{params}: cells kept");
+    assert!(ahead.cells(records.len()).is_none());
 }
 
 #[test]
@@ -148,4 +185,12 @@ fn allocates_nothing(m: &Served, params: &str) {
         score_all(m, &records, &mut scratch, &mut out);
     });
     assert!(fresh.count_total > 0);
+    // scored together: nothing allocated once the batch's buffers have grown
+    let (mut ahead, mut out) = (Ahead::default(), Outbox::default());
+    score_all_ahead(m, &records, &mut scratch, &mut ahead, &mut out);
+    let counted = allocation_counter::measure(|| {
+        score_all_ahead(m, &records, &mut scratch, &mut ahead, &mut out);
+    });
+    // one: the verdicts' vector the helper returns
+    assert_eq!(counted.count_total, 1, "{params}: allocations scoring {} records together", records.len());
 }
