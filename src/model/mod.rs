@@ -311,7 +311,21 @@ impl Fit {
     pub fn for_each_prediction(&self, d: &dyn Design, f: &mut dyn FnMut(f64, f64)) -> Result<()> {
         match self {
             Fit::Linear(l) => l.for_each_prediction(d, f),
-            Fit::Logistic(_) | Fit::Trees(_) | Fit::TreeClassifier(_) => d.for_each_chunk(&mut |x, y| {
+            Fit::Trees(t) => {
+                // laid out for scoring, a chunk's rows walked together: the same predictions
+                let packed = Packed::new(&t.trees);
+                let (mut x32, mut out) = (Vec::new(), Vec::new());
+                d.for_each_chunk(&mut |x, y| {
+                    x32.clear();
+                    x32.extend(x.rows().into_iter().flat_map(|r| r.into_iter().map(|v| *v as f32)));
+                    out.clear();
+                    out.resize(x.nrows(), 0.0);
+                    packed.predict_rows(&x32, x.ncols(), &mut out);
+                    y.iter().zip(&out).for_each(|(t_, p)| f(*t_, *p));
+                    Ok(())
+                })
+            }
+            Fit::Logistic(_) | Fit::TreeClassifier(_) => d.for_each_chunk(&mut |x, y| {
                 let mut row = Vec::with_capacity(x.ncols());
                 for (xr, t_) in x.rows().into_iter().zip(y) {
                     row.clear();

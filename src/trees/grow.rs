@@ -2,7 +2,7 @@
 //! split search over per-node histograms (a child's histogram is its parent's minus its
 //! sibling's).
 
-use super::bins::Binned;
+use super::bins::{Binned, Place};
 use super::Tree;
 use crate::util::rng::SplitMix64;
 
@@ -108,17 +108,18 @@ impl Grow<'_> {
     /// The histogram of `rows` over every feature: `k` entries per bin, bin by bin.
     pub(super) fn histogram(&self, rows: &[u32]) -> Vec<Sums> {
         let k = self.k;
-        let mut hist = vec![Sums::default(); self.data.total_bins() * k];
-        let p = self.data.features();
-        // features f0..f1 into `part` (their bins), one pass over the rows
-        let fill = |f0: usize, f1: usize, part: &mut [Sums]| {
-            let base = self.data.offsets[f0];
-            let at: Vec<usize> = (f0..f1).map(|f| (self.data.offsets[f] - base) * k).collect();
-            let bins = &self.data.bins;
+        let data = self.data;
+        let cols = data.columns;
+        let mut hist = vec![Sums::default(); data.column_offsets[cols] * k];
+        // columns c0..c1 into `part` (their bins), one pass over the rows
+        let fill = |c0: usize, c1: usize, part: &mut [Sums]| {
+            let base = data.column_offsets[c0];
+            let at: Vec<usize> = (c0..c1).map(|c| (data.column_offsets[c] - base) * k).collect();
+            let bins = &data.bins;
             for &r in rows {
                 let r = r as usize;
                 let w = self.w[r];
-                let row = &bins[r * p + f0..r * p + f1];
+                let row = &bins[r * cols + c0..r * cols + c1];
                 if k == 1 {
                     let ws = self.ws[r];
                     if self.unit_weights {
@@ -151,24 +152,53 @@ impl Grow<'_> {
                 part.iter_mut().for_each(|e| e.w = e.rows as f64);
             }
         };
-        if self.threads > 1 && rows.len() * p >= PARALLEL_WORK && p > 1 {
-            // features split into contiguous groups, one per thread: disjoint parts of `hist`
-            let per = p.div_ceil(self.threads);
+        if self.threads > 1 && rows.len() * cols >= PARALLEL_WORK && cols > 1 {
+            // columns split into contiguous groups, one per thread: disjoint parts of `hist`
+            let per = cols.div_ceil(self.threads);
             std::thread::scope(|scope| {
                 let mut rest: &mut [Sums] = &mut hist;
-                let mut f0 = 0;
-                while f0 < p {
-                    let f1 = (f0 + per).min(p);
-                    let len = (self.data.offsets[f1] - self.data.offsets[f0]) * k;
+                let mut c0 = 0;
+                while c0 < cols {
+                    let c1 = (c0 + per).min(cols);
+                    let len = (data.column_offsets[c1] - data.column_offsets[c0]) * k;
                     let (part, tail) = std::mem::take(&mut rest).split_at_mut(len);
                     rest = tail;
                     let fill = &fill;
-                    scope.spawn(move || fill(f0, f1, part));
-                    f0 = f1;
+                    scope.spawn(move || fill(c0, c1, part));
+                    c0 = c1;
                 }
             });
         } else {
-            fill(0, p, &mut hist);
+            fill(0, cols, &mut hist);
+        }
+        self.features_of(hist)
+    }
+
+    /// The features' histogram from the columns' (the same when no feature is bundled): a
+    /// bundled feature's bin 1 is its code's bin, its bin 0 the rest of the column.
+    fn features_of(&self, columns: Vec<Sums>) -> Vec<Sums> {
+        let (k, data) = (self.k, self.data);
+        if data.place.iter().enumerate().all(|(f, p)| *p == Place::Own(f)) {
+            return columns;
+        }
+        let mut hist = vec![Sums::default(); data.total_bins() * k];
+        for (f, p) in data.place.iter().enumerate() {
+            let out = &mut hist[data.offsets[f] * k..data.offsets[f + 1] * k];
+            match *p {
+                Place::Own(c) => {
+                    out.copy_from_slice(&columns[data.column_offsets[c] * k..data.column_offsets[c + 1] * k])
+                }
+                Place::Bundled { col, code } => {
+                    let all = &columns[data.column_offsets[col] * k..data.column_offsets[col + 1] * k];
+                    let hot = &all[code as usize * k..(code as usize + 1) * k];
+                    for j in 0..k {
+                        let mut total = Sums::default();
+                        all.chunks_exact(k).for_each(|b| total.add(&b[j]));
+                        out[j] = total.minus(&hot[j]);
+                        out[k + j] = hot[j];
+                    }
+                }
+            }
         }
         hist
     }

@@ -47,6 +47,8 @@ pub struct Packed {
     /// Values per node (`per_node` each; the idle node's are zeros).
     values: Vec<f64>,
     per_node: usize,
+    /// Each tree's depth (steps from its root to its deepest leaf).
+    depth: Vec<u32>,
     combine: Combine,
     base: f64,
     outputs: usize,
@@ -74,7 +76,16 @@ impl Packed {
         nodes.push(Node { feature: 0, threshold: 0.0, next: [0, 0] });
         values.extend(std::iter::repeat_n(0.0, per_node));
         let mut roots = Vec::with_capacity(e.trees.len() + 1);
+        let mut depth = Vec::with_capacity(e.trees.len());
         for t in &e.trees {
+            let mut d = vec![0u32; t.len()];
+            for i in 0..t.len() {
+                if !t.is_leaf(i) {
+                    d[t.left[i] as usize] = d[i] + 1;
+                    d[t.right[i] as usize] = d[i] + 1;
+                }
+            }
+            depth.push(d.iter().copied().max().unwrap_or(0));
             let at = nodes.len() as u32;
             roots.push(at);
             for i in 0..t.len() {
@@ -97,6 +108,7 @@ impl Packed {
             roots,
             values,
             per_node,
+            depth,
             combine: e.combine,
             base: e.base,
             outputs: e.outputs,
@@ -249,7 +261,7 @@ impl Packed {
                 let root = self.roots[t];
                 for b in (first..first + rows).step_by(BLOCK) {
                     let m = BLOCK.min(first + rows - b);
-                    self.walk_block(x, width, b, m, root, &mut leaves);
+                    self.walk_block(x, width, b, m, root, self.depth[t], &mut leaves);
                     for (r, &l) in leaves[..m].iter().enumerate() {
                         let row = b + r;
                         match (k, self.combine) {
@@ -276,28 +288,33 @@ impl Packed {
         }
     }
 
-    /// The leaves rows `first..first + m` (`m` ≤ [`BLOCK`]) reach in the tree at `root`, into
-    /// `at[..m]`; the block's other lanes walk the last row again. Every lane steps until no lane
-    /// moves (a leaf points at itself).
+    /// The leaves rows `first..first + m` (`m` ≤ [`BLOCK`]) reach in the tree at `root` of
+    /// `depth`, into `at[..m]`; the block's other lanes walk the last row again. Every lane takes
+    /// `depth` steps (a leaf points at itself): no test of whether the block is done, which cost
+    /// more than the steps it saved.
+    #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn walk_block(&self, x: &[f32], width: usize, first: usize, m: usize, root: u32, at: &mut [u32; BLOCK]) {
+    fn walk_block(
+        &self,
+        x: &[f32],
+        width: usize,
+        first: usize,
+        m: usize,
+        root: u32,
+        depth: u32,
+        at: &mut [u32; BLOCK],
+    ) {
         let nodes = &self.nodes[..];
         let mut base = [0usize; BLOCK];
         for (r, b) in base.iter_mut().enumerate() {
             *b = (first + r.min(m - 1)) * width;
         }
         *at = [root; BLOCK];
-        loop {
-            let mut moved = 0u32;
+        for _ in 0..depth {
             for r in 0..BLOCK {
                 let n = nodes[at[r] as usize];
                 let go = (x[base[r] + n.feature as usize] <= n.threshold) as usize ^ 1;
-                let step = n.next[go];
-                moved |= step ^ at[r];
-                at[r] = step;
-            }
-            if moved == 0 {
-                return;
+                at[r] = n.next[go];
             }
         }
     }
