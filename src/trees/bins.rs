@@ -38,6 +38,9 @@ pub struct Binned {
     pub(super) n: usize,
     /// `bins[i * columns + c]`: row `i`'s bin in column `c`.
     pub(super) bins: Vec<u16>,
+    /// The same bins column by column (`by_column[c * n + i]`): a node's rows are partitioned
+    /// on one column, which this keeps in a few hundred kilobytes instead of one cache line a row.
+    by_column: Vec<u16>,
     pub(super) columns: usize,
     /// Per feature.
     pub(super) place: Vec<Place>,
@@ -174,7 +177,13 @@ impl Binned {
         for w in width {
             column_offsets.push(column_offsets[column_offsets.len() - 1] + w);
         }
-        Binned { n, bins, columns, place, column_offsets, thresholds, offsets }
+        let mut by_column = vec![0u16; bins.len()];
+        for (i, row) in bins.chunks_exact(columns).enumerate() {
+            for (c, b) in row.iter().enumerate() {
+                by_column[c * n + i] = *b;
+            }
+        }
+        Binned { n, bins, by_column, columns, place, column_offsets, thresholds, offsets }
     }
 
     /// Every row's column bins; `None` when two features of a bundle are in bin 1 in one row.
@@ -214,11 +223,28 @@ impl Binned {
     }
 
     /// Row `row`'s bin in feature `f`.
-    #[inline]
+    #[cfg(test)]
     pub(super) fn bin(&self, row: usize, f: usize) -> u16 {
         match self.place[f] {
             Place::Own(c) => self.bins[row * self.columns + c],
             Place::Bundled { col, code } => u16::from(self.bins[row * self.columns + col] == code),
+        }
+    }
+
+    /// Whether a row goes left of feature `f`'s split after bin `bin` (its bin is at most `bin`).
+    #[inline]
+    pub(super) fn goes_left(&self, f: usize, bin: u16) -> impl Fn(usize) -> bool + '_ {
+        let (col, code) = match self.place[f] {
+            Place::Own(c) => (c, None),
+            Place::Bundled { col, code } => (col, Some(code)),
+        };
+        let column = &self.by_column[col * self.n..(col + 1) * self.n];
+        move |row| {
+            let b = column[row];
+            match code {
+                None => b <= bin,
+                Some(c) => u16::from(b == c) <= bin,
+            }
         }
     }
 

@@ -55,7 +55,7 @@ pub(super) struct Split {
 }
 
 /// Rows × features above which a boosting histogram is built on all cores.
-pub(super) const PARALLEL_WORK: usize = 1 << 18;
+pub(super) const PARALLEL_WORK: usize = 1 << 16;
 
 /// What a tree is grown with.
 pub(super) struct Grow<'a> {
@@ -343,19 +343,22 @@ impl Grow<'_> {
             };
             let o = open.swap_remove(next);
             let s = o.split;
-            // stable partition (rows stay ascending: the histogram passes read memory in order)
+            // stable partition (rows stay ascending: the histogram passes read memory in order),
+            // without a branch per row: each row is written to both sides, and the side it
+            // belongs to moves on
             scratch.clear();
-            let mut i = o.start;
+            scratch.resize(o.end - o.start, 0);
+            let (mut i, mut right) = (o.start, 0);
+            let left_of_split = self.data.goes_left(s.feature, s.bin);
             for j in o.start..o.end {
                 let r = rows[j];
-                if self.data.bin(r as usize, s.feature) <= s.bin {
-                    rows[i] = r;
-                    i += 1;
-                } else {
-                    scratch.push(r);
-                }
+                let left = left_of_split(r as usize);
+                rows[i] = r;
+                scratch[right] = r;
+                i += usize::from(left);
+                right += usize::from(!left);
             }
-            rows[i..o.end].copy_from_slice(&scratch);
+            rows[i..o.end].copy_from_slice(&scratch[..right]);
             let mid = i;
             let left_sums = self.left_of(&o.hist, &s);
             let right_sums: Vec<Sums> = o.total.iter().zip(&left_sums).map(|(t, l)| t.minus(l)).collect();
