@@ -530,8 +530,9 @@ TREE_MODELS = {
 
 def train_trees(bed: Bed, sizes: Sizes, prep: dict) -> dict:
     """`train` with random_forest and gradient_boosting on the training CSV against scikit-learn's
-    RandomForestRegressor (n_jobs=-1) / HistGradientBoostingRegressor with the same hyperparameters:
-    wall, CPU, peak RSS and held-out R²."""
+    RandomForestRegressor (n_jobs=-1) / HistGradientBoostingRegressor on a one-hot block, and
+    LightGBM, XGBoost (and scikit-learn's boosting) with native categorical features, the same
+    hyperparameters where they map: wall, CPU, peak RSS and held-out R²."""
     csv, params, numeric, categorical = make_training_csv(bed, sizes.train_rows)
     out = {"rows": sizes.train_rows}
     for kind, spec in TREE_MODELS.items():
@@ -556,6 +557,20 @@ def train_trees(bed: Bed, sizes: Sizes, prep: dict) -> dict:
         }
         out[kind]["wall_ratio"] = sk["wall_s"] / mc["wall_s"]
         out[kind]["peak_ratio"] = sk["peak_mb"] / mc["peak_mb"]
+        # the libraries as their users run them: native categorical features (peers/boosters_train.py);
+        # scikit-learn's histogram estimator for boosting only (its forest is the exact one above)
+        for lib in ("lightgbm", "xgboost", "sklearn_native"):
+            if lib == "sklearn_native" and kind != "gradient_boosting":
+                continue
+            peer = measure(
+                bed,
+                f"train-{kind}-{lib}",
+                [sys.executable, PEERS / "boosters_train.py", csv, "y", ",".join(numeric), ",".join(categorical),
+                 bed.work / f"synthetic-{kind}-{lib}.pkl", lib.removesuffix("_native"), json.dumps(spec)],
+            )
+            out[kind][lib] = {k: peer[k] for k in ("wall_s", "cpu_s", "peak_mb")} | {"r2": json.loads(peer["stdout"])["r2"]}
+            out[kind][f"{lib}_wall_ratio"] = peer["wall_s"] / mc["wall_s"]
+            out[kind][f"{lib}_peak_ratio"] = peer["peak_mb"] / mc["peak_mb"]
     return out
 
 

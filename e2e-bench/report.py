@@ -270,24 +270,39 @@ Kafka announcement (acknowledged): median {num(1000 * r["wine_full_train_s_media
 def train_trees(r: dict) -> str:
     rows = [
         f"## Training tree ensembles\n\n{r['rows']:,}-row training CSV (as above), 20% held out; the same "
-        "hyperparameters on both sides (scikit-learn: RandomForestRegressor(n_jobs=-1), "
-        "HistGradientBoostingRegressor(early_stopping=False); dense one-hot block).\n",
+        "hyperparameters everywhere they map (e2e-bench/peers/boosters_train.py), threads = cores. "
+        "scikit-learn (one-hot): RandomForestRegressor(n_jobs=-1, exact splits) and "
+        "HistGradientBoostingRegressor(early_stopping=False) on a dense one-hot block; LightGBM, XGBoost "
+        "and scikit-learn (native) with pandas categories, as their users run them.\n",
         "| model | hyperparameters | contender | wall s | CPU s | peak RSS MB | held-out R² |",
         "|---|---|---|---|---|---|---|",
     ]
+    labels = (
+        ("modelcast", "`modelcast train`"),
+        ("sklearn", "pandas + scikit-learn (one-hot)"),
+        ("sklearn_native", "pandas + scikit-learn (native categories)"),
+        ("lightgbm", "pandas + LightGBM"),
+        ("xgboost", "pandas + XGBoost (hist)"),
+    )
     for kind in ("gradient_boosting", "random_forest"):
         k = r.get(kind)
         if not k:
             continue
         hp = ", ".join(f"{a}={b}" for a, b in k["hyperparameters"].items() if a != "kind")
-        for who, label in (("modelcast", "`modelcast train`"), ("sklearn", "pandas + scikit-learn")):
-            m = k[who]
-            rows.append(f"| {kind} | {hp} | {label} | {m['wall_s']:.2f} | {m['cpu_s']:.2f} | {m['peak_mb']:,.0f} | {m['r2']:.4f} |")
+        for who, label in labels:
+            m = k.get(who)
+            if m:
+                rows.append(f"| {kind} | {hp} | {label} | {m['wall_s']:.2f} | {m['cpu_s']:.2f} | {m['peak_mb']:,.0f} | {m['r2']:.4f} |")
     rows.append("")
     for kind in ("gradient_boosting", "random_forest"):
-        if kind in r:
-            rows.append(f"{kind}: scikit-learn / modelcast **{r[kind]['wall_ratio']:.1f}×** the wall time, "
-                        f"**{r[kind]['peak_ratio']:.1f}×** the peak memory.")
+        if kind not in r:
+            continue
+        k = r[kind]
+        parts = [f"scikit-learn (one-hot) **{k['wall_ratio']:.2f}×**"]
+        parts += [f"{label.split(' + ')[1]} **{k[f'{who}_wall_ratio']:.2f}×**" for who, label in labels[2:] if f"{who}_wall_ratio" in k]
+        peaks = [k[who]["peak_mb"] for who, _ in labels[1:] if who in k]
+        rows.append(f"{kind}: the peers' wall time over modelcast's: {', '.join(parts)}; modelcast's peak RSS is "
+                    f"**{k['modelcast']['peak_mb'] / min(peaks):.2f}×** the lowest peer's.")
     return "\n".join(rows) + "\n"
 
 
