@@ -313,14 +313,23 @@ impl Fit {
             Fit::Linear(l) => l.for_each_prediction(d, f),
             Fit::Trees(t) => {
                 // laid out for scoring, a chunk's rows walked together: the same predictions
+                // on every core: a chunk's rows split between threads
                 let packed = Packed::new(&t.trees);
+                let threads = crate::util::threads::default_threads();
                 let (mut x32, mut out) = (Vec::new(), Vec::new());
                 d.for_each_chunk(&mut |x, y| {
+                    let width = x.ncols();
                     x32.clear();
                     x32.extend(x.rows().into_iter().flat_map(|r| r.into_iter().map(|v| *v as f32)));
                     out.clear();
                     out.resize(x.nrows(), 0.0);
-                    packed.predict_rows(&x32, x.ncols(), &mut out);
+                    let per = x.nrows().div_ceil(threads).max(4096);
+                    std::thread::scope(|scope| {
+                        for (xs, o) in x32.chunks(per * width.max(1)).zip(out.chunks_mut(per)) {
+                            let packed = &packed;
+                            scope.spawn(move || packed.predict_rows(xs, width, o));
+                        }
+                    });
                     y.iter().zip(&out).for_each(|(t_, p)| f(*t_, *p));
                     Ok(())
                 })

@@ -2,7 +2,7 @@
 //! split search over per-node histograms (a child's histogram is its parent's minus its
 //! sibling's).
 
-use super::bins::{Binned, Place};
+use super::bins::{Binned, Bins, Place};
 use super::Tree;
 use crate::util::rng::SplitMix64;
 
@@ -112,45 +112,9 @@ impl Grow<'_> {
         let cols = data.columns;
         let mut hist = vec![Sums::default(); data.column_offsets[cols] * k];
         // columns c0..c1 into `part` (their bins), one pass over the rows
-        let fill = |c0: usize, c1: usize, part: &mut [Sums]| {
-            let base = data.column_offsets[c0];
-            let at: Vec<usize> = (c0..c1).map(|c| (data.column_offsets[c] - base) * k).collect();
-            let bins = &data.bins;
-            for &r in rows {
-                let r = r as usize;
-                let w = self.w[r];
-                let row = &bins[r * cols + c0..r * cols + c1];
-                if k == 1 {
-                    let ws = self.ws[r];
-                    if self.unit_weights {
-                        for (b, &o) in row.iter().zip(&at) {
-                            let e = &mut part[o + *b as usize];
-                            e.rows += 1;
-                            e.s += ws;
-                        }
-                    } else {
-                        for (b, &o) in row.iter().zip(&at) {
-                            let e = &mut part[o + *b as usize];
-                            e.rows += 1;
-                            e.w += w;
-                            e.s += ws;
-                        }
-                    }
-                } else {
-                    let ws = &self.ws[r * k..(r + 1) * k];
-                    for (b, &o) in row.iter().zip(&at) {
-                        let at = o + *b as usize * k;
-                        for (e, s) in part[at..at + k].iter_mut().zip(ws) {
-                            e.rows += 1;
-                            e.w += w;
-                            e.s += s;
-                        }
-                    }
-                }
-            }
-            if self.unit_weights {
-                part.iter_mut().for_each(|e| e.w = e.rows as f64);
-            }
+        let fill = |c0: usize, c1: usize, part: &mut [Sums]| match &data.bins {
+            Bins::Narrow(b) => self.count(b, rows, c0, c1, part),
+            Bins::Wide(b) => self.count(b, rows, c0, c1, part),
         };
         if self.threads > 1 && rows.len() * cols >= PARALLEL_WORK && cols > 1 {
             // columns split into contiguous groups, one per thread: disjoint parts of `hist`
@@ -172,6 +136,49 @@ impl Grow<'_> {
             fill(0, cols, &mut hist);
         }
         self.features_of(hist)
+    }
+
+    /// Count `rows` into the histogram of columns `c0..c1` (`part`), from the row-major bins.
+    fn count<B: Copy + Into<usize>>(&self, bins: &[B], rows: &[u32], c0: usize, c1: usize, part: &mut [Sums]) {
+        let (k, data) = (self.k, self.data);
+        let cols = data.columns;
+        let base = data.column_offsets[c0];
+        let at: Vec<usize> = (c0..c1).map(|c| (data.column_offsets[c] - base) * k).collect();
+        for &r in rows {
+            let r = r as usize;
+            let w = self.w[r];
+            let row = &bins[r * cols + c0..r * cols + c1];
+            if k == 1 {
+                let ws = self.ws[r];
+                if self.unit_weights {
+                    for (b, &o) in row.iter().zip(&at) {
+                        let e = &mut part[o + (*b).into()];
+                        e.rows += 1;
+                        e.s += ws;
+                    }
+                } else {
+                    for (b, &o) in row.iter().zip(&at) {
+                        let e = &mut part[o + (*b).into()];
+                        e.rows += 1;
+                        e.w += w;
+                        e.s += ws;
+                    }
+                }
+            } else {
+                let ws = &self.ws[r * k..(r + 1) * k];
+                for (b, &o) in row.iter().zip(&at) {
+                    let at = o + (*b).into() * k;
+                    for (e, s) in part[at..at + k].iter_mut().zip(ws) {
+                        e.rows += 1;
+                        e.w += w;
+                        e.s += s;
+                    }
+                }
+            }
+        }
+        if self.unit_weights {
+            part.iter_mut().for_each(|e| e.w = e.rows as f64);
+        }
     }
 
     /// The features' histogram from the columns' (the same when no feature is bundled): a
