@@ -8,6 +8,10 @@
 //! independent, so the CPU overlaps their loads. The leaves are recorded per tree and summed in
 //! tree order afterwards: the prediction is bit for bit the stored ensemble's
 //! ([`Ensemble::predict`], the reference a test holds it to).
+//!
+//! Many rows (a batch of the service, an evaluation) walk a tree at a time instead
+//! ([`Packed::predict_rows`]): [`BLOCK`] rows side by side through one tree for its depth, so
+//! the tree stays in the nearest cache, each row still summing its trees in tree order.
 
 use super::{Combine, Ensemble};
 
