@@ -107,7 +107,17 @@ def prepare(bed: Bed) -> dict:
     # alias moves); without --alias the newest (the second) serves
     v1 = json.loads(bed.run("train-first", [bed.modelcast, "train", "--json", "--promote", "champion", *store]))
     v2 = json.loads(bed.run("train-second", [bed.modelcast, "train", "--json", "--promote", "challenger", *store]))
-    return {"pkl": pkl, "one_row": one_row, "cfg": cfg, "versions": (v1["version"], v2["version"])}
+    # the default forest on the same data, in a store of its own and not announced (the ridge
+    # contenders follow the train topic): the throughput scenario's tree model (issue 27)
+    text = (ROOT / "params" / "params.yaml").read_text()
+    head, _ = text.split("\nmodel:", 1)
+    forest_params = bed.work / "wine-forest.yaml"
+    forest_params.write_text(f"{head}\nmodel: {{kind: random_forest}}\n")
+    forest_store = bed.work / "forest-models"
+    subprocess.run(["rm", "-rf", str(forest_store)], check=True)
+    bed.run("train-forest", [bed.modelcast, "train", "--json", "--params", forest_params, "--store", f"file://{forest_store}"])
+    return {"pkl": pkl, "one_row": one_row, "cfg": cfg, "versions": (v1["version"], v2["version"]),
+            "forest_store": forest_store}
 
 
 def contender(bed: Bed, prep: dict, name: str, tag: str, in_topic: str, out_topic: str) -> tuple:
@@ -121,7 +131,8 @@ def contender(bed: Bed, prep: dict, name: str, tag: str, in_topic: str, out_topi
             "modelcast_rollback": ["--alias", "champion"],
             "modelcast_nodrift": ["--no-drift"],
         }.get(name, [])
-        return [bed.modelcast, "predict", "--serve", "--kafka-config", cfg, "--store", f"file://{bed.models}", *flags], cfg
+        models = prep["forest_store"] if name == "modelcast_forest" else bed.models
+        return [bed.modelcast, "predict", "--serve", "--kafka-config", cfg, "--store", f"file://{models}", *flags], cfg
     bed.create_topics([out_topic])
     group = bed.topic(f"{tag}-{name}-group")
     if name.startswith("passthrough"):
@@ -185,7 +196,8 @@ def throughput(bed: Bed, sizes: Sizes, prep: dict) -> dict:
     # pairs and each pair's ratio is kept
     # modelcast without drift windows (--no-drift) runs in each pair too: what counting every
     # record into the drift window costs is that pair's CPU ratio (issue 26)
-    runs = {"modelcast": [], "modelcast_nodrift": [], "passthrough": []}
+    # and the default random forest (issue 27: its CPU per record against ridge's, per round)
+    runs = {"modelcast": [], "modelcast_nodrift": [], "modelcast_forest": [], "passthrough": []}
     for i in range(sizes.pairs):
         for name in runs:
             runs[name].append(run(name, f"-{i}" if i else ""))
@@ -227,6 +239,7 @@ def throughput(bed: Bed, sizes: Sizes, prep: dict) -> dict:
     ]
     drift_over = {k: statistics.median(p[k] for p in drift) for k in ("cpu_s_per_100k", "throughput")}
     drift_over["peak_mb"] = mc["peak_mb"] / rows["modelcast_nodrift"]["peak_mb"]
+    forest = [f["cpu_s_per_100k"] / m["cpu_s_per_100k"] for f, m in zip(runs["modelcast_forest"], runs["modelcast"])]
     sh = rows["modelcast_shadow"]
     shadow = {
         "throughput": sh["records_per_s"] / mc["records_per_s"],
@@ -238,6 +251,12 @@ def throughput(bed: Bed, sizes: Sizes, prep: dict) -> dict:
         "modelcast_over": ratios,
         "shadow_over_plain": shadow,
         "drift_over_nodrift": drift_over,
+        "forest_over_ridge": {
+            "cpu_s_per_100k": statistics.median(forest),
+            "throughput": rows["modelcast_forest"]["records_per_s"] / mc["records_per_s"],
+            "peak_mb": rows["modelcast_forest"]["peak_mb"] / mc["peak_mb"],
+        },
+        "forest_pairs": forest,
         "pairs": pairs,
         "drift_pairs": drift,
         "runs": runs,

@@ -12,6 +12,7 @@ NAMES = {
     "modelcast": "modelcast predict --serve",
     "modelcast_fastfetch": "modelcast predict --serve, fetch.wait.max.ms: 10",
     "modelcast_nodrift": "modelcast predict --serve --no-drift",
+    "modelcast_forest": "modelcast predict --serve, the default random forest (100 trees)",
     "modelcast_shadow": "modelcast predict --serve --alias champion --shadow challenger",
     "modelcast_rollback": "modelcast --serve --alias champion: promote forward / rollback to an older version, fetch.wait.max.ms: 10",
     "passthrough": "passthrough (no model: the Kafka limit)",
@@ -81,6 +82,12 @@ def throughput(r: dict, env: dict) -> str:
         v = r["drift_over_nodrift"]
         ratios.append(
             ["drift on / --no-drift", ratio(v["throughput"]), ratio(v["cpu_s_per_100k"]), ratio(v["peak_mb"])]
+        )
+    if "forest_over_ridge" in r:
+        v = r["forest_over_ridge"]
+        ratios.append(
+            ["random forest / ridge (CPU: the rounds' median)", ratio(v["throughput"]), ratio(v["cpu_s_per_100k"]),
+             ratio(v["peak_mb"])]
         )
     return f"""## Predict throughput
 
