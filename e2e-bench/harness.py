@@ -108,16 +108,18 @@ def prepare(bed: Bed) -> dict:
     v1 = json.loads(bed.run("train-first", [bed.modelcast, "train", "--json", "--promote", "champion", *store]))
     v2 = json.loads(bed.run("train-second", [bed.modelcast, "train", "--json", "--promote", "challenger", *store]))
     # the default forest on the same data, in a store of its own and not announced (the ridge
-    # contenders follow the train topic): the throughput scenario's tree model (issue 27)
+    # contenders follow the train topic), served pinned: the throughput scenario's tree model (issue 27)
     text = (ROOT / "params" / "params.yaml").read_text()
     head, _ = text.split("\nmodel:", 1)
     forest_params = bed.work / "wine-forest.yaml"
     forest_params.write_text(f"{head}\nmodel: {{kind: random_forest}}\n")
     forest_store = bed.work / "forest-models"
     subprocess.run(["rm", "-rf", str(forest_store)], check=True)
-    bed.run("train-forest", [bed.modelcast, "train", "--json", "--params", forest_params, "--store", f"file://{forest_store}"])
+    forest = json.loads(
+        bed.run("train-forest", [bed.modelcast, "train", "--json", "--params", forest_params, "--store", f"file://{forest_store}"])
+    )
     return {"pkl": pkl, "one_row": one_row, "cfg": cfg, "versions": (v1["version"], v2["version"]),
-            "forest_store": forest_store}
+            "forest_store": forest_store, "forest_version": forest["version"]}
 
 
 def contender(bed: Bed, prep: dict, name: str, tag: str, in_topic: str, out_topic: str) -> tuple:
@@ -131,6 +133,9 @@ def contender(bed: Bed, prep: dict, name: str, tag: str, in_topic: str, out_topi
             "modelcast_rollback": ["--alias", "champion"],
             "modelcast_nodrift": ["--no-drift"],
         }.get(name, [])
+        # the forest is pinned: it was not announced on the train topic the service follows
+        if name == "modelcast_forest":
+            flags = ["--model", prep["forest_version"]]
         models = prep["forest_store"] if name == "modelcast_forest" else bed.models
         return [bed.modelcast, "predict", "--serve", "--kafka-config", cfg, "--store", f"file://{models}", *flags], cfg
     bed.create_topics([out_topic])
