@@ -194,49 +194,61 @@ impl Packed {
         })
     }
 
+    /// A row's outputs before its first tree (`out`: `outputs` long).
+    #[inline]
+    fn start(&self, out: &mut [f64]) {
+        match (self.outputs, self.combine) {
+            // `Iterator::sum`'s start, as the reference sums its trees
+            (1, _) => out[0] = std::iter::empty::<f64>().sum(),
+            (_, Combine::Average) => out.fill(0.0),
+            (_, Combine::Sum) => out.copy_from_slice(&self.bases),
+        }
+    }
+
+    /// Add tree `tree`'s leaf `leaf` to a row's outputs (trees in order, as the reference).
+    #[inline]
+    fn add(&self, out: &mut [f64], tree: usize, leaf: u32) {
+        let k = self.outputs;
+        match (k, self.combine) {
+            (1, _) => out[0] += self.values[leaf as usize],
+            (_, Combine::Average) => {
+                let at = leaf as usize * k;
+                out.iter_mut().zip(&self.values[at..at + k]).for_each(|(o, v)| *o += v);
+            }
+            (_, Combine::Sum) => out[tree % k] += self.values[leaf as usize],
+        }
+    }
+
+    /// A row's outputs once every tree is added.
+    #[inline]
+    fn finish(&self, out: &mut [f64]) {
+        let trees = self.trees() as f64;
+        match (self.outputs, self.combine) {
+            (1, Combine::Average) => out[0] = self.base + out[0] / trees,
+            (1, Combine::Sum) => out[0] += self.base,
+            (_, Combine::Average) => out.iter_mut().for_each(|o| *o /= trees),
+            (_, Combine::Sum) => {}
+        }
+    }
+
     /// The prediction for one design row (a single-output ensemble): [`Ensemble::predict`].
     #[inline]
     pub fn predict(&self, x: &[f64]) -> f64 {
-        // `Iterator::sum`'s start, as the reference sums its trees
-        let mut s: f64 = std::iter::empty::<f64>().sum();
-        self.each_chunk(x, |_, leaves| {
-            s = leaves.iter().fold(s, |a, &l| a + self.values[l as usize]);
-        });
-        match self.combine {
-            Combine::Average => self.base + s / self.trees() as f64,
-            Combine::Sum => self.base + s,
-        }
+        let mut out = [0.0];
+        self.predict_into(x, &mut out);
+        out[0]
     }
 
     /// Every output for one design row into `out`: [`Ensemble::predict_into`].
     #[inline]
     pub fn predict_into(&self, x: &[f64], out: &mut [f64]) {
-        let k = self.outputs;
-        if k == 1 {
-            out[0] = self.predict(x);
-            return;
-        }
-        match self.combine {
-            Combine::Average => {
-                out.fill(0.0);
-                self.each_chunk(x, |_, leaves| {
-                    for &l in leaves {
-                        let at = l as usize * k;
-                        out.iter_mut().zip(&self.values[at..at + k]).for_each(|(o, v)| *o += v);
-                    }
-                });
-                let n = self.trees() as f64;
-                out.iter_mut().for_each(|o| *o /= n);
+        self.start(out);
+        self.each_chunk(x, |from, leaves| {
+            for (i, &l) in leaves.iter().enumerate() {
+                self.add(out, from + i, l);
             }
-            Combine::Sum => {
-                out.copy_from_slice(&self.bases);
-                self.each_chunk(x, |from, leaves| {
-                    for (i, &l) in leaves.iter().enumerate() {
-                        out[(from + i) % k] += self.values[l as usize];
-                    }
-                });
-            }
-        }
+        });
+        self.finish(out);
     }
 
     /// Every output of `out.len() / outputs` design rows in float32 (`x`, row-major, `width`
@@ -250,12 +262,7 @@ impl Packed {
         let k = self.outputs;
         let n = out.len() / k;
         assert!(x.len() >= n * width, "{} design values for {n} rows of {width}", x.len());
-        match (k, self.combine) {
-            // `Iterator::sum`'s start, as the reference sums its trees
-            (1, _) => out.fill(std::iter::empty::<f64>().sum()),
-            (_, Combine::Average) => out.fill(0.0),
-            (_, Combine::Sum) => out.chunks_exact_mut(k).for_each(|o| o.copy_from_slice(&self.bases)),
-        }
+        out.chunks_exact_mut(k).for_each(|o| self.start(o));
         // rows per pass: about 32 KiB of design values
         let pass = ((8192 / width.max(1)) / BLOCK).max(1) * BLOCK;
         let mut leaves = [0u32; BLOCK];
@@ -267,29 +274,12 @@ impl Packed {
                     let m = BLOCK.min(first + rows - b);
                     self.walk_block(x, width, b, m, root, self.depth[t], &mut leaves);
                     for (r, &l) in leaves[..m].iter().enumerate() {
-                        let row = b + r;
-                        match (k, self.combine) {
-                            (1, _) => out[row] += self.values[l as usize],
-                            (_, Combine::Average) => {
-                                let at = l as usize * k;
-                                out[row * k..(row + 1) * k]
-                                    .iter_mut()
-                                    .zip(&self.values[at..at + k])
-                                    .for_each(|(o, v)| *o += v);
-                            }
-                            (_, Combine::Sum) => out[row * k + t % k] += self.values[l as usize],
-                        }
+                        self.add(&mut out[(b + r) * k..(b + r + 1) * k], t, l);
                     }
                 }
             }
         }
-        let trees = self.trees() as f64;
-        match (k, self.combine) {
-            (1, Combine::Average) => out.iter_mut().for_each(|s| *s = self.base + *s / trees),
-            (1, Combine::Sum) => out.iter_mut().for_each(|s| *s += self.base),
-            (_, Combine::Average) => out.iter_mut().for_each(|o| *o /= trees),
-            (_, Combine::Sum) => {}
-        }
+        out.chunks_exact_mut(k).for_each(|o| self.finish(o));
     }
 
     /// The leaves rows `first..first + m` (`m` ≤ [`BLOCK`]) reach in the tree at `root` of

@@ -66,38 +66,19 @@ fn records() -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Score `records` one by one (`score_into`), or with `ahead` as the service scores a tree
+/// model's batch: decoded and scored together first, the messages written after.
 fn score_all<'a, 't>(
     m: &Served,
     records: &'a [Vec<u8>],
     scratch: &mut Scratch<'a>,
+    mut ahead: Option<&mut Ahead<'a>>,
     out: &mut Outbox<'t>,
 ) -> Vec<Verdict> {
     out.clear();
-    let mut verdicts = Vec::with_capacity(records.len());
-    for (i, r) in records.iter().enumerate() {
-        let rec = Incoming {
-            bytes: r,
-            origin: OriginRef::Kafka { topic: "features", partition: 2, offset: i as i64 },
-            transport_key: (i % 16 == 0).then_some(&b"tk"[..]),
-            timestamp_ms: Some(7),
-        };
-        let msg = out.next(TOPICS.app_messages);
-        verdicts.push(score_into(m, &rec, 1_000, scratch, msg, TOPICS.app_messages, &TOPICS).expect("encode"));
+    if let Some(a) = ahead.as_deref_mut() {
+        decode_ahead(m, records.iter().map(|r| Some(&r[..])), a);
     }
-    verdicts
-}
-
-/// [`score_all`] as the service scores a batch of a tree model: decoded and scored together
-/// first, the messages written after.
-fn score_all_ahead<'a, 't>(
-    m: &Served,
-    records: &'a [Vec<u8>],
-    scratch: &mut Scratch<'a>,
-    ahead: &mut Ahead<'a>,
-    out: &mut Outbox<'t>,
-) -> Vec<Verdict> {
-    out.clear();
-    decode_ahead(m, records.iter().map(|r| Some(&r[..])), ahead);
     let mut verdicts = Vec::with_capacity(records.len());
     for (i, r) in records.iter().enumerate() {
         let rec = Incoming {
@@ -107,7 +88,10 @@ fn score_all_ahead<'a, 't>(
             timestamp_ms: Some(7),
         };
         let msg = out.next(TOPICS.app_messages);
-        let v = score_ahead_into(m, &rec, i, ahead, 1_000, scratch, msg, TOPICS.app_messages, &TOPICS);
+        let v = match ahead.as_deref() {
+            Some(a) => score_ahead_into(m, &rec, i, a, 1_000, scratch, msg, TOPICS.app_messages, &TOPICS),
+            None => score_into(m, &rec, 1_000, scratch, msg, TOPICS.app_messages, &TOPICS),
+        };
         verdicts.push(v.expect("encode"));
     }
     verdicts
@@ -123,7 +107,7 @@ fn the_hot_path_writes_what_the_allocating_path_writes() {
 fn same_messages(m: &Served, params: &str) {
     let records = records();
     let (mut scratch, mut out) = (Scratch::default(), Outbox::default());
-    let verdicts = score_all(m, &records, &mut scratch, &mut out);
+    let verdicts = score_all(m, &records, &mut scratch, None, &mut out);
     assert_eq!(out.len(), records.len());
     let mut rejected = 0;
     for (i, (msg, verdict)) in out.messages().iter().zip(&verdicts).enumerate() {
@@ -144,7 +128,7 @@ fn same_messages(m: &Served, params: &str) {
     assert_eq!(rejected, records.len() / 8, "the non-numbers, and only them, are dead letters");
     // the batch decoded and scored together: the same messages, bit for bit, for every model
     let (mut ahead, mut together) = (Ahead::default(), Outbox::default());
-    let verdicts_ahead = score_all_ahead(m, &records, &mut scratch, &mut ahead, &mut together);
+    let verdicts_ahead = score_all(m, &records, &mut scratch, Some(&mut ahead), &mut together);
     assert_eq!(together.messages(), out.messages(), "{params}: scored together");
     assert_eq!(verdicts_ahead, verdicts, "{params}: scored together");
     // every record is a JSON object: each one's cells are kept for the drift window
@@ -163,7 +147,7 @@ fn allocates_nothing(m: &Served, params: &str) {
     // the records every service sees: keyed, flat, scored
     let records: Vec<Vec<u8>> = records().into_iter().enumerate().filter(|(i, _)| i % 8 > 2).map(|(_, r)| r).collect();
     let (mut scratch, mut out) = (Scratch::default(), Outbox::default());
-    let mut verdicts = score_all(m, &records, &mut scratch, &mut out);
+    let mut verdicts = score_all(m, &records, &mut scratch, None, &mut out);
     let counted = allocation_counter::measure(|| {
         out.clear();
         for (i, r) in records.iter().enumerate() {
@@ -182,14 +166,14 @@ fn allocates_nothing(m: &Served, params: &str) {
     // and the measurement is live: the first batch, with no grown buffers, did allocate
     let fresh = allocation_counter::measure(|| {
         let (mut scratch, mut out) = (Scratch::default(), Outbox::default());
-        score_all(m, &records, &mut scratch, &mut out);
+        score_all(m, &records, &mut scratch, None, &mut out);
     });
     assert!(fresh.count_total > 0);
     // scored together: nothing allocated once the batch's buffers have grown
     let (mut ahead, mut out) = (Ahead::default(), Outbox::default());
-    score_all_ahead(m, &records, &mut scratch, &mut ahead, &mut out);
+    score_all(m, &records, &mut scratch, Some(&mut ahead), &mut out);
     let counted = allocation_counter::measure(|| {
-        score_all_ahead(m, &records, &mut scratch, &mut ahead, &mut out);
+        score_all(m, &records, &mut scratch, Some(&mut ahead), &mut out);
     });
     // one: the verdicts' vector the helper returns
     assert_eq!(counted.count_total, 1, "{params}: allocations scoring {} records together", records.len());
